@@ -1,0 +1,533 @@
+"""The sans-I/O colo-compare engine.
+
+``Engine`` is QEMU's colo-compare (net/colo-compare.c) without the I/O: it never opens a
+file or socket and never reads a clock.  The caller
+
+* feeds it frames with their arrival time: ``feed(side, data, time_ns, vnet_hdr_len, ident)``,
+* tells it that time advanced: ``advance(time_ns)`` (the expiry scans that fall due run),
+* tells it that a checkpoint completed: ``checkpoint(time_ns)`` (every queue is flushed),
+* for the 4.1 profile, tells it when the VM stops and runs again: ``vm_stop`` / ``vm_resume``
+  (4.1 scans on QEMU_CLOCK_VIRTUAL, which stands still while the VM is stopped),
+
+and gets back a list of ``Event`` for every decision QEMU makes.  The same inputs always
+give the same events.
+
+Example::
+
+    from colo_replay import Engine, PRIMARY, SECONDARY, EventKind
+    eng = Engine("7.2")
+    eng.feed(PRIMARY, frame_a, time_ns=1_000_000, ident=1)
+    for ev in eng.feed(SECONDARY, frame_a_from_svm, time_ns=1_200_000, ident=1):
+        print(ev.describe())          # RELEASE/COMPARED_EQUAL P#1 with S#1, ...
+
+Queues are ``collections.deque`` objects kept in GLib order (index 0 = ``g_queue`` head), so
+each profile pops and pushes at exactly the end QEMU does, and ``g_queue_insert_sorted`` /
+``g_queue_find_custom`` walk them in QEMU's order.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from .events import Cause, EventKind, _new_event, Event
+from .packet import (
+    IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PRIMARY, SECONDARY, Packet, connection_key,
+    fill_tcp_info, padded, parse_packet_early,
+)
+from .profiles import (
+    ACK_UMAX, GATE_SACK, OVERFLOW_CRASH, ZERO_SIGSEGV, CompareConfig, Profile, get_profile,
+)
+
+HASHTABLE_MAX_SIZE = 16384   # net/colo.h
+MS = 1_000_000               # ns per ms
+
+# Event kinds and causes as plain ints for the hot path
+_RELEASE = EventKind.RELEASE
+_SDROP = EventKind.SECONDARY_DROPPED
+_CKPT = EventKind.CHECKPOINT_REQUEST
+_FULL = EventKind.QUEUE_FULL_DROP
+_UNDEF = EventKind.UNDEFINED
+_C_EQUAL = Cause.COMPARED_EQUAL
+_C_ALREADY = Cause.ALREADY_COMPARED
+_C_ZERO = Cause.ZERO_PAYLOAD
+_C_CONSUMED = Cause.CONSUMED
+_C_FLUSH = Cause.FLUSH
+
+# colo_mark_tcp_pkt outcomes
+_FREE_PRIMARY = 1
+_FREE_SECONDARY = 2
+_FREE_BOTH = 3
+_FAIL_MISCOMPARE = -1
+_FAIL_ACK_GATE = -2
+
+
+class Connection:
+    """QEMU ``Connection``: the two queues of one flow and its TCP bookkeeping."""
+
+    __slots__ = ("index", "ip_proto", "primary", "secondary", "compare_seq", "pack", "sack", "key")
+
+    def __init__(self, index: int, ip_proto: int, key: bytes):
+        self.index = index            # position in first-seen order, never reused
+        self.ip_proto = ip_proto
+        self.key = key
+        self.primary: deque = deque()
+        self.secondary: deque = deque()
+        self.compare_seq = 0          # 0 doubles as "unset" in QEMU
+        self.pack = 0
+        self.sack = 0
+
+
+def _after(seq1: int, seq2: int) -> bool:
+    """colo-compare.c ``after()``: (int32_t)(seq1 - seq2) > 0."""
+    return 0 < ((seq1 - seq2) & 0xFFFFFFFF) < 0x80000000
+
+
+class Engine:
+    """An exact, deterministic colo-compare for one QEMU profile.
+
+    ``profile`` is a name ("4.1", "7.2") or a ``Profile``; ``config`` a ``CompareConfig``
+    (QEMU's property names) or ``None`` for the profile's defaults.  ``start_ns`` is when
+    the colo-compare object was created: the expiry-scan grid starts there (first scan one
+    ``expired_scan_cycle`` later).  With ``emit_scans=True`` every scan is an event too.
+    """
+
+    def __init__(self, profile: str | Profile = "7.2", config: CompareConfig | None = None,
+                 start_ns: int = 0, emit_scans: bool = False):
+        self.profile = prof = get_profile(profile)
+        self.config = (config or CompareConfig()).resolve(prof)
+        self.emit_scans = emit_scans
+        self._timeout_ms = self.config.compare_timeout
+        self._cycle_ns = self.config.expired_scan_cycle * MS
+        self._max_queue = self.config.max_queue_size
+        self._vnet = self.config.vnet_hdr_support
+        self._inverted = prof.tcp_compare_inverted
+        self._subtract_vnet = prof.header_size_subtracts_vnet
+        self._ack_umax = prof.ack_tracking == ACK_UMAX
+        self._gate_sack = prof.ack_gate == GATE_SACK
+        self._tcp_tail = prof.tcp_pop_tail
+        self._other_tail = prof.nontcp_pop_tail
+        self._key_ips = prof.portless_key_has_ips
+        self.table: dict[bytes, Connection] = {}
+        self.conn_list: list[Connection] = []   # QEMU conn_list: first-seen order
+        self._next_conn_index = 0
+        self.queued = 0                          # frames in all queues (lets idle scans be skipped)
+        self.now = start_ns
+        # Scan timer.  It is an ms-scale timer: timer_mod(now_ms + cycle).  On the host clock
+        # (5.2+) its deadline is host ns; on the seed's virtual clock it is "VM-running ns since
+        # start", and host = virtual + start + time spent stopped.
+        self._start_ns = start_ns
+        self._paused_ns = 0              # total VM-stopped time so far (virtual-clock profiles)
+        self._stopped_at: int | None = None
+        if prof.scan_on_vm_clock:
+            self._deadline = self._cycle_ns          # virtual ns; virtual clock is 0 at start
+        else:
+            self._deadline = (start_ns // MS) * MS + self._cycle_ns
+        self._out: list = []
+
+    # ------------------------------------------------------------------ public API
+    def feed(self, side: int, data: bytes, time_ns: int, vnet_hdr_len: int = 0,
+             ident=None) -> list[Event]:
+        """A frame fully read from primary_in (side 0) or secondary_in (side 1) at ``time_ns``.
+
+        Scans that fall due up to ``time_ns`` run first.  ``vnet_hdr_len`` is the framing's vnet
+        length word and must be 0 unless the config has ``vnet_hdr_support``.  ``ident`` is kept
+        on the frame and comes back in every event about it.
+        """
+        out = self._out = []
+        if time_ns >= self._next_tick_host_ns():
+            self._run_due_scans(time_ns)
+        if time_ns > self.now:
+            self.now = time_ns
+        if vnet_hdr_len and not self._vnet:
+            raise ValueError("vnet_hdr_len given but vnet_hdr_support is off")
+        pkt = Packet(data, side, time_ns, vnet_hdr_len, ident)
+        self._enqueue_and_compare(pkt, time_ns)
+        return out
+
+    def advance(self, time_ns: int) -> list[Event]:
+        """Time has advanced to ``time_ns``: run every expiry scan due by then."""
+        out = self._out = []
+        if time_ns >= self._next_tick_host_ns():
+            self._run_due_scans(time_ns)
+        if time_ns > self.now:
+            self.now = time_ns
+        return out
+
+    def checkpoint(self, time_ns: int) -> list[Event]:
+        """A checkpoint completed at ``time_ns`` (COLO_EVENT_CHECKPOINT or COLO_CHECKPOINT on
+        notify_dev): release every queued primary and drop every queued secondary."""
+        out = self._out = []
+        if time_ns >= self._next_tick_host_ns():
+            self._run_due_scans(time_ns)
+        if time_ns > self.now:
+            self.now = time_ns
+        self._flush(time_ns)
+        return out
+
+    def vm_stop(self, time_ns: int) -> list[Event]:
+        """The primary VM stopped (a checkpoint began).  On the 4.1 profile the scan timer's
+        clock (QEMU_CLOCK_VIRTUAL) stands still from here until ``vm_resume``."""
+        out = self.advance(time_ns)
+        if self._stopped_at is None:
+            self._stopped_at = time_ns
+        return out
+
+    def vm_resume(self, time_ns: int) -> list[Event]:
+        """The primary VM runs again; see ``vm_stop``."""
+        if self._stopped_at is not None:
+            self._paused_ns += max(0, time_ns - self._stopped_at)
+            self._stopped_at = None
+        return self.advance(time_ns)
+
+    def next_scan_ns(self) -> int | None:
+        """Host time (ns) of the next expiry scan, or None while a 4.1 VM is stopped."""
+        t = self._next_tick_host_ns()
+        return None if t == _NEVER else t
+
+    def queue_lengths(self) -> tuple[int, int]:
+        """(primary, secondary) frames queued over all connections."""
+        p = sum(len(c.primary) for c in self.conn_list)
+        s = sum(len(c.secondary) for c in self.conn_list)
+        return p, s
+
+    # ------------------------------------------------------------------ input path
+    def _enqueue_and_compare(self, pkt: Packet, t: int) -> None:
+        """compare_pri_rs_finalize / compare_sec_rs_finalize."""
+        out = self._out
+        side = pkt.side
+        prof = self.profile
+        if pkt.size == 0:
+            # A zero-length frame kills QEMU: NULL deref (seed) / assert(data) (7.2).
+            crash = Cause.SIGSEGV_NULL_FRAME if prof.zero_length == ZERO_SIGSEGV else Cause.SIGABRT_ASSERT_DATA
+            out.append(_new_event(Event, (EventKind.QEMU_CRASH, crash, t, pkt, None, -1, 0)))
+            out.append(_new_event(Event, (EventKind.UNSUPPORTED, Cause.ZERO_LENGTH, t, pkt, None, -1, 0)))
+            if side == SECONDARY:
+                out.append(_new_event(Event, (_SDROP, Cause.UNSUPPORTED_FRAME, t, pkt, None, -1, 0)))
+            # A primary of size 0 has nothing to write (compare_chr_send returns on !size).
+            return
+        why = parse_packet_early(pkt, prof)
+        if why:
+            if pkt.undefined:
+                out.append(_new_event(Event, (_UNDEF, Cause.OOB_READ, t, pkt, None, -1, 0)))
+            out.append(_new_event(Event, (EventKind.UNSUPPORTED, why, t, pkt, None, -1, 0)))
+            if side == PRIMARY:
+                # "primary: unsupported packet in": written to outdev at once, uncompared (Q22).
+                out.append(_new_event(Event, (_RELEASE, Cause.PASSTHROUGH, t, pkt, None, -1, 0)))
+            else:
+                out.append(_new_event(Event, (_SDROP, Cause.UNSUPPORTED_FRAME, t, pkt, None, -1, 0)))
+            return
+        if pkt.undefined:
+            out.append(_new_event(Event, (_UNDEF, Cause.OOB_READ, t, pkt, None, -1, 0)))
+        key = connection_key(pkt, self._key_ips)
+        conn = self.table.get(key)
+        if conn is None:
+            conn = self._connection_get(key, pkt.ip_proto, t)
+        # colo_insert_packet: "<=" admits max_queue_size + 1 frames (Q5)
+        queue = conn.primary if side == PRIMARY else conn.secondary
+        proto = conn.ip_proto
+        if len(queue) <= self._max_queue:
+            self.queued += 1
+            if proto == IPPROTO_TCP:
+                fill_tcp_info(pkt, self._subtract_vnet)
+                ack = pkt.tcp_ack
+                if side == PRIMARY:
+                    conn.pack = ack if not self._ack_umax or ack > conn.pack else conn.pack
+                else:
+                    conn.sack = ack if not self._ack_umax or ack > conn.sack else conn.sack
+                self._insert_sorted(queue, pkt)
+            else:
+                queue.append(pkt)
+        else:
+            # Dropped: lost for good, no checkpoint, pack/sack untouched; the compare still runs.
+            out.append(_new_event(Event, (_FULL, Cause.NONE, t, pkt, None, conn.index, len(queue))))
+        # colo_compare_connection
+        if proto == IPPROTO_TCP:
+            self._compare_tcp(conn, t)
+        else:
+            self._compare_packet(conn, t, proto)
+
+    def _connection_get(self, key: bytes, ip_proto: int, t: int) -> Connection:
+        """connection_get(): create the connection, resetting the table when it is full (1.7)."""
+        out = self._out
+        if len(self.table) > HASHTABLE_MAX_SIZE:
+            lost = len(self.conn_list)
+            if self.profile.table_overflow == OVERFLOW_CRASH:
+                out.append(_new_event(Event, (EventKind.QEMU_CRASH, Cause.DOUBLE_FREE, t, None, None, -1, lost)))
+            out.append(_new_event(Event, (EventKind.TABLE_RESET, Cause.NONE, t, None, None, -1, lost)))
+            for old in self.conn_list:
+                for p in old.primary:
+                    out.append(_new_event(Event, (EventKind.PRIMARY_LOST, Cause.TABLE_RESET, t, p, None, old.index, 0)))
+                for s in old.secondary:
+                    out.append(_new_event(Event, (_SDROP, Cause.TABLE_RESET, t, s, None, old.index, 0)))
+                self.queued -= len(old.primary) + len(old.secondary)
+            self.table.clear()
+            self.conn_list.clear()
+        conn = Connection(self._next_conn_index, ip_proto, key)
+        self._next_conn_index += 1
+        self.table[key] = conn
+        self.conn_list.append(conn)   # !conn->processing: pushed once, in first-seen order
+        if self.profile.compare_seq_uninitialised:
+            out.append(_new_event(Event, (_UNDEF, Cause.COMPARE_SEQ_UNINIT, t, None, None, conn.index, 0)))
+        return conn
+
+    def _insert_sorted(self, queue: deque, pkt: Packet) -> None:
+        """g_queue_insert_sorted(queue, pkt, seq_sorter): before the first element e with
+        seq_sorter(e, pkt) >= 0.  Seed sorter: s32(e.seq - pkt.seq) (ascending, ties LIFO);
+        7.0+: s32(pkt.seq - e.seq) (descending, popped at the tail, ties FIFO).  The scan is
+        done exactly as GLib does it, since s32 ordering is not transitive (Q3)."""
+        if not queue:
+            queue.append(pkt)
+            return
+        seq = pkt.tcp_seq
+        i = 0
+        if self._tcp_tail:
+            for e in queue:
+                if (seq - e.tcp_seq) & 0xFFFFFFFF < 0x80000000:   # s32(new - e) >= 0
+                    break
+                i += 1
+        else:
+            for e in queue:
+                if (e.tcp_seq - seq) & 0xFFFFFFFF < 0x80000000:   # s32(e - new) >= 0
+                    break
+                i += 1
+        if i == 0:
+            queue.appendleft(pkt)
+        elif i == len(queue):
+            queue.append(pkt)
+        else:
+            queue.insert(i, pkt)
+
+    # ------------------------------------------------------------------ TCP
+    def _compare_tcp(self, conn: Connection, t: int) -> None:
+        """colo_compare_tcp(), gotos and all."""
+        out = self._out
+        pl = conn.primary
+        sl = conn.secondary
+        if self._tcp_tail:
+            pop_p, push_p, pop_s, push_s = pl.pop, pl.append, sl.pop, sl.append
+        else:
+            pop_p, push_p, pop_s, push_s = pl.popleft, pl.appendleft, sl.popleft, sl.appendleft
+        # min_ack is computed once per call, before any packet is popped.
+        pack, sack = conn.pack, conn.sack
+        if self._gate_sack:
+            min_ack = sack                                  # (u32)(pack - sack) > 0 ? sack : pack
+        else:
+            min_ack = pack if pack < sack else sack         # unsigned MIN
+        ci = conn.index
+        ppkt = None
+        need_pri = True
+        while True:
+            if need_pri:                                    # pri:
+                if not pl:
+                    return
+                ppkt = pop_p()
+            if not sl:                                      # sec:
+                push_p(ppkt)
+                return
+            spkt = pop_s()
+            if ppkt.tcp_seq == ppkt.seq_end:
+                self.queued -= 1
+                out.append(_new_event(Event, (_RELEASE, _C_ZERO, t, ppkt, spkt, ci, 0)))
+                ppkt = None
+            cseq = conn.compare_seq
+            if ppkt is not None and cseq and not _after(ppkt.seq_end, cseq):
+                self.queued -= 1
+                out.append(_new_event(Event, (_RELEASE, _C_ALREADY, t, ppkt, None, ci, 0)))
+                ppkt = None
+            if spkt.tcp_seq == spkt.seq_end:
+                self.queued -= 1
+                out.append(_new_event(Event, (_SDROP, _C_ZERO, t, spkt, None, ci, 0)))
+                need_pri = ppkt is None
+                continue
+            if cseq and not _after(spkt.seq_end, cseq):
+                self.queued -= 1
+                out.append(_new_event(Event, (_SDROP, _C_ALREADY, t, spkt, None, ci, 0)))
+                need_pri = ppkt is None
+                continue
+            if ppkt is None:
+                push_s(spkt)
+                need_pri = True
+                continue
+            mark = self._mark_tcp(ppkt, spkt, min_ack, t)
+            if mark == _FREE_PRIMARY:
+                conn.compare_seq = ppkt.seq_end
+                self.queued -= 1
+                out.append(_new_event(Event, (_RELEASE, _C_EQUAL, t, ppkt, spkt, ci, 0)))
+                push_s(spkt)
+                need_pri = True
+            elif mark == _FREE_SECONDARY:
+                conn.compare_seq = spkt.seq_end
+                self.queued -= 1
+                out.append(_new_event(Event, (_SDROP, _C_CONSUMED, t, spkt, ppkt, ci, 0)))
+                need_pri = False
+            elif mark == _FREE_BOTH:
+                conn.compare_seq = ppkt.seq_end
+                self.queued -= 2
+                out.append(_new_event(Event, (_RELEASE, _C_EQUAL, t, ppkt, spkt, ci, 0)))
+                out.append(_new_event(Event, (_SDROP, _C_EQUAL, t, spkt, ppkt, ci, 0)))
+                need_pri = True
+            else:
+                push_p(ppkt)
+                push_s(spkt)
+                cause = Cause.ACK_GATE if mark == _FAIL_ACK_GATE else Cause.MISCOMPARE
+                out.append(_new_event(Event, (_CKPT, cause, t, ppkt, spkt, ci, 0)))
+                return
+
+    def _payload_equal(self, p: Packet, poff: int, s: Packet, soff: int, length: int, t: int) -> bool:
+        """memcmp(p.data + poff, s.data + soff, len) == 0, all three uint16_t as in
+        colo_compare_packet_payload(); reads past either frame see zero bytes and are flagged."""
+        poff &= 0xFFFF
+        soff &= 0xFFFF
+        length &= 0xFFFF
+        pe = poff + length
+        se = soff + length
+        if pe <= p.size and se <= s.size:
+            return p.data[poff:pe] == s.data[soff:se]
+        out = self._out
+        if pe > p.size:
+            p.undefined = True
+            out.append(_new_event(Event, (_UNDEF, Cause.OOB_READ, t, p, s, -1, length)))
+        if se > s.size:
+            s.undefined = True
+            out.append(_new_event(Event, (_UNDEF, Cause.OOB_READ, t, s, p, -1, length)))
+        return padded(p.data, pe)[poff:pe] == padded(s.data, se)[soff:se]
+
+    def _mark_tcp(self, p: Packet, s: Packet, max_ack: int, t: int) -> int:
+        """colo_mark_tcp_pkt(); the seed's payload test is inverted (Q1)."""
+        inv = self._inverted
+        if p.tcp_seq == s.tcp_seq and p.seq_end == s.seq_end:
+            if self._payload_equal(p, p.header_size, s, s.header_size, p.payload_size, t) != inv:
+                return _FREE_BOTH
+        if not _after(p.seq_end, s.seq_end):
+            # one part of the secondary payload still needs to be compared
+            if self._payload_equal(p, p.header_size + p.offset, s, s.header_size + s.offset,
+                                   p.payload_size - p.offset, t) != inv:
+                if not _after(p.tcp_ack, max_ack):
+                    s.offset = (s.offset + p.payload_size - p.offset) & 0xFFFF
+                    return _FREE_PRIMARY
+                return _FAIL_ACK_GATE      # "secondary guest hasn't ack the data"
+        else:
+            # primary longer than secondary: compare the common part, advance the primary offset
+            if self._payload_equal(p, p.header_size + p.offset, s, s.header_size + s.offset,
+                                   s.payload_size - s.offset, t) != inv:
+                p.offset = (p.offset + s.payload_size - s.offset) & 0xFFFF
+                return _FREE_SECONDARY
+        return _FAIL_MISCOMPARE
+
+    # ------------------------------------------------------------------ UDP / ICMP / other
+    def _compare_packet(self, conn: Connection, t: int, proto: int) -> None:
+        """colo_compare_packet() with colo_packet_compare_udp/icmp/other."""
+        out = self._out
+        pl = conn.primary
+        sl = conn.secondary
+        tail = self._other_tail
+        ci = conn.index
+        while pl and sl:
+            p = pl.pop() if tail else pl.popleft()
+            psize = p.size
+            if proto == IPPROTO_UDP or proto == IPPROTO_ICMP:
+                # primary's ip_hl and vnet length for both frames, L2 assumed 14 bytes (Q9)
+                off = (((p.data[p.net_off] & 0x0F) << 2) + 14 + p.vnet_hdr_len) & 0xFFFF
+            else:
+                off = p.vnet_hdr_len   # "other": Ethernet and IP headers compared too (Q10)
+            length = (psize - off) & 0xFFFF
+            match = -1
+            same_size = -1
+            for i, s in enumerate(sl):          # g_queue_find_custom: from the head (oldest)
+                if s.size != psize:
+                    continue
+                if same_size < 0:
+                    same_size = i
+                if self._payload_equal(p, off, s, off, length, t):
+                    match = i
+                    break
+            if match >= 0:
+                s = sl[match]
+                del sl[match]
+                self.queued -= 2
+                out.append(_new_event(Event, (_RELEASE, _C_EQUAL, t, p, s, ci, 0)))
+                out.append(_new_event(Event, (_SDROP, _C_EQUAL, t, s, p, ci, 0)))
+            else:
+                if tail:
+                    pl.append(p)
+                else:
+                    pl.appendleft(p)
+                if same_size >= 0:
+                    out.append(_new_event(Event, (_CKPT, Cause.MISCOMPARE, t, p, sl[same_size], ci, 0)))
+                else:
+                    out.append(_new_event(Event, (_CKPT, Cause.SIZE_MISMATCH, t, p, sl[0], ci, 0)))
+                return
+
+    # ------------------------------------------------------------------ flush
+    def _flush(self, t: int) -> None:
+        """colo_flush_packets() for every connection in conn_list order (2.9).  compare_seq,
+        pack, sack, the table and the scan phase survive a flush."""
+        out = self._out
+        out.append(_new_event(Event, (EventKind.FLUSH, Cause.CHECKPOINT, t, None, None, -1, 0)))
+        for conn in self.conn_list:
+            tail = self._tcp_tail if conn.ip_proto == IPPROTO_TCP else self._other_tail
+            pl = conn.primary
+            sl = conn.secondary
+            ci = conn.index
+            if pl:
+                order = reversed(pl) if tail else pl
+                for p in order:
+                    out.append(_new_event(Event, (_RELEASE, _C_FLUSH, t, p, None, ci, 0)))
+                pl.clear()
+            if sl:
+                order = reversed(sl) if tail else sl
+                for s in order:
+                    out.append(_new_event(Event, (_SDROP, _C_FLUSH, t, s, None, ci, 0)))
+                sl.clear()
+        self.queued = 0
+
+    # ------------------------------------------------------------------ expiry scan
+    def _next_tick_host_ns(self) -> int:
+        if not self.profile.scan_on_vm_clock:
+            return self._deadline
+        if self._stopped_at is not None:
+            return _NEVER
+        return self._deadline + self._start_ns + self._paused_ns
+
+    def _run_due_scans(self, until_ns: int) -> None:
+        """Run check_old_packet_regular for every tick due by ``until_ns``, re-arming the timer at
+        tick + expired_scan_cycle as QEMU does (the tick fires exactly at its deadline here)."""
+        cycle = self._cycle_ns
+        while True:
+            tick = self._next_tick_host_ns()
+            if tick > until_ns:
+                return
+            if not self.queued and not self.emit_scans:
+                # Nothing queued: every scan up to until_ns finds nothing.  Skip them at once.
+                n = (until_ns - tick) // cycle + 1
+                self._deadline += n * cycle
+                continue
+            self._scan(tick)
+            self._deadline += cycle
+
+    def _scan(self, tick_ns: int) -> None:
+        """colo_old_packet_check(): stop at the first connection holding a frame older than
+        compare_timeout (strictly), primary list first, then (5.2+) the secondary list."""
+        out = self._out
+        now_ms = tick_ns // MS          # qemu_clock_get_ms(QEMU_CLOCK_HOST)
+        timeout = self._timeout_ms
+        scan_sec = self.profile.scan_secondary
+        if self.emit_scans:
+            out.append(_new_event(Event, (EventKind.SCAN, Cause.TICK, tick_ns, None, None, -1, 0)))
+        if not self.queued:
+            return
+        for conn in self.conn_list:
+            for p in conn.primary:
+                if now_ms - p.creation_ms > timeout:
+                    out.append(_new_event(Event, (_CKPT, Cause.EXPIRED, tick_ns, p, None, conn.index,
+                                                  now_ms - p.creation_ms)))
+                    return
+            if scan_sec:
+                for s in conn.secondary:
+                    if now_ms - s.creation_ms > timeout:
+                        out.append(_new_event(Event, (_CKPT, Cause.EXPIRED, tick_ns, s, None, conn.index,
+                                                      now_ms - s.creation_ms)))
+                        return
+
+
+_NEVER = 1 << 126
