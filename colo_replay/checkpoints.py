@@ -1,0 +1,123 @@
+"""A model of the COLO checkpoint cycle seen from colo-compare (QEMU migration/colo.c), sans-I/O.
+
+What it mirrors:
+
+* ``colo_checkpoint_notify()``: every checkpoint request (colo-compare's notifier) wakes the
+  checkpoint loop *and* re-arms the periodic timer at ``now + x-checkpoint-delay``; the periodic
+  timer calls the same function, so a periodic checkpoint comes ``x-checkpoint-delay`` after the
+  last request or checkpoint trigger, whichever was later.
+* 5.1+ (bb70b66ed7) waits on a ``QemuEvent``: every request that arrives before the loop resets
+  the event collapses into one checkpoint; requests arriving while a checkpoint runs give exactly
+  one more checkpoint after it.  The seed (4.1) waits on a counting semaphore: every request is
+  one checkpoint transaction, run back to back (spec Q18).
+* ``colo_do_checkpoint_transaction()`` stops the primary VM, makes compare flush, sends the state
+  and restarts the VM.  Here a checkpoint stops the VM for ``duration_ns`` and compare is
+  flushed when it ends (4.1's expiry-scan clock stands still meanwhile).
+
+Alternatively ``measured`` takes flush times recorded on a real rig: then requests change
+nothing and compare is flushed exactly at those times.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_NEVER = 1 << 126
+
+# causes of a checkpoint (timeline rows "checkpoint_start")
+REQUESTED = "requested"     # colo-compare asked for it (miscompare / expired frame)
+PERIODIC = "periodic"       # x-checkpoint-delay elapsed
+MEASURED = "measured"       # a flush time from --checkpoints-at
+
+
+@dataclass
+class CheckpointAction:
+    kind: str        # "start" or "end"
+    time: int        # ns
+    cause: str       # REQUESTED / PERIODIC / MEASURED
+    index: int       # checkpoint number, from 1
+
+
+class CheckpointModel:
+    """The checkpoint cycle.  Tell it about requests; ask it what happens next and when.
+
+    ``delay_ns`` = 0 disables periodic checkpoints.  ``coalesce`` is the profile's
+    ``checkpoint_requests_coalesce``.
+    """
+
+    def __init__(self, start_ns: int, duration_ns: int, delay_ns: int, coalesce: bool,
+                 measured: list[int] | None = None):
+        if duration_ns < 0 or delay_ns < 0:
+            raise ValueError("checkpoint duration and delay must not be negative")
+        self.duration_ns = duration_ns
+        self.delay_ns = delay_ns
+        self.coalesce = coalesce
+        self.measured = sorted(measured) if measured is not None else None
+        self._measured_pos = 0
+        self.running_until: int | None = None    # end time of the checkpoint in progress
+        self.running_cause = ""
+        self.pending = 0                         # checkpoints owed after the running one
+        self.pending_cause = REQUESTED
+        self.periodic_at = start_ns + delay_ns if delay_ns and measured is None else _NEVER
+        self.count = 0
+        self.requests = 0
+
+    def next_time(self) -> int:
+        """When the model next has something to do (ns); a huge number if never."""
+        if self.measured is not None:
+            if self._measured_pos < len(self.measured):
+                return self.measured[self._measured_pos]
+            return _NEVER
+        t = self.periodic_at
+        if self.running_until is not None and self.running_until < t:
+            t = self.running_until
+        return t
+
+    def request(self, t: int) -> list[CheckpointAction]:
+        """colo-compare notified a checkpoint request at ``t``; returns a "start" if one begins."""
+        self.requests += 1
+        if self.measured is not None:
+            return []
+        return self._trigger(t, REQUESTED)
+
+    def advance(self, t: int) -> list[CheckpointAction]:
+        """Everything that happens up to and including ``t``, in time order."""
+        out: list[CheckpointAction] = []
+        while True:
+            nt = self.next_time()
+            if nt > t:
+                return out
+            if self.measured is not None:
+                self._measured_pos += 1
+                self.count += 1
+                out.append(CheckpointAction("start", nt, MEASURED, self.count))
+                out.append(CheckpointAction("end", nt, MEASURED, self.count))
+                continue
+            if self.running_until is not None and self.running_until <= self.periodic_at:
+                out.append(CheckpointAction("end", self.running_until, self.running_cause, self.count))
+                end = self.running_until
+                self.running_until = None
+                if self.pending:
+                    self.pending -= 1
+                    out += self._start(end, self.pending_cause)
+                continue
+            # the periodic timer fires: it is colo_checkpoint_notify() too
+            out += self._trigger(self.periodic_at, PERIODIC)
+
+    def _trigger(self, t: int, cause: str) -> list[CheckpointAction]:
+        if self.delay_ns:
+            self.periodic_at = t + self.delay_ns        # timer_mod(now + x-checkpoint-delay)
+        if self.running_until is None:
+            return self._start(t, cause)
+        if self.coalesce:
+            self.pending = 1                            # qemu_event_set: one more, however many
+        else:
+            self.pending += 1                           # qemu_sem_post: one per request
+        self.pending_cause = cause
+        return []
+
+    def _start(self, t: int, cause: str) -> list[CheckpointAction]:
+        self.count += 1
+        self.running_until = t + self.duration_ns
+        self.running_cause = cause
+        return [CheckpointAction("start", t, cause, self.count)]

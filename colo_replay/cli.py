@@ -1,0 +1,182 @@
+"""The command line: a thin click layer over the Python API.
+
+Data goes to stdout (the timeline as JSON Lines when no ``-o`` is given), the summary, progress
+and diagnostics to stderr.  Exit codes: 0 clean, 1 divergence or a threshold exceeded, 2 bad
+input or usage (one line, no traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from decimal import Decimal
+
+import click
+
+EXIT_CLEAN, EXIT_DIVERGED, EXIT_BAD_INPUT = 0, 1, 2
+MS = 1_000_000
+
+_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": MS, "s": 1_000_000_000}
+
+
+class Duration(click.ParamType):
+    """A time span: ``250ms``, ``1.5s``, ``300us``, ``-20ms``; a bare number means milliseconds."""
+
+    name = "duration"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        m = re.fullmatch(r"\s*([-+]?\d+(?:\.\d*)?|[-+]?\.\d+)\s*(ns|us|µs|ms|s)?\s*", str(value))
+        if not m:
+            self.fail(f"{value!r} is not a duration (e.g. 250ms, 1.5s, 300us)", param, ctx)
+        number, unit = m.group(1), m.group(2) or "ms"
+        return int(round(float(number) * _UNITS[unit]))
+
+
+DURATION = Duration()
+
+
+def _fail(message: str) -> None:
+    click.echo(f"colo-replay: error: {message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def _read_checkpoint_times(path: str) -> list[int]:
+    """``--checkpoints-at``: one flush time per line, seconds since the epoch (replay clock) as a
+    decimal number, or integer nanoseconds with an ``ns`` suffix; ``#`` starts a comment."""
+    times = []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                text = line.split("#", 1)[0].strip().rstrip(",")
+                if not text:
+                    continue
+                try:
+                    if text.endswith("ns"):
+                        times.append(int(text[:-2]))
+                    else:
+                        times.append(int(Decimal(text) * 1_000_000_000))
+                except (ValueError, ArithmeticError):
+                    _fail(f"{path}: line {lineno}: {text!r} is not a time (seconds, or nanoseconds with 'ns')")
+    except OSError as exc:
+        _fail(f"{path}: {exc.strerror}")
+    return times
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="colo-replay")
+def main():
+    """Replay COLO primary/secondary captures through an exact QEMU colo-compare."""
+
+
+@main.command()
+@click.argument("primary", type=click.Path(dir_okay=False))
+@click.argument("secondary", type=click.Path(dir_okay=False))
+@click.option("--qemu", type=click.Choice(["4.1", "7.2"]), default="7.2", show_default=True,
+              help="QEMU version whose colo-compare to reproduce.")
+@click.option("--compare-timeout", type=click.IntRange(min=1), help="compare_timeout, ms (7.2 only; default 3000).")
+@click.option("--expired-scan-cycle", type=click.IntRange(min=1),
+              help="expired_scan_cycle, ms (7.2 only; default 1000).")
+@click.option("--max-queue-size", type=click.IntRange(min=1), help="max_queue_size (7.2 only; default 1024).")
+@click.option("--vnet-hdr-support/--no-vnet-hdr-support", default=False,
+              help="vnet_hdr_support as on colo-compare.")
+@click.option("--vnet-hdr-len", type=click.IntRange(min=0), default=0,
+              help="The captured frames start with a vnet header of this many bytes (implies vnet_hdr_support).")
+@click.option("--primary-offset", type=DURATION, default=0, help="Added to every primary timestamp (ms or 12ms/1.5s).")
+@click.option("--secondary-offset", type=DURATION, default=0, help="Added to every secondary timestamp (clock skew).")
+@click.option("--primary-delay", type=DURATION, default=0, help="Transport delay primary -> colo-compare.")
+@click.option("--secondary-delay", type=DURATION, default=0, help="Transport delay secondary -> colo-compare.")
+@click.option("--scan-phase", type=DURATION, default=0,
+              help="Start of the expiry-scan tick grid, after the first arrival.")
+@click.option("--checkpoint-duration", type=DURATION, default="100ms", show_default=True,
+              help="How long a modelled checkpoint stops the VM before compare is flushed.")
+@click.option("--checkpoint-delay", type=DURATION, default=None,
+              help="x-checkpoint-delay: periodic checkpoint this long after the last one (default 20000 ms; 0 = off).")
+@click.option("--checkpoints-at", type=click.Path(dir_okay=False),
+              help="Measured flush times (one per line, epoch seconds) replacing the checkpoint model.")
+@click.option("--filter", "bpf_filter", help="Keep only frames matching this BPF expression (libpcap syntax).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Timeline file: .parquet, .csv or .jsonl (default: JSON Lines on stdout).")
+@click.option("--summary-json", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")
+@click.option("--max-checkpoints", type=click.IntRange(min=0), help="Exit 1 when more checkpoints were performed.")
+@click.option("--max-held-p99", type=float, help="Exit 1 when the p99 held time exceeds this many ms.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
+def replay(primary, secondary, qemu, compare_timeout, expired_scan_cycle, max_queue_size, vnet_hdr_support,
+           vnet_hdr_len, primary_offset, secondary_offset, primary_delay, secondary_delay, scan_phase,
+           checkpoint_duration, checkpoint_delay, checkpoints_at, bpf_filter, output, summary_json,
+           max_checkpoints, max_held_p99, progress):
+    """Replay PRIMARY and SECONDARY captures; write the timeline, print the summary.
+
+    Exit status: 0 nothing diverged, 1 divergence (or a --max-* threshold exceeded), 2 bad input.
+    """
+    from .captures import open_capture
+    from .captures.errors import CaptureError
+    from .api import Timeline
+    from .replay import ReplayOptions, replay_partial
+
+    if output is not None and not output.lower().endswith((".parquet", ".csv", ".jsonl", ".json", ".ndjson")):
+        _fail(f"{output}: unknown timeline format (use .parquet, .csv or .jsonl)")
+    opts = ReplayOptions(
+        qemu=qemu, compare_timeout=compare_timeout, expired_scan_cycle=expired_scan_cycle,
+        max_queue_size=max_queue_size, vnet_hdr_support=vnet_hdr_support, vnet_hdr_len=vnet_hdr_len,
+        primary_offset_ns=primary_offset, secondary_offset_ns=secondary_offset,
+        primary_delay_ns=primary_delay, secondary_delay_ns=secondary_delay, scan_phase_ns=scan_phase,
+        checkpoint_duration_ns=checkpoint_duration, checkpoint_delay_ns=checkpoint_delay,
+        checkpoints_at=_read_checkpoint_times(checkpoints_at) if checkpoints_at else None,
+        bpf_filter=bpf_filter)
+    if checkpoint_duration < 0 or (checkpoint_delay is not None and checkpoint_delay < 0):
+        _fail("--checkpoint-duration and --checkpoint-delay must not be negative")
+    try:
+        prd = open_capture(primary)
+        srd = open_capture(secondary)
+    except CaptureError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{exc.filename}: {exc.strerror}")
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = None
+    callback = None
+    if show:
+        bar = click.progressbar(length=None, label="replaying", file=sys.stderr, show_pos=True)
+        bar.__enter__()
+        last = [0]
+
+        def callback(n):
+            bar.update(n - last[0])
+            last[0] = n
+    try:
+        result, error = replay_partial(prd, srd, opts, callback)
+    except ValueError as exc:
+        _fail(str(exc))
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    timeline = Timeline(result)
+    try:
+        timeline.write(output, sys.stdout)
+    except OSError as exc:
+        _fail(f"{output}: {exc.strerror}")
+    summary = timeline.summary
+    click.echo(timeline.format_summary(), err=True)
+    if summary_json:
+        with open(summary_json, "w", encoding="utf-8") as fh:
+            json.dump(summary, fh, indent=2, default=str)
+    if error is not None:
+        click.echo(f"colo-replay: error: {error} (timeline is partial)", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    code = EXIT_DIVERGED if summary["divergences"] else EXIT_CLEAN
+    if max_checkpoints is not None and summary["checkpoints"] > max_checkpoints:
+        click.echo(f"colo-replay: {summary['checkpoints']} checkpoints > --max-checkpoints {max_checkpoints}",
+                   err=True)
+        code = EXIT_DIVERGED
+    held = summary["held_ms"]
+    if max_held_p99 is not None and held and held["p99"] > max_held_p99:
+        click.echo(f"colo-replay: held p99 {held['p99']:.3f} ms > --max-held-p99 {max_held_p99}", err=True)
+        code = EXIT_DIVERGED
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

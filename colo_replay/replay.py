@@ -1,0 +1,321 @@
+"""Offline replay: two captures in, a timeline out.
+
+The driver merges the primary's and the secondary's frames by arrival time (capture timestamp
++ per-side offset + per-side transport delay; at equal times the primary goes first), feeds
+them to the ``Engine``, runs the expiry scans on their tick grid and the COLO checkpoint cycle
+(``CheckpointModel``) in between, and collects every event in a ``TimelineCollector``.
+
+It is a discrete-event loop over three clocks: the next frame, the engine's next scan and the
+checkpoint model's next action; whichever comes first is handled first.  The per-frame path is
+kept short (one comparison against a precomputed wake-up time, one ``Engine.feed``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, asdict
+from typing import Callable
+
+from .captures.errors import CaptureError
+from .checkpoints import CheckpointModel
+from .engine import Engine
+from .events import EventKind
+from .profiles import CompareConfig, get_profile
+from .timeline import (
+    CAUSE_TRUNCATED, CHECKPOINT_CAUSE_CODES, KIND_CHECKPOINT_END, KIND_CHECKPOINT_START,
+    KIND_UNCOMPARABLE, TimelineCollector,
+)
+
+MS = 1_000_000
+_CKPT = EventKind.CHECKPOINT_REQUEST
+_NEVER = 1 << 126
+
+
+@dataclass
+class ReplayOptions:
+    """Everything a replay can be told.  Times are integer nanoseconds unless named _ms."""
+
+    qemu: str = "7.2"
+    compare_timeout: int | None = None
+    expired_scan_cycle: int | None = None
+    max_queue_size: int | None = None
+    vnet_hdr_support: bool = False
+    vnet_hdr_len: int = 0                  # bytes of vnet header at the start of every captured frame
+    primary_offset_ns: int = 0
+    secondary_offset_ns: int = 0
+    primary_delay_ns: int = 0
+    secondary_delay_ns: int = 0
+    scan_phase_ns: int = 0                 # scan grid start, relative to the first arrival
+    checkpoint_duration_ns: int = 100 * MS
+    checkpoint_delay_ns: int | None = None  # x-checkpoint-delay; None = profile default (20000 ms)
+    checkpoints_at: list[int] | None = None  # measured flush times (replay clock, ns)
+    bpf_filter: str | None = None
+
+    def compare_config(self) -> CompareConfig:
+        return CompareConfig(self.compare_timeout, self.expired_scan_cycle, self.max_queue_size,
+                             self.vnet_hdr_support or self.vnet_hdr_len > 0)
+
+
+@dataclass
+class SideStats:
+    path: str = ""
+    frames: int = 0              # records read from the capture
+    fed: int = 0                 # frames given to the engine
+    truncated: int = 0           # cut by a snaplen: not compared
+    filtered: int = 0            # removed by --filter
+    format: str = ""
+    linktypes: list = field(default_factory=list)
+    synthesised_ethernet: bool = False
+    first_ns: int | None = None
+    last_ns: int | None = None
+
+
+@dataclass
+class ReplayResult:
+    collector: TimelineCollector
+    options: ReplayOptions
+    knobs: dict
+    primary: SideStats
+    secondary: SideStats
+    checkpoints: int
+    checkpoint_requests: int
+    partial: bool = False
+    error: str | None = None
+    still_queued: tuple = (0, 0)       # (primary, secondary) frames left in the queues at the end
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("collector")
+        return d
+
+
+class _Side:
+    """A cursor over one capture's batches, with arrival times computed per batch."""
+
+    __slots__ = ("reader", "stats", "shift", "vnet", "bpf", "it", "ts", "frames", "origs", "first", "i", "n")
+
+    def __init__(self, reader, stats: SideStats, shift: int, vnet: int, bpf):
+        self.reader = reader
+        self.stats = stats
+        self.shift = shift
+        self.vnet = vnet
+        self.bpf = bpf
+        self.it = reader.batches()
+        self.ts = self.frames = self.origs = ()
+        self.first = 1
+        self.i = self.n = 0
+
+    def refill(self) -> bool:
+        """Load the next non-empty batch; False at the end of the capture."""
+        while True:
+            batch = next(self.it, None)
+            if batch is None:
+                self.n = self.i = 0
+                return False
+            n = len(batch.frames)
+            if not n:
+                continue
+            shift = self.shift
+            ts = batch.timestamps
+            self.ts = [t + shift for t in ts] if shift else ts
+            self.frames = batch.frames
+            self.origs = batch.orig_lens
+            self.first = batch.first_frame
+            self.i = 0
+            self.n = n
+            st = self.stats
+            st.frames += n
+            if st.first_ns is None:
+                st.first_ns = self.ts[0]
+            st.last_ns = self.ts[-1]
+            return True
+
+
+def run_replay(primary_reader, secondary_reader, options: ReplayOptions | None = None,
+               progress: Callable[[int], None] | None = None) -> ReplayResult:
+    """Replay two open capture readers (see ``colo_replay.captures.open_capture``).
+
+    ``progress`` is called now and then with the number of frames processed so far.  A
+    ``CaptureError`` raised by a reader propagates after the events so far are kept in
+    ``ReplayResult``: callers that want partial results use ``replay_partial``.
+    """
+    result, exc = replay_partial(primary_reader, secondary_reader, options, progress)
+    if exc is not None:
+        raise exc
+    return result
+
+
+def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | None = None,
+                   progress: Callable[[int], None] | None = None):
+    """Like ``run_replay`` but returns ``(result, exception_or_None)``; on a read error the result
+    holds everything up to the bad frame and is marked ``partial``."""
+    opts = options or ReplayOptions()
+    profile = get_profile(opts.qemu)
+    config = opts.compare_config()
+    resolved = config.resolve(profile)       # raises ValueError on knobs QEMU lacks
+    vnet = opts.vnet_hdr_len
+    if vnet and not resolved.vnet_hdr_support:
+        raise ValueError("--vnet-hdr-len needs vnet_hdr_support")
+    bpf = None
+    if opts.bpf_filter:
+        from .captures.bpf import BpfFilter
+        bpf = BpfFilter(opts.bpf_filter)
+    pstats = SideStats(path=str(primary_reader.path))
+    sstats = SideStats(path=str(secondary_reader.path))
+    sides = (
+        _Side(primary_reader, pstats, opts.primary_offset_ns + opts.primary_delay_ns, vnet, bpf),
+        _Side(secondary_reader, sstats, opts.secondary_offset_ns + opts.secondary_delay_ns, vnet, bpf),
+    )
+    rec = TimelineCollector()
+    have = [False, False]
+    failed: list = []
+    for i, side in enumerate(sides):
+        try:
+            have[i] = side.refill()
+        except CaptureError as exc:
+            failed.append(exc)
+    firsts = [s.ts[0] for s, h in zip(sides, have) if h]
+    start = (min(firsts) if firsts else 0) + opts.scan_phase_ns
+    engine = Engine(profile, config, start_ns=start)
+    delay = opts.checkpoint_delay_ns
+    if delay is None:
+        delay = profile.default_checkpoint_delay * MS
+    model = CheckpointModel(start - opts.scan_phase_ns, opts.checkpoint_duration_ns, delay,
+                            profile.checkpoint_requests_coalesce, opts.checkpoints_at)
+    limit = _NEVER if not failed else -_NEVER
+    _loop(engine, model, sides, have, rec, progress, limit, failed)
+    error = failed[0] if failed else None
+    for side, st in zip(sides, (pstats, sstats)):
+        rd = side.reader
+        st.format = getattr(rd, "format", "")
+        st.linktypes = sorted(getattr(rd, "linktypes", ()))
+        st.synthesised_ethernet = bool(getattr(rd, "synthesised_ethernet", False))
+    result = ReplayResult(
+        collector=rec, options=opts, knobs={"qemu": profile.name, **resolved.as_dict(),
+                                            "checkpoint_duration_ms": opts.checkpoint_duration_ns / MS,
+                                            "checkpoint_delay_ms": model.delay_ns / MS,
+                                            "checkpoints": "measured" if opts.checkpoints_at is not None else "model",
+                                            "vnet_hdr_len": vnet,
+                                            "primary_offset_ms": opts.primary_offset_ns / MS,
+                                            "secondary_offset_ms": opts.secondary_offset_ns / MS,
+                                            "scan_phase_ms": opts.scan_phase_ns / MS,
+                                            "filter": opts.bpf_filter},
+        primary=pstats, secondary=sstats,
+        checkpoints=model.count,
+        checkpoint_requests=model.requests,
+        partial=error is not None, error=str(error) if error else None,
+        still_queued=engine.queue_lengths())
+    return result, error
+
+
+def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineCollector, progress,
+          limit: int, failed: list) -> None:
+    """The merge loop.  When a capture fails to read, the other one is replayed up to the last
+    good timestamp of the failed one (``limit``): beyond it the picture would be one-sided."""
+    feed = engine.feed
+    add = rec.add_event
+    add_row = rec.add_row
+    vm_on_clock = engine.profile.scan_on_vm_clock
+
+    def apply(actions):
+        for a in actions:
+            code = CHECKPOINT_CAUSE_CODES[a.cause]
+            if a.kind == "start":
+                add_row(a.time, KIND_CHECKPOINT_START, code, detail=a.index)
+                if vm_on_clock:
+                    for ev in engine.vm_stop(a.time):
+                        handle(ev)
+            else:
+                for ev in engine.checkpoint(a.time):
+                    add(ev)
+                if vm_on_clock:
+                    for ev in engine.vm_resume(a.time):
+                        handle(ev)
+                add_row(a.time, KIND_CHECKPOINT_END, code, detail=a.index)
+
+    def handle(ev):
+        add(ev)
+        if ev[0] == _CKPT:
+            apply(model.request(ev[2]))
+
+    def catch_up(t):
+        """Run every scan and checkpoint action due at or before ``t``, in time order."""
+        while True:
+            te = engine.next_scan_ns()
+            if te is None:
+                te = _NEVER
+            tm = model.next_time()
+            if te > t and tm > t:
+                return
+            if te <= tm:
+                if not engine.queued:
+                    engine.advance(tm if tm <= t else t)   # idle scans find nothing: skip them
+                    continue
+                for ev in engine.advance(te):
+                    handle(ev)
+            else:
+                apply(model.advance(tm))
+
+    def wake_time():
+        te = engine.next_scan_ns()
+        tm = model.next_time()
+        return tm if te is None or tm < te else te
+
+    p, s = sides
+    wake = wake_time()
+    done = 0
+    next_progress = 65536
+    while True:
+        for k, cur in ((0, p), (1, s)):
+            if have[k] and cur.i >= cur.n:
+                try:
+                    have[k] = cur.refill()
+                except CaptureError as exc:
+                    have[k] = False
+                    failed.append(exc)
+                    last = cur.stats.last_ns
+                    limit = min(limit, -_NEVER if last is None else last)
+        if have[0]:
+            if have[1] and s.ts[s.i] < p.ts[p.i]:
+                cur, side = s, 1
+            else:
+                cur, side = p, 0
+        elif have[1]:
+            cur, side = s, 1
+        else:
+            break
+        i = cur.i
+        t = cur.ts[i]
+        if t > limit:
+            break
+        cur.i = i + 1
+        if t >= wake:
+            catch_up(t)
+            wake = wake_time()
+        frame = cur.frames[i]
+        number = cur.first + i
+        if len(frame) < cur.origs[i]:
+            # Cut by a snaplen: QEMU saw the whole frame, we cannot compare it honestly.
+            cur.stats.truncated += 1
+            add_row(t, KIND_UNCOMPARABLE, CAUSE_TRUNCATED, side, number, cur.origs[i])
+            continue
+        if cur.bpf is not None and not cur.bpf.matches(frame, cur.origs[i]):
+            cur.stats.filtered += 1
+            continue
+        cur.stats.fed += 1
+        evs = feed(side, frame, t, cur.vnet, number)
+        if evs:
+            for ev in evs:
+                add(ev)
+                if ev[0] == _CKPT:
+                    apply(model.request(ev[2]))
+                    wake = wake_time()
+        done += 1
+        if progress is not None and done >= next_progress:
+            progress(done)
+            next_progress += 65536
+    # The end of the captures.  A checkpoint already under way completes (and flushes); after
+    # that the clock stops: what is still queued is reported as such, as QEMU's finalize drops it.
+    if model.running_until is not None:
+        catch_up(model.running_until)
+    if progress is not None:
+        progress(done)
