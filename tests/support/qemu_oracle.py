@@ -1,0 +1,494 @@
+"""Run the real QEMU 7.2 colo-compare, headless, as a test oracle (standard library only).
+
+See shared/reference/qemu-oracle.md.  ``QemuOracle`` listens on five unix sockets in a private
+temporary folder (qmp, pri, sec, out, notify), starts::
+
+    qemu-system-x86_64 -machine none -nodefaults -display none -accel tcg \\
+        -chardev socket,id=qmp0,path=$D/qmp.sock -mon chardev=qmp0,mode=control \\
+        -chardev socket,id=pri_in,path=$D/pri.sock -chardev socket,id=sec_in,path=$D/sec.sock \\
+        -chardev socket,id=out0,path=$D/out.sock -chardev socket,id=notify0,path=$D/notify.sock \\
+        -object iothread,id=iothread0 \\
+        -object colo-compare,id=comp0,primary_in=pri_in,secondary_in=sec_in,outdev=out0,\\
+                iothread=iothread0,notify_dev=notify0[,compare_timeout=..][,expired_scan_cycle=..]\\
+                [,max_queue_size=..][,vnet_hdr_support=on]
+
+accepts QEMU's five connections and performs the QMP handshake.  Everything QEMU writes on outdev
+and notify_dev is collected by one ``select`` loop (``_pump``) in the calling thread, with host
+timestamps (``time.monotonic_ns``).
+
+Ordering (qemu-oracle.md, "the one trap"): QEMU reads primary_in, secondary_in and notify_dev
+independently, so every step is followed by a **barrier**:
+
+1. one identical UDP frame on a private flow no scenario uses (10.99.99.1:9999 -> 10.99.99.2:9999,
+   payload unique per step) is written to primary_in *and* secondary_in; QEMU releases it on outdev
+   only once it has handled everything written earlier on both sockets;
+2. then ``COLO_USERSPACE_PROXY_INIT`` is written to notify_dev and we wait for
+   ``COLO_COMPARE_GET_XEN_INIT``: everything written to notify_dev before it (a ``COLO_CHECKPOINT``
+   flush) has been handled, and every ``DO_CHECKPOINT`` QEMU wrote before it has been read;
+3. outdev is drained once more without waiting: a flush runs in the iothread *before* the init
+   reply is queued and QEMU writes synchronously to an unblocked socket, so frames flushed after
+   the barrier frame are already in our receive buffer when the reply has arrived.
+
+Everything collected from the start of the step up to that point belongs to the step; barrier
+frames are filtered out (``StepCapture``).
+
+A FLUSH step (``COLO_CHECKPOINT``) is synchronised with its own init round-trip *before* the
+barrier frames are written.  Otherwise the flush may be handled between the two barrier copies:
+it releases the queued primary copy (so the barrier looks complete) and the secondary copy stays
+queued for good, after which every barrier whose primary copy arrives first requests a checkpoint
+(this was observed: one spurious DO_CHECKPOINT per step after a flush, in about 1 run out of 10).
+
+If the QEMU binary is missing or fails to start, ``QemuError`` is raised: callers must fail, not
+skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from colo_replay.framing import (
+    COLO_CHECKPOINT, COLO_COMPARE_GET_XEN_INIT, COLO_USERSPACE_PROXY_INIT, DO_CHECKPOINT,
+    FrameDecoder, encode_frame, encode_notify_to_compare,
+)
+
+from . import frames as F
+
+QEMU_BINARY = os.environ.get("COLO_REPLAY_QEMU", "/usr/bin/qemu-system-x86_64")
+
+# The private barrier flow (no scenario may use these addresses/ports).
+BARRIER_SRC = "10.99.99.1"
+BARRIER_DST = "10.99.99.2"
+BARRIER_PORT = 9999
+BARRIER_TAG = b"colo-replay-barrier:"
+
+STARTUP_TIMEOUT_S = 15.0
+BARRIER_TIMEOUT_S = 10.0
+
+
+class QemuError(RuntimeError):
+    """QEMU could not be started, died, or did not answer in time."""
+
+
+def barrier_frame(n: int) -> bytes:
+    """The barrier frame of step ``n`` (identical on both inputs, unique per step)."""
+    payload = BARRIER_TAG + b"%010d" % n
+    return F.udp(payload, sport=BARRIER_PORT, dport=BARRIER_PORT, src=BARRIER_SRC, dst=BARRIER_DST)
+
+
+def is_barrier_frame(data: bytes) -> bool:
+    """True for any barrier frame (vnet_len 0 is always used for them, so no vnet header)."""
+    return (len(data) > 42 and data[12:14] == b"\x08\x00" and data[23] == 17
+            and data[26:30] == F.ip4(BARRIER_SRC) and data[30:34] == F.ip4(BARRIER_DST)
+            and data[42:42 + len(BARRIER_TAG)] == BARRIER_TAG)
+
+
+@dataclass
+class StepCapture:
+    """What QEMU did during one step: released frames in outdev order (barrier frames removed)
+    as ``(bytes, vnet_hdr_len)``, the number of DO_CHECKPOINT, and any other notify message."""
+
+    releases: list = field(default_factory=list)
+    checkpoints: int = 0
+    checkpoint_times_ns: list = field(default_factory=list)
+    other_notify: list = field(default_factory=list)
+    start_ns: int = 0
+    end_ns: int = 0
+
+
+class QemuOracle:
+    """One QEMU process running one colo-compare object.  Use as a context manager."""
+
+    def __init__(self, compare_timeout: int | None = None, expired_scan_cycle: int | None = None,
+                 max_queue_size: int | None = None, vnet_hdr_support: bool = False,
+                 binary: str = QEMU_BINARY, extra_args: tuple = ()):
+        self.compare_timeout = compare_timeout
+        self.expired_scan_cycle = expired_scan_cycle
+        self.max_queue_size = max_queue_size
+        self.vnet = bool(vnet_hdr_support)
+        self.binary = binary
+        self.extra_args = tuple(extra_args)
+        self.dir: str | None = None
+        self.proc: subprocess.Popen | None = None
+        self._listeners: dict[str, socket.socket] = {}
+        self.conns: dict[str, socket.socket] = {}
+        self._stderr_path: str | None = None
+        self._out_dec = FrameDecoder(vnet_hdr=self.vnet)
+        self._ntf_dec = FrameDecoder(vnet_hdr=False)   # QEMU never writes the vnet word on notify
+        self._qmp_buf = b""
+        # Collected, not yet attributed to a step: (monotonic ns, payload[, vnet])
+        self.out_frames: list = []
+        self.notify_msgs: list = []
+        self._barrier_n = 0
+        self._inits_sent = 0
+        self.started_ns = 0
+        self.startup_s = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+    def command_line(self) -> list[str]:
+        d = self.dir
+        opts = ("colo-compare,id=comp0,primary_in=pri_in,secondary_in=sec_in,outdev=out0,"
+                "iothread=iothread0,notify_dev=notify0")
+        if self.compare_timeout is not None:
+            opts += f",compare_timeout={self.compare_timeout}"
+        if self.expired_scan_cycle is not None:
+            opts += f",expired_scan_cycle={self.expired_scan_cycle}"
+        if self.max_queue_size is not None:
+            opts += f",max_queue_size={self.max_queue_size}"
+        if self.vnet:
+            opts += ",vnet_hdr_support=on"
+        return [
+            self.binary, "-machine", "none", "-nodefaults", "-display", "none", "-accel", "tcg",
+            "-chardev", f"socket,id=qmp0,path={d}/qmp.sock", "-mon", "chardev=qmp0,mode=control",
+            "-chardev", f"socket,id=pri_in,path={d}/pri.sock",
+            "-chardev", f"socket,id=sec_in,path={d}/sec.sock",
+            "-chardev", f"socket,id=out0,path={d}/out.sock",
+            "-chardev", f"socket,id=notify0,path={d}/notify.sock",
+            "-object", "iothread,id=iothread0",
+            "-object", opts,
+            *self.extra_args,
+        ]
+
+    def start(self) -> "QemuOracle":
+        if not (os.path.isfile(self.binary) and os.access(self.binary, os.X_OK)):
+            raise QemuError(f"QEMU binary {self.binary!r} not found or not executable "
+                            "(apt-get install -y qemu-system-x86); the differential tests need it")
+        t0 = time.monotonic()
+        self.dir = tempfile.mkdtemp(prefix="colo-oracle-")
+        os.chmod(self.dir, 0o700)
+        for name in ("qmp", "pri", "sec", "out", "notify"):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.bind(os.path.join(self.dir, f"{name}.sock"))
+            s.listen(1)
+            s.setblocking(False)
+            self._listeners[name] = s
+        self._stderr_path = os.path.join(self.dir, "qemu.stderr")
+        with open(self._stderr_path, "wb") as err:
+            try:
+                # cwd = the private folder and no core files: the zero-length-frame test aborts QEMU.
+                self.proc = subprocess.Popen(self.command_line(), stdin=subprocess.DEVNULL,
+                                             stdout=err, stderr=err, close_fds=True, cwd=self.dir,
+                                             preexec_fn=_no_core_dumps)
+            except OSError as e:
+                raise QemuError(f"cannot start QEMU: {e}") from e
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        pending = dict(self._listeners)
+        while pending:
+            self._check_alive("during start-up")
+            if time.monotonic() > deadline:
+                raise QemuError(f"QEMU did not connect {sorted(pending)} within {STARTUP_TIMEOUT_S} s"
+                                + self._stderr_tail())
+            ready, _, _ = select.select(list(pending.values()), [], [], 0.05)
+            for lst in ready:
+                name = next(n for n, s in pending.items() if s is lst)
+                try:
+                    conn, _ = lst.accept()
+                except BlockingIOError:
+                    continue
+                conn.setblocking(True)
+                self.conns[name] = conn
+                del pending[name]
+        for s in self._listeners.values():
+            s.close()
+        self._listeners.clear()
+        greeting = self._qmp_read(deadline)
+        if "QMP" not in greeting:
+            raise QemuError(f"unexpected QMP greeting {greeting!r}")
+        reply = self.qmp("qmp_capabilities")
+        if "return" not in reply:
+            raise QemuError(f"qmp_capabilities failed: {reply!r}")
+        self.started_ns = time.monotonic_ns()
+        self.startup_s = time.monotonic() - t0
+        return self
+
+    def close(self) -> int | None:
+        """QMP quit, then SIGKILL that one process if it does not exit; remove the temp dir.
+        Returns QEMU's exit status (negative = killed by that signal)."""
+        rc = None
+        try:
+            if self.proc is not None and self.proc.poll() is None and "qmp" in self.conns:
+                try:
+                    self.qmp("quit", timeout=5.0)
+                except (QemuError, OSError):
+                    pass
+                try:
+                    self.proc.wait(timeout=5.0)
+                except subprocess.TimeoutExpired:
+                    pass
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.kill()
+                try:
+                    self.proc.wait(timeout=5.0)
+                except subprocess.TimeoutExpired:
+                    pass
+            if self.proc is not None:
+                rc = self.proc.returncode
+        finally:
+            for s in list(self.conns.values()) + list(self._listeners.values()):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+            self.conns.clear()
+            self._listeners.clear()
+            if self.dir is not None:
+                shutil.rmtree(self.dir, ignore_errors=True)
+                self.dir = None
+        return rc
+
+    def __enter__(self) -> "QemuOracle":
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def stderr_text(self) -> str:
+        if self._stderr_path and os.path.exists(self._stderr_path):
+            with open(self._stderr_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        return ""
+
+    def _stderr_tail(self) -> str:
+        text = self.stderr_text().strip()
+        return f"\nQEMU stderr:\n{text[-2000:]}" if text else ""
+
+    def _check_alive(self, when: str) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            rc = self.proc.returncode
+            sig = ""
+            if rc < 0:
+                try:
+                    sig = f" ({signal.Signals(-rc).name})"
+                except ValueError:
+                    pass
+            raise QemuError(f"QEMU exited with status {rc}{sig} {when}" + self._stderr_tail())
+
+    # ------------------------------------------------------------------ QMP
+    def _qmp_read(self, deadline: float) -> dict:
+        """One QMP JSON line (events are skipped by ``qmp``)."""
+        sock = self.conns["qmp"]
+        while b"\n" not in self._qmp_buf:
+            self._check_alive("while talking QMP")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise QemuError("QMP timeout" + self._stderr_tail())
+            r, _, _ = select.select([sock], [], [], min(left, 0.05))
+            if r:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise QemuError("QMP connection closed" + self._stderr_tail())
+                self._qmp_buf += chunk
+        line, self._qmp_buf = self._qmp_buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def qmp(self, command: str, timeout: float = 10.0, **arguments) -> dict:
+        msg = {"execute": command}
+        if arguments:
+            msg["arguments"] = arguments
+        self.conns["qmp"].sendall(json.dumps(msg).encode() + b"\r\n")
+        deadline = time.monotonic() + timeout
+        while True:
+            if command == "quit":
+                # QEMU may close the socket right after answering.
+                try:
+                    reply = self._qmp_read(deadline)
+                except QemuError:
+                    return {"return": {}}
+            else:
+                reply = self._qmp_read(deadline)
+            if "event" in reply:
+                continue
+            return reply
+
+    def qom_get(self, prop: str, path: str = "/objects/comp0"):
+        reply = self.qmp("qom-get", path=path, property=prop)
+        if "return" not in reply:
+            raise QemuError(f"qom-get {prop} failed: {reply!r}")
+        return reply["return"]
+
+    # ------------------------------------------------------------------ raw I/O
+    def send_raw(self, which: str, data: bytes) -> None:
+        """Write raw bytes to 'pri', 'sec' or 'notify' (no framing added)."""
+        self._check_alive(f"before writing to {which}")
+        self.conns[which].sendall(data)
+
+    def send_frame(self, which: str, frame: bytes, vnet_hdr_len: int = 0) -> None:
+        if not frame:
+            raise ValueError("zero-length frames abort QEMU; use send_raw to do that on purpose")
+        self.send_raw(which, encode_frame(frame, vnet_hdr_len, self.vnet))
+
+    def send_notify(self, msg: bytes) -> None:
+        self.send_raw("notify", encode_notify_to_compare(msg, self.vnet))
+
+    def _pump(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for data on outdev / notify_dev, read what is there, decode it.
+        Returns True if anything was read."""
+        socks = [self.conns["out"], self.conns["notify"]]
+        r, _, _ = select.select(socks, [], [], max(timeout, 0.0))
+        got = False
+        for s in r:
+            try:
+                chunk = s.recv(1 << 20)
+            except BlockingIOError:
+                continue
+            now = time.monotonic_ns()
+            if not chunk:
+                self._check_alive("(a socket was closed)")
+                raise QemuError("QEMU closed a socket" + self._stderr_tail())
+            got = True
+            if s is self.conns["out"]:
+                for fr in self._out_dec.feed(chunk):
+                    if not hasattr(fr, "data"):
+                        raise QemuError(f"outdev framing error: {fr!r}")
+                    self.out_frames.append((now, fr.data, fr.vnet_hdr_len))
+            else:
+                for fr in self._ntf_dec.feed(chunk):
+                    if not hasattr(fr, "data"):
+                        raise QemuError(f"notify framing error: {fr!r}")
+                    self.notify_msgs.append((now, fr.data))
+        return got
+
+    def _drain(self) -> None:
+        """Read whatever is already buffered, without waiting."""
+        while self._pump(0):
+            pass
+
+    def collect_for(self, seconds: float) -> None:
+        """Keep collecting for ``seconds`` (a WAIT step)."""
+        end = time.monotonic() + seconds
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            self._pump(left)
+            self._check_alive("while waiting")
+
+    def _wait_until(self, pred, what: str, timeout: float = BARRIER_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while not pred():
+            self._check_alive(f"while waiting for {what}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise QemuError(f"timed out after {timeout} s waiting for {what}" + self._stderr_tail())
+            self._pump(min(left, 0.05))
+
+    # ------------------------------------------------------------------ steps
+    def notify_sync(self) -> None:
+        """Send COLO_USERSPACE_PROXY_INIT and wait for COLO_COMPARE_GET_XEN_INIT: everything written
+        to notify_dev before has been handled, every DO_CHECKPOINT written before has been read,
+        and (drained afterwards) every frame a flush wrote to outdev has been read too."""
+        self._inits_sent += 1
+        want = self._inits_sent
+        self.send_notify(COLO_USERSPACE_PROXY_INIT)
+
+        def init_reply() -> bool:
+            return sum(m == COLO_COMPARE_GET_XEN_INIT for _, m in self.notify_msgs) >= want
+
+        self._wait_until(init_reply, "COLO_COMPARE_GET_XEN_INIT on notify_dev")
+        self._drain()
+
+    def barrier(self, start_ns: int | None = None) -> StepCapture:
+        """Make sure everything written so far has been handled, and return what QEMU released and
+        requested since the previous barrier (see the module docstring)."""
+        self._barrier_n += 1
+        bf = barrier_frame(self._barrier_n)
+        self.send_frame("pri", bf)
+        self.send_frame("sec", bf)
+        seen_out = [0]
+
+        def barrier_out() -> bool:
+            frames = self.out_frames
+            for i in range(seen_out[0], len(frames)):
+                if frames[i][1] == bf:
+                    return True
+            seen_out[0] = len(frames)
+            return False
+
+        self._wait_until(barrier_out, f"barrier frame #{self._barrier_n} on outdev")
+        self.notify_sync()
+        cap = StepCapture(start_ns=start_ns or 0, end_ns=time.monotonic_ns())
+        barriers = 0
+        for _, data, vnet in self.out_frames:
+            if is_barrier_frame(data):
+                if data != bf:
+                    raise QemuError(f"stale barrier frame on outdev at barrier #{self._barrier_n}")
+                barriers += 1
+                continue
+            cap.releases.append((data, vnet))
+        if barriers != 1:
+            raise QemuError(f"barrier #{self._barrier_n} seen {barriers} times on outdev")
+        inits = 0
+        for t, m in self.notify_msgs:
+            if m == DO_CHECKPOINT:
+                cap.checkpoints += 1
+                cap.checkpoint_times_ns.append(t)
+            elif m == COLO_COMPARE_GET_XEN_INIT:
+                inits += 1
+            else:
+                cap.other_notify.append(m)
+        if inits != self._inits_sent:
+            raise QemuError(f"{inits} init replies for {self._inits_sent} requests at barrier #{self._barrier_n}")
+        self._inits_sent = 0
+        self.out_frames = []
+        self.notify_msgs = []
+        return cap
+
+    def step(self, step: tuple) -> StepCapture:
+        """Run one scenario step and its barrier.  Steps: ("P", frame[, vnet_len]),
+        ("S", frame[, vnet_len]), ("FLUSH",), ("WAIT", ms)."""
+        t0 = time.monotonic_ns()
+        op = step[0]
+        if op in ("P", "S"):
+            vnet = step[2] if len(step) > 2 else 0
+            if vnet and not self.vnet:
+                raise ValueError("a vnet length needs vnet_hdr_support=on")
+            self.send_frame("pri" if op == "P" else "sec", step[1], vnet)
+        elif op == "FLUSH":
+            # The flush must be complete before the barrier frames are written: were it handled
+            # between the two barrier copies, it would release the primary copy and leave the
+            # secondary one queued for good (every later barrier would then request a checkpoint).
+            self.send_notify(COLO_CHECKPOINT)
+            self.notify_sync()
+        elif op == "WAIT":
+            self.collect_for(step[1] / 1000.0)
+        else:
+            raise ValueError(f"unknown step {step!r}")
+        return self.barrier(t0)
+
+    def run(self, steps) -> list[StepCapture]:
+        return [self.step(s) for s in steps]
+
+    def wait_exit(self, timeout: float = 10.0) -> int | None:
+        """Wait for QEMU to exit on its own (e.g. after an abort); returns its status or None."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+def _no_core_dumps() -> None:
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ValueError, OSError):
+        pass
+
+
+def zero_length_frame_bytes(vnet: bool = False) -> bytes:
+    """A zero-length frame on the wire plus one more byte: QEMU's reader finalises a zero-length
+    frame only when at least one further byte arrives (net_fill_rstate loops while size > 0)."""
+    hdr = struct.pack("!II", 0, 0) if vnet else struct.pack("!I", 0)
+    return hdr + b"\x00"
