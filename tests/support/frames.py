@@ -108,3 +108,22 @@ def pad(frame: bytes, to: int, byte: int = 0) -> bytes:
 def with_vnet(frame: bytes, vnet_len: int, fill: int = 0) -> bytes:
     """Prefix a vnet header of ``vnet_len`` bytes (contents ``fill``)."""
     return bytes([fill]) * vnet_len + frame
+
+
+def qinq(inner: bytes, outer_vid: int = 100, inner_vid: int | None = None) -> bytes:
+    """Insert an 802.1ad (0x88a8) S-tag, optionally followed by an 802.1Q C-tag, into an
+    Ethernet frame.  QEMU's parse_packet_early does NOT refuse 0x88a8 (spec 1.4)."""
+    tags = struct.pack("!HH", 0x88A8, outer_vid)
+    if inner_vid is not None:
+        tags += struct.pack("!HH", 0x8100, inner_vid)
+    return inner[:12] + tags + inner[12:]
+
+
+def runt(length: int, ethertype: int = 0x0800, fill: int = 0x45) -> bytes:
+    """A frame of ``length`` bytes (>= 14): an Ethernet header and ``fill`` bytes."""
+    return eth(bytes([fill]) * (length - 14), ethertype)
+
+
+def udp_padded(payload: bytes, pad_to: int = 60, pad_byte: int = 0, **kw) -> bytes:
+    """A UDP frame padded to ``pad_to`` bytes with ``pad_byte`` (Ethernet minimum-size padding)."""
+    return pad(udp(payload, **kw), pad_to, pad_byte)
