@@ -244,3 +244,62 @@ def test_suite_detects_a_wrong_engine(name):
         if compare(sc, qemu_run(sc), eres):
             caught.append(sc.name)
     assert caught, f"no scenario tells QEMU 7.2 from an engine with {name}"
+
+
+@pytest.mark.parametrize("keys_before", [16384, 16385], ids=["16384-keys-no-reset", "16385-keys-reset"])
+def test_connection_table_reset(keys_before):
+    """QEMU 7.1+ empties the connection table when a new key arrives while it already holds 16385
+    keys: every queued frame is silently lost.  The barrier flow is a connection too, so here the
+    engine is fed the barrier frames exactly where the oracle writes them."""
+    cfg = dict(compare_timeout=600000, expired_scan_cycle=600000)   # no timer involvement
+    first = F.udp(b"first", sport=1000)
+    # first + barrier connection + fill = keys_before distinct keys
+    fill = [F.udp(b"fill", sport=1000, src=f"10.2.{i >> 8}.{i & 255}") for i in range(keys_before - 2)]
+    last = F.udp(b"last", sport=1001)
+
+    with QemuOracle(**cfg) as q:
+        q.step(("P", first))                        # barrier 1
+        for f in fill:
+            q.send_frame("pri", f)
+        q.barrier()                                 # barrier 2
+        q.step(("P", last))                         # barrier 3
+        flush_cap = q.step(("FLUSH",))              # barrier 4
+
+    from colo_replay import SECONDARY, CompareConfig
+    from tests.support.qemu_oracle import barrier_frame, is_barrier_frame
+    eng = Engine("7.2", CompareConfig(**cfg))
+    t = 0
+    events = []
+
+    def feed(side, frame):
+        nonlocal t
+        t += 1000
+        events.extend(eng.feed(side, frame, t))
+
+    def barrier(n):
+        feed(PRIMARY, barrier_frame(n))
+        feed(SECONDARY, barrier_frame(n))
+
+    feed(PRIMARY, first)
+    barrier(1)
+    for f in fill:
+        feed(PRIMARY, f)
+    barrier(2)
+    feed(PRIMARY, last)
+    barrier(3)
+    before_flush = len(events)
+    events.extend(eng.checkpoint(t + 1000))
+    barrier(4)
+    eng_flush = [(ev.frame.data, ev.frame.vnet_hdr_len) for ev in events[before_flush:]
+                 if ev.kind == EventKind.RELEASE and not is_barrier_frame(ev.frame.data)]
+    resets = [ev for ev in events if ev.kind == EventKind.TABLE_RESET]
+    assert flush_cap.checkpoints == 0
+    assert len(flush_cap.releases) == len(eng_flush), (len(flush_cap.releases), len(eng_flush), len(resets))
+    if keys_before == 16385:
+        assert len(resets) == 1 and flush_cap.releases == eng_flush == [(last, 0)]
+    else:
+        # 16384 frames in one flush back-pressure outdev; QEMU's send queue then leaves
+        # newest-first, which the engine (no send queue) does not model: compare as multisets.
+        assert flush_cap.settled
+        assert not resets and len(flush_cap.releases) == keys_before
+        assert sorted(flush_cap.releases) == sorted(eng_flush)

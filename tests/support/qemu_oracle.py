@@ -27,7 +27,10 @@ independently, so every step is followed by a **barrier**:
    flush) has been handled, and every ``DO_CHECKPOINT`` QEMU wrote before it has been read;
 3. outdev is drained once more without waiting: a flush runs in the iothread *before* the init
    reply is queued and QEMU writes synchronously to an unblocked socket, so frames flushed after
-   the barrier frame are already in our receive buffer when the reply has arrived.
+   the barrier frame are already in our receive buffer when the reply has arrived.  This holds
+   only while outdev never fills up: after a burst of more than ``SETTLE_BYTES`` in one step the
+   barrier also waits until outdev has been quiet for ``SETTLE_QUIET_S`` (QEMU's send coroutine
+   then drains its queue newest-first, so such a step's release order is not compare order).
 
 Everything collected from the start of the step up to that point belongs to the step; barrier
 frames are filtered out (``StepCapture``).
@@ -72,6 +75,11 @@ BARRIER_DST = "10.99.99.2"
 BARRIER_PORT = 9999
 BARRIER_TAG = b"colo-replay-barrier:"
 
+# Above this many outdev bytes in one step, the barrier also waits for outdev to go quiet
+# (a flush of ~700+ frames was seen to back-pressure the socket).  No scenario comes close.
+SETTLE_BYTES = 16 * 1024
+SETTLE_QUIET_S = 0.2
+
 STARTUP_TIMEOUT_S = 15.0
 BARRIER_TIMEOUT_S = 10.0
 
@@ -104,6 +112,9 @@ class StepCapture:
     other_notify: list = field(default_factory=list)
     start_ns: int = 0
     end_ns: int = 0
+    settled: bool = False
+    """True when the step's output was large enough that the barrier also waited for outdev to
+    go quiet; the release order may then be QEMU's newest-first send-queue order (spec 3.2 #4)."""
 
 
 class QemuOracle:
@@ -131,6 +142,7 @@ class QemuOracle:
         self.notify_msgs: list = []
         self._barrier_n = 0
         self._inits_sent = 0
+        self._out_bytes = 0          # bytes read on outdev since the last barrier
         self.started_ns = 0
         self.startup_s = 0.0
 
@@ -221,10 +233,14 @@ class QemuOracle:
                     self.qmp("quit", timeout=5.0)
                 except (QemuError, OSError):
                     pass
-                try:
-                    self.proc.wait(timeout=5.0)
-                except subprocess.TimeoutExpired:
-                    pass
+                # Keep reading outdev / notify_dev while QEMU shuts down: a send coroutine that is
+                # blocked on a full socket would otherwise hold up the exit.
+                deadline = time.monotonic() + 5.0
+                while self.proc.poll() is None and time.monotonic() < deadline:
+                    try:
+                        self._pump(0.02)
+                    except (QemuError, OSError):
+                        time.sleep(0.01)
             if self.proc is not None and self.proc.poll() is None:
                 self.proc.kill()
                 try:
@@ -351,6 +367,7 @@ class QemuOracle:
                 raise QemuError("QEMU closed a socket" + self._stderr_tail())
             got = True
             if s is self.conns["out"]:
+                self._out_bytes += len(chunk)
                 for fr in self._out_dec.feed(chunk):
                     if not hasattr(fr, "data"):
                         raise QemuError(f"outdev framing error: {fr!r}")
@@ -361,6 +378,14 @@ class QemuOracle:
                         raise QemuError(f"notify framing error: {fr!r}")
                     self.notify_msgs.append((now, fr.data))
         return got
+
+    def _settle(self, quiet_s: float = SETTLE_QUIET_S) -> None:
+        """Read until nothing has arrived on outdev / notify_dev for ``quiet_s`` seconds."""
+        last = time.monotonic()
+        while time.monotonic() - last < quiet_s:
+            if self._pump(quiet_s / 4):
+                last = time.monotonic()
+            self._check_alive("while settling")
 
     def _drain(self) -> None:
         """Read whatever is already buffered, without waiting."""
@@ -420,7 +445,15 @@ class QemuOracle:
 
         self._wait_until(barrier_out, f"barrier frame #{self._barrier_n} on outdev")
         self.notify_sync()
-        cap = StepCapture(start_ns=start_ns or 0, end_ns=time.monotonic_ns())
+        settled = False
+        if self._out_bytes > SETTLE_BYTES:
+            # A burst this large may have filled the outdev socket: QEMU's send coroutine then
+            # waits, its queue is drained newest-first (so the barrier frame can overtake older
+            # frames) and the init reply can arrive before them.  Read until outdev is quiet.
+            self._settle()
+            settled = True
+        cap = StepCapture(start_ns=start_ns or 0, end_ns=time.monotonic_ns(), settled=settled)
+        self._out_bytes = 0
         barriers = 0
         for _, data, vnet in self.out_frames:
             if is_barrier_frame(data):

@@ -30,6 +30,7 @@ flow (10.99.99.0/24, port 9999).
 from __future__ import annotations
 
 import random
+import struct
 from dataclasses import dataclass, field
 
 from . import frames as F
@@ -220,7 +221,63 @@ def _handwritten() -> list[Scenario]:
         [P(F.udp(b"u1", sport=1111)), P(F.tcp(9000, b"t1", sport=81)), P(F.icmp_echo(b"i1", dst=F.C)),
          P(F.udp(b"u2", sport=1111)), P(F.tcp(8998, b"t0", sport=81)), S(F.udp(b"zz", sport=2222)), FLUSH],
         "a flush walks connections in first-seen order: UDP newest-first, TCP by seq")
+    add("G3-timeout-one-request-per-scan",
+        [P(F.udp(b"old-a", sport=1001)), P(F.udp(b"old-b", sport=1002)), S(F.udp(b"old-c", sport=1003)),
+         WAIT(400), FLUSH],
+        "three connections with old frames: still one DO_CHECKPOINT per scan (stops at the first)", **fast)
+
+    # ---- header corner cases (all deterministic: no read past a frame's end)
+    add("ip-hl-zero",
+        [P(_set_ihl(F.udp(b"hl0"), 0x40)), S(_set_ihl(F.udp(b"hl0"), 0x40)),
+         P(_set_ihl(F.udp(b"hl0b", ttl=5), 0x40)), S(_set_ihl(F.udp(b"hl0b", ttl=6), 0x40)), FLUSH],
+        "ip_hl = 0 is not refused: the IP header becomes the 'UDP' bytes, so a TTL difference mismatches")
+    add("ip-hl-15",
+        [P(F.eth(F.ipv4(17, struct.pack("!HHHH", 5, 6, 10, 0) + b"zz", options=b"\x01" * 40))),
+         S(F.eth(F.ipv4(17, struct.pack("!HHHH", 5, 6, 10, 0) + b"zz", options=b"\x01" * 40, ttl=9)))],
+        "60-byte IP header: compared from after the options")
+    udp_l4 = struct.pack("!HHHH", 1, 2, 12, 0) + b"abcd"
+    add("udp-ip-options-primary-offsets",
+        [P(F.eth(F.ipv4(17, udp_l4, options=b"\x01\x01\x01\x00"))),
+         S(F.eth(F.ipv4(17, struct.pack("!HH", 1, 2) + udp_l4))), FLUSH],
+        "UDP compare uses the primary's ip_hl for both frames (spec Q9): misaligned but equal bytes")
+    add("ah-spi-keys", [P(_ah(2)), P(_ah(1)), S(_ah(2)), FLUSH],
+        "AH connections are keyed by SPI: S(spi 2) matches P(spi 2) although P(spi 1) is newer")
+    add("igmp-other-proto",
+        [P(F.ip_other(2, b"\x16\x00\xfa\x04\xe0\x00\x00\xfb")), S(F.ip_other(2, b"\x16\x00\xfa\x04\xe0\x00\x00\xfb")),
+         P(F.ip_other(2, b"\x16\x00\xfa\x04\xe0\x00\x00\xfc", ident=1)),
+         S(F.ip_other(2, b"\x16\x00\xfa\x04\xe0\x00\x00\xfc", ident=2)), FLUSH],
+        "IGMP is an 'other' protocol: whole-frame compare, an IP ID difference mismatches")
+    ts_a = bytes([1, 1, 8, 10]) + struct.pack("!II", 100, 0)
+    ts_b = bytes([1, 1, 8, 10]) + struct.pack("!II", 999, 5)
+    add("tcp-options-ignored",
+        [P(_tcp_opts(10, b"0123456789", ts_a)), S(_tcp_opts(10, b"0123456789", ts_b)),
+         P(_tcp_opts(20, b"abcdefghij", ts_a)), S(F.tcp(20, b"abcdefghij", sport=80, dport=40000))],
+        "TCP options (timestamps, or none at all) are header, not payload")
+    add("compare-seq-zero-is-unset",
+        [P(F.tcp(0xFFFFFFF6, b"0123456789")), S(F.tcp(0xFFFFFFF6, b"0123456789")),
+         P(F.tcp(0xFFFFFFF6, b"0123456789")), S(F.tcp(0xFFFFFFF6, b"XXXXXXXXXX")), FLUSH],
+        "a segment ending at 2^32 sets compare_seq = 0 = unset: the retransmission is compared again")
+    add("vnet-short-frame",
+        [P(F.with_vnet(F.runt(20), 20, 3), 20), S(F.with_vnet(F.runt(20), 20, 3), 20),
+         P(F.with_vnet(F.udp(b"v"), 20, 1), 20), S(F.with_vnet(F.udp(b"v"), 20, 2), 20)],
+        "vnet 20 (the maximum) with a 20-byte frame: too short after the vnet header, passed through",
+        vnet_hdr_support=True)
     return out
+
+
+def _set_ihl(frame: bytes, ver_ihl: int) -> bytes:
+    b = bytearray(frame)
+    b[14] = ver_ihl
+    return bytes(b)
+
+
+def _ah(spi: int, payload: bytes = b"ah-data") -> bytes:
+    body = struct.pack("!BBHII", 17, 4, 0, spi, 1) + bytes(12) + payload
+    return F.ip_other(51, body)
+
+
+def _tcp_opts(seq: int, payload: bytes, options: bytes) -> bytes:
+    return F.eth(F.ipv4(6, F.tcp_segment(80, 40000, seq, 1, payload, 0x18, options=options)))
 
 
 HANDWRITTEN: list[Scenario] = _handwritten()
@@ -579,14 +636,14 @@ def gen_tcp_acks_retrans(rng: random.Random) -> dict:
 
 
 GENERATORS = {
-    "tcp-stream": (gen_tcp_stream, 10),
-    "tcp-ackgate": (gen_tcp_ack_gate, 4),
-    "tcp-acks": (gen_tcp_acks_retrans, 4),
-    "datagrams": (gen_datagrams, 6),
+    "tcp-stream": (gen_tcp_stream, 12),
+    "tcp-ackgate": (gen_tcp_ack_gate, 5),
+    "tcp-acks": (gen_tcp_acks_retrans, 5),
+    "datagrams": (gen_datagrams, 7),
     "passthrough": (gen_mixed_passthrough, 3),
     "overflow": (gen_queue_overflow, 3),
     "vnet": (gen_vnet, 3),
-    "padded": (gen_padded, 3),
+    "padded": (gen_padded, 4),
     "tcp-wrap": (gen_tcp_wrap, 3),
 }
 
