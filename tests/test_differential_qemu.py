@@ -303,3 +303,34 @@ def test_connection_table_reset(keys_before):
         assert flush_cap.settled
         assert not resets and len(flush_cap.releases) == keys_before
         assert sorted(flush_cap.releases) == sorted(eng_flush)
+
+
+def test_oversized_frame_disables_the_input():
+    """A frame longer than NET_BUFSIZE (69632) makes QEMU stop reading that chardev for good:
+    FrameDecoder reports Oversized and is disabled; QEMU logs the error and never handles the
+    primary input again (a pass-through ARP written afterwards is not released), while the
+    notify input keeps working."""
+    from colo_replay import NET_BUFSIZE, FrameDecoder, Oversized, encode_frame
+
+    oversized = F.pad(F.udp(b"too-long"), NET_BUFSIZE + 1)
+    arp = F.arp_reply()
+    wire = encode_frame(oversized) + encode_frame(arp)
+    dec = FrameDecoder()
+    out = dec.feed(wire)
+    assert len(out) == 1 and isinstance(out[0], Oversized) and dec.disabled
+
+    with QemuOracle() as q:
+        biggest = F.pad(F.udp(b"max-size"), NET_BUFSIZE)                  # exactly the limit: fine
+        q.step(("P", biggest))
+        ok = q.step(("S", biggest))
+        q.send_raw("pri", wire)
+        q.collect_for(0.3)
+        q.send_notify(b"COLO_USERSPACE_PROXY_INIT")
+        q.collect_for(0.3)
+        stderr = q.stderr_text()
+        released = [d for _, d, _ in q.out_frames]
+        replies = [m for _, m in q.notify_msgs]
+    assert ok.releases == [(biggest, 0)] and ok.checkpoints == 0
+    assert "oversized packet" in stderr and "primary_in error" in stderr, stderr
+    assert arp not in released, "QEMU read primary_in again after an oversized frame"
+    assert replies == [b"COLO_COMPARE_GET_XEN_INIT"], replies

@@ -18,7 +18,9 @@ checkpoint), so it never changes a decision: the expiry scan only stops at a con
 an old frame, a flush walks an empty connection, and ``max_queue_size`` is per queue.
 ``feed_barriers=True`` feeds them anyway (P then S after every step, exactly as the oracle
 writes them) and filters them out of the releases; a test checks that both ways give the same
-results for every scenario.
+results for every scenario.  The one place the barrier connection does count is the size of the
+connection table (the 16385-key reset): ``test_connection_table_reset`` therefore feeds the
+engine the barrier frames itself.
 """
 
 from __future__ import annotations

@@ -33,6 +33,8 @@ import random
 import struct
 from dataclasses import dataclass, field
 
+from colo_replay.framing import NET_BUFSIZE
+
 from . import frames as F
 
 MASTER_SEED = 0xC0107202
@@ -262,7 +264,32 @@ def _handwritten() -> list[Scenario]:
          P(F.with_vnet(F.udp(b"v"), 20, 1), 20), S(F.with_vnet(F.udp(b"v"), 20, 2), 20)],
         "vnet 20 (the maximum) with a 20-byte frame: too short after the vnet header, passed through",
         vnet_hdr_support=True)
+
+    # ---- 16-bit truncations (spec Q14): frames up to NET_BUFSIZE = 69632 bytes are accepted
+    tail = random.Random(14).randbytes(NET_BUFSIZE)
+    big_tcp = _grow(F.tcp(1000, b"head"), 66000, tail)          # payload_size = 65946 & 0xFFFF = 410
+    add("big-tcp-u16-payload-size",
+        [P(big_tcp), S(_flip_at(big_tcp, -1)),
+         P(_grow(F.tcp(1410, b"next"), 500, tail)), S(_grow(F.tcp(1410, b"next"), 500, tail)),
+         P(_grow(F.tcp(9000, b"more"), 66000, tail)), S(_flip_at(_grow(F.tcp(9000, b"more"), 66000, tail), 60)),
+         FLUSH],
+        "66000-byte TCP frames: payload_size wraps to 410, so only 410 payload bytes are compared")
+    big_udp = _grow(F.udp(b"head"), NET_BUFSIZE, tail)          # compare length (69632-34) & 0xFFFF = 4062
+    add("big-udp-u16-compare-length",
+        [P(big_udp), S(_flip_at(big_udp, -1)), P(big_udp), S(_flip_at(big_udp, 200)), FLUSH],
+        "69632-byte UDP frames (the maximum): the compare length wraps to 4062 bytes")
     return out
+
+
+def _grow(frame: bytes, total: int, tail: bytes) -> bytes:
+    """``frame`` followed by trailing bytes up to ``total`` (colo-compare goes by frame size)."""
+    return frame + tail[:total - len(frame)]
+
+
+def _flip_at(frame: bytes, i: int) -> bytes:
+    b = bytearray(frame)
+    b[i] ^= 0xFF
+    return bytes(b)
 
 
 def _set_ihl(frame: bytes, ver_ihl: int) -> bytes:
@@ -641,7 +668,7 @@ GENERATORS = {
     "tcp-acks": (gen_tcp_acks_retrans, 5),
     "datagrams": (gen_datagrams, 7),
     "passthrough": (gen_mixed_passthrough, 3),
-    "overflow": (gen_queue_overflow, 3),
+    "overflow": (gen_queue_overflow, 4),
     "vnet": (gen_vnet, 3),
     "padded": (gen_padded, 4),
     "tcp-wrap": (gen_tcp_wrap, 3),
