@@ -1,0 +1,166 @@
+"""What every capture reader offers: columnar batches, a per-frame iterator on top of them,
+and what was learnt about the file while reading it.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, NamedTuple
+
+from .errors import CaptureError
+from .source import ChunkSource
+
+# Frames longer than this cannot come from a network interface colo-compare reads
+# (NET_BUFSIZE is 69632); anything larger in a record header is corruption.
+MAX_CAPLEN = 256 * 1024
+
+
+class Interface(NamedTuple):
+    """One capture interface.  A classic pcap file has exactly one; a pcapng file has one
+    per Interface Description Block, numbered across all sections in file order (that
+    global number is the ``interface_id`` the readers yield)."""
+
+    interface_id: int
+    linktype: int
+    snaplen: int                  # 0: no limit declared
+    name: str | None
+    units_per_second: int         # timestamp resolution (1_000_000 for microseconds)
+    tsoffset: int                 # seconds added to every timestamp (pcapng if_tsoffset)
+    section: int                  # 0-based pcapng section; 0 for pcap
+
+
+class Batch:
+    """Frames read from one chunk of the file, as columns (cheap to build, cheap to consume).
+
+    ``frame_numbers`` is ``range(first_frame, first_frame + len(batch))``; the lists are
+    parallel: ``timestamps`` (integer ns since the epoch), ``frames`` (Ethernet bytes; the
+    captured length is ``len(frame)``), ``orig_lens`` (length on the wire, larger than the
+    captured length when a snaplen cut the frame) and ``interface_ids``.
+    """
+
+    __slots__ = ("first_frame", "timestamps", "frames", "orig_lens", "interface_ids")
+
+    def __init__(self, first_frame: int, timestamps: list, frames: list, orig_lens: list,
+                 interface_ids: list):
+        self.first_frame = first_frame
+        self.timestamps = timestamps
+        self.frames = frames
+        self.orig_lens = orig_lens
+        self.interface_ids = interface_ids
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @property
+    def frame_numbers(self) -> range:
+        return range(self.first_frame, self.first_frame + len(self.frames))
+
+    def __iter__(self):
+        """Rows ``(frame_number, timestamp_ns, frame, orig_len, interface_id)``."""
+        return zip(self.frame_numbers, self.timestamps, self.frames, self.orig_lens,
+                   self.interface_ids)
+
+    def __repr__(self) -> str:
+        return f"<Batch frames {self.first_frame}..{self.first_frame + len(self) - 1}>"
+
+
+class CaptureReader:
+    """A capture file being read, once, front to back.
+
+    Iterate it for ``(frame_number, timestamp_ns, frame, orig_len, interface_id)`` tuples,
+    or call ``batches()`` for the same frames in columns (faster).  Frame numbers start at 1
+    and count every packet record, like Wireshark's.  A frame was cut by the snaplen when
+    ``len(frame) < orig_len``.  Corruption raises ``CaptureError`` after every frame
+    before it has been yielded.
+
+    What the reader learnt (complete once iteration has finished):
+
+    * ``format``: ``"pcap"`` or ``"pcapng"``; ``compressed``: gzip or not;
+    * ``linktypes``: the link-type numbers declared (pcap header, pcapng IDBs);
+    * ``synthesised_ethernet``: True when some yielded frame got a made-up Ethernet header;
+    * ``interfaces``: list of ``Interface``;
+    * ``frames_read``, ``truncated_frames`` (caplen < orig_len) and
+      ``untimestamped_frames`` (pcapng Simple Packet Blocks, which carry no time: their
+      timestamp is 0 where Wireshark shows none), ``non_packet_records`` (pcapng
+      blocks such as custom blocks that are not frames but that Wireshark numbers like
+      frames: they are skipped, and frame numbers jump over them as in Wireshark).
+    """
+
+    format = "?"
+
+    def __init__(self, path, source: ChunkSource, *, max_caplen: int = MAX_CAPLEN):
+        self.path = source.path if path is None else path
+        self.compressed = source.compressed
+        self.max_caplen = max_caplen
+        self.linktypes: set[int] = set()
+        self.synthesised_ethernet = False
+        self.interfaces: list[Interface] = []
+        self.frames_read = 0
+        self.truncated_frames = 0
+        self.untimestamped_frames = 0
+        self.non_packet_records = 0
+        self._source = source
+        self._started = False
+
+    # -- subclasses implement _batches(), a generator of Batch that raises CaptureError lazily
+
+    def _batches(self) -> Iterator[Batch]:
+        raise NotImplementedError
+
+    def batches(self) -> Iterator[Batch]:
+        """Yield the frames as ``Batch`` columns, one batch per chunk read (thousands of
+        frames each).  A reader can be consumed once."""
+        if self._started:
+            raise RuntimeError(f"{self.path}: a CaptureReader can only be iterated once")
+        self._started = True
+        try:
+            yield from self._batches()
+        finally:
+            self.close()
+
+    def __iter__(self) -> Iterator[tuple[int, int, bytes, int, int]]:
+        for batch in self.batches():
+            yield from zip(range(batch.first_frame, batch.first_frame + len(batch.frames)),
+                           batch.timestamps, batch.frames, batch.orig_lens,
+                           batch.interface_ids)
+
+    def close(self) -> None:
+        """Release the file (done automatically when iteration ends)."""
+        self._source.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _error(self, reason: str, frame_number: int | None = None,
+               byte_offset: int | None = None) -> CaptureError:
+        return CaptureError(self.path, reason, frame_number=frame_number,
+                            byte_offset=byte_offset)
+
+    def _gzip_error(self, frame_number: int | None, byte_offset: int) -> CaptureError:
+        return self._error(f"gzip data corrupt or truncated after {byte_offset} decompressed "
+                           f"bytes ({self._source.error})", frame_number, byte_offset)
+
+    def _check_stream(self, err: CaptureError) -> CaptureError:
+        """The error to raise for ``err``, found in the capture data.
+
+        In a gzip file, garbage in the capture structure may really be a damaged deflate
+        stream that has not failed yet (the CRC is only checked at its end).  Read the rest
+        of the stream: if gzip then fails, that is the better diagnosis.  (Frames already
+        yielded from the damaged region cannot be taken back; gzip cannot tell earlier.)
+        """
+        source = self._source
+        if not source.compressed:
+            return err
+        while source.error is None and source.read():
+            pass
+        if source.error is None:
+            return err
+        return self._error(f"gzip data corrupt ({source.error}); the capture data decompressed "
+                           f"before that already looked wrong here: {err.reason}",
+                           err.frame_number, err.byte_offset)
+
+    def __repr__(self) -> str:
+        kind = self.format + (".gz" if self.compressed else "")
+        return f"<{type(self).__name__} {self.path!r} {kind} frames_read={self.frames_read}>"

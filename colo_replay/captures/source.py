@@ -1,0 +1,74 @@
+"""Large-chunk byte source for the readers: a plain file, or a gzip file decompressed as a
+stream.
+
+Chunks are big (8 MiB by default) because the readers slice frames out of them with
+``struct.unpack_from``; per-read overhead then vanishes, and touching 8 MiB at a time is
+much cheaper than reading a large file whole (see reference/performance-notes.md).
+
+A corrupt or truncated gzip stream must not cost the frames decompressed before the
+damage, so a failing decompression is not raised from ``read``: ``read`` returns what it
+had, and leaves the failure in ``error`` for the reader to raise after those frames.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+
+GZIP_MAGIC = b"\x1f\x8b"
+DEFAULT_CHUNK = 8 << 20
+
+
+class ChunkSource:
+    """``read(n)`` returns up to ``n`` bytes (fewer is not end of file; ``b""`` is)."""
+
+    def __init__(self, path, chunk_size: int = DEFAULT_CHUNK):
+        self.path = os.fspath(path)
+        self.chunk_size = chunk_size
+        # Unbuffered: one read() is one syscall straight into the returned bytes object.
+        self._raw = open(self.path, "rb", buffering=0)
+        self._gz = None
+        self.compressed = False
+        self.error: str | None = None     # why decompression stopped, if it failed
+        try:
+            head = self._raw.read(2)
+            self._raw.seek(0)
+            if head == GZIP_MAGIC:
+                self.compressed = True
+                self._gz = gzip.GzipFile(fileobj=self._raw, mode="rb")
+        except BaseException:
+            self._raw.close()
+            raise
+
+    def read(self, n: int | None = None) -> bytes:
+        if n is None:
+            n = self.chunk_size
+        if self._gz is None:
+            return self._raw.read(n)
+        if self.error is not None:
+            return b""
+        # read1 returns whatever one decompression step produced, so a failure loses
+        # nothing already decompressed: collect the pieces up to n.
+        parts = []
+        got = 0
+        read1 = self._gz.read1
+        try:
+            while got < n:
+                piece = read1(n - got)
+                if not piece:
+                    break
+                parts.append(piece)
+                got += len(piece)
+        except (OSError, EOFError, zlib.error) as exc:
+            # BadGzipFile (an OSError), "Compressed file ended before the end-of-stream
+            # marker was reached" (EOFError), CRC / length check failures, bad deflate data.
+            self.error = f"{type(exc).__name__}: {exc}"
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def close(self) -> None:
+        try:
+            if self._gz is not None:
+                self._gz.close()
+        finally:
+            self._raw.close()
