@@ -82,6 +82,8 @@ class BpfFilter:
     filter accepts the frame.  ``orig_len`` is the length on the wire (``len(frame)`` when
     the frame was not cut); a filter that reads beyond the captured bytes does not match,
     as in libpcap.  A bad expression raises ``ValueError`` carrying libpcap's message.
+
+    One filter object reuses one packet header, so use one per thread.
     """
 
     def __init__(self, expr: str, *, linktype: int = ETHERNET, snaplen: int = DEFAULT_SNAPLEN,
