@@ -334,3 +334,16 @@ def test_oversized_frame_disables_the_input():
     assert "oversized packet" in stderr and "primary_in error" in stderr, stderr
     assert arp not in released, "QEMU read primary_in again after an oversized frame"
     assert replies == [b"COLO_COMPARE_GET_XEN_INIT"], replies
+
+
+def test_harness_fails_loudly():
+    """A missing binary or a QEMU that dies at start-up is an error (so the suite fails, never
+    skips); compare_timeout=0 makes 7.2 abort on an assertion (qemu-oracle.md)."""
+    from tests.support.qemu_oracle import QemuError
+
+    with pytest.raises(QemuError, match="not found"):
+        with QemuOracle(binary="/nonexistent/qemu-system-x86_64"):
+            pass
+    with pytest.raises(QemuError, match="exited with status"):
+        with QemuOracle(compare_timeout=0):
+            pass

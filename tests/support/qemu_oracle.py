@@ -293,6 +293,15 @@ class QemuOracle:
                     pass
             raise QemuError(f"QEMU exited with status {rc}{sig} {when}" + self._stderr_tail())
 
+    def _closed_by_qemu(self, which: str) -> None:
+        """QEMU closed one of our sockets: report its exit status if it is exiting."""
+        try:
+            self.proc.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            pass
+        self._check_alive(f"(it closed the {which} socket)")
+        raise QemuError(f"QEMU closed the {which} socket" + self._stderr_tail())
+
     # ------------------------------------------------------------------ QMP
     def _qmp_read(self, deadline: float) -> dict:
         """One QMP JSON line (events are skipped by ``qmp``)."""
@@ -306,7 +315,7 @@ class QemuOracle:
             if r:
                 chunk = sock.recv(65536)
                 if not chunk:
-                    raise QemuError("QMP connection closed" + self._stderr_tail())
+                    self._closed_by_qemu("QMP")
                 self._qmp_buf += chunk
         line, self._qmp_buf = self._qmp_buf.split(b"\n", 1)
         return json.loads(line)
@@ -363,8 +372,7 @@ class QemuOracle:
                 continue
             now = time.monotonic_ns()
             if not chunk:
-                self._check_alive("(a socket was closed)")
-                raise QemuError("QEMU closed a socket" + self._stderr_tail())
+                self._closed_by_qemu("outdev" if s is self.conns["out"] else "notify_dev")
             got = True
             if s is self.conns["out"]:
                 self._out_bytes += len(chunk)
