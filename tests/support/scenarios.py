@@ -15,8 +15,10 @@ Two families:
 
 * ``HANDWRITTEN``: the worked examples of colo-compare-spec.md Appendix A that apply to 7.2
   (A, B, C, D, E, F, H, I, K, L1-L4, M, N, O, P, P2, Q, S, T), the timeout examples G / G2 with a
-  short 200 / 100 ms timeout / scan cycle, and a few more behaviours from qemu-oracle.md;
-* ``RANDOMIZED``: scenarios drawn by seeded generators (``random.Random(seed)``, so every run
+  short 200 / 100 ms timeout / scan cycle (WAITs are whole multiples of the scan cycle, so QEMU's
+  unknown scan phase moves a count by at most one tick), and more behaviours from qemu-oracle.md
+  and the spec's quirk list (header corner cases, 16-bit truncations, keys);
+* ``randomized()``: scenarios drawn by seeded generators (``random.Random(seed)``, so every run
   draws the same scenarios): TCP byte streams segmented differently on each side, datagram
   flows with reorders, losses and differences, pass-through frames, queue overflow, vnet headers,
   padding, sequence wrap-around, flushes at random points.
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import random
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from colo_replay.framing import NET_BUFSIZE
 
@@ -51,7 +53,6 @@ class Scenario:
     randomized: bool = False
     seed: int | None = None
     description: str = ""
-    tags: set = field(default_factory=set)
 
     @property
     def timer_driven(self) -> bool:
