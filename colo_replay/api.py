@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from .replay import ReplayOptions, ReplayResult, replay_partial
+from .driver import ReplayOptions, ReplayResult, replay_partial
 from .summary import format_summary, summarise
 from .timeline import write_timeline
 

@@ -114,7 +114,7 @@ def replay(primary, secondary, qemu, compare_timeout, expired_scan_cycle, max_qu
     from .captures import open_capture
     from .captures.errors import CaptureError
     from .api import Timeline
-    from .replay import ReplayOptions, replay_partial
+    from .driver import ReplayOptions, replay_partial
 
     if output is not None and not output.lower().endswith((".parquet", ".csv", ".jsonl", ".json", ".ndjson")):
         _fail(f"{output}: unknown timeline format (use .parquet, .csv or .jsonl)")

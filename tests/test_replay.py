@@ -105,3 +105,30 @@ def test_corrupt_capture_gives_partial_timeline(pair, tmp_path):
     tl = replay(p, s)
     assert tl.partial and "frame 10" in tl.error
     assert (tl.events.kind == "release").sum() == 9
+
+
+def test_package_api_is_the_replay_function_and_imports_no_pandas():
+    import subprocess
+    import sys
+    code = ("import sys, colo_replay; assert callable(colo_replay.replay); "
+            "assert 'pandas' not in sys.modules, 'pandas imported eagerly'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_exit_codes(pair, tmp_path):
+    import subprocess
+    import sys
+    f = udp(b"same")
+    p, s = pair([(T0, f)], [(T0 + MS, f)])
+    run = lambda *a: subprocess.run([sys.executable, "-m", "colo_replay.cli", "replay", *a],
+                                    capture_output=True, text=True)
+    ok = run(p, s, "-o", str(tmp_path / "t.csv"))
+    assert ok.returncode == 0 and "divergences    0" in ok.stderr and ok.stdout == ""
+    bad = run(p, str(tmp_path / "missing.pcap"))
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+    knob = run(p, s, "--qemu", "4.1", "--compare-timeout", "10")
+    assert knob.returncode == 2 and "no compare_timeout property" in knob.stderr
+    jl = run(p, s)
+    assert jl.returncode == 0 and jl.stdout.startswith("{")      # JSON Lines on stdout
+    bpf = run(p, s, "--filter", "udp portx")
+    assert bpf.returncode == 2 and "bad BPF filter" in bpf.stderr and "Traceback" not in bpf.stderr
