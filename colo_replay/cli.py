@@ -86,6 +86,8 @@ def main():
               help="The captured frames start with a vnet header of this many bytes (implies vnet_hdr_support).")
 @click.option("--primary-offset", type=DURATION, default=0, help="Added to every primary timestamp (ms or 12ms/1.5s).")
 @click.option("--secondary-offset", type=DURATION, default=0, help="Added to every secondary timestamp (clock skew).")
+@click.option("--align", type=click.Choice(["none", "auto"]), default="none", show_default=True,
+              help="auto: estimate the secondary's clock offset from frames with the same content on both sides.")
 @click.option("--primary-delay", type=DURATION, default=0, help="Transport delay primary -> colo-compare.")
 @click.option("--secondary-delay", type=DURATION, default=0, help="Transport delay secondary -> colo-compare.")
 @click.option("--scan-phase", type=DURATION, default=0,
@@ -104,7 +106,7 @@ def main():
 @click.option("--max-held-p99", type=float, help="Exit 1 when the p99 held time exceeds this many ms.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
 def replay(primary, secondary, qemu, compare_timeout, expired_scan_cycle, max_queue_size, vnet_hdr_support,
-           vnet_hdr_len, primary_offset, secondary_offset, primary_delay, secondary_delay, scan_phase,
+           vnet_hdr_len, primary_offset, secondary_offset, align, primary_delay, secondary_delay, scan_phase,
            checkpoint_duration, checkpoint_delay, checkpoints_at, bpf_filter, output, summary_json,
            max_checkpoints, max_held_p99, progress):
     """Replay PRIMARY and SECONDARY captures; write the timeline, print the summary.
@@ -128,6 +130,18 @@ def replay(primary, secondary, qemu, compare_timeout, expired_scan_cycle, max_qu
         bpf_filter=bpf_filter)
     if checkpoint_duration < 0 or (checkpoint_delay is not None and checkpoint_delay < 0):
         _fail("--checkpoint-duration and --checkpoint-delay must not be negative")
+    if align == "auto":
+        if secondary_offset:
+            _fail("--align auto estimates the secondary offset: do not give --secondary-offset too")
+        from .align import estimate_alignment
+        try:
+            found = estimate_alignment(open_capture(primary), open_capture(secondary), vnet_hdr_len)
+        except (CaptureError, ValueError) as exc:
+            _fail(str(exc))
+        except OSError as exc:
+            _fail(f"{exc.filename}: {exc.strerror}")
+        opts.secondary_offset_ns = found.offset_ns
+        opts.alignment = "auto: " + found.describe()
     try:
         prd = open_capture(primary)
         srd = open_capture(secondary)

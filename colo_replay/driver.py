@@ -49,6 +49,7 @@ class ReplayOptions:
     checkpoint_delay_ns: int | None = None  # x-checkpoint-delay; None = profile default (20000 ms)
     checkpoints_at: list[int] | None = None  # measured flush times (replay clock, ns)
     bpf_filter: str | None = None
+    alignment: str | None = None           # how secondary_offset_ns was obtained (--align auto)
 
     def compare_config(self) -> CompareConfig:
         return CompareConfig(self.compare_timeout, self.expired_scan_cycle, self.max_queue_size,
@@ -198,7 +199,8 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
                                             "primary_offset_ms": opts.primary_offset_ns / MS,
                                             "secondary_offset_ms": opts.secondary_offset_ns / MS,
                                             "scan_phase_ms": opts.scan_phase_ns / MS,
-                                            "filter": opts.bpf_filter},
+                                            "filter": opts.bpf_filter,
+                                            "alignment": opts.alignment},
         primary=pstats, secondary=sstats,
         checkpoints=model.count,
         checkpoint_requests=model.requests,

@@ -78,6 +78,8 @@ def format_summary(s: dict) -> str:
     lines.append(f"  clocks         primary offset {k['primary_offset_ms']:g} ms, secondary offset "
                  f"{k['secondary_offset_ms']:g} ms, scan phase {k['scan_phase_ms']:g} ms"
                  + (f", filter {k['filter']!r}" if k.get("filter") else ""))
+    if k.get("alignment"):
+        lines.append(f"  alignment      {k['alignment']}")
     for side in ("primary", "secondary"):
         c = s["captures"][side]
         note = ", Ethernet header synthesised" if c["synthesised_ethernet"] else ""

@@ -132,3 +132,21 @@ def test_cli_exit_codes(pair, tmp_path):
     assert jl.returncode == 0 and jl.stdout.startswith("{")      # JSON Lines on stdout
     bpf = run(p, s, "--filter", "udp portx")
     assert bpf.returncode == 2 and "bad BPF filter" in bpf.stderr and "Traceback" not in bpf.stderr
+
+
+def test_align_auto_recovers_a_clock_skew(pair, tmp_path):
+    from colo_replay.align import estimate_alignment
+    from colo_replay.captures import open_capture
+    frames = [udp(bytes([i]) * 20, sport=1000 + i) for i in range(30)] + [tcp(5000 + i, b"data%04d" % i) for i in range(30)]
+    skew = -5_000 * MS          # the secondary's clock runs 5 s behind
+    p, s = pair([(T0 + i * 10 * MS, f) for i, f in enumerate(frames)],
+                [(T0 + skew + i * 10 * MS + 300_000, f) for i, f in enumerate(frames)])
+    found = estimate_alignment(open_capture(p), open_capture(s))
+    assert found.offset_ns == 5_000 * MS - 300_000 and found.anchors == 60
+    assert found.residual_p95_ns == 0
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "colo_replay.cli", "replay", p, s, "--align", "auto", "-o", str(tmp_path / "t.csv")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "alignment      auto: secondary offset +4999.700 ms from 60 matching frames" in r.stderr
