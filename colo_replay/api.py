@@ -63,8 +63,10 @@ def replay(primary, secondary, progress=None, **options) -> Timeline:
     """
     from .captures import open_capture
 
+    def reader(capture):
+        is_path = isinstance(capture, (str, bytes)) or hasattr(capture, "__fspath__")
+        return open_capture(capture) if is_path else capture
+
     opts = ReplayOptions(**options)
-    prd = open_capture(primary) if isinstance(primary, (str, bytes)) or hasattr(primary, "__fspath__") else primary
-    srd = open_capture(secondary) if isinstance(secondary, (str, bytes)) or hasattr(secondary, "__fspath__") else secondary
-    result, _exc = replay_partial(prd, srd, opts, progress)
+    result, _exc = replay_partial(reader(primary), reader(secondary), opts, progress)
     return Timeline(result)

@@ -117,9 +117,13 @@ def replay(primary, secondary, qemu, compare_timeout, expired_scan_cycle, max_qu
     from .captures.errors import CaptureError
     from .api import Timeline
     from .driver import ReplayOptions, replay_partial
+    from .timeline import check_timeline_path
 
-    if output is not None and not output.lower().endswith((".parquet", ".csv", ".jsonl", ".json", ".ndjson")):
-        _fail(f"{output}: unknown timeline format (use .parquet, .csv or .jsonl)")
+    if output is not None:
+        try:
+            check_timeline_path(output)
+        except ValueError as exc:
+            _fail(str(exc))
     opts = ReplayOptions(
         qemu=qemu, compare_timeout=compare_timeout, expired_scan_cycle=expired_scan_cycle,
         max_queue_size=max_queue_size, vnet_hdr_support=vnet_hdr_support, vnet_hdr_len=vnet_hdr_len,

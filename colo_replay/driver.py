@@ -66,8 +66,7 @@ class SideStats:
     format: str = ""
     linktypes: list = field(default_factory=list)
     synthesised_ethernet: bool = False
-    first_ns: int | None = None
-    last_ns: int | None = None
+    last_ns: int | None = None   # last arrival read (bounds the other side after a read error)
 
 
 @dataclass
@@ -125,8 +124,6 @@ class _Side:
             self.n = n
             st = self.stats
             st.frames += n
-            if st.first_ns is None:
-                st.first_ns = self.ts[0]
             st.last_ns = self.ts[-1]
             return True
 
@@ -305,12 +302,10 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
             continue
         cur.stats.fed += 1
         evs = feed(side, frame, t, cur.vnet, number)
-        if evs:
-            for ev in evs:
-                add(ev)
-                if ev[0] == _CKPT:
-                    apply(model.request(ev[2]))
-                    wake = wake_time()
+        for ev in evs:
+            handle(ev)
+            if ev[0] == _CKPT:
+                wake = wake_time()      # a checkpoint may have started: the model's clock moved
         done += 1
         if progress is not None and done >= next_progress:
             progress(done)

@@ -162,22 +162,30 @@ class TimelineCollector:
         })
 
 
+TIMELINE_EXTENSIONS = (".parquet", ".csv", ".jsonl", ".json", ".ndjson")
+
+
+def check_timeline_path(path: str) -> None:
+    """Raise ValueError unless ``path`` names a timeline format we write (checked before a replay)."""
+    if not path.lower().endswith(TIMELINE_EXTENSIONS):
+        raise ValueError(f"{path}: unknown timeline format (use .parquet, .csv or .jsonl)")
+
+
 def write_timeline(df, path: str | None, stream=None) -> None:
     """Write by extension: .parquet, .csv, .jsonl / .json (JSON Lines); ``None`` = JSON Lines on
     ``stream``."""
     if path is None:
         _write_jsonl(df, stream)
         return
+    check_timeline_path(path)
     lower = path.lower()
     if lower.endswith(".parquet"):
         df.to_parquet(path, index=False)
     elif lower.endswith(".csv"):
         df.to_csv(path, index=False)
-    elif lower.endswith(".jsonl") or lower.endswith(".json") or lower.endswith(".ndjson"):
+    else:
         with open(path, "w", encoding="utf-8") as fh:
             _write_jsonl(df, fh)
-    else:
-        raise ValueError(f"{path}: unknown timeline format (use .parquet, .csv or .jsonl)")
 
 
 def _write_jsonl(df, stream) -> None:
