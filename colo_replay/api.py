@@ -70,3 +70,38 @@ def replay(primary, secondary, progress=None, **options) -> Timeline:
     opts = ReplayOptions(**options)
     result, _exc = replay_partial(reader(primary), reader(secondary), opts, progress)
     return Timeline(result)
+
+
+def replay_chardev(capture, ports: dict | None = None, progress=None, flushes: str = "measured",
+                   **options) -> Timeline:
+    """Replay a chardev-stream capture (a path or a ``ChardevCapture``): its primary_in and
+    secondary_in streams, as colo-compare read them, on the capture's clock.
+
+    ``flushes="measured"`` (the default) flushes at the times colo-compare was sent
+    ``COLO_CHECKPOINT`` on notify_dev, as the real one was; ``"model"`` uses the checkpoint
+    model instead (``checkpoint_duration_ns`` ...), e.g. to ask what another timeout would
+    have done.  The expiry-scan grid starts at the first SYN on the chardev ports (about when
+    colo-compare was created), plus ``scan_phase_ns``.  ``vnet_hdr_support`` must be what
+    colo-compare ran with.  Other ``options`` as for ``replay``.
+    """
+    from .chardev import ChardevCapture
+
+    if flushes not in ("measured", "model"):
+        raise ValueError(f"flushes must be 'measured' or 'model', not {flushes!r}")
+    cap = capture if isinstance(capture, ChardevCapture) else ChardevCapture(
+        capture, ports, options.get("vnet_hdr_support", False))
+    opts = ReplayOptions(**options)
+    opts.vnet_hdr_support = cap.vnet_hdr_support
+    if flushes == "measured" and opts.checkpoints_at is None and cap.notify_to.frames:
+        opts.checkpoints_at = cap.flush_times()
+    firsts = [s.times[0] for s in (cap.primary_in, cap.secondary_in) if s.times]
+    if cap.start_ns is not None and firsts:
+        opts.scan_phase_ns += cap.start_ns - min(firsts)
+    primary, secondary = cap.side_readers()
+    result, _exc = replay_partial(primary, secondary, opts, progress)
+    result.source = {"chardev": cap.path, "ports": dict(cap.ports), "warnings": list(cap.warnings),
+                     "flushes": "measured (COLO_CHECKPOINT on notify_dev)"
+                     if opts.checkpoints_at is not None and flushes == "measured" else "model"}
+    timeline = Timeline(result)
+    timeline.capture = cap
+    return timeline

@@ -71,17 +71,83 @@ def main():
     """Replay COLO primary/secondary captures through an exact QEMU colo-compare."""
 
 
+def _options(*decorators):
+    """Apply a shared list of click options (in the order they are listed)."""
+    def apply(f):
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+    return apply
+
+
+COMPARE_OPTIONS = _options(
+    click.option("--qemu", type=click.Choice(["4.1", "7.2"]), default="7.2", show_default=True,
+                 help="QEMU version whose colo-compare to reproduce."),
+    click.option("--compare-timeout", type=click.IntRange(min=1),
+                 help="compare_timeout, ms (7.2 only; default 3000)."),
+    click.option("--expired-scan-cycle", type=click.IntRange(min=1),
+                 help="expired_scan_cycle, ms (7.2 only; default 1000)."),
+    click.option("--max-queue-size", type=click.IntRange(min=1), help="max_queue_size (7.2 only; default 1024)."),
+    click.option("--vnet-hdr-support/--no-vnet-hdr-support", default=False,
+                 help="vnet_hdr_support as on colo-compare."),
+)
+
+PORT_OPTIONS = _options(
+    click.option("--primary-in-port", type=click.IntRange(1, 65535), default=9001, show_default=True,
+                 help="Chardev capture: TCP port of primary_in."),
+    click.option("--secondary-in-port", type=click.IntRange(1, 65535), default=9004, show_default=True,
+                 help="Chardev capture: TCP port of secondary_in."),
+    click.option("--outdev-port", type=click.IntRange(1, 65535), default=9005, show_default=True,
+                 help="Chardev capture: TCP port of outdev."),
+    click.option("--notify-port", type=click.IntRange(1, 65535), default=9009, show_default=True,
+                 help="Chardev capture: TCP port of notify_dev (optional in the capture)."),
+)
+
+
+def _ports(primary_in_port, secondary_in_port, outdev_port, notify_port) -> dict:
+    return {"primary_in": primary_in_port, "secondary_in": secondary_in_port, "outdev": outdev_port,
+            "notify_dev": notify_port}
+
+
+def _open_chardev(path, ports, vnet_hdr_support):
+    """Read a chardev-stream capture, or exit 2 with one line saying what is wrong and where."""
+    from .captures.errors import CaptureError
+    from .chardev import ChardevCapture, ChardevError
+    try:
+        cap = ChardevCapture(path, ports, vnet_hdr_support)
+    except (CaptureError, ChardevError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{exc.filename}: {exc.strerror}")
+    click.echo(f"colo-replay: chardev capture {path}:\n{cap.describe()}", err=True)
+    for warning in cap.warnings:
+        click.echo(f"colo-replay: warning: {warning}", err=True)
+    return cap
+
+
+def _progress_callback(show: bool):
+    """(bar, callback) for a progress bar on stderr, or (None, None)."""
+    if not show:
+        return None, None
+    bar = click.progressbar(length=None, label="replaying", file=sys.stderr, show_pos=True)
+    bar.__enter__()
+    last = [0]
+
+    def callback(n):
+        bar.update(n - last[0])
+        last[0] = n
+    return bar, callback
+
+
 @main.command()
-@click.argument("primary", type=click.Path(dir_okay=False))
-@click.argument("secondary", type=click.Path(dir_okay=False))
-@click.option("--qemu", type=click.Choice(["4.1", "7.2"]), default="7.2", show_default=True,
-              help="QEMU version whose colo-compare to reproduce.")
-@click.option("--compare-timeout", type=click.IntRange(min=1), help="compare_timeout, ms (7.2 only; default 3000).")
-@click.option("--expired-scan-cycle", type=click.IntRange(min=1),
-              help="expired_scan_cycle, ms (7.2 only; default 1000).")
-@click.option("--max-queue-size", type=click.IntRange(min=1), help="max_queue_size (7.2 only; default 1024).")
-@click.option("--vnet-hdr-support/--no-vnet-hdr-support", default=False,
-              help="vnet_hdr_support as on colo-compare.")
+@click.argument("primary", type=click.Path(dir_okay=False), required=False)
+@click.argument("secondary", type=click.Path(dir_okay=False), required=False)
+@click.option("--chardev", type=click.Path(dir_okay=False),
+              help="Replay a loopback capture of colo-compare's chardev sockets instead of PRIMARY SECONDARY.")
+@PORT_OPTIONS
+@click.option("--flushes", type=click.Choice(["measured", "model"]), default="measured", show_default=True,
+              help="Chardev capture: flush at the captured COLO_CHECKPOINT times, or use the checkpoint model.")
+@COMPARE_OPTIONS
 @click.option("--vnet-hdr-len", type=click.IntRange(min=0), default=0,
               help="The captured frames start with a vnet header of this many bytes (implies vnet_hdr_support).")
 @click.option("--primary-offset", type=DURATION, default=0, help="Added to every primary timestamp (ms or 12ms/1.5s).")
@@ -105,14 +171,28 @@ def main():
 @click.option("--max-checkpoints", type=click.IntRange(min=0), help="Exit 1 when more checkpoints were performed.")
 @click.option("--max-held-p99", type=float, help="Exit 1 when the p99 held time exceeds this many ms.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
-def replay(primary, secondary, qemu, compare_timeout, expired_scan_cycle, max_queue_size, vnet_hdr_support,
+def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outdev_port, notify_port, flushes,
+           qemu, compare_timeout, expired_scan_cycle, max_queue_size, vnet_hdr_support,
            vnet_hdr_len, primary_offset, secondary_offset, align, primary_delay, secondary_delay, scan_phase,
            checkpoint_duration, checkpoint_delay, checkpoints_at, bpf_filter, output, summary_json,
            max_checkpoints, max_held_p99, progress):
-    """Replay PRIMARY and SECONDARY captures; write the timeline, print the summary.
+    """Replay PRIMARY and SECONDARY captures (or one --chardev capture); write the timeline,
+    print the summary.
 
     Exit status: 0 nothing diverged, 1 divergence (or a --max-* threshold exceeded), 2 bad input.
     """
+    if chardev is not None:
+        if primary is not None or secondary is not None:
+            _fail("give either PRIMARY SECONDARY or --chardev CAPTURE, not both")
+        clock_opts = {"--primary-offset": primary_offset, "--secondary-offset": secondary_offset,
+                      "--primary-delay": primary_delay, "--secondary-delay": secondary_delay,
+                      "--vnet-hdr-len": vnet_hdr_len, "--align auto": align == "auto"}
+        bad = [name for name, value in clock_opts.items() if value]
+        if bad:
+            _fail(f"{', '.join(bad)} not applicable with --chardev: its streams are on colo-compare's own clock "
+                  f"and carry their vnet lengths")
+    elif primary is None or secondary is None:
+        _fail("missing PRIMARY and SECONDARY captures (or --chardev CAPTURE)")
     from .captures import open_capture
     from .captures.errors import CaptureError
     from .api import Timeline
@@ -146,32 +226,39 @@ def replay(primary, secondary, qemu, compare_timeout, expired_scan_cycle, max_qu
             _fail(f"{exc.filename}: {exc.strerror}")
         opts.secondary_offset_ns = found.offset_ns
         opts.alignment = "auto: " + found.describe()
-    try:
-        prd = open_capture(primary)
-        srd = open_capture(secondary)
-    except CaptureError as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(f"{exc.filename}: {exc.strerror}")
     show = sys.stderr.isatty() if progress is None else progress
-    bar = None
-    callback = None
-    if show:
-        bar = click.progressbar(length=None, label="replaying", file=sys.stderr, show_pos=True)
-        bar.__enter__()
-        last = [0]
-
-        def callback(n):
-            bar.update(n - last[0])
-            last[0] = n
-    try:
-        result, error = replay_partial(prd, srd, opts, callback)
-    except ValueError as exc:
-        _fail(str(exc))
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
-    timeline = Timeline(result)
+    if chardev is not None:
+        from .api import replay_chardev
+        from .driver import ReplayOptions as _RO
+        cap = _open_chardev(chardev, _ports(primary_in_port, secondary_in_port, outdev_port, notify_port),
+                            vnet_hdr_support)
+        fields = {k: v for k, v in opts.__dict__.items() if k in _RO.__dataclass_fields__}
+        bar, callback = _progress_callback(show)
+        try:
+            timeline = replay_chardev(cap, progress=callback, flushes=flushes, **fields)
+        except ValueError as exc:
+            _fail(str(exc))
+        finally:
+            if bar is not None:
+                bar.__exit__(None, None, None)
+        error = timeline.error
+    else:
+        try:
+            prd = open_capture(primary)
+            srd = open_capture(secondary)
+        except CaptureError as exc:
+            _fail(str(exc))
+        except OSError as exc:
+            _fail(f"{exc.filename}: {exc.strerror}")
+        bar, callback = _progress_callback(show)
+        try:
+            result, error = replay_partial(prd, srd, opts, callback)
+        except ValueError as exc:
+            _fail(str(exc))
+        finally:
+            if bar is not None:
+                bar.__exit__(None, None, None)
+        timeline = Timeline(result)
     try:
         timeline.write(output, sys.stdout)
     except OSError as exc:
@@ -194,6 +281,59 @@ def replay(primary, secondary, qemu, compare_timeout, expired_scan_cycle, max_qu
         click.echo(f"colo-replay: held p99 {held['p99']:.3f} ms > --max-held-p99 {max_held_p99}", err=True)
         code = EXIT_DIVERGED
     sys.exit(code)
+
+
+@main.command()
+@click.argument("capture", type=click.Path(dir_okay=False))
+@PORT_OPTIONS
+@COMPARE_OPTIONS
+@click.option("--scan-phase", type=DURATION, default=0,
+              help="Shift of the expiry-scan tick grid from the first SYN on the chardev ports.")
+@click.option("--request-window", type=float, default=None,
+              help="ms within which a DO_CHECKPOINT counts as matched (default expired_scan_cycle + 5).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Also write the replay's timeline: .parquet, .csv or .jsonl.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verification result as JSON on stdout.")
+def verify(capture, primary_in_port, secondary_in_port, outdev_port, notify_port, qemu, compare_timeout,
+           expired_scan_cycle, max_queue_size, vnet_hdr_support, scan_phase, request_window, output, as_json):
+    """Replay a chardev-stream CAPTURE and check its releases against the captured outdev.
+
+    The replay reads primary_in and secondary_in as colo-compare did and flushes when
+    colo-compare was sent COLO_CHECKPOINT; the frames it releases must be those on outdev, byte
+    for byte and in order.  Checkpoint requests are compared with DO_CHECKPOINT and reported.
+    Use the compare_timeout / expired_scan_cycle / vnet_hdr_support colo-compare ran with.
+
+    Exit status: 0 same releases, 1 the first mismatch is printed, 2 bad input.
+    """
+    from .api import replay_chardev
+    from .timeline import check_timeline_path
+    from .verify import format_verify, verify_capture
+
+    if output is not None:
+        try:
+            check_timeline_path(output)
+        except ValueError as exc:
+            _fail(str(exc))
+    cap = _open_chardev(capture, _ports(primary_in_port, secondary_in_port, outdev_port, notify_port),
+                        vnet_hdr_support)
+    if not cap.outdev.frames and not cap.outdev.connections:
+        _fail(f"{capture}: no outdev stream on port {outdev_port}: nothing to verify against (see --outdev-port)")
+    try:
+        timeline = replay_chardev(cap, qemu=qemu, compare_timeout=compare_timeout,
+                                  expired_scan_cycle=expired_scan_cycle, max_queue_size=max_queue_size,
+                                  vnet_hdr_support=vnet_hdr_support, scan_phase_ns=scan_phase)
+    except ValueError as exc:
+        _fail(str(exc))
+    result = verify_capture(cap, timeline, request_window)
+    if output is not None:
+        try:
+            timeline.write(output)
+        except OSError as exc:
+            _fail(f"{output}: {exc.strerror}")
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), default=str))
+    click.echo(format_verify(result, cap), err=True)
+    sys.exit(EXIT_CLEAN if result.ok else EXIT_DIVERGED)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,264 @@
+"""Chardev-stream captures: a loopback capture of colo-compare's own sockets, decoded.
+
+QEMU's documentation wires colo-compare to TCP chardevs (port 9001 primary_in, 9004
+secondary_in, 9005 outdev; notify_dev is the Xen-style control channel).  ``tcpdump -i lo`` on
+those ports records exactly what colo-compare read, when, and what it released: the outdev
+stream is the ground truth of its decisions.  ``ChardevCapture`` reassembles the TCP streams
+(``captures.tcpstream``), finds which connection and direction is which, and decodes each one
+with the framing colo-compare itself uses (``framing.FrameDecoder`` = ``net_fill_rstate``):
+
+* primary_in / secondary_in (to colo-compare): ``length [vnet_hdr_len] frame``; the vnet word
+  only with ``vnet_hdr_support=on``;
+* outdev (from colo-compare): the same framing (``compare_chr_send``);
+* notify_dev: messages *to* colo-compare carry the vnet word when ``vnet_hdr_support=on`` (its
+  notify SocketReadState shares the flag), messages *from* it never do.
+
+Each decoded frame is stamped with the capture time of the TCP segment that completed it: the
+moment colo-compare's read could first have returned its last byte.  Frames are numbered
+1, 2, ... per stream ("message numbers"); ``capture_frames`` maps them to the Wireshark frame
+numbers of those completing segments.
+
+Decoding follows QEMU where the stream is odd: one decoder per input for the whole capture
+(``SocketReadState`` is never reset on reconnect, so a peer that reconnects mid-frame
+desynchronises it, and so it does here, with a warning); a frame over NET_BUFSIZE disables that
+input from then on (``Oversized``), and the rest of its bytes are ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .captures.base import Batch
+from .captures.tcpstream import StreamGap, TcpReassembler
+from .framing import (
+    COLO_CHECKPOINT, COLO_COMPARE_GET_XEN_INIT, COLO_USERSPACE_PROXY_INIT, DO_CHECKPOINT,
+    FrameDecoder, Oversized, classify_notify,
+)
+
+ROLES = ("primary_in", "secondary_in", "outdev", "notify_dev")
+DEFAULT_PORTS = {"primary_in": 9001, "secondary_in": 9004, "outdev": 9005, "notify_dev": 9009}
+_FROM_COMPARE = (DO_CHECKPOINT, COLO_COMPARE_GET_XEN_INIT)
+_TO_COMPARE = (COLO_CHECKPOINT, COLO_USERSPACE_PROXY_INIT)
+_BATCH = 4096
+
+
+class ChardevError(Exception):
+    """The capture cannot be read as colo-compare's chardev streams (one line, says where)."""
+
+
+@dataclass
+class DecodedStream:
+    """The frames (or notify messages) of one chardev, in stream order, as columns."""
+
+    role: str
+    direction: str                         # "to compare" / "from compare"
+    connections: list = field(default_factory=list)   # stream names, in order
+    times: list = field(default_factory=list)          # ns: capture time of the completing segment
+    capture_frames: list = field(default_factory=list)  # Wireshark frame number of that segment
+    frames: list = field(default_factory=list)          # bytes (vnet header included)
+    vnet_lens: list = field(default_factory=list)
+    nbytes: int = 0                                     # stream bytes
+    disabled_at: int | None = None                      # ns: an oversized frame disabled the input
+    disabled_message: str | None = None
+    ignored_bytes: int = 0                              # bytes after the input was disabled
+    leftover: int = 0                                   # bytes of an unfinished frame at the end
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+class ChardevSideReader:
+    """primary_in or secondary_in of a chardev capture, in the shape the replay driver reads
+    (``batches()`` of ``Batch``; ``frame`` numbers are message numbers in the stream)."""
+
+    format = "chardev"
+    synthesised_ethernet = False
+
+    def __init__(self, capture: "ChardevCapture", stream: DecodedStream):
+        self.capture = capture
+        self.stream = stream
+        self.path = f"{capture.path}#{stream.role}"
+        self.linktypes = ()
+        self.truncated_frames = 0
+
+    def batches(self):
+        st = self.stream
+        n = len(st.frames)
+        for lo in range(0, n, _BATCH):
+            hi = min(n, lo + _BATCH)
+            frames = st.frames[lo:hi]
+            batch = Batch(lo + 1, st.times[lo:hi], frames, [len(f) for f in frames], [0] * (hi - lo))
+            if self.capture.vnet_hdr_support:
+                try:
+                    batch.vnet_lens = st.vnet_lens[lo:hi]
+                except AttributeError:           # a Batch without per-frame vnet support
+                    raise ChardevError("this colo_replay build cannot replay per-frame vnet lengths")
+            yield batch
+
+    def __iter__(self):
+        st = self.stream
+        for i, (t, f) in enumerate(zip(st.times, st.frames)):
+            yield i + 1, t, f, len(f), 0
+
+
+class ChardevCapture:
+    """Read and decode a chardev-stream capture.
+
+    ``ports`` overrides ``DEFAULT_PORTS`` per role (``{"primary_in": 7001}``); a role whose port
+    has no connection in the capture is empty (notify_dev is optional, as in QEMU).
+    ``vnet_hdr_support`` must be what colo-compare was started with.
+    """
+
+    def __init__(self, path, ports: dict | None = None, vnet_hdr_support: bool = False):
+        from .captures import open_capture
+
+        self.path = str(path)
+        self.ports = {**DEFAULT_PORTS, **(ports or {})}
+        self.vnet_hdr_support = vnet_hdr_support
+        by_port = {}
+        for role in ROLES:
+            port = self.ports[role]
+            if port in by_port:
+                raise ChardevError(f"{role} and {by_port[port]} cannot share port {port}")
+            by_port[port] = role
+        self.warnings: list[str] = []
+        rs = TcpReassembler(by_port, self.path)
+        reader = open_capture(path)
+        self.capture_frames = 0
+        try:
+            for fno, t, frame, orig, _iface in reader:
+                self.capture_frames = fno
+                rs.add(fno, t, frame, orig)
+            streams = rs.finish()
+        except StreamGap as exc:
+            raise ChardevError(str(exc)) from None
+        # A connection belongs to the role of its well-known port (whichever end has it).
+        conns: dict = {role: [] for role in ROLES}
+        for st in streams:
+            role = by_port.get(st.dport) or by_port.get(st.sport)
+            conns[role].append(st)
+        self.start_ns = min((st.first_time_ns for st in streams), default=None)
+        self.primary_in = self._decode_input("primary_in", conns["primary_in"], to_compare=True)
+        self.secondary_in = self._decode_input("secondary_in", conns["secondary_in"], to_compare=True)
+        self.outdev = self._decode_input("outdev", conns["outdev"], to_compare=False)
+        self.notify_to, self.notify_from = self._decode_notify(conns["notify_dev"])
+        if not self.primary_in.frames and not self.secondary_in.frames:
+            raise ChardevError(f"{self.path}: no colo-compare input found (no TCP data on port "
+                               f"{self.ports['primary_in']} primary_in or {self.ports['secondary_in']} "
+                               f"secondary_in; see --primary-in-port / --secondary-in-port)")
+
+    # ------------------------------------------------------------------ decoding
+    def _pairs(self, streams):
+        """Group the two directions of each connection: [(a, b)] in first-seen order."""
+        pairs = {}
+        for st in streams:
+            key = frozenset(((st.src, st.sport), (st.dst, st.dport)))
+            pairs.setdefault((key, st.index), []).append(st)
+        return sorted(pairs.values(), key=lambda dirs: min(d.first_time_ns for d in dirs))
+
+    def _decode_input(self, role: str, streams, to_compare: bool) -> DecodedStream:
+        """One data direction per connection: colo-compare only reads primary_in and
+        secondary_in and only writes outdev, so the direction that carries bytes is the one."""
+        out = DecodedStream(role, "to compare" if to_compare else "from compare")
+        chosen = []
+        for dirs in self._pairs(streams):
+            carrying = [d for d in dirs if d.nbytes]
+            if len(carrying) > 1:
+                raise ChardevError(f"{self.path}: {role}: both directions of {carrying[0].name} carry "
+                                   f"data; colo-compare only ever {'reads' if to_compare else 'writes'} "
+                                   f"{role} (wrong port?)")
+            chosen.extend(carrying)
+        self._decode(out, chosen, self.vnet_hdr_support)
+        return out
+
+    def _decode(self, out: DecodedStream, streams, vnet: bool) -> None:
+        dec = FrameDecoder(vnet_hdr=vnet)
+        for st in streams:
+            out.connections.append(st.name)
+            if dec.mid_frame and not dec.disabled:
+                self.warnings.append(
+                    f"{out.role}: a new connection ({st.name}) starts while a frame is unfinished; "
+                    f"like QEMU (SocketReadState is never reset) its bytes continue that frame")
+            for chunk in st.chunks:
+                out.nbytes += len(chunk.data)
+                for item in dec.feed(chunk.data):
+                    if isinstance(item, Oversized):
+                        out.disabled_at = chunk.time_ns
+                        out.disabled_message = item.message()
+                        self.warnings.append(f"{out.role}: {item.message()} in frame {chunk.frame_number}; "
+                                             f"colo-compare stops reading {out.role} (so does the replay)")
+                        continue
+                    out.times.append(chunk.time_ns)
+                    out.capture_frames.append(chunk.frame_number)
+                    out.frames.append(item.data)
+                    out.vnet_lens.append(item.vnet_hdr_len)
+        out.ignored_bytes = dec.ignored
+        if dec.mid_frame and not dec.disabled:
+            out.leftover = dec.index + len(dec._hdr)
+            self.warnings.append(f"{out.role}: the stream ends inside a frame ({out.leftover} bytes of it "
+                                 f"captured); colo-compare never saw that frame complete")
+
+    def _decode_notify(self, streams):
+        to = DecodedStream("notify_dev", "to compare")
+        frm = DecodedStream("notify_dev", "from compare")
+        to_dirs, from_dirs = [], []
+        for dirs in self._pairs(streams):
+            for d in dirs:
+                if not d.nbytes:
+                    continue
+                # Only colo-compare sends DO_CHECKPOINT / GET_XEN_INIT, and never with a vnet word.
+                probe = DecodedStream("notify_dev", "?")
+                self._decode_quiet(probe, d, vnet=False)
+                if any(classify_notify(m) in _FROM_COMPARE for m in probe.frames):
+                    from_dirs.append(d)
+                else:
+                    to_dirs.append(d)
+        self._decode(to, to_dirs, self.vnet_hdr_support)
+        self._decode(frm, from_dirs, False)
+        for msg_stream in (to, frm):
+            expected = _TO_COMPARE if msg_stream is to else _FROM_COMPARE
+            for i, m in enumerate(msg_stream.frames):
+                if classify_notify(m) not in expected:
+                    self.warnings.append(
+                        f"notify_dev ({msg_stream.direction}): message {i + 1} in frame "
+                        f"{msg_stream.capture_frames[i]} is {m[:40]!r}, which colo-compare "
+                        + ("reports as an unsupported instruction" if msg_stream is to else "does not send"))
+        return to, frm
+
+    def _decode_quiet(self, out: DecodedStream, st, vnet: bool) -> None:
+        dec = FrameDecoder(vnet_hdr=vnet)
+        for chunk in st.chunks:
+            for item in dec.feed(chunk.data):
+                if not isinstance(item, Oversized):
+                    out.frames.append(item.data)
+
+    # ------------------------------------------------------------------ views
+    def side_readers(self):
+        """(primary, secondary) readers for the replay driver."""
+        return ChardevSideReader(self, self.primary_in), ChardevSideReader(self, self.secondary_in)
+
+    def notify_times(self, message: bytes, direction: str = "to") -> list[int]:
+        """Capture times of one notify message: ``COLO_CHECKPOINT`` to colo-compare (the flushes)
+        or ``DO_CHECKPOINT`` from it (its checkpoint requests)."""
+        st = self.notify_to if direction == "to" else self.notify_from
+        return [t for t, m in zip(st.times, st.frames) if m == message]
+
+    def flush_times(self) -> list[int]:
+        """When colo-compare was told a checkpoint finished (it flushes its queues then)."""
+        return self.notify_times(COLO_CHECKPOINT, "to")
+
+    def request_times(self) -> list[int]:
+        """When colo-compare asked for a checkpoint (DO_CHECKPOINT on notify_dev)."""
+        return self.notify_times(DO_CHECKPOINT, "from")
+
+    def describe(self) -> str:
+        """A few lines for stderr: what was found on which port."""
+        lines = []
+        for st in (self.primary_in, self.secondary_in, self.outdev):
+            port = self.ports[st.role]
+            lines.append(f"  {st.role:<13} port {port}: {len(st.frames)} frames, {st.nbytes} bytes, "
+                         f"{len(st.connections)} connection(s)"
+                         + (f", DISABLED by an oversized frame" if st.disabled_message else ""))
+        lines.append(f"  notify_dev    port {self.ports['notify_dev']}: {len(self.flush_times())} "
+                     f"COLO_CHECKPOINT in, {len(self.request_times())} DO_CHECKPOINT out")
+        return "\n".join(lines)
