@@ -43,6 +43,11 @@ queued for good, after which every barrier whose primary copy arrives first requ
 
 If the QEMU binary is missing or fails to start, ``QemuError`` is raised: callers must fail, not
 skip.
+
+The socket side (listeners, barrier, step protocol, collection) lives in ``ChardevHarness`` and
+does not care what connects to it: ``QemuOracle`` starts QEMU (plus its QMP monitor), and
+``tests/support/live_harness.py`` starts ``colo-replay live`` the same way, so the very same
+scenario steps and barriers drive both.
 """
 
 from __future__ import annotations
@@ -117,12 +122,18 @@ class StepCapture:
     go quiet; the release order may then be QEMU's newest-first send-queue order (spec 3.2 #4)."""
 
 
-class QemuOracle:
-    """One QEMU process running one colo-compare object.  Use as a context manager."""
+class ChardevHarness:
+    """Listens on colo-compare's chardev sockets, starts the program under test (which connects
+    to them as a client, like QEMU's client chardevs), and drives it step by step with barriers.
+    Subclasses give ``command_line()``; ``SOCKETS`` names the sockets to accept.  Use as a
+    context manager."""
+
+    SOCKETS = ("pri", "sec", "out", "notify")
+    LABEL = "program"
 
     def __init__(self, compare_timeout: int | None = None, expired_scan_cycle: int | None = None,
                  max_queue_size: int | None = None, vnet_hdr_support: bool = False,
-                 binary: str = QEMU_BINARY, extra_args: tuple = ()):
+                 binary: str = "", extra_args: tuple = ()):
         self.compare_timeout = compare_timeout
         self.expired_scan_cycle = expired_scan_cycle
         self.max_queue_size = max_queue_size
@@ -148,37 +159,25 @@ class QemuOracle:
 
     # ------------------------------------------------------------------ lifecycle
     def command_line(self) -> list[str]:
-        d = self.dir
-        opts = ("colo-compare,id=comp0,primary_in=pri_in,secondary_in=sec_in,outdev=out0,"
-                "iothread=iothread0,notify_dev=notify0")
-        if self.compare_timeout is not None:
-            opts += f",compare_timeout={self.compare_timeout}"
-        if self.expired_scan_cycle is not None:
-            opts += f",expired_scan_cycle={self.expired_scan_cycle}"
-        if self.max_queue_size is not None:
-            opts += f",max_queue_size={self.max_queue_size}"
-        if self.vnet:
-            opts += ",vnet_hdr_support=on"
-        return [
-            self.binary, "-machine", "none", "-nodefaults", "-display", "none", "-accel", "tcg",
-            "-chardev", f"socket,id=qmp0,path={d}/qmp.sock", "-mon", "chardev=qmp0,mode=control",
-            "-chardev", f"socket,id=pri_in,path={d}/pri.sock",
-            "-chardev", f"socket,id=sec_in,path={d}/sec.sock",
-            "-chardev", f"socket,id=out0,path={d}/out.sock",
-            "-chardev", f"socket,id=notify0,path={d}/notify.sock",
-            "-object", "iothread,id=iothread0",
-            "-object", opts,
-            *self.extra_args,
-        ]
+        raise NotImplementedError
 
-    def start(self) -> "QemuOracle":
-        if not (os.path.isfile(self.binary) and os.access(self.binary, os.X_OK)):
-            raise QemuError(f"QEMU binary {self.binary!r} not found or not executable "
-                            "(apt-get install -y qemu-system-x86); the differential tests need it")
+    def _check_binary(self) -> None:
+        """Raise QemuError when the program cannot be run (tests must fail, not skip)."""
+
+    def _handshake(self, deadline: float) -> None:
+        """After every socket is connected (QEMU: the QMP greeting and capabilities)."""
+
+    def _ask_to_exit(self) -> None:
+        """Ask the program to exit (QEMU: QMP quit; colo-replay live: SIGTERM)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def start(self) -> "ChardevHarness":
+        self._check_binary()
         t0 = time.monotonic()
         self.dir = tempfile.mkdtemp(prefix="colo-oracle-")
         os.chmod(self.dir, 0o700)
-        for name in ("qmp", "pri", "sec", "out", "notify"):
+        for name in self.SOCKETS:
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.bind(os.path.join(self.dir, f"{name}.sock"))
             s.listen(1)
@@ -192,13 +191,13 @@ class QemuOracle:
                                              stdout=err, stderr=err, close_fds=True, cwd=self.dir,
                                              preexec_fn=_no_core_dumps)
             except OSError as e:
-                raise QemuError(f"cannot start QEMU: {e}") from e
+                raise QemuError(f"cannot start {self.LABEL}: {e}") from e
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         pending = dict(self._listeners)
         while pending:
             self._check_alive("during start-up")
             if time.monotonic() > deadline:
-                raise QemuError(f"QEMU did not connect {sorted(pending)} within {STARTUP_TIMEOUT_S} s"
+                raise QemuError(f"{self.LABEL} did not connect {sorted(pending)} within {STARTUP_TIMEOUT_S} s"
                                 + self._stderr_tail())
             ready, _, _ = select.select(list(pending.values()), [], [], 0.05)
             for lst in ready:
@@ -213,32 +212,30 @@ class QemuOracle:
         for s in self._listeners.values():
             s.close()
         self._listeners.clear()
-        greeting = self._qmp_read(deadline)
-        if "QMP" not in greeting:
-            raise QemuError(f"unexpected QMP greeting {greeting!r}")
-        reply = self.qmp("qmp_capabilities")
-        if "return" not in reply:
-            raise QemuError(f"qmp_capabilities failed: {reply!r}")
+        self._handshake(deadline)
         self.started_ns = time.monotonic_ns()
         self.startup_s = time.monotonic() - t0
         return self
 
     def close(self) -> int | None:
-        """QMP quit, then SIGKILL that one process if it does not exit; remove the temp dir.
-        Returns QEMU's exit status (negative = killed by that signal)."""
+        """Ask the program to exit (QEMU: QMP quit), then SIGKILL that one process if it does not
+        exit; remove the temp dir.  Returns its exit status (negative = killed by that signal)."""
         rc = None
         try:
-            if self.proc is not None and self.proc.poll() is None and "qmp" in self.conns:
+            if self.proc is not None and self.proc.poll() is None and self.conns:
                 try:
-                    self.qmp("quit", timeout=5.0)
+                    self._ask_to_exit()
                 except (QemuError, OSError):
                     pass
-                # Keep reading outdev / notify_dev while QEMU shuts down: a send coroutine that is
+                # Keep reading outdev / notify_dev while it shuts down: a send coroutine that is
                 # blocked on a full socket would otherwise hold up the exit.
                 deadline = time.monotonic() + 5.0
                 while self.proc.poll() is None and time.monotonic() < deadline:
                     try:
-                        self._pump(0.02)
+                        if "out" in self.conns and "notify" in self.conns:
+                            self._pump(0.02)
+                        else:
+                            time.sleep(0.01)
                     except (QemuError, OSError):
                         time.sleep(0.01)
             if self.proc is not None and self.proc.poll() is None:
@@ -262,7 +259,7 @@ class QemuOracle:
                 self.dir = None
         return rc
 
-    def __enter__(self) -> "QemuOracle":
+    def __enter__(self) -> "ChardevHarness":
         try:
             return self.start()
         except BaseException:
@@ -280,7 +277,7 @@ class QemuOracle:
 
     def _stderr_tail(self) -> str:
         text = self.stderr_text().strip()
-        return f"\nQEMU stderr:\n{text[-2000:]}" if text else ""
+        return f"\n{self.LABEL} stderr:\n{text[-2000:]}" if text else ""
 
     def _check_alive(self, when: str) -> None:
         if self.proc is not None and self.proc.poll() is not None:
@@ -291,59 +288,16 @@ class QemuOracle:
                     sig = f" ({signal.Signals(-rc).name})"
                 except ValueError:
                     pass
-            raise QemuError(f"QEMU exited with status {rc}{sig} {when}" + self._stderr_tail())
+            raise QemuError(f"{self.LABEL} exited with status {rc}{sig} {when}" + self._stderr_tail())
 
     def _closed_by_qemu(self, which: str) -> None:
-        """QEMU closed one of our sockets: report its exit status if it is exiting."""
+        """The program closed one of our sockets: report its exit status if it is exiting."""
         try:
             self.proc.wait(timeout=2.0)
         except subprocess.TimeoutExpired:
             pass
         self._check_alive(f"(it closed the {which} socket)")
-        raise QemuError(f"QEMU closed the {which} socket" + self._stderr_tail())
-
-    # ------------------------------------------------------------------ QMP
-    def _qmp_read(self, deadline: float) -> dict:
-        """One QMP JSON line (events are skipped by ``qmp``)."""
-        sock = self.conns["qmp"]
-        while b"\n" not in self._qmp_buf:
-            self._check_alive("while talking QMP")
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise QemuError("QMP timeout" + self._stderr_tail())
-            r, _, _ = select.select([sock], [], [], min(left, 0.05))
-            if r:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    self._closed_by_qemu("QMP")
-                self._qmp_buf += chunk
-        line, self._qmp_buf = self._qmp_buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def qmp(self, command: str, timeout: float = 10.0, **arguments) -> dict:
-        msg = {"execute": command}
-        if arguments:
-            msg["arguments"] = arguments
-        self.conns["qmp"].sendall(json.dumps(msg).encode() + b"\r\n")
-        deadline = time.monotonic() + timeout
-        while True:
-            if command == "quit":
-                # QEMU may close the socket right after answering.
-                try:
-                    reply = self._qmp_read(deadline)
-                except QemuError:
-                    return {"return": {}}
-            else:
-                reply = self._qmp_read(deadline)
-            if "event" in reply:
-                continue
-            return reply
-
-    def qom_get(self, prop: str, path: str = "/objects/comp0"):
-        reply = self.qmp("qom-get", path=path, property=prop)
-        if "return" not in reply:
-            raise QemuError(f"qom-get {prop} failed: {reply!r}")
-        return reply["return"]
+        raise QemuError(f"{self.LABEL} closed the {which} socket" + self._stderr_tail())
 
     # ------------------------------------------------------------------ raw I/O
     def send_raw(self, which: str, data: bytes) -> None:
@@ -519,6 +473,102 @@ class QemuOracle:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
+
+
+class QemuOracle(ChardevHarness):
+    """One QEMU process running one colo-compare object.  Use as a context manager."""
+
+    SOCKETS = ("qmp", "pri", "sec", "out", "notify")
+    LABEL = "QEMU"
+
+    def __init__(self, compare_timeout: int | None = None, expired_scan_cycle: int | None = None,
+                 max_queue_size: int | None = None, vnet_hdr_support: bool = False,
+                 binary: str = QEMU_BINARY, extra_args: tuple = ()):
+        super().__init__(compare_timeout, expired_scan_cycle, max_queue_size, vnet_hdr_support, binary, extra_args)
+
+    def command_line(self) -> list[str]:
+        d = self.dir
+        opts = ("colo-compare,id=comp0,primary_in=pri_in,secondary_in=sec_in,outdev=out0,"
+                "iothread=iothread0,notify_dev=notify0")
+        if self.compare_timeout is not None:
+            opts += f",compare_timeout={self.compare_timeout}"
+        if self.expired_scan_cycle is not None:
+            opts += f",expired_scan_cycle={self.expired_scan_cycle}"
+        if self.max_queue_size is not None:
+            opts += f",max_queue_size={self.max_queue_size}"
+        if self.vnet:
+            opts += ",vnet_hdr_support=on"
+        return [
+            self.binary, "-machine", "none", "-nodefaults", "-display", "none", "-accel", "tcg",
+            "-chardev", f"socket,id=qmp0,path={d}/qmp.sock", "-mon", "chardev=qmp0,mode=control",
+            "-chardev", f"socket,id=pri_in,path={d}/pri.sock",
+            "-chardev", f"socket,id=sec_in,path={d}/sec.sock",
+            "-chardev", f"socket,id=out0,path={d}/out.sock",
+            "-chardev", f"socket,id=notify0,path={d}/notify.sock",
+            "-object", "iothread,id=iothread0",
+            "-object", opts,
+            *self.extra_args,
+        ]
+
+    def _check_binary(self) -> None:
+        if not (os.path.isfile(self.binary) and os.access(self.binary, os.X_OK)):
+            raise QemuError(f"QEMU binary {self.binary!r} not found or not executable "
+                            "(apt-get install -y qemu-system-x86); the differential tests need it")
+
+    def _handshake(self, deadline: float) -> None:
+        greeting = self._qmp_read(deadline)
+        if "QMP" not in greeting:
+            raise QemuError(f"unexpected QMP greeting {greeting!r}")
+        reply = self.qmp("qmp_capabilities")
+        if "return" not in reply:
+            raise QemuError(f"qmp_capabilities failed: {reply!r}")
+
+    def _ask_to_exit(self) -> None:
+        if "qmp" in self.conns:
+            self.qmp("quit", timeout=5.0)
+
+    # ------------------------------------------------------------------ QMP
+    def _qmp_read(self, deadline: float) -> dict:
+        """One QMP JSON line (events are skipped by ``qmp``)."""
+        sock = self.conns["qmp"]
+        while b"\n" not in self._qmp_buf:
+            self._check_alive("while talking QMP")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise QemuError("QMP timeout" + self._stderr_tail())
+            r, _, _ = select.select([sock], [], [], min(left, 0.05))
+            if r:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    self._closed_by_qemu("QMP")
+                self._qmp_buf += chunk
+        line, self._qmp_buf = self._qmp_buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def qmp(self, command: str, timeout: float = 10.0, **arguments) -> dict:
+        msg = {"execute": command}
+        if arguments:
+            msg["arguments"] = arguments
+        self.conns["qmp"].sendall(json.dumps(msg).encode() + b"\r\n")
+        deadline = time.monotonic() + timeout
+        while True:
+            if command == "quit":
+                # QEMU may close the socket right after answering.
+                try:
+                    reply = self._qmp_read(deadline)
+                except QemuError:
+                    return {"return": {}}
+            else:
+                reply = self._qmp_read(deadline)
+            if "event" in reply:
+                continue
+            return reply
+
+    def qom_get(self, prop: str, path: str = "/objects/comp0"):
+        reply = self.qmp("qom-get", path=path, property=prop)
+        if "return" not in reply:
+            raise QemuError(f"qom-get {prop} failed: {reply!r}")
+        return reply["return"]
 
 
 def _no_core_dumps() -> None:

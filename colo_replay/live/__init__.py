@@ -1,0 +1,20 @@
+"""Live mode: the sans-I/O engine on real sockets, speaking colo-compare's chardev protocol.
+
+``colo-replay live`` stands where QEMU's colo-compare object would sit on a test rig (or beside
+it, on mirrored streams).  One module per job:
+
+* ``endpoint``  QEMU-style chardev specs (``socket,path=...`` / ``socket,host=..,port=..``,
+  ``server=on|off``, ``wait=off``, ``reconnect=SECONDS``) parsed and validated;
+* ``clock``     the engine's clock: monotonic, strictly increasing, epoch-aligned to whole ms;
+* ``channel``   one chardev on a non-blocking socket: listen/accept or connect/reconnect, reads
+  in 256 KiB chunks, and QEMU 7.2's outdev send queue (FIFO while the socket takes everything,
+  newest-first once it pushes back);
+* ``checkpoint_sim``  ``--flush-on-request``: a simulated checkpoint for rigs without a COLO frame;
+* ``recorder``  ``--record DIR``: one pcapng per stream plus the flush times, replayable offline;
+* ``stats``     counters, the periodic stats line and the final summary;
+* ``logs``      structured logging on stderr (text or JSON lines);
+* ``runtime``   ``LiveCompare``: wires the engine, the channels and all of the above;
+* ``command``   the ``colo-replay live`` click command.
+
+Nothing here imports pandas until a timeline is written at the very end.
+"""

@@ -1,0 +1,85 @@
+"""Drive ``colo-replay live`` exactly as ``QemuOracle`` drives QEMU.
+
+``LiveHarness`` listens on the same four unix sockets (pri, sec, out, notify) and starts::
+
+    python3 -m colo_replay.live --primary-in socket,path=$D/pri.sock \\
+        --secondary-in socket,path=$D/sec.sock --outdev socket,path=$D/out.sock \\
+        --notify-dev socket,path=$D/notify.sock [--compare-timeout ..] [...]
+
+which connects to them as clients, like QEMU's client chardevs.  Steps, barriers and the
+collection of outdev / notify_dev output are ``ChardevHarness``'s, shared with the QEMU oracle,
+so a scenario drives both programs through the very same bytes.  ``close()`` sends SIGTERM
+(colo-replay live then prints its summary and exits 0 or 1).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .qemu_oracle import ChardevHarness
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class LiveHarness(ChardevHarness):
+    SOCKETS = ("pri", "sec", "out", "notify")
+    LABEL = "colo-replay live"
+
+    def __init__(self, compare_timeout=None, expired_scan_cycle=None, max_queue_size=None,
+                 vnet_hdr_support=False, extra_args=(), qemu_profile="7.2", notify=True):
+        super().__init__(compare_timeout, expired_scan_cycle, max_queue_size, vnet_hdr_support,
+                         sys.executable, extra_args)
+        self.qemu_profile = qemu_profile
+        if not notify:
+            self.SOCKETS = ("pri", "sec", "out")
+
+    def command_line(self) -> list[str]:
+        d = self.dir
+        cmd = [self.binary, "-m", "colo_replay.live", "--qemu", self.qemu_profile,
+               "--primary-in", f"socket,path={d}/pri.sock",
+               "--secondary-in", f"socket,path={d}/sec.sock",
+               "--outdev", f"socket,path={d}/out.sock"]
+        if "notify" in self.SOCKETS:
+            cmd += ["--notify-dev", f"socket,path={d}/notify.sock"]
+        if self.compare_timeout is not None:
+            cmd += ["--compare-timeout", str(self.compare_timeout)]
+        if self.expired_scan_cycle is not None:
+            cmd += ["--expired-scan-cycle", str(self.expired_scan_cycle)]
+        if self.max_queue_size is not None:
+            cmd += ["--max-queue-size", str(self.max_queue_size)]
+        if self.vnet:
+            cmd.append("--vnet-hdr-support")
+        return cmd + list(self.extra_args)
+
+    def start(self):
+        # The child must import this checkout's colo_replay whatever the cwd (the temp folder).
+        path = os.environ.get("PYTHONPATH", "")
+        os.environ["PYTHONPATH"] = REPO + (os.pathsep + path if path else "")
+        try:
+            return super().start()
+        finally:
+            if path:
+                os.environ["PYTHONPATH"] = path
+            else:
+                os.environ.pop("PYTHONPATH", None)
+
+    def stop(self, timeout: float = 10.0) -> tuple[int | None, str]:
+        """SIGTERM, wait, and return (exit status, stderr text) before the temp dir goes."""
+        rc = self.close_keep_stderr(timeout)
+        return rc, self._final_stderr
+
+    def close_keep_stderr(self, timeout: float = 10.0):
+        text_before = None
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                self._ask_to_exit()
+                try:
+                    self.proc.wait(timeout=timeout)
+                except Exception:
+                    pass
+            text_before = self.stderr_text()
+        finally:
+            self._final_stderr = text_before or ""
+            rc = self.close()
+        return rc
