@@ -26,7 +26,11 @@ class Timeline:
 
     @cached_property
     def summary(self) -> dict:
-        return summarise(self.events, self.result)
+        summary = summarise(self.events, self.result)
+        source = getattr(self.result, "source", None)
+        if source:
+            summary["source"] = source
+        return summary
 
     @property
     def partial(self) -> bool:
@@ -54,21 +58,41 @@ class Timeline:
         return f"<Timeline {len(self)} events, {self.summary['divergences']} divergences>"
 
 
-def replay(primary, secondary, progress=None, **options) -> Timeline:
+def _is_path(capture) -> bool:
+    return isinstance(capture, (str, bytes)) or hasattr(capture, "__fspath__")
+
+
+def replay(primary, secondary, progress=None, filter_rewriter: bool = False, peer_isn: bool = False,
+           **options) -> Timeline:
     """Replay two captures (paths or open ``CaptureReader``s) through colo-compare.
 
     ``options`` are the fields of ``ReplayOptions`` (``qemu="7.2"``, ``compare_timeout=...``,
     ``secondary_offset_ns=...``, ``checkpoint_duration_ns=...``, ...).  A read error does not
     raise: the timeline holds everything up to it and ``timeline.partial`` is True.
+
+    ``filter_rewriter=True`` shifts the secondary's TCP sequence numbers as QEMU's
+    filter-rewriter does before colo-compare (see ``colo_replay.rewriter``; the primary must be
+    a path, it is read twice); ``peer_isn=True`` also aligns the secondary's ACK numbers, for
+    pairs captured with two separate clients.
     """
     from .captures import open_capture
 
     def reader(capture):
-        is_path = isinstance(capture, (str, bytes)) or hasattr(capture, "__fspath__")
-        return open_capture(capture) if is_path else capture
+        return open_capture(capture) if _is_path(capture) else capture
 
     opts = ReplayOptions(**options)
-    result, _exc = replay_partial(reader(primary), reader(secondary), opts, progress)
+    srd = reader(secondary)
+    rewriter = None
+    if filter_rewriter or peer_isn:
+        from .rewriter import RewrittenReader, synack_table
+        if not _is_path(primary):
+            raise ValueError("filter_rewriter needs the primary capture as a path (it is read twice)")
+        rewriter = RewrittenReader(srd, synack_table(open_capture(primary), opts.vnet_hdr_len),
+                                   opts.vnet_hdr_len, peer_isn)
+        srd = rewriter
+    result, _exc = replay_partial(reader(primary), srd, opts, progress)
+    if rewriter is not None:
+        result.source = {"filter_rewriter": rewriter.stats.as_dict()}
     return Timeline(result)
 
 

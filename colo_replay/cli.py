@@ -125,6 +125,29 @@ def _open_chardev(path, ports, vnet_hdr_support):
     return cap
 
 
+def _guest_filter(spec: str, primary: str, secondary: str) -> dict:
+    """``--guest``: the libpcap filter that keeps the guest's outbound frames (detected on both
+    captures for ``auto``), reported on stderr; exit 2 when it cannot be had."""
+    from .captures import open_capture
+    from .captures.errors import CaptureError
+    from .guest import detect_guest, guest_bpf
+    try:
+        if spec.strip().lower() != "auto":
+            note = {"guest": spec, "filter": guest_bpf(spec), "how": "given"}
+        else:
+            found = [detect_guest(open_capture(path)) for path in (primary, secondary)]
+            macs = sorted({g.mac for g in found})
+            filt = " or ".join(f"ether src {m}" for m in macs)
+            note = {"guest": " / ".join(macs), "filter": filt if len(macs) == 1 else f"({filt})",
+                    "how": "; ".join(f"{side}: {g.describe()}" for side, g in zip(("primary", "secondary"), found))}
+    except (ValueError, CaptureError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{exc.filename}: {exc.strerror}")
+    click.echo(f"colo-replay: keeping the guest's outbound frames: {note['filter']} ({note['how']})", err=True)
+    return note
+
+
 def _progress_callback(show: bool):
     """(bar, callback) for a progress bar on stderr, or (None, None)."""
     if not show:
@@ -165,6 +188,13 @@ def _progress_callback(show: bool):
 @click.option("--checkpoints-at", type=click.Path(dir_okay=False),
               help="Measured flush times (one per line, epoch seconds) replacing the checkpoint model.")
 @click.option("--filter", "bpf_filter", help="Keep only frames matching this BPF expression (libpcap syntax).")
+@click.option("--guest", help="Keep only the guest's outbound frames when the captures hold both directions: "
+                              "its MAC, its IP address, or 'auto' (detected and reported).")
+@click.option("--filter-rewriter", is_flag=True,
+              help="Shift the secondary's TCP sequence numbers as QEMU's filter-rewriter does (raw pair captures).")
+@click.option("--peer-isn", is_flag=True,
+              help="With --filter-rewriter: also align the secondary's ACK numbers (pairs captured with two "
+                   "separate clients instead of mirrored input).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Timeline file: .parquet, .csv or .jsonl (default: JSON Lines on stdout).")
 @click.option("--summary-json", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")
@@ -174,8 +204,8 @@ def _progress_callback(show: bool):
 def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outdev_port, notify_port, flushes,
            qemu, compare_timeout, expired_scan_cycle, max_queue_size, vnet_hdr_support,
            vnet_hdr_len, primary_offset, secondary_offset, align, primary_delay, secondary_delay, scan_phase,
-           checkpoint_duration, checkpoint_delay, checkpoints_at, bpf_filter, output, summary_json,
-           max_checkpoints, max_held_p99, progress):
+           checkpoint_duration, checkpoint_delay, checkpoints_at, bpf_filter, guest, filter_rewriter, peer_isn,
+           output, summary_json, max_checkpoints, max_held_p99, progress):
     """Replay PRIMARY and SECONDARY captures (or one --chardev capture); write the timeline,
     print the summary.
 
@@ -186,11 +216,12 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
             _fail("give either PRIMARY SECONDARY or --chardev CAPTURE, not both")
         clock_opts = {"--primary-offset": primary_offset, "--secondary-offset": secondary_offset,
                       "--primary-delay": primary_delay, "--secondary-delay": secondary_delay,
-                      "--vnet-hdr-len": vnet_hdr_len, "--align auto": align == "auto"}
+                      "--vnet-hdr-len": vnet_hdr_len, "--align auto": align == "auto",
+                      "--filter-rewriter": filter_rewriter, "--peer-isn": peer_isn, "--guest": guest}
         bad = [name for name, value in clock_opts.items() if value]
         if bad:
             _fail(f"{', '.join(bad)} not applicable with --chardev: its streams are on colo-compare's own clock "
-                  f"and carry their vnet lengths")
+                  f"and carry their vnet lengths (and colo-compare's input is already rewritten and outbound only)")
     elif primary is None or secondary is None:
         _fail("missing PRIMARY and SECONDARY captures (or --chardev CAPTURE)")
     from .captures import open_capture
@@ -214,6 +245,11 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
         bpf_filter=bpf_filter)
     if checkpoint_duration < 0 or (checkpoint_delay is not None and checkpoint_delay < 0):
         _fail("--checkpoint-duration and --checkpoint-delay must not be negative")
+    guest_note = None
+    if guest is not None and chardev is None:
+        guest_note = _guest_filter(guest, primary, secondary)
+        opts.bpf_filter = (f"({bpf_filter}) and ({guest_note['filter']})" if bpf_filter
+                           else guest_note["filter"])
     if align == "auto":
         if secondary_offset:
             _fail("--align auto estimates the secondary offset: do not give --secondary-offset too")
@@ -250,6 +286,16 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
             _fail(str(exc))
         except OSError as exc:
             _fail(f"{exc.filename}: {exc.strerror}")
+        rewriter = None
+        if filter_rewriter or peer_isn:
+            from .rewriter import RewrittenReader, synack_table
+            if not filter_rewriter:
+                _fail("--peer-isn goes with --filter-rewriter")
+            try:
+                table = synack_table(open_capture(primary), vnet_hdr_len)
+            except CaptureError as exc:
+                _fail(str(exc))
+            srd = rewriter = RewrittenReader(srd, table, vnet_hdr_len, peer_isn)
         bar, callback = _progress_callback(show)
         try:
             result, error = replay_partial(prd, srd, opts, callback)
@@ -258,6 +304,16 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
         finally:
             if bar is not None:
                 bar.__exit__(None, None, None)
+        if rewriter is not None:
+            result.source = {"filter_rewriter": rewriter.stats.as_dict()}
+            st = rewriter.stats
+            click.echo(f"colo-replay: filter-rewriter: {st.connections} accepted connections paired, "
+                       f"{st.frames_rewritten} secondary segments shifted"
+                       + (", ACK numbers aligned" if st.peer_isn else "")
+                       + (f"; {st.unpaired} secondary SYN|ACKs without a primary one (left as captured)"
+                          if st.unpaired else ""), err=True)
+        if guest_note is not None:
+            result.source = {**getattr(result, "source", {}), "guest": guest_note}
         timeline = Timeline(result)
     try:
         timeline.write(output, sys.stdout)
