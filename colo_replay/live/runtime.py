@@ -391,6 +391,8 @@ class LiveCompare:
             else:
                 st.bytes_out += sum([len(h) + len(d) for h, d in out])
                 if ch.blocked:
+                    if ch.queued_bytes > st.max_send_queue_bytes:
+                        st.max_send_queue_bytes = ch.queued_bytes
                     self._check_backpressure(ch)
         if self._ckpt_msgs:
             n = self._ckpt_msgs

@@ -24,6 +24,7 @@ class LiveStats:
     oversized: int = 0            # inputs disabled by a frame over NET_BUFSIZE
     reconnects: dict = field(default_factory=dict)
     input_pauses: int = 0         # times the inputs were paused because outdev pushed back
+    max_send_queue_bytes: int = 0  # high-water mark of bytes waiting for outdev
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -27,21 +27,21 @@ class LiveHarness(ChardevHarness):
     LABEL = "colo-replay live"
 
     def __init__(self, compare_timeout=None, expired_scan_cycle=None, max_queue_size=None,
-                 vnet_hdr_support=False, extra_args=(), qemu_profile="7.2", notify=True):
+                 vnet_hdr_support=False, extra_args=(), qemu_profile="7.2", notify=True,
+                 server_sockets=()):
         super().__init__(compare_timeout, expired_scan_cycle, max_queue_size, vnet_hdr_support,
-                         sys.executable, extra_args)
+                         sys.executable, extra_args, server_sockets)
         self.qemu_profile = qemu_profile
         if not notify:
             self.SOCKETS = ("pri", "sec", "out")
 
     def command_line(self) -> list[str]:
-        d = self.dir
         cmd = [self.binary, "-m", "colo_replay.live", "--qemu", self.qemu_profile,
-               "--primary-in", f"socket,path={d}/pri.sock",
-               "--secondary-in", f"socket,path={d}/sec.sock",
-               "--outdev", f"socket,path={d}/out.sock"]
+               "--primary-in", self._chardev("pri"),
+               "--secondary-in", self._chardev("sec"),
+               "--outdev", self._chardev("out")]
         if "notify" in self.SOCKETS:
-            cmd += ["--notify-dev", f"socket,path={d}/notify.sock"]
+            cmd += ["--notify-dev", self._chardev("notify")]
         if self.compare_timeout is not None:
             cmd += ["--compare-timeout", str(self.compare_timeout)]
         if self.expired_scan_cycle is not None:
@@ -51,6 +51,10 @@ class LiveHarness(ChardevHarness):
         if self.vnet:
             cmd.append("--vnet-hdr-support")
         return cmd + list(self.extra_args)
+
+    def _chardev(self, name: str) -> str:
+        spec = f"socket,path={self.chardev_path(name)}"
+        return spec + ",server=on,wait=off" if name in self.server_sockets else spec
 
     def start(self):
         # The child must import this checkout's colo_replay whatever the cwd (the temp folder).

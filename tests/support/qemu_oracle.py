@@ -133,7 +133,8 @@ class ChardevHarness:
 
     def __init__(self, compare_timeout: int | None = None, expired_scan_cycle: int | None = None,
                  max_queue_size: int | None = None, vnet_hdr_support: bool = False,
-                 binary: str = "", extra_args: tuple = ()):
+                 binary: str = "", extra_args: tuple = (), server_sockets: tuple = ()):
+        self.server_sockets = tuple(server_sockets)   # the program listens on these; we connect
         self.compare_timeout = compare_timeout
         self.expired_scan_cycle = expired_scan_cycle
         self.max_queue_size = max_queue_size
@@ -178,6 +179,8 @@ class ChardevHarness:
         self.dir = tempfile.mkdtemp(prefix="colo-oracle-")
         os.chmod(self.dir, 0o700)
         for name in self.SOCKETS:
+            if name in self.server_sockets:
+                continue
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.bind(os.path.join(self.dir, f"{name}.sock"))
             s.listen(1)
@@ -212,10 +215,39 @@ class ChardevHarness:
         for s in self._listeners.values():
             s.close()
         self._listeners.clear()
+        for name in self.server_sockets:
+            self.conns[name] = self._connect_to_program(name, deadline)
         self._handshake(deadline)
         self.started_ns = time.monotonic_ns()
         self.startup_s = time.monotonic() - t0
         return self
+
+    def chardev_path(self, name: str) -> str:
+        """Where chardev ``name`` lives: our listener, or (server_sockets) the program's."""
+        return os.path.join(self.dir, f"{name}-srv.sock" if name in self.server_sockets else f"{name}.sock")
+
+    def _connect_to_program(self, name: str, deadline: float) -> socket.socket:
+        while True:
+            self._check_alive(f"before it listened on {name}")
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(self.chardev_path(name))
+                return s
+            except (FileNotFoundError, ConnectionRefusedError):
+                s.close()
+                if time.monotonic() > deadline:
+                    raise QemuError(f"{self.LABEL} did not listen on {name}" + self._stderr_tail())
+                time.sleep(0.01)
+
+    def disconnect(self, name: str) -> None:
+        """Close our connection to a server chardev of the program (a peer going away)."""
+        self.conns.pop(name).close()
+
+    def reconnect(self, name: str) -> None:
+        """Connect again to a server chardev of the program."""
+        if name in self.conns:
+            self.disconnect(name)
+        self.conns[name] = self._connect_to_program(name, time.monotonic() + STARTUP_TIMEOUT_S)
 
     def close(self) -> int | None:
         """Ask the program to exit (QEMU: QMP quit), then SIGKILL that one process if it does not
@@ -316,7 +348,10 @@ class ChardevHarness:
     def _pump(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for data on outdev / notify_dev, read what is there, decode it.
         Returns True if anything was read."""
-        socks = [self.conns["out"], self.conns["notify"]]
+        socks = [c for c in (self.conns.get("out"), self.conns.get("notify")) if c is not None]
+        if not socks:
+            time.sleep(max(timeout, 0.0))
+            return False
         r, _, _ = select.select(socks, [], [], max(timeout, 0.0))
         got = False
         for s in r:
@@ -326,9 +361,9 @@ class ChardevHarness:
                 continue
             now = time.monotonic_ns()
             if not chunk:
-                self._closed_by_qemu("outdev" if s is self.conns["out"] else "notify_dev")
+                self._closed_by_qemu("outdev" if s is self.conns.get("out") else "notify_dev")
             got = True
-            if s is self.conns["out"]:
+            if s is self.conns.get("out"):
                 self._out_bytes += len(chunk)
                 for fr in self._out_dec.feed(chunk):
                     if not hasattr(fr, "data"):
@@ -483,8 +518,13 @@ class QemuOracle(ChardevHarness):
 
     def __init__(self, compare_timeout: int | None = None, expired_scan_cycle: int | None = None,
                  max_queue_size: int | None = None, vnet_hdr_support: bool = False,
-                 binary: str = QEMU_BINARY, extra_args: tuple = ()):
-        super().__init__(compare_timeout, expired_scan_cycle, max_queue_size, vnet_hdr_support, binary, extra_args)
+                 binary: str = QEMU_BINARY, extra_args: tuple = (), server_sockets: tuple = ()):
+        super().__init__(compare_timeout, expired_scan_cycle, max_queue_size, vnet_hdr_support, binary,
+                         extra_args, server_sockets)
+
+    def _chardev(self, name: str, cid: str) -> str:
+        spec = f"socket,id={cid},path={self.chardev_path(name)}"
+        return spec + ",server=on,wait=off" if name in self.server_sockets else spec
 
     def command_line(self) -> list[str]:
         d = self.dir
@@ -501,10 +541,10 @@ class QemuOracle(ChardevHarness):
         return [
             self.binary, "-machine", "none", "-nodefaults", "-display", "none", "-accel", "tcg",
             "-chardev", f"socket,id=qmp0,path={d}/qmp.sock", "-mon", "chardev=qmp0,mode=control",
-            "-chardev", f"socket,id=pri_in,path={d}/pri.sock",
-            "-chardev", f"socket,id=sec_in,path={d}/sec.sock",
-            "-chardev", f"socket,id=out0,path={d}/out.sock",
-            "-chardev", f"socket,id=notify0,path={d}/notify.sock",
+            "-chardev", self._chardev("pri", "pri_in"),
+            "-chardev", self._chardev("sec", "sec_in"),
+            "-chardev", self._chardev("out", "out0"),
+            "-chardev", self._chardev("notify", "notify0"),
             "-object", "iothread,id=iothread0",
             "-object", opts,
             *self.extra_args,
