@@ -166,7 +166,7 @@ def live(primary_in, secondary_in, outdev, notify_dev, allow_remote, qemu, compa
         _fail(error)
     summary = lc.summary()
     if recorder is not None:
-        m = recorder.close(summary)
+        m = recorder.close(summary, lc.stop_ns)
         summary["record"] = {"dir": os.path.abspath(record_dir), "replay_command": m["replay_command"]}
     if timeline is not None:
         from ..timeline import write_timeline

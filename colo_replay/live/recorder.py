@@ -3,7 +3,10 @@
 Files (one pcapng per stream, nanosecond host timestamps on the live engine clock, Ethernet
 link type; frames as colo-compare read them, vnet header bytes included)::
 
-    primary_in.pcapng     every frame read from primary_in, stamped with its engine arrival time
+    primary_in.pcapng     every frame read from primary_in, stamped with its engine arrival time,
+                          and a last empty record (caplen 0, orig_len 1) at the stop time: the
+                          replay reads it as one uncomparable frame and so runs its clock on
+                          to the stop (scans and flushes after the last frame replay too)
     secondary_in.pcapng   the same for secondary_in
     outdev.pcapng         every frame written to outdev, stamped with its release time; the
                           packet comment names the primary frame number and the cause
@@ -51,12 +54,13 @@ class PcapngWriter:
         total = 12 + len(body)
         self.fh.write(struct.pack("<II", btype, total) + body + struct.pack("<I", total))
 
-    def write(self, t_ns: int, data: bytes, comment: str | None = None) -> None:
+    def write(self, t_ns: int, data: bytes, comment: str | None = None, orig_len: int | None = None) -> None:
         n = len(data)
         pad = (-n) & 3
         opts = (_opt(1, comment.encode()) + _opt(0, b"")) if comment else b""
         total = 32 + n + pad + len(opts)
-        self.fh.write(struct.pack("<IIIIIII", 6, total, 0, (t_ns >> 32) & 0xFFFFFFFF, t_ns & 0xFFFFFFFF, n, n))
+        orig = n if orig_len is None else orig_len
+        self.fh.write(struct.pack("<IIIIIII", 6, total, 0, (t_ns >> 32) & 0xFFFFFFFF, t_ns & 0xFFFFFFFF, n, orig))
         self.fh.write(data)
         if pad:
             self.fh.write(b"\0" * pad)
@@ -107,7 +111,15 @@ class Recorder:
     def request(self, t_ns: int, cause: str) -> None:
         self.req.write(f"{t_ns}ns  # {cause}\n")
 
-    def close(self, summary: dict | None = None) -> dict:
+    def close(self, summary: dict | None = None, stop_ns: int | None = None) -> dict:
+        if stop_ns is not None:
+            # End-of-run clock marker: an empty record (caplen 0 < orig_len 1).  The replay
+            # driver treats it as a truncated, uncomparable frame, but first runs every scan
+            # and measured flush due by its time: so the replay's clock, like the live one,
+            # runs on until the stop, not only up to the last real frame.
+            self.inputs[0].write(stop_ns, b"", "colo-replay live: end of recording (clock marker, not a frame)",
+                                 orig_len=1)
+            self.manifest["stop_ns"] = stop_ns
         for w in (*self.inputs, self.outdev):
             w.close()
         self.ckpt.close()
@@ -144,7 +156,7 @@ class Recorder:
             if replay_opts.get("vnet_hdr_len"):
                 cmd += ["--vnet-hdr-len", str(replay_opts["vnet_hdr_len"])]
         m["replay_command"] = " ".join(shlex.quote(c) for c in cmd)
-        m["frames"] = {"primary_in": self.inputs[0].count, "secondary_in": self.inputs[1].count,
+        m["frames"] = {"primary_in": self.inputs[0].count - (stop_ns is not None), "secondary_in": self.inputs[1].count,
                        "outdev": self.outdev.count}
         if summary is not None:
             m["summary"] = summary

@@ -100,6 +100,7 @@ class LiveCompare:
         self._inputs_paused = False
         self._stop = None
         self.start_ns = 0
+        self.stop_ns = None
         self._t0 = 0.0
         self.stop_reason = ""
 
@@ -163,6 +164,12 @@ class LiveCompare:
             loop.call_later(duration_s, self.request_stop, "duration")
         try:
             self.stop_reason = await self._stop
+            # Scans that fell due before the stop run now (their timer may be up to a tick late),
+            # so the recording's end marker (recorder.close) replays to exactly this state.
+            t = self.clock.now()
+            self._handle_step(self.engine.advance(t), t)
+            self._after_step()
+            self.stop_ns = t
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
