@@ -15,6 +15,7 @@ so a scenario drives both programs through the very same bytes.  ``close()`` sen
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from .qemu_oracle import ChardevHarness
@@ -68,16 +69,17 @@ class LiveHarness(ChardevHarness):
             else:
                 os.environ.pop("PYTHONPATH", None)
 
-    def stop(self, timeout: float = 10.0) -> tuple[int | None, str]:
-        """SIGTERM, wait, and return (exit status, stderr text) before the temp dir goes."""
-        rc = self.close_keep_stderr(timeout)
+    def stop(self, timeout: float = 10.0, sig=signal.SIGTERM) -> tuple[int | None, str]:
+        """Send ``sig`` (SIGTERM), wait, and return (exit status, stderr text) before the temp
+        dir goes."""
+        rc = self.close_keep_stderr(timeout, sig)
         return rc, self._final_stderr
 
-    def close_keep_stderr(self, timeout: float = 10.0):
+    def close_keep_stderr(self, timeout: float = 10.0, sig=signal.SIGTERM):
         text_before = None
         try:
             if self.proc is not None and self.proc.poll() is None:
-                self._ask_to_exit()
+                self.proc.send_signal(sig)
                 try:
                     self.proc.wait(timeout=timeout)
                 except Exception:

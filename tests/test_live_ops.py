@@ -1,0 +1,84 @@
+"""Operations of ``colo-replay live``: the ``--stats`` line, structured (JSON) logs, the timeline
+(``-o``) and a clean summary on SIGINT / SIGTERM with the documented exit status."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from tests.support import frames as F
+from tests.support.live_harness import LiveHarness
+
+pytestmark = pytest.mark.qemu
+
+
+def test_stats_json_logs_timeline_and_sigint_summary(tmp_path):
+    tl = tmp_path / "t.parquet"
+    with LiveHarness(extra_args=("--stats", "0.1", "--log-format", "json", "-o", str(tl))) as h:
+        h.step(("P", F.udp(b"a")))
+        h.step(("S", F.udp(b"a")))
+        h.step(("P", F.udp(b"b", sport=2)))
+        h.step(("S", F.udp(b"B", sport=2)))      # mismatch: one DO_CHECKPOINT
+        h.step(("FLUSH",))
+        time.sleep(0.35)
+        rc, err = h.stop(sig=signal.SIGINT)
+    recs = [json.loads(line) for line in err.splitlines() if line.strip()]
+    assert all({"ts", "level", "event"} <= set(r) for r in recs), err
+    stats = [r for r in recs if r["event"] == "stats"]
+    assert len(stats) >= 2
+    assert {"frames_in_primary", "frames_in_secondary", "released", "queued_primary", "checkpoint_requests",
+            "drops", "bytes_in_primary", "bytes_out"} <= set(stats[-1])
+    assert stats[-1]["frames_in_primary"] >= 3 and stats[-1]["checkpoint_requests"] == 1
+    summary = [r for r in recs if r["event"] == "summary"]
+    assert len(summary) == 1 and summary[0]["stop_reason"] == "SIGINT" and summary[0]["exit_status"] == 1
+    assert summary[0]["released"] == summary[0]["frames_in"][0]       # barrier frames included
+    assert rc == 1
+    df = pd.read_parquet(tl)
+    kinds = df["kind"].astype(str)
+    assert (kinds == "checkpoint_request").sum() == 1 and (kinds == "release").sum() >= 3
+    assert (kinds == "checkpoint_end").sum() == 1          # the COLO_CHECKPOINT flush
+
+
+def test_text_stats_line_and_clean_exit_0():
+    with LiveHarness(extra_args=("--stats", "0.1")) as h:
+        h.step(("P", F.udp(b"a")))
+        h.step(("S", F.udp(b"a")))
+        time.sleep(0.25)
+        rc, err = h.stop()
+    lines = [l for l in err.splitlines() if " stats " in l]
+    assert lines and "in=pri:" in lines[-1] and "released=" in lines[-1] and "checkpoint_requests=0" in lines[-1]
+    assert "colo-replay live summary" in err and "stopped by SIGTERM" in err
+    assert rc == 0, err
+
+
+def test_timeline_on_stdout_keeps_stdout_data_only(tmp_path):
+    """``-o -``: JSON Lines on stdout, nothing else there (logs are on stderr)."""
+    import os
+    import subprocess
+    from tests.support.live_harness import REPO
+    import socket
+    d = tmp_path
+    lst = {}
+    for n in ("p", "s", "o"):
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(d / f"{n}.sock"))
+        s.listen(1)
+        lst[n] = s
+    proc = subprocess.Popen([sys.executable, "-m", "colo_replay.live", "--primary-in", f"socket,path={d}/p.sock",
+                             "--secondary-in", f"socket,path={d}/s.sock", "--outdev", f"socket,path={d}/o.sock",
+                             "-o", "-", "--duration", "600ms"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, PYTHONPATH=REPO))
+    conns = {n: s.accept()[0] for n, s in lst.items()}
+    from colo_replay import encode_frame
+    conns["p"].sendall(encode_frame(F.udp(b"x")))
+    conns["s"].sendall(encode_frame(F.udp(b"x")))
+    out, err = proc.communicate(timeout=20)
+    rows = [json.loads(l) for l in out.decode().splitlines()]
+    assert proc.returncode == 0, err
+    assert [r["kind"] for r in rows if r["kind"] == "release"] == ["release"]
+    assert b"stopped by duration" in err
