@@ -148,18 +148,34 @@ def _guest_filter(spec: str, primary: str, secondary: str) -> dict:
     return note
 
 
+class _Progress:
+    """Progress on stderr: frames replayed so far and the rate, redrawn in place.  (The total
+    is not known before the captures are read, so it is a counter rather than a bar.)"""
+
+    def __init__(self):
+        import time
+        self._clock = time.monotonic
+        self._t0 = self._clock()
+        self._shown = False
+
+    def __call__(self, frames: int) -> None:
+        elapsed = max(self._clock() - self._t0, 1e-9)
+        sys.stderr.write(f"\rreplaying: {frames:,} frames, {frames / elapsed:,.0f} frames/s, {elapsed:.1f} s")
+        sys.stderr.flush()
+        self._shown = True
+
+    def __exit__(self, *exc) -> None:
+        if self._shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
 def _progress_callback(show: bool):
-    """(bar, callback) for a progress bar on stderr, or (None, None)."""
+    """(closer, callback) for progress on stderr, or (None, None)."""
     if not show:
         return None, None
-    bar = click.progressbar(length=None, label="replaying", file=sys.stderr, show_pos=True)
-    bar.__enter__()
-    last = [0]
-
-    def callback(n):
-        bar.update(n - last[0])
-        last[0] = n
-    return bar, callback
+    progress = _Progress()
+    return progress, progress
 
 
 @main.command()
