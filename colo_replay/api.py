@@ -123,6 +123,8 @@ def replay_chardev(capture, ports: dict | None = None, progress=None, flushes: s
         opts.scan_phase_ns += cap.start_ns - min(firsts)
     primary, secondary = cap.side_readers()
     result, _exc = replay_partial(primary, secondary, opts, progress)
+    if cap.read_error is not None and not result.partial:
+        result.partial, result.error = True, str(cap.read_error)
     result.source = {"chardev": cap.path, "ports": dict(cap.ports), "warnings": list(cap.warnings),
                      "flushes": "measured (COLO_CHECKPOINT on notify_dev)"
                      if opts.checkpoints_at is not None and flushes == "measured" else "model"}

@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .captures.base import Batch
+from .captures.errors import CaptureError
 from .captures.tcpstream import StreamGap, TcpReassembler
 from .framing import (
     COLO_CHECKPOINT, COLO_COMPARE_GET_XEN_INIT, COLO_USERSPACE_PROXY_INIT, DO_CHECKPOINT,
@@ -125,11 +126,16 @@ class ChardevCapture:
         rs = TcpReassembler(by_port, self.path)
         reader = open_capture(path)
         self.capture_frames = 0
+        self.read_error: CaptureError | None = None   # the capture ended in a read error
         try:
-            for fno, t, frame, orig, _iface in reader:
-                self.capture_frames = fno
-                rs.add(fno, t, frame, orig)
-            streams = rs.finish()
+            try:
+                for fno, t, frame, orig, _iface in reader:
+                    self.capture_frames = fno
+                    rs.add(fno, t, frame, orig)
+            except CaptureError as exc:
+                # Keep everything before the damage: the replay is then partial, and says so.
+                self.read_error = exc
+            streams = rs.finish(truncated=self.read_error is not None)
         except StreamGap as exc:
             raise ChardevError(str(exc)) from None
         # A connection belongs to the role of its well-known port (whichever end has it).

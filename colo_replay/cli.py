@@ -120,6 +120,9 @@ def _open_chardev(path, ports, vnet_hdr_support):
     except OSError as exc:
         _fail(f"{exc.filename}: {exc.strerror}")
     click.echo(f"colo-replay: chardev capture {path}:\n{cap.describe()}", err=True)
+    if cap.read_error is not None:
+        click.echo(f"colo-replay: warning: {cap.read_error}: using the {cap.capture_frames} frames before it",
+                   err=True)
     for warning in cap.warnings:
         click.echo(f"colo-replay: warning: {warning}", err=True)
     return cap
@@ -405,6 +408,9 @@ def verify(capture, primary_in_port, secondary_in_port, outdev_port, notify_port
     if as_json:
         click.echo(json.dumps(result.as_dict(), default=str))
     click.echo(format_verify(result, cap), err=True)
+    if cap.read_error is not None:
+        click.echo(f"colo-replay: error: {cap.read_error} (verified up to there only)", err=True)
+        sys.exit(EXIT_BAD_INPUT)
     sys.exit(EXIT_CLEAN if result.ok else EXIT_DIVERGED)
 
 

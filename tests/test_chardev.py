@@ -277,3 +277,21 @@ def test_stream_gap_error_type_is_one_line():
     with pytest.raises(StreamGap) as err:
         rs.finish()
     assert "\n" not in str(err.value) and "20 bytes missing at seq 31" in str(err.value)
+
+
+def test_truncated_chardev_capture_gives_a_partial_replay(tmp_path):
+    data = open(SAMPLE, "rb").read()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[:len(data) // 2 + 7])          # ends inside a record
+    cap = ChardevCapture(cut)
+    assert cap.read_error is not None and "frame" in str(cap.read_error)
+    assert 0 < len(cap.primary_in.frames) < 167
+    tl = replay_chardev(cap, **KNOBS)
+    assert tl.partial and "byte offset" in tl.error
+    out = tmp_path / "t.csv"
+    r = _cli("replay", "--chardev", str(cut), "--compare-timeout", "200", "--expired-scan-cycle", "100",
+             "-o", str(out))
+    assert r.returncode == 2 and "timeline is partial" in r.stderr and "Traceback" not in r.stderr
+    assert out.exists()
+    r = _cli("verify", str(cut), "--compare-timeout", "200", "--expired-scan-cycle", "100")
+    assert r.returncode == 2 and "verified up to there only" in r.stderr

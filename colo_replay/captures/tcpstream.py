@@ -242,10 +242,14 @@ class TcpReassembler:
                         f"(relative {st._next + (1 if st.isn is not None else 0)}); the next bytes "
                         f"captured are in frame {fno}")
 
-    def finish(self, require_syn: bool = True) -> list[Stream]:
+    def finish(self, require_syn: bool = True, truncated: bool = False) -> list[Stream]:
         """Check every stream for holes; with ``require_syn``, a stream whose SYN is not in the
-        capture (bytes before the capture started are lost) is an error too."""
+        capture (bytes before the capture started are lost) is an error too.  ``truncated``: the
+        capture ended early (a read error); bytes still waiting behind a hole are dropped, since
+        the segment that fills it may simply be in the unreadable part."""
         for st in self.streams:
+            if st._pending and truncated:
+                st._pending.clear()
             if st._pending:
                 self._raise_gap(st)
             if require_syn and st.isn is None and st.chunks:
