@@ -189,8 +189,12 @@ def _seg(sport, dport, seq, payload=b"", flags=0x18, ack=1):
     return eth(ipv4(6, tcp_segment(sport, dport, seq, ack, payload, flags, src=LO, dst=LO), src=LO, dst=LO))
 
 
-def _stream_records(port, payload: bytes, isn: int, cuts, t0=T0, client=40000):
-    """SYN, then ``payload`` cut at ``cuts``, then FIN, as (time, frame) records."""
+def _stream_records(port, payload: bytes, isn: int, cuts, t0=T0, client=40000, to_port=False):
+    """SYN, then ``payload`` cut at ``cuts``, then FIN, as (time, frame) records; sent from
+    ``port`` (the peer listens, QEMU connects, as in the sample) or, with ``to_port``, to it
+    (QEMU listens: ``server=on``, as in QEMU's COLO documentation)."""
+    if to_port:
+        port, client = client, port
     recs = [(t0, _seg(port, client, isn, flags=0x02))]
     pos = 0
     seq = isn + 1
@@ -295,3 +299,19 @@ def test_truncated_chardev_capture_gives_a_partial_replay(tmp_path):
     assert out.exists()
     r = _cli("verify", str(cut), "--compare-timeout", "200", "--expired-scan-cycle", "100")
     assert r.returncode == 2 and "verified up to there only" in r.stderr
+
+
+def test_qemu_as_server_streams_flow_to_the_well_known_ports(tmp_path):
+    """QEMU's COLO documentation has colo-compare listen (server=on): then the inputs flow *to*
+    9001/9004 and outdev *from* 9005; the data-carrying direction decides, not the port side."""
+    frames = [udp(b"frame %d" % i, sport=1000 + i) for i in range(3)]
+    data = b"".join(encode_frame(f) for f in frames)
+    recs = (_stream_records(9001, data, 100, [10], to_port=True, client=41000)
+            + _stream_records(9004, data, 200, [], to_port=True, client=41001, t0=T0 + MS)
+            + _stream_records(9005, data, 300, [7, 30], client=41002, t0=T0 + 2 * MS))
+    recs.sort(key=lambda r: r[0])
+    cap = ChardevCapture(write_pcap(tmp_path / "server.pcap", recs, nanos=True))
+    assert cap.primary_in.frames == frames == cap.secondary_in.frames == cap.outdev.frames
+    assert cap.primary_in.connections == ["127.0.0.1:41000 -> 127.0.0.1:9001"]
+    tl = replay_chardev(cap)
+    assert verify_capture(cap, tl).ok
