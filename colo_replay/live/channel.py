@@ -66,6 +66,7 @@ class Channel:
         self.current: memoryview | None = None
         self.queued_bytes = 0
         self.lost_entries = 0
+        self.sent_bytes = 0
         self._writer_on = False
         self._reconnect_task: asyncio.Task | None = None
         self.ignored_bytes = 0
@@ -245,13 +246,63 @@ class Channel:
         if self.sock is None:
             self.lost_entries += len(entries)
             return len(entries)
-        for h, d in entries:
-            self.queued_bytes += len(h) + len(d)
         if self.current is not None or self.send_list:
+            for h, d in entries:
+                self.queued_bytes += len(h) + len(d)
             self.send_list.extend(entries)       # g_queue_push_tail while the coroutine waits
             return 0
+        if len(entries) <= IOV_MAX // 2:
+            # Fast path: one sendmsg, and usually the socket takes all of it.
+            bufs = [b for e in entries for b in e]
+            total = sum(map(len, bufs))
+            try:
+                n = self.sock.sendmsg(bufs)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError:
+                n = -1
+            if n == total:
+                self.sent_bytes += total
+                return 0
+            if n < 0:
+                self.queued_bytes += total
+                self._write_batch(list(entries))       # reports and handles the error
+                return 0
+            self.sent_bytes += n
+            self.queued_bytes += total
+            self._partial(list(entries), 0, n)
+            return 0
+        self.queued_bytes += sum(len(h) + len(d) for h, d in entries)
         self._write_batch(list(entries))
         return 0
+
+    def _partial(self, batch: list, k: int, n: int) -> None:
+        """``n`` bytes of batch[k:] were written: skip the entries that went out whole; the one
+        cut in the middle is the coroutine's current entry, the rest wait in send_list."""
+        while True:
+            h, d = batch[k]
+            size = len(h) + len(d)
+            if n >= size:
+                n -= size
+                self.queued_bytes -= size
+                k += 1
+                continue
+            break
+        whole = h + d
+        self.queued_bytes -= n
+        self.current = memoryview(whole)[n:]
+        rest = batch[k + 1:]
+        if self.lifo:
+            # The coroutine pops the tail next: the entries popped but not written go back
+            # so that they come out again in the same order.
+            for e in reversed(rest):
+                self.send_list.append(e)
+        else:
+            for e in reversed(rest):
+                self.send_list.appendleft(e)
+        if not self._writer_on:
+            self.loop.add_writer(self.sock.fileno(), self._writable)
+            self._writer_on = True
 
     def _write_batch(self, batch: list) -> bool:
         """Write ``batch`` (entries in send order) now; what the socket does not take becomes
@@ -262,10 +313,8 @@ class Channel:
         n_entries = len(batch)
         while i < n_entries:
             j = min(n_entries, i + IOV_MAX // 2)
-            bufs = []
-            for h, d in batch[i:j]:
-                bufs.append(h)
-                bufs.append(d)
+            bufs = [b for e in batch[i:j] for b in e]
+            total = sum(map(len, bufs))
             try:
                 n = s.sendmsg(bufs)
             except (BlockingIOError, InterruptedError):
@@ -274,37 +323,12 @@ class Channel:
                 self.lost_entries += n_entries - i     # popped, never written
                 self._disconnect(exc.strerror or str(exc))
                 return False
-            # walk what was written
-            k = i
-            while k < j:
-                h, d = batch[k]
-                size = len(h) + len(d)
-                if n >= size:
-                    n -= size
-                    self.queued_bytes -= size
-                    k += 1
-                    continue
-                break
-            if k == j:
+            self.sent_bytes += n
+            if n == total:
+                self.queued_bytes -= total
                 i = j
                 continue
-            # partial: batch[k] is the coroutine's current entry, the rest wait in send_list
-            h, d = batch[k]
-            whole = h + d
-            self.queued_bytes -= n
-            self.current = memoryview(whole)[n:]
-            rest = batch[k + 1:]
-            if self.lifo:
-                # The coroutine pops the tail next: the entries popped but not written go back
-                # so that they come out again in the same order.
-                for e in reversed(rest):
-                    self.send_list.append(e)
-            else:
-                for e in reversed(rest):
-                    self.send_list.appendleft(e)
-            if not self._writer_on:
-                self.loop.add_writer(s.fileno(), self._writable)
-                self._writer_on = True
+            self._partial(batch[i:], 0, n)      # the group's tail and later entries wait
             return False
         return True
 
@@ -322,6 +346,7 @@ class Channel:
                 self._disconnect(exc.strerror or str(exc))
                 return
             self.queued_bytes -= n
+            self.sent_bytes += n
             if n < len(cur):
                 self.current = cur[n:]
                 return

@@ -1,0 +1,188 @@
+"""Live mode against QEMU 7.2's colo-compare, same driver, same run.
+
+    python bench/bench_live.py [--pairs 200000] [--size 100,1000] [--rate 10000] [--latency-pairs 20000]
+
+For each program (real QEMU 7.2 colo-compare, then ``colo-replay live``), the driver of the
+differential tests (``tests/support``: unix sockets in a temp folder, the program connects to
+them as QEMU's client chardevs do, notify_dev connected) measures:
+
+* **throughput**: ``--pairs`` matching UDP pairs of ``--size`` bytes, written as fast as the
+  sockets take them, in batches of 256 pairs (primary batch, then secondary batch), over 4096
+  flows round-robin.  Per-flow queues therefore never hold more than a frame or two, so no
+  queue overflows and no checkpoint requests with the default max_queue_size=1024 (writers are
+  *not* paced and max_queue_size is *not* raised).  Figure = pairs released / (last outdev
+  frame read - first write); every frame must come out and notify_dev must stay silent.
+* **latency**: ``--latency-pairs`` pairs paced at ``--rate`` pairs/s (primary written, then the
+  secondary right after); each primary frame carries its write time; added latency = outdev
+  read time - primary write time, p50 / p99.
+
+The writer runs in a forked child process and the outdev reader in the parent (CLOCK_MONOTONIC
+is shared), so neither waits for the other's GIL.
+
+Run on an idle machine; each program gets a fresh process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import struct
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from colo_replay.framing import encode_frame  # noqa: E402
+from colo_replay.live.fastframes import FastDecoder  # noqa: E402
+from tests.support import frames as F  # noqa: E402
+from tests.support.live_harness import LiveHarness  # noqa: E402
+from tests.support.qemu_oracle import QemuOracle  # noqa: E402
+
+FLOWS = 4096
+BATCH = 256
+_ts = struct.Struct("!Q")
+
+
+def make_frame(i: int, size: int, stamp: int = 0) -> bytes:
+    base = F.udp(b"", sport=20000 + (i % FLOWS), dport=53)
+    payload = _ts.pack(stamp) + struct.pack("!I", i)
+    payload += b"." * max(0, size - len(base) - len(payload))
+    return F.udp(payload, sport=20000 + (i % FLOWS), dport=53)
+
+
+class Reader:
+    """Reads outdev (and counts notify messages) until ``expect`` frames arrived."""
+
+    def __init__(self, h, expect: int, latency: bool):
+        self.h, self.expect, self.latency = h, expect, latency
+        self.count = 0
+        self.last_ns = 0
+        self.lat = []
+        self.notify = 0
+
+    def run(self):
+        out = self.h.conns["out"]
+        dec = FastDecoder(self.h.vnet)
+        while self.count < self.expect:
+            chunk = out.recv(1 << 20)
+            if not chunk:
+                break
+            now = time.monotonic_ns()
+            frames, _ = dec.feed(chunk)
+            self.count += len(frames)
+            if self.latency:
+                for data, _v in frames:
+                    (t,) = _ts.unpack_from(data, 42)
+                    self.lat.append(now - t)
+            self.last_ns = now
+
+
+def notify_count(h) -> int:
+    s = h.conns["notify"]
+    s.setblocking(False)
+    n = 0
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            n += d.count(b"DO_CHECKPOINT")
+    except BlockingIOError:
+        pass
+    s.setblocking(True)
+    return n
+
+
+def _in_child(fn) -> int:
+    """Run the writer in a forked child (its own GIL: the reader's timestamps stay honest)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            fn()
+        finally:
+            os._exit(0)
+    return pid
+
+
+def throughput(cls, pairs: int, size: int) -> dict:
+    batches = []
+    for k in range(0, pairs, BATCH):
+        blob = b"".join(encode_frame(make_frame(i, size)) for i in range(k, min(pairs, k + BATCH)))
+        batches.append(blob)
+    with cls() as h:
+        rd = Reader(h, pairs, latency=False)
+        pri, sec = h.conns["pri"], h.conns["sec"]
+
+        def write():
+            for blob in batches:
+                pri.sendall(blob)
+                sec.sendall(blob)
+
+        t0 = time.monotonic_ns()
+        pid = _in_child(write)
+        rd.run()
+        os.waitpid(pid, 0)
+        ckpt = notify_count(h)
+        h.close()
+    dt = (rd.last_ns - t0) / 1e9
+    return {"pairs": pairs, "released": rd.count, "seconds": dt, "pairs_per_s": rd.count / dt if dt else 0,
+            "checkpoints": ckpt}
+
+
+def latency(cls, pairs: int, size: int, rate: float) -> dict:
+    with cls() as h:
+        rd = Reader(h, pairs, latency=True)
+        pri, sec = h.conns["pri"], h.conns["sec"]
+        period = 1e9 / rate
+
+        def write():
+            t_start = time.monotonic_ns() + 50_000_000
+            for i in range(pairs):
+                due = t_start + int(i * period)
+                while time.monotonic_ns() < due:
+                    pass
+                w = encode_frame(make_frame(i, size, time.monotonic_ns()))
+                pri.sendall(w)
+                sec.sendall(w)
+
+        pid = _in_child(write)
+        rd.run()
+        os.waitpid(pid, 0)
+        ckpt = notify_count(h)
+        h.close()
+    lat = sorted(rd.lat)
+    q = statistics.quantiles(lat, n=100) if len(lat) > 100 else [0] * 99
+    return {"pairs": pairs, "released": rd.count, "p50_us": q[49] / 1000, "p99_us": q[98] / 1000,
+            "checkpoints": ckpt}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pairs", type=int, default=200_000)
+    ap.add_argument("--size", default="100,1000", help="frame sizes in bytes, comma-separated")
+    ap.add_argument("--rate", type=float, default=10_000)
+    ap.add_argument("--latency-pairs", type=int, default=20_000)
+    ap.add_argument("--repeat", type=int, default=3, help="throughput runs per program and size (median)")
+    a = ap.parse_args()
+    progs = [("QEMU 7.2.22 colo-compare", QemuOracle), ("colo-replay live", LiveHarness)]
+    print(f"# {time.strftime('%Y-%m-%d')}  pairs={a.pairs} flows={FLOWS} batch={BATCH} rate={a.rate:g}/s "
+          f"latency_pairs={a.latency_pairs}")
+    for size in [int(s) for s in a.size.split(",")]:
+        for name, cls in progs:
+            runs = [throughput(cls, a.pairs, size) for _ in range(a.repeat)]
+            med = statistics.median(r["pairs_per_s"] for r in runs)
+            ok = all(r["released"] == a.pairs and r["checkpoints"] == 0 for r in runs)
+            print(f"throughput size={size:5d} {name:26s} {med:>10,.0f} pairs/s (median of {a.repeat}; runs "
+                  + ", ".join(f"{r['pairs_per_s']:,.0f}" for r in runs)
+                  + f"; all released, no checkpoints: {ok})", flush=True)
+    for size in [int(s) for s in a.size.split(",")]:
+        for name, cls in progs:
+            r = latency(cls, a.latency_pairs, size, a.rate)
+            print(f"latency    size={size:5d} {name:26s} p50 {r['p50_us']:7.1f} us  p99 {r['p99_us']:7.1f} us "
+                  f"(released {r['released']}/{r['pairs']}, checkpoints {r['checkpoints']})", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Unit tests of live-mode pieces that need no sockets: the fast frame front, the clock, the
+simulated checkpoint, the recorder's pcapng (read back by the project's own reader)."""
+
+from __future__ import annotations
+
+import random
+
+from colo_replay import NET_BUFSIZE, Frame, FrameDecoder, Oversized, encode_frame
+from colo_replay.captures import open_capture
+from colo_replay.live.checkpoint_sim import CheckpointSim
+from colo_replay.live.clock import LiveClock
+from colo_replay.live.fastframes import FastDecoder
+from colo_replay.live.recorder import PcapngWriter
+
+
+def _exact(stream: bytes, cuts, vnet):
+    d = FrameDecoder(vnet)
+    out, errs = [], []
+    for a, b in zip(cuts, cuts[1:]):
+        for fr in d.feed(stream[a:b]):
+            (out.append((fr.data, fr.vnet_hdr_len)) if isinstance(fr, Frame) else errs.append(fr))
+    return out, errs, d.disabled
+
+
+def _fast(stream: bytes, cuts, vnet):
+    d = FastDecoder(vnet)
+    out, errs = [], []
+    for a, b in zip(cuts, cuts[1:]):
+        frames, err = d.feed(stream[a:b])
+        out += frames
+        if err is not None:
+            errs.append(err)
+    return out, errs, d.disabled
+
+
+def test_fast_decoder_equals_exact_decoder_for_every_cut():
+    rng = random.Random(7)
+    for vnet in (False, True):
+        frames = [rng.randbytes(rng.randint(1, 300)) for _ in range(20)]
+        wire = b"".join(encode_frame(f, rng.randint(0, 24) if vnet else 0, vnet) for f in frames)
+        zero = (b"\0" * (8 if vnet else 4))
+        tail_cases = [b"", zero + encode_frame(b"after-zero", 0, vnet),
+                      encode_frame(b"x" * (NET_BUFSIZE + 5), 0, vnet) + encode_frame(b"never", 0, vnet),
+                      encode_frame(b"y" * NET_BUFSIZE, 0, vnet)]
+        for tail in tail_cases:
+            stream = wire + tail
+            for cut in list(range(0, min(len(stream), 400))) + [len(stream) - 3, len(stream)]:
+                cuts = [0, cut, len(stream)] if 0 < cut < len(stream) else [0, len(stream)]
+                e = _exact(stream, cuts, vnet)
+                f = _fast(stream, cuts, vnet)
+                assert f[0] == e[0] and f[2] == e[2], (vnet, cut)
+                assert [(x.declared_len, x.offset) for x in f[1]] == [(x.declared_len, x.offset) for x in e[1]]
+            many = sorted(rng.sample(range(1, len(stream)), 30))
+            cuts = [0] + many + [len(stream)]
+            assert _fast(stream, cuts, vnet)[0] == _exact(stream, cuts, vnet)[0]
+
+
+def test_clock_is_strictly_increasing_and_ms_aligned():
+    c = LiveClock()
+    assert c.offset % 1_000_000 == 0
+    seq = [c.now() for _ in range(1000)]
+    assert all(b > a for a, b in zip(seq, seq[1:]))
+
+
+def test_checkpoint_sim_coalesces_like_5_1_and_counts_like_4_1():
+    s = CheckpointSim(100, coalesce=True)
+    assert s.request(0) == 100 and s.request(10) is None and s.request(20) is None
+    assert s.finish(100) == 200 and s.finish(200) is None
+    s = CheckpointSim(100, coalesce=False)
+    assert s.request(0) == 100 and s.request(10) is None and s.request(20) is None
+    assert s.finish(100) == 200 and s.finish(200) == 300 and s.finish(300) is None
+
+
+def test_recorder_pcapng_reads_back_with_ns_stamps(tmp_path):
+    p = tmp_path / "x.pcapng"
+    w = PcapngWriter(str(p), "primary_in")
+    t0 = 1_795_000_000_123_456_789
+    w.write(t0, b"\x01" * 61, "vnet_hdr_len=0")
+    w.write(t0 + 7, b"\x02" * 64)
+    w.write(t0 + 9, b"", "end", orig_len=1)
+    w.close()
+    rows = [(t, bytes(f), o) for b in open_capture(str(p)).batches()
+            for t, f, o in zip(b.timestamps, b.frames, b.orig_lens)]
+    assert rows == [(t0, b"\x01" * 61, 61), (t0 + 7, b"\x02" * 64, 64), (t0 + 9, b"", 1)]
