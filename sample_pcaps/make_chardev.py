@@ -5,6 +5,12 @@ once with compare_timeout=200/expired_scan_cycle=100 and once with 1000/200. Sta
 
     python3 sample_pcaps/make_chardev.py            (as root: tcpdump, and a private network namespace)
 
+The vnet variant, chardev-lo-vnet.pcap (one run, colo-compare with vnet_hdr_support=on, every
+input frame preceded by a 12-byte virtio-net header)::
+
+    python3 sample_pcaps/make_chardev.py --out sample_pcaps/chardev-lo-vnet.pcap \
+        --compare-timeout 200 --expired-scan-cycle 100 --vnet-hdr-len 12
+
 What it does, for each run:
 
 1. (Once.) Re-executes itself inside a fresh, private network namespace (``unshare --net``; its
@@ -25,12 +31,19 @@ What it does, for each run:
          -object iothread,id=iothread0
          -object colo-compare,id=comp0,primary_in=pri_in,secondary_in=sec_in,outdev=out0,
                  iothread=iothread0,notify_dev=notify0,compare_timeout=CT,expired_scan_cycle=SCAN
+                 [,vnet_hdr_support=on   -- only with --vnet-hdr-len]
 
 4. Xen-style hello on notify_dev: sends COLO_USERSPACE_PROXY_INIT, waits for COLO_COMPARE_GET_XEN_INIT.
 5. Replays every frame of primary.pcap into primary_in and of secondary.pcap into secondary_in,
    merged in capture-timestamp order and written at the captured relative times (gaps longer
    than --max-gap-ms are shortened to it). Framing: 4-byte big-endian length + frame (no vnet
    header), one ``sendall`` per frame, TCP_NODELAY.
+   With ``--vnet-hdr-len N`` (colo-compare gets ``vnet_hdr_support=on``) each input frame is
+   ``u32be length | u32be N | N-byte vnet header + frame``, the length counting the header
+   (net_fill_rstate). The header is VNET_HDR_FILL (all zeros; see vnet_header()). Messages *to*
+   notify_dev then carry the vnet word too (``u32be len | u32be 0 | msg``: colo-compare parses
+   notify_dev with the same flag); messages *from* it never do. outdev carries the vnet word,
+   and the released frames keep their vnet header.
 6. Meanwhile, like a Xen COLO frame: every DO_CHECKPOINT read on notify_dev is answered with one
    COLO_CHECKPOINT, --checkpoint-ms (20) after it was read (a simulated checkpoint; each request
    gets its own answer, nothing is coalesced). COLO_CHECKPOINT makes colo-compare flush. outdev is
@@ -39,6 +52,9 @@ What it does, for each run:
    (so late timeout checkpoints are recorded too), then QMP ``quit``; stops tcpdump.
 8. Reads its own pcap back, reassembles the four TCP streams, decodes the chardev framing and
    checks it against what was sent and received; prints frame counts per port and stream.
+   With --vnet-hdr-len it also checks every vnet word (N on the inputs and outdev, 0 on the
+   notify messages to QEMU) and that outdev holds exactly the primary frames, header included.
+   ``--check-only`` repeats the check on an existing file (give the same --vnet-hdr-len).
 """
 
 from __future__ import annotations
@@ -93,29 +109,60 @@ def read_pcap(path):
             yield sec + frac / div, data, linktype
 
 
-def frame_msg(payload: bytes) -> bytes:
-    return struct.pack("!I", len(payload)) + payload
+def vnet_header(n: int) -> bytes:
+    """The N-byte vnet header put in front of every input frame with --vnet-hdr-len N.
+
+    All zeros: that is what a Linux guest's virtio_net driver writes (xmit_skb) for a frame like
+    the pair's, which has no GSO and a complete checksum (make_pair.sh turns tx offloads off):
+    virtio_net_hdr {flags 0, gso_type VIRTIO_NET_HDR_GSO_NONE, hdr_len 0, gso_size 0,
+    csum_start 0, csum_offset 0} followed, for N=12 (virtio_net_hdr_mrg_rxbuf), by num_buffers 0,
+    which the driver zeroes on transmit; for N=20 (virtio_net_hdr_v1_hash) by zeroed hash fields.
+    The same header goes in front of the primary and the secondary frames; colo-compare skips it
+    in every comparison, and releases it unchanged on outdev.
+    """
+    return bytes(n)
 
 
-def decode_msgs(stream: bytes):
-    """Split a chardev byte stream (4-byte BE length + payload, no vnet word) into payloads."""
-    out, i = [], 0
-    while i + 4 <= len(stream):
+def frame_msg(payload: bytes, vnet_len: int | None = None) -> bytes:
+    """Chardev framing: ``u32be len | payload``, or ``u32be len | u32be vnet_len | payload`` when
+    vnet_len is not None (vnet_hdr_support=on; len counts the payload only, which for a frame
+    already includes its vnet header)."""
+    if vnet_len is None:
+        return struct.pack("!I", len(payload)) + payload
+    return struct.pack("!II", len(payload), vnet_len) + payload
+
+
+def decode_msgs(stream: bytes, vnet: bool = False):
+    """Split a chardev byte stream into messages; returns (messages, trailing byte count).
+
+    Without ``vnet`` (4-byte BE length + payload) each message is the payload bytes. With ``vnet``
+    (4-byte BE length + 4-byte BE vnet_hdr_len + payload) each one is ``(vnet_hdr_len, payload)``.
+    """
+    out, i, w = [], 0, 8 if vnet else 4
+    while i + w <= len(stream):
         n = struct.unpack("!I", stream[i:i + 4])[0]
-        if i + 4 + n > len(stream):
+        if i + w + n > len(stream):
             break
-        out.append(stream[i + 4:i + 4 + n])
-        i += 4 + n
+        if vnet:
+            out.append((struct.unpack("!I", stream[i + 4:i + 8])[0], stream[i + 8:i + 8 + n]))
+        else:
+            out.append(stream[i + 4:i + 4 + n])
+        i += w + n
     return out, len(stream) - i
 
 
 # --------------------------------------------------------------------------- the run
 class Run:
-    def __init__(self, args, out, compare_timeout, expired_scan_cycle):
+    def __init__(self, args, out, compare_timeout, expired_scan_cycle, vnet_hdr_len=None):
         self.args = args
         self.out = out
         self.compare_timeout = compare_timeout
         self.expired_scan_cycle = expired_scan_cycle
+        # None: vnet_hdr_support off (no vnet word anywhere). N: on, N-byte header on every frame.
+        self.vnet = vnet_hdr_len
+        self.vnet_hdr = vnet_header(vnet_hdr_len) if vnet_hdr_len is not None else b""
+        # The vnet word on messages to notify_dev (0: they have no vnet header), None when off.
+        self.notify_vnet = 0 if vnet_hdr_len is not None else None
         self.tmp = tempfile.mkdtemp(prefix="colo-chardev-")
         self.qemu = None
         self.tcpdump = None
@@ -124,7 +171,7 @@ class Run:
         self.lock = threading.Lock()
         self.stop_io = threading.Event()
         self.answering = True
-        self.out_frames = []          # (monotonic s, frame)
+        self.out_frames = []          # (monotonic s, frame), or (monotonic s, (vnet_len, frame)) with vnet
         self.notify_in = []           # (monotonic s, msg) read from QEMU
         self.notify_out = []          # (monotonic s, msg) written to QEMU
         self.pending = []             # monotonic due times of COLO_CHECKPOINT answers
@@ -180,6 +227,8 @@ class Run:
         opts = ("colo-compare,id=comp0,primary_in=pri_in,secondary_in=sec_in,outdev=out0,"
                 f"iothread=iothread0,notify_dev=notify0,compare_timeout={self.compare_timeout},"
                 f"expired_scan_cycle={self.expired_scan_cycle}")
+        if self.vnet is not None:
+            opts += ",vnet_hdr_support=on"
         cmd = [a.qemu, "-machine", "none", "-nodefaults", "-display", "none", "-accel", "tcg",
                "-chardev", f"socket,id=qmp0,path={self.tmp}/qmp.sock", "-mon", "chardev=qmp0,mode=control"]
         for cid, name in (("pri_in", "primary_in"), ("sec_in", "secondary_in"), ("out0", "outdev"),
@@ -219,8 +268,12 @@ class Run:
         greeting = self.qmp_read()
         assert "QMP" in greeting, greeting
         assert "return" in self.qmp("qmp_capabilities")
-        props = {p: self.qmp("qom-get", path="/objects/comp0", property=p).get("return")
-                 for p in ("compare_timeout", "expired_scan_cycle", "max_queue_size")}
+        names = ("compare_timeout", "expired_scan_cycle", "max_queue_size")
+        if self.vnet is not None:
+            names += ("vnet_hdr_support",)
+        props = {p: self.qmp("qom-get", path="/objects/comp0", property=p).get("return") for p in names}
+        if self.vnet is not None and props["vnet_hdr_support"] is not True:
+            raise RuntimeError(f"colo-compare did not take vnet_hdr_support=on: {props}")
         version = self.qmp("query-version").get("return", {}).get("qemu", {})
         print(f"QEMU {version.get('major')}.{version.get('minor')}.{version.get('micro')} up, "
               f"colo-compare properties: {props}", flush=True)
@@ -289,7 +342,7 @@ class Run:
                 while self.pending and self.pending[0] <= now:
                     self.pending.pop(0)
                     if self.answering:
-                        self.conns["notify_dev"].sendall(frame_msg(COLO_CHECKPOINT))
+                        self.conns["notify_dev"].sendall(frame_msg(COLO_CHECKPOINT, self.notify_vnet))
                         self.notify_out.append((time.monotonic(), COLO_CHECKPOINT))
                 timeout = 0.05 if not self.pending else max(0.0, min(0.05, self.pending[0] - now))
                 r, _, _ = select.select(list(socks), [], [], timeout)
@@ -300,7 +353,8 @@ class Run:
                     if not chunk:
                         return
                     data = bufs[name] + chunk
-                    msgs, rest = decode_msgs(data)
+                    # outdev carries the vnet word with vnet_hdr_support=on; notify_dev from QEMU never.
+                    msgs, rest = decode_msgs(data, vnet=name == "outdev" and self.vnet is not None)
                     bufs[name] = data[len(data) - rest:] if rest else b""
                     for m in msgs:
                         if name == "outdev":
@@ -343,7 +397,7 @@ class Run:
         self.start_tcpdump()
         self.start_qemu()
         # Xen-style hello (before the io thread owns notify_dev).
-        self.conns["notify_dev"].sendall(frame_msg(PROXY_INIT))
+        self.conns["notify_dev"].sendall(frame_msg(PROXY_INIT, self.notify_vnet))
         self.notify_out.append((time.monotonic(), PROXY_INIT))
         buf = b""
         deadline = time.monotonic() + 5
@@ -370,7 +424,9 @@ class Run:
             if d > 0:
                 time.sleep(d)
             late.append(time.monotonic() - due)
-            self.conns["primary_in" if side == 0 else "secondary_in"].sendall(frame_msg(data))
+            if self.vnet is not None:
+                data = self.vnet_hdr + data
+            self.conns["primary_in" if side == 0 else "secondary_in"].sendall(frame_msg(data, self.vnet))
             self.sent[side].append(data)
         t_last = time.monotonic()
         late.sort()
@@ -404,9 +460,17 @@ class Run:
 
 
 # --------------------------------------------------------------------------- sanity check
-def reassemble(path):
+def has_vnet_word(sport, dport, vnet):
+    """Whether a direction carries the vnet word when colo-compare has vnet_hdr_support=on:
+    everything the script writes to QEMU (primary_in, secondary_in, notify_dev; the script is the
+    listener, so its source port is the chardev port) and outdev; not notify_dev from QEMU."""
+    return bool(vnet) and (sport in PORTS.values() or dport == PORTS["outdev"])
+
+
+def reassemble(path, vnet=False):
     """Per-port frame counts, and per direction the chardev messages with the capture time of the
-    segment that completed each one: {(sport, dport): [(ts, payload), ...]} plus trailing bytes."""
+    segment that completed each one: {(sport, dport): [(ts, payload, vnet_word), ...]} plus
+    trailing bytes. vnet_word is None on a direction without it (all of them unless ``vnet``)."""
     per_port = collections.Counter()
     per_port_bytes = collections.Counter()
     segs = collections.defaultdict(list)   # (sport, dport) -> [(seq, ts, payload)]
@@ -437,25 +501,32 @@ def reassemble(path):
     for key, lst in segs.items():
         base = isn.get(key, min(x[0] for x in lst) - 1)
         buf, pos, msgs = bytearray(), 0, []
+        w = 8 if has_vnet_word(*key, vnet) else 4      # length word [+ vnet word]
         for seq, ts, p in sorted(lst, key=lambda x: (x[0] - base) & 0xFFFFFFFF):
             rel = ((seq - base) & 0xFFFFFFFF) - 1
             if rel + len(p) <= len(buf):
                 continue                      # retransmission
             buf[rel:rel + len(p)] = p
-            while pos + 4 <= len(buf):
+            while pos + w <= len(buf):
                 ln = struct.unpack("!I", buf[pos:pos + 4])[0]
-                if pos + 4 + ln > len(buf):
+                if pos + w + ln > len(buf):
                     break
-                msgs.append((ts, bytes(buf[pos + 4:pos + 4 + ln])))
-                pos += 4 + ln
+                vw = struct.unpack("!I", buf[pos + 4:pos + 8])[0] if w == 8 else None
+                msgs.append((ts, bytes(buf[pos + w:pos + w + ln]), vw))
+                pos += w + ln
         streams[key] = (msgs, len(buf) - pos, len(buf))
     return n, (last - first if n else 0.0), per_port, per_port_bytes, streams
 
 
-def check_pcap(path, sent=None, out_frames=None, notify_in=None, notify_out=None):
+def check_pcap(path, sent=None, out_frames=None, notify_in=None, notify_out=None, vnet=None):
     """Print frame counts per chardev port and the decoded streams; compare them with what the
-    script wrote and read when given. Returns True when everything matched."""
-    n, dur, per_port, per_port_bytes, streams = reassemble(path)
+    script wrote and read when given. Returns True when everything matched.
+
+    ``vnet`` = N: the capture was made with vnet_hdr_support=on and an N-byte vnet header (``sent``
+    then holds the frames with their header, ``out_frames`` (vnet word, frame) pairs). Also checks
+    every vnet word (N on the inputs and outdev, 0 on notify messages to QEMU) and, given ``sent``,
+    that outdev released exactly the primary frames with their header (as a multiset)."""
+    n, dur, per_port, per_port_bytes, streams = reassemble(path, vnet is not None)
     names = {v: k for k, v in PORTS.items()}
     print(f"\n== sanity check of {path}: {n} frames over {dur:.3f} s, {os.path.getsize(path)} bytes")
     ok = True
@@ -465,15 +536,40 @@ def check_pcap(path, sent=None, out_frames=None, notify_in=None, notify_out=None
     for (sport, dport), (msgs, rest, nbytes) in sorted(streams.items()):
         port = sport if sport in names else dport
         to_qemu = sport in names          # the script listens on the chardev ports; QEMU is the client
-        payloads = [m for _, m in msgs]
+        payloads = [m for _, m, _ in msgs]
+        words = [vw for _, _, vw in msgs]
         what = collections.Counter(m if port == PORTS["notify_dev"] else b"frame" for m in payloads)
         desc = ", ".join(f"{v} x {k.decode()}" for k, v in sorted(what.items()))
         print(f"  {names[port]:12s} {'script -> QEMU' if to_qemu else 'QEMU -> script'}: "
               f"{nbytes} stream bytes, {len(msgs)} messages ({desc}), {rest} trailing bytes")
         if port in (PORTS["primary_in"], PORTS["secondary_in"]):
-            inputs += [t for t, _ in msgs]
+            inputs += [t for t, _, _ in msgs]
         if port == PORTS["notify_dev"] and not to_qemu:
-            ckpts = [t for t, m in msgs if m == DO_CHECKPOINT]
+            ckpts = [t for t, m, _ in msgs if m == DO_CHECKPOINT]
+        if vnet is not None:
+            # The vnet word: N before every frame (inputs, outdev), 0 before notify messages to
+            # QEMU (they have no header), none at all on notify messages from QEMU.
+            want = (None if not has_vnet_word(sport, dport, True)
+                    else 0 if port == PORTS["notify_dev"] else vnet)
+            seen = collections.Counter(words)
+            good = set(seen) <= {want} and rest == 0
+            ok &= good
+            shown = ", ".join(f"{c} x {'none' if k is None else k}" for k, c in sorted(
+                seen.items(), key=lambda kv: -1 if kv[0] is None else kv[0]))
+            print(f"      vnet words: {shown or '-'} ({'as expected' if good else 'UNEXPECTED'}: "
+                  f"{'none' if want is None else want})")
+            if want:
+                hdr = vnet_header(vnet)
+                odd = sum(not m.startswith(hdr) for m in payloads)
+                ok &= odd == 0
+                print(f"      vnet header: {'every frame starts with it' if not odd else f'{odd} frames DO NOT start with it'}"
+                      f" ({hdr.hex() or 'empty'})")
+            if port == PORTS["outdev"] and sent is not None:
+                same = collections.Counter(payloads) == collections.Counter(sent[0])
+                ok &= same
+                print(f"      {'=' if same else 'DIFFERS FROM'} the {len(sent[0])} primary frames with their vnet "
+                      f"header, as a multiset ({sum(a == b for a, b in zip(payloads, sent[0]))} of them at the "
+                      f"same position as on primary_in)")
         expect = None
         if port == PORTS["primary_in"] and sent is not None:
             expect = sent[0]
@@ -481,6 +577,8 @@ def check_pcap(path, sent=None, out_frames=None, notify_in=None, notify_out=None
             expect = sent[1]
         elif port == PORTS["outdev"] and out_frames is not None:
             expect = [m for _, m in out_frames]
+            if vnet is not None:           # (vnet word, frame) pairs, as io_loop decoded them
+                payloads = list(zip(words, payloads))
         elif port == PORTS["notify_dev"] and notify_in is not None:
             expect = [m for _, m in (notify_out if to_qemu else notify_in)]
         if expect is not None:
@@ -507,9 +605,10 @@ DEFAULT_RUNS = (
 )
 
 
-def one_run(args, out, ct, scan):
-    print(f"\n######## {os.path.basename(out)}: compare_timeout={ct} expired_scan_cycle={scan}", flush=True)
-    run = Run(args, out, ct, scan)
+def one_run(args, out, ct, scan, vnet=None):
+    print(f"\n######## {os.path.basename(out)}: compare_timeout={ct} expired_scan_cycle={scan}"
+          + (f" vnet_hdr_support=on, {vnet}-byte vnet header" if vnet is not None else ""), flush=True)
+    run = Run(args, out, ct, scan, vnet)
     try:
         run.run()
     finally:
@@ -523,7 +622,7 @@ def one_run(args, out, ct, scan):
         rel = [(t - run.t0) for t in do_ckpt]
         print("DO_CHECKPOINT times (s after the first frame was due):",
               " ".join(f"{x:.3f}" for x in rel))
-    ok = check_pcap(out, run.sent, run.out_frames, run.notify_in, run.notify_out)
+    ok = check_pcap(out, run.sent, run.out_frames, run.notify_in, run.notify_out, vnet)
     print(f"\nsanity check of {os.path.basename(out)}:", "OK" if ok else "FAILED", flush=True)
     return ok
 
@@ -533,7 +632,8 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--primary", default=os.path.join(HERE, "primary.pcap"))
     ap.add_argument("--secondary", default=os.path.join(HERE, "secondary.pcap"))
-    ap.add_argument("--out", help="one run into this file (default: the two DEFAULT_RUNS into this folder)")
+    ap.add_argument("--out", help="one run into this file (default: the two DEFAULT_RUNS into this folder; "
+                                  "with --vnet-hdr-len, chardev-lo-vnet.pcap in this folder)")
     ap.add_argument("--qemu", default="qemu-system-x86_64")
     ap.add_argument("--compare-timeout", type=int, help="ms, with --out (default 200)")
     ap.add_argument("--expired-scan-cycle", type=int, help="ms, with --out (default 100)")
@@ -546,21 +646,34 @@ def main():
                     help="after the last frame, wait up to this long for all primaries on outdev")
     ap.add_argument("--tail-ms", type=float, default=1500.0,
                     help="then keep running (and answering checkpoints) this long before quit")
+    ap.add_argument("--vnet-hdr-len", type=int, metavar="N",
+                    help="one run with vnet_hdr_support=on: every input frame gets the vnet word N and an "
+                         "N-byte vnet header (zeros; 12 = virtio_net_hdr_mrg_rxbuf); with --check-only, "
+                         "decode the file that way (default: off, no vnet word anywhere)")
     ap.add_argument("--host-netns", action="store_true",
                     help="do not re-execute in a private network namespace (use the host's lo)")
     ap.add_argument("--check-only", action="store_true",
                     help="only run the sanity check on the output file(s) (inputs compared with the pair)")
     args = ap.parse_args()
-    if args.out or args.compare_timeout or args.expired_scan_cycle:
-        runs = [(os.path.abspath(args.out or os.path.join(HERE, "chardev-lo.pcap")),
+    vnet = args.vnet_hdr_len
+    if vnet is not None:
+        if vnet < 0:
+            ap.error("--vnet-hdr-len must be 0 or more")
+        if vnet > 20:
+            print(f"note: QEMU 7.2 rejects frames with vnet_hdr_len {vnet} > 20 in parse_packet_early "
+                  f"(primaries passed through at once, secondaries dropped)", flush=True)
+    if args.out or args.compare_timeout or args.expired_scan_cycle or vnet is not None:
+        default_out = "chardev-lo.pcap" if vnet is None else "chardev-lo-vnet.pcap"
+        runs = [(os.path.abspath(args.out or os.path.join(HERE, default_out)),
                  args.compare_timeout or 200, args.expired_scan_cycle or 100)]
     else:
         runs = [(os.path.join(HERE, name), ct, scan) for name, ct, scan in DEFAULT_RUNS]
 
     if args.check_only:
-        sent = {side: [d for _, d, _ in read_pcap(path)]
+        hdr = vnet_header(vnet) if vnet is not None else b""
+        sent = {side: [hdr + d for _, d, _ in read_pcap(path)]
                 for side, path in ((0, args.primary), (1, args.secondary))}
-        ok = all([check_pcap(out, sent) for out, _, _ in runs])
+        ok = all([check_pcap(out, sent, vnet=vnet) for out, _, _ in runs])
         return 0 if ok else 1
     if not args.host_netns and os.environ.get(NETNS_ENV) != "1":
         if os.geteuid() != 0:
@@ -573,7 +686,7 @@ def main():
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
         links = subprocess.run(["ip", "-o", "link"], check=True, capture_output=True, text=True).stdout
         print("private network namespace, interfaces:", [l.split(":")[1].strip() for l in links.splitlines()])
-    ok = all([one_run(args, out, ct, scan) for out, ct, scan in runs])
+    ok = all([one_run(args, out, ct, scan, vnet) for out, ct, scan in runs])
     return 0 if ok else 1
 
 
