@@ -414,5 +414,10 @@ def verify(capture, primary_in_port, secondary_in_port, outdev_port, notify_port
     sys.exit(EXIT_CLEAN if result.ok else EXIT_DIVERGED)
 
 
+from .live.command import live  # noqa: E402  (colo-replay live: the engine on real sockets)
+
+main.add_command(live)
+
+
 if __name__ == "__main__":
     main()
