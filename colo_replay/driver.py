@@ -12,6 +12,8 @@ kept short (one comparison against a precomputed wake-up time, one ``Engine.feed
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from operator import le, lt
 from dataclasses import dataclass, field, asdict
 from typing import Callable
 
@@ -89,9 +91,16 @@ class ReplayResult:
 
 
 class _Side:
-    """A cursor over one capture's batches, with arrival times computed per batch."""
+    """A cursor over one capture's batches, with arrival times computed per batch.
 
-    __slots__ = ("reader", "stats", "shift", "vnet", "bpf", "it", "ts", "frames", "origs", "first", "i", "n")
+    ``vnets`` is the batch's per-frame vnet header lengths when the reader gives them
+    (``Batch.vnet_lens``, e.g. a chardev capture with vnet_hdr_support), else None: every frame
+    then has the side's constant ``vnet``.  ``simple`` says that no frame of the batch needs
+    more than a plain ``Engine.feed`` (none cut by a snaplen, no BPF filter, no per-frame vnet).
+    """
+
+    __slots__ = ("reader", "stats", "shift", "vnet", "bpf", "it", "ts", "frames", "origs", "vnets",
+                 "first", "i", "n", "simple")
 
     def __init__(self, reader, stats: SideStats, shift: int, vnet: int, bpf):
         self.reader = reader
@@ -101,8 +110,10 @@ class _Side:
         self.bpf = bpf
         self.it = reader.batches()
         self.ts = self.frames = self.origs = ()
+        self.vnets = None
         self.first = 1
         self.i = self.n = 0
+        self.simple = True
 
     def refill(self) -> bool:
         """Load the next non-empty batch; False at the end of the capture."""
@@ -117,8 +128,14 @@ class _Side:
             shift = self.shift
             ts = batch.timestamps
             self.ts = [t + shift for t in ts] if shift else ts
-            self.frames = batch.frames
-            self.origs = batch.orig_lens
+            self.frames = frames = batch.frames
+            self.origs = origs = batch.orig_lens
+            self.vnets = vnets = getattr(batch, "vnet_lens", None)
+            if vnets is not None and len(vnets) != n:
+                raise ValueError(f"{self.stats.path}: batch of {n} frames has {len(vnets)} vnet lengths")
+            # One pass in C over the batch: is any frame shorter than it was on the wire?
+            self.simple = (vnets is None and self.bpf is None
+                           and not any(map(lt, map(len, frames), origs)))
             self.first = batch.first_frame
             self.i = 0
             self.n = n
@@ -126,6 +143,21 @@ class _Side:
             st.frames += n
             st.last_ns = self.ts[-1]
             return True
+
+    def admit(self, i: int, t: int, side: int, add_row):
+        """The checks of a frame in a batch that is not ``simple``: returns the vnet length to
+        feed it with, or None when the frame is not fed (cut by a snaplen, or filtered out)."""
+        frame = self.frames[i]
+        orig = self.origs[i]
+        if len(frame) < orig:
+            # Cut by a snaplen: QEMU saw the whole frame, we cannot compare it honestly.
+            self.stats.truncated += 1
+            add_row(t, KIND_UNCOMPARABLE, CAUSE_TRUNCATED, side, self.first + i, orig)
+            return None
+        if self.bpf is not None and not self.bpf.matches(frame, orig):
+            self.stats.filtered += 1
+            return None
+        return self.vnet if self.vnets is None else self.vnets[i]
 
 
 def run_replay(primary_reader, secondary_reader, options: ReplayOptions | None = None,
@@ -209,7 +241,14 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
 def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineCollector, progress,
           limit: int, failed: list) -> None:
     """The merge loop.  When a capture fails to read, the other one is replayed up to the last
-    good timestamp of the failed one (``limit``): beyond it the picture would be one-sided."""
+    good timestamp of the failed one (``limit``): beyond it the picture would be one-sided.
+
+    Frames are taken in arrival-time order, the primary first at equal times.  For the frames
+    of the two batches loaded at a time that order is found at once: each arrival becomes the
+    key ``time << 1 | side`` and the keys are sorted (two sorted runs: a linear merge in C);
+    the keys are valid up to the end of whichever batch ends first, where that side is refilled
+    and the rest merged again.
+    """
     feed = engine.feed
     add = rec.add_event
     add_row = rec.add_row
@@ -263,7 +302,8 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
     wake = wake_time()
     done = 0
     next_progress = 65536
-    while True:
+    stop = False
+    while not stop:
         for k, cur in ((0, p), (1, s)):
             if have[k] and cur.i >= cur.n:
                 try:
@@ -273,46 +313,105 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                     failed.append(exc)
                     last = cur.stats.last_ns
                     limit = min(limit, -_NEVER if last is None else last)
-        if have[0]:
-            if have[1] and s.ts[s.i] < p.ts[p.i]:
-                cur, side = s, 1
+        if not have[0] and not have[1]:
+            break
+        keys, ordered = _merge_keys(p.ts, p.i, s.ts, s.i, have)
+        if limit < _NEVER:
+            # A side failed: stop at the first frame after its last good timestamp.
+            lim = limit << 1 | 1            # the largest key of a frame at time ``limit``
+            if ordered:
+                cut = bisect_right(keys, lim)
             else:
-                cur, side = p, 0
-        elif have[1]:
-            cur, side = s, 1
-        else:
-            break
-        i = cur.i
-        t = cur.ts[i]
-        if t > limit:
-            break
-        cur.i = i + 1
-        if t >= wake:
-            catch_up(t)
-            wake = wake_time()
-        frame = cur.frames[i]
-        number = cur.first + i
-        if len(frame) < cur.origs[i]:
-            # Cut by a snaplen: QEMU saw the whole frame, we cannot compare it honestly.
-            cur.stats.truncated += 1
-            add_row(t, KIND_UNCOMPARABLE, CAUSE_TRUNCATED, side, number, cur.origs[i])
-            continue
-        if cur.bpf is not None and not cur.bpf.matches(frame, cur.origs[i]):
-            cur.stats.filtered += 1
-            continue
-        cur.stats.fed += 1
-        evs = feed(side, frame, t, cur.vnet, number)
-        for ev in evs:
-            handle(ev)
-            if ev[0] == _CKPT:
-                wake = wake_time()      # a checkpoint may have started: the model's clock moved
-        done += 1
+                cut = next((j for j, k in enumerate(keys) if k > lim), len(keys))
+            if cut < len(keys):
+                del keys[cut:]
+                stop = True
+        pi, si = p.i, s.i
+        p_frames, p_first, p_vnet, p_simple = p.frames, p.first, p.vnet, p.simple
+        s_frames, s_first, s_vnet, s_simple = s.frames, s.first, s.vnet, s.simple
+        p_skipped = p.stats.truncated + p.stats.filtered      # frames not fed, so far
+        s_skipped = s.stats.truncated + s.stats.filtered
+        fed = 0
+        try:
+            for key in keys:
+                t = key >> 1
+                if key & 1:
+                    i = si
+                    si += 1
+                    if t >= wake:
+                        catch_up(t)
+                        wake = wake_time()
+                    if s_simple:
+                        evs = feed(1, s_frames[i], t, s_vnet, s_first + i)
+                    else:
+                        vnet = s.admit(i, t, 1, add_row)
+                        if vnet is None:
+                            continue
+                        evs = feed(1, s_frames[i], t, vnet, s_first + i)
+                else:
+                    i = pi
+                    pi += 1
+                    if t >= wake:
+                        catch_up(t)
+                        wake = wake_time()
+                    if p_simple:
+                        evs = feed(0, p_frames[i], t, p_vnet, p_first + i)
+                    else:
+                        vnet = p.admit(i, t, 0, add_row)
+                        if vnet is None:
+                            continue
+                        evs = feed(0, p_frames[i], t, vnet, p_first + i)
+                fed += 1
+                for ev in evs:
+                    add(ev)
+                    if ev[0] == _CKPT:
+                        apply(model.request(ev[2]))
+                        wake = wake_time()  # a checkpoint may have started: the model's clock moved
+        finally:
+            p.stats.fed += pi - p.i - (p.stats.truncated + p.stats.filtered - p_skipped)
+            s.stats.fed += si - s.i - (s.stats.truncated + s.stats.filtered - s_skipped)
+            p.i, s.i = pi, si
+        done += fed
         if progress is not None and done >= next_progress:
             progress(done)
-            next_progress += 65536
+            next_progress = (done // 65536 + 1) * 65536
     # The end of the captures.  A checkpoint already under way completes (and flushes); after
     # that the clock stops: what is still queued is reported as such, as QEMU's finalize drops it.
     if model.running_until is not None:
         catch_up(model.running_until)
     if progress is not None:
         progress(done)
+
+
+def _merge_keys(pts, pi: int, sts, si: int, have) -> tuple[list, bool]:
+    """The order in which the loop takes the frames loaded now, from ``pts[pi:]`` and
+    ``sts[si:]``: keys ``time << 1 | side``, up to the end of whichever batch ends first.
+    Returns ``(keys, ordered)``; ``ordered`` says the keys are sorted.
+
+    The order is that of comparing the two sides' next frames (the primary first at equal
+    times).  When both sides' timestamps never decrease, that is the sorted order of the keys,
+    which ``list.sort`` finds in C.  A capture whose timestamps go backwards is merged the
+    same way frame by frame."""
+    pk = [t << 1 for t in pts[pi:]] if have[0] else []
+    sk = [t << 1 | 1 for t in sts[si:]] if have[1] else []
+    if not pk or not sk:
+        keys = pk or sk
+        return keys, all(map(le, keys, keys[1:]))
+    if all(map(le, pk, pk[1:])) and all(map(le, sk, sk[1:])):
+        end = min(pk[-1], sk[-1])          # the last key before one of the batches runs out
+        keys = pk + sk
+        keys.sort()
+        del keys[bisect_right(keys, end):]
+        return keys, True
+    keys = []
+    append = keys.append
+    a = b = 0
+    na, nb = len(pk), len(sk)
+    while a < na and b < nb:
+        if sk[b] >> 1 < pk[a] >> 1:
+            append(sk[b])
+            b += 1
+        else:
+            append(pk[a])
+            a += 1
+    return keys, False

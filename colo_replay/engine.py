@@ -31,7 +31,7 @@ from collections import deque
 
 from .events import Cause, EventKind, _new_event, Event
 from .packet import (
-    IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PRIMARY, SECONDARY, Packet, connection_key,
+    IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PRIMARY, SECONDARY, Packet, _tcp_seq_ack, connection_key,
     fill_tcp_info, padded, parse_packet_early,
 )
 from .profiles import (
@@ -52,6 +52,11 @@ _C_ALREADY = Cause.ALREADY_COMPARED
 _C_ZERO = Cause.ZERO_PAYLOAD
 _C_CONSUMED = Cause.CONSUMED
 _C_FLUSH = Cause.FLUSH
+
+# The fast path of Engine.feed makes Packets without calling __init__
+_new_packet = object.__new__
+_U32 = 0xFFFFFFFF
+_S32_NEG = 0x80000000        # (a - b) & _U32 >= _S32_NEG  <=>  (int32_t)(a - b) < 0
 
 # colo_mark_tcp_pkt outcomes
 _FREE_PRIMARY = 1
@@ -122,6 +127,8 @@ class Engine:
             self._deadline = self._cycle_ns          # virtual ns; virtual clock is 0 at start
         else:
             self._deadline = (start_ns // MS) * MS + self._cycle_ns
+        self._tick_ns = 0                # host time of the next scan (_next_tick_host_ns), cached
+        self._retick()
         self._out: list = []
 
     # ------------------------------------------------------------------ public API
@@ -134,20 +141,101 @@ class Engine:
         on the frame and comes back in every event about it.
         """
         out = self._out = []
-        if time_ns >= self._next_tick_host_ns():
+        if time_ns >= self._tick_ns:
             self._run_due_scans(time_ns)
         if time_ns > self.now:
             self.now = time_ns
-        if vnet_hdr_len and not self._vnet:
-            raise ValueError("vnet_hdr_len given but vnet_hdr_support is off")
-        pkt = Packet(data, side, time_ns, vnet_hdr_len, ident)
-        self._enqueue_and_compare(pkt, time_ns)
+        size = len(data)
+        if vnet_hdr_len or size < 48 or data[12] != 8 or data[13] != 0 or data[14] & 0x0F != 5:
+            if vnet_hdr_len and not self._vnet:
+                raise ValueError("vnet_hdr_len given but vnet_hdr_support is off")
+            self._enqueue_and_compare(Packet(data, side, time_ns, vnet_hdr_len, ident), time_ns)
+            return out
+        # The fast path: no vnet header, Ethernet II + IPv4 with a 20-byte header (the low nibble
+        # of byte 14 is all parse_packet_early looks at: no version check), and at least 48
+        # bytes, so that every read below lies inside the frame (TCP reads up to l4 + 14 = 48).
+        # For such a frame parse_packet_early accepts with net_off 14 / l4 34 under every
+        # profile (both minimum lengths are <= 18), reads no byte past the end, and everything
+        # below is _enqueue_and_compare / fill_tcp_info / connection_key with those offsets
+        # filled in.  Anything else takes the general path above.
+        proto = data[23]
+        pkt = _new_packet(Packet)
+        pkt.data = data
+        pkt.size = size
+        pkt.vnet_hdr_len = 0
+        pkt.side = side
+        pkt.ident = ident
+        pkt.time = time_ns
+        pkt.creation_ms = time_ns // MS       # packet_new(): qemu_clock_get_ms(QEMU_CLOCK_HOST)
+        pkt.net_off = 14
+        pkt.l4_off = 34
+        pkt.ip_proto = proto
+        pkt.offset = 0
+        pkt.undefined = False
+        # (the TCP fields are set below: from the header when the segment is queued, else 0)
+        if proto == IPPROTO_TCP:
+            key = data[26:38]                           # saddr, daddr, sport, dport
+        elif proto == IPPROTO_UDP:
+            key = data[26:38] + b"\x11"                 # ... and the protocol
+        else:
+            key = connection_key(pkt, self._key_ips)
+        conn = self.table.get(key)
+        if conn is None:
+            conn = self._connection_get(key, proto, time_ns)
+        if side == PRIMARY:
+            queue = conn.primary
+            other = conn.secondary
+        else:
+            queue = conn.secondary
+            other = conn.primary
+        # colo_insert_packet: "<=" admits max_queue_size + 1 frames (Q5)
+        if len(queue) <= self._max_queue:
+            self.queued += 1
+            if proto == IPPROTO_TCP:
+                # fill_pkt_tcp_info (vnet_hdr_len is 0, so the seed's subtraction changes nothing)
+                seq, ack = _tcp_seq_ack(data, 38)
+                hs = (34 + ((data[46] >> 4) << 2)) & 0xFF       # uint8_t header_size
+                ps = (size - hs) & 0xFFFF                        # uint16_t payload_size (Q8)
+                pkt.tcp_seq = seq
+                pkt.tcp_ack = ack
+                pkt.header_size = hs
+                pkt.payload_size = ps
+                pkt.seq_end = (seq + ps) & _U32
+                pkt.flags = data[47]
+                if side == PRIMARY:
+                    conn.pack = ack if not self._ack_umax or ack > conn.pack else conn.pack
+                else:
+                    conn.sack = ack if not self._ack_umax or ack > conn.sack else conn.sack
+                # g_queue_insert_sorted: on the 7.0+ queues (descending, popped at the tail) a
+                # segment at or after the head's seq goes first, which is the common case; the
+                # general scan gives the same answer, only slower.
+                if not queue:
+                    queue.append(pkt)
+                elif self._tcp_tail and (seq - queue[0].tcp_seq) & _U32 < _S32_NEG:
+                    queue.appendleft(pkt)
+                else:
+                    self._insert_sorted(queue, pkt)
+            else:
+                pkt.tcp_seq = pkt.tcp_ack = pkt.seq_end = pkt.header_size = pkt.payload_size = pkt.flags = 0
+                queue.append(pkt)
+        else:
+            pkt.tcp_seq = pkt.tcp_ack = pkt.seq_end = pkt.header_size = pkt.payload_size = pkt.flags = 0
+            # Dropped: lost for good, no checkpoint, pack/sack untouched; the compare still runs.
+            out.append(_new_event(Event, (_FULL, Cause.NONE, time_ns, pkt, None, conn.index, len(queue))))
+        # colo_compare_connection.  With the other queue empty both comparators stop before
+        # changing anything (colo_compare_tcp pops a primary and pushes it back at the same end),
+        # so they are not called.
+        if other:
+            if proto == IPPROTO_TCP:
+                self._compare_tcp(conn, time_ns)
+            else:
+                self._compare_packet(conn, time_ns, proto)
         return out
 
     def advance(self, time_ns: int) -> list[Event]:
         """Time has advanced to ``time_ns``: run every expiry scan due by then."""
         out = self._out = []
-        if time_ns >= self._next_tick_host_ns():
+        if time_ns >= self._tick_ns:
             self._run_due_scans(time_ns)
         if time_ns > self.now:
             self.now = time_ns
@@ -157,7 +245,7 @@ class Engine:
         """A checkpoint completed at ``time_ns`` (COLO_EVENT_CHECKPOINT or COLO_CHECKPOINT on
         notify_dev): release every queued primary and drop every queued secondary."""
         out = self._out = []
-        if time_ns >= self._next_tick_host_ns():
+        if time_ns >= self._tick_ns:
             self._run_due_scans(time_ns)
         if time_ns > self.now:
             self.now = time_ns
@@ -170,6 +258,7 @@ class Engine:
         out = self.advance(time_ns)
         if self._stopped_at is None:
             self._stopped_at = time_ns
+            self._retick()
         return out
 
     def vm_resume(self, time_ns: int) -> list[Event]:
@@ -177,11 +266,12 @@ class Engine:
         if self._stopped_at is not None:
             self._paused_ns += max(0, time_ns - self._stopped_at)
             self._stopped_at = None
+            self._retick()
         return self.advance(time_ns)
 
     def next_scan_ns(self) -> int | None:
         """Host time (ns) of the next expiry scan, or None while a 4.1 VM is stopped."""
-        t = self._next_tick_host_ns()
+        t = self._tick_ns
         return None if t == _NEVER else t
 
     def queue_lengths(self) -> tuple[int, int]:
@@ -303,16 +393,11 @@ class Engine:
         out = self._out
         pl = conn.primary
         sl = conn.secondary
-        if self._tcp_tail:
-            pop_p, push_p, pop_s, push_s = pl.pop, pl.append, sl.pop, sl.append
-        else:
-            pop_p, push_p, pop_s, push_s = pl.popleft, pl.appendleft, sl.popleft, sl.appendleft
-        # min_ack is computed once per call, before any packet is popped.
-        pack, sack = conn.pack, conn.sack
-        if self._gate_sack:
-            min_ack = sack                                  # (u32)(pack - sack) > 0 ? sack : pack
-        else:
-            min_ack = pack if pack < sack else sack         # unsigned MIN
+        tail = self._tcp_tail          # 7.0+: pop and push back at the tail; seed: at the head
+        # QEMU computes min_ack once per call, before any packet is popped; pack and sack do
+        # not change during the call, so it is computed when first needed (by _mark_tcp).
+        min_ack = None
+        fast_equal = not self._inverted
         ci = conn.index
         ppkt = None
         need_pri = True
@@ -320,17 +405,21 @@ class Engine:
             if need_pri:                                    # pri:
                 if not pl:
                     return
-                ppkt = pop_p()
+                ppkt = pl.pop() if tail else pl.popleft()
             if not sl:                                      # sec:
-                push_p(ppkt)
+                if tail:
+                    pl.append(ppkt)
+                else:
+                    pl.appendleft(ppkt)
                 return
-            spkt = pop_s()
+            spkt = sl.pop() if tail else sl.popleft()
             if ppkt.tcp_seq == ppkt.seq_end:
                 self.queued -= 1
                 out.append(_new_event(Event, (_RELEASE, _C_ZERO, t, ppkt, spkt, ci, 0)))
                 ppkt = None
             cseq = conn.compare_seq
-            if ppkt is not None and cseq and not _after(ppkt.seq_end, cseq):
+            # after(a, b): (int32_t)(a - b) > 0
+            if ppkt is not None and cseq and not 0 < (ppkt.seq_end - cseq) & _U32 < _S32_NEG:
                 self.queued -= 1
                 out.append(_new_event(Event, (_RELEASE, _C_ALREADY, t, ppkt, None, ci, 0)))
                 ppkt = None
@@ -339,36 +428,66 @@ class Engine:
                 out.append(_new_event(Event, (_SDROP, _C_ZERO, t, spkt, None, ci, 0)))
                 need_pri = ppkt is None
                 continue
-            if cseq and not _after(spkt.seq_end, cseq):
+            if cseq and not 0 < (spkt.seq_end - cseq) & _U32 < _S32_NEG:
                 self.queued -= 1
                 out.append(_new_event(Event, (_SDROP, _C_ALREADY, t, spkt, None, ci, 0)))
                 need_pri = ppkt is None
                 continue
             if ppkt is None:
-                push_s(spkt)
+                if tail:
+                    sl.append(spkt)
+                else:
+                    sl.appendleft(spkt)
                 need_pri = True
                 continue
-            mark = self._mark_tcp(ppkt, spkt, min_ack, t)
-            if mark == _FREE_PRIMARY:
+            # The common outcome first: same segment on both sides, payloads equal and inside
+            # both frames (the first test of colo_mark_tcp_pkt, without a read past the end).
+            # Anything else goes through _mark_tcp, which starts over from its first test.
+            # Byte-identical frames (the usual COLO case) need no payload slices.
+            mark = 0
+            if fast_equal and ppkt.tcp_seq == spkt.tcp_seq and ppkt.seq_end == spkt.seq_end:
+                phs = ppkt.header_size
+                shs = spkt.header_size
+                pe = phs + ppkt.payload_size
+                se = shs + ppkt.payload_size
+                if pe <= ppkt.size and se <= spkt.size and (
+                        phs == shs and ppkt.data == spkt.data or ppkt.data[phs:pe] == spkt.data[shs:se]):
+                    mark = _FREE_BOTH
+            if not mark:
+                if min_ack is None:
+                    pack, sack = conn.pack, conn.sack
+                    if self._gate_sack:
+                        min_ack = sack                      # (u32)(pack - sack) > 0 ? sack : pack
+                    else:
+                        min_ack = pack if pack < sack else sack     # unsigned MIN
+                mark = self._mark_tcp(ppkt, spkt, min_ack, t)
+            if mark == _FREE_BOTH:
+                conn.compare_seq = ppkt.seq_end
+                self.queued -= 2
+                out.append(_new_event(Event, (_RELEASE, _C_EQUAL, t, ppkt, spkt, ci, 0)))
+                out.append(_new_event(Event, (_SDROP, _C_EQUAL, t, spkt, ppkt, ci, 0)))
+                need_pri = True
+            elif mark == _FREE_PRIMARY:
                 conn.compare_seq = ppkt.seq_end
                 self.queued -= 1
                 out.append(_new_event(Event, (_RELEASE, _C_EQUAL, t, ppkt, spkt, ci, 0)))
-                push_s(spkt)
+                if tail:
+                    sl.append(spkt)
+                else:
+                    sl.appendleft(spkt)
                 need_pri = True
             elif mark == _FREE_SECONDARY:
                 conn.compare_seq = spkt.seq_end
                 self.queued -= 1
                 out.append(_new_event(Event, (_SDROP, _C_CONSUMED, t, spkt, ppkt, ci, 0)))
                 need_pri = False
-            elif mark == _FREE_BOTH:
-                conn.compare_seq = ppkt.seq_end
-                self.queued -= 2
-                out.append(_new_event(Event, (_RELEASE, _C_EQUAL, t, ppkt, spkt, ci, 0)))
-                out.append(_new_event(Event, (_SDROP, _C_EQUAL, t, spkt, ppkt, ci, 0)))
-                need_pri = True
             else:
-                push_p(ppkt)
-                push_s(spkt)
+                if tail:
+                    pl.append(ppkt)
+                    sl.append(spkt)
+                else:
+                    pl.appendleft(ppkt)
+                    sl.appendleft(spkt)
                 cause = Cause.ACK_GATE if mark == _FAIL_ACK_GATE else Cause.MISCOMPARE
                 out.append(_new_event(Event, (_CKPT, cause, t, ppkt, spkt, ci, 0)))
                 return
@@ -482,6 +601,10 @@ class Engine:
         self.queued = 0
 
     # ------------------------------------------------------------------ expiry scan
+    def _retick(self) -> None:
+        """Recompute the cached ``_tick_ns`` after the deadline or the VM-stopped state changed."""
+        self._tick_ns = self._next_tick_host_ns()
+
     def _next_tick_host_ns(self) -> int:
         if not self.profile.scan_on_vm_clock:
             return self._deadline
@@ -501,9 +624,11 @@ class Engine:
                 # Nothing queued: every scan up to until_ns finds nothing.  Skip them at once.
                 n = (until_ns - tick) // cycle + 1
                 self._deadline += n * cycle
+                self._retick()
                 continue
             self._scan(tick)
             self._deadline += cycle
+            self._retick()
 
     def _scan(self, tick_ns: int) -> None:
         """colo_old_packet_check(): stop at the first connection holding a frame older than

@@ -150,6 +150,9 @@ def connection_key(pkt: Packet, key_has_ips_always: bool) -> bytes:
 
     Ported protocols: (src, dst, 4 transport bytes, proto); AH: the SPI instead of ports;
     anything else: proto only in the seed, (src, dst, proto) from 6.2 on (64153ca613).
+    TCP, the common case, leaves the protocol byte out: its keys are the only 12-byte ones,
+    so they still never equal another protocol's, and the engine's fast path can use the
+    frame's bytes 26..38 as they are.
     """
     proto = pkt.ip_proto
     net = pkt.net_off
@@ -157,6 +160,8 @@ def connection_key(pkt: Packet, key_has_ips_always: bool) -> bytes:
     data = pkt.data
     if pkt.undefined:
         data = padded(data, max(net + 20, l4 + 8))
+    if proto == IPPROTO_TCP:
+        return data[net + 12:net + 20] + data[l4:l4 + 4]
     if proto in PORTED_PROTOCOLS:
         return data[net + 12:net + 20] + data[l4:l4 + 4] + bytes((proto,))
     if proto == IPPROTO_AH:

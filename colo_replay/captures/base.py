@@ -35,17 +35,23 @@ class Batch:
     parallel: ``timestamps`` (integer ns since the epoch), ``frames`` (Ethernet bytes; the
     captured length is ``len(frame)``), ``orig_lens`` (length on the wire, larger than the
     captured length when a snaplen cut the frame) and ``interface_ids``.
+
+    ``vnet_lens`` is optional: ``None`` (the capture readers' case) means every frame has the
+    replay's constant vnet header length (``--vnet-hdr-len``); a sequence parallel to ``frames``
+    gives each frame its own (a chardev stream with vnet_hdr_support carries one per frame),
+    and the replay feeds each frame with it.
     """
 
-    __slots__ = ("first_frame", "timestamps", "frames", "orig_lens", "interface_ids")
+    __slots__ = ("first_frame", "timestamps", "frames", "orig_lens", "interface_ids", "vnet_lens")
 
     def __init__(self, first_frame: int, timestamps: list, frames: list, orig_lens: list,
-                 interface_ids: list):
+                 interface_ids: list, vnet_lens: list | None = None):
         self.first_frame = first_frame
         self.timestamps = timestamps
         self.frames = frames
         self.orig_lens = orig_lens
         self.interface_ids = interface_ids
+        self.vnet_lens = vnet_lens
 
     def __len__(self) -> int:
         return len(self.frames)

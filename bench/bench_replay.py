@@ -1,0 +1,185 @@
+"""Whole-replay benchmark: read both captures, run the engine, write the timeline to Parquet.
+
+On a generated pair (``bench/make_bench_pair.py``: 1,000,000 + ~999,850 Ethernet frames, ~870 B
+average, written to ``--dir`` once and reused), each measurement runs in a fresh Python process
+so that its peak RSS (``ru_maxrss``) is its own:
+
+* ``dpkt``: the yardstick, a bare ``dpkt.pcap.Reader`` loop over both files (``for ts, buf in
+  reader: n += 1``);
+* ``replay``: what ``colo-replay replay P S -o out.parquet`` does, through the same calls as the
+  CLI: ``open_capture`` both files, ``replay_partial`` with the default options (QEMU 7.2, the
+  checkpoint model), ``Timeline.write(out.parquet)``, ``Timeline.summary`` and
+  ``format_summary()``; timed from before ``colo_replay`` is imported (so pandas' import, done
+  lazily by the timeline, is included) to after the summary text exists;
+* with ``--cli``, the CLI itself as a subprocess (``python -m colo_replay.cli replay P S -o
+  out.parquet``), wall time of the whole process including interpreter start-up.
+
+Frames/s counts the frames of both files.  The measurements alternate, ``--repeat`` rounds; the
+median is reported.  Run from the repository root:
+
+    python bench/bench_replay.py [--repeat 3] [--cli] [--dir /tmp/colo_replay_bench]
+    python bench/bench_replay.py --profile        # cProfile of one in-process replay, top 30
+
+Not a test: the figures go into bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def _rss_mib() -> float:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024     # Linux: KiB
+
+
+def child_dpkt(paths: list[str]) -> dict:
+    t0 = time.perf_counter()
+    import dpkt
+    n = 0
+    for path in paths:
+        with open(path, "rb") as f:
+            for _ts, _buf in dpkt.pcap.Reader(f):
+                n += 1
+    return {"frames": n, "seconds": time.perf_counter() - t0, "rss_mib": _rss_mib()}
+
+
+def child_replay(paths: list[str], out: str) -> dict:
+    t0 = time.perf_counter()
+    sys.path.insert(0, ROOT)
+    from colo_replay.api import Timeline
+    from colo_replay.captures import open_capture
+    from colo_replay.driver import ReplayOptions, replay_partial
+
+    prd = open_capture(paths[0])
+    srd = open_capture(paths[1])
+    result, error = replay_partial(prd, srd, ReplayOptions(), None)
+    t1 = time.perf_counter()
+    timeline = Timeline(result)
+    timeline.events                    # noqa: B018 - the DataFrame (imports pandas)
+    t2 = time.perf_counter()
+    timeline.write(out)
+    t3 = time.perf_counter()
+    summary = timeline.summary
+    text = timeline.format_summary()
+    t4 = time.perf_counter()
+    assert error is None, error
+    return {"frames": result.primary.frames + result.secondary.frames, "seconds": t4 - t0,
+            "rss_mib": _rss_mib(), "events": len(timeline),
+            "stages": {"replay": t1 - t0, "dataframe": t2 - t1, "parquet": t3 - t2, "summary": t4 - t3},
+            "checkpoints": summary["checkpoints"], "requests": summary["checkpoint_requests"],
+            "released": summary["released"], "summary_lines": len(text.splitlines())}
+
+
+def run_child(kind: str, paths: list[str], out: str | None = None) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, *paths]
+    if out:
+        cmd.append(out)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kind} child failed:\n{proc.stderr}")
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res["process_seconds"] = wall
+    return res
+
+
+def run_cli(paths: list[str], out: str) -> dict:
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, "-m", "colo_replay.cli", "replay", paths[0], paths[1], "-o", out, "--no-progress"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    wall = time.perf_counter() - t0
+    if proc.returncode not in (0, 1):          # 1 = divergences found, expected here
+        raise RuntimeError(f"CLI failed ({proc.returncode}):\n{proc.stderr}")
+    return {"process_seconds": wall, "stderr": proc.stderr}
+
+
+def profile(paths: list[str], out: str, top: int) -> None:
+    import cProfile
+    import pstats
+    prof = cProfile.Profile()
+    prof.enable()
+    res = child_replay(paths, out)
+    prof.disable()
+    print(json.dumps(res))
+    pstats.Stats(prof).sort_stats("tottime").print_stats(top)
+
+
+def line(label: str, frames: int, seconds: float, rss: float | None, extra: str = "") -> str:
+    rss_s = f"{rss:8.0f} MiB" if rss is not None else " " * 12
+    return (f"{label:<34} {frames / seconds:>10,.0f} frames/s  {seconds * 1e6 / frames:6.2f} µs/frame  "
+            f"{seconds:6.2f} s  peak RSS {rss_s}{extra}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "colo_replay_bench"),
+                    help="where the generated pair lives (default %(default)s)")
+    ap.add_argument("--frames", type=int, default=1_000_000, help="primary frames of the pair")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds (median reported)")
+    ap.add_argument("--cli", action="store_true", help="also time the CLI as a subprocess")
+    ap.add_argument("--profile", action="store_true", help="cProfile one replay in this process")
+    ap.add_argument("--top", type=int, default=30)
+    ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.child:
+        kind, rest = args.child[0], args.child[1:]
+        res = child_dpkt(rest) if kind == "dpkt" else child_replay(rest[:2], rest[2])
+        print(json.dumps(res))
+        return
+
+    sys.path.insert(0, HERE)
+    from make_bench_pair import make_pair
+    paths = list(make_pair(args.dir, args.frames, args.seed))
+    out = os.path.join(args.dir, "bench_timeline.parquet")
+    if args.profile:
+        profile(paths, out, args.top)
+        return
+    size = sum(os.path.getsize(p) for p in paths)
+    print(f"pair: {paths[0]}\n      {paths[1]}\n      {size / 1e6:,.0f} MB; Python {sys.version.split()[0]}, "
+          f"{os.cpu_count()} CPUs; {args.repeat} rounds, median", flush=True)
+    results: dict[str, list] = {"dpkt": [], "replay": [], "cli": []}
+    for r in range(args.repeat):
+        results["dpkt"].append(run_child("dpkt", paths))
+        results["replay"].append(run_child("replay", paths, out))
+        if args.cli:
+            results["cli"].append(run_cli(paths, os.path.join(args.dir, "bench_cli.parquet")))
+        d, rp = results["dpkt"][-1], results["replay"][-1]
+        print(f"  round {r + 1}: dpkt {d['seconds']:.2f} s, replay {rp['seconds']:.2f} s "
+              f"({', '.join(f'{k} {v:.2f}' for k, v in rp['stages'].items())})"
+              + (f", CLI {results['cli'][-1]['process_seconds']:.2f} s" if args.cli else ""), flush=True)
+
+    def med(rows, key):
+        return statistics.median(row[key] for row in rows)
+
+    d, rp = results["dpkt"], results["replay"]
+    frames = d[0]["frames"]
+    assert rp[0]["frames"] == frames, (rp[0]["frames"], frames)
+    print()
+    print(line("dpkt.pcap.Reader bare loop", frames, med(d, "seconds"), max(x["rss_mib"] for x in d)))
+    print(line("whole replay (open..summary)", frames, med(rp, "seconds"), max(x["rss_mib"] for x in rp),
+               f"  = {med(d, 'seconds') / med(rp, 'seconds'):.2f}x dpkt"))
+    stages = {k: statistics.median(x["stages"][k] for x in rp) for k in rp[0]["stages"]}
+    print("    stages (median s): " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
+    print(f"    {rp[0]['events']:,} timeline rows, {rp[0]['released']:,} released, "
+          f"{rp[0]['requests']} checkpoint requests, {rp[0]['checkpoints']} checkpoints")
+    if args.cli:
+        print(line("CLI process (python -m colo_replay.cli)", frames, med(results["cli"], "process_seconds"), None))
+
+
+if __name__ == "__main__":
+    main()

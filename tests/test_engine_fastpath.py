@@ -1,0 +1,124 @@
+"""Engine.feed's fast path (Ethernet + 20-byte IPv4 header, no vnet) against the general path.
+
+``GeneralEngine`` feeds every frame the way ``Engine.feed`` did before it had a fast path
+(``Packet(...)`` then ``_enqueue_and_compare``).  Random streams over both profiles, with
+TCP retransmissions and overlaps, datagrams, other protocols, short and odd frames, small
+queues and flushes, must give the same events about the same frames with the same fields.
+"""
+
+import random
+import struct
+
+import pytest
+
+from colo_replay import PRIMARY, CompareConfig, Engine, Packet
+
+PACKET_FIELDS = ("size", "vnet_hdr_len", "side", "ident", "time", "creation_ms", "net_off", "l4_off",
+                 "ip_proto", "tcp_seq", "tcp_ack", "seq_end", "header_size", "payload_size", "offset",
+                 "flags", "undefined")
+
+
+class GeneralEngine(Engine):
+    def feed(self, side, data, time_ns, vnet_hdr_len=0, ident=None):
+        out = self._out = []
+        if time_ns >= self._tick_ns:
+            self._run_due_scans(time_ns)
+        if time_ns > self.now:
+            self.now = time_ns
+        if vnet_hdr_len and not self._vnet:
+            raise ValueError("vnet_hdr_len given but vnet_hdr_support is off")
+        self._enqueue_and_compare(Packet(data, side, time_ns, vnet_hdr_len, ident), time_ns)
+        return out
+
+
+def frame(rng: random.Random, flows: list, payloads: list) -> bytes:
+    kind = rng.random()
+    src, dst, sport, dport = rng.choice(flows)
+    if kind < 0.03:
+        return bytes(rng.randrange(0, 60))                        # short / non-IP garbage
+    if kind < 0.05:
+        return bytes(12) + b"\x81\x00" + bytes(rng.randrange(0, 50))   # VLAN
+    if kind < 0.07:
+        return bytes(12) + b"\x86\xdd" + bytes(60)                 # IPv6
+    if kind < 0.65:
+        proto = 6
+        seq = rng.choice([1000, 1000, 2448, 3896, 0xFFFFFF00, 1000 + 0x80000000, rng.getrandbits(32)])
+        ack = rng.choice([1, 5000, 0x7FFFFFFF, 0x80000001])
+        n = rng.choice([0, 0, 1, 5, 100, 1448])
+        off = rng.choice([5, 5, 5, 5, 8, 15, 2])
+        flags = rng.choice([0x10, 0x18, 0x12, 0x11])
+        l4 = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, off << 4, flags, 65535, 0, 0)
+        l4 += bytes(max(0, off * 4 - 20)) + rng.choice(payloads)[:n]
+    elif kind < 0.85:
+        proto = 17
+        l4 = struct.pack("!HHHH", sport, dport, 8, 0) + rng.choice(payloads)[:rng.choice([0, 3, 40])]
+    else:
+        proto = rng.choice([1, 1, 51, 50, 132, 47])
+        l4 = rng.choice(payloads)[:rng.choice([0, 2, 6, 30])]
+    ihl = rng.choice([5, 5, 5, 5, 5, 6, 4, 0])
+    ip = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, 20 + len(l4), rng.getrandbits(16), 0, 64, proto, 0, src, dst)
+    ip += bytes(max(0, ihl * 4 - 20))
+    data = bytes(6) + bytes(6) + b"\x08\x00" + ip + l4
+    if rng.random() < 0.1:
+        data = data[:rng.randrange(14, len(data) + 1)]             # cut short
+    if rng.random() < 0.05:
+        data += bytes(rng.randrange(1, 20))                        # Ethernet padding
+    return data
+
+
+def describe(events):
+    out = []
+    for ev in events:
+        row = [int(ev.kind), int(ev.cause), ev.time, ev.conn, ev.detail]
+        for pkt in (ev.frame, ev.other):
+            row.append(None if pkt is None else tuple(getattr(pkt, f) for f in PACKET_FIELDS))
+        out.append(row)
+    return out
+
+
+@pytest.mark.parametrize("profile", ["7.2", "4.1"])
+@pytest.mark.parametrize("seed", range(6))
+def test_fast_path_matches_general_path(profile, seed):
+    rng = random.Random(seed * 31 + len(profile))
+    flows = [(bytes((10, 0, 0, 1)), bytes((10, 0, 0, rng.randrange(2, 5))), rng.choice([80, 443]),
+              rng.choice([40000, 40001])) for _ in range(4)]
+    payloads = [bytes(rng.getrandbits(8) for _ in range(1448)) for _ in range(3)]
+    config = CompareConfig(max_queue_size=rng.choice([3, 1024])) if profile == "7.2" else None
+    fast = Engine(profile, config, start_ns=0)
+    general = GeneralEngine(profile, config, start_ns=0)
+    t = 0
+    for i in range(3000):
+        t += rng.choice([0, 1000, 50_000, 1_000_000, 400_000_000 if rng.random() < 0.01 else 10])
+        r = rng.random()
+        if r < 0.01:
+            a, b = fast.checkpoint(t), general.checkpoint(t)
+        elif r < 0.02:
+            a, b = fast.advance(t), general.advance(t)
+        else:
+            data = frame(rng, flows, payloads)
+            side = PRIMARY if rng.random() < 0.5 else 1
+            # the other side's copy, sometimes with a different IP ID (same payload)
+            a, b = fast.feed(side, data, t, ident=i), general.feed(side, data, t, ident=i)
+        assert describe(a) == describe(b), (i, describe(a), describe(b))
+    assert fast.queue_lengths() == general.queue_lengths()
+    assert list(fast.table) == list(general.table)
+    for cf, cg in zip(fast.conn_list, general.conn_list):
+        assert (cf.index, cf.ip_proto, cf.compare_seq, cf.pack, cf.sack) == \
+            (cg.index, cg.ip_proto, cg.compare_seq, cg.pack, cg.sack)
+        for qf, qg in ((cf.primary, cg.primary), (cf.secondary, cg.secondary)):
+            assert [tuple(getattr(p, f) for f in PACKET_FIELDS) for p in qf] == \
+                [tuple(getattr(p, f) for f in PACKET_FIELDS) for p in qg]
+
+
+def test_fast_path_counts_as_ordinary_frames():
+    """The fast path fills in every Packet attribute another module may read."""
+    data = bytes(12) + b"\x08\x00" + struct.pack("!BBHHHBBH4s4s", 0x45, 0, 60, 0, 0, 64, 6, 0,
+                                                 bytes(4), bytes(4)) + struct.pack(
+        "!HHIIBBHHH", 1, 2, 100, 7, 0x50, 0x18, 0, 0, 0) + b"payload"
+    eng = Engine("7.2")
+    eng.feed(PRIMARY, data, 5_000_000, ident=3)
+    pkt = eng.conn_list[0].primary[0]
+    assert isinstance(pkt, Packet)
+    assert (pkt.data, pkt.size, pkt.vnet_hdr_len, pkt.ident, pkt.time, pkt.creation_ms) == (data, 61, 0, 3, 5_000_000, 5)
+    assert (pkt.tcp_seq, pkt.tcp_ack, pkt.seq_end, pkt.header_size, pkt.payload_size) == (100, 7, 107, 54, 7)
+    assert repr(pkt).startswith("Packet(P#3")
