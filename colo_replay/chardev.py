@@ -148,6 +148,7 @@ class ChardevCapture:
         self.secondary_in = self._decode_input("secondary_in", conns["secondary_in"], to_compare=True)
         self.outdev = self._decode_input("outdev", conns["outdev"], to_compare=False)
         self.notify_to, self.notify_from = self._decode_notify(conns["notify_dev"])
+        self._check_vnet_setting(conns)
         if not self.primary_in.frames and not self.secondary_in.frames:
             raise ChardevError(f"{self.path}: no colo-compare input found (no TCP data on port "
                                f"{self.ports['primary_in']} primary_in or {self.ports['secondary_in']} "
@@ -203,6 +204,29 @@ class ChardevCapture:
             out.leftover = dec.index + len(dec._hdr)
             self.warnings.append(f"{out.role}: the stream ends inside a frame ({out.leftover} bytes of it "
                                  f"captured); colo-compare never saw that frame complete")
+
+    def _check_vnet_setting(self, conns) -> None:
+        """A wrong vnet_hdr_support decodes garbage (every length word is off by the vnet word)
+        and almost always leaves the streams ending inside a huge "frame".  When that happens and
+        the other setting decodes primary_in cleanly, say so instead of replaying garbage."""
+        if not any(st.leftover or st.disabled_message for st in (self.primary_in, self.secondary_in)):
+            return
+        other = not self.vnet_hdr_support
+        for role in ("primary_in", "secondary_in"):
+            dirs = [d for pair in self._pairs(conns[role]) for d in pair if d.nbytes]
+            if not dirs:
+                continue
+            dec = FrameDecoder(vnet_hdr=other)
+            frames = 0
+            for st in dirs:
+                for chunk in st.chunks:
+                    frames += sum(1 for item in dec.feed(chunk.data) if not isinstance(item, Oversized))
+            if frames and not dec.mid_frame and not dec.disabled:
+                flag = "--vnet-hdr-support" if other else "--no-vnet-hdr-support"
+                raise ChardevError(f"{self.path}: {role} does not decode with vnet_hdr_support="
+                                   f"{'on' if self.vnet_hdr_support else 'off'} (the stream ends inside a "
+                                   f"frame) but decodes cleanly into {frames} frames with it "
+                                   f"{'on' if other else 'off'}: colo-compare ran with {flag}")
 
     def _decode_notify(self, streams):
         to = DecodedStream("notify_dev", "to compare")
@@ -264,6 +288,8 @@ class ChardevCapture:
             port = self.ports[st.role]
             lines.append(f"  {st.role:<13} port {port}: {len(st.frames)} frames, {st.nbytes} bytes, "
                          f"{len(st.connections)} connection(s)"
+                         + (f", vnet_hdr_len {'/'.join(map(str, sorted(set(st.vnet_lens))))}"
+                            if self.vnet_hdr_support and st.vnet_lens else "")
                          + (f", DISABLED by an oversized frame" if st.disabled_message else ""))
         lines.append(f"  notify_dev    port {self.ports['notify_dev']}: {len(self.flush_times())} "
                      f"COLO_CHECKPOINT in, {len(self.request_times())} DO_CHECKPOINT out")

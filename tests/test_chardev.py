@@ -27,6 +27,7 @@ from tests.support.pcapwrite import write_pcap
 
 SAMPLE = "sample_pcaps/chardev-lo.pcap"
 SAMPLE_T1000 = "sample_pcaps/chardev-lo-t1000.pcap"
+SAMPLE_VNET = "sample_pcaps/chardev-lo-vnet.pcap"      # vnet_hdr_support=on, 12-byte vnet headers
 KNOBS = {"compare_timeout": 200, "expired_scan_cycle": 100}
 MS = 1_000_000
 T0 = 1_700_000_000 * 1_000_000_000
@@ -76,7 +77,8 @@ def test_sample_streams_decode_to_the_pair():
 
 
 @pytest.mark.parametrize("path, knobs", [(SAMPLE, KNOBS),
-                                         (SAMPLE_T1000, {"compare_timeout": 1000, "expired_scan_cycle": 200})])
+                                         (SAMPLE_T1000, {"compare_timeout": 1000, "expired_scan_cycle": 200}),
+                                         (SAMPLE_VNET, {**KNOBS, "vnet_hdr_support": True})])
 def test_verify_passes_on_the_real_qemu_captures(path, knobs):
     tl = replay_chardev(path, **knobs)
     res = verify_capture(tl.capture, tl)
@@ -315,3 +317,17 @@ def test_qemu_as_server_streams_flow_to_the_well_known_ports(tmp_path):
     assert cap.primary_in.connections == ["127.0.0.1:41000 -> 127.0.0.1:9001"]
     tl = replay_chardev(cap)
     assert verify_capture(cap, tl).ok
+
+
+def test_vnet_sample_carries_vnet_words_and_verifies_through_the_cli():
+    cap = ChardevCapture(SAMPLE_VNET, vnet_hdr_support=True)
+    assert set(cap.primary_in.vnet_lens) == {12} == set(cap.outdev.vnet_lens)
+    assert [f[12:] for f in cap.primary_in.frames] == _sample_frames("sample_pcaps/primary.pcap")
+    r = _cli("verify", SAMPLE_VNET, "--vnet-hdr-support", "--compare-timeout", "200", "--expired-scan-cycle", "100")
+    assert r.returncode == 0, r.stderr
+    assert "vnet_hdr_len 12" in r.stderr
+    # read without vnet_hdr_support, the vnet word is taken for frame bytes: verify cannot pass
+    r = _cli("verify", SAMPLE_VNET, "--compare-timeout", "200", "--expired-scan-cycle", "100")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--vnet-hdr-support" in r.stderr
+    r = _cli("verify", SAMPLE, "--vnet-hdr-support")
+    assert r.returncode == 2 and "--no-vnet-hdr-support" in r.stderr
