@@ -43,19 +43,27 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024     # Linux: KiB
 
 
+def _cpu() -> float:
+    import resource
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def child_dpkt(paths: list[str]) -> dict:
     t0 = time.perf_counter()
+    c0 = _cpu()
     import dpkt
     n = 0
     for path in paths:
         with open(path, "rb") as f:
             for _ts, _buf in dpkt.pcap.Reader(f):
                 n += 1
-    return {"frames": n, "seconds": time.perf_counter() - t0, "rss_mib": _rss_mib()}
+    return {"frames": n, "seconds": time.perf_counter() - t0, "cpu": _cpu() - c0, "rss_mib": _rss_mib()}
 
 
 def child_replay(paths: list[str], out: str) -> dict:
     t0 = time.perf_counter()
+    c0 = _cpu()
     sys.path.insert(0, ROOT)
     from colo_replay.api import Timeline
     from colo_replay.captures import open_capture
@@ -75,7 +83,7 @@ def child_replay(paths: list[str], out: str) -> dict:
     t4 = time.perf_counter()
     assert error is None, error
     return {"frames": result.primary.frames + result.secondary.frames, "seconds": t4 - t0,
-            "rss_mib": _rss_mib(), "events": len(timeline),
+            "cpu": _cpu() - c0, "rss_mib": _rss_mib(), "events": len(timeline),
             "stages": {"replay": t1 - t0, "dataframe": t2 - t1, "parquet": t3 - t2, "summary": t4 - t3},
             "checkpoints": summary["checkpoints"], "requests": summary["checkpoint_requests"],
             "released": summary["released"], "summary_lines": len(text.splitlines())}
@@ -117,10 +125,12 @@ def profile(paths: list[str], out: str, top: int) -> None:
     pstats.Stats(prof).sort_stats("tottime").print_stats(top)
 
 
-def line(label: str, frames: int, seconds: float, rss: float | None, extra: str = "") -> str:
-    rss_s = f"{rss:8.0f} MiB" if rss is not None else " " * 12
-    return (f"{label:<34} {frames / seconds:>10,.0f} frames/s  {seconds * 1e6 / frames:6.2f} µs/frame  "
-            f"{seconds:6.2f} s  peak RSS {rss_s}{extra}")
+def line(label: str, frames: int, seconds: float, rss: float | None, extra: str = "",
+         cpu: float | None = None) -> str:
+    rss_s = f"peak RSS {rss:5.0f} MiB" if rss is not None else ""
+    cpu_s = f"CPU {cpu:5.2f} s  " if cpu is not None else ""
+    return (f"{label:<34} {frames / seconds:>10,.0f} frames/s  {seconds * 1e6 / frames:5.2f} µs/frame  "
+            f"{seconds:5.2f} s  {cpu_s}{rss_s}{extra}")
 
 
 def main() -> None:
@@ -159,7 +169,8 @@ def main() -> None:
         if args.cli:
             results["cli"].append(run_cli(paths, os.path.join(args.dir, "bench_cli.parquet")))
         d, rp = results["dpkt"][-1], results["replay"][-1]
-        print(f"  round {r + 1}: dpkt {d['seconds']:.2f} s, replay {rp['seconds']:.2f} s "
+        print(f"  round {r + 1}: dpkt {d['seconds']:.2f} s (CPU {d['cpu']:.2f}), replay {rp['seconds']:.2f} s "
+              f"(CPU {rp['cpu']:.2f}) "
               f"({', '.join(f'{k} {v:.2f}' for k, v in rp['stages'].items())})"
               + (f", CLI {results['cli'][-1]['process_seconds']:.2f} s" if args.cli else ""), flush=True)
 
@@ -170,9 +181,10 @@ def main() -> None:
     frames = d[0]["frames"]
     assert rp[0]["frames"] == frames, (rp[0]["frames"], frames)
     print()
-    print(line("dpkt.pcap.Reader bare loop", frames, med(d, "seconds"), max(x["rss_mib"] for x in d)))
+    print(line("dpkt.pcap.Reader bare loop", frames, med(d, "seconds"), max(x["rss_mib"] for x in d),
+               cpu=med(d, "cpu")))
     print(line("whole replay (open..summary)", frames, med(rp, "seconds"), max(x["rss_mib"] for x in rp),
-               f"  = {med(d, 'seconds') / med(rp, 'seconds'):.2f}x dpkt"))
+               f"  = {med(d, 'seconds') / med(rp, 'seconds'):.2f}x dpkt", cpu=med(rp, "cpu")))
     stages = {k: statistics.median(x["stages"][k] for x in rp) for k in rp[0]["stages"]}
     print("    stages (median s): " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
     print(f"    {rp[0]['events']:,} timeline rows, {rp[0]['released']:,} released, "

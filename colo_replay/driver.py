@@ -133,9 +133,12 @@ class _Side:
             self.vnets = vnets = getattr(batch, "vnet_lens", None)
             if vnets is not None and len(vnets) != n:
                 raise ValueError(f"{self.stats.path}: batch of {n} frames has {len(vnets)} vnet lengths")
-            # One pass in C over the batch: is any frame shorter than it was on the wire?
-            self.simple = (vnets is None and self.bpf is None
-                           and not any(map(lt, map(len, frames), origs)))
+            # Is any frame shorter than it was on the wire?  The capture readers count them;
+            # else one pass in C over the batch.
+            cut = getattr(batch, "truncated", None)
+            if cut is None:
+                cut = any(map(lt, map(len, frames), origs))
+            self.simple = vnets is None and self.bpf is None and not cut
             self.first = batch.first_frame
             self.i = 0
             self.n = n
@@ -372,6 +375,7 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
             s.stats.fed += si - s.i - (s.stats.truncated + s.stats.filtered - s_skipped)
             p.i, s.i = pi, si
         done += fed
+        rec.compact()                 # keeps the collector's row buffer small (and cache-warm)
         if progress is not None and done >= next_progress:
             progress(done)
             next_progress = (done // 65536 + 1) * 65536

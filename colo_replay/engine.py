@@ -226,10 +226,62 @@ class Engine:
         # changing anything (colo_compare_tcp pops a primary and pushes it back at the same end),
         # so they are not called.
         if other:
-            if proto == IPPROTO_TCP:
-                self._compare_tcp(conn, time_ns)
-            else:
+            if proto != IPPROTO_TCP:
                 self._compare_packet(conn, time_ns, proto)
+                return out
+            # colo_compare_tcp's first round, inline for its two common outcomes: the next
+            # primary and secondary are both zero-payload (pure ACKs: both released/dropped), or
+            # the same segment with equal payloads (FREE_BOTH).  Anything else, and any further
+            # round, is _compare_tcp's: after these outcomes QEMU's loop goes back to "pri:",
+            # which is where a fresh call starts.
+            if side == PRIMARY:
+                pl = queue
+                sl = other
+            else:
+                pl = other
+                sl = queue
+            if self._tcp_tail:
+                p = pl[-1]
+                s = sl[-1]
+            else:
+                p = pl[0]
+                s = sl[0]
+            pseq = p.tcp_seq
+            pend = p.seq_end
+            if pseq == pend:
+                if s.tcp_seq != s.seq_end:
+                    self._compare_tcp(conn, time_ns)
+                    return out
+                ci = conn.index
+                out.append(_new_event(Event, (_RELEASE, _C_ZERO, time_ns, p, s, ci, 0)))
+                out.append(_new_event(Event, (_SDROP, _C_ZERO, time_ns, s, None, ci, 0)))
+            else:
+                cseq = conn.compare_seq
+                if (pseq != s.tcp_seq or pend != s.seq_end or self._inverted
+                        or cseq and not 0 < (pend - cseq) & _U32 < _S32_NEG):    # !after(end, cseq)
+                    self._compare_tcp(conn, time_ns)
+                    return out
+                phs = p.header_size
+                shs = s.header_size
+                pe = phs + p.payload_size
+                se = shs + p.payload_size
+                if not (pe <= p.size and se <= s.size and (
+                        phs == shs and p.data == s.data or p.data[phs:pe] == s.data[shs:se])):
+                    self._compare_tcp(conn, time_ns)
+                    return out
+                conn.compare_seq = pend
+                ci = conn.index
+                out.append(_new_event(Event, (_RELEASE, _C_EQUAL, time_ns, p, s, ci, 0)))
+                out.append(_new_event(Event, (_SDROP, _C_EQUAL, time_ns, s, p, ci, 0)))
+            self.queued -= 2
+            if self._tcp_tail:
+                pl.pop()
+                sl.pop()
+            else:
+                pl.popleft()
+                sl.popleft()
+            if pl and sl:
+                self._compare_tcp(conn, time_ns)
         return out
 
     def advance(self, time_ns: int) -> list[Event]:

@@ -25,6 +25,7 @@ Columns (the DataFrame has the same names):
 
 from __future__ import annotations
 
+from array import array
 from struct import Struct
 
 from .events import Cause, EventKind
@@ -55,6 +56,7 @@ _TCP = 6
 # One row, packed (no padding), in COLUMNS order: 73 bytes.  The numpy dtype reads them back.
 ROW_FORMAT = "<qhhbiqqqiiqqq"
 ROW_DTYPES = ("<i8", "<i2", "<i2", "i1", "<i4", "<i8", "<i8", "<i8", "<i4", "<i4", "<i8", "<i8", "<i8")
+_TYPECODES = {"<i8": "q", "<i4": "i", "<i2": "h", "i1": "b"}     # array module, same widths
 _row = Struct(ROW_FORMAT)
 ROW_SIZE = _row.size
 _pack_row = _row.pack
@@ -63,20 +65,24 @@ _pack_row = _row.pack
 class TimelineCollector:
     """Collects timeline rows; cheap enough for the per-frame path.
 
-    Each row is packed into one growing ``bytearray`` (73 bytes a row: one ``struct`` call
-    instead of thirteen appends), and turned into typed columns once, by ``columns()`` /
-    ``to_frame()``.  The frames themselves are never kept: only their numbers, sizes and
-    sequence numbers, so a collector holds ~73 MB per million rows whatever the frames' size.
+    Each row is packed into a ``bytearray`` (73 bytes a row: one ``struct`` call instead of
+    thirteen appends).  ``compact()`` moves the rows collected so far into one typed
+    ``array`` per column (numpy does the transposition), so the row buffer stays small and
+    is reused; the replay driver calls it every few thousand frames.  ``to_frame()`` wraps
+    the column arrays without copying them.  The frames themselves are never kept: only
+    their numbers, sizes and sequence numbers, ~73 MB per million rows.
     """
 
-    __slots__ = ("_buf", "_extend")
+    __slots__ = ("_buf", "_extend", "_cols", "_exported")
 
     def __init__(self):
         self._buf = bytearray()
         self._extend = self._buf.extend
+        self._cols = {name: array(_TYPECODES[dt]) for name, dt in zip(COLUMNS, ROW_DTYPES)}
+        self._exported = False       # numpy views of the column arrays may exist (to_frame)
 
     def __len__(self) -> int:
-        return len(self._buf) // ROW_SIZE
+        return len(self._cols["time_ns"]) + len(self._buf) // ROW_SIZE
 
     def add_event(self, ev) -> None:
         """One engine Event."""
@@ -112,25 +118,45 @@ class TimelineCollector:
         self._extend(_pack_row(t, kind, cause, side, -1, frame if side == 0 else -1,
                                frame if side == 1 else -1, -1, size, -1, -1, -1, detail))
 
-    def columns(self) -> dict:
-        """The rows as one numpy array per column (codes for kind / cause / side), copied."""
+    def compact(self) -> None:
+        """Move the packed rows into the column arrays (call now and then; never required)."""
+        buf = self._buf
+        if not buf:
+            return
         import numpy as np
 
-        dtype = np.dtype(list(zip(COLUMNS, ROW_DTYPES)))
-        assert dtype.itemsize == ROW_SIZE
-        rows = np.frombuffer(self._buf, dtype=dtype)
-        try:
-            # astype copies a packed field ~3x faster than ascontiguousarray does
-            return {name: rows[name].astype(rows.dtype[name]) for name in COLUMNS}
-        finally:
-            del rows          # release the buffer export, so that rows can be added again
+        if self._exported:
+            # Arrays viewed by a DataFrame cannot grow: continue in copies of them.
+            self._cols = {name: array(col.typecode, col) for name, col in self._cols.items()}
+            self._exported = False
+        rows = np.frombuffer(buf, dtype=_row_dtype())
+        for name, col in self._cols.items():
+            col.frombytes(rows[name].astype(rows.dtype[name]).view(np.uint8))
+        del rows              # release the buffer export before the bytearray is emptied
+        del buf[:]
+
+    def columns(self, copy: bool = True) -> dict:
+        """The rows as one numpy array per column (codes for kind / cause / side).  With
+        ``copy=False`` the arrays share the collector's memory (adding rows later is still
+        fine: the collector then continues in copies of its arrays)."""
+        import numpy as np
+
+        self.compact()
+        out = {}
+        for name, dt in zip(COLUMNS, ROW_DTYPES):
+            col = self._cols[name]
+            arr = np.frombuffer(col, dtype=dt) if len(col) else np.zeros(0, dtype=dt)
+            out[name] = arr.copy() if copy else arr
+        if not copy:
+            self._exported = True
+        return out
 
     def to_frame(self):
         """The pandas DataFrame, with categorical kind/cause/side columns."""
         import numpy as np
         import pandas as pd
 
-        cols = self.columns()
+        cols = self.columns(copy=False)
 
         def cat(codes, names: dict):
             keys = sorted(names)
@@ -140,9 +166,14 @@ class TimelineCollector:
         cols["kind"] = cat(cols["kind"], KIND_NAMES)
         cols["cause"] = cat(cols["cause"], CAUSE_NAMES)
         cols["side"] = pd.Categorical.from_codes(cols["side"] + 1, categories=["", "primary", "secondary"])
-        # copy=False: the columns are fresh arrays; this also keeps pandas from consolidating
-        # the int64 columns into one 2-D block (a full copy of the table, ~0.4 s at 2M rows).
+        # copy=False: no copy of the columns, and pandas does not consolidate the int64
+        # columns into one 2-D block either (a full copy of the table, ~0.4 s at 2M rows).
         return pd.DataFrame(cols, copy=False)
+
+
+def _row_dtype():
+    import numpy as np
+    return np.dtype(list(zip(COLUMNS, ROW_DTYPES)))
 
 
 TIMELINE_EXTENSIONS = (".parquet", ".csv", ".jsonl", ".json", ".ndjson")

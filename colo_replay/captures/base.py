@@ -40,18 +40,23 @@ class Batch:
     replay's constant vnet header length (``--vnet-hdr-len``); a sequence parallel to ``frames``
     gives each frame its own (a chardev stream with vnet_hdr_support carries one per frame),
     and the replay feeds each frame with it.
+
+    ``truncated`` is optional too: how many frames of the batch were cut by a snaplen
+    (``len(frame) < orig_len``), when the reader counted them anyway; ``None`` = not counted.
     """
 
-    __slots__ = ("first_frame", "timestamps", "frames", "orig_lens", "interface_ids", "vnet_lens")
+    __slots__ = ("first_frame", "timestamps", "frames", "orig_lens", "interface_ids", "vnet_lens",
+                 "truncated")
 
     def __init__(self, first_frame: int, timestamps: list, frames: list, orig_lens: list,
-                 interface_ids: list, vnet_lens: list | None = None):
+                 interface_ids: list, vnet_lens: list | None = None, truncated: int | None = None):
         self.first_frame = first_frame
         self.timestamps = timestamps
         self.frames = frames
         self.orig_lens = orig_lens
         self.interface_ids = interface_ids
         self.vnet_lens = vnet_lens
+        self.truncated = truncated
 
     def __len__(self) -> int:
         return len(self.frames)

@@ -132,7 +132,8 @@ class PcapReader(CaptureReader):
                     self.synthesised_ethernet = True
                 self.frames_read += n
                 self.truncated_frames += truncated
-                yield Batch(number, timestamps, frames, orig_lens, [0] * n)
+                yield Batch(number, timestamps, frames, orig_lens, [0] * n,
+                            truncated=truncated if convert is None else None)
                 number += n
             if err is not None:
                 raise self._check_stream(err)

@@ -263,7 +263,8 @@ class PcapngReader(CaptureReader):
                 self.untimestamped_frames += untimestamped
                 if synthesised:
                     self.synthesised_ethernet = True
-                yield Batch(number, timestamps, frames, orig_lens, iface_ids)
+                yield Batch(number, timestamps, frames, orig_lens, iface_ids,
+                            truncated=None if synthesised else truncated)
                 number += n
             if err is not None:
                 raise self._check_stream(err)
