@@ -123,6 +123,12 @@ class LiveCompare:
         if eps.get("notify_dev") is not None:
             self.channels["notify_dev"] = Channel("notify_dev", eps["notify_dev"], loop, self.log,
                                                   on_data=self._on_notify, on_state=self._on_state, lifo=lifo)
+        # QEMU sets colo-compare's read handlers only in colo_compare_complete, once the
+        # chardevs exist: what a peer writes before that waits in the socket.  Do the same, or a
+        # fast peer's first frames would reach a compare object that does not exist yet.
+        inputs = [ch for name, ch in self.channels.items() if name != "outdev"]
+        for ch in inputs:
+            ch.pause_reading()
         try:
             for ch in self.channels.values():
                 await ch.start()
@@ -142,6 +148,8 @@ class LiveCompare:
         self._t0 = time.monotonic()
         self.engine = Engine(self.profile, self.config, start_ns=self.start_ns)
         self._feed = self.engine.feed
+        for ch in inputs:
+            ch.resume_reading()
         self.log.info("started", qemu=self.profile.name, **self.resolved.as_dict(),
                       notify_dev="yes" if "notify_dev" in self.channels else "no",
                       flush_on_request_ms=(None if self.flush_on_request_ns is None
