@@ -82,3 +82,27 @@ def test_recorder_pcapng_reads_back_with_ns_stamps(tmp_path):
     rows = [(t, bytes(f), o) for b in open_capture(str(p)).batches()
             for t, f, o in zip(b.timestamps, b.frames, b.orig_lens)]
     assert rows == [(t0, b"\x01" * 61, 61), (t0 + 7, b"\x02" * 64, 64), (t0 + 9, b"", 1)]
+
+
+def test_a_bug_in_a_callback_stops_cleanly_with_one_line():
+    """An exception inside a socket callback must not leave a half-dead process printing
+    tracebacks: one error line, then the normal stop (summary, exit status 2)."""
+    import asyncio
+    import io
+    from colo_replay.live.logs import Log
+    from colo_replay.live.runtime import LiveCompare
+
+    stream = io.StringIO()
+    lc = LiveCompare({}, log=Log(stream=stream))
+
+    async def main():
+        lc.loop = asyncio.get_running_loop()
+        lc._stop = lc.loop.create_future()
+        lc.loop.set_exception_handler(lc._on_loop_error)
+        lc.loop.call_soon(lambda: 1 / 0)
+        return await asyncio.wait_for(lc._stop, 5)
+
+    assert asyncio.run(main()) == "internal error"
+    text = stream.getvalue()
+    assert text.count("\n") == 1 and "internal_error" in text and "ZeroDivisionError" in text
+    assert "Traceback" not in text

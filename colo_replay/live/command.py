@@ -175,6 +175,8 @@ def live(primary_in, secondary_in, outdev, notify_dev, allow_remote, qemu, compa
         except OSError as exc:
             _fail(f"{output}: {exc.strerror}")
     code = EXIT_DIVERGED if (summary["checkpoint_requests"] or summary["qemu_crash_events"]) else EXIT_CLEAN
+    if lc.stop_reason == "internal error":
+        code = EXIT_BAD_INPUT       # the run is incomplete: say so in the status, as for bad input
     summary["exit_status"] = code
     if log_format == "json":
         log.info("summary", **summary)

@@ -171,6 +171,7 @@ class LiveCompare:
                 installed.append(sig)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass
+        loop.set_exception_handler(self._on_loop_error)
         stats_task = None
         if self.stats_interval:
             stats_task = loop.create_task(self._stats_loop())
@@ -193,6 +194,17 @@ class LiveCompare:
             self._cancel_timers()
             self.close_channels()
         return self.stop_reason
+
+    def _on_loop_error(self, loop, context) -> None:
+        """A bug of ours in a socket or timer callback: one log line (the traceback only at
+        debug level) and a clean stop with the summary, never a half-dead process."""
+        exc = context.get("exception")
+        what = f"{type(exc).__name__}: {exc}" if exc is not None else context.get("message", "?")
+        self.log.error("internal_error", f"colo-replay live: internal error, stopping: {what}", error=what)
+        if exc is not None and self.log.enabled("debug"):
+            import traceback
+            self.log.debug("traceback", "".join(traceback.format_exception(exc)).replace("\n", " | "))
+        self.request_stop("internal error")
 
     def request_stop(self, why: str = "stop") -> None:
         if self._stop is not None and not self._stop.done():
