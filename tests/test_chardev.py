@@ -331,3 +331,16 @@ def test_vnet_sample_carries_vnet_words_and_verifies_through_the_cli():
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--vnet-hdr-support" in r.stderr
     r = _cli("verify", SAMPLE, "--vnet-hdr-support")
     assert r.returncode == 2 and "--no-vnet-hdr-support" in r.stderr
+
+
+def test_chardev_replay_under_the_41_profile():
+    """The same chardev input through QEMU 4.1's colo-compare: its inverted TCP compare asks for a
+    checkpoint on matching data, and its releases then differ from what 7.2 wrote on outdev, which
+    verify must notice (the capture was made with 7.2)."""
+    tl = replay_chardev(SAMPLE, qemu="4.1")
+    assert tl.summary["knobs"]["qemu"] == "4.1"
+    assert tl.summary["checkpoint_requests"] > replay_chardev(SAMPLE, **KNOBS).summary["checkpoint_requests"]
+    r = _cli("verify", SAMPLE, "--qemu", "4.1")
+    assert r.returncode == 1 and "verify: MISMATCH at release #" in r.stderr
+    r = _cli("verify", SAMPLE, "--qemu", "4.1", "--compare-timeout", "200")
+    assert r.returncode == 2 and "compare_timeout" in r.stderr
