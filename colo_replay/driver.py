@@ -13,6 +13,7 @@ kept short (one comparison against a precomputed wake-up time, one ``Engine.feed
 from __future__ import annotations
 
 from bisect import bisect_right
+from itertools import islice
 from operator import le, lt
 from dataclasses import dataclass, field, asdict
 from typing import Callable
@@ -28,6 +29,8 @@ from .timeline import (
 )
 
 MS = 1_000_000
+# The engine's events carry EventKind members, so a kind is tested by identity: "==" on an
+# IntEnum goes through the generic comparison, several times slower, for every event.
 _CKPT = EventKind.CHECKPOINT_REQUEST
 _NEVER = 1 << 126
 
@@ -100,7 +103,7 @@ class _Side:
     """
 
     __slots__ = ("reader", "stats", "shift", "vnet", "bpf", "it", "ts", "frames", "origs", "vnets",
-                 "first", "i", "n", "simple")
+                 "first", "i", "n", "simple", "keys", "ordered")
 
     def __init__(self, reader, stats: SideStats, shift: int, vnet: int, bpf):
         self.reader = reader
@@ -114,6 +117,8 @@ class _Side:
         self.first = 1
         self.i = self.n = 0
         self.simple = True
+        self.keys = None         # merge keys of the batch (see _loop), made when first needed
+        self.ordered = True      # the batch's timestamps never decrease
 
     def refill(self) -> bool:
         """Load the next non-empty batch; False at the end of the capture."""
@@ -142,6 +147,7 @@ class _Side:
             self.first = batch.first_frame
             self.i = 0
             self.n = n
+            self.keys = None
             st = self.stats
             st.frames += n
             st.last_ns = self.ts[-1]
@@ -275,7 +281,7 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
 
     def handle(ev):
         add(ev)
-        if ev[0] == _CKPT:
+        if ev[0] is _CKPT:
             apply(model.request(ev[2]))
 
     def catch_up(t):
@@ -318,7 +324,12 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                     limit = min(limit, -_NEVER if last is None else last)
         if not have[0] and not have[1]:
             break
-        keys, ordered = _merge_keys(p.ts, p.i, s.ts, s.i, have)
+        for k, cur in ((0, p), (1, s)):
+            if have[k] and cur.keys is None:
+                # time << 1 | side: sorting these puts the primary first at equal times
+                cur.keys = keys = [t << 1 | k for t in cur.ts]
+                cur.ordered = all(map(le, keys, islice(keys, 1, None)))
+        keys, ordered = _merge_keys(p, s, have)
         if limit < _NEVER:
             # A side failed: stop at the first frame after its last good timestamp.
             lim = limit << 1 | 1            # the largest key of a frame at time ``limit``
@@ -367,7 +378,7 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                 fed += 1
                 for ev in evs:
                     add(ev)
-                    if ev[0] == _CKPT:
+                    if ev[0] is _CKPT:
                         apply(model.request(ev[2]))
                         wake = wake_time()  # a checkpoint may have started: the model's clock moved
         finally:
@@ -375,7 +386,7 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
             s.stats.fed += si - s.i - (s.stats.truncated + s.stats.filtered - s_skipped)
             p.i, s.i = pi, si
         done += fed
-        rec.compact()                 # keeps the collector's row buffer small (and cache-warm)
+        rec.compact(8192)             # keeps the collector's row buffer small (and cache-warm)
         if progress is not None and done >= next_progress:
             progress(done)
             next_progress = (done // 65536 + 1) * 65536
@@ -387,21 +398,21 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
         progress(done)
 
 
-def _merge_keys(pts, pi: int, sts, si: int, have) -> tuple[list, bool]:
-    """The order in which the loop takes the frames loaded now, from ``pts[pi:]`` and
-    ``sts[si:]``: keys ``time << 1 | side``, up to the end of whichever batch ends first.
-    Returns ``(keys, ordered)``; ``ordered`` says the keys are sorted.
+def _merge_keys(p: _Side, s: _Side, have) -> tuple[list, bool]:
+    """The order in which the loop takes the frames loaded now, the rest of each side's batch:
+    their keys (``time << 1 | side``), up to the end of whichever batch ends first.  Returns
+    ``(keys, ordered)``; ``ordered`` says the keys are sorted.
 
     The order is that of comparing the two sides' next frames (the primary first at equal
-    times).  When both sides' timestamps never decrease, that is the sorted order of the keys,
-    which ``list.sort`` finds in C.  A capture whose timestamps go backwards is merged the
-    same way frame by frame."""
-    pk = [t << 1 for t in pts[pi:]] if have[0] else []
-    sk = [t << 1 | 1 for t in sts[si:]] if have[1] else []
+    times).  When both batches' timestamps never decrease, that is the sorted order of the
+    keys, which ``list.sort`` finds in C (two sorted runs: one merge).  A capture whose
+    timestamps go backwards is merged the same way frame by frame."""
+    pk = p.keys[p.i:] if have[0] else []
+    sk = s.keys[s.i:] if have[1] else []
     if not pk or not sk:
         keys = pk or sk
-        return keys, all(map(le, keys, keys[1:]))
-    if all(map(le, pk, pk[1:])) and all(map(le, sk, sk[1:])):
+        return keys, (p.ordered if pk else s.ordered)
+    if p.ordered and s.ordered:
         end = min(pk[-1], sk[-1])          # the last key before one of the batches runs out
         keys = pk + sk
         keys.sort()

@@ -55,6 +55,7 @@ _C_FLUSH = Cause.FLUSH
 
 # The fast path of Engine.feed makes Packets without calling __init__
 _new_packet = object.__new__
+_IPV4_IHL5 = b"\x08\x00\x45"      # ethertype 0x0800, then IPv4 version 4 / ihl 5
 _U32 = 0xFFFFFFFF
 _S32_NEG = 0x80000000        # (a - b) & _U32 >= _S32_NEG  <=>  (int32_t)(a - b) < 0
 
@@ -95,6 +96,12 @@ class Engine:
     the colo-compare object was created: the expiry-scan grid starts there (first scan one
     ``expired_scan_cycle`` later).  With ``emit_scans=True`` every scan is an event too.
     """
+
+    # Slots: the per-frame path reads and writes a dozen of these; slot access is the cheapest.
+    __slots__ = ("profile", "config", "emit_scans", "_timeout_ms", "_cycle_ns", "_max_queue", "_vnet",
+                 "_inverted", "_subtract_vnet", "_ack_umax", "_gate_sack", "_tcp_tail", "_other_tail",
+                 "_key_ips", "table", "conn_list", "_next_conn_index", "queued", "now", "_start_ns",
+                 "_paused_ns", "_stopped_at", "_deadline", "_tick_ns", "_out")
 
     def __init__(self, profile: str | Profile = "7.2", config: CompareConfig | None = None,
                  start_ns: int = 0, emit_scans: bool = False):
@@ -146,14 +153,15 @@ class Engine:
         if time_ns > self.now:
             self.now = time_ns
         size = len(data)
-        if vnet_hdr_len or size < 48 or data[12] != 8 or data[13] != 0 or data[14] & 0x0F != 5:
+        if vnet_hdr_len or size < 48 or not data.startswith(_IPV4_IHL5, 12):
             if vnet_hdr_len and not self._vnet:
                 raise ValueError("vnet_hdr_len given but vnet_hdr_support is off")
             self._enqueue_and_compare(Packet(data, side, time_ns, vnet_hdr_len, ident), time_ns)
             return out
-        # The fast path: no vnet header, Ethernet II + IPv4 with a 20-byte header (the low nibble
-        # of byte 14 is all parse_packet_early looks at: no version check), and at least 48
-        # bytes, so that every read below lies inside the frame (TCP reads up to l4 + 14 = 48).
+        # The fast path: no vnet header, ethertype IPv4 and a 20-byte IPv4 header (0x45; QEMU
+        # only looks at the low nibble, so other first bytes just take the general path), and
+        # at least 48 bytes, so that every read below lies inside the frame (TCP reads up to
+        # l4 + 14 = 48).
         # For such a frame parse_packet_early accepts with net_off 14 / l4 34 under every
         # profile (both minimum lengths are <= 18), reads no byte past the end, and everything
         # below is _enqueue_and_compare / fill_tcp_info / connection_key with those offsets
@@ -166,7 +174,6 @@ class Engine:
         pkt.side = side
         pkt.ident = ident
         pkt.time = time_ns
-        pkt.creation_ms = time_ns // MS       # packet_new(): qemu_clock_get_ms(QEMU_CLOCK_HOST)
         pkt.net_off = 14
         pkt.l4_off = 34
         pkt.ip_proto = proto
@@ -179,8 +186,9 @@ class Engine:
             key = data[26:38] + b"\x11"                 # ... and the protocol
         else:
             key = connection_key(pkt, self._key_ips)
-        conn = self.table.get(key)
-        if conn is None:
+        try:
+            conn = self.table[key]
+        except KeyError:
             conn = self._connection_get(key, proto, time_ns)
         if side == PRIMARY:
             queue = conn.primary
@@ -194,7 +202,7 @@ class Engine:
             if proto == IPPROTO_TCP:
                 # fill_pkt_tcp_info (vnet_hdr_len is 0, so the seed's subtraction changes nothing)
                 seq, ack = _tcp_seq_ack(data, 38)
-                hs = (34 + ((data[46] >> 4) << 2)) & 0xFF       # uint8_t header_size
+                hs = 34 + ((data[46] >> 2) & 0x3C)          # l4 + th_off * 4 (< 256: no uint8_t wrap)
                 ps = (size - hs) & 0xFFFF                        # uint16_t payload_size (Q8)
                 pkt.tcp_seq = seq
                 pkt.tcp_ack = ack

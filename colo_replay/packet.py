@@ -48,7 +48,7 @@ class Packet:
     """
 
     __slots__ = (
-        "data", "size", "vnet_hdr_len", "side", "ident", "time", "creation_ms",
+        "data", "size", "vnet_hdr_len", "side", "ident", "time",
         "net_off", "l4_off", "ip_proto",
         "tcp_seq", "tcp_ack", "seq_end", "header_size", "payload_size", "offset", "flags",
         "undefined",
@@ -61,12 +61,16 @@ class Packet:
         self.side = side
         self.ident = ident
         self.time = time
-        # QEMU: packet_new() stamps qemu_clock_get_ms(QEMU_CLOCK_HOST), integer ms.
-        self.creation_ms = time // 1_000_000
         self.net_off = self.l4_off = self.ip_proto = 0
         self.tcp_seq = self.tcp_ack = self.seq_end = 0
         self.header_size = self.payload_size = self.offset = self.flags = 0
         self.undefined = False  # set when a decision about this frame read past its end
+
+    @property
+    def creation_ms(self) -> int:
+        """QEMU: packet_new() stamps qemu_clock_get_ms(QEMU_CLOCK_HOST), integer ms.  Computed
+        when asked (only the expiry scan does): a division per frame saved."""
+        return self.time // 1_000_000
 
     def __repr__(self) -> str:
         return (f"Packet({'PS'[self.side]}#{self.ident}, {self.size} B, proto={self.ip_proto}, "

@@ -107,10 +107,11 @@ class TimelineCollector:
             seq_end = frame.seq_end
         else:
             seq = seq_end = -1
+        # held_ns is t - arrival for every row about a frame here; compact() sets it to -1
+        # where the row is not a release, for all rows at once.
         self._extend(_pack_row(t, kind, cause, side, conn,
                                ident if side == 0 else oident, oident if side == 0 else ident,
-                               t - frame.time if kind == _RELEASE else -1,
-                               frame.size, osize, seq, seq_end, detail))
+                               t - frame.time, frame.size, osize, seq, seq_end, detail))
 
     def add_row(self, t: int, kind: int, cause: int, side: int = -1, frame: int = -1, size: int = -1,
                 detail: int = 0) -> None:
@@ -118,10 +119,11 @@ class TimelineCollector:
         self._extend(_pack_row(t, kind, cause, side, -1, frame if side == 0 else -1,
                                frame if side == 1 else -1, -1, size, -1, -1, -1, detail))
 
-    def compact(self) -> None:
-        """Move the packed rows into the column arrays (call now and then; never required)."""
+    def compact(self, min_rows: int = 0) -> None:
+        """Move the packed rows into the column arrays, if there are more than ``min_rows``
+        of them (call now and then; never required)."""
         buf = self._buf
-        if not buf:
+        if not buf or len(buf) <= min_rows * ROW_SIZE:
             return
         import numpy as np
 
@@ -131,8 +133,11 @@ class TimelineCollector:
             self._exported = False
         rows = np.frombuffer(buf, dtype=_row_dtype())
         for name, col in self._cols.items():
-            col.frombytes(rows[name].astype(rows.dtype[name]).view(np.uint8))
-        del rows              # release the buffer export before the bytearray is emptied
+            values = rows[name].astype(rows.dtype[name])
+            if name == "held_ns":
+                values[rows["kind"] != _RELEASE] = -1      # held_ns is about releases only
+            col.frombytes(values.view(np.uint8))
+        del rows, values      # release the buffer export before the bytearray is emptied
         del buf[:]
 
     def columns(self, copy: bool = True) -> dict:

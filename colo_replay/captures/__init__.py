@@ -3,7 +3,7 @@
     from colo_replay.captures import open_capture
 
     reader = open_capture("primary.pcapng.gz")
-    for batch in reader.batches():           # columns per 8 MiB chunk: the fast way
+    for batch in reader.batches():           # columns per chunk read: the fast way
         ...batch.timestamps, batch.frames, batch.orig_lens, batch.interface_ids
     for number, ts_ns, frame, orig_len, iface in open_capture("x.pcap"):   # per frame
         ...

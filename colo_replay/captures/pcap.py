@@ -2,7 +2,7 @@
 resolution, either byte order.
 
 The hot loop is the reason this module exists: one ``unpack_from`` of the 16-byte record
-header over an 8 MiB buffer, one ``bytes`` slice for the frame, three list appends.  No
+header over a chunk (256 KiB), one ``bytes`` slice for the frame, three list appends.  No
 object per frame.
 """
 
