@@ -28,10 +28,11 @@ each profile pops and pushes at exactly the end QEMU does, and ``g_queue_insert_
 from __future__ import annotations
 
 from collections import deque
+from struct import Struct
 
 from .events import Cause, EventKind, _new_event, Event
 from .packet import (
-    IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PRIMARY, SECONDARY, Packet, _tcp_seq_ack, connection_key,
+    IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PRIMARY, SECONDARY, Packet, connection_key,
     fill_tcp_info, padded, parse_packet_early,
 )
 from .profiles import (
@@ -55,7 +56,9 @@ _C_FLUSH = Cause.FLUSH
 
 # The fast path of Engine.feed makes Packets without calling __init__
 _new_packet = object.__new__
-_IPV4_IHL5 = b"\x08\x00\x45"      # ethertype 0x0800, then IPv4 version 4 / ihl 5
+# Everything the fast path reads, in one call, from byte 12: ethertype, IPv4 version/ihl,
+# ip_p, saddr+daddr+sport+dport (26..38), and for TCP th_seq, th_ack, th_off and th_flags.
+_fast_header = Struct("!HB8xB2x12sIIBB").unpack_from
 _U32 = 0xFFFFFFFF
 _S32_NEG = 0x80000000        # (a - b) & _U32 >= _S32_NEG  <=>  (int32_t)(a - b) < 0
 
@@ -152,21 +155,21 @@ class Engine:
             self._run_due_scans(time_ns)
         if time_ns > self.now:
             self.now = time_ns
-        size = len(data)
-        if vnet_hdr_len or size < 48 or not data.startswith(_IPV4_IHL5, 12):
-            if vnet_hdr_len and not self._vnet:
-                raise ValueError("vnet_hdr_len given but vnet_hdr_support is off")
-            self._enqueue_and_compare(Packet(data, side, time_ns, vnet_hdr_len, ident), time_ns)
+        if vnet_hdr_len or len(data) < 48:
+            self._feed_general(side, data, time_ns, vnet_hdr_len, ident)
+            return out
+        ethertype, ver_ihl, proto, key, seq, ack, th_off, flags = _fast_header(data, 12)
+        if ethertype != 0x0800 or ver_ihl != 0x45:
+            self._feed_general(side, data, time_ns, vnet_hdr_len, ident)
             return out
         # The fast path: no vnet header, ethertype IPv4 and a 20-byte IPv4 header (0x45; QEMU
         # only looks at the low nibble, so other first bytes just take the general path), and
-        # at least 48 bytes, so that every read below lies inside the frame (TCP reads up to
-        # l4 + 14 = 48).
-        # For such a frame parse_packet_early accepts with net_off 14 / l4 34 under every
-        # profile (both minimum lengths are <= 18), reads no byte past the end, and everything
-        # below is _enqueue_and_compare / fill_tcp_info / connection_key with those offsets
-        # filled in.  Anything else takes the general path above.
-        proto = data[23]
+        # at least 48 bytes, so that every read lies inside the frame (TCP reads up to
+        # l4 + 14 = 48).  For such a frame parse_packet_early accepts with net_off 14 / l4 34
+        # under every profile (both minimum lengths are <= 18), reads no byte past the end,
+        # and everything below is _enqueue_and_compare / fill_tcp_info / connection_key with
+        # those offsets filled in.  (seq, ack, th_off and flags mean something for TCP only.)
+        size = len(data)
         pkt = _new_packet(Packet)
         pkt.data = data
         pkt.size = size
@@ -180,11 +183,10 @@ class Engine:
         pkt.offset = 0
         pkt.undefined = False
         # (the TCP fields are set below: from the header when the segment is queued, else 0)
-        if proto == IPPROTO_TCP:
-            key = data[26:38]                           # saddr, daddr, sport, dport
-        elif proto == IPPROTO_UDP:
-            key = data[26:38] + b"\x11"                 # ... and the protocol
-        else:
+        # key: saddr, daddr, sport, dport (bytes 26..38); TCP keys carry no protocol byte
+        if proto == IPPROTO_UDP:
+            key += b"\x11"
+        elif proto != IPPROTO_TCP:
             key = connection_key(pkt, self._key_ips)
         try:
             conn = self.table[key]
@@ -201,15 +203,14 @@ class Engine:
             self.queued += 1
             if proto == IPPROTO_TCP:
                 # fill_pkt_tcp_info (vnet_hdr_len is 0, so the seed's subtraction changes nothing)
-                seq, ack = _tcp_seq_ack(data, 38)
-                hs = 34 + ((data[46] >> 2) & 0x3C)          # l4 + th_off * 4 (< 256: no uint8_t wrap)
+                hs = 34 + ((th_off >> 2) & 0x3C)            # l4 + th_off * 4 (< 256: no uint8_t wrap)
                 ps = (size - hs) & 0xFFFF                        # uint16_t payload_size (Q8)
                 pkt.tcp_seq = seq
                 pkt.tcp_ack = ack
                 pkt.header_size = hs
                 pkt.payload_size = ps
                 pkt.seq_end = (seq + ps) & _U32
-                pkt.flags = data[47]
+                pkt.flags = flags
                 if side == PRIMARY:
                     conn.pack = ack if not self._ack_umax or ack > conn.pack else conn.pack
                 else:
@@ -291,6 +292,12 @@ class Engine:
             if pl and sl:
                 self._compare_tcp(conn, time_ns)
         return out
+
+    def _feed_general(self, side: int, data: bytes, time_ns: int, vnet_hdr_len: int, ident) -> None:
+        """feed() for the frames the fast path does not take: packet.py's parse, step by step."""
+        if vnet_hdr_len and not self._vnet:
+            raise ValueError("vnet_hdr_len given but vnet_hdr_support is off")
+        self._enqueue_and_compare(Packet(data, side, time_ns, vnet_hdr_len, ident), time_ns)
 
     def advance(self, time_ns: int) -> list[Event]:
         """Time has advanced to ``time_ns``: run every expiry scan due by then."""

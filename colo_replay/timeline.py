@@ -26,7 +26,7 @@ Columns (the DataFrame has the same names):
 from __future__ import annotations
 
 from array import array
-from struct import Struct
+from struct import Struct, error as StructError
 
 from .events import Cause, EventKind
 
@@ -91,27 +91,33 @@ class TimelineCollector:
             self._extend(_pack_row(t, kind, cause, -1, conn, -1, -1, -1, -1,
                                    -1 if other is None else other.size, -1, -1, detail))
             return
-        side = frame.side
-        ident = frame.ident
-        if ident is None:
-            ident = -1
-        if other is None:
-            oident = osize = -1
-        else:
-            oident = other.ident
-            if oident is None:
-                oident = -1
-            osize = other.size
         if frame.ip_proto == _TCP and frame.header_size:
             seq = frame.tcp_seq
             seq_end = frame.seq_end
         else:
             seq = seq_end = -1
+        if other is None:
+            oident = osize = -1
+        else:
+            oident = other.ident
+            osize = other.size
         # held_ns is t - arrival for every row about a frame here; compact() sets it to -1
         # where the row is not a release, for all rows at once.
-        self._extend(_pack_row(t, kind, cause, side, conn,
-                               ident if side == 0 else oident, oident if side == 0 else ident,
-                               t - frame.time, frame.size, osize, seq, seq_end, detail))
+        try:
+            if frame.side == 0:
+                row = _pack_row(t, kind, cause, 0, conn, frame.ident, oident, t - frame.time, frame.size,
+                                osize, seq, seq_end, detail)
+            else:
+                row = _pack_row(t, kind, cause, frame.side, conn, oident, frame.ident, t - frame.time,
+                                frame.size, osize, seq, seq_end, detail)
+        except StructError:
+            # A frame without an ident (None): its number is -1.  (Anything else raises again.)
+            fid = -1 if frame.ident is None else frame.ident
+            oid = -1 if oident is None else oident
+            row = _pack_row(t, kind, cause, frame.side, conn, fid if frame.side == 0 else oid,
+                            oid if frame.side == 0 else fid, t - frame.time, frame.size, osize, seq,
+                            seq_end, detail)
+        self._extend(row)
 
     def add_row(self, t: int, kind: int, cause: int, side: int = -1, frame: int = -1, size: int = -1,
                 detail: int = 0) -> None:

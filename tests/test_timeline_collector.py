@@ -1,0 +1,85 @@
+"""TimelineCollector (packed rows, compacted into column arrays) against a plain reference."""
+
+import random
+
+from colo_replay.events import Cause, Event, EventKind
+from colo_replay.packet import Packet
+from colo_replay.timeline import COLUMNS, TimelineCollector
+
+
+def reference_row(ev) -> dict:
+    """One row as the timeline columns define it (colo_replay/timeline.py docstring)."""
+    kind, cause, t, frame, other, conn, detail = ev
+    row = dict(time_ns=t, kind=int(kind), cause=int(cause), conn=conn, detail=detail,
+               other_size=-1 if other is None else other.size)
+    if frame is None:
+        row.update(side=-1, primary_frame=-1, secondary_frame=-1, held_ns=-1, size=-1, tcp_seq=-1,
+                   tcp_seq_end=-1)
+        return row
+    ident = -1 if frame.ident is None else frame.ident
+    oident = -1 if other is None or other.ident is None else other.ident
+    tcp = frame.ip_proto == 6 and frame.header_size
+    row.update(side=frame.side, primary_frame=ident if frame.side == 0 else oident,
+               secondary_frame=oident if frame.side == 0 else ident,
+               held_ns=t - frame.time if kind == EventKind.RELEASE else -1, size=frame.size,
+               tcp_seq=frame.tcp_seq if tcp else -1, tcp_seq_end=frame.seq_end if tcp else -1)
+    return row
+
+
+def packet(rng, side):
+    p = Packet(bytes(rng.randrange(1, 1600)), side, rng.randrange(10**18), 0,
+               None if rng.random() < 0.1 else rng.randrange(1, 10**6))
+    if rng.random() < 0.7:
+        p.ip_proto = 6
+        p.header_size = rng.choice([0, 54, 66])
+        p.tcp_seq = rng.randrange(2**32)
+        p.seq_end = rng.randrange(2**32)
+    else:
+        p.ip_proto = rng.choice([1, 17])
+    return p
+
+
+def test_rows_match_the_reference_through_compaction_and_export():
+    rng = random.Random(3)
+    col = TimelineCollector()
+    expect = []
+    for i in range(3000):
+        r = rng.random()
+        if r < 0.1:
+            t, kind, cause = rng.randrange(10**18), rng.choice([101, 102, 100]), rng.choice([101, 102, 103, 100])
+            side = rng.choice([-1, 0, 1])
+            frame = rng.randrange(10**6) if side >= 0 else -1
+            size, detail = rng.randrange(-1, 2000), rng.randrange(10)
+            col.add_row(t, kind, cause, side, frame, size, detail)
+            expect.append(dict(time_ns=t, kind=kind, cause=cause, side=side, conn=-1,
+                               primary_frame=frame if side == 0 else -1,
+                               secondary_frame=frame if side == 1 else -1, held_ns=-1,
+                               size=size, other_size=-1, tcp_seq=-1, tcp_seq_end=-1, detail=detail))
+        else:
+            side = rng.choice([0, 1])
+            frame = None if r < 0.15 else packet(rng, side)
+            other = None if rng.random() < 0.4 else packet(rng, 1 - side)
+            ev = Event(rng.choice(list(EventKind)), rng.choice(list(Cause)), rng.randrange(10**18), frame, other,
+                       rng.randrange(-1, 5000), rng.randrange(0, 10**6))
+            col.add_event(ev)
+            expect.append(reference_row(ev))
+        if rng.random() < 0.01:
+            col.compact(rng.choice([0, 50]))
+        if i == 2000:
+            df = col.to_frame()          # shares the column arrays; adding rows must go on working
+            assert len(df) == len(expect)
+    assert len(col) == len(expect)
+    cols = col.columns()
+    got = [{name: int(cols[name][j]) for name in COLUMNS} for j in range(len(expect))]
+    assert got == expect
+    assert len(df) == 2001                # the earlier DataFrame is unchanged
+
+
+def test_to_frame_columns_and_categories():
+    col = TimelineCollector()
+    col.add_row(5, 101, 101, detail=1)
+    df = col.to_frame()
+    assert list(df.columns) == list(COLUMNS)
+    assert list(df.kind) == ["checkpoint_start"] and list(df.cause) == ["requested"]
+    assert str(df.kind.dtype) == "category" and str(df.side.dtype) == "category"
+    assert TimelineCollector().to_frame().shape == (0, len(COLUMNS))
