@@ -1,15 +1,21 @@
 """Engine-only throughput: frames/s through Engine.feed on a generated matched stream.
 
 Run by hand:  python bench/bench_engine.py [frames_per_side]
-Not a test: numbers go into bench/README.md.
+Not a test: numbers go into bench/README.md.  ``colo_replay`` is imported from PYTHONPATH when
+it is there (to measure another checkout: PYTHONPATH=/path/to/it), else from this repository.
 """
 
+import os
 import random
 import struct
 import sys
 import time
 
-from colo_replay import PRIMARY, SECONDARY, Engine, EventKind
+try:
+    from colo_replay import PRIMARY, SECONDARY, Engine, EventKind
+except ImportError:
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    from colo_replay import PRIMARY, SECONDARY, Engine, EventKind
 
 CHECKPOINT_REQUEST = EventKind.CHECKPOINT_REQUEST
 

@@ -13,14 +13,15 @@ the one in reference/performance-notes.md: full TCP segments, pure ACKs, DNS, IC
 Run from the repository root:  python bench/bench_readers.py [--frames N] [--repeat R]
 
 Results (1,000,000 frames, 1012 MB, page cache warm, best of 5, Python 3.11.7, the
-project's 2-vCPU machine; run-to-run noise here is about 10%):
+project's 2-vCPU machine; run-to-run noise here is about 10%), 2026-11-26 with 256 KiB read
+chunks (the earlier 8 MiB chunks gave 1,342,000 / 1,146,000 / 880,000 / 783,000 / 799,000):
 
-    dpkt.pcap.Reader, bare loop              504,000 records/s   1.98 us/record
-    open_capture(pcap).batches()           1,342,000 records/s   0.75 us/record   2.7x dpkt
-    for row in open_capture(pcap)          1,146,000 records/s   0.87 us/record   2.3x dpkt
-    open_capture(pcapng).batches()           880,000 records/s   1.14 us/record   1.7x dpkt
-    for row in open_capture(pcapng)          783,000 records/s   1.28 us/record   1.6x dpkt
-    batches() + BpfFilter.mask (pcap)        799,000 records/s   1.25 us/record   1.6x dpkt
+    dpkt.pcap.Reader, bare loop              495,000 records/s   2.02 us/record
+    open_capture(pcap).batches()           2,228,000 records/s   0.45 us/record   4.5x dpkt
+    for row in open_capture(pcap)          1,899,000 records/s   0.53 us/record   3.8x dpkt
+    open_capture(pcapng).batches()         1,133,000 records/s   0.88 us/record   2.3x dpkt
+    for row in open_capture(pcapng)        1,117,000 records/s   0.90 us/record   2.3x dpkt
+    batches() + BpfFilter.mask (pcap)      1,225,000 records/s   0.82 us/record   2.5x dpkt
 
 (dpkt ran at 235,000 records/s on the machine of reference/performance-notes.md; compare
 ratios, not absolute numbers, across machines.)

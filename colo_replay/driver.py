@@ -32,6 +32,8 @@ MS = 1_000_000
 # The engine's events carry EventKind members, so a kind is tested by identity: "==" on an
 # IntEnum goes through the generic comparison, several times slower, for every event.
 _CKPT = EventKind.CHECKPOINT_REQUEST
+_RELEASE = EventKind.RELEASE
+_SDROP = EventKind.SECONDARY_DROPPED
 _NEVER = 1 << 126
 
 
@@ -260,6 +262,7 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
     """
     feed = engine.feed
     add = rec.add_event
+    add_pair = rec.add_pair
     add_row = rec.add_row
     vm_on_clock = engine.profile.scan_on_vm_clock
 
@@ -345,7 +348,7 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
         s_frames, s_first, s_vnet, s_simple = s.frames, s.first, s.vnet, s.simple
         p_skipped = p.stats.truncated + p.stats.filtered      # frames not fed, so far
         s_skipped = s.stats.truncated + s.stats.filtered
-        fed = 0
+        fed_before = p.stats.fed + s.stats.fed
         try:
             for key in keys:
                 t = key >> 1
@@ -375,7 +378,9 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                         if vnet is None:
                             continue
                         evs = feed(0, p_frames[i], t, vnet, p_first + i)
-                fed += 1
+                if len(evs) == 2 and evs[1][0] is _SDROP and evs[0][0] is _RELEASE:
+                    add_pair(evs[0], evs[1])        # a matched pair, the common case: one call
+                    continue
                 for ev in evs:
                     add(ev)
                     if ev[0] is _CKPT:
@@ -385,7 +390,7 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
             p.stats.fed += pi - p.i - (p.stats.truncated + p.stats.filtered - p_skipped)
             s.stats.fed += si - s.i - (s.stats.truncated + s.stats.filtered - s_skipped)
             p.i, s.i = pi, si
-        done += fed
+        done += p.stats.fed + s.stats.fed - fed_before
         rec.compact(8192)             # keeps the collector's row buffer small (and cache-warm)
         if progress is not None and done >= next_progress:
             progress(done)

@@ -60,6 +60,7 @@ _TYPECODES = {"<i8": "q", "<i4": "i", "<i2": "h", "i1": "b"}     # array module,
 _row = Struct(ROW_FORMAT)
 ROW_SIZE = _row.size
 _pack_row = _row.pack
+_pack_pair = Struct(ROW_FORMAT + ROW_FORMAT[1:]).pack     # two rows at once
 
 
 class TimelineCollector:
@@ -118,6 +119,44 @@ class TimelineCollector:
                             oid if frame.side == 0 else fid, t - frame.time, frame.size, osize, seq,
                             seq_end, detail)
         self._extend(row)
+
+    def add_pair(self, ev, ev2) -> None:
+        """``add_event(ev); add_event(ev2)`` for two events about frames (``frame`` not None),
+        in one call and one ``struct`` call: a matched pair's release and drop, for instance."""
+        kind, cause, t, frame, other, conn, detail = ev
+        kind2, cause2, t2, frame2, other2, conn2, detail2 = ev2
+        if frame.ip_proto == _TCP and frame.header_size:
+            seq = frame.tcp_seq
+            seq_end = frame.seq_end
+        else:
+            seq = seq_end = -1
+        if frame2.ip_proto == _TCP and frame2.header_size:
+            seq2 = frame2.tcp_seq
+            seq_end2 = frame2.seq_end
+        else:
+            seq2 = seq_end2 = -1
+        if other is None:
+            oident = osize = -1
+        else:
+            oident = other.ident
+            osize = other.size
+        if other2 is None:
+            oident2 = osize2 = -1
+        else:
+            oident2 = other2.ident
+            osize2 = other2.size
+        side = frame.side
+        side2 = frame2.side
+        try:
+            self._extend(_pack_pair(
+                t, kind, cause, side, conn, frame.ident if side == 0 else oident,
+                oident if side == 0 else frame.ident, t - frame.time, frame.size, osize, seq, seq_end, detail,
+                t2, kind2, cause2, side2, conn2, frame2.ident if side2 == 0 else oident2,
+                oident2 if side2 == 0 else frame2.ident, t2 - frame2.time, frame2.size, osize2, seq2, seq_end2,
+                detail2))
+        except StructError:
+            self.add_event(ev)       # an ident of None, or a value that does not fit: one by one
+            self.add_event(ev2)
 
     def add_row(self, t: int, kind: int, cause: int, side: int = -1, frame: int = -1, size: int = -1,
                 detail: int = 0) -> None:

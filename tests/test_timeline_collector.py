@@ -61,18 +61,27 @@ def test_rows_match_the_reference_through_compaction_and_export():
             other = None if rng.random() < 0.4 else packet(rng, 1 - side)
             ev = Event(rng.choice(list(EventKind)), rng.choice(list(Cause)), rng.randrange(10**18), frame, other,
                        rng.randrange(-1, 5000), rng.randrange(0, 10**6))
-            col.add_event(ev)
-            expect.append(reference_row(ev))
+            if frame is not None and rng.random() < 0.3:
+                # add_pair: e.g. a release and the matching secondary's drop
+                ev2 = Event(EventKind.SECONDARY_DROPPED, rng.choice(list(Cause)), ev.time,
+                            other or packet(rng, 1), rng.choice([None, frame]), ev.conn, 0)
+                col.add_pair(ev, ev2)
+                expect.append(reference_row(ev))
+                expect.append(reference_row(ev2))
+            else:
+                col.add_event(ev)
+                expect.append(reference_row(ev))
         if rng.random() < 0.01:
             col.compact(rng.choice([0, 50]))
         if i == 2000:
             df = col.to_frame()          # shares the column arrays; adding rows must go on working
             assert len(df) == len(expect)
+            rows_at_export = len(expect)
     assert len(col) == len(expect)
     cols = col.columns()
     got = [{name: int(cols[name][j]) for name in COLUMNS} for j in range(len(expect))]
     assert got == expect
-    assert len(df) == 2001                # the earlier DataFrame is unchanged
+    assert len(df) == rows_at_export      # the earlier DataFrame is unchanged
 
 
 def test_to_frame_columns_and_categories():
