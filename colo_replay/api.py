@@ -118,6 +118,8 @@ def replay_chardev(capture, ports: dict | None = None, progress=None, flushes: s
     opts.vnet_hdr_support = cap.vnet_hdr_support
     if flushes == "measured" and opts.checkpoints_at is None and cap.notify_to.frames:
         opts.checkpoints_at = cap.flush_times()
+    if opts.end_ns is None and cap.read_error is None:
+        opts.end_ns = cap.end_ns        # scans and flushes after the last input frame count too
     firsts = [s.times[0] for s in (cap.primary_in, cap.secondary_in) if s.times]
     if cap.start_ns is not None and firsts:
         opts.scan_phase_ns += cap.start_ns - min(firsts)

@@ -127,10 +127,12 @@ class ChardevCapture:
         reader = open_capture(path)
         self.capture_frames = 0
         self.read_error: CaptureError | None = None   # the capture ended in a read error
+        self.end_ns: int | None = None
         try:
             try:
                 for fno, t, frame, orig, _iface in reader:
                     self.capture_frames = fno
+                    self.end_ns = t
                     rs.add(fno, t, frame, orig)
             except CaptureError as exc:
                 # Keep everything before the damage: the replay is then partial, and says so.

@@ -43,6 +43,24 @@ def _fail(message: str) -> None:
     sys.exit(EXIT_BAD_INPUT)
 
 
+def _time_value(text: str) -> int:
+    """A point in time on the replay clock: epoch seconds (decimal) or integer ns with 'ns';
+    ValueError otherwise."""
+    try:
+        if text.endswith("ns"):
+            return int(text[:-2])
+        return int(Decimal(text) * 1_000_000_000)
+    except ArithmeticError:
+        raise ValueError(text) from None
+
+
+def _parse_time(text: str, what: str) -> int:
+    try:
+        return _time_value(text.strip())
+    except ValueError:
+        _fail(f"{what} {text!r} is not a time (epoch seconds, or nanoseconds with 'ns')")
+
+
 def _read_checkpoint_times(path: str) -> list[int]:
     """``--checkpoints-at``: one flush time per line, seconds since the epoch (replay clock) as a
     decimal number, or integer nanoseconds with an ``ns`` suffix; ``#`` starts a comment."""
@@ -54,11 +72,8 @@ def _read_checkpoint_times(path: str) -> list[int]:
                 if not text:
                     continue
                 try:
-                    if text.endswith("ns"):
-                        times.append(int(text[:-2]))
-                    else:
-                        times.append(int(Decimal(text) * 1_000_000_000))
-                except (ValueError, ArithmeticError):
+                    times.append(_time_value(text))
+                except ValueError:
                     _fail(f"{path}: line {lineno}: {text!r} is not a time (seconds, or nanoseconds with 'ns')")
     except OSError as exc:
         _fail(f"{path}: {exc.strerror}")
@@ -206,6 +221,9 @@ def _progress_callback(show: bool):
               help="x-checkpoint-delay: periodic checkpoint this long after the last one (default 20000 ms; 0 = off).")
 @click.option("--checkpoints-at", type=click.Path(dir_okay=False),
               help="Measured flush times (one per line, epoch seconds) replacing the checkpoint model.")
+@click.option("--until", "until",
+              help="Keep the clock running to this time after the last frame (epoch seconds, or "
+                   "nanoseconds with 'ns'): the expiry scans and flushes up to then happen too.")
 @click.option("--filter", "bpf_filter", help="Keep only frames matching this BPF expression (libpcap syntax).")
 @click.option("--guest", help="Keep only the guest's outbound frames when the captures hold both directions: "
                               "its MAC, its IP address, or 'auto' (detected and reported).")
@@ -223,7 +241,7 @@ def _progress_callback(show: bool):
 def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outdev_port, notify_port, flushes,
            qemu, compare_timeout, expired_scan_cycle, max_queue_size, vnet_hdr_support,
            vnet_hdr_len, primary_offset, secondary_offset, align, primary_delay, secondary_delay, scan_phase,
-           checkpoint_duration, checkpoint_delay, checkpoints_at, bpf_filter, guest, filter_rewriter, peer_isn,
+           checkpoint_duration, checkpoint_delay, checkpoints_at, until, bpf_filter, guest, filter_rewriter, peer_isn,
            output, summary_json, max_checkpoints, max_held_p99, progress):
     """Replay PRIMARY and SECONDARY captures (or one --chardev capture); write the timeline,
     print the summary.
@@ -261,6 +279,7 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
         primary_delay_ns=primary_delay, secondary_delay_ns=secondary_delay, scan_phase_ns=scan_phase,
         checkpoint_duration_ns=checkpoint_duration, checkpoint_delay_ns=checkpoint_delay,
         checkpoints_at=_read_checkpoint_times(checkpoints_at) if checkpoints_at else None,
+        end_ns=_parse_time(until, "--until") if until else None,
         bpf_filter=bpf_filter)
     if checkpoint_duration < 0 or (checkpoint_delay is not None and checkpoint_delay < 0):
         _fail("--checkpoint-duration and --checkpoint-delay must not be negative")

@@ -55,6 +55,7 @@ class ReplayOptions:
     checkpoint_duration_ns: int = 100 * MS
     checkpoint_delay_ns: int | None = None  # x-checkpoint-delay; None = profile default (20000 ms)
     checkpoints_at: list[int] | None = None  # measured flush times (replay clock, ns)
+    end_ns: int | None = None              # keep the clock running to here after the last frame
     bpf_filter: str | None = None
     alignment: str | None = None           # how secondary_offset_ns was obtained (--align auto)
 
@@ -223,7 +224,10 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
     model = CheckpointModel(start - opts.scan_phase_ns, opts.checkpoint_duration_ns, delay,
                             profile.checkpoint_requests_coalesce, opts.checkpoints_at)
     limit = _NEVER if not failed else -_NEVER
-    _loop(engine, model, sides, have, rec, progress, limit, failed)
+    end = opts.end_ns
+    if end is None and opts.checkpoints_at:
+        end = max(opts.checkpoints_at)      # every measured flush happened: replay them all
+    _loop(engine, model, sides, have, rec, progress, limit, failed, end)
     error = failed[0] if failed else None
     for side, st in zip(sides, (pstats, sstats)):
         rd = side.reader
@@ -235,6 +239,7 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
                                             "checkpoint_duration_ms": opts.checkpoint_duration_ns / MS,
                                             "checkpoint_delay_ms": model.delay_ns / MS,
                                             "checkpoints": "measured" if opts.checkpoints_at is not None else "model",
+                                            "until_ns": end,
                                             "vnet_hdr_len": vnet,
                                             "primary_offset_ms": opts.primary_offset_ns / MS,
                                             "secondary_offset_ms": opts.secondary_offset_ns / MS,
@@ -250,9 +255,11 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
 
 
 def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineCollector, progress,
-          limit: int, failed: list) -> None:
+          limit: int, failed: list, end_ns: int | None = None) -> None:
     """The merge loop.  When a capture fails to read, the other one is replayed up to the last
     good timestamp of the failed one (``limit``): beyond it the picture would be one-sided.
+    After the last frame the clock runs on to ``end_ns`` (when the recording really ended:
+    scans and flushes up to then still happen), unless a capture failed.
 
     Frames are taken in arrival-time order, the primary first at equal times.  For the frames
     of the two batches loaded at a time that order is found at once: each arrival becomes the
@@ -395,8 +402,11 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
         if progress is not None and done >= next_progress:
             progress(done)
             next_progress = (done // 65536 + 1) * 65536
-    # The end of the captures.  A checkpoint already under way completes (and flushes); after
-    # that the clock stops: what is still queued is reported as such, as QEMU's finalize drops it.
+    # The end of the captures.  The clock runs on to ``end_ns`` if given (and no capture failed);
+    # a checkpoint still under way then completes (and flushes); after that the clock stops: what
+    # is still queued is reported as such, as QEMU's finalize drops it.
+    if end_ns is not None and not failed:
+        catch_up(end_ns)
     if model.running_until is not None:
         catch_up(model.running_until)
     if progress is not None:

@@ -59,7 +59,8 @@ def check_round_trip(rec_dir, timeline_path):
     assert flushes, "no flush recorded"
     # the pcapngs hold exactly the frames live read, with their arrival times
     prim = list(open_capture(os.path.join(rec_dir, "primary_in.pcapng")).batches())
-    assert sum(len(b.frames) for b in prim) == manifest["frames"]["primary_in"] + 1 > 1   # + the end marker
+    assert sum(len(b.frames) for b in prim) == manifest["frames"]["primary_in"] > 1
+    assert manifest["replay_options"]["end_ns"] == manifest["stop_ns"]
     # Python API
     tl = colo_replay.replay(os.path.join(rec_dir, "primary_in.pcapng"), os.path.join(rec_dir, "secondary_in.pcapng"),
                             checkpoints_at=flushes, **manifest["replay_options"])

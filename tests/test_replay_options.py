@@ -249,3 +249,26 @@ def test_progress_bar_on_stderr_keeps_stdout_clean(tmp_path):
     json.loads(lines[-1])
     quiet = run(p, s, "--no-progress", "-o", tmp_path / "t.parquet", "--checkpoint-delay", 0)
     assert "replaying" not in quiet.stderr and quiet.stdout == ""
+
+
+@pytest.mark.parametrize("qemu", PROFILES)
+def test_until_runs_the_clock_past_the_last_frame(pair, tmp_path, qemu):
+    p, s = pair([(T0, udp(b"alone"))], [(T0 + MS, udp(b"other", sport=9))])
+    ev, summ, _ = timeline(tmp_path, p, s, "--qemu", qemu, "--checkpoint-delay", 0, expect=0)
+    assert not (ev.kind == "checkpoint_request").any()          # the clock stopped at T0 + 1 ms
+    until = T0 + 10_000 * MS
+    ev, summ, _ = timeline(tmp_path, p, s, "--qemu", qemu, "--checkpoint-delay", 0, "--until", f"{until}ns",
+                           name="u.csv", expect=0)
+    req = ev[ev.kind == "checkpoint_request"]
+    assert len(req) >= 1 and set(req.cause) == {"expired"} and req.time_ns.max() <= until
+    assert summ["knobs"]["until_ns"] == until
+    assert "is not a time" in run(p, s, "--until", "later", expect=2).stderr
+
+
+def test_measured_flushes_after_the_last_frame_still_happen(pair, tmp_path):
+    p, s = pair([(T0, udp(b"A"))], [(T0 + MS, udp(b"B"))])
+    times = tmp_path / "flushes.txt"
+    times.write_text(f"{T0 + 7 * MS}ns\n")
+    ev, summ, _ = timeline(tmp_path, p, s, "--checkpoints-at", times, expect=1)
+    rel = ev[ev.kind == "release"]
+    assert list(rel.cause) == ["flush"] and rel.iloc[0].time_ns == T0 + 7 * MS

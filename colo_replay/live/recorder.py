@@ -3,10 +3,7 @@
 Files (one pcapng per stream, nanosecond host timestamps on the live engine clock, Ethernet
 link type; frames as colo-compare read them, vnet header bytes included)::
 
-    primary_in.pcapng     every frame read from primary_in, stamped with its engine arrival time,
-                          and a last empty record (caplen 0, orig_len 1) at the stop time: the
-                          replay reads it as one uncomparable frame and so runs its clock on
-                          to the stop (scans and flushes after the last frame replay too)
+    primary_in.pcapng     every frame read from primary_in, stamped with its engine arrival time
     secondary_in.pcapng   the same for secondary_in
     outdev.pcapng         every frame written to outdev, stamped with its release time; the
                           packet comment names the primary frame number and the cause
@@ -14,7 +11,9 @@ link type; frames as colo-compare read them, vnet header bytes included)::
                           ``--checkpoints-at`` syntax (``<ns>ns``)
     requests.txt          checkpoint request times (DO_CHECKPOINT), same syntax, with the cause
     manifest.json         the compare properties and the replay options that reproduce the run
-                          (``scan_phase_ns`` puts the expiry-scan grid where it was live)
+                          (``scan_phase_ns`` puts the expiry-scan grid where it was live,
+                          ``end_ns`` / ``--until`` runs the replay's clock on to the stop, so
+                          scans and flushes after the last frame replay too)
 
 Frame numbers in the live timeline (``primary_frame`` / ``secondary_frame``) are the record
 numbers in these files, so ``colo-replay replay`` on them gives the same numbers.
@@ -22,7 +21,8 @@ numbers in these files, so ``colo-replay replay`` on them gives the same numbers
 Replay::
 
     colo-replay replay DIR/primary_in.pcapng DIR/secondary_in.pcapng \
-        --checkpoints-at DIR/checkpoints.txt --scan-phase <manifest scan_phase_ns>ns [...]
+        --checkpoints-at DIR/checkpoints.txt --scan-phase <manifest scan_phase_ns>ns \
+        --until <manifest stop_ns>ns [...]
 
 (``manifest.json`` holds that command line, ``replay_command``.)
 """
@@ -113,12 +113,6 @@ class Recorder:
 
     def close(self, summary: dict | None = None, stop_ns: int | None = None) -> dict:
         if stop_ns is not None:
-            # End-of-run clock marker: an empty record (caplen 0 < orig_len 1).  The replay
-            # driver treats it as a truncated, uncomparable frame, but first runs every scan
-            # and measured flush due by its time: so the replay's clock, like the live one,
-            # runs on until the stop, not only up to the last real frame.
-            self.inputs[0].write(stop_ns, b"", "colo-replay live: end of recording (clock marker, not a frame)",
-                                 orig_len=1)
             self.manifest["stop_ns"] = stop_ns
         for w in (*self.inputs, self.outdev):
             w.close()
@@ -132,6 +126,8 @@ class Recorder:
         lens = sorted(self.vnet_lens)
         m["vnet_hdr_lens_seen"] = lens
         replay_opts = {"qemu": m["qemu"], "scan_phase_ns": m["scan_phase_ns"]}
+        if stop_ns is not None:
+            replay_opts["end_ns"] = stop_ns       # the replay's clock runs on to the stop, as live
         for k in ("compare_timeout", "expired_scan_cycle", "max_queue_size"):
             if m.get(k) is not None:
                 replay_opts[k] = m[k]
@@ -148,6 +144,8 @@ class Recorder:
         cmd = ["colo-replay", "replay", os.path.join(d, "primary_in.pcapng"), os.path.join(d, "secondary_in.pcapng"),
                "--qemu", m["qemu"], "--checkpoints-at", os.path.join(d, "checkpoints.txt"),
                "--scan-phase", f"{m['scan_phase_ns']}ns"]
+        if stop_ns is not None:
+            cmd += ["--until", f"{stop_ns}ns"]
         for k in ("compare_timeout", "expired_scan_cycle", "max_queue_size"):
             if k in replay_opts:
                 cmd += ["--" + k.replace("_", "-"), str(replay_opts[k])]
@@ -156,7 +154,7 @@ class Recorder:
             if replay_opts.get("vnet_hdr_len"):
                 cmd += ["--vnet-hdr-len", str(replay_opts["vnet_hdr_len"])]
         m["replay_command"] = " ".join(shlex.quote(c) for c in cmd)
-        m["frames"] = {"primary_in": self.inputs[0].count - (stop_ns is not None), "secondary_in": self.inputs[1].count,
+        m["frames"] = {"primary_in": self.inputs[0].count, "secondary_in": self.inputs[1].count,
                        "outdev": self.outdev.count}
         if summary is not None:
             m["summary"] = summary
