@@ -166,34 +166,14 @@ def _guest_filter(spec: str, primary: str, secondary: str) -> dict:
     return note
 
 
-class _Progress:
-    """Progress on stderr: frames replayed so far and the rate, redrawn in place.  (The total
-    is not known before the captures are read, so it is a counter rather than a bar.)"""
-
-    def __init__(self):
-        import time
-        self._clock = time.monotonic
-        self._t0 = self._clock()
-        self._shown = False
-
-    def __call__(self, frames: int) -> None:
-        elapsed = max(self._clock() - self._t0, 1e-9)
-        sys.stderr.write(f"\rreplaying: {frames:,} frames, {frames / elapsed:,.0f} frames/s, {elapsed:.1f} s")
-        sys.stderr.flush()
-        self._shown = True
-
-    def __exit__(self, *exc) -> None:
-        if self._shown:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
-def _progress_callback(show: bool):
-    """(closer, callback) for progress on stderr, or (None, None)."""
+def _progress_callback(show: bool, readers=(), paths=()):
+    """(bar, callback) for progress on stderr, or (None, None); ``readers`` must be
+    ``progress.CountingReader``s over ``paths`` for the bar to show a percentage."""
     if not show:
         return None, None
-    progress = _Progress()
-    return progress, progress
+    from .progress import ProgressBar
+    bar = ProgressBar(readers, paths)
+    return bar, bar
 
 
 @main.command()
@@ -314,7 +294,7 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
             _fail(str(exc))
         finally:
             if bar is not None:
-                bar.__exit__(None, None, None)
+                bar.close()
         error = timeline.error
     else:
         try:
@@ -334,14 +314,17 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
             except CaptureError as exc:
                 _fail(str(exc))
             srd = rewriter = RewrittenReader(srd, table, vnet_hdr_len, peer_isn)
-        bar, callback = _progress_callback(show)
+        if show:
+            from .progress import CountingReader
+            prd, srd = CountingReader(prd), CountingReader(srd)
+        bar, callback = _progress_callback(show, (prd, srd) if show else (), (primary, secondary))
         try:
             result, error = replay_partial(prd, srd, opts, callback)
         except ValueError as exc:
             _fail(str(exc))
         finally:
             if bar is not None:
-                bar.__exit__(None, None, None)
+                bar.close()
         if rewriter is not None:
             result.source = {"filter_rewriter": rewriter.stats.as_dict()}
             st = rewriter.stats
