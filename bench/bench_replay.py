@@ -17,8 +17,12 @@ so that its peak RSS (``ru_maxrss``) is its own:
 Frames/s counts the frames of both files.  The measurements alternate, ``--repeat`` rounds; the
 median is reported.  Run from the repository root:
 
-    python bench/bench_replay.py [--repeat 3] [--cli] [--dir /tmp/colo_replay_bench]
+    python bench/bench_replay.py [--repeat 3] [--cli] [--dir /tmp/colo_replay_bench] [--tree OLD]
     python bench/bench_replay.py --profile        # cProfile of one in-process replay, top 30
+
+``--tree OLD`` times the same replay with another version's ``colo_replay`` too, in the same
+rounds, for before/after figures (``mkdir /tmp/old && git archive <commit> colo_replay | tar -x
+-C /tmp/old``, then ``--tree /tmp/old``).
 
 Not a test: the figures go into bench/README.md.
 """
@@ -64,7 +68,7 @@ def child_dpkt(paths: list[str]) -> dict:
 def child_replay(paths: list[str], out: str) -> dict:
     t0 = time.perf_counter()
     c0 = _cpu()
-    sys.path.insert(0, ROOT)
+    sys.path.insert(0, os.environ.get("COLO_REPLAY_TREE") or ROOT)
     from colo_replay.api import Timeline
     from colo_replay.captures import open_capture
     from colo_replay.driver import ReplayOptions, replay_partial
@@ -89,12 +93,13 @@ def child_replay(paths: list[str], out: str) -> dict:
             "released": summary["released"], "summary_lines": len(text.splitlines())}
 
 
-def run_child(kind: str, paths: list[str], out: str | None = None) -> dict:
+def run_child(kind: str, paths: list[str], out: str | None = None, tree: str | None = None) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, *paths]
     if out:
         cmd.append(out)
+    env = dict(os.environ, COLO_REPLAY_TREE=tree or "")
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} child failed:\n{proc.stderr}")
@@ -141,6 +146,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3, help="rounds (median reported)")
     ap.add_argument("--cli", action="store_true", help="also time the CLI as a subprocess")
+    ap.add_argument("--tree", help="also time the whole replay with the colo_replay package of another "
+                                   "checkout (a directory holding colo_replay/), e.g. an older version")
     ap.add_argument("--profile", action="store_true", help="cProfile one replay in this process")
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
@@ -162,17 +169,21 @@ def main() -> None:
     size = sum(os.path.getsize(p) for p in paths)
     print(f"pair: {paths[0]}\n      {paths[1]}\n      {size / 1e6:,.0f} MB; Python {sys.version.split()[0]}, "
           f"{os.cpu_count()} CPUs; {args.repeat} rounds, median", flush=True)
-    results: dict[str, list] = {"dpkt": [], "replay": [], "cli": []}
+    results: dict[str, list] = {"dpkt": [], "replay": [], "cli": [], "tree": []}
     for r in range(args.repeat):
         results["dpkt"].append(run_child("dpkt", paths))
         results["replay"].append(run_child("replay", paths, out))
         if args.cli:
             results["cli"].append(run_cli(paths, os.path.join(args.dir, "bench_cli.parquet")))
+        if args.tree:
+            results["tree"].append(run_child("replay", paths, os.path.join(args.dir, "bench_tree.parquet"),
+                                             tree=os.path.abspath(args.tree)))
         d, rp = results["dpkt"][-1], results["replay"][-1]
         print(f"  round {r + 1}: dpkt {d['seconds']:.2f} s (CPU {d['cpu']:.2f}), replay {rp['seconds']:.2f} s "
               f"(CPU {rp['cpu']:.2f}) "
               f"({', '.join(f'{k} {v:.2f}' for k, v in rp['stages'].items())})"
-              + (f", CLI {results['cli'][-1]['process_seconds']:.2f} s" if args.cli else ""), flush=True)
+              + (f", CLI {results['cli'][-1]['process_seconds']:.2f} s" if args.cli else "")
+              + (f", --tree {results['tree'][-1]['seconds']:.2f} s" if args.tree else ""), flush=True)
 
     def med(rows, key):
         return statistics.median(row[key] for row in rows)
@@ -191,6 +202,10 @@ def main() -> None:
           f"{rp[0]['requests']} checkpoint requests, {rp[0]['checkpoints']} checkpoints")
     if args.cli:
         print(line("CLI process (python -m colo_replay.cli)", frames, med(results["cli"], "process_seconds"), None))
+    if args.tree:
+        tr = results["tree"]
+        print(line(f"--tree {args.tree}", frames, med(tr, "seconds"), max(x["rss_mib"] for x in tr),
+                   f"  = {med(d, 'seconds') / med(tr, 'seconds'):.2f}x dpkt", cpu=med(tr, "cpu")))
 
 
 if __name__ == "__main__":

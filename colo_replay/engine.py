@@ -155,7 +155,8 @@ class Engine:
             self._run_due_scans(time_ns)
         if time_ns > self.now:
             self.now = time_ns
-        if vnet_hdr_len or len(data) < 48:
+        size = len(data)
+        if vnet_hdr_len or size < 48:
             self._feed_general(side, data, time_ns, vnet_hdr_len, ident)
             return out
         ethertype, ver_ihl, proto, key, seq, ack, th_off, flags = _fast_header(data, 12)
@@ -169,7 +170,6 @@ class Engine:
         # under every profile (both minimum lengths are <= 18), reads no byte past the end,
         # and everything below is _enqueue_and_compare / fill_tcp_info / connection_key with
         # those offsets filled in.  (seq, ack, th_off and flags mean something for TCP only.)
-        size = len(data)
         pkt = _new_packet(Packet)
         pkt.data = data
         pkt.size = size
@@ -199,66 +199,69 @@ class Engine:
             queue = conn.secondary
             other = conn.primary
         # colo_insert_packet: "<=" admits max_queue_size + 1 frames (Q5)
-        if len(queue) <= self._max_queue:
-            self.queued += 1
-            if proto == IPPROTO_TCP:
-                # fill_pkt_tcp_info (vnet_hdr_len is 0, so the seed's subtraction changes nothing)
-                hs = 34 + ((th_off >> 2) & 0x3C)            # l4 + th_off * 4 (< 256: no uint8_t wrap)
-                ps = (size - hs) & 0xFFFF                        # uint16_t payload_size (Q8)
-                pkt.tcp_seq = seq
-                pkt.tcp_ack = ack
-                pkt.header_size = hs
-                pkt.payload_size = ps
-                pkt.seq_end = (seq + ps) & _U32
-                pkt.flags = flags
-                if side == PRIMARY:
-                    conn.pack = ack if not self._ack_umax or ack > conn.pack else conn.pack
-                else:
-                    conn.sack = ack if not self._ack_umax or ack > conn.sack else conn.sack
-                # g_queue_insert_sorted: on the 7.0+ queues (descending, popped at the tail) a
-                # segment at or after the head's seq goes first, which is the common case; the
-                # general scan gives the same answer, only slower.
-                if not queue:
-                    queue.append(pkt)
-                elif self._tcp_tail and (seq - queue[0].tcp_seq) & _U32 < _S32_NEG:
-                    queue.appendleft(pkt)
-                else:
-                    self._insert_sorted(queue, pkt)
-            else:
-                pkt.tcp_seq = pkt.tcp_ack = pkt.seq_end = pkt.header_size = pkt.payload_size = pkt.flags = 0
-                queue.append(pkt)
-        else:
+        if len(queue) > self._max_queue:
             pkt.tcp_seq = pkt.tcp_ack = pkt.seq_end = pkt.header_size = pkt.payload_size = pkt.flags = 0
             # Dropped: lost for good, no checkpoint, pack/sack untouched; the compare still runs.
             out.append(_new_event(Event, (_FULL, Cause.NONE, time_ns, pkt, None, conn.index, len(queue))))
-        # colo_compare_connection.  With the other queue empty both comparators stop before
-        # changing anything (colo_compare_tcp pops a primary and pushes it back at the same end),
-        # so they are not called.
-        if other:
-            if proto != IPPROTO_TCP:
-                self._compare_packet(conn, time_ns, proto)
+        elif proto != IPPROTO_TCP:
+            pkt.tcp_seq = pkt.tcp_ack = pkt.seq_end = pkt.header_size = pkt.payload_size = pkt.flags = 0
+            self.queued += 1
+            queue.append(pkt)
+        else:
+            # fill_pkt_tcp_info (vnet_hdr_len is 0, so the seed's subtraction changes nothing)
+            hs = 34 + ((th_off >> 2) & 0x3C)            # l4 + th_off * 4 (< 256: no uint8_t wrap)
+            ps = (size - hs) & 0xFFFF                        # uint16_t payload_size (Q8)
+            end = (seq + ps) & _U32
+            pkt.tcp_seq = seq
+            pkt.tcp_ack = ack
+            pkt.header_size = hs
+            pkt.payload_size = ps
+            pkt.seq_end = end
+            pkt.flags = flags
+            if self._ack_umax:                               # seed: unsigned max
+                if side == PRIMARY:
+                    if ack > conn.pack:
+                        conn.pack = ack
+                elif ack > conn.sack:
+                    conn.sack = ack
+            elif side == PRIMARY:                            # 6.2+: the last ACK enqueued
+                conn.pack = ack
+            else:
+                conn.sack = ack
+            self.queued += 1
+            if queue:
+                # g_queue_insert_sorted: on the 7.0+ queues (descending, popped at the tail) a
+                # segment at or after the head's seq goes first, which is the common case; the
+                # general scan gives the same answer, only slower.
+                if self._tcp_tail and (seq - queue[0].tcp_seq) & _U32 < _S32_NEG:
+                    queue.appendleft(pkt)
+                else:
+                    self._insert_sorted(queue, pkt)
+                if other:
+                    self._compare_tcp(conn, time_ns)
                 return out
-            # colo_compare_tcp's first round, inline for its two common outcomes: the next
-            # primary and secondary are both zero-payload (pure ACKs: both released/dropped), or
-            # the same segment with equal payloads (FREE_BOTH).  Anything else, and any further
-            # round, is _compare_tcp's: after these outcomes QEMU's loop goes back to "pri:",
-            # which is where a fresh call starts.
+            if not other:
+                queue.append(pkt)
+                return out
+            # The usual case: the segment is alone on its side, the other side has segments
+            # waiting.  colo_compare_tcp's first round then compares this segment with the other
+            # side's next one; its two common outcomes are done here: both zero-payload (pure
+            # ACKs: released / dropped) or the same segment with equal payloads (FREE_BOTH).
+            # Either way this side's queue is empty again and QEMU's loop stops ("pri:" finds
+            # no primary, or "sec:" no secondary and pushes the primary back), so the segment
+            # is never queued.  Any other outcome is _compare_tcp's, from the start.
+            o = other[-1] if self._tcp_tail else other[0]
             if side == PRIMARY:
-                pl = queue
-                sl = other
+                p = pkt
+                s = o
             else:
-                pl = other
-                sl = queue
-            if self._tcp_tail:
-                p = pl[-1]
-                s = sl[-1]
-            else:
-                p = pl[0]
-                s = sl[0]
+                p = o
+                s = pkt
             pseq = p.tcp_seq
             pend = p.seq_end
             if pseq == pend:
                 if s.tcp_seq != s.seq_end:
+                    queue.append(pkt)
                     self._compare_tcp(conn, time_ns)
                     return out
                 ci = conn.index
@@ -266,16 +269,15 @@ class Engine:
                 out.append(_new_event(Event, (_SDROP, _C_ZERO, time_ns, s, None, ci, 0)))
             else:
                 cseq = conn.compare_seq
-                if (pseq != s.tcp_seq or pend != s.seq_end or self._inverted
-                        or cseq and not 0 < (pend - cseq) & _U32 < _S32_NEG):    # !after(end, cseq)
-                    self._compare_tcp(conn, time_ns)
-                    return out
                 phs = p.header_size
                 shs = s.header_size
                 pe = phs + p.payload_size
                 se = shs + p.payload_size
-                if not (pe <= p.size and se <= s.size and (
-                        phs == shs and p.data == s.data or p.data[phs:pe] == s.data[shs:se])):
+                if (pseq != s.tcp_seq or pend != s.seq_end or self._inverted
+                        or cseq and not 0 < (pend - cseq) & _U32 < _S32_NEG          # !after(end, cseq)
+                        or pe > p.size or se > s.size
+                        or not (phs == shs and p.data == s.data or p.data[phs:pe] == s.data[shs:se])):
+                    queue.append(pkt)
                     self._compare_tcp(conn, time_ns)
                     return out
                 conn.compare_seq = pend
@@ -284,13 +286,18 @@ class Engine:
                 out.append(_new_event(Event, (_SDROP, _C_EQUAL, time_ns, s, p, ci, 0)))
             self.queued -= 2
             if self._tcp_tail:
-                pl.pop()
-                sl.pop()
+                other.pop()
             else:
-                pl.popleft()
-                sl.popleft()
-            if pl and sl:
+                other.popleft()
+            return out
+        # colo_compare_connection.  With the other queue empty both comparators stop before
+        # changing anything (colo_compare_tcp pops a primary and pushes it back at the same end),
+        # so they are not called.
+        if other:
+            if proto == IPPROTO_TCP:
                 self._compare_tcp(conn, time_ns)
+            else:
+                self._compare_packet(conn, time_ns, proto)
         return out
 
     def _feed_general(self, side: int, data: bytes, time_ns: int, vnet_hdr_len: int, ident) -> None:
