@@ -84,12 +84,10 @@ def replay(primary, secondary, progress=None, filter_rewriter: bool = False, pee
     srd = reader(secondary)
     rewriter = None
     if filter_rewriter or peer_isn:
-        from .rewriter import RewrittenReader, synack_table
+        from .rewriter import rewrite_secondary
         if not _is_path(primary):
             raise ValueError("filter_rewriter needs the primary capture as a path (it is read twice)")
-        rewriter = RewrittenReader(srd, synack_table(open_capture(primary), opts.vnet_hdr_len),
-                                   opts.vnet_hdr_len, peer_isn)
-        srd = rewriter
+        srd = rewriter = rewrite_secondary(srd, primary, opts.vnet_hdr_len, peer_isn)
     result, _exc = replay_partial(reader(primary), srd, opts, progress)
     if rewriter is not None:
         result.source = {"filter_rewriter": rewriter.stats.as_dict()}

@@ -88,13 +88,8 @@ class ChardevSideReader:
         for lo in range(0, n, _BATCH):
             hi = min(n, lo + _BATCH)
             frames = st.frames[lo:hi]
-            batch = Batch(lo + 1, st.times[lo:hi], frames, [len(f) for f in frames], [0] * (hi - lo))
-            if self.capture.vnet_hdr_support:
-                try:
-                    batch.vnet_lens = st.vnet_lens[lo:hi]
-                except AttributeError:           # a Batch without per-frame vnet support
-                    raise ChardevError("this colo_replay build cannot replay per-frame vnet lengths")
-            yield batch
+            yield Batch(lo + 1, st.times[lo:hi], frames, [len(f) for f in frames], [0] * (hi - lo),
+                        st.vnet_lens[lo:hi] if self.capture.vnet_hdr_support else None)
 
     def __iter__(self):
         st = self.stream
@@ -123,6 +118,7 @@ class ChardevCapture:
                 raise ChardevError(f"{role} and {by_port[port]} cannot share port {port}")
             by_port[port] = role
         self.warnings: list[str] = []
+        self._sources: dict = {}          # role -> the stream directions decoded for it
         rs = TcpReassembler(by_port, self.path)
         reader = open_capture(path)
         self.capture_frames = 0
@@ -150,7 +146,7 @@ class ChardevCapture:
         self.secondary_in = self._decode_input("secondary_in", conns["secondary_in"], to_compare=True)
         self.outdev = self._decode_input("outdev", conns["outdev"], to_compare=False)
         self.notify_to, self.notify_from = self._decode_notify(conns["notify_dev"])
-        self._check_vnet_setting(conns)
+        self._check_vnet_setting()
         if not self.primary_in.frames and not self.secondary_in.frames:
             raise ChardevError(f"{self.path}: no colo-compare input found (no TCP data on port "
                                f"{self.ports['primary_in']} primary_in or {self.ports['secondary_in']} "
@@ -177,6 +173,7 @@ class ChardevCapture:
                                    f"data; colo-compare only ever {'reads' if to_compare else 'writes'} "
                                    f"{role} (wrong port?)")
             chosen.extend(carrying)
+        self._sources[role] = chosen
         self._decode(out, chosen, self.vnet_hdr_support)
         return out
 
@@ -207,7 +204,7 @@ class ChardevCapture:
             self.warnings.append(f"{out.role}: the stream ends inside a frame ({out.leftover} bytes of it "
                                  f"captured); colo-compare never saw that frame complete")
 
-    def _check_vnet_setting(self, conns) -> None:
+    def _check_vnet_setting(self) -> None:
         """A wrong vnet_hdr_support decodes garbage (every length word is off by the vnet word)
         and almost always leaves the streams ending inside a huge "frame".  When that happens and
         the other setting decodes primary_in cleanly, say so instead of replaying garbage."""
@@ -215,14 +212,8 @@ class ChardevCapture:
             return
         other = not self.vnet_hdr_support
         for role in ("primary_in", "secondary_in"):
-            dirs = [d for pair in self._pairs(conns[role]) for d in pair if d.nbytes]
-            if not dirs:
-                continue
-            dec = FrameDecoder(vnet_hdr=other)
-            frames = 0
-            for st in dirs:
-                for chunk in st.chunks:
-                    frames += sum(1 for item in dec.feed(chunk.data) if not isinstance(item, Oversized))
+            frames, dec = _trial_decode(self._sources[role], other)
+            frames = len(frames)
             if frames and not dec.mid_frame and not dec.disabled:
                 flag = "--vnet-hdr-support" if other else "--no-vnet-hdr-support"
                 raise ChardevError(f"{self.path}: {role} does not decode with vnet_hdr_support="
@@ -239,9 +230,7 @@ class ChardevCapture:
                 if not d.nbytes:
                     continue
                 # Only colo-compare sends DO_CHECKPOINT / GET_XEN_INIT, and never with a vnet word.
-                probe = DecodedStream("notify_dev", "?")
-                self._decode_quiet(probe, d, vnet=False)
-                if any(classify_notify(m) in _FROM_COMPARE for m in probe.frames):
+                if any(classify_notify(m) in _FROM_COMPARE for m in _trial_decode([d], False)[0]):
                     from_dirs.append(d)
                 else:
                     to_dirs.append(d)
@@ -256,13 +245,6 @@ class ChardevCapture:
                         f"{msg_stream.capture_frames[i]} is {m[:40]!r}, which colo-compare "
                         + ("reports as an unsupported instruction" if msg_stream is to else "does not send"))
         return to, frm
-
-    def _decode_quiet(self, out: DecodedStream, st, vnet: bool) -> None:
-        dec = FrameDecoder(vnet_hdr=vnet)
-        for chunk in st.chunks:
-            for item in dec.feed(chunk.data):
-                if not isinstance(item, Oversized):
-                    out.frames.append(item.data)
 
     # ------------------------------------------------------------------ views
     def side_readers(self):
@@ -296,3 +278,14 @@ class ChardevCapture:
         lines.append(f"  notify_dev    port {self.ports['notify_dev']}: {len(self.flush_times())} "
                      f"COLO_CHECKPOINT in, {len(self.request_times())} DO_CHECKPOINT out")
         return "\n".join(lines)
+
+
+def _trial_decode(streams, vnet: bool):
+    """Decode ``streams`` (in order, one parser) without recording anything: ``(frame bytes,
+    the decoder)``, to ask how a stream reads with a given vnet setting."""
+    dec = FrameDecoder(vnet_hdr=vnet)
+    frames = []
+    for st in streams:
+        for chunk in st.chunks:
+            frames.extend(item.data for item in dec.feed(chunk.data) if not isinstance(item, Oversized))
+    return frames, dec

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from contextlib import contextmanager
 from decimal import Decimal
 
 import click
@@ -41,6 +42,21 @@ DURATION = Duration()
 def _fail(message: str) -> None:
     click.echo(f"colo-replay: error: {message}", err=True)
     sys.exit(EXIT_BAD_INPUT)
+
+
+@contextmanager
+def _bad_input(path: str | None = None):
+    """Turn what bad input raises into ``_fail``'s one line and exit 2: a capture that cannot be
+    read (``CaptureError``, ``ChardevError``), an option QEMU would refuse (``ValueError``), a
+    file that cannot be opened or written (``OSError``, named by ``path`` when it has no name)."""
+    from .captures.errors import CaptureError
+    from .chardev import ChardevError
+    try:
+        yield
+    except (CaptureError, ChardevError, ValueError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{exc.filename or path}: {exc.strerror}")
 
 
 def _time_value(text: str) -> int:
@@ -126,14 +142,9 @@ def _ports(primary_in_port, secondary_in_port, outdev_port, notify_port) -> dict
 
 def _open_chardev(path, ports, vnet_hdr_support):
     """Read a chardev-stream capture, or exit 2 with one line saying what is wrong and where."""
-    from .captures.errors import CaptureError
-    from .chardev import ChardevCapture, ChardevError
-    try:
+    from .chardev import ChardevCapture
+    with _bad_input():
         cap = ChardevCapture(path, ports, vnet_hdr_support)
-    except (CaptureError, ChardevError) as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(f"{exc.filename}: {exc.strerror}")
     click.echo(f"colo-replay: chardev capture {path}:\n{cap.describe()}", err=True)
     if cap.read_error is not None:
         click.echo(f"colo-replay: warning: {cap.read_error}: using the {cap.capture_frames} frames before it",
@@ -147,9 +158,8 @@ def _guest_filter(spec: str, primary: str, secondary: str) -> dict:
     """``--guest``: the libpcap filter that keeps the guest's outbound frames (detected on both
     captures for ``auto``), reported on stderr; exit 2 when it cannot be had."""
     from .captures import open_capture
-    from .captures.errors import CaptureError
     from .guest import detect_guest, guest_bpf
-    try:
+    with _bad_input():
         if spec.strip().lower() != "auto":
             note = {"guest": spec, "filter": guest_bpf(spec), "how": "given"}
         else:
@@ -158,10 +168,6 @@ def _guest_filter(spec: str, primary: str, secondary: str) -> dict:
             filt = " or ".join(f"ether src {m}" for m in macs)
             note = {"guest": " / ".join(macs), "filter": filt if len(macs) == 1 else f"({filt})",
                     "how": "; ".join(f"{side}: {g.describe()}" for side, g in zip(("primary", "secondary"), found))}
-    except (ValueError, CaptureError) as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(f"{exc.filename}: {exc.strerror}")
     click.echo(f"colo-replay: keeping the guest's outbound frames: {note['filter']} ({note['how']})", err=True)
     return note
 
@@ -242,16 +248,13 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
     elif primary is None or secondary is None:
         _fail("missing PRIMARY and SECONDARY captures (or --chardev CAPTURE)")
     from .captures import open_capture
-    from .captures.errors import CaptureError
     from .api import Timeline
     from .driver import ReplayOptions, replay_partial
     from .timeline import check_timeline_path
 
     if output is not None:
-        try:
+        with _bad_input():
             check_timeline_path(output)
-        except ValueError as exc:
-            _fail(str(exc))
     opts = ReplayOptions(
         qemu=qemu, compare_timeout=compare_timeout, expired_scan_cycle=expired_scan_cycle,
         max_queue_size=max_queue_size, vnet_hdr_support=vnet_hdr_support, vnet_hdr_len=vnet_hdr_len,
@@ -272,56 +275,41 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
         if secondary_offset:
             _fail("--align auto estimates the secondary offset: do not give --secondary-offset too")
         from .align import estimate_alignment
-        try:
+        with _bad_input():
             found = estimate_alignment(open_capture(primary), open_capture(secondary), vnet_hdr_len)
-        except (CaptureError, ValueError) as exc:
-            _fail(str(exc))
-        except OSError as exc:
-            _fail(f"{exc.filename}: {exc.strerror}")
         opts.secondary_offset_ns = found.offset_ns
         opts.alignment = "auto: " + found.describe()
     show = sys.stderr.isatty() if progress is None else progress
     if chardev is not None:
         from .api import replay_chardev
-        from .driver import ReplayOptions as _RO
         cap = _open_chardev(chardev, _ports(primary_in_port, secondary_in_port, outdev_port, notify_port),
                             vnet_hdr_support)
-        fields = {k: v for k, v in opts.__dict__.items() if k in _RO.__dataclass_fields__}
         bar, callback = _progress_callback(show)
         try:
-            timeline = replay_chardev(cap, progress=callback, flushes=flushes, **fields)
-        except ValueError as exc:
-            _fail(str(exc))
+            with _bad_input():
+                timeline = replay_chardev(cap, progress=callback, flushes=flushes, **vars(opts))
         finally:
             if bar is not None:
                 bar.close()
         error = timeline.error
     else:
-        try:
+        with _bad_input():
             prd = open_capture(primary)
             srd = open_capture(secondary)
-        except CaptureError as exc:
-            _fail(str(exc))
-        except OSError as exc:
-            _fail(f"{exc.filename}: {exc.strerror}")
         rewriter = None
         if filter_rewriter or peer_isn:
-            from .rewriter import RewrittenReader, synack_table
+            from .rewriter import rewrite_secondary
             if not filter_rewriter:
                 _fail("--peer-isn goes with --filter-rewriter")
-            try:
-                table = synack_table(open_capture(primary), vnet_hdr_len)
-            except CaptureError as exc:
-                _fail(str(exc))
-            srd = rewriter = RewrittenReader(srd, table, vnet_hdr_len, peer_isn)
+            with _bad_input():
+                srd = rewriter = rewrite_secondary(srd, primary, vnet_hdr_len, peer_isn)
         if show:
             from .progress import CountingReader
             prd, srd = CountingReader(prd), CountingReader(srd)
         bar, callback = _progress_callback(show, (prd, srd) if show else (), (primary, secondary))
         try:
-            result, error = replay_partial(prd, srd, opts, callback)
-        except ValueError as exc:
-            _fail(str(exc))
+            with _bad_input():
+                result, error = replay_partial(prd, srd, opts, callback)
         finally:
             if bar is not None:
                 bar.close()
@@ -336,10 +324,8 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
         if guest_note is not None:
             result.source = {**getattr(result, "source", {}), "guest": guest_note}
         timeline = Timeline(result)
-    try:
+    with _bad_input(output):
         timeline.write(output, sys.stdout)
-    except OSError as exc:
-        _fail(f"{output}: {exc.strerror}")
     summary = timeline.summary
     click.echo(timeline.format_summary(), err=True)
     if summary_json:
@@ -387,26 +373,20 @@ def verify(capture, primary_in_port, secondary_in_port, outdev_port, notify_port
     from .verify import format_verify, verify_capture
 
     if output is not None:
-        try:
+        with _bad_input():
             check_timeline_path(output)
-        except ValueError as exc:
-            _fail(str(exc))
     cap = _open_chardev(capture, _ports(primary_in_port, secondary_in_port, outdev_port, notify_port),
                         vnet_hdr_support)
     if not cap.outdev.frames and not cap.outdev.connections:
         _fail(f"{capture}: no outdev stream on port {outdev_port}: nothing to verify against (see --outdev-port)")
-    try:
+    with _bad_input():
         timeline = replay_chardev(cap, qemu=qemu, compare_timeout=compare_timeout,
                                   expired_scan_cycle=expired_scan_cycle, max_queue_size=max_queue_size,
                                   vnet_hdr_support=vnet_hdr_support, scan_phase_ns=scan_phase)
-    except ValueError as exc:
-        _fail(str(exc))
     result = verify_capture(cap, timeline, request_window)
     if output is not None:
-        try:
+        with _bad_input(output):
             timeline.write(output)
-        except OSError as exc:
-            _fail(f"{output}: {exc.strerror}")
     if as_json:
         click.echo(json.dumps(result.as_dict(), default=str))
     click.echo(format_verify(result, cap), err=True)

@@ -73,8 +73,6 @@ def synack_table(reader, vnet: int = 0) -> dict:
     table: dict = {}
     for batch in reader.batches():
         for frame in batch.frames:
-            if len(frame) < vnet + 54:
-                continue
             offs = _tcp_offsets(frame, vnet)
             if offs is None:
                 continue
@@ -128,18 +126,12 @@ class RewrittenReader:
                         out = list(frames)
                     out[i] = new
             if out is not None:
-                nb = Batch(batch.first_frame, batch.timestamps, out, batch.orig_lens, batch.interface_ids)
-                vl = getattr(batch, "vnet_lens", None)
-                if vl is not None:
-                    nb.vnet_lens = vl
-                batch = nb
+                batch = Batch(batch.first_frame, batch.timestamps, out, batch.orig_lens, batch.interface_ids,
+                              batch.vnet_lens, batch.truncated)
             yield batch
 
     def _rewrite(self, frame: bytes):
-        vnet = self.vnet
-        if len(frame) < vnet + 54 or frame[vnet + 12] != 0x08 or frame[vnet + 13] != 0x00:
-            return None
-        offs = _tcp_offsets(frame, vnet)
+        offs = _tcp_offsets(frame, self.vnet)
         if offs is None:
             return None
         ip, tcp, end = offs
@@ -178,3 +170,10 @@ class RewrittenReader:
         _pack_u16(buf, tcp + 16, _tcp_checksum(buf, ip, tcp, end))
         self.stats.frames_rewritten += 1
         return bytes(buf)
+
+
+def rewrite_secondary(secondary_reader, primary_path, vnet: int = 0, peer_isn: bool = False) -> RewrittenReader:
+    """The secondary capture's reader behind filter-rewriter: the primary capture (a path; it is
+    read once more here, for its SYN|ACKs) gives ``ISN_pri`` per connection."""
+    from .captures import open_capture
+    return RewrittenReader(secondary_reader, synack_table(open_capture(primary_path), vnet), vnet, peer_isn)
