@@ -56,6 +56,31 @@ _C_FLUSH = Cause.FLUSH
 
 # The fast path of Engine.feed makes Packets without calling __init__
 _new_packet = object.__new__
+
+
+def _fast_packet(data: bytes, size: int, side: int, ident, time_ns: int, proto: int, seq: int, ack: int,
+                 header_size: int, payload_size: int, seq_end: int, flags: int) -> Packet:
+    """The Packet of a frame on feed's fast path (Ethernet + 20-byte IPv4, no vnet header):
+    what ``Packet(...)``, ``parse_packet_early`` and ``fill_tcp_info`` would give it."""
+    pkt = _new_packet(Packet)
+    pkt.data = data
+    pkt.size = size
+    pkt.vnet_hdr_len = 0
+    pkt.side = side
+    pkt.ident = ident
+    pkt.time = time_ns
+    pkt.net_off = 14
+    pkt.l4_off = 34
+    pkt.ip_proto = proto
+    pkt.offset = 0
+    pkt.undefined = False
+    pkt.tcp_seq = seq
+    pkt.tcp_ack = ack
+    pkt.header_size = header_size
+    pkt.payload_size = payload_size
+    pkt.seq_end = seq_end
+    pkt.flags = flags
+    return pkt
 # Everything the fast path reads, in one call, from byte 12: ethertype, IPv4 version/ihl,
 # ip_p, saddr+daddr+sport+dport (26..38), and for TCP th_seq, th_ack, th_off and th_flags.
 _fast_header = Struct("!HB8xB2x12sIIBB").unpack_from
@@ -98,17 +123,25 @@ class Engine:
     (QEMU's property names) or ``None`` for the profile's defaults.  ``start_ns`` is when
     the colo-compare object was created: the expiry-scan grid starts there (first scan one
     ``expired_scan_cycle`` later).  With ``emit_scans=True`` every scan is an event too.
+
+    ``compact_pairs=True`` is for callers that only act on releases (live mode without a
+    timeline or recording): a pair that ``feed`` matches the moment its second frame arrives
+    (the fast path's usual case) comes back as one item, the released primary's ``bytes``,
+    instead of its RELEASE and SECONDARY_DROPPED events; the frames' identities are not
+    reported and the second frame never becomes a Packet.  Every decision, and the order of
+    releases, is the same as without it; other outcomes are Events as usual.
     """
 
     # Slots: the per-frame path reads and writes a dozen of these; slot access is the cheapest.
     __slots__ = ("profile", "config", "emit_scans", "_timeout_ms", "_cycle_ns", "_max_queue", "_vnet",
                  "_inverted", "_subtract_vnet", "_ack_umax", "_gate_sack", "_tcp_tail", "_other_tail",
                  "_key_ips", "table", "conn_list", "_next_conn_index", "queued", "now", "_start_ns",
-                 "_paused_ns", "_stopped_at", "_deadline", "_tick_ns", "_out")
+                 "_paused_ns", "_stopped_at", "_deadline", "_tick_ns", "_out", "compact_pairs")
 
     def __init__(self, profile: str | Profile = "7.2", config: CompareConfig | None = None,
-                 start_ns: int = 0, emit_scans: bool = False):
+                 start_ns: int = 0, emit_scans: bool = False, compact_pairs: bool = False):
         self.profile = prof = get_profile(profile)
+        self.compact_pairs = compact_pairs
         self.config = (config or CompareConfig()).resolve(prof)
         self.emit_scans = emit_scans
         self._timeout_ms = self.config.compare_timeout
@@ -170,23 +203,43 @@ class Engine:
         # under every profile (both minimum lengths are <= 18), reads no byte past the end,
         # and everything below is _enqueue_and_compare / fill_tcp_info / connection_key with
         # those offsets filled in.  (seq, ack, th_off and flags mean something for TCP only.)
-        pkt = _new_packet(Packet)
-        pkt.data = data
-        pkt.size = size
-        pkt.vnet_hdr_len = 0
-        pkt.side = side
-        pkt.ident = ident
-        pkt.time = time_ns
-        pkt.net_off = 14
-        pkt.l4_off = 34
-        pkt.ip_proto = proto
-        pkt.offset = 0
-        pkt.undefined = False
-        # (the TCP fields are set below: from the header when the segment is queued, else 0)
-        # key: saddr, daddr, sport, dport (bytes 26..38); TCP keys carry no protocol byte
-        if proto == IPPROTO_UDP:
-            key += b"\x11"
-        elif proto != IPPROTO_TCP:
+        if proto == IPPROTO_TCP:
+            # fill_pkt_tcp_info (vnet_hdr_len is 0, so the seed's subtraction changes nothing);
+            # the key is bytes 26..38 as they are (TCP keys carry no protocol byte)
+            hs = 34 + ((th_off >> 2) & 0x3C)            # l4 + th_off * 4 (< 256: no uint8_t wrap)
+            ps = (size - hs) & 0xFFFF                        # uint16_t payload_size (Q8)
+            end = (seq + ps) & _U32
+        else:
+            seq = ack = hs = ps = end = flags = 0
+            if proto == IPPROTO_UDP:
+                key += b"\x11"
+        if self.compact_pairs:
+            # The frame's Packet is made only once it is queued or named in an event: a frame
+            # matched the moment it arrives never needs one.
+            pkt = None
+        else:
+            # Made here, inline (the offline replay's hot path: one call less per frame).
+            pkt = _new_packet(Packet)
+            pkt.data = data
+            pkt.size = size
+            pkt.vnet_hdr_len = 0
+            pkt.side = side
+            pkt.ident = ident
+            pkt.time = time_ns
+            pkt.net_off = 14
+            pkt.l4_off = 34
+            pkt.ip_proto = proto
+            pkt.offset = 0
+            pkt.undefined = False
+            pkt.tcp_seq = seq
+            pkt.tcp_ack = ack
+            pkt.header_size = hs
+            pkt.payload_size = ps
+            pkt.seq_end = end
+            pkt.flags = flags
+        if proto != IPPROTO_TCP and proto != IPPROTO_UDP:
+            if pkt is None:
+                pkt = _fast_packet(data, size, side, ident, time_ns, proto, 0, 0, 0, 0, 0, 0)
             key = connection_key(pkt, self._key_ips)
         try:
             conn = self.table[key]
@@ -200,11 +253,14 @@ class Engine:
             other = conn.primary
         # colo_insert_packet: "<=" admits max_queue_size + 1 frames (Q5)
         if len(queue) > self._max_queue:
-            pkt.tcp_seq = pkt.tcp_ack = pkt.seq_end = pkt.header_size = pkt.payload_size = pkt.flags = 0
             # Dropped: lost for good, no checkpoint, pack/sack untouched; the compare still runs.
+            # (The dropped frame's TCP fields stay 0: fill_pkt_tcp_info runs only on insertion.)
+            if pkt is None:
+                pkt = _fast_packet(data, size, side, ident, time_ns, proto, 0, 0, 0, 0, 0, 0)
+            else:
+                pkt.tcp_seq = pkt.tcp_ack = pkt.seq_end = pkt.header_size = pkt.payload_size = pkt.flags = 0
             out.append(_new_event(Event, (_FULL, Cause.NONE, time_ns, pkt, None, conn.index, len(queue))))
         elif proto != IPPROTO_TCP:
-            pkt.tcp_seq = pkt.tcp_ack = pkt.seq_end = pkt.header_size = pkt.payload_size = pkt.flags = 0
             if not queue and other and (proto == IPPROTO_UDP or proto == IPPROTO_ICMP) and size <= 0xFFFF:
                 # The usual case again, for datagrams: the frame is alone on its side and the
                 # other side has frames waiting.  colo_compare_packet's first round pops the
@@ -213,7 +269,6 @@ class Engine:
                 # On a match both go and the loop stops (one side is empty again); this does that
                 # without queueing.  Anything else (no match, a read past a frame) is
                 # _compare_packet's, from the start.
-                ci = conn.index
                 if side == PRIMARY:
                     # off = 20 + 14: this primary is on the fast path (ver_ihl 0x45, no vnet)
                     tail = data[34:]
@@ -221,8 +276,12 @@ class Engine:
                         if s.size == size and s.data[34:] == tail:
                             del other[i]
                             self.queued -= 1
-                            out.append(_new_event(Event, (_RELEASE, _C_EQUAL, time_ns, pkt, s, ci, 0)))
-                            out.append(_new_event(Event, (_SDROP, _C_EQUAL, time_ns, s, pkt, ci, 0)))
+                            if self.compact_pairs:
+                                out.append(data)
+                            else:
+                                ci = conn.index
+                                out.append(_new_event(Event, (_RELEASE, _C_EQUAL, time_ns, pkt, s, ci, 0)))
+                                out.append(_new_event(Event, (_SDROP, _C_EQUAL, time_ns, s, pkt, ci, 0)))
                             return out
                 else:
                     p = other[-1] if self._other_tail else other[0]
@@ -234,22 +293,18 @@ class Engine:
                         else:
                             other.popleft()
                         self.queued -= 1
-                        out.append(_new_event(Event, (_RELEASE, _C_EQUAL, time_ns, p, pkt, ci, 0)))
-                        out.append(_new_event(Event, (_SDROP, _C_EQUAL, time_ns, pkt, p, ci, 0)))
+                        if self.compact_pairs:
+                            out.append(p.data)
+                        else:
+                            ci = conn.index
+                            out.append(_new_event(Event, (_RELEASE, _C_EQUAL, time_ns, p, pkt, ci, 0)))
+                            out.append(_new_event(Event, (_SDROP, _C_EQUAL, time_ns, pkt, p, ci, 0)))
                         return out
+            if pkt is None:
+                pkt = _fast_packet(data, size, side, ident, time_ns, proto, 0, 0, 0, 0, 0, 0)
             self.queued += 1
             queue.append(pkt)
         else:
-            # fill_pkt_tcp_info (vnet_hdr_len is 0, so the seed's subtraction changes nothing)
-            hs = 34 + ((th_off >> 2) & 0x3C)            # l4 + th_off * 4 (< 256: no uint8_t wrap)
-            ps = (size - hs) & 0xFFFF                        # uint16_t payload_size (Q8)
-            end = (seq + ps) & _U32
-            pkt.tcp_seq = seq
-            pkt.tcp_ack = ack
-            pkt.header_size = hs
-            pkt.payload_size = ps
-            pkt.seq_end = end
-            pkt.flags = flags
             if self._ack_umax:                               # seed: unsigned max
                 if side == PRIMARY:
                     if ack > conn.pack:
@@ -260,11 +315,13 @@ class Engine:
                 conn.pack = ack
             else:
                 conn.sack = ack
-            self.queued += 1
             if queue:
                 # g_queue_insert_sorted: on the 7.0+ queues (descending, popped at the tail) a
                 # segment at or after the head's seq goes first, which is the common case; the
                 # general scan gives the same answer, only slower.
+                if pkt is None:
+                    pkt = _fast_packet(data, size, side, ident, time_ns, proto, seq, ack, hs, ps, end, flags)
+                self.queued += 1
                 if self._tcp_tail and (seq - queue[0].tcp_seq) & _U32 < _S32_NEG:
                     queue.appendleft(pkt)
                 else:
@@ -272,55 +329,75 @@ class Engine:
                 if other:
                     self._compare_tcp(conn, time_ns)
                 return out
-            if not other:
-                queue.append(pkt)
-                return out
-            # The usual case: the segment is alone on its side, the other side has segments
-            # waiting.  colo_compare_tcp's first round then compares this segment with the other
-            # side's next one; its two common outcomes are done here: both zero-payload (pure
-            # ACKs: released / dropped) or the same segment with equal payloads (FREE_BOTH).
-            # Either way this side's queue is empty again and QEMU's loop stops ("pri:" finds
-            # no primary, or "sec:" no secondary and pushes the primary back), so the segment
-            # is never queued.  Any other outcome is _compare_tcp's, from the start.
-            o = other[-1] if self._tcp_tail else other[0]
-            if side == PRIMARY:
-                p = pkt
-                s = o
-            else:
-                p = o
-                s = pkt
-            pseq = p.tcp_seq
-            pend = p.seq_end
-            if pseq == pend:
-                if s.tcp_seq != s.seq_end:
-                    queue.append(pkt)
-                    self._compare_tcp(conn, time_ns)
+            if other:
+                # The usual case: the segment is alone on its side, the other side has segments
+                # waiting.  colo_compare_tcp's first round then compares this segment with the
+                # other side's next one; its two common outcomes are done here: both zero-payload
+                # (pure ACKs: released / dropped) or the same segment with equal payloads
+                # (FREE_BOTH).  Either way this side's queue is empty again and QEMU's loop stops
+                # ("pri:" finds no primary, or "sec:" no secondary and pushes the primary back),
+                # so the segment is never queued.  Any other outcome is _compare_tcp's, from the
+                # start.
+                # (p = the primary, s = the secondary of the two; this frame's fields are locals)
+                o = other[-1] if self._tcp_tail else other[0]
+                if side == PRIMARY:
+                    pseq = seq
+                    pend = end
+                    pdata = data
+                    sseq = o.tcp_seq
+                    send = o.seq_end
+                    sdata = o.data
+                else:
+                    pseq = o.tcp_seq
+                    pend = o.seq_end
+                    pdata = o.data
+                    sseq = seq
+                    send = end
+                    sdata = data
+                if pseq == pend:
+                    matched = sseq == send                  # both zero-payload
+                    cause = _C_ZERO
+                elif pseq != sseq or pend != send or self._inverted:
+                    matched = False
+                else:
+                    if side == PRIMARY:
+                        phs = hs
+                        pps = ps
+                        shs = o.header_size
+                    else:
+                        phs = o.header_size
+                        pps = o.payload_size
+                        shs = hs
+                    cseq = conn.compare_seq
+                    pe = phs + pps
+                    se = shs + pps
+                    matched = not (cseq and not 0 < (pend - cseq) & _U32 < _S32_NEG   # !after(end, cseq)
+                                   or pe > len(pdata) or se > len(sdata)
+                                   or not (phs == shs and pdata == sdata or pdata[phs:pe] == sdata[shs:se]))
+                    cause = _C_EQUAL
+                if matched:
+                    if cause is _C_EQUAL:
+                        conn.compare_seq = pend
+                    self.queued -= 1
+                    if self._tcp_tail:
+                        other.pop()
+                    else:
+                        other.popleft()
+                    if self.compact_pairs:
+                        out.append(pdata)
+                        return out
+                    p, s = (pkt, o) if side == PRIMARY else (o, pkt)
+                    ci = conn.index
+                    out.append(_new_event(Event, (_RELEASE, cause, time_ns, p, s, ci, 0)))
+                    out.append(_new_event(Event, (_SDROP, cause, time_ns, s, p if cause is _C_EQUAL else None,
+                                                  ci, 0)))
                     return out
-                ci = conn.index
-                out.append(_new_event(Event, (_RELEASE, _C_ZERO, time_ns, p, s, ci, 0)))
-                out.append(_new_event(Event, (_SDROP, _C_ZERO, time_ns, s, None, ci, 0)))
-            else:
-                cseq = conn.compare_seq
-                phs = p.header_size
-                shs = s.header_size
-                pe = phs + p.payload_size
-                se = shs + p.payload_size
-                if (pseq != s.tcp_seq or pend != s.seq_end or self._inverted
-                        or cseq and not 0 < (pend - cseq) & _U32 < _S32_NEG          # !after(end, cseq)
-                        or pe > p.size or se > s.size
-                        or not (phs == shs and p.data == s.data or p.data[phs:pe] == s.data[shs:se])):
-                    queue.append(pkt)
-                    self._compare_tcp(conn, time_ns)
-                    return out
-                conn.compare_seq = pend
-                ci = conn.index
-                out.append(_new_event(Event, (_RELEASE, _C_EQUAL, time_ns, p, s, ci, 0)))
-                out.append(_new_event(Event, (_SDROP, _C_EQUAL, time_ns, s, p, ci, 0)))
-            self.queued -= 2
-            if self._tcp_tail:
-                other.pop()
-            else:
-                other.popleft()
+            if pkt is None:
+                pkt = _fast_packet(data, size, side, ident, time_ns, proto, seq, ack, hs, ps, end, flags)
+            self.queued += 1
+            queue.append(pkt)
+            if other:
+                self._compare_tcp(conn, time_ns)
             return out
         # colo_compare_connection.  With the other queue empty both comparators stop before
         # changing anything (colo_compare_tcp pops a primary and pushes it back at the same end),

@@ -11,7 +11,7 @@ import struct
 
 import pytest
 
-from colo_replay import PRIMARY, CompareConfig, Engine, Packet
+from colo_replay import PRIMARY, CompareConfig, Engine, EventKind, Packet
 
 PACKET_FIELDS = ("size", "vnet_hdr_len", "side", "ident", "time", "creation_ms", "net_off", "l4_off",
                  "ip_proto", "tcp_seq", "tcp_ack", "seq_end", "header_size", "payload_size", "offset",
@@ -158,3 +158,67 @@ def test_datagram_first_round_matches_general_path(profile, seed):
             a, b = fast.feed(side, data, t, ident=i), general.feed(side, data, t, ident=i)
         assert describe(a) == describe(b), (i, describe(a), describe(b))
     assert fast.queue_lengths() == general.queue_lengths() and fast.queued == general.queued
+
+
+def _compact_view(events):
+    """Events as the compact_pairs caller sees them: a bytes item is a pair matched on arrival
+    (its primary's bytes released, its secondary dropped); other events by their fields."""
+    out = []
+    for ev in events:
+        if ev.__class__ is bytes:
+            out += [("release", ev), ("secondary_dropped",)]
+        elif ev.kind == EventKind.RELEASE:
+            out.append(("release", ev.frame.data))
+        elif ev.kind == EventKind.SECONDARY_DROPPED:
+            out.append(("secondary_dropped",))
+        else:
+            out.append(describe([ev])[0])
+    return out
+
+
+@pytest.mark.parametrize("profile", ["7.2", "4.1"])
+@pytest.mark.parametrize("seed", range(8))
+def test_compact_pairs_same_decisions(profile, seed):
+    """compact_pairs=True (live mode without timeline or recording) against the general path:
+    TCP and datagram frames with their other-side copies arriving in any order, some altered,
+    odd frames, small queues, scans and flushes: the same releases in the same order, the same
+    other events and the same queues; and pairs do come back compact."""
+    rng = random.Random(1000 + seed)
+    flows = [(bytes((10, 0, 0, 1)), bytes((10, 0, 0, rng.randrange(2, 5))), rng.choice([80, 443]),
+              rng.choice([40000, 40001])) for _ in range(3)]
+    payloads = [bytes(rng.getrandbits(8) for _ in range(1448)) for _ in range(3)]
+    config = CompareConfig(max_queue_size=rng.choice([2, 1024])) if profile == "7.2" else None
+    compact = Engine(profile, config, start_ns=0, compact_pairs=True)
+    general = GeneralEngine(profile, config, start_ns=0)
+    t = 0
+    pending = []
+    compact_items = 0
+    for i in range(3000):
+        t += rng.choice([0, 0, 1000, 1_000_000, 150_000_000 if rng.random() < 0.02 else 10])
+        r = rng.random()
+        if r < 0.01:
+            a, b = compact.checkpoint(t), general.checkpoint(t)
+        elif r < 0.02:
+            a, b = compact.advance(t), general.advance(t)
+        else:
+            if pending and rng.random() < 0.6:
+                side, data = pending.pop(rng.choice([0, 0, 0, rng.randrange(len(pending))]))
+                if rng.random() < 0.05:
+                    data = data[:-1] + bytes([data[-1] ^ 1])
+            else:
+                if rng.random() < 0.6:
+                    data = frame(rng, flows, payloads)
+                else:
+                    data = _datagram(rng, rng.choice([17, 1]), rng.choice([20, 100]), rng.randrange(4))
+                side = rng.randrange(2)
+                pending.append((1 - side, data))
+            a, b = compact.feed(side, data, t, ident=i), general.feed(side, data, t, ident=i)
+        compact_items += sum(1 for ev in a if ev.__class__ is bytes)
+        assert _compact_view(a) == _compact_view(b), (i, a, describe(b))
+    assert compact_items > 200, compact_items
+    assert compact.queue_lengths() == general.queue_lengths() and compact.queued == general.queued
+    for cf, cg in zip(compact.conn_list, general.conn_list):
+        assert (cf.index, cf.compare_seq, cf.pack, cf.sack) == (cg.index, cg.compare_seq, cg.pack, cg.sack)
+        for qf, qg in ((cf.primary, cg.primary), (cf.secondary, cg.secondary)):
+            assert [tuple(getattr(p, f) for f in PACKET_FIELDS) for p in qf] == \
+                [tuple(getattr(p, f) for f in PACKET_FIELDS) for p in qg]

@@ -106,3 +106,101 @@ def test_a_bug_in_a_callback_stops_cleanly_with_one_line():
     text = stream.getvalue()
     assert text.count("\n") == 1 and "internal_error" in text and "ZeroDivisionError" in text
     assert "Traceback" not in text
+
+
+class _StubOut:
+    """outdev/notify_dev stand-in: keeps what would be written."""
+    blocked = False
+    queued_bytes = 0
+    lost_entries = 0
+    sent_bytes = 0
+    connected = True
+
+    def __init__(self):
+        self.writes = []
+
+    def send(self, entries):
+        self.writes.append(b"".join(b for e in entries for b in e))
+        return 0
+
+
+class _StubIn:
+    read_size = 0
+
+
+class _StubLoop:
+    def call_at(self, *args):
+        return self
+
+    def cancel(self):
+        pass
+
+
+def _live_compare(timeline):
+    import io
+
+    from colo_replay.engine import Engine
+    from colo_replay.live.logs import Log
+    from colo_replay.live.runtime import LiveCompare
+    lc = LiveCompare({}, log=Log(stream=io.StringIO()), timeline=timeline)
+    lc.channels = {"outdev": _StubOut(), "notify_dev": _StubOut(), "primary_in": _StubIn(),
+                   "secondary_in": _StubIn()}
+    lc.loop = _StubLoop()
+    lc.engine = Engine(lc.profile, lc.config, start_ns=lc.clock.now(),
+                       compact_pairs=timeline is None and lc.recorder is None)
+    lc._feed = lc.engine.feed
+    return lc
+
+
+def test_lean_input_loop_writes_what_the_event_loop_writes():
+    """Live mode without a timeline runs the engine with compact_pairs and its lean loop (and
+    writes long reads in groups); with a timeline every event is handled.  Same reads in: the
+    same bytes on outdev, the same DO_CHECKPOINTs, the same counters."""
+    from tests.support import frames as F
+    from colo_replay.timeline import TimelineCollector
+    rng = random.Random(5)
+    reads = []
+    for r in range(12):
+        pri, sec = [], []
+        for i in range(rng.choice([3, 300, 700])):
+            k = rng.random()
+            if k < 0.4:
+                f = F.udp(rng.randbytes(rng.choice([10, 60])), sport=1000 + i % 50)
+            elif k < 0.8:
+                f = F.tcp(1000 + r * 1000 + i, rng.randbytes(rng.choice([0, 40])), sport=2000 + i % 50)
+            elif k < 0.9:
+                f = bytes(12) + b"\x86\xdd" + rng.randbytes(50)          # IPv6: passed through
+            else:
+                f = F.udp(b"P" * 20, sport=3000 + i)                    # secondary differs below
+                pri.append(f)
+                sec.append(F.udp(b"S" * 20, sport=3000 + i))
+                continue
+            pri.append(f)
+            sec.append(f)
+        reads.append((0, b"".join(encode_frame(f) for f in pri)))
+        reads.append((1, b"".join(encode_frame(f) for f in sec)))
+    lean, full = _live_compare(None), _live_compare(TimelineCollector())
+    assert lean.engine.compact_pairs and not full.engine.compact_pairs
+    for side, chunk in reads:
+        lean._input(side, chunk)
+        full._input(side, chunk)
+    for name in ("outdev", "notify_dev"):
+        assert b"".join(lean.channels[name].writes) == b"".join(full.channels[name].writes)
+    assert len(lean.channels["outdev"].writes) > len(full.channels["outdev"].writes)   # grouped
+    a, b = lean.stats.as_dict(), full.stats.as_dict()
+    assert a == b and a["released"] > 1000 and a["passthrough"] > 100 and a["checkpoint_requests"] > 0
+
+
+def test_reads_are_sized_to_a_few_hundred_frames():
+    from colo_replay.live import runtime
+    from tests.support import frames as F
+    lc = _live_compare(None)
+    small = b"".join(encode_frame(F.udp(b"x" * 58, sport=1000 + i)) for i in range(10))
+    lc._input(0, small)
+    assert lc.channels["primary_in"].read_size == len(small) // 10 * runtime.READ_FRAMES
+    big = b"".join(encode_frame(F.udp(b"x" * 1400, sport=1000 + i)) for i in range(10))
+    lc._input(1, big)
+    assert lc.channels["secondary_in"].read_size == runtime.READ_SIZE
+    tiny = b"".join(encode_frame(bytes(14)) for i in range(10))
+    lc._input(0, tiny)
+    assert lc.channels["primary_in"].read_size == runtime.MIN_READ_SIZE

@@ -38,7 +38,7 @@ from collections import deque
 
 from .endpoint import Endpoint
 
-READ_SIZE = 256 * 1024
+READ_SIZE = 256 * 1024          # the most one recv() takes (see Channel.read_size)
 IOV_MAX = 1024
 SEND_BATCH_BYTES = 1 << 20
 
@@ -70,6 +70,9 @@ class Channel:
         self._writer_on = False
         self._reconnect_task: asyncio.Task | None = None
         self.ignored_bytes = 0
+        # How much one recv() asks for; the runtime may lower it (at most READ_SIZE) so that a
+        # read of small frames stays a cache-sized batch.
+        self.read_size = READ_SIZE
 
     # ------------------------------------------------------------------ connection set-up
     async def start(self) -> None:
@@ -199,7 +202,7 @@ class Channel:
     def _readable(self) -> None:
         s = self.sock
         try:
-            data = s.recv(READ_SIZE)
+            data = s.recv(self.read_size)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
