@@ -7,7 +7,7 @@ it, on mirrored streams).  One module per job:
   ``server=on|off``, ``wait=off``, ``reconnect=SECONDS``) parsed and validated;
 * ``clock``     the engine's clock: monotonic, strictly increasing, epoch-aligned to whole ms;
 * ``channel``   one chardev on a non-blocking socket: listen/accept or connect/reconnect, reads
-  in 256 KiB chunks, and QEMU 7.2's outdev send queue (FIFO while the socket takes everything,
+  of up to 124 KiB, and QEMU 7.2's outdev send queue (FIFO while the socket takes everything,
   newest-first once it pushes back);
 * ``checkpoint_sim``  ``--flush-on-request``: a simulated checkpoint for rigs without a COLO frame;
 * ``recorder``  ``--record DIR``: one pcapng per stream plus the flush times, replayable offline;
