@@ -213,12 +213,25 @@ class Engine:
             seq = ack = hs = ps = end = flags = 0
             if proto == IPPROTO_UDP:
                 key += b"\x11"
-        if self.compact_pairs:
-            # The frame's Packet is made only once it is queued or named in an event: a frame
-            # matched the moment it arrives never needs one.
-            pkt = None
+        if proto != IPPROTO_TCP and proto != IPPROTO_UDP:
+            pkt = _fast_packet(data, size, side, ident, time_ns, proto, 0, 0, 0, 0, 0, 0)
+            key = connection_key(pkt, self._key_ips)
         else:
-            # Made here, inline (the offline replay's hot path: one call less per frame).
+            pkt = None
+        try:
+            conn = self.table[key]
+        except KeyError:
+            conn = self._connection_get(key, proto, time_ns)
+        if side == PRIMARY:
+            queue = conn.primary
+            other = conn.secondary
+        else:
+            queue = conn.secondary
+            other = conn.primary
+        if pkt is None and (not other or not self.compact_pairs):
+            # Made here, inline, unless this frame may be matched the moment it arrives in
+            # compact_pairs mode (then it never needs a Packet, see below: the sites that
+            # queue it or name it in an event make it when it is still None).
             pkt = _new_packet(Packet)
             pkt.data = data
             pkt.size = size
@@ -237,20 +250,6 @@ class Engine:
             pkt.payload_size = ps
             pkt.seq_end = end
             pkt.flags = flags
-        if proto != IPPROTO_TCP and proto != IPPROTO_UDP:
-            if pkt is None:
-                pkt = _fast_packet(data, size, side, ident, time_ns, proto, 0, 0, 0, 0, 0, 0)
-            key = connection_key(pkt, self._key_ips)
-        try:
-            conn = self.table[key]
-        except KeyError:
-            conn = self._connection_get(key, proto, time_ns)
-        if side == PRIMARY:
-            queue = conn.primary
-            other = conn.secondary
-        else:
-            queue = conn.secondary
-            other = conn.primary
         # colo_insert_packet: "<=" admits max_queue_size + 1 frames (Q5)
         if len(queue) > self._max_queue:
             # Dropped: lost for good, no checkpoint, pack/sack untouched; the compare still runs.
