@@ -49,11 +49,20 @@ BATCH = 256
 _ts = struct.Struct("!Q")
 
 
+PROTO = "udp"                 # --proto
+STAMP_AT = {"udp": 42, "tcp": 54}     # where the payload (and the write time) starts in a frame
+
+
 def make_frame(i: int, size: int, stamp: int = 0) -> bytes:
-    base = F.udp(b"", sport=20000 + (i % FLOWS), dport=53)
+    """Frame i: UDP datagrams, or TCP segments carrying each flow's stream in order (the
+    ``i // FLOWS``-th segment of flow ``i % FLOWS``; every segment of one size has the same
+    payload length), ``size`` bytes in all, the write time first in the payload."""
+    flow, k = i % FLOWS, i // FLOWS
     payload = _ts.pack(stamp) + struct.pack("!I", i)
-    payload += b"." * max(0, size - len(base) - len(payload))
-    return F.udp(payload, sport=20000 + (i % FLOWS), dport=53)
+    payload += b"." * max(0, size - STAMP_AT[PROTO] - len(payload))
+    if PROTO == "tcp":
+        return F.tcp(1000 + k * len(payload), payload, ack=1, sport=20000 + flow, dport=80)
+    return F.udp(payload, sport=20000 + flow, dport=53)
 
 
 class Reader:
@@ -78,7 +87,7 @@ class Reader:
             self.count += len(frames)
             if self.latency:
                 for data, _v in frames:
-                    (t,) = _ts.unpack_from(data, 42)
+                    (t,) = _ts.unpack_from(data, STAMP_AT[PROTO])
                     self.lat.append(now - t)
             self.last_ns = now
 
@@ -145,7 +154,7 @@ def latency(cls, pairs: int, size: int, rate: float) -> dict:
         # the figure is write -> outdev read and nothing of the driver's own frame building.
         # (The UDP checksum then no longer covers the stamp: colo-compare never checks it.)
         wires = [bytearray(encode_frame(make_frame(i, size))) for i in range(pairs)]
-        stamp_at = len(wires[0]) - len(make_frame(0, size)) + 42
+        stamp_at = len(wires[0]) - len(make_frame(0, size)) + STAMP_AT[PROTO]
 
         def write():
             t_start = time.monotonic_ns() + 50_000_000
@@ -177,10 +186,14 @@ def main():
     ap.add_argument("--rate", type=float, default=10_000)
     ap.add_argument("--latency-pairs", type=int, default=20_000)
     ap.add_argument("--repeat", type=int, default=3, help="throughput runs per program and size (median)")
+    ap.add_argument("--proto", choices=("udp", "tcp"), default="udp",
+                    help="UDP datagrams, or TCP segments in order on each flow")
     ap.add_argument("--latency-repeat", type=int, default=3, help="latency runs per program and size (median)")
     a = ap.parse_args()
+    global PROTO
+    PROTO = a.proto
     progs = [("QEMU 7.2.22 colo-compare", QemuOracle), ("colo-replay live", LiveHarness)]
-    print(f"# {time.strftime('%Y-%m-%d')}  pairs={a.pairs} flows={FLOWS} batch={BATCH} rate={a.rate:g}/s "
+    print(f"# {time.strftime('%Y-%m-%d')}  proto={PROTO} pairs={a.pairs} flows={FLOWS} batch={BATCH} rate={a.rate:g}/s "
           f"latency_pairs={a.latency_pairs}")
     # Rounds alternate between the programs (QEMU, live, QEMU, live, ...): this machine's speed
     # drifts by tens of % within minutes, and back-to-back runs of one program would catch
