@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from colo_replay import NET_BUFSIZE, Frame, FrameDecoder, Oversized, encode_frame
 from colo_replay.captures import open_capture
 from colo_replay.live.checkpoint_sim import CheckpointSim
@@ -136,13 +138,15 @@ class _StubLoop:
         pass
 
 
-def _live_compare(timeline):
+def _live_compare(timeline, vnet=False):
     import io
 
+    from colo_replay import CompareConfig
     from colo_replay.engine import Engine
     from colo_replay.live.logs import Log
     from colo_replay.live.runtime import LiveCompare
-    lc = LiveCompare({}, log=Log(stream=io.StringIO()), timeline=timeline)
+    lc = LiveCompare({}, log=Log(stream=io.StringIO()), timeline=timeline,
+                     config=CompareConfig(vnet_hdr_support=vnet))
     lc.channels = {"outdev": _StubOut(), "notify_dev": _StubOut(), "primary_in": _StubIn(),
                    "secondary_in": _StubIn()}
     lc.loop = _StubLoop()
@@ -152,10 +156,12 @@ def _live_compare(timeline):
     return lc
 
 
-def test_lean_input_loop_writes_what_the_event_loop_writes():
+@pytest.mark.parametrize("vnet", [False, True])
+def test_lean_input_loop_writes_what_the_event_loop_writes(vnet):
     """Live mode without a timeline runs the engine with compact_pairs and its lean loop (and
     writes long reads in groups); with a timeline every event is handled.  Same reads in: the
-    same bytes on outdev, the same DO_CHECKPOINTs, the same counters."""
+    same bytes on outdev, the same DO_CHECKPOINTs, the same counters.  With vnet_hdr_support,
+    frames with and without a vnet header (the fast path takes only the latter)."""
     from tests.support import frames as F
     from colo_replay.timeline import TimelineCollector
     rng = random.Random(5)
@@ -177,9 +183,14 @@ def test_lean_input_loop_writes_what_the_event_loop_writes():
                 continue
             pri.append(f)
             sec.append(f)
-        reads.append((0, b"".join(encode_frame(f) for f in pri)))
-        reads.append((1, b"".join(encode_frame(f) for f in sec)))
-    lean, full = _live_compare(None), _live_compare(TimelineCollector())
+        if vnet:
+            hdr = [rng.choice([0, 0, 10, 12]) for _ in pri]
+            reads.append((0, b"".join(encode_frame(bytes(h) + f, h, True) for h, f in zip(hdr, pri))))
+            reads.append((1, b"".join(encode_frame(bytes(h) + f, h, True) for h, f in zip(hdr, sec))))
+        else:
+            reads.append((0, b"".join(encode_frame(f) for f in pri)))
+            reads.append((1, b"".join(encode_frame(f) for f in sec)))
+    lean, full = _live_compare(None, vnet), _live_compare(TimelineCollector(), vnet)
     assert lean.engine.compact_pairs and not full.engine.compact_pairs
     for side, chunk in reads:
         lean._input(side, chunk)
