@@ -100,14 +100,19 @@ def test_fast_path_matches_general_path(profile, seed):
             # the other side's copy, sometimes with a different IP ID (same payload)
             a, b = fast.feed(side, data, t, ident=i), general.feed(side, data, t, ident=i)
         assert describe(a) == describe(b), (i, describe(a), describe(b))
-    assert fast.queue_lengths() == general.queue_lengths()
-    assert list(fast.table) == list(general.table)
-    for cf, cg in zip(fast.conn_list, general.conn_list):
-        assert (cf.index, cf.ip_proto, cf.compare_seq, cf.pack, cf.sack) == \
-            (cg.index, cg.ip_proto, cg.compare_seq, cg.pack, cg.sack)
-        for qf, qg in ((cf.primary, cg.primary), (cf.secondary, cg.secondary)):
-            assert [tuple(getattr(p, f) for f in PACKET_FIELDS) for p in qf] == \
-                [tuple(getattr(p, f) for f in PACKET_FIELDS) for p in qg]
+    assert_same_state(fast, general)
+
+
+def assert_same_state(a: Engine, b: Engine) -> None:
+    """The same connections, TCP bookkeeping and queued frames (every Packet field)."""
+    assert a.queue_lengths() == b.queue_lengths() and a.queued == b.queued
+    assert list(a.table) == list(b.table)
+    for ca, cb in zip(a.conn_list, b.conn_list):
+        assert (ca.index, ca.ip_proto, ca.compare_seq, ca.pack, ca.sack) == \
+            (cb.index, cb.ip_proto, cb.compare_seq, cb.pack, cb.sack)
+        for qa, qb in ((ca.primary, cb.primary), (ca.secondary, cb.secondary)):
+            assert [tuple(getattr(p, f) for f in PACKET_FIELDS) for p in qa] == \
+                [tuple(getattr(p, f) for f in PACKET_FIELDS) for p in qb]
 
 
 def test_fast_path_counts_as_ordinary_frames():
@@ -157,7 +162,7 @@ def test_datagram_first_round_matches_general_path(profile, seed):
                 pending.append((1 - side, data))
             a, b = fast.feed(side, data, t, ident=i), general.feed(side, data, t, ident=i)
         assert describe(a) == describe(b), (i, describe(a), describe(b))
-    assert fast.queue_lengths() == general.queue_lengths() and fast.queued == general.queued
+    assert_same_state(fast, general)
 
 
 def _compact_view(events):
@@ -216,9 +221,4 @@ def test_compact_pairs_same_decisions(profile, seed):
         compact_items += sum(1 for ev in a if ev.__class__ is bytes)
         assert _compact_view(a) == _compact_view(b), (i, a, describe(b))
     assert compact_items > 200, compact_items
-    assert compact.queue_lengths() == general.queue_lengths() and compact.queued == general.queued
-    for cf, cg in zip(compact.conn_list, general.conn_list):
-        assert (cf.index, cf.compare_seq, cf.pack, cf.sack) == (cg.index, cg.compare_seq, cg.pack, cg.sack)
-        for qf, qg in ((cf.primary, cg.primary), (cf.secondary, cg.secondary)):
-            assert [tuple(getattr(p, f) for f in PACKET_FIELDS) for p in qf] == \
-                [tuple(getattr(p, f) for f in PACKET_FIELDS) for p in qg]
+    assert_same_state(compact, general)
