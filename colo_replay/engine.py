@@ -81,6 +81,8 @@ def _fast_packet(data: bytes, size: int, side: int, ident, time_ns: int, proto: 
     pkt.seq_end = seq_end
     pkt.flags = flags
     return pkt
+
+
 # Everything the fast path reads, in one call, from byte 12: ethertype, IPv4 version/ihl,
 # ip_p, saddr+daddr+sport+dport (26..38), and for TCP th_seq, th_ack, th_off and th_flags.
 _fast_header = Struct("!HB8xB2x12sIIBB").unpack_from
@@ -229,9 +231,10 @@ class Engine:
             queue = conn.secondary
             other = conn.primary
         if pkt is None and (not other or not self.compact_pairs):
-            # Made here, inline, unless this frame may be matched the moment it arrives in
-            # compact_pairs mode (then it never needs a Packet, see below: the sites that
-            # queue it or name it in an event make it when it is still None).
+            # Made here, unless this frame may be matched the moment it arrives in compact_pairs
+            # mode (then it never needs a Packet; the sites below that queue it or name it in an
+            # event make it when it is still None).  What _fast_packet does, written out: this
+            # is every frame's path offline, and the call cost ~7% of the engine's time.
             pkt = _new_packet(Packet)
             pkt.data = data
             pkt.size = size
