@@ -310,9 +310,14 @@ class LiveCompare:
                 evs = feed(side, data, t, vnet, n)
                 if evs:
                     if tl is not None:
-                        for ev in evs:
-                            tl.add_event(ev)
+                        if len(evs) == 2 and evs[1][0] is _SDROP and evs[0][0] is _RELEASE:
+                            tl.add_pair(evs[0], evs[1])      # a matched pair: one call
+                        else:
+                            for ev in evs:
+                                tl.add_event(ev)
                     self._handle(evs, t)
+            if tl is not None:
+                tl.compact(8192)          # keeps the collector's row buffer small (and cache-warm)
         st.frames_in[side] += n - self.idents[side]
         self.idents[side] = n
         if err is not None:
