@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from functools import partial
 import signal
 import time
 
@@ -128,9 +129,9 @@ class LiveCompare:
         lifo = self.profile.send_queue_lifo
         eps = self.endpoints
         self.channels["primary_in"] = Channel("primary_in", eps["primary_in"], loop, self.log,
-                                              on_data=self._on_primary, on_state=self._on_state)
+                                              on_data=partial(self._input, 0), on_state=self._on_state)
         self.channels["secondary_in"] = Channel("secondary_in", eps["secondary_in"], loop, self.log,
-                                                on_data=self._on_secondary, on_state=self._on_state)
+                                                on_data=partial(self._input, 1), on_state=self._on_state)
         self.channels["outdev"] = Channel("outdev", eps["outdev"], loop, self.log, on_state=self._on_state,
                                           lifo=lifo, on_drained=self._on_out_drained)
         if eps.get("notify_dev") is not None:
@@ -258,13 +259,9 @@ class LiveCompare:
             self.log.stream.flush()
 
     # ------------------------------------------------------------------ inputs
-    def _on_primary(self, chunk: bytes) -> None:
-        self._input(0, chunk)
-
-    def _on_secondary(self, chunk: bytes) -> None:
-        self._input(1, chunk)
-
     def _input(self, side: int, chunk: bytes) -> None:
+        """compare_pri_chr_in (side 0) / compare_sec_chr_in (side 1): one read of that input.
+        (Called through functools.partial: no Python frame in between on the per-read path.)"""
         t = self.clock.now()
         st = self.stats
         st.bytes_in[side] += len(chunk)
