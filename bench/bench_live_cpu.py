@@ -12,7 +12,6 @@ loop: what is left is framing, the engine and event handling, i.e. live mode's C
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 import time
@@ -20,39 +19,10 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from colo_replay.engine import Engine  # noqa: E402
 from colo_replay.framing import encode_frame  # noqa: E402
-from colo_replay.live.logs import Log  # noqa: E402
-from colo_replay.live.runtime import LiveCompare  # noqa: E402
 from colo_replay.timeline import TimelineCollector  # noqa: E402
 from tests.support import frames as F  # noqa: E402
-
-
-class _Sink:
-    blocked = False
-    queued_bytes = lost_entries = sent_bytes = 0
-    connected = True
-    read_size = 0
-
-    def send(self, entries):
-        return 0
-
-
-class _Loop:
-    def call_at(self, *args):
-        return self
-
-    def cancel(self):
-        pass
-
-
-def live_compare(timeline: bool) -> LiveCompare:
-    lc = LiveCompare({}, log=Log(stream=io.StringIO()), timeline=TimelineCollector() if timeline else None)
-    lc.channels = {name: _Sink() for name in ("outdev", "notify_dev", "primary_in", "secondary_in")}
-    lc.loop = _Loop()
-    lc.engine = Engine(lc.profile, lc.config, start_ns=lc.clock.now(), compact_pairs=not timeline)
-    lc._feed = lc.engine.feed
-    return lc
+from tests.support.live_stubs import stub_live_compare  # noqa: E402
 
 
 def main():
@@ -69,7 +39,7 @@ def main():
              for i in range(0, len(frames), a.read_frames)]
     runs = []
     for _ in range(a.repeat):
-        lc = live_compare(a.timeline)
+        lc = stub_live_compare(TimelineCollector() if a.timeline else None, keep_writes=False)
         t0 = time.perf_counter()
         for r in reads:
             lc._input(0, r)

@@ -13,6 +13,7 @@ from colo_replay.live.checkpoint_sim import CheckpointSim
 from colo_replay.live.clock import LiveClock
 from colo_replay.live.fastframes import FastDecoder
 from colo_replay.live.recorder import PcapngWriter
+from tests.support.live_stubs import stub_live_compare
 
 
 def _exact(stream: bytes, cuts, vnet):
@@ -110,52 +111,6 @@ def test_a_bug_in_a_callback_stops_cleanly_with_one_line():
     assert "Traceback" not in text
 
 
-class _StubOut:
-    """outdev/notify_dev stand-in: keeps what would be written."""
-    blocked = False
-    queued_bytes = 0
-    lost_entries = 0
-    sent_bytes = 0
-    connected = True
-
-    def __init__(self):
-        self.writes = []
-
-    def send(self, entries):
-        self.writes.append(b"".join(b for e in entries for b in e))
-        return 0
-
-
-class _StubIn:
-    read_size = 0
-
-
-class _StubLoop:
-    def call_at(self, *args):
-        return self
-
-    def cancel(self):
-        pass
-
-
-def _live_compare(timeline, vnet=False):
-    import io
-
-    from colo_replay import CompareConfig
-    from colo_replay.engine import Engine
-    from colo_replay.live.logs import Log
-    from colo_replay.live.runtime import LiveCompare
-    lc = LiveCompare({}, log=Log(stream=io.StringIO()), timeline=timeline,
-                     config=CompareConfig(vnet_hdr_support=vnet))
-    lc.channels = {"outdev": _StubOut(), "notify_dev": _StubOut(), "primary_in": _StubIn(),
-                   "secondary_in": _StubIn()}
-    lc.loop = _StubLoop()
-    lc.engine = Engine(lc.profile, lc.config, start_ns=lc.clock.now(),
-                       compact_pairs=timeline is None and lc.recorder is None)
-    lc._feed = lc.engine.feed
-    return lc
-
-
 @pytest.mark.parametrize("vnet", [False, True])
 def test_lean_input_loop_writes_what_the_event_loop_writes(vnet):
     """Live mode without a timeline runs the engine with compact_pairs and its lean loop (and
@@ -190,7 +145,7 @@ def test_lean_input_loop_writes_what_the_event_loop_writes(vnet):
         else:
             reads.append((0, b"".join(encode_frame(f) for f in pri)))
             reads.append((1, b"".join(encode_frame(f) for f in sec)))
-    lean, full = _live_compare(None, vnet), _live_compare(TimelineCollector(), vnet)
+    lean, full = stub_live_compare(None, vnet), stub_live_compare(TimelineCollector(), vnet)
     assert lean.engine.compact_pairs and not full.engine.compact_pairs
     for side, chunk in reads:
         lean._input(side, chunk)
@@ -205,7 +160,7 @@ def test_lean_input_loop_writes_what_the_event_loop_writes(vnet):
 def test_reads_are_sized_to_a_few_hundred_frames():
     from colo_replay.live import runtime
     from tests.support import frames as F
-    lc = _live_compare(None)
+    lc = stub_live_compare(None)
     small = b"".join(encode_frame(F.udp(b"x" * 58, sport=1000 + i)) for i in range(10))
     lc._input(0, small)
     assert lc.channels["primary_in"].read_size == len(small) // 10 * runtime.READ_FRAMES

@@ -160,17 +160,21 @@ class LiveCompare:
         gc.freeze()
         self.start_ns = self.clock.now()
         self._t0 = time.monotonic()
-        # Without a timeline or a recording only the releases matter: matched pairs come back
-        # as the released bytes (Engine compact_pairs), not as two events about two Packets.
-        self.engine = Engine(self.profile, self.config, start_ns=self.start_ns,
-                             compact_pairs=self.timeline is None and self.recorder is None)
-        self._feed = self.engine.feed
+        self._start_engine(self.start_ns)
         for ch in inputs:
             ch.resume_reading()
         self.log.info("started", qemu=self.profile.name, **self.resolved.as_dict(),
                       notify_dev="yes" if "notify_dev" in self.channels else "no",
                       flush_on_request_ms=(None if self.flush_on_request_ns is None
                                            else self.flush_on_request_ns / 1e6))
+
+    def _start_engine(self, start_ns: int) -> None:
+        """The compare object (colo_compare_complete): its scan grid starts at ``start_ns``."""
+        # Without a timeline or a recording only the releases matter: matched pairs come back
+        # as the released bytes (Engine compact_pairs), not as two events about two Packets.
+        self.engine = Engine(self.profile, self.config, start_ns=start_ns,
+                             compact_pairs=self.timeline is None and self.recorder is None)
+        self._feed = self.engine.feed
 
     def close_channels(self) -> None:
         for ch in self.channels.values():
