@@ -38,8 +38,8 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from colo_replay.framing import encode_frame  # noqa: E402
-from colo_replay.live.fastframes import FastDecoder  # noqa: E402
+from colo_replay.engine.framing import encode_frame  # noqa: E402
+from colo_replay.engine.fastframes import FastDecoder  # noqa: E402
 from tests.support import frames as F  # noqa: E402
 from tests.support.live_harness import LiveHarness  # noqa: E402
 from tests.support.qemu_oracle import QemuOracle  # noqa: E402

@@ -19,8 +19,8 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from colo_replay.framing import encode_frame  # noqa: E402
-from colo_replay.timeline import TimelineCollector  # noqa: E402
+from colo_replay.engine.framing import encode_frame  # noqa: E402
+from colo_replay.output.timeline import TimelineCollector  # noqa: E402
 from tests.support import frames as F  # noqa: E402
 from tests.support.live_stubs import stub_live_compare  # noqa: E402
 

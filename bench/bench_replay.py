@@ -71,7 +71,7 @@ def child_replay(paths: list[str], out: str) -> dict:
     sys.path.insert(0, os.environ.get("COLO_REPLAY_TREE") or ROOT)
     from colo_replay.api import Timeline
     from colo_replay.captures import open_capture
-    from colo_replay.driver import ReplayOptions, replay_partial
+    from colo_replay.offline.driver import ReplayOptions, replay_partial
 
     prd = open_capture(paths[0])
     srd = open_capture(paths[1])

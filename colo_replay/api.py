@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from .driver import ReplayOptions, ReplayResult, replay_partial
-from .summary import format_summary, summarise
-from .timeline import write_timeline
+from .offline.driver import ReplayOptions, ReplayResult, replay_partial
+from .output.summary import format_summary, summarise
+from .output.timeline import write_timeline
 
 
 class Timeline:
@@ -84,7 +84,7 @@ def replay(primary, secondary, progress=None, filter_rewriter: bool = False, pee
     srd = reader(secondary)
     rewriter = None
     if filter_rewriter or peer_isn:
-        from .rewriter import rewrite_secondary
+        from .offline.rewriter import rewrite_secondary
         if not _is_path(primary):
             raise ValueError("filter_rewriter needs the primary capture as a path (it is read twice)")
         srd = rewriter = rewrite_secondary(srd, primary, opts.vnet_hdr_len, peer_isn)
@@ -106,7 +106,7 @@ def replay_chardev(capture, ports: dict | None = None, progress=None, flushes: s
     colo-compare was created), plus ``scan_phase_ns``.  ``vnet_hdr_support`` must be what
     colo-compare ran with.  Other ``options`` as for ``replay``.
     """
-    from .chardev import ChardevCapture
+    from .offline.chardev import ChardevCapture
 
     if flushes not in ("measured", "model"):
         raise ValueError(f"flushes must be 'measured' or 'model', not {flushes!r}")

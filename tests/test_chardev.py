@@ -19,9 +19,9 @@ import pytest
 from colo_replay.api import replay_chardev
 from colo_replay.captures import read_all
 from colo_replay.captures.tcpstream import StreamGap, TcpReassembler
-from colo_replay.chardev import ChardevCapture, ChardevError
-from colo_replay.framing import COLO_CHECKPOINT, DO_CHECKPOINT, encode_frame, encode_notify_from_compare
-from colo_replay.verify import verify_capture
+from colo_replay.offline.chardev import ChardevCapture, ChardevError
+from colo_replay.engine.framing import COLO_CHECKPOINT, DO_CHECKPOINT, encode_frame, encode_notify_from_compare
+from colo_replay.offline.verify import verify_capture
 from tests.support.frames import eth, ipv4, tcp_segment, udp
 from tests.support.pcapwrite import write_pcap
 

@@ -1,6 +1,6 @@
 """The COLO checkpoint cycle model (migration/colo.c semantics, spec 2.8 and Q18)."""
 
-from colo_replay.checkpoints import MEASURED, PERIODIC, REQUESTED, CheckpointModel
+from colo_replay.offline.checkpoints import MEASURED, PERIODIC, REQUESTED, CheckpointModel
 
 MS = 1_000_000
 

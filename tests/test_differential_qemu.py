@@ -20,7 +20,7 @@ import struct
 import pytest
 
 from colo_replay import PRIMARY, Cause, Engine, EventKind
-from colo_replay.profiles import ACK_UMAX, GATE_SACK, QEMU_7_2, derive
+from colo_replay.engine.profiles import ACK_UMAX, GATE_SACK, QEMU_7_2, derive
 
 from tests.support import frames as F
 from tests.support.engine_runner import config_of, run_engine

@@ -4,9 +4,9 @@ import random
 
 import pytest
 
-from colo_replay import driver as driver_mod
+from colo_replay.offline import driver as driver_mod
 from colo_replay.captures.base import Batch
-from colo_replay.driver import ReplayOptions, replay_partial
+from colo_replay.offline.driver import ReplayOptions, replay_partial
 from tests.support.frames import udp
 
 MS = 1_000_000

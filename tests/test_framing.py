@@ -4,7 +4,7 @@ import struct
 
 import pytest
 
-from colo_replay.framing import (
+from colo_replay.engine.framing import (
     COLO_CHECKPOINT, COLO_COMPARE_GET_XEN_INIT, COLO_USERSPACE_PROXY_INIT, DO_CHECKPOINT, NET_BUFSIZE,
     Frame, FrameDecoder, Oversized, classify_notify, encode_frame, encode_notify_from_compare,
     encode_notify_to_compare,

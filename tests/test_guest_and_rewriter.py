@@ -20,7 +20,7 @@ import pytest
 
 from colo_replay.api import replay
 from colo_replay.captures import open_capture
-from colo_replay.guest import detect_guest, guest_bpf
+from colo_replay.offline.guest import detect_guest, guest_bpf
 
 GUEST_MAC, PEER_MAC = "52:54:00:12:34:56", "02:00:00:00:00:01"
 GUEST_IP, PEER_IP = "10.201.0.2", "10.201.0.1"
@@ -158,7 +158,7 @@ def test_filter_rewriter_on_the_sample_pair():
 
 
 def test_filter_rewriter_shifts_seq_and_fixes_the_checksum():
-    from colo_replay.rewriter import RewrittenReader, synack_table
+    from colo_replay.offline.rewriter import RewrittenReader, synack_table
     import struct
     table = synack_table(open_capture("sample_pcaps/primary.pcap"))
     rd = RewrittenReader(open_capture("sample_pcaps/secondary.pcap"), table)

@@ -69,7 +69,7 @@ def test_timeline_on_stdout_keeps_stdout_data_only(tmp_path):
         s.bind(str(d / f"{n}.sock"))
         s.listen(1)
         lst[n] = s
-    proc = subprocess.Popen([sys.executable, "-m", "colo_replay.live", "--primary-in", f"socket,path={d}/p.sock",
+    proc = subprocess.Popen([sys.executable, "-m", "colo_replay.cli", "live", "--primary-in", f"socket,path={d}/p.sock",
                              "--secondary-in", f"socket,path={d}/s.sock", "--outdev", f"socket,path={d}/o.sock",
                              "-o", "-", "--duration", "600ms"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=dict(os.environ, PYTHONPATH=REPO))

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.qemu
 
 def run_live_cli(*args, timeout=20):
     env = dict(os.environ, PYTHONPATH=REPO)
-    return subprocess.run([sys.executable, "-m", "colo_replay.live", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "colo_replay.cli", "live", *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
 
 

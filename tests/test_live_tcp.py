@@ -13,7 +13,7 @@ import sys
 import time
 
 from colo_replay import encode_frame
-from colo_replay.framing import COLO_CHECKPOINT, DO_CHECKPOINT, encode_notify_to_compare
+from colo_replay.engine.framing import COLO_CHECKPOINT, DO_CHECKPOINT, encode_notify_to_compare
 from tests.support import frames as F
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,7 +30,7 @@ def _free_ports(n):
 
 
 def _live(*args):
-    return subprocess.Popen([sys.executable, "-m", "colo_replay.live", *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "colo_replay.cli", "live", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=REPO))
 
 

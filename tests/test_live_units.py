@@ -11,7 +11,7 @@ from colo_replay import NET_BUFSIZE, Frame, FrameDecoder, Oversized, encode_fram
 from colo_replay.captures import open_capture
 from colo_replay.live.checkpoint_sim import CheckpointSim
 from colo_replay.live.clock import LiveClock
-from colo_replay.live.fastframes import FastDecoder
+from colo_replay.engine.fastframes import FastDecoder
 from colo_replay.live.recorder import PcapngWriter
 from tests.support.live_stubs import stub_live_compare
 
@@ -118,7 +118,7 @@ def test_lean_input_loop_writes_what_the_event_loop_writes(vnet):
     same bytes on outdev, the same DO_CHECKPOINTs, the same counters.  With vnet_hdr_support,
     frames with and without a vnet header (the fast path takes only the latter)."""
     from tests.support import frames as F
-    from colo_replay.timeline import TimelineCollector
+    from colo_replay.output.timeline import TimelineCollector
     rng = random.Random(5)
     reads = []
     for r in range(12):

@@ -9,8 +9,8 @@ import dataclasses
 import pytest
 
 from colo_replay import Cause, CompareConfig, Engine, EventKind, PRIMARY, SECONDARY
-from colo_replay.engine import HASHTABLE_MAX_SIZE
-from colo_replay.profiles import (
+from colo_replay.engine.compare import HASHTABLE_MAX_SIZE
+from colo_replay.engine.profiles import (
     ACK_LAST, ACK_UMAX, GATE_SACK, GATE_UMIN, OVERFLOW_CRASH, OVERFLOW_DISCARD, PROFILES, QEMU_4_1,
     QEMU_7_2, derive,
 )

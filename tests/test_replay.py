@@ -135,7 +135,7 @@ def test_cli_exit_codes(pair, tmp_path):
 
 
 def test_align_auto_recovers_a_clock_skew(pair, tmp_path):
-    from colo_replay.align import estimate_alignment
+    from colo_replay.offline.align import estimate_alignment
     from colo_replay.captures import open_capture
     frames = [udp(bytes([i]) * 20, sport=1000 + i) for i in range(30)] + [tcp(5000 + i, b"data%04d" % i) for i in range(30)]
     skew = -5_000 * MS          # the secondary's clock runs 5 s behind

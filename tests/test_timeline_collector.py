@@ -2,9 +2,9 @@
 
 import random
 
-from colo_replay.events import Cause, Event, EventKind
-from colo_replay.packet import Packet
-from colo_replay.timeline import COLUMNS, TimelineCollector
+from colo_replay.engine.events import Cause, Event, EventKind
+from colo_replay.engine.packet import Packet
+from colo_replay.output.timeline import COLUMNS, TimelineCollector
 
 
 def reference_row(ev) -> dict:

@@ -46,17 +46,17 @@ from functools import partial
 import signal
 import time
 
-from ..engine import Engine
-from ..events import Cause, EventKind
-from ..framing import (
+from ..engine.compare import Engine
+from ..engine.events import Cause, EventKind
+from ..engine.framing import (
     COLO_CHECKPOINT, COLO_COMPARE_GET_XEN_INIT, COLO_USERSPACE_PROXY_INIT, DO_CHECKPOINT, NET_BUFSIZE,
     OVERSIZE_LOG, Frame, FrameDecoder,
 )
-from ..profiles import CompareConfig, get_profile
+from ..engine.profiles import CompareConfig, get_profile
 from .channel import READ_SIZE, Channel
 from .checkpoint_sim import CheckpointSim
 from .clock import LiveClock
-from .fastframes import FastDecoder
+from ..engine.fastframes import FastDecoder
 from .stats import LiveStats
 
 _RELEASE = EventKind.RELEASE
@@ -393,7 +393,7 @@ class LiveCompare:
 
     def _start_sim_checkpoint(self, t: int, end: int) -> None:
         if self.timeline is not None:
-            from ..timeline import KIND_CHECKPOINT_START, CAUSE_REQUESTED
+            from ..output.timeline import KIND_CHECKPOINT_START, CAUSE_REQUESTED
             self.timeline.add_row(t, KIND_CHECKPOINT_START, CAUSE_REQUESTED)
         if self.profile.scan_on_vm_clock:
             self._handle_step(self.engine.vm_stop(max(t, self.engine.now)), t)
@@ -424,7 +424,7 @@ class LiveCompare:
             self.recorder.checkpoint(t, why)
         self._handle_step(self.engine.checkpoint(t), t)
         if self.timeline is not None:
-            from ..timeline import KIND_CHECKPOINT_END, CAUSE_MEASURED, CAUSE_REQUESTED
+            from ..output.timeline import KIND_CHECKPOINT_END, CAUSE_MEASURED, CAUSE_REQUESTED
             self.timeline.add_row(t, KIND_CHECKPOINT_END,
                                   CAUSE_REQUESTED if why == "flush-on-request" else CAUSE_MEASURED,
                                   detail=self.stats.checkpoints)

@@ -2,7 +2,7 @@
 
 ``LiveHarness`` listens on the same four unix sockets (pri, sec, out, notify) and starts::
 
-    python3 -m colo_replay.live --primary-in socket,path=$D/pri.sock \\
+    python3 -m colo_replay.cli live --primary-in socket,path=$D/pri.sock \\
         --secondary-in socket,path=$D/sec.sock --outdev socket,path=$D/out.sock \\
         --notify-dev socket,path=$D/notify.sock [--compare-timeout ..] [...]
 
@@ -37,7 +37,7 @@ class LiveHarness(ChardevHarness):
             self.SOCKETS = ("pri", "sec", "out")
 
     def command_line(self) -> list[str]:
-        cmd = [self.binary, "-m", "colo_replay.live", "--qemu", self.qemu_profile,
+        cmd = [self.binary, "-m", "colo_replay.cli", "live", "--qemu", self.qemu_profile,
                "--primary-in", self._chardev("pri"),
                "--secondary-in", self._chardev("sec"),
                "--outdev", self._chardev("out")]

@@ -65,7 +65,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from colo_replay.framing import (
+from colo_replay.engine.framing import (
     COLO_CHECKPOINT, COLO_COMPARE_GET_XEN_INIT, COLO_USERSPACE_PROXY_INIT, DO_CHECKPOINT,
     FrameDecoder, encode_frame, encode_notify_to_compare,
 )

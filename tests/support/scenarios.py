@@ -35,7 +35,7 @@ import random
 import struct
 from dataclasses import dataclass
 
-from colo_replay.framing import NET_BUFSIZE
+from colo_replay.engine.framing import NET_BUFSIZE
 
 from . import frames as F
 

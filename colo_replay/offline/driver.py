@@ -18,12 +18,12 @@ from operator import le, lt
 from dataclasses import dataclass, field, asdict
 from typing import Callable
 
-from .captures.errors import CaptureError
+from ..captures.errors import CaptureError
 from .checkpoints import CheckpointModel
-from .engine import Engine
-from .events import EventKind
-from .profiles import CompareConfig, get_profile
-from .timeline import (
+from ..engine.compare import Engine
+from ..engine.events import EventKind
+from ..engine.profiles import CompareConfig, get_profile
+from ..output.timeline import (
     CAUSE_TRUNCATED, CHECKPOINT_CAUSE_CODES, KIND_CHECKPOINT_END, KIND_CHECKPOINT_START,
     KIND_UNCOMPARABLE, TimelineCollector,
 )
@@ -199,7 +199,7 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
         raise ValueError("--vnet-hdr-len needs vnet_hdr_support")
     bpf = None
     if opts.bpf_filter:
-        from .captures.bpf import BpfFilter
+        from ..captures.bpf import BpfFilter
         bpf = BpfFilter(opts.bpf_filter)
     pstats = SideStats(path=str(primary_reader.path))
     sstats = SideStats(path=str(secondary_reader.path))

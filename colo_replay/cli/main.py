@@ -49,8 +49,8 @@ def _bad_input(path: str | None = None):
     """Turn what bad input raises into ``_fail``'s one line and exit 2: a capture that cannot be
     read (``CaptureError``, ``ChardevError``), an option QEMU would refuse (``ValueError``), a
     file that cannot be opened or written (``OSError``, named by ``path`` when it has no name)."""
-    from .captures.errors import CaptureError
-    from .chardev import ChardevError
+    from ..captures.errors import CaptureError
+    from ..offline.chardev import ChardevError
     try:
         yield
     except (CaptureError, ChardevError, ValueError) as exc:
@@ -142,7 +142,7 @@ def _ports(primary_in_port, secondary_in_port, outdev_port, notify_port) -> dict
 
 def _open_chardev(path, ports, vnet_hdr_support):
     """Read a chardev-stream capture, or exit 2 with one line saying what is wrong and where."""
-    from .chardev import ChardevCapture
+    from ..offline.chardev import ChardevCapture
     with _bad_input():
         cap = ChardevCapture(path, ports, vnet_hdr_support)
     click.echo(f"colo-replay: chardev capture {path}:\n{cap.describe()}", err=True)
@@ -157,8 +157,8 @@ def _open_chardev(path, ports, vnet_hdr_support):
 def _guest_filter(spec: str, primary: str, secondary: str) -> dict:
     """``--guest``: the libpcap filter that keeps the guest's outbound frames (detected on both
     captures for ``auto``), reported on stderr; exit 2 when it cannot be had."""
-    from .captures import open_capture
-    from .guest import detect_guest, guest_bpf
+    from ..captures import open_capture
+    from ..offline.guest import detect_guest, guest_bpf
     with _bad_input():
         if spec.strip().lower() != "auto":
             note = {"guest": spec, "filter": guest_bpf(spec), "how": "given"}
@@ -247,10 +247,10 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
                   f"and carry their vnet lengths (and colo-compare's input is already rewritten and outbound only)")
     elif primary is None or secondary is None:
         _fail("missing PRIMARY and SECONDARY captures (or --chardev CAPTURE)")
-    from .captures import open_capture
-    from .api import Timeline
-    from .driver import ReplayOptions, replay_partial
-    from .timeline import check_timeline_path
+    from ..captures import open_capture
+    from ..api import Timeline
+    from ..offline.driver import ReplayOptions, replay_partial
+    from ..output.timeline import check_timeline_path
 
     if output is not None:
         with _bad_input():
@@ -274,14 +274,14 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
     if align == "auto":
         if secondary_offset:
             _fail("--align auto estimates the secondary offset: do not give --secondary-offset too")
-        from .align import estimate_alignment
+        from ..offline.align import estimate_alignment
         with _bad_input():
             found = estimate_alignment(open_capture(primary), open_capture(secondary), vnet_hdr_len)
         opts.secondary_offset_ns = found.offset_ns
         opts.alignment = "auto: " + found.describe()
     show = sys.stderr.isatty() if progress is None else progress
     if chardev is not None:
-        from .api import replay_chardev
+        from ..api import replay_chardev
         cap = _open_chardev(chardev, _ports(primary_in_port, secondary_in_port, outdev_port, notify_port),
                             vnet_hdr_support)
         bar, callback = _progress_callback(show)
@@ -298,7 +298,7 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
             srd = open_capture(secondary)
         rewriter = None
         if filter_rewriter or peer_isn:
-            from .rewriter import rewrite_secondary
+            from ..offline.rewriter import rewrite_secondary
             if not filter_rewriter:
                 _fail("--peer-isn goes with --filter-rewriter")
             with _bad_input():
@@ -368,9 +368,9 @@ def verify(capture, primary_in_port, secondary_in_port, outdev_port, notify_port
 
     Exit status: 0 same releases, 1 the first mismatch is printed, 2 bad input.
     """
-    from .api import replay_chardev
-    from .timeline import check_timeline_path
-    from .verify import format_verify, verify_capture
+    from ..api import replay_chardev
+    from ..output.timeline import check_timeline_path
+    from ..offline.verify import format_verify, verify_capture
 
     if output is not None:
         with _bad_input():
@@ -396,7 +396,7 @@ def verify(capture, primary_in_port, secondary_in_port, outdev_port, notify_port
     sys.exit(EXIT_CLEAN if result.ok else EXIT_DIVERGED)
 
 
-from .live.command import live  # noqa: E402  (colo-replay live: the engine on real sockets)
+from .live import live  # noqa: E402  (colo-replay live: the engine on real sockets)
 
 main.add_command(live)
 

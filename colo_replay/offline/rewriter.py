@@ -30,7 +30,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from .captures.base import Batch
+from ..captures.base import Batch
 
 _u16 = struct.Struct("!H").unpack_from
 _u32x2 = struct.Struct("!II").unpack_from
@@ -175,5 +175,5 @@ class RewrittenReader:
 def rewrite_secondary(secondary_reader, primary_path, vnet: int = 0, peer_isn: bool = False) -> RewrittenReader:
     """The secondary capture's reader behind filter-rewriter: the primary capture (a path; it is
     read once more here, for its SYN|ACKs) gives ``ISN_pri`` per connection."""
-    from .captures import open_capture
+    from ..captures import open_capture
     return RewrittenReader(secondary_reader, synack_table(open_capture(primary_path), vnet), vnet, peer_isn)

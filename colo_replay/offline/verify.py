@@ -18,7 +18,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from .chardev import ChardevCapture
-from .events import EventKind
+from ..engine.events import EventKind
 
 MS = 1_000_000
 _RELEASE = EventKind.RELEASE.name.lower()

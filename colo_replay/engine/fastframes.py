@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from struct import Struct
 
-from ..framing import NET_BUFSIZE, Frame, FrameDecoder
+from .framing import NET_BUFSIZE, Frame, FrameDecoder
 
 _u32 = Struct("!I").unpack_from
 _u32x2 = Struct("!II").unpack_from

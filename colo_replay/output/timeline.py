@@ -28,7 +28,7 @@ from __future__ import annotations
 from array import array
 from struct import Struct, error as StructError
 
-from .events import Cause, EventKind
+from ..engine.events import Cause, EventKind
 
 COLUMNS = ("time_ns", "kind", "cause", "side", "conn", "primary_frame", "secondary_frame",
            "held_ns", "size", "other_size", "tcp_seq", "tcp_seq_end", "detail")

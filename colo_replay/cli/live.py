@@ -22,7 +22,7 @@ import sys
 
 import click
 
-from .endpoint import EndpointError, parse_endpoint
+from ..live.endpoint import EndpointError, parse_endpoint
 
 EXIT_CLEAN, EXIT_DIVERGED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -33,7 +33,7 @@ class _Duration(click.ParamType):
     name = "duration"
 
     def convert(self, value, param, ctx):
-        from ..cli import DURATION        # imported late: cli.py registers this command
+        from .main import DURATION        # imported late: cli.py registers this command
         return DURATION.convert(value, param, ctx)
 
 
@@ -86,8 +86,8 @@ def live(primary_in, secondary_in, outdev, notify_dev, allow_remote, qemu, compa
 
     Exit status: 0 no differences, 1 checkpoint requests were made, 2 bad usage or input.
     """
-    from ..profiles import CompareConfig, get_profile
-    from .logs import Log
+    from ..engine.profiles import CompareConfig, get_profile
+    from ..live.logs import Log
 
     specs = {"primary_in": primary_in, "secondary_in": secondary_in, "outdev": outdev}
     if notify_dev is not None:
@@ -118,7 +118,7 @@ def live(primary_in, secondary_in, outdev, notify_dev, allow_remote, qemu, compa
     except ValueError as exc:
         _fail(str(exc))
     if output is not None and output != "-":
-        from ..timeline import check_timeline_path
+        from ..output.timeline import check_timeline_path
         try:
             check_timeline_path(output)
         except ValueError as exc:
@@ -127,10 +127,10 @@ def live(primary_in, secondary_in, outdev, notify_dev, allow_remote, qemu, compa
     recorder = None
     timeline = None
     if output is not None:
-        from ..timeline import TimelineCollector
+        from ..output.timeline import TimelineCollector
         timeline = TimelineCollector()
 
-    from .runtime import LiveCompare
+    from ..live.runtime import LiveCompare
     lc = LiveCompare(endpoints, qemu=qemu, config=config, log=log, flush_on_request_ns=flush_on_request,
                      stats_interval=stats_s, timeline=timeline, max_send_buffer=max_send_buffer)
 
@@ -141,7 +141,7 @@ def live(primary_in, secondary_in, outdev, notify_dev, allow_remote, qemu, compa
         except OSError as exc:
             return f"cannot open endpoints: {exc.strerror or exc} ({getattr(exc, 'filename', None) or ''})".rstrip(" ()")
         if record_dir is not None:
-            from .recorder import Recorder
+            from ..live.recorder import Recorder
             try:
                 recorder = Recorder(record_dir, {"qemu": qemu, **resolved.as_dict(),
                                                  "compare_timeout": compare_timeout,
@@ -169,7 +169,7 @@ def live(primary_in, secondary_in, outdev, notify_dev, allow_remote, qemu, compa
         m = recorder.close(summary, lc.stop_ns)
         summary["record"] = {"dir": os.path.abspath(record_dir), "replay_command": m["replay_command"]}
     if timeline is not None:
-        from ..timeline import write_timeline
+        from ..output.timeline import write_timeline
         try:
             write_timeline(timeline.to_frame(), None if output == "-" else output, sys.stdout)
         except OSError as exc:

@@ -28,10 +28,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .captures.base import Batch
-from .captures.errors import CaptureError
-from .captures.tcpstream import StreamGap, TcpReassembler
-from .framing import (
+from ..captures.base import Batch
+from ..captures.errors import CaptureError
+from ..captures.tcpstream import StreamGap, TcpReassembler
+from ..engine.framing import (
     COLO_CHECKPOINT, COLO_COMPARE_GET_XEN_INIT, COLO_USERSPACE_PROXY_INIT, DO_CHECKPOINT,
     FrameDecoder, Oversized, classify_notify,
 )
@@ -106,7 +106,7 @@ class ChardevCapture:
     """
 
     def __init__(self, path, ports: dict | None = None, vnet_hdr_support: bool = False):
-        from .captures import open_capture
+        from ..captures import open_capture
 
         self.path = str(path)
         self.ports = {**DEFAULT_PORTS, **(ports or {})}

@@ -1,0 +1,29 @@
+"""The sans-I/O engine: QEMU's colo-compare with no files, sockets or clocks.
+
+* ``compare``    ``Engine`` and ``Connection``: the connection table, queues, comparators,
+                 expiry scan and checkpoint flush
+* ``packet``     ``Packet``: one frame and the header fields QEMU parses from it
+* ``events``     ``Event``, ``EventKind``, ``Cause``: what the engine reports
+* ``profiles``   one table of behaviour switches per QEMU version, and ``CompareConfig``
+* ``framing``    the chardev byte-stream codec (``FrameDecoder``, ``encode_frame``, notify messages)
+* ``fastframes`` a fast front for ``framing`` used by live mode's read loop
+
+This package imports nothing else of colo_replay, and neither pandas, click, asyncio nor pyarrow:
+every driver (offline replay, live sockets, analysis) is built around it, never inside it.
+"""
+
+from .compare import Connection, Engine
+from .events import Cause, Event, EventKind
+from .framing import (
+    COLO_CHECKPOINT, COLO_COMPARE_GET_XEN_INIT, COLO_USERSPACE_PROXY_INIT, DO_CHECKPOINT,
+    NET_BUFSIZE, Frame, FrameDecoder, Oversized, encode_frame,
+)
+from .packet import PRIMARY, SECONDARY, Packet
+from .profiles import DEFAULT_PROFILE, PROFILES, CompareConfig, Profile, get_profile
+
+__all__ = [
+    "Engine", "Connection", "Event", "EventKind", "Cause", "Packet", "PRIMARY", "SECONDARY",
+    "PROFILES", "DEFAULT_PROFILE", "Profile", "CompareConfig", "get_profile",
+    "FrameDecoder", "Frame", "Oversized", "encode_frame", "NET_BUFSIZE",
+    "DO_CHECKPOINT", "COLO_CHECKPOINT", "COLO_USERSPACE_PROXY_INIT", "COLO_COMPARE_GET_XEN_INIT",
+]
