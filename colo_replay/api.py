@@ -1,4 +1,15 @@
-"""The Python API of the offline replay: ``replay(primary, secondary, **options) -> Timeline``."""
+"""Every command's work as a function; the command line (``colo_replay.cli``) only parses
+options, makes one of these calls and prints what it returns.
+
+* ``replay(primary, secondary, **options) -> Timeline``      ``colo-replay replay P S``
+* ``replay_chardev(capture, **options) -> Timeline``          ``colo-replay replay --chardev C``
+* ``verify(capture, **options) -> Verification``              ``colo-replay verify C``
+* ``live(primary_in=..., secondary_in=..., outdev=..., ...) -> LiveRun``   ``colo-replay live``
+
+Options are resolved here, once (profiles, filter-rewriter, guest selection, clock alignment,
+measured checkpoint times, BPF filter): what the command line accepts, these accept too, and
+what they refuse raises ``ValueError`` with the message the command line prints.
+"""
 
 from __future__ import annotations
 
@@ -62,57 +73,129 @@ def _is_path(capture) -> bool:
     return isinstance(capture, (str, bytes)) or hasattr(capture, "__fspath__")
 
 
-def replay(primary, secondary, progress=None, filter_rewriter: bool = False, peer_isn: bool = False,
+PEER_ISN_NEEDS_REWRITER = "--peer-isn goes with --filter-rewriter (peer_isn=True needs filter_rewriter=True)"
+
+
+def _replay_options(options: dict, checkpoints_at=None, end_ns=None) -> ReplayOptions:
+    """``ReplayOptions`` from the API's keywords: ``checkpoints_at`` a path or a list of times,
+    ``end_ns`` an int or a time string (``parse_time``)."""
+    from .offline.checkpoints import checkpoint_times, parse_time
+
+    opts = ReplayOptions(**options)
+    if opts.checkpoint_duration_ns < 0 or (opts.checkpoint_delay_ns is not None and opts.checkpoint_delay_ns < 0):
+        raise ValueError("--checkpoint-duration and --checkpoint-delay must not be negative")
+    opts.checkpoints_at = checkpoint_times(checkpoints_at)
+    if end_ns is not None:
+        opts.end_ns = parse_time(end_ns, "--until")
+    return opts
+
+
+def _guest_selection(spec: str, primary, secondary, open_capture) -> dict:
+    """``guest``: the libpcap filter keeping the guest's outbound frames (its MAC or IP given, or
+    ``"auto"``: detected on both captures), with how it was had."""
+    from .offline.guest import detect_guest, guest_bpf
+
+    if spec.strip().lower() != "auto":
+        return {"guest": spec, "filter": guest_bpf(spec), "how": "given"}
+    if not (_is_path(primary) and _is_path(secondary)):
+        raise ValueError("--guest auto needs both captures as paths (they are read twice)")
+    found = [detect_guest(open_capture(path)) for path in (primary, secondary)]
+    macs = sorted({g.mac for g in found})
+    filt = " or ".join(f"ether src {m}" for m in macs)
+    return {"guest": " / ".join(macs), "filter": filt if len(macs) == 1 else f"({filt})",
+            "how": "; ".join(f"{side}: {g.describe()}" for side, g in zip(("primary", "secondary"), found))}
+
+
+def replay(primary, secondary, progress=None, *, filter_rewriter: bool = False, peer_isn: bool = False,
+           guest: str | None = None, align: str | None = None, checkpoints_at=None, end_ns=None,
            **options) -> Timeline:
     """Replay two captures (paths or open ``CaptureReader``s) through colo-compare.
 
     ``options`` are the fields of ``ReplayOptions`` (``qemu="7.2"``, ``compare_timeout=...``,
-    ``secondary_offset_ns=...``, ``checkpoint_duration_ns=...``, ...).  A read error does not
-    raise: the timeline holds everything up to it and ``timeline.partial`` is True.
+    ``secondary_offset_ns=...``, ``checkpoint_duration_ns=...``, ``bpf_filter=...``, ...).
+    A read error does not raise: the timeline holds everything up to it and
+    ``timeline.partial`` is True.  Options that make no sense raise ``ValueError``.
 
-    ``filter_rewriter=True`` shifts the secondary's TCP sequence numbers as QEMU's
-    filter-rewriter does before colo-compare (see ``colo_replay.rewriter``; the primary must be
-    a path, it is read twice); ``peer_isn=True`` also aligns the secondary's ACK numbers, for
-    pairs captured with two separate clients.
+    * ``filter_rewriter=True`` shifts the secondary's TCP sequence numbers as QEMU's
+      filter-rewriter does before colo-compare (see ``colo_replay.offline.rewriter``; the primary
+      must be a path, it is read twice); ``peer_isn=True`` (only with ``filter_rewriter``) also
+      aligns the secondary's ACK numbers, for pairs captured with two separate clients.
+    * ``guest``: keep only the guest's outbound frames of captures holding both directions: its
+      MAC, its IP address, or ``"auto"`` (detected; ``summary["source"]["guest"]`` says how).
+    * ``align="auto"``: estimate ``secondary_offset_ns`` from frames with the same content on
+      both sides (``"none"`` or None: use the given offset).
+    * ``checkpoints_at``: measured flush times replacing the checkpoint model: a path to a file
+      (``--checkpoints-at``: epoch seconds or ``<n>ns`` per line) or a list of times.
+    * ``end_ns``: keep the clock running to this time (ns, or epoch seconds / ``"<n>ns"`` text).
+    * ``progress``: called with the number of frames replayed so far; if it has a
+      ``track(readers, paths)`` method, that is called first and returns the readers to use
+      (the command line's progress bar counts bytes that way).
     """
     from .captures import open_capture
+
+    if peer_isn and not filter_rewriter:
+        raise ValueError(PEER_ISN_NEEDS_REWRITER)
+    if align not in (None, "none", "auto"):
+        raise ValueError(f"align must be 'none' or 'auto', not {align!r}")
+    opts = _replay_options(options, checkpoints_at, end_ns)
+    source = {}
+    if guest is not None:
+        note = source["guest"] = _guest_selection(guest, primary, secondary, open_capture)
+        opts.bpf_filter = (f"({opts.bpf_filter}) and ({note['filter']})" if opts.bpf_filter
+                           else note["filter"])
+    if align == "auto":
+        if opts.secondary_offset_ns:
+            raise ValueError("--align auto estimates the secondary offset: do not give --secondary-offset too")
+        if not (_is_path(primary) and _is_path(secondary)):
+            raise ValueError("--align auto needs both captures as paths (they are read twice)")
+        from .offline.align import estimate_alignment
+        found = estimate_alignment(open_capture(primary), open_capture(secondary), opts.vnet_hdr_len)
+        opts.secondary_offset_ns = found.offset_ns
+        opts.alignment = "auto: " + found.describe()
 
     def reader(capture):
         return open_capture(capture) if _is_path(capture) else capture
 
-    opts = ReplayOptions(**options)
+    prd = reader(primary)
     srd = reader(secondary)
     rewriter = None
-    if filter_rewriter or peer_isn:
+    if filter_rewriter:
         from .offline.rewriter import rewrite_secondary
         if not _is_path(primary):
             raise ValueError("filter_rewriter needs the primary capture as a path (it is read twice)")
         srd = rewriter = rewrite_secondary(srd, primary, opts.vnet_hdr_len, peer_isn)
-    result, _exc = replay_partial(reader(primary), srd, opts, progress)
+    if progress is not None and hasattr(progress, "track"):
+        prd, srd = progress.track((prd, srd), tuple(c for c in (primary, secondary) if _is_path(c)))
+    result, _exc = replay_partial(prd, srd, opts, progress)
     if rewriter is not None:
-        result.source = {"filter_rewriter": rewriter.stats.as_dict()}
+        source = {"filter_rewriter": rewriter.stats.as_dict(), **source}
+    if source:
+        result.source = source
     return Timeline(result)
 
 
-def replay_chardev(capture, ports: dict | None = None, progress=None, flushes: str = "measured",
-                   **options) -> Timeline:
+def replay_chardev(capture, ports: dict | None = None, progress=None, flushes: str = "measured", *,
+                   checkpoints_at=None, end_ns=None, **options) -> Timeline:
     """Replay a chardev-stream capture (a path or a ``ChardevCapture``): its primary_in and
     secondary_in streams, as colo-compare read them, on the capture's clock.
 
-    ``flushes="measured"`` (the default) flushes at the times colo-compare was sent
-    ``COLO_CHECKPOINT`` on notify_dev, as the real one was; ``"model"`` uses the checkpoint
-    model instead (``checkpoint_duration_ns`` ...), e.g. to ask what another timeout would
-    have done.  The expiry-scan grid starts at the first SYN on the chardev ports (about when
-    colo-compare was created), plus ``scan_phase_ns``.  ``vnet_hdr_support`` must be what
-    colo-compare ran with.  Other ``options`` as for ``replay``.
+    ``ports`` maps primary_in / secondary_in / outdev / notify_dev to TCP ports (QEMU's
+    documented 9001 / 9004 / 9005 / 9009 by default).  ``flushes="measured"`` (the default)
+    flushes at the times colo-compare was sent ``COLO_CHECKPOINT`` on notify_dev, as the real
+    one was; ``"model"`` uses the checkpoint model instead (``checkpoint_duration_ns`` ...),
+    e.g. to ask what another timeout would have done; ``checkpoints_at`` (a path or a list)
+    overrides both.  The expiry-scan grid starts at the first SYN on the chardev ports (about
+    when colo-compare was created), plus ``scan_phase_ns``.  ``vnet_hdr_support`` must be what
+    colo-compare ran with.  Other ``options`` as for ``replay``; ``timeline.capture`` is the
+    ``ChardevCapture`` (``describe()``, ``warnings``, ``read_error``).
     """
     from .offline.chardev import ChardevCapture
 
     if flushes not in ("measured", "model"):
         raise ValueError(f"flushes must be 'measured' or 'model', not {flushes!r}")
+    opts = _replay_options(options, checkpoints_at, end_ns)
     cap = capture if isinstance(capture, ChardevCapture) else ChardevCapture(
-        capture, ports, options.get("vnet_hdr_support", False))
-    opts = ReplayOptions(**options)
+        capture, ports, opts.vnet_hdr_support)
     opts.vnet_hdr_support = cap.vnet_hdr_support
     if flushes == "measured" and opts.checkpoints_at is None and cap.notify_to.frames:
         opts.checkpoints_at = cap.flush_times()
@@ -131,3 +214,221 @@ def replay_chardev(capture, ports: dict | None = None, progress=None, flushes: s
     timeline = Timeline(result)
     timeline.capture = cap
     return timeline
+
+
+class Verification:
+    """The outcome of ``verify``: the replay's ``timeline``, the ``result`` (``ok``, the first
+    ``mismatch``, request matching; ``as_dict()``) and the ``capture``."""
+
+    def __init__(self, capture, timeline: Timeline, result):
+        self.capture = capture
+        self.timeline = timeline
+        self.result = result
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+    def format(self) -> str:
+        from .offline.verify import format_verify
+        return format_verify(self.result, self.capture)
+
+    def __repr__(self) -> str:
+        return f"<Verification {'OK' if self.ok else 'MISMATCH'}>"
+
+
+def verify(capture, ports: dict | None = None, request_window: float | None = None, **options) -> Verification:
+    """Replay a chardev-stream capture (a path or a ``ChardevCapture``) with its measured
+    flushes and check the releases against its captured outdev stream: same bytes, vnet lengths
+    and order.  ``request_window`` (ms) is how close a replayed checkpoint request must be to a
+    ``DO_CHECKPOINT`` to count as matched (default expired_scan_cycle + 5).  ``options`` as for
+    ``replay_chardev`` (``compare_timeout``, ``expired_scan_cycle``, ``vnet_hdr_support``,
+    ``scan_phase_ns``, ...: pass what colo-compare ran with).  ValueError when the capture has no
+    outdev stream to verify against."""
+    from .offline.chardev import ChardevCapture
+    from .offline.verify import verify_capture
+
+    cap = capture if isinstance(capture, ChardevCapture) else ChardevCapture(
+        capture, ports, options.get("vnet_hdr_support", False))
+    if not cap.outdev.frames and not cap.outdev.connections:
+        raise ValueError(f"{cap.path}: no outdev stream on port {cap.ports['outdev']}: nothing to verify "
+                         f"against (see --outdev-port)")
+    timeline = replay_chardev(cap, **options)
+    return Verification(cap, timeline, verify_capture(cap, timeline, request_window))
+
+
+class LiveStartError(ValueError):
+    """``live``: an endpoint or the record directory could not be opened at start-up."""
+
+
+class LiveRun:
+    """The outcome of ``live``: ``summary`` (a dict: counters, the resolved properties,
+    ``stop_reason``, ``exit_status``, ``record``), ``exit_status`` (0 no checkpoint request,
+    1 requests or a frame that would crash QEMU, 2 the run stopped on an internal error) and,
+    when a timeline was asked for, ``events`` (a pandas DataFrame, as ``Timeline.events``)."""
+
+    def __init__(self, compare, summary: dict, collector=None):
+        self.compare = compare          # the LiveCompare that ran
+        self.summary = summary
+        self.collector = collector
+
+    @property
+    def exit_status(self) -> int:
+        return self.summary["exit_status"]
+
+    @cached_property
+    def events(self):
+        if self.collector is None:
+            raise ValueError("no timeline was collected (live(..., timeline=True))")
+        return self.collector.to_frame()
+
+    def format_summary(self) -> str:
+        return format_summary(self.summary)
+
+    def write(self, path: str | None = None, stream=None) -> None:
+        """Write the events: .parquet / .csv / .jsonl by extension, or JSON Lines to ``stream``."""
+        write_timeline(self.events, path, stream)
+
+    def __repr__(self) -> str:
+        return f"<LiveRun stopped by {self.summary['stop_reason']}, exit status {self.exit_status}>"
+
+
+def _live_compare(primary_in: str, secondary_in: str, outdev: str, notify_dev: str | None, allow_remote: bool,
+                  qemu: str, compare_timeout, expired_scan_cycle, max_queue_size, vnet_hdr_support: bool,
+                  flush_on_request_ns, stats_interval, timeline: bool, log, log_format: str, log_level: str,
+                  duration_ns, max_send_buffer: int):
+    """Check everything QEMU (or we) would refuse before a socket is opened; the LiveCompare."""
+    from .engine.profiles import CompareConfig, get_profile
+    from .live.endpoint import EndpointError, parse_endpoint
+    from .live.logs import Log
+    from .live.runtime import LiveCompare
+
+    specs = {"primary_in": primary_in, "secondary_in": secondary_in, "outdev": outdev}
+    if notify_dev is not None:
+        specs["notify_dev"] = notify_dev
+    endpoints = {}
+    for name, spec in specs.items():
+        try:
+            endpoints[name] = parse_endpoint(spec, allow_remote=allow_remote)
+        except EndpointError as exc:
+            raise EndpointError(f"--{name.replace('_', '-')}: {exc}") from None
+    seen = {}
+    for name, ep in endpoints.items():
+        key = (ep.kind, ep.address)
+        if key in seen:
+            # colo_compare_complete: "'indev' and 'outdev' could not be same for compare module"
+            raise ValueError(f"--{name.replace('_', '-')} and --{seen[key].replace('_', '-')} name the same socket")
+        seen[key] = name
+    if flush_on_request_ns is not None:
+        if notify_dev is not None:
+            raise ValueError("--flush-on-request simulates the COLO frame; with --notify-dev the peer on "
+                             "notify_dev does that")
+        if flush_on_request_ns < 0:
+            raise ValueError("--flush-on-request must not be negative")
+    if duration_ns is not None and duration_ns <= 0:
+        raise ValueError("--duration must be positive")
+    config = CompareConfig(compare_timeout, expired_scan_cycle, max_queue_size, vnet_hdr_support)
+    config.resolve(get_profile(qemu))          # raises ValueError as QEMU's property setters refuse
+    collector = None
+    if timeline:
+        from .output.timeline import TimelineCollector
+        collector = TimelineCollector()
+    if log is None:
+        log = Log(log_format, log_level)
+    return LiveCompare(endpoints, qemu=qemu, config=config, log=log, flush_on_request_ns=flush_on_request_ns,
+                       stats_interval=stats_interval, timeline=collector, max_send_buffer=max_send_buffer)
+
+
+async def live_async(primary_in: str, secondary_in: str, outdev: str, notify_dev: str | None = None, *,
+                     allow_remote: bool = False, qemu: str = "7.2", compare_timeout: int | None = None,
+                     expired_scan_cycle: int | None = None, max_queue_size: int | None = None,
+                     vnet_hdr_support: bool = False, flush_on_request_ns: int | None = None,
+                     stats_interval: float | None = None, record_dir: str | None = None,
+                     timeline: bool = False, log=None, log_format: str = "text", log_level: str = "info",
+                     duration_ns: int | None = None, max_send_buffer: int = 64 << 20) -> LiveRun:
+    """``live`` as a coroutine, for callers that already run an event loop (a notebook)."""
+    lc = _live_compare(primary_in, secondary_in, outdev, notify_dev, allow_remote, qemu, compare_timeout,
+                       expired_scan_cycle, max_queue_size, vnet_hdr_support, flush_on_request_ns,
+                       stats_interval, timeline, log, log_format, log_level, duration_ns, max_send_buffer)
+    return await _live_run(lc, record_dir, duration_ns, {})
+
+
+async def _live_run(lc, record_dir, duration_ns, done: dict) -> LiveRun:
+    try:
+        await lc.open()
+    except OSError as exc:
+        raise LiveStartError(f"cannot open endpoints: {exc.strerror or exc} "
+                             f"({getattr(exc, 'filename', None) or ''})".rstrip(" ()")) from None
+    if record_dir is not None:
+        from .live.recorder import Recorder
+        r = lc.resolved
+        try:
+            lc.recorder = Recorder(record_dir, {"qemu": lc.profile.name, **r.as_dict(),
+                                                "compare_timeout": lc.config.compare_timeout,
+                                                "expired_scan_cycle": lc.config.expired_scan_cycle,
+                                                "max_queue_size": lc.config.max_queue_size,
+                                                "vnet_hdr_support": r.vnet_hdr_support,
+                                                "engine_start_ns": lc.start_ns,
+                                                "flush_on_request_ns": lc.flush_on_request_ns,
+                                                "endpoints": {k: v.spec for k, v in lc.endpoints.items()}})
+        except OSError as exc:
+            lc.close_channels()
+            raise LiveStartError(f"--record {record_dir}: {exc.strerror or exc}") from None
+    try:
+        await lc.run(None if duration_ns is None else duration_ns / 1e9)
+    finally:
+        _live_finish(lc, record_dir, done)
+    return done["run"]
+
+
+def _live_finish(lc, record_dir, done: dict) -> LiveRun:
+    """The summary (and the recording's manifest) of a run that stopped, once."""
+    import os
+
+    if "run" not in done:
+        summary = lc.summary()
+        if lc.recorder is not None:
+            m = lc.recorder.close(summary, lc.stop_ns)
+            summary["record"] = {"dir": os.path.abspath(record_dir), "replay_command": m["replay_command"]}
+        summary["exit_status"] = _live_exit_status(lc, summary)
+        done["run"] = LiveRun(lc, summary, lc.timeline)
+    return done["run"]
+
+
+def _live_exit_status(lc, summary: dict) -> int:
+    if lc.stop_reason == "internal error":
+        return 2            # the run is incomplete: say so in the status, as for bad input
+    return 1 if (summary["checkpoint_requests"] or summary["qemu_crash_events"]) else 0
+
+
+def live(primary_in: str, secondary_in: str, outdev: str, notify_dev: str | None = None, *,
+         allow_remote: bool = False, qemu: str = "7.2", compare_timeout: int | None = None,
+         expired_scan_cycle: int | None = None, max_queue_size: int | None = None,
+         vnet_hdr_support: bool = False, flush_on_request_ns: int | None = None,
+         stats_interval: float | None = None, record_dir: str | None = None,
+         timeline: bool = False, log=None, log_format: str = "text", log_level: str = "info",
+         duration_ns: int | None = None, max_send_buffer: int = 64 << 20) -> LiveRun:
+    """Run colo-compare live on real sockets until SIGINT/SIGTERM or ``duration_ns``.
+
+    Endpoints are QEMU chardev specs (``socket,path=/run/x.sock``,
+    ``socket,host=127.0.0.1,port=9001,server=on,wait=off``, ``reconnect=SECONDS``);
+    ``allow_remote=True`` allows listening on non-loopback addresses.  Keywords:
+    ``qemu``, ``compare_timeout``, ``expired_scan_cycle``, ``max_queue_size``,
+    ``vnet_hdr_support`` (QEMU's properties), ``flush_on_request_ns`` (simulated checkpoints
+    without notify_dev), ``stats_interval`` (s), ``record_dir`` (pcapng recording, replayable),
+    ``timeline=True`` (collect every event: ``run.events``), ``log`` or ``log_format`` /
+    ``log_level`` (stderr logs), ``duration_ns``, ``max_send_buffer``.
+
+    ValueError before any socket is opened for what QEMU would refuse (``EndpointError`` for a
+    bad spec); ``LiveStartError`` when an endpoint or ``record_dir`` cannot be opened.
+    """
+    import asyncio
+
+    lc = _live_compare(primary_in, secondary_in, outdev, notify_dev, allow_remote, qemu, compare_timeout,
+                       expired_scan_cycle, max_queue_size, vnet_hdr_support, flush_on_request_ns,
+                       stats_interval, timeline, log, log_format, log_level, duration_ns, max_send_buffer)
+    done: dict = {}
+    try:
+        return asyncio.run(_live_run(lc, record_dir, duration_ns, done))
+    except KeyboardInterrupt:           # a SIGINT before the handlers were installed
+        return _live_finish(lc, record_dir, done)

@@ -43,15 +43,27 @@ class ProgressBar:
 
     def __init__(self, readers=(), paths=(), stream=None):
         self.stream = stream if stream is not None else sys.stderr
+        self.readers = []
+        self.total = None
+        self._watch(readers, paths)
+        self._t0 = time.monotonic()
+        self._shown = False
+
+    def _watch(self, readers, paths) -> None:
         self.readers = list(readers)
         self.total = None
-        if paths and not any(getattr(r, "compressed", True) for r in self.readers):
+        if paths and self.readers and not any(getattr(r, "compressed", True) for r in self.readers):
             try:
                 self.total = sum(os.path.getsize(p) for p in paths)
             except OSError:
                 self.total = None
-        self._t0 = time.monotonic()
-        self._shown = False
+
+    def track(self, readers, paths):
+        """Called by ``api.replay`` before the replay starts: wraps its ``readers`` so the bar
+        can show a percentage of the capture files at ``paths``; returns the readers to use."""
+        counting = tuple(CountingReader(r) for r in readers)
+        self._watch(counting, paths if len(paths) == len(counting) else ())
+        return counting
 
     def __call__(self, frames: int) -> None:
         elapsed = max(time.monotonic() - self._t0, 1e-9)

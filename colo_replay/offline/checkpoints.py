@@ -21,6 +21,7 @@ nothing and compare is flushed exactly at those times.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 _NEVER = 1 << 126
 
@@ -121,3 +122,48 @@ class CheckpointModel:
         self.running_until = t + self.duration_ns
         self.running_cause = cause
         return [CheckpointAction("start", t, cause, self.count)]
+
+
+# ---------------------------------------------------------------- measured flush times
+
+def parse_time(text, what: str = "time") -> int:
+    """A point in time on the replay clock: an int (ns), epoch seconds as a decimal string, or
+    integer nanoseconds with an ``ns`` suffix (``"1795656000123456789ns"``).  ValueError, naming
+    ``what``, otherwise."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    try:
+        value = str(text).strip()
+        if value.endswith("ns"):
+            return int(value[:-2])
+        return int(Decimal(value) * 1_000_000_000)
+    except (ArithmeticError, ValueError):
+        raise ValueError(f"{what} {text!r} is not a time (epoch seconds, or nanoseconds with 'ns')") from None
+
+
+def read_checkpoint_times(path) -> list[int]:
+    """A ``--checkpoints-at`` file: one flush time per line, seconds since the epoch (replay
+    clock) as a decimal number, or integer nanoseconds with an ``ns`` suffix; ``#`` starts a
+    comment.  ValueError naming the file and line for anything else; OSError if unreadable."""
+    times = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            text = line.split("#", 1)[0].strip().rstrip(",")
+            if not text:
+                continue
+            try:
+                times.append(parse_time(text))
+            except ValueError:
+                raise ValueError(f"{path}: line {lineno}: {text!r} is not a time "
+                                 f"(seconds, or nanoseconds with 'ns')") from None
+    return times
+
+
+def checkpoint_times(spec) -> list[int] | None:
+    """``checkpoints_at`` as the API takes it: None, a path to a ``--checkpoints-at`` file, or an
+    iterable of times (ints in ns, or strings as ``parse_time`` reads them)."""
+    if spec is None:
+        return None
+    if isinstance(spec, (str, bytes)) or hasattr(spec, "__fspath__"):
+        return read_checkpoint_times(spec)
+    return [parse_time(t, "checkpoints_at") for t in spec]

@@ -1,4 +1,6 @@
-"""The replay summary: what a person reads first, computed from the timeline DataFrame."""
+"""The summary: what a person reads first.  ``summarise`` computes a replay's from the timeline
+DataFrame; live mode counts its own as it runs (``LiveCompare.summary()``); ``format_summary``
+prints either, in one layout."""
 
 from __future__ import annotations
 
@@ -67,14 +69,16 @@ def _capture_info(st) -> dict:
 
 
 def format_summary(s: dict) -> str:
-    """The human summary printed on stderr."""
+    """The human summary printed on stderr, for a replay (``summarise``) or a live run
+    (``LiveCompare.summary()``, recognised by its ``frames_in``): the same rows in the same
+    layout, live adding the counters only sockets have."""
+    if "frames_in" in s:
+        return _format_live(s)
     k = s["knobs"]
     lines = []
     status = "PARTIAL (read error, results up to it)" if s["partial"] else "complete"
     lines.append(f"colo-replay summary ({status})")
-    lines.append(f"  profile        QEMU {s['profile']}: compare_timeout={k['compare_timeout']} ms "
-                 f"expired_scan_cycle={k['expired_scan_cycle']} ms max_queue_size={k['max_queue_size']} "
-                 f"vnet_hdr_support={'on' if k['vnet_hdr_support'] else 'off'}")
+    lines.append(_profile_row(s["profile"], k))
     lines.append(f"  checkpoints    {k['checkpoints']}: duration={k['checkpoint_duration_ms']:g} ms "
                  f"x-checkpoint-delay={k['checkpoint_delay_ms']:g} ms" if k["checkpoint_delay_ms"] is not None
                  else f"  checkpoints    {k['checkpoints']}")
@@ -95,14 +99,53 @@ def format_summary(s: dict) -> str:
     lines.append(f"  checkpoints    {s['checkpoints']} performed ({_fmt(s['checkpoints_by_cause'])})")
     lines.append(f"  divergences    {s['divergences']}")
     sq = s["still_queued"]
-    lines.append(f"  still queued   {sq['primary']} primary, {sq['secondary']} secondary at the end of the captures")
+    lines.append(_still_queued_row(sq["primary"], sq["secondary"], "at the end of the captures"))
     nc = s["never_compared"]
     lines.append(f"  never compared unsupported {nc['unsupported']}, truncated {nc['truncated']}, "
                  f"filtered {nc['filtered']}")
-    lines.append(f"  queue drops    {s['queue_drops']}; table resets {s['table_resets']}; "
-                 f"QEMU would crash {s['qemu_crashes']}; undefined reads {s['undefined']}")
+    lines.append(_anomalies_row(s["queue_drops"], s["table_resets"], s["qemu_crashes"])
+                 + f"; undefined reads {s['undefined']}")
     if s["error"]:
         lines.append(f"  error          {s['error']}")
+    return "\n".join(lines)
+
+
+def _profile_row(profile: str, k: dict) -> str:
+    return (f"  profile        QEMU {profile}: compare_timeout={k['compare_timeout']} ms "
+            f"expired_scan_cycle={k['expired_scan_cycle']} ms max_queue_size={k['max_queue_size']} "
+            f"vnet_hdr_support={'on' if k['vnet_hdr_support'] else 'off'}")
+
+
+def _still_queued_row(primary: int, secondary: int, when: str) -> str:
+    return f"  still queued   {primary} primary, {secondary} secondary {when}"
+
+
+def _anomalies_row(queue_drops: int, table_resets: int, crashes: int) -> str:
+    return f"  queue drops    {queue_drops}; table resets {table_resets}; QEMU would crash {crashes}"
+
+
+def _format_live(s: dict) -> str:
+    """A live run's summary: the replay's rows where the two have the same numbers, then the
+    counters only sockets have (bytes, outdev / notify losses, inputs disabled, reconnects)."""
+    lines = [
+        f"colo-replay live summary (stopped by {s['stop_reason'] or '?'} after {s['runtime_s']} s)",
+        _profile_row(s["qemu"], s),
+        f"  frames in      primary {s['frames_in'][0]}, secondary {s['frames_in'][1]} "
+        f"(bytes {s['bytes_in'][0]} / {s['bytes_in'][1]})",
+        f"  released       {s['released']} (pass-through {s['passthrough']}), {s['bytes_out']} bytes to outdev",
+        f"  requests       {s['checkpoint_requests']}",
+        f"  checkpoints    {s['checkpoints']} performed (flushes)",
+        _still_queued_row(s["still_queued"][0], s["still_queued"][1],
+                          "at exit (not released, as QEMU's finalize)"),
+        _anomalies_row(s["queue_full_drops"], s["table_resets"], s["qemu_crash_events"]),
+        f"  lost           on outdev {s['outdev_lost']}, DO_CHECKPOINT on notify_dev {s['notify_lost']}",
+        f"  inputs         disabled by an oversized frame {s['oversized']}, unsupported notify messages "
+        f"{s['unsupported_instructions']}",
+    ]
+    if s.get("reconnects"):
+        lines.append("  reconnects     " + ", ".join(f"{k} {v}" for k, v in s["reconnects"].items()))
+    if s.get("record"):
+        lines.append(f"  recorded in    {s['record']['dir']}; replay: {s['record']['replay_command']}")
     return "\n".join(lines)
 
 

@@ -1,0 +1,127 @@
+"""What every command shares: exit codes, the ``Duration`` option type, shared option lists and
+the one bad-input handler (one line on stderr, exit 2, no traceback).
+
+Nothing here imports pandas or the replay machinery: ``colo-replay --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from contextlib import contextmanager
+
+import click
+
+EXIT_CLEAN, EXIT_DIVERGED, EXIT_BAD_INPUT = 0, 1, 2
+MS = 1_000_000
+
+_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": MS, "s": 1_000_000_000}
+
+
+class Duration(click.ParamType):
+    """A time span: ``250ms``, ``1.5s``, ``300us``, ``-20ms``; a bare number means milliseconds."""
+
+    name = "duration"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        m = re.fullmatch(r"\s*([-+]?\d+(?:\.\d*)?|[-+]?\.\d+)\s*(ns|us|µs|ms|s)?\s*", str(value))
+        if not m:
+            self.fail(f"{value!r} is not a duration (e.g. 250ms, 1.5s, 300us)", param, ctx)
+        number, unit = m.group(1), m.group(2) or "ms"
+        return int(round(float(number) * _UNITS[unit]))
+
+
+DURATION = Duration()
+
+
+def fail(message: str, prog: str = "colo-replay") -> None:
+    """One line on stderr, exit 2."""
+    click.echo(f"{prog}: error: {message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+@contextmanager
+def bad_input(path: str | None = None, prog: str = "colo-replay"):
+    """Turn what bad input raises into ``fail``'s one line and exit 2: a capture that cannot be
+    read (``CaptureError``, ``ChardevError``), an option QEMU would refuse or an API argument
+    that makes no sense (``ValueError``, ``EndpointError`` is one), a file that cannot be opened
+    or written (``OSError``, named by ``path`` when it has no name)."""
+    from ..captures.errors import CaptureError
+    from ..offline.chardev import ChardevError
+    try:
+        yield
+    except (CaptureError, ChardevError, ValueError) as exc:
+        fail(str(exc), prog)
+    except OSError as exc:
+        fail(f"{exc.filename or path}: {exc.strerror or exc}", prog)
+
+
+def options(*decorators):
+    """Apply a shared list of click options (in the order they are listed)."""
+    def apply(f):
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+    return apply
+
+
+QEMU_OPTION = click.option("--qemu", type=click.Choice(["4.1", "7.2"]), default="7.2", show_default=True,
+                           help="QEMU version whose colo-compare to reproduce.")
+VNET_OPTION = click.option("--vnet-hdr-support/--no-vnet-hdr-support", default=False,
+                           help="vnet_hdr_support as on colo-compare.")
+
+COMPARE_OPTIONS = options(
+    QEMU_OPTION,
+    click.option("--compare-timeout", type=click.IntRange(min=1),
+                 help="compare_timeout, ms (7.2 only; default 3000)."),
+    click.option("--expired-scan-cycle", type=click.IntRange(min=1),
+                 help="expired_scan_cycle, ms (7.2 only; default 1000)."),
+    click.option("--max-queue-size", type=click.IntRange(min=1), help="max_queue_size (7.2 only; default 1024)."),
+    VNET_OPTION,
+)
+
+PORT_OPTIONS = options(
+    click.option("--primary-in-port", type=click.IntRange(1, 65535), default=9001, show_default=True,
+                 help="Chardev capture: TCP port of primary_in."),
+    click.option("--secondary-in-port", type=click.IntRange(1, 65535), default=9004, show_default=True,
+                 help="Chardev capture: TCP port of secondary_in."),
+    click.option("--outdev-port", type=click.IntRange(1, 65535), default=9005, show_default=True,
+                 help="Chardev capture: TCP port of outdev."),
+    click.option("--notify-port", type=click.IntRange(1, 65535), default=9009, show_default=True,
+                 help="Chardev capture: TCP port of notify_dev (optional in the capture)."),
+)
+
+
+def ports(primary_in_port, secondary_in_port, outdev_port, notify_port) -> dict:
+    """The ``PORT_OPTIONS`` values as ``api.replay_chardev`` / ``api.verify`` take them."""
+    return {"primary_in": primary_in_port, "secondary_in": secondary_in_port, "outdev": outdev_port,
+            "notify_dev": notify_port}
+
+
+def check_output_path(output: str | None, prog: str = "colo-replay") -> None:
+    """Refuse an ``-o`` whose extension we cannot write before any work is done."""
+    if output is not None and output != "-":
+        from ..output.timeline import check_timeline_path
+        with bad_input(prog=prog):
+            check_timeline_path(output)
+
+
+def write_json(path: str, data: dict, newline: bool = True) -> None:
+    """``--summary-json``."""
+    import json
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, default=str)
+        if newline:
+            fh.write("\n")
+
+
+def echo_chardev(cap) -> None:
+    """What a chardev-stream capture held, with its warnings, on stderr."""
+    click.echo(f"colo-replay: chardev capture {cap.path}:\n{cap.describe()}", err=True)
+    if cap.read_error is not None:
+        click.echo(f"colo-replay: warning: {cap.read_error}: using the {cap.capture_frames} frames before it",
+                   err=True)
+    for warning in cap.warnings:
+        click.echo(f"colo-replay: warning: {warning}", err=True)

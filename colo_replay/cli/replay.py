@@ -1,0 +1,141 @@
+"""``colo-replay replay``: parse the options, one call to ``api.replay`` (or
+``api.replay_chardev``), write the timeline, print the summary, exit 0/1/2."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .options import (COMPARE_OPTIONS, DURATION, EXIT_BAD_INPUT, EXIT_CLEAN, EXIT_DIVERGED, PORT_OPTIONS,
+                      bad_input, check_output_path, echo_chardev, fail, ports, write_json)
+
+
+@click.command()
+@click.argument("primary", type=click.Path(dir_okay=False), required=False)
+@click.argument("secondary", type=click.Path(dir_okay=False), required=False)
+@click.option("--chardev", type=click.Path(dir_okay=False),
+              help="Replay a loopback capture of colo-compare's chardev sockets instead of PRIMARY SECONDARY.")
+@PORT_OPTIONS
+@click.option("--flushes", type=click.Choice(["measured", "model"]), default="measured", show_default=True,
+              help="Chardev capture: flush at the captured COLO_CHECKPOINT times, or use the checkpoint model.")
+@COMPARE_OPTIONS
+@click.option("--vnet-hdr-len", type=click.IntRange(min=0), default=0,
+              help="The captured frames start with a vnet header of this many bytes (implies vnet_hdr_support).")
+@click.option("--primary-offset", type=DURATION, default=0, help="Added to every primary timestamp (ms or 12ms/1.5s).")
+@click.option("--secondary-offset", type=DURATION, default=0, help="Added to every secondary timestamp (clock skew).")
+@click.option("--align", type=click.Choice(["none", "auto"]), default="none", show_default=True,
+              help="auto: estimate the secondary's clock offset from frames with the same content on both sides.")
+@click.option("--primary-delay", type=DURATION, default=0, help="Transport delay primary -> colo-compare.")
+@click.option("--secondary-delay", type=DURATION, default=0, help="Transport delay secondary -> colo-compare.")
+@click.option("--scan-phase", type=DURATION, default=0,
+              help="Start of the expiry-scan tick grid, after the first arrival.")
+@click.option("--checkpoint-duration", type=DURATION, default="100ms", show_default=True,
+              help="How long a modelled checkpoint stops the VM before compare is flushed.")
+@click.option("--checkpoint-delay", type=DURATION, default=None,
+              help="x-checkpoint-delay: periodic checkpoint this long after the last one (default 20000 ms; 0 = off).")
+@click.option("--checkpoints-at", type=click.Path(dir_okay=False),
+              help="Measured flush times (one per line, epoch seconds) replacing the checkpoint model.")
+@click.option("--until", "until",
+              help="Keep the clock running to this time after the last frame (epoch seconds, or "
+                   "nanoseconds with 'ns'): the expiry scans and flushes up to then happen too.")
+@click.option("--filter", "bpf_filter", help="Keep only frames matching this BPF expression (libpcap syntax).")
+@click.option("--guest", help="Keep only the guest's outbound frames when the captures hold both directions: "
+                              "its MAC, its IP address, or 'auto' (detected and reported).")
+@click.option("--filter-rewriter", is_flag=True,
+              help="Shift the secondary's TCP sequence numbers as QEMU's filter-rewriter does (raw pair captures).")
+@click.option("--peer-isn", is_flag=True,
+              help="With --filter-rewriter: also align the secondary's ACK numbers (pairs captured with two "
+                   "separate clients instead of mirrored input).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Timeline file: .parquet, .csv or .jsonl (default: JSON Lines on stdout).")
+@click.option("--summary-json", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")
+@click.option("--max-checkpoints", type=click.IntRange(min=0), help="Exit 1 when more checkpoints were performed.")
+@click.option("--max-held-p99", type=float, help="Exit 1 when the p99 held time exceeds this many ms.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
+def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outdev_port, notify_port, flushes,
+           qemu, compare_timeout, expired_scan_cycle, max_queue_size, vnet_hdr_support,
+           vnet_hdr_len, primary_offset, secondary_offset, align, primary_delay, secondary_delay, scan_phase,
+           checkpoint_duration, checkpoint_delay, checkpoints_at, until, bpf_filter, guest, filter_rewriter, peer_isn,
+           output, summary_json, max_checkpoints, max_held_p99, progress):
+    """Replay PRIMARY and SECONDARY captures (or one --chardev capture); write the timeline,
+    print the summary.
+
+    Exit status: 0 nothing diverged, 1 divergence (or a --max-* threshold exceeded), 2 bad input.
+    """
+    if chardev is not None:
+        if primary is not None or secondary is not None:
+            fail("give either PRIMARY SECONDARY or --chardev CAPTURE, not both")
+        clock_opts = {"--primary-offset": primary_offset, "--secondary-offset": secondary_offset,
+                      "--primary-delay": primary_delay, "--secondary-delay": secondary_delay,
+                      "--vnet-hdr-len": vnet_hdr_len, "--align auto": align == "auto",
+                      "--filter-rewriter": filter_rewriter, "--peer-isn": peer_isn, "--guest": guest}
+        bad = [name for name, value in clock_opts.items() if value]
+        if bad:
+            fail(f"{', '.join(bad)} not applicable with --chardev: its streams are on colo-compare's own clock "
+                 f"and carry their vnet lengths (and colo-compare's input is already rewritten and outbound only)")
+    elif primary is None or secondary is None:
+        fail("missing PRIMARY and SECONDARY captures (or --chardev CAPTURE)")
+    check_output_path(output)
+    options = dict(
+        qemu=qemu, compare_timeout=compare_timeout, expired_scan_cycle=expired_scan_cycle,
+        max_queue_size=max_queue_size, vnet_hdr_support=vnet_hdr_support, scan_phase_ns=scan_phase,
+        checkpoint_duration_ns=checkpoint_duration, checkpoint_delay_ns=checkpoint_delay,
+        checkpoints_at=checkpoints_at, end_ns=until, bpf_filter=bpf_filter)
+    bar = None
+    if sys.stderr.isatty() if progress is None else progress:
+        from .progress import ProgressBar
+        bar = ProgressBar()
+    from .. import api
+    try:
+        with bad_input():
+            if chardev is not None:
+                timeline = api.replay_chardev(chardev, ports(primary_in_port, secondary_in_port, outdev_port,
+                                                             notify_port), progress=bar, flushes=flushes, **options)
+            else:
+                timeline = api.replay(primary, secondary, progress=bar, filter_rewriter=filter_rewriter,
+                                      peer_isn=peer_isn, guest=guest, align=align, vnet_hdr_len=vnet_hdr_len,
+                                      primary_offset_ns=primary_offset, secondary_offset_ns=secondary_offset,
+                                      primary_delay_ns=primary_delay, secondary_delay_ns=secondary_delay,
+                                      **options)
+    finally:
+        if bar is not None:
+            bar.close()
+    _echo_source(timeline)
+    with bad_input(output):
+        timeline.write(output, sys.stdout)
+    summary = timeline.summary
+    click.echo(timeline.format_summary(), err=True)
+    if summary_json:
+        write_json(summary_json, summary, newline=False)
+    if timeline.error is not None:
+        click.echo(f"colo-replay: error: {timeline.error} (timeline is partial)", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    code = EXIT_DIVERGED if summary["divergences"] else EXIT_CLEAN
+    if max_checkpoints is not None and summary["checkpoints"] > max_checkpoints:
+        click.echo(f"colo-replay: {summary['checkpoints']} checkpoints > --max-checkpoints {max_checkpoints}",
+                   err=True)
+        code = EXIT_DIVERGED
+    held = summary["held_ms"]
+    if max_held_p99 is not None and held and held["p99"] > max_held_p99:
+        click.echo(f"colo-replay: held p99 {held['p99']:.3f} ms > --max-held-p99 {max_held_p99}", err=True)
+        code = EXIT_DIVERGED
+    sys.exit(code)
+
+
+def _echo_source(timeline) -> None:
+    """What the API resolved on the way (chardev streams, guest selection, filter-rewriter), on stderr."""
+    capture = getattr(timeline, "capture", None)
+    if capture is not None:
+        echo_chardev(capture)
+    source = getattr(timeline.result, "source", None) or {}
+    note = source.get("guest")
+    if note is not None:
+        click.echo(f"colo-replay: keeping the guest's outbound frames: {note['filter']} ({note['how']})", err=True)
+    st = source.get("filter_rewriter")
+    if st is not None:
+        click.echo(f"colo-replay: filter-rewriter: {st['connections']} accepted connections paired, "
+                   f"{st['frames_rewritten']} secondary segments shifted"
+                   + (", ACK numbers aligned" if st["peer_isn"] else "")
+                   + (f"; {st['unpaired']} secondary SYN|ACKs without a primary one (left as captured)"
+                      if st["unpaired"] else ""), err=True)

@@ -1,0 +1,56 @@
+"""``colo-replay verify``: parse the options, one call to ``api.verify``, print the verdict,
+exit 0 (same releases as QEMU's outdev), 1 (the first mismatch) or 2 (bad input)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from .options import (COMPARE_OPTIONS, DURATION, EXIT_BAD_INPUT, EXIT_CLEAN, EXIT_DIVERGED, PORT_OPTIONS,
+                      bad_input, check_output_path, echo_chardev, ports)
+
+
+@click.command()
+@click.argument("capture", type=click.Path(dir_okay=False))
+@PORT_OPTIONS
+@COMPARE_OPTIONS
+@click.option("--scan-phase", type=DURATION, default=0,
+              help="Shift of the expiry-scan tick grid from the first SYN on the chardev ports.")
+@click.option("--request-window", type=float, default=None,
+              help="ms within which a DO_CHECKPOINT counts as matched (default expired_scan_cycle + 5).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Also write the replay's timeline: .parquet, .csv or .jsonl.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verification result as JSON on stdout.")
+def verify(capture, primary_in_port, secondary_in_port, outdev_port, notify_port, qemu, compare_timeout,
+           expired_scan_cycle, max_queue_size, vnet_hdr_support, scan_phase, request_window, output, as_json):
+    """Replay a chardev-stream CAPTURE and check its releases against the captured outdev.
+
+    The replay reads primary_in and secondary_in as colo-compare did and flushes when
+    colo-compare was sent COLO_CHECKPOINT; the frames it releases must be those on outdev, byte
+    for byte and in order.  Checkpoint requests are compared with DO_CHECKPOINT and reported.
+    Use the compare_timeout / expired_scan_cycle / vnet_hdr_support colo-compare ran with.
+
+    Exit status: 0 same releases, 1 the first mismatch is printed, 2 bad input.
+    """
+    from .. import api
+
+    check_output_path(output)
+    with bad_input():
+        outcome = api.verify(capture, ports(primary_in_port, secondary_in_port, outdev_port, notify_port),
+                             request_window, qemu=qemu, compare_timeout=compare_timeout,
+                             expired_scan_cycle=expired_scan_cycle, max_queue_size=max_queue_size,
+                             vnet_hdr_support=vnet_hdr_support, scan_phase_ns=scan_phase)
+    cap = outcome.capture
+    echo_chardev(cap)
+    if output is not None:
+        with bad_input(output):
+            outcome.timeline.write(output)
+    if as_json:
+        click.echo(json.dumps(outcome.result.as_dict(), default=str))
+    click.echo(outcome.format(), err=True)
+    if cap.read_error is not None:
+        click.echo(f"colo-replay: error: {cap.read_error} (verified up to there only)", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    sys.exit(EXIT_CLEAN if outcome.ok else EXIT_DIVERGED)
