@@ -1,6 +1,6 @@
 """``--record DIR``: what came in and what went out, as captures ``colo-replay replay`` takes back.
 
-Files (one pcapng per stream, nanosecond host timestamps on the live engine clock, Ethernet
+Files (written by ``colo_replay.captures.writer.PcapngWriter``; one pcapng per stream, nanosecond host timestamps on the live engine clock, Ethernet
 link type; frames as colo-compare read them, vnet header bytes included)::
 
     primary_in.pcapng     every frame read from primary_in, stamped with its engine arrival time
@@ -32,59 +32,22 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import struct
 
-LINKTYPE_ETHERNET = 1
+from ..captures.writer import PcapngWriter
 
-
-class PcapngWriter:
-    """A minimal pcapng writer: one section, one interface with if_tsresol = 10^-9."""
-
-    def __init__(self, path: str, name: str):
-        self.path = path
-        self.fh = open(path, "wb", buffering=1 << 20)
-        self.count = 0
-        shb_opts = _opt(4, b"colo-replay live") + _opt(0, b"")   # shb_userappl
-        body = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + shb_opts
-        self._block(0x0A0D0D0A, body)
-        idb_opts = _opt(2, name.encode()) + _opt(9, b"\x09") + _opt(0, b"")   # if_name, if_tsresol=9
-        self._block(1, struct.pack("<HHI", LINKTYPE_ETHERNET, 0, 0) + idb_opts)
-
-    def _block(self, btype: int, body: bytes) -> None:
-        total = 12 + len(body)
-        self.fh.write(struct.pack("<II", btype, total) + body + struct.pack("<I", total))
-
-    def write(self, t_ns: int, data: bytes, comment: str | None = None, orig_len: int | None = None) -> None:
-        n = len(data)
-        pad = (-n) & 3
-        opts = (_opt(1, comment.encode()) + _opt(0, b"")) if comment else b""
-        total = 32 + n + pad + len(opts)
-        orig = n if orig_len is None else orig_len
-        self.fh.write(struct.pack("<IIIIIII", 6, total, 0, (t_ns >> 32) & 0xFFFFFFFF, t_ns & 0xFFFFFFFF, n, orig))
-        self.fh.write(data)
-        if pad:
-            self.fh.write(b"\0" * pad)
-        if opts:
-            self.fh.write(opts)
-        self.fh.write(struct.pack("<I", total))
-        self.count += 1
-
-    def close(self) -> None:
-        self.fh.close()
+__all__ = ["Recorder", "PcapngWriter"]
 
 
-def _opt(code: int, value: bytes) -> bytes:
-    n = len(value)
-    return struct.pack("<HH", code, n) + value + b"\0" * ((-n) & 3)
+def _writer(directory: str, name: str) -> PcapngWriter:
+    return PcapngWriter(os.path.join(directory, f"{name}.pcapng"), name, application="colo-replay live")
 
 
 class Recorder:
     def __init__(self, directory: str, manifest: dict):
         os.makedirs(directory, exist_ok=True)
         self.dir = directory
-        self.inputs = (PcapngWriter(os.path.join(directory, "primary_in.pcapng"), "primary_in"),
-                       PcapngWriter(os.path.join(directory, "secondary_in.pcapng"), "secondary_in"))
-        self.outdev = PcapngWriter(os.path.join(directory, "outdev.pcapng"), "outdev")
+        self.inputs = (_writer(directory, "primary_in"), _writer(directory, "secondary_in"))
+        self.outdev = _writer(directory, "outdev")
         self.ckpt = open(os.path.join(directory, "checkpoints.txt"), "w", encoding="utf-8")
         self.ckpt.write("# flush times of the live run (colo-replay replay --checkpoints-at)\n")
         self.req = open(os.path.join(directory, "requests.txt"), "w", encoding="utf-8")
