@@ -55,3 +55,20 @@ def test_measured_times_replace_the_model():
     assert acts == [("start", 1000, MEASURED), ("end", 1000, MEASURED), ("start", 3000, MEASURED),
                     ("end", 3000, MEASURED)]
     assert m.requests == 1
+
+
+def test_finish_drives_the_model_on_a_real_clock():
+    """``finish(t)`` (live --flush-on-request): the end comes when the timer fired, and the
+    owed checkpoint starts then, not at the scheduled end."""
+    for coalesce in (True, False):
+        m = CheckpointModel(0, 100, 0, coalesce)
+        assert [(a.kind, a.time) for a in m.request(0)] == [("start", 0)]
+        assert m.request(10) == [] and m.request(20) == []
+        acts = m.finish(130)                          # the timer fired 30 ns late
+        assert [(a.kind, a.time) for a in acts] == [("end", 130), ("start", 130)] and m.running_until == 230
+        rest = m.finish(240)
+        assert [a.kind for a in rest] == (["end"] if coalesce else ["end", "start"])
+        assert m.count == 2 + (not coalesce) and m.requests == 3
+        if not coalesce:
+            assert [a.kind for a in m.finish(400)] == ["end"]
+        assert m.finish(500) == [] and m.running_until is None

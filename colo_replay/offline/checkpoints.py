@@ -14,6 +14,9 @@ What it mirrors:
   and restarts the VM.  Here a checkpoint stops the VM for ``duration_ns`` and compare is
   flushed when it ends (4.1's expiry-scan clock stands still meanwhile).
 
+A driver on a real clock (live mode's ``--flush-on-request``) uses ``request`` and ``finish``
+instead of ``advance``: it sleeps until ``running_until`` and reports when the flush happened.
+
 Alternatively ``measured`` takes flush times recorded on a real rig: then requests change
 nothing and compare is flushed exactly at those times.
 """
@@ -95,15 +98,27 @@ class CheckpointModel:
                 out.append(CheckpointAction("end", nt, MEASURED, self.count))
                 continue
             if self.running_until is not None and self.running_until <= self.periodic_at:
-                out.append(CheckpointAction("end", self.running_until, self.running_cause, self.count))
-                end = self.running_until
-                self.running_until = None
-                if self.pending:
-                    self.pending -= 1
-                    out += self._start(end, self.pending_cause)
+                out += self._end(self.running_until)
                 continue
             # the periodic timer fires: it is colo_checkpoint_notify() too
             out += self._trigger(self.periodic_at, PERIODIC)
+
+    def finish(self, t: int) -> list[CheckpointAction]:
+        """For a driver on a real clock (live ``--flush-on-request``), which asks nothing of
+        ``advance``: the running checkpoint ended at ``t``, when its timer fired (``t`` may be
+        later than ``running_until``).  Returns its "end" and, when requests came meanwhile,
+        the "start" of the one owed after it, at ``t``."""
+        if self.running_until is None:
+            return []
+        return self._end(t)
+
+    def _end(self, t: int) -> list[CheckpointAction]:
+        out = [CheckpointAction("end", t, self.running_cause, self.count)]
+        self.running_until = None
+        if self.pending:
+            self.pending -= 1
+            out += self._start(t, self.pending_cause)
+        return out
 
     def _trigger(self, t: int, cause: str) -> list[CheckpointAction]:
         if self.delay_ns:
