@@ -1,4 +1,6 @@
-"""Counters of a live run, the ``--stats`` line and the final summary (plain dicts, no pandas)."""
+"""Counters of a live run and the periodic ``--stats`` line (plain dicts, no pandas).  The final
+summary is these counters (``LiveCompare.summary()``) printed by ``output.summary.format_summary``,
+the formatter of replay summaries too."""
 
 from __future__ import annotations
 
