@@ -138,7 +138,8 @@ def _format_live(s: dict) -> str:
         _still_queued_row(s["still_queued"][0], s["still_queued"][1],
                           "at exit (not released, as QEMU's finalize)"),
         _anomalies_row(s["queue_full_drops"], s["table_resets"], s["qemu_crash_events"]),
-        f"  lost           on outdev {s['outdev_lost']}, DO_CHECKPOINT on notify_dev {s['notify_lost']}",
+        f"  outputs        lost on outdev {s['outdev_lost']}, DO_CHECKPOINT lost {s['notify_lost']} "
+        f"(peer disconnected)",
         f"  inputs         disabled by an oversized frame {s['oversized']}, unsupported notify messages "
         f"{s['unsupported_instructions']}",
     ]
