@@ -26,11 +26,11 @@ from colo_replay import NET_BUFSIZE, encode_frame
 from colo_replay.live.endpoint import EndpointError, parse_endpoint
 
 from tests.support import frames as F
+from tests.support.differential import compare
 from tests.support.engine_runner import undefined_events
 from tests.support.live_harness import REPO, LiveHarness
 from tests.support.qemu_oracle import QemuOracle, is_barrier_frame, zero_length_frame_bytes
 from tests.support.scenarios import Scenario
-from tests.test_differential_qemu import compare
 
 pytestmark = pytest.mark.qemu
 

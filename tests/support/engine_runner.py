@@ -9,7 +9,7 @@ every P / S / FLUSH step advances the synthetic clock by ``STEP_MS`` (1 ms, abou
 plus its barrier takes against QEMU), a ``("WAIT", ms)`` step advances it by ``ms`` and calls
 ``engine.advance``.  The real QEMU's scan phase relative to the steps is unknown, which is why
 the differential test compares timer-driven checkpoint counts with a tolerance (see
-``tests/test_differential_qemu.py``).
+``tests/support/differential.py``).
 
 Barrier frames: by default the runner does **not** feed the oracle's barrier frames.  The
 barrier flow (10.99.99.1:9999 -> 10.99.99.2:9999) is a connection of its own in QEMU, but it is
