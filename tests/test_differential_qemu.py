@@ -25,7 +25,7 @@ from tests.support import frames as F
 from tests.support.differential import SCENARIOS, compare, qemu_run, report
 from tests.support.engine_runner import config_of, run_engine
 from tests.support.qemu_oracle import QemuOracle, zero_length_frame_bytes
-from tests.support.scenarios import HANDWRITTEN, Scenario, no_barrier_flow
+from tests.support.scenarios import Scenario
 
 pytestmark = pytest.mark.qemu
 
@@ -36,45 +36,6 @@ def test_qemu_and_engine_agree(scenario: Scenario):
     _, eres = run_engine(scenario)
     problems = compare(scenario, qres, eres)
     assert not problems, report(scenario, qres, eres, problems)
-
-
-def test_scenario_counts():
-    hand = [s for s in SCENARIOS if not s.randomized]
-    rand = [s for s in SCENARIOS if s.randomized]
-    assert len(SCENARIOS) >= 40, len(SCENARIOS)
-    assert len(rand) >= 20, len(rand)
-    assert len(rand) >= len(hand), (len(rand), len(hand))   # at least half are randomized
-    appendix = {"A", "B", "C", "D", "E", "F", "H", "I", "K", "L1", "L2", "L3", "L4", "M", "N", "O", "P", "P2",
-                "Q", "S", "T", "G", "G2"}
-    present = {s.name.split("-")[0] for s in HANDWRITTEN}
-    assert appendix <= present, sorted(appendix - present)
-
-
-def test_scenarios_are_well_formed():
-    """No scenario touches the barrier flow, contains a zero-length frame, or gives a vnet length
-    without vnet_hdr_support; the engine finds no undefined behaviour in any of them."""
-    for sc in SCENARIOS:
-        assert no_barrier_flow(sc), sc.name
-        for st in sc.steps:
-            assert st[0] in ("P", "S", "FLUSH", "WAIT"), (sc.name, st)
-            if st[0] in ("P", "S"):
-                assert len(st[1]) > 0, sc.name
-                assert sc.vnet_hdr_support or len(st) == 2 or st[2] == 0, sc.name
-        _, res = run_engine(sc)
-        undefined = [ev.describe() for r in res for ev in r.events
-                     if ev.kind in (EventKind.UNDEFINED, EventKind.QEMU_CRASH)]
-        assert not undefined, (sc.name, undefined)
-
-
-def test_barrier_frames_change_nothing_in_the_engine():
-    """The engine runner does not feed the oracle's barrier frames.  Feeding them (P then S after
-    every step, as the oracle writes them) must give the same releases and checkpoints."""
-    for sc in SCENARIOS:
-        _, plain = run_engine(sc)
-        _, fed = run_engine(sc, feed_barriers=True)
-        for i, (a, b) in enumerate(zip(plain, fed)):
-            assert a.releases == b.releases, (sc.name, i)
-            assert a.checkpoints == b.checkpoints, (sc.name, i)
 
 
 def test_qemu_properties_are_applied():
