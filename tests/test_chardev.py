@@ -139,6 +139,7 @@ def test_verify_reports_the_first_mismatch():
 
 # ------------------------------------------------------------ damaged with editcap / mergecap
 
+@pytest.mark.wireshark
 def test_missing_segment_is_a_gap_naming_stream_and_seq(tmp_path):
     victim = _data_frames(9001)[10]
     out = tmp_path / "gap.pcap"
@@ -152,6 +153,7 @@ def test_missing_segment_is_a_gap_naming_stream_and_seq(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
 
 
+@pytest.mark.wireshark
 def test_retransmitted_segment_is_dropped(tmp_path):
     victim = _data_frames(9004)[5]
     one = tmp_path / "one.pcap"
@@ -166,6 +168,7 @@ def test_retransmitted_segment_is_dropped(tmp_path):
     assert verify_capture(cap, tl).ok
 
 
+@pytest.mark.wireshark
 def test_reordered_segment_delivers_when_the_hole_fills(tmp_path):
     data = _data_frames(9001)
     victim = data[20]

@@ -15,7 +15,6 @@ The QEMU binary is required: if it is missing or does not start, these tests fai
 from __future__ import annotations
 
 import signal
-import struct
 
 import pytest
 
@@ -23,119 +22,12 @@ from colo_replay import PRIMARY, Cause, Engine, EventKind
 from colo_replay.engine.profiles import ACK_UMAX, GATE_SACK, QEMU_7_2, derive
 
 from tests.support import frames as F
+from tests.support.differential import SCENARIOS, compare, qemu_run, report
 from tests.support.engine_runner import config_of, run_engine
 from tests.support.qemu_oracle import QemuOracle, zero_length_frame_bytes
-from tests.support.scenarios import HANDWRITTEN, Scenario, all_scenarios, no_barrier_flow
+from tests.support.scenarios import Scenario
 
 pytestmark = pytest.mark.qemu
-
-SCENARIOS = all_scenarios()
-BY_NAME = {s.name: s for s in SCENARIOS}
-_QEMU_CACHE: dict[str, list] = {}
-
-
-def qemu_run(scenario: Scenario) -> list:
-    """The scenario's per-step QEMU captures (each scenario runs once per session)."""
-    if scenario.name not in _QEMU_CACHE:
-        with QemuOracle(**scenario.config_args()) as q:
-            _QEMU_CACHE[scenario.name] = q.run(scenario.steps)
-    return _QEMU_CACHE[scenario.name]
-
-
-# ---------------------------------------------------------------------- comparison and reporting
-def short_hex(data: bytes, head: int = 14, tail: int = 10) -> str:
-    if len(data) <= head + tail:
-        return data.hex()
-    return f"{data[:head].hex()}..{data[-tail:].hex()}"
-
-
-def describe_frame(data: bytes, vnet: int = 0) -> str:
-    """A one-line summary of a frame (protocol, addresses, TCP seq/ack/len) plus shortened hex."""
-    d = vnet
-    desc = f"{len(data)}B"
-    if vnet:
-        desc += f" vnet={vnet}"
-    try:
-        et = struct.unpack_from("!H", data, d + 12)[0]
-        if et == 0x0800 and len(data) >= d + 34:
-            ip = d + 14
-            ihl = (data[ip] & 15) * 4
-            proto = data[ip + 9]
-            src = ".".join(map(str, data[ip + 12:ip + 16]))
-            dst = ".".join(map(str, data[ip + 16:ip + 20]))
-            l4 = ip + ihl
-            if proto == 6 and len(data) >= l4 + 14:
-                sp, dp, seq, ack = struct.unpack_from("!HHII", data, l4)
-                plen = len(data) - (l4 + (data[l4 + 12] >> 4) * 4)
-                desc += f" TCP {src}:{sp}>{dst}:{dp} seq={seq} ack={ack} len={plen}"
-            elif proto == 17 and len(data) >= l4 + 4:
-                sp, dp = struct.unpack_from("!HH", data, l4)
-                desc += f" UDP {src}:{sp}>{dst}:{dp}"
-            else:
-                desc += f" IPv4 proto={proto} {src}>{dst}"
-        else:
-            desc += f" ethertype=0x{et:04x}"
-    except (struct.error, IndexError):
-        pass
-    return f"{desc} [{short_hex(data)}]"
-
-
-def _step_label(step: tuple) -> str:
-    if step[0] in ("P", "S"):
-        vnet = step[2] if len(step) > 2 else 0
-        return f"{step[0]} {describe_frame(step[1], vnet)}"
-    return " ".join(str(x) for x in step)
-
-
-def compare(scenario: Scenario, qres: list, eres: list) -> list[tuple[int, str]]:
-    """The disagreements, as (step index, what) pairs; empty when QEMU and the engine agree."""
-    problems = []
-    if len(qres) != len(eres):
-        return [(-1, f"step counts differ: QEMU {len(qres)}, engine {len(eres)}")]
-    cum_q = cum_e = waits = 0
-    for i, (step, q, e) in enumerate(zip(scenario.steps, qres, eres)):
-        if q.releases != e.releases:
-            problems.append((i, "releases differ"))
-        if q.other_notify:
-            problems.append((i, f"unexpected notify messages from QEMU: {q.other_notify!r}"))
-        if scenario.timer_driven:
-            waits += step[0] == "WAIT"
-            cum_q += q.checkpoints
-            cum_e += e.checkpoints
-            if abs(cum_q - cum_e) > waits:
-                problems.append((i, f"checkpoint totals so far differ by more than {waits} scan tick(s) "
-                                    f"(QEMU {cum_q}, engine {cum_e})"))
-        elif q.checkpoints != e.checkpoints:
-            problems.append((i, "checkpoint counts differ"))
-    return problems
-
-
-def report(scenario: Scenario, qres: list, eres: list, problems: list) -> str:
-    lines = [f"scenario {scenario.name!r} ({scenario.description})",
-             f"config: {scenario.config_args()}" + (f", seed {scenario.seed}" if scenario.seed is not None else ""),
-             "disagreements:"]
-    lines += [f"  step {i}: {what}" for i, what in problems]
-    first = problems[0][0]
-    bad = {i for i, _ in problems}
-    if first >= 0:
-        q, e = qres[first], eres[first]
-        lines.append(f"first disagreeing step {first}: {_step_label(scenario.steps[first])}")
-        lines.append(f"  QEMU   released {len(q.releases)}, DO_CHECKPOINT x{q.checkpoints}:")
-        lines += [f"    {describe_frame(d, v)}" for d, v in q.releases]
-        lines.append(f"  engine released {len(e.releases)}, CHECKPOINT_REQUEST x{e.checkpoints}:")
-        lines += [f"    {describe_frame(d, v)}" for d, v in e.releases]
-        lines.append("  engine events of that step:")
-        lines += [f"    {ev.describe()}" for ev in e.events]
-    lines.append("all steps (QEMU releases/checkpoints | engine releases/checkpoints):")
-    for i, (step, q, e) in enumerate(zip(scenario.steps, qres, eres)):
-        mark = "!!" if i in bad else "  "
-        lines.append(f"{mark}{i:3d} {_step_label(step)}")
-        if q.releases or e.releases or q.checkpoints or e.checkpoints:
-            qs = ", ".join(short_hex(d, 6, 6) for d, _ in q.releases)
-            es = ", ".join(short_hex(d, 6, 6) for d, _ in e.releases)
-            lines.append(f"        QEMU [{qs}] ck={q.checkpoints} | engine [{es}] ck={e.checkpoints}")
-    return "\n".join(lines)
-
 
 # ---------------------------------------------------------------------- the differential tests
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
@@ -144,45 +36,6 @@ def test_qemu_and_engine_agree(scenario: Scenario):
     _, eres = run_engine(scenario)
     problems = compare(scenario, qres, eres)
     assert not problems, report(scenario, qres, eres, problems)
-
-
-def test_scenario_counts():
-    hand = [s for s in SCENARIOS if not s.randomized]
-    rand = [s for s in SCENARIOS if s.randomized]
-    assert len(SCENARIOS) >= 40, len(SCENARIOS)
-    assert len(rand) >= 20, len(rand)
-    assert len(rand) >= len(hand), (len(rand), len(hand))   # at least half are randomized
-    appendix = {"A", "B", "C", "D", "E", "F", "H", "I", "K", "L1", "L2", "L3", "L4", "M", "N", "O", "P", "P2",
-                "Q", "S", "T", "G", "G2"}
-    present = {s.name.split("-")[0] for s in HANDWRITTEN}
-    assert appendix <= present, sorted(appendix - present)
-
-
-def test_scenarios_are_well_formed():
-    """No scenario touches the barrier flow, contains a zero-length frame, or gives a vnet length
-    without vnet_hdr_support; the engine finds no undefined behaviour in any of them."""
-    for sc in SCENARIOS:
-        assert no_barrier_flow(sc), sc.name
-        for st in sc.steps:
-            assert st[0] in ("P", "S", "FLUSH", "WAIT"), (sc.name, st)
-            if st[0] in ("P", "S"):
-                assert len(st[1]) > 0, sc.name
-                assert sc.vnet_hdr_support or len(st) == 2 or st[2] == 0, sc.name
-        _, res = run_engine(sc)
-        undefined = [ev.describe() for r in res for ev in r.events
-                     if ev.kind in (EventKind.UNDEFINED, EventKind.QEMU_CRASH)]
-        assert not undefined, (sc.name, undefined)
-
-
-def test_barrier_frames_change_nothing_in_the_engine():
-    """The engine runner does not feed the oracle's barrier frames.  Feeding them (P then S after
-    every step, as the oracle writes them) must give the same releases and checkpoints."""
-    for sc in SCENARIOS:
-        _, plain = run_engine(sc)
-        _, fed = run_engine(sc, feed_barriers=True)
-        for i, (a, b) in enumerate(zip(plain, fed)):
-            assert a.releases == b.releases, (sc.name, i)
-            assert a.checkpoints == b.checkpoints, (sc.name, i)
 
 
 def test_qemu_properties_are_applied():

@@ -9,12 +9,9 @@ import sys
 import time
 
 import pandas as pd
-import pytest
 
 from tests.support import frames as F
 from tests.support.live_harness import LiveHarness
-
-pytestmark = pytest.mark.qemu
 
 
 def test_stats_json_logs_timeline_and_sigint_summary(tmp_path):

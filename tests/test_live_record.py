@@ -19,15 +19,12 @@ import sys
 import time
 
 import pandas as pd
-import pytest
 
 import colo_replay
 from colo_replay.captures import open_capture
 
 from tests.support import frames as F
 from tests.support.live_harness import REPO, LiveHarness
-
-pytestmark = pytest.mark.qemu
 
 KINDS = ["release", "secondary_dropped", "checkpoint_request", "queue_full_drop", "unsupported", "flush"]
 COLS = ["time_ns", "kind", "cause", "primary_frame", "secondary_frame", "size"]

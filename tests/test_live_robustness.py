@@ -26,13 +26,11 @@ from colo_replay import NET_BUFSIZE, encode_frame
 from colo_replay.live.endpoint import EndpointError, parse_endpoint
 
 from tests.support import frames as F
+from tests.support.differential import compare
 from tests.support.engine_runner import undefined_events
 from tests.support.live_harness import REPO, LiveHarness
 from tests.support.qemu_oracle import QemuOracle, is_barrier_frame, zero_length_frame_bytes
 from tests.support.scenarios import Scenario
-from tests.test_differential_qemu import compare
-
-pytestmark = pytest.mark.qemu
 
 
 def run_live_cli(*args, timeout=20):
@@ -103,6 +101,7 @@ def both(proc, **kw):
     return qres, lres, qerr, rc, lerr
 
 
+@pytest.mark.qemu
 def test_peer_reconnects_between_frames():
     """primary_in as a server chardev; its peer leaves and comes back between frames: nothing is
     lost, compare goes on (QEMU accepts the next client on a server chardev)."""
@@ -119,6 +118,7 @@ def test_peer_reconnects_between_frames():
     assert rc == 0 and "connection=2" in lerr
 
 
+@pytest.mark.qemu
 def test_peer_reconnects_mid_frame():
     """The primary_in peer leaves in the middle of a frame.  QEMU 7.2 (binary): its SocketReadState
     is not reset, so the next connection's bytes complete the half-read frame.  Here frame X's
@@ -147,6 +147,7 @@ def test_peer_reconnects_mid_frame():
     assert "reconnect_mid_frame" in lerr and "partial_bytes=6" in lerr, lerr
 
 
+@pytest.mark.qemu
 def test_outdev_disconnected_loses_releases_like_qemu():
     """outdev (server chardev) loses its peer; a pair matched meanwhile is released into the void
     (QEMU 7.2: write to a disconnected socket chardev = -EIO, the frame is gone).  Live counts it
@@ -171,6 +172,7 @@ def test_outdev_disconnected_loses_releases_like_qemu():
     assert "outdev_lost" in lerr and "lost on outdev 1" in lerr, lerr
 
 
+@pytest.mark.qemu
 def test_unknown_notify_messages_are_ignored():
     """Unknown notify_dev messages: QEMU logs "COLO compare got unsupported instruction" and goes
     on; so does live (a zero-length notify message included: it is no frame for compare)."""
@@ -187,6 +189,7 @@ def test_unknown_notify_messages_are_ignored():
     assert lerr.count("unsupported_instruction") == 4 and rc == 0, lerr
 
 
+@pytest.mark.qemu
 def test_garbage_frames_agree_with_qemu():
     """Seeded random bytes as frames (any length 1..200, random content, some with an IPv4
     ethertype) on both inputs, plus a flush: every step agrees with QEMU.  Frames whose handling
@@ -216,6 +219,7 @@ def test_garbage_frames_agree_with_qemu():
     assert "Traceback" not in lerr
 
 
+@pytest.mark.qemu
 def test_oversized_frame_disables_that_input_only():
     """A frame over NET_BUFSIZE on primary_in: both programs stop reading primary_in for good
     (the ARP behind it is never passed through) but still read secondary_in and notify_dev."""
@@ -291,6 +295,7 @@ def _descents(order):
     return sum(1 for x, y in zip(order, order[1:]) if y < x)
 
 
+@pytest.mark.qemu
 def test_stalled_outdev_qemu_reference():
     """Reference: QEMU 7.2 with an unread outdev keeps reading its inputs and queues in its send
     coroutine; nothing is lost here (one flow per pair, so no queue overflows) and the backlog

@@ -173,6 +173,21 @@ def test_checkpoint_delay_periodic(pair, tmp_path, qemu):
 
 
 @pytest.mark.parametrize("qemu", PROFILES)
+def test_default_checkpoint_delay_is_20s(pair, tmp_path, qemu):
+    """Without --checkpoint-delay, both profiles checkpoint periodically every 20 s
+    (x-checkpoint-delay's default): identical traffic over 45 s gives two periodic checkpoints,
+    20 s and 40 s in (the timer is re-armed when a checkpoint is triggered)."""
+    frames = [udp(bytes([i]), sport=4000 + i) for i in range(46)]
+    p, s = pair([(T0 + i * 1000 * MS, f) for i, f in enumerate(frames)],
+                [(T0 + i * 1000 * MS, f) for i, f in enumerate(frames)])
+    ev, summ, _ = timeline(tmp_path, p, s, "--qemu", qemu, "--checkpoint-duration", "10ms", expect=0)
+    starts = ev[ev.kind == "checkpoint_start"]
+    assert set(starts.cause) == {"periodic"} and len(starts) == 2
+    assert list(starts.time_ns) == [T0 + 20000 * MS, T0 + 40000 * MS]
+    assert summ["knobs"]["checkpoint_delay_ms"] == 20000
+
+
+@pytest.mark.parametrize("qemu", PROFILES)
 def test_checkpoints_at_replaces_the_model(pair, tmp_path, qemu):
     p, s = pair([(T0, udp(b"A")), (T0 + 2500 * MS, udp(b"late", sport=1))],
                 [(T0 + MS, udp(b"B")), (T0 + 2500 * MS, udp(b"late", sport=1))])

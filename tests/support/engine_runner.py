@@ -4,12 +4,12 @@ Per step: the released frames, in order, as ``(bytes, vnet_hdr_len)`` (events of
 ``EventKind.RELEASE``), and the number of checkpoint requests (``EventKind.CHECKPOINT_REQUEST``),
 which the real QEMU writes as ``DO_CHECKPOINT`` on notify_dev.
 
-Clock: the engine is created at t = 0 (its first expiry scan one ``expired_scan_cycle`` later);
-every P / S / FLUSH step advances the synthetic clock by ``STEP_MS`` (1 ms, about what one step
-plus its barrier takes against QEMU), a ``("WAIT", ms)`` step advances it by ``ms`` and calls
-``engine.advance``.  The real QEMU's scan phase relative to the steps is unknown, which is why
-the differential test compares timer-driven checkpoint counts with a tolerance (see
-``tests/test_differential_qemu.py``).
+Clock: ``StepClock`` of ``tests/support/steps.py``.  The engine is created at t = 0 (its first
+expiry scan one ``expired_scan_cycle`` later); every P / S / FLUSH step advances the synthetic
+clock by ``STEP_MS`` (1 ms, about what one step plus its barrier takes against QEMU), a
+``("WAIT", ms)`` step advances it by ``ms`` and calls ``engine.advance``.  The real QEMU's scan
+phase relative to the steps is unknown, which is why the differential test compares
+timer-driven checkpoint counts with a tolerance (see ``tests/support/differential.py``).
 
 Barrier frames: by default the runner does **not** feed the oracle's barrier frames.  The
 barrier flow (10.99.99.1:9999 -> 10.99.99.2:9999) is a connection of its own in QEMU, but it is
@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from colo_replay import PRIMARY, SECONDARY, CompareConfig, Engine, EventKind
 
 from .qemu_oracle import barrier_frame, is_barrier_frame
+from .steps import StepClock, drive_engine
 
-MS = 1_000_000
 STEP_MS = 1
 
 
@@ -67,24 +67,10 @@ def _summarise(events, into: EngineStep) -> None:
 def run_engine(scenario, feed_barriers: bool = False, profile: str = "7.2"):
     """Return ``(engine, [EngineStep per step])``."""
     eng = Engine(profile, config_of(scenario), start_ns=0)
-    t = 0
     results = []
-    for i, step in enumerate(scenario.steps):
+    for i, _, t, events in drive_engine(eng, scenario.steps, StepClock(STEP_MS)):
         res = EngineStep()
-        op = step[0]
-        if op == "WAIT":
-            t += step[1] * MS
-            _summarise(eng.advance(t), res)
-        elif op == "FLUSH":
-            t += STEP_MS * MS
-            _summarise(eng.checkpoint(t), res)
-        elif op in ("P", "S"):
-            t += STEP_MS * MS
-            side = PRIMARY if op == "P" else SECONDARY
-            vnet = step[2] if len(step) > 2 else 0
-            _summarise(eng.feed(side, step[1], t, vnet_hdr_len=vnet, ident=f"{op}{i}"), res)
-        else:
-            raise ValueError(f"unknown step {step!r}")
+        _summarise(events, res)
         if feed_barriers:
             bf = barrier_frame(i + 1)
             _summarise(eng.feed(PRIMARY, bf, t, ident=f"barrier{i + 1}P"), res)

@@ -71,6 +71,7 @@ from colo_replay.engine.framing import (
 )
 
 from . import frames as F
+from .steps import parse_step
 
 QEMU_BINARY = os.environ.get("COLO_REPLAY_QEMU", "/usr/bin/qemu-system-x86_64")
 
@@ -481,22 +482,19 @@ class ChardevHarness:
         """Run one scenario step and its barrier.  Steps: ("P", frame[, vnet_len]),
         ("S", frame[, vnet_len]), ("FLUSH",), ("WAIT", ms)."""
         t0 = time.monotonic_ns()
-        op = step[0]
-        if op in ("P", "S"):
-            vnet = step[2] if len(step) > 2 else 0
-            if vnet and not self.vnet:
+        st = parse_step(step)
+        if st.op in ("P", "S"):
+            if st.vnet and not self.vnet:
                 raise ValueError("a vnet length needs vnet_hdr_support=on")
-            self.send_frame("pri" if op == "P" else "sec", step[1], vnet)
-        elif op == "FLUSH":
+            self.send_frame("pri" if st.op == "P" else "sec", st.frame, st.vnet)
+        elif st.op == "FLUSH":
             # The flush must be complete before the barrier frames are written: were it handled
             # between the two barrier copies, it would release the primary copy and leave the
             # secondary one queued for good (every later barrier would then request a checkpoint).
             self.send_notify(COLO_CHECKPOINT)
             self.notify_sync()
-        elif op == "WAIT":
-            self.collect_for(step[1] / 1000.0)
-        else:
-            raise ValueError(f"unknown step {step!r}")
+        else:                                   # WAIT: the host clock runs for real
+            self.collect_for(st.ms / 1000.0)
         return self.barrier(t0)
 
     def run(self, steps) -> list[StepCapture]:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from colo_replay.engine.framing import NET_BUFSIZE
 
 from . import frames as F
+from .steps import FLUSH, WAIT, P, S
 
 MASTER_SEED = 0xC0107202
 
@@ -63,21 +64,6 @@ class Scenario:
     def config_args(self) -> dict:
         return dict(compare_timeout=self.compare_timeout, expired_scan_cycle=self.expired_scan_cycle,
                     max_queue_size=self.max_queue_size, vnet_hdr_support=self.vnet_hdr_support)
-
-
-def P(frame, vnet=None):
-    return ("P", frame) if vnet is None else ("P", frame, vnet)
-
-
-def S(frame, vnet=None):
-    return ("S", frame) if vnet is None else ("S", frame, vnet)
-
-
-FLUSH = ("FLUSH",)
-
-
-def WAIT(ms):
-    return ("WAIT", ms)
 
 
 # ====================================================================== hand-written

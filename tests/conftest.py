@@ -1,0 +1,29 @@
+"""Markers that follow from the fixtures a test uses.
+
+Some fixtures run an outside tool for every test that asks for them; a test using one gets that
+tool's marker here, so ``-m`` selects it truthfully (markers are registered in pyproject.toml):
+
+* ``caps`` (tests/test_captures.py) captures on the loopback interface with tcpdump and converts
+  the capture with Wireshark's editcap / mergecap / text2pcap: ``tcpdump`` and ``wireshark``;
+* ``two_way_capture`` (tests/test_guest_and_rewriter.py) runs tcpdump in a network namespace:
+  ``tcpdump``.
+
+Tests that call a tool themselves carry the marker as a decorator.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+FIXTURE_MARKS = {
+    "caps": ("tcpdump", "wireshark"),
+    "two_way_capture": ("tcpdump",),
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for fixture in getattr(item, "fixturenames", ()):
+            for mark in FIXTURE_MARKS.get(fixture, ()):
+                item.add_marker(mark)
