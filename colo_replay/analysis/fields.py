@@ -24,7 +24,7 @@ from dataclasses import dataclass, field as _dc_field
 from typing import NamedTuple
 
 __all__ = ["Field", "Flow", "Dissection", "dissect", "fields", "fields_at", "field_at",
-           "first_difference", "payload_offset", "flow", "compare_start"]
+           "first_difference", "explaining_difference", "payload_offset", "flow", "compare_start"]
 
 ETH_HLEN = 14
 _PAYLOAD_PREVIEW = 16       # bytes of a payload shown in its value
@@ -452,3 +452,28 @@ def compare_start(primary: bytes, vnet_hdr_len: int = 0, dissection: Dissection 
     if d.ip_proto in (1, 17) and d.net_off is not None and d.net_off < len(primary):
         return 4 * (primary[d.net_off] & 0x0F) + ETH_HLEN + v
     return v
+
+
+_CHECKSUMS = ("ip.checksum", "tcp.checksum", "udp.checksum", "icmp.checksum")
+
+
+def explaining_difference(p: bytes, s: bytes, compare_from: int = 0, s_compare_from: int | None = None,
+                          vnet_hdr_len: int = 0) -> int | None:
+    """Like ``first_difference``, but skips differences inside checksum fields of the primary
+    when a difference follows elsewhere: a checksum differs *because* other bytes do (UDP and
+    ICMP compares start at the L4 header, so ``udp.checksum`` is usually the first differing
+    byte and names nothing useful).  When only checksums differ, that offset is returned."""
+    first = first_difference(p, s, compare_from, s_compare_from)
+    if first is None:
+        return None
+    d = dissect(p, vnet_hdr_len)
+    skip = [f for f in d.fields if f.name in _CHECKSUMS]
+    cf = max(0, int(compare_from))
+    shift = (cf if s_compare_from is None else max(0, int(s_compare_from))) - cf
+    off = first
+    while off is not None:
+        f = next((f for f in skip if f.covers(off)), None)
+        if f is None:
+            return off
+        off = first_difference(p, s, f.end, f.end + shift)
+    return first
