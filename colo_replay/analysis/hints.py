@@ -1,0 +1,111 @@
+"""The well-known divergence classes and what to do about them: data, not code.
+
+``FIELD_HINTS`` maps a field name (Wireshark display-filter naming, as ``fields`` and
+``appfields`` produce) to a short actionable sentence; ``PREFIX_HINTS`` catches a protocol's
+fields by prefix; ``CAUSE_HINTS`` covers the checkpoint causes that have no differing byte;
+``PROTOCOL_HINTS`` is the fallback for a payload nobody recognised.  ``classes.hint_for``
+looks them up in that order.  Edit the sentences here; nothing else encodes them.
+
+What colo-compare compares (spec 2.4/2.5) decides which hints can apply: TCP compares payload
+only, so IP ID, TCP window and TCP options never cause a TCP miscompare on their own (they do
+for "other" protocols, whose whole frame is compared, and in a 4.1 replay with a vnet header,
+whose TCP window starts in the TCP header's tail).
+"""
+
+from __future__ import annotations
+
+FIELD_HINTS: dict[str, str] = {
+    "tcp.options.timestamp.tsval":
+        "Each guest's TCP timestamp clock differs; colo-compare ignores TCP options, so this only "
+        "shows up where the whole frame is compared: disable tcp_timestamps in the guests or keep "
+        "such traffic on TCP.",
+    "tcp.options.timestamp.tsecr":
+        "The echoed TCP timestamp differs because each guest's timestamp clock does; disable "
+        "tcp_timestamps in the guests if whole frames are compared.",
+    "ip.id":
+        "The guests pick IP IDs independently; only protocols compared as whole frames (not "
+        "TCP/UDP/ICMP) see it: make the IP ID deterministic or avoid such protocols.",
+    "tcp.window_size_value":
+        "The guests advertise different TCP windows (memory pressure, autotuning); colo-compare "
+        "ignores the window for TCP payload compares: look at the vnet header setting or profile.",
+    "dns.id":
+        "The DNS transaction ID is random per query: a resolver inside the guest diverges on "
+        "every query; use a fixed forwarder outside the VM or accept one checkpoint per lookup.",
+    "ntp.xmt":
+        "NTP transmit timestamps come from each guest's clock: keep NTP serving out of the "
+        "protected VM, or expect one checkpoint per reply.",
+    "ntp.rec":
+        "NTP receive timestamps come from each guest's clock: keep NTP serving out of the "
+        "protected VM, or expect one checkpoint per reply.",
+    "ntp.org":
+        "The NTP origin timestamp echoes each guest's view of time: keep NTP out of the protected "
+        "VM.",
+    "http.date":
+        "The HTTP Date header differs when the two guests answer in different seconds: expect it "
+        "at second boundaries; a response cache or a proxy that sets Date outside the VM avoids it.",
+    "tls.handshake.random":
+        "TLS randoms differ by design, so every TLS handshake diverges: terminate TLS outside the "
+        "protected VM (a proxy in front of it) if checkpoints per connection are too costly.",
+    "icmp.ident":
+        "ICMP echo identifiers are chosen per process in each guest: pings sent by the guests "
+        "diverge; send them from a fixed identifier or outside the VM.",
+    "icmp.seq":
+        "ICMP sequence numbers differ: the two guests' ping senders are out of step.",
+    "dhcp.id":
+        "The DHCP transaction ID (xid) is random: a DHCP client in the guest diverges at every "
+        "lease renewal; use static addressing in protected VMs.",
+    "tcp.srcport":
+        "The guests chose different ephemeral source ports for an outgoing connection: pin the "
+        "port (bind) or narrow net.ipv4.ip_local_port_range so both pick the same.",
+    "udp.srcport":
+        "The guests chose different ephemeral UDP source ports: bind a fixed port for that "
+        "traffic.",
+    "tcp.payload":
+        "The applications wrote different bytes (clocks, random IDs, ordering): look at the "
+        "application field named here and make it deterministic or serve it outside the VM.",
+    "udp.payload":
+        "The applications sent different datagrams: look at the bytes shown and make the "
+        "differing part deterministic.",
+    "data.data":
+        "The payload differs: look at the bytes shown.",
+    "eth.padding":
+        "Only the Ethernet padding differs; colo-compare compares it for UDP/ICMP: check the "
+        "guests' NIC drivers (they should pad with zeros).",
+    "eth.trailer":
+        "Only the bytes after the IP datagram differ; colo-compare compares them for UDP/ICMP: "
+        "check the guests' NIC drivers (padding is not zeroed).",
+}
+
+PREFIX_HINTS: dict[str, str] = {
+    "ntp.": "NTP carries each guest's clock: keep NTP out of the protected VM.",
+    "dns.": "DNS answers differ between the guests (IDs, TTLs, record order): look at the field "
+            "named here.",
+    "http.": "An HTTP field differs: look at the header named here and make it deterministic.",
+    "tls.": "TLS output is randomised by design: terminate TLS outside the protected VM.",
+    "dhcp.": "DHCP client state differs: use static addressing in protected VMs.",
+    "tcp.options.": "A TCP option differs between the guests; colo-compare ignores options for "
+                    "TCP payload compares.",
+    "ip.": "An IP header field differs; only protocols compared as whole frames are affected.",
+    "eth.": "An Ethernet header field differs; only protocols compared as whole frames are "
+            "affected: give both VMs the same MAC.",
+}
+
+CAUSE_HINTS: dict[str, str] = {
+    "size_mismatch":
+        "No secondary frame of the same size was queued: the guests sent different lengths "
+        "(variable-length content, different segmentation or padding).",
+    "ack_gate":
+        "The payload matched but the secondary has not acknowledged the data yet: the guests' "
+        "TCP ACKs differ (delayed ACKs, or ISN/ACK offsets not rewritten).",
+    "expired":
+        "One side never produced the frame within compare_timeout: a frame only one guest sent "
+        "(retransmission, extra ACK, timer), or a timeout too short for the secondary's lag.",
+}
+
+PROTOCOL_HINTS: dict[str, str] = {
+    "tcp": "The TCP payloads differ: look at the bytes shown.",
+    "udp": "The UDP datagrams differ: look at the bytes shown.",
+    "icmp": "The ICMP messages differ after the IP header: look at the field named here.",
+}
+
+GENERIC_HINT = "The frames differ: look at the bytes shown."
