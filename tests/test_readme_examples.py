@@ -11,7 +11,7 @@ Not run, on purpose:
 
 * ``colo-replay live`` examples: they need sockets with peers (a QEMU rig, or the harness of
   ``tests/test_live_*.py``, which covers live mode);
-* ``qemu-system-x86_64 ...``, ``jq ...``, ``pip install ...``, ``python3 -m pytest``: not ours;
+* ``qemu-system-x86_64 ...``, ``jq ...``, ``pip install ...``, ``scripts/test``: set-up and the test suite itself;
 * commands whose inputs are not in the repository: ``colo-replay replay rec/primary_in.pcapng
   rec/secondary_in.pcapng ...`` (``rec/`` is what a live ``--record rec/`` run writes;
   ``tests/test_live_record.py`` replays such a recording through the API and the CLI).
@@ -46,6 +46,7 @@ NOT_RUN = {
     "jq ": "reads rec/manifest.json of a live recording",
     "pip install": "set-up",
     "python3 -m pytest": "the test suite itself",
+    "scripts/test": "the test suite itself (set-up, then pytest)",
 }
 
 
