@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections import deque
 from struct import Struct
 
+from .constants import MS, NEVER, S32_SIGN, U32, seq_after
 from .events import Cause, EventKind, _new_event, Event
 from .packet import (
     IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PRIMARY, SECONDARY, Packet, connection_key,
@@ -40,7 +41,6 @@ from .profiles import (
 )
 
 HASHTABLE_MAX_SIZE = 16384   # net/colo.h
-MS = 1_000_000               # ns per ms
 
 # Event kinds and causes as plain ints for the hot path
 _RELEASE = EventKind.RELEASE
@@ -86,8 +86,6 @@ def _fast_packet(data: bytes, size: int, side: int, ident, time_ns: int, proto: 
 # Everything the fast path reads, in one call, from byte 12: ethertype, IPv4 version/ihl,
 # ip_p, saddr+daddr+sport+dport (26..38), and for TCP th_seq, th_ack, th_off and th_flags.
 _fast_header = Struct("!HB8xB2x12sIIBB").unpack_from
-_U32 = 0xFFFFFFFF
-_S32_NEG = 0x80000000        # (a - b) & _U32 >= _S32_NEG  <=>  (int32_t)(a - b) < 0
 
 # colo_mark_tcp_pkt outcomes
 _FREE_PRIMARY = 1
@@ -111,11 +109,6 @@ class Connection:
         self.compare_seq = 0          # 0 doubles as "unset" in QEMU
         self.pack = 0
         self.sack = 0
-
-
-def _after(seq1: int, seq2: int) -> bool:
-    """colo-compare.c ``after()``: (int32_t)(seq1 - seq2) > 0."""
-    return 0 < ((seq1 - seq2) & 0xFFFFFFFF) < 0x80000000
 
 
 class Engine:
@@ -210,7 +203,7 @@ class Engine:
             # the key is bytes 26..38 as they are (TCP keys carry no protocol byte)
             hs = 34 + ((th_off >> 2) & 0x3C)            # l4 + th_off * 4 (< 256: no uint8_t wrap)
             ps = (size - hs) & 0xFFFF                        # uint16_t payload_size (Q8)
-            end = (seq + ps) & _U32
+            end = (seq + ps) & U32
         else:
             seq = ack = hs = ps = end = flags = 0
             if proto == IPPROTO_UDP:
@@ -324,7 +317,8 @@ class Engine:
                 if pkt is None:
                     pkt = _fast_packet(data, size, side, ident, time_ns, proto, seq, ack, hs, ps, end, flags)
                 self.queued += 1
-                if self._tcp_tail and (seq - queue[0].tcp_seq) & _U32 < _S32_NEG:
+                # (seq_not_before(seq, head seq), inlined: this is the per-segment path)
+                if self._tcp_tail and (seq - queue[0].tcp_seq) & U32 < S32_SIGN:
                     queue.appendleft(pkt)
                 else:
                     self._insert_sorted(queue, pkt)
@@ -373,7 +367,8 @@ class Engine:
                     cseq = conn.compare_seq
                     pe = phs + pps
                     se = shs + pps
-                    matched = not (cseq and not 0 < (pend - cseq) & _U32 < _S32_NEG   # !after(end, cseq)
+                    # (cseq and not seq_after(pend, cseq): after() inlined on the per-segment path)
+                    matched = not (cseq and not 0 < (pend - cseq) & U32 < S32_SIGN
                                    or pe > len(pdata) or se > len(sdata)
                                    or not (phs == shs and pdata == sdata or pdata[phs:pe] == sdata[shs:se]))
                     cause = _C_EQUAL
@@ -457,7 +452,7 @@ class Engine:
     def next_scan_ns(self) -> int | None:
         """Host time (ns) of the next expiry scan, or None while a 4.1 VM is stopped."""
         t = self._tick_ns
-        return None if t == _NEVER else t
+        return None if t == NEVER else t
 
     def queue_lengths(self) -> tuple[int, int]:
         """(primary, secondary) frames queued over all connections."""
@@ -557,12 +552,12 @@ class Engine:
         i = 0
         if self._tcp_tail:
             for e in queue:
-                if (seq - e.tcp_seq) & 0xFFFFFFFF < 0x80000000:   # s32(new - e) >= 0
+                if (seq - e.tcp_seq) & U32 < S32_SIGN:   # seq_not_before(new, e), inlined (per element)
                     break
                 i += 1
         else:
             for e in queue:
-                if (e.tcp_seq - seq) & 0xFFFFFFFF < 0x80000000:   # s32(e - new) >= 0
+                if (e.tcp_seq - seq) & U32 < S32_SIGN:   # seq_not_before(e, new), inlined (per element)
                     break
                 i += 1
         if i == 0:
@@ -603,8 +598,9 @@ class Engine:
                 out.append(_new_event(Event, (_RELEASE, _C_ZERO, t, ppkt, spkt, ci, 0)))
                 ppkt = None
             cseq = conn.compare_seq
-            # after(a, b): (int32_t)(a - b) > 0
-            if ppkt is not None and cseq and not 0 < (ppkt.seq_end - cseq) & _U32 < _S32_NEG:
+            # "pri/sec: this packet has compared": not after(seq_end, compare_seq); seq_after()
+            # inlined here and below (twice per segment on the compare loop)
+            if ppkt is not None and cseq and not 0 < (ppkt.seq_end - cseq) & U32 < S32_SIGN:
                 self.queued -= 1
                 out.append(_new_event(Event, (_RELEASE, _C_ALREADY, t, ppkt, None, ci, 0)))
                 ppkt = None
@@ -613,7 +609,7 @@ class Engine:
                 out.append(_new_event(Event, (_SDROP, _C_ZERO, t, spkt, None, ci, 0)))
                 need_pri = ppkt is None
                 continue
-            if cseq and not 0 < (spkt.seq_end - cseq) & _U32 < _S32_NEG:
+            if cseq and not 0 < (spkt.seq_end - cseq) & U32 < S32_SIGN:
                 self.queued -= 1
                 out.append(_new_event(Event, (_SDROP, _C_ALREADY, t, spkt, None, ci, 0)))
                 need_pri = ppkt is None
@@ -702,11 +698,11 @@ class Engine:
         if p.tcp_seq == s.tcp_seq and p.seq_end == s.seq_end:
             if self._payload_equal(p, p.header_size, s, s.header_size, p.payload_size, t) != inv:
                 return _FREE_BOTH
-        if not _after(p.seq_end, s.seq_end):
+        if not seq_after(p.seq_end, s.seq_end):
             # one part of the secondary payload still needs to be compared
             if self._payload_equal(p, p.header_size + p.offset, s, s.header_size + s.offset,
                                    p.payload_size - p.offset, t) != inv:
-                if not _after(p.tcp_ack, max_ack):
+                if not seq_after(p.tcp_ack, max_ack):
                     s.offset = (s.offset + p.payload_size - p.offset) & 0xFFFF
                     return _FREE_PRIMARY
                 return _FAIL_ACK_GATE      # "secondary guest hasn't ack the data"
@@ -794,7 +790,7 @@ class Engine:
         if not self.profile.scan_on_vm_clock:
             return self._deadline
         if self._stopped_at is not None:
-            return _NEVER
+            return NEVER
         return self._deadline + self._start_ns + self._paused_ns
 
     def _run_due_scans(self, until_ns: int) -> None:
@@ -839,5 +835,3 @@ class Engine:
                                                       now_ms - s.creation_ms)))
                         return
 
-
-_NEVER = 1 << 126
