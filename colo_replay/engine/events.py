@@ -114,3 +114,16 @@ def _frame_label(pkt) -> str:
 # Event construction in the hot path: tuple.__new__ skips the generated Python-level
 # NamedTuple.__new__, which costs ~0.3 us per event.
 _new_event = tuple.__new__
+
+# Event kinds and causes as module globals for the engine's hot paths (compare, tcp, datagram,
+# scan import them): one global load instead of an enum class attribute lookup each time.
+_RELEASE = EventKind.RELEASE
+_SDROP = EventKind.SECONDARY_DROPPED
+_CKPT = EventKind.CHECKPOINT_REQUEST
+_FULL = EventKind.QUEUE_FULL_DROP
+_UNDEF = EventKind.UNDEFINED
+_C_EQUAL = Cause.COMPARED_EQUAL
+_C_ALREADY = Cause.ALREADY_COMPARED
+_C_ZERO = Cause.ZERO_PAYLOAD
+_C_CONSUMED = Cause.CONSUMED
+_C_FLUSH = Cause.FLUSH
