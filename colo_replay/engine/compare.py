@@ -221,7 +221,8 @@ class Engine(TcpCompare, DatagramCompare, ScanAndFlush):
             # Made here, unless this frame may be matched the moment it arrives in compact_pairs
             # mode (then it never needs a Packet; the sites below that queue it or name it in an
             # event make it when it is still None).  What _fast_packet does, written out: this
-            # is every frame's path offline, and the call cost ~7% of the engine's time.
+            # is every frame's path offline, and the call costs ~20-35 ns a frame, 1.5-2.5% of
+            # the engine's time (measured: 1275 -> 1300 ns a frame, bench_engine's 7.2 stream).
             pkt = _new_packet(Packet)
             pkt.data = data
             pkt.size = size
@@ -361,7 +362,10 @@ class Engine(TcpCompare, DatagramCompare, ScanAndFlush):
                     cseq = conn.compare_seq
                     pe = phs + pps
                     se = shs + pps
-                    # (cseq and not seq_after(pend, cseq): after() inlined on the per-segment path)
+                    # Not "already compared" (cseq and not seq_after(pend, cseq)), then
+                    # tcp.payloads_equal_inside(pdata, phs, sdata, shs, pps), both written out:
+                    # this runs for every TCP data pair, and calling them cost 1.5-2% of a pair
+                    # (measured: 2540 -> 2570 ns a pair, compact_pairs 1910 -> 1960 ns, 7.2).
                     matched = not (cseq and not 0 < (pend - cseq) & U32 < S32_SIGN
                                    or pe > len(pdata) or se > len(sdata)
                                    or not (phs == shs and pdata == sdata or pdata[phs:pe] == sdata[shs:se]))

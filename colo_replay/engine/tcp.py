@@ -29,6 +29,18 @@ _FAIL_MISCOMPARE = -1
 _FAIL_ACK_GATE = -2
 
 
+def payloads_equal_inside(pdata: bytes, phs: int, sdata: bytes, shs: int, length: int) -> bool:
+    """The first test of colo_mark_tcp_pkt (same segment: payloads equal, i.e. FREE_BOTH) when
+    it reads nothing past either frame: ``length`` bytes (the primary's payload_size) from each
+    frame's header_size lie inside both frames and are equal.  False means "not decided here"
+    (the bytes differ, or a read would go past an end): ``_mark_tcp`` then decides, exactly.
+    Byte-identical frames (the usual COLO case) need no payload slices."""
+    pe = phs + length
+    se = shs + length
+    return pe <= len(pdata) and se <= len(sdata) and (
+        phs == shs and pdata == sdata or pdata[phs:pe] == sdata[shs:se])
+
+
 class TcpCompare:
     """The TCP comparator of ``Engine`` (a mixin; ``Engine`` holds the state)."""
 
@@ -117,17 +129,11 @@ class TcpCompare:
             # The common outcome first: same segment on both sides, payloads equal and inside
             # both frames (the first test of colo_mark_tcp_pkt, without a read past the end).
             # Anything else goes through _mark_tcp, which starts over from its first test.
-            # Byte-identical frames (the usual COLO case) need no payload slices.
-            mark = 0
-            if fast_equal and ppkt.tcp_seq == spkt.tcp_seq and ppkt.seq_end == spkt.seq_end:
-                phs = ppkt.header_size
-                shs = spkt.header_size
-                pe = phs + ppkt.payload_size
-                se = shs + ppkt.payload_size
-                if pe <= ppkt.size and se <= spkt.size and (
-                        phs == shs and ppkt.data == spkt.data or ppkt.data[phs:pe] == spkt.data[shs:se]):
-                    mark = _FREE_BOTH
-            if not mark:
+            if (fast_equal and ppkt.tcp_seq == spkt.tcp_seq and ppkt.seq_end == spkt.seq_end
+                    and payloads_equal_inside(ppkt.data, ppkt.header_size, spkt.data, spkt.header_size,
+                                              ppkt.payload_size)):
+                mark = _FREE_BOTH
+            else:
                 if min_ack is None:
                     pack, sack = conn.pack, conn.sack
                     if self._gate_sack:
