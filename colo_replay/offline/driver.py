@@ -21,6 +21,7 @@ from typing import Callable
 from ..captures.errors import CaptureError
 from .checkpoints import CheckpointModel
 from ..engine.compare import Engine
+from ..engine.constants import MS, NEVER as _NEVER
 from ..engine.events import EventKind
 from ..engine.profiles import CompareConfig, get_profile
 from ..output.timeline import (
@@ -28,13 +29,11 @@ from ..output.timeline import (
     KIND_UNCOMPARABLE, TimelineCollector,
 )
 
-MS = 1_000_000
 # The engine's events carry EventKind members, so a kind is tested by identity: "==" on an
 # IntEnum goes through the generic comparison, several times slower, for every event.
 _CKPT = EventKind.CHECKPOINT_REQUEST
 _RELEASE = EventKind.RELEASE
 _SDROP = EventKind.SECONDARY_DROPPED
-_NEVER = 1 << 126
 
 
 @dataclass
