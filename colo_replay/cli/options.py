@@ -12,8 +12,9 @@ from contextlib import contextmanager
 
 import click
 
+from ..engine.constants import MS
+
 EXIT_CLEAN, EXIT_DIVERGED, EXIT_BAD_INPUT = 0, 1, 2
-MS = 1_000_000
 
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": MS, "s": 1_000_000_000}
 

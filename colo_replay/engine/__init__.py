@@ -1,7 +1,11 @@
 """The sans-I/O engine: QEMU's colo-compare with no files, sockets or clocks.
 
-* ``compare``    ``Engine`` and ``Connection``: the connection table, queues, comparators,
-                 expiry scan and checkpoint flush
+* ``compare``    ``Engine`` and ``Connection``: the public API, the input path (``feed``'s fast
+                 path), the connection table and queues; ``Engine`` inherits the parts below
+* ``tcp``        TCP compare (colo_compare_tcp, colo_mark_tcp_pkt, the payload compare)
+* ``datagram``   UDP / ICMP / other compare (colo_compare_packet)
+* ``scan``       expiry scans and the checkpoint flush
+* ``constants``  MS, NEVER and QEMU's 32-bit sequence arithmetic (``seq_after`` = after())
 * ``packet``     ``Packet``: one frame and the header fields QEMU parses from it
 * ``events``     ``Event``, ``EventKind``, ``Cause``: what the engine reports
 * ``profiles``   one table of behaviour switches per QEMU version, and ``CompareConfig``

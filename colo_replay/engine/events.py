@@ -47,6 +47,16 @@ class EventKind(IntEnum):
     PRIMARY_LOST = 11
     """A queued primary frame was discarded without being written (the connection table reset)."""
 
+    # Driver rows, 100 and up: NOT QEMU decisions.  The engine never emits these; the replay and
+    # live drivers add them to the timeline (TimelineCollector.add_row) so that its kind column
+    # comes from this one enum.  They sort after every engine kind.
+    UNCOMPARABLE = 100
+    """Driver row: a frame never handed to the engine because the capture truncated it (snaplen)."""
+    CHECKPOINT_START = 101
+    """Driver row: a checkpoint began (modelled by the replay driver, or simulated live); detail = its number."""
+    CHECKPOINT_END = 102
+    """Driver row: a checkpoint completed (the engine's FLUSH follows); detail = its number."""
+
 
 class Cause(IntEnum):
     NONE = 0
@@ -84,6 +94,12 @@ class Cause(IntEnum):
     # SCAN
     TICK = 60
 
+    # Causes of driver rows, 100 and up: NOT QEMU decisions (see EventKind.UNCOMPARABLE and on)
+    TRUNCATED = 100          # UNCOMPARABLE: the capture cut the frame short (snaplen)
+    REQUESTED = 101          # CHECKPOINT_START/END: colo-compare requested it (miscompare, expired frame)
+    PERIODIC = 102           # CHECKPOINT_START/END: x-checkpoint-delay elapsed
+    MEASURED = 103           # CHECKPOINT_START/END: a flush time measured on a rig (--checkpoints-at, live)
+
 
 class Event(NamedTuple):
     kind: EventKind
@@ -114,3 +130,16 @@ def _frame_label(pkt) -> str:
 # Event construction in the hot path: tuple.__new__ skips the generated Python-level
 # NamedTuple.__new__, which costs ~0.3 us per event.
 _new_event = tuple.__new__
+
+# Event kinds and causes as module globals for the engine's hot paths (compare, tcp, datagram,
+# scan import them): one global load instead of an enum class attribute lookup each time.
+_RELEASE = EventKind.RELEASE
+_SDROP = EventKind.SECONDARY_DROPPED
+_CKPT = EventKind.CHECKPOINT_REQUEST
+_FULL = EventKind.QUEUE_FULL_DROP
+_UNDEF = EventKind.UNDEFINED
+_C_EQUAL = Cause.COMPARED_EQUAL
+_C_ALREADY = Cause.ALREADY_COMPARED
+_C_ZERO = Cause.ZERO_PAYLOAD
+_C_CONSUMED = Cause.CONSUMED
+_C_FLUSH = Cause.FLUSH

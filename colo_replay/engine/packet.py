@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from struct import Struct
 
+from .constants import MS, U32
 from .events import Cause
 
 PRIMARY = 0
@@ -70,7 +71,7 @@ class Packet:
     def creation_ms(self) -> int:
         """QEMU: packet_new() stamps qemu_clock_get_ms(QEMU_CLOCK_HOST), integer ms.  Computed
         when asked (only the expiry scan does): a division per frame saved."""
-        return self.time // 1_000_000
+        return self.time // MS
 
     def __repr__(self) -> str:
         return (f"Packet({'PS'[self.side]}#{self.ident}, {self.size} B, proto={self.ip_proto}, "
@@ -191,5 +192,5 @@ def fill_tcp_info(pkt: Packet, subtract_vnet: bool) -> None:
     pkt.tcp_ack = ack
     pkt.header_size = hs
     pkt.payload_size = ps
-    pkt.seq_end = (seq + ps) & 0xFFFFFFFF
+    pkt.seq_end = (seq + ps) & U32
     pkt.flags = data[l4 + 13]

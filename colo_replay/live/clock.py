@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 
-MS = 1_000_000
+from ..engine.constants import MS
 
 
 class LiveClock:

@@ -393,8 +393,7 @@ class LiveCompare:
 
     def _start_sim_checkpoint(self, t: int, end: int) -> None:
         if self.timeline is not None:
-            from ..output.timeline import KIND_CHECKPOINT_START, CAUSE_REQUESTED
-            self.timeline.add_row(t, KIND_CHECKPOINT_START, CAUSE_REQUESTED)
+            self.timeline.add_row(t, EventKind.CHECKPOINT_START, Cause.REQUESTED)
         if self.profile.scan_on_vm_clock:
             self._handle_step(self.engine.vm_stop(max(t, self.engine.now)), t)
         self._sim_handle = self.loop.call_at(self.clock.to_loop_time(end), self._sim_end)
@@ -424,9 +423,8 @@ class LiveCompare:
             self.recorder.checkpoint(t, why)
         self._handle_step(self.engine.checkpoint(t), t)
         if self.timeline is not None:
-            from ..output.timeline import KIND_CHECKPOINT_END, CAUSE_MEASURED, CAUSE_REQUESTED
-            self.timeline.add_row(t, KIND_CHECKPOINT_END,
-                                  CAUSE_REQUESTED if why == "flush-on-request" else CAUSE_MEASURED,
+            self.timeline.add_row(t, EventKind.CHECKPOINT_END,
+                                  Cause.REQUESTED if why == "flush-on-request" else Cause.MEASURED,
                                   detail=self.stats.checkpoints)
 
     # ------------------------------------------------------------------ notify_dev

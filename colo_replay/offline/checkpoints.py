@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-_NEVER = 1 << 126
+from ..engine.constants import NEVER as _NEVER
 
 # causes of a checkpoint (timeline rows "checkpoint_start")
 REQUESTED = "requested"     # colo-compare asked for it (miscompare / expired frame)

@@ -21,20 +21,16 @@ from typing import Callable
 from ..captures.errors import CaptureError
 from .checkpoints import CheckpointModel
 from ..engine.compare import Engine
-from ..engine.events import EventKind
+from ..engine.constants import MS, NEVER as _NEVER
+from ..engine.events import Cause, EventKind
 from ..engine.profiles import CompareConfig, get_profile
-from ..output.timeline import (
-    CAUSE_TRUNCATED, CHECKPOINT_CAUSE_CODES, KIND_CHECKPOINT_END, KIND_CHECKPOINT_START,
-    KIND_UNCOMPARABLE, TimelineCollector,
-)
+from ..output.timeline import CHECKPOINT_CAUSE_CODES, TimelineCollector
 
-MS = 1_000_000
 # The engine's events carry EventKind members, so a kind is tested by identity: "==" on an
 # IntEnum goes through the generic comparison, several times slower, for every event.
 _CKPT = EventKind.CHECKPOINT_REQUEST
 _RELEASE = EventKind.RELEASE
 _SDROP = EventKind.SECONDARY_DROPPED
-_NEVER = 1 << 126
 
 
 @dataclass
@@ -164,7 +160,7 @@ class _Side:
         if len(frame) < orig:
             # Cut by a snaplen: QEMU saw the whole frame, we cannot compare it honestly.
             self.stats.truncated += 1
-            add_row(t, KIND_UNCOMPARABLE, CAUSE_TRUNCATED, side, self.first + i, orig)
+            add_row(t, EventKind.UNCOMPARABLE, Cause.TRUNCATED, side, self.first + i, orig)
             return None
         if self.bpf is not None and not self.bpf.matches(frame, orig):
             self.stats.filtered += 1
@@ -277,7 +273,7 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
         for a in actions:
             code = CHECKPOINT_CAUSE_CODES[a.cause]
             if a.kind == "start":
-                add_row(a.time, KIND_CHECKPOINT_START, code, detail=a.index)
+                add_row(a.time, EventKind.CHECKPOINT_START, code, detail=a.index)
                 if vm_on_clock:
                     for ev in engine.vm_stop(a.time):
                         handle(ev)
@@ -287,7 +283,7 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                 if vm_on_clock:
                     for ev in engine.vm_resume(a.time):
                         handle(ev)
-                add_row(a.time, KIND_CHECKPOINT_END, code, detail=a.index)
+                add_row(a.time, EventKind.CHECKPOINT_END, code, detail=a.index)
 
     def handle(ev):
         add(ev)

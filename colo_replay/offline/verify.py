@@ -18,9 +18,9 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from .chardev import ChardevCapture
+from ..engine.constants import MS
 from ..engine.events import EventKind
 
-MS = 1_000_000
 _RELEASE = EventKind.RELEASE.name.lower()
 _REQUEST = EventKind.CHECKPOINT_REQUEST.name.lower()
 

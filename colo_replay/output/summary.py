@@ -4,7 +4,7 @@ prints either, in one layout."""
 
 from __future__ import annotations
 
-MS = 1_000_000
+from ..engine.constants import MS
 
 DIVERGENCE_CAUSES = ("miscompare", "size_mismatch", "ack_gate")
 

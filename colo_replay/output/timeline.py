@@ -8,6 +8,10 @@ Columns (the DataFrame has the same names):
                               primary_lost, uncomparable, checkpoint_start, checkpoint_end
     cause            category why (see colo_replay.events.Cause; checkpoint rows: requested,
                               periodic, measured; uncomparable rows: truncated)
+
+The kind and cause categories are the lower-case names of ``EventKind`` and ``Cause``; the rows
+the drivers add (uncomparable, checkpoint_start, checkpoint_end and their causes) are members
+of the same enums, in their own value range (100 and up), documented there as driver rows.
     side             category primary / secondary / "" (rows about no frame)
     conn             int32    connection index in first-seen order, -1 if none
     primary_frame    int64    primary capture frame number (Wireshark numbering), -1 if none
@@ -33,22 +37,11 @@ from ..engine.events import Cause, EventKind
 COLUMNS = ("time_ns", "kind", "cause", "side", "conn", "primary_frame", "secondary_frame",
            "held_ns", "size", "other_size", "tcp_seq", "tcp_seq_end", "detail")
 
-# Row kinds beyond the engine's EventKind (driver events), as small codes after it
-KIND_UNCOMPARABLE = 100
-KIND_CHECKPOINT_START = 101
-KIND_CHECKPOINT_END = 102
-DRIVER_KINDS = {KIND_UNCOMPARABLE: "uncomparable", KIND_CHECKPOINT_START: "checkpoint_start",
-                KIND_CHECKPOINT_END: "checkpoint_end"}
-KIND_NAMES = {int(k): k.name.lower() for k in EventKind} | DRIVER_KINDS
-
-CAUSE_TRUNCATED = 100
-CAUSE_REQUESTED = 101
-CAUSE_PERIODIC = 102
-CAUSE_MEASURED = 103
-DRIVER_CAUSES = {CAUSE_TRUNCATED: "truncated", CAUSE_REQUESTED: "requested", CAUSE_PERIODIC: "periodic",
-                 CAUSE_MEASURED: "measured"}
-CAUSE_NAMES = {int(c): c.name.lower() for c in Cause} | DRIVER_CAUSES
-CHECKPOINT_CAUSE_CODES = {"requested": CAUSE_REQUESTED, "periodic": CAUSE_PERIODIC, "measured": CAUSE_MEASURED}
+# The categories of the kind and cause columns: one enum each (driver rows included, 100 and up)
+KIND_NAMES = {int(k): k.name.lower() for k in EventKind}
+CAUSE_NAMES = {int(c): c.name.lower() for c in Cause}
+# CheckpointModel's cause strings -> the checkpoint rows' cause
+CHECKPOINT_CAUSE_CODES = {"requested": Cause.REQUESTED, "periodic": Cause.PERIODIC, "measured": Cause.MEASURED}
 
 _RELEASE = int(EventKind.RELEASE)
 _TCP = 6

@@ -1,0 +1,93 @@
+"""Expiry scans and the checkpoint flush: colo_old_packet_check() on its timer, and
+colo_flush_packets().
+
+``ScanAndFlush`` is a mixin: ``Engine`` (compare.py) inherits these methods and holds the state
+(the scan deadline, the VM-stopped bookkeeping of the 4.1 profile, the queues).
+"""
+
+from __future__ import annotations
+
+from .constants import MS, NEVER
+from .events import _C_FLUSH, _CKPT, _RELEASE, _SDROP, Cause, Event, EventKind, _new_event
+from .packet import IPPROTO_TCP
+
+
+class ScanAndFlush:
+    """Expiry scan and flush of ``Engine`` (a mixin; ``Engine`` holds the state)."""
+
+    __slots__ = ()
+
+    def _flush(self, t: int) -> None:
+        """colo_flush_packets() for every connection in conn_list order (2.9).  compare_seq,
+        pack, sack, the table and the scan phase survive a flush."""
+        out = self._out
+        out.append(_new_event(Event, (EventKind.FLUSH, Cause.CHECKPOINT, t, None, None, -1, 0)))
+        for conn in self.conn_list:
+            tail = self._tcp_tail if conn.ip_proto == IPPROTO_TCP else self._other_tail
+            pl = conn.primary
+            sl = conn.secondary
+            ci = conn.index
+            if pl:
+                order = reversed(pl) if tail else pl
+                for p in order:
+                    out.append(_new_event(Event, (_RELEASE, _C_FLUSH, t, p, None, ci, 0)))
+                pl.clear()
+            if sl:
+                order = reversed(sl) if tail else sl
+                for s in order:
+                    out.append(_new_event(Event, (_SDROP, _C_FLUSH, t, s, None, ci, 0)))
+                sl.clear()
+        self.queued = 0
+
+    def _retick(self) -> None:
+        """Recompute the cached ``_tick_ns`` after the deadline or the VM-stopped state changed."""
+        self._tick_ns = self._next_tick_host_ns()
+
+    def _next_tick_host_ns(self) -> int:
+        if not self.profile.scan_on_vm_clock:
+            return self._deadline
+        if self._stopped_at is not None:
+            return NEVER
+        return self._deadline + self._start_ns + self._paused_ns
+
+    def _run_due_scans(self, until_ns: int) -> None:
+        """Run check_old_packet_regular for every tick due by ``until_ns``, re-arming the timer at
+        tick + expired_scan_cycle as QEMU does (the tick fires exactly at its deadline here)."""
+        cycle = self._cycle_ns
+        while True:
+            tick = self._next_tick_host_ns()
+            if tick > until_ns:
+                return
+            if not self.queued and not self.emit_scans:
+                # Nothing queued: every scan up to until_ns finds nothing.  Skip them at once.
+                n = (until_ns - tick) // cycle + 1
+                self._deadline += n * cycle
+                self._retick()
+                continue
+            self._scan(tick)
+            self._deadline += cycle
+            self._retick()
+
+    def _scan(self, tick_ns: int) -> None:
+        """colo_old_packet_check(): stop at the first connection holding a frame older than
+        compare_timeout (strictly), primary list first, then (5.2+) the secondary list."""
+        out = self._out
+        now_ms = tick_ns // MS          # qemu_clock_get_ms(QEMU_CLOCK_HOST)
+        timeout = self._timeout_ms
+        scan_sec = self.profile.scan_secondary
+        if self.emit_scans:
+            out.append(_new_event(Event, (EventKind.SCAN, Cause.TICK, tick_ns, None, None, -1, 0)))
+        if not self.queued:
+            return
+        for conn in self.conn_list:
+            for p in conn.primary:
+                if now_ms - p.creation_ms > timeout:
+                    out.append(_new_event(Event, (_CKPT, Cause.EXPIRED, tick_ns, p, None, conn.index,
+                                                  now_ms - p.creation_ms)))
+                    return
+            if scan_sec:
+                for s in conn.secondary:
+                    if now_ms - s.creation_ms > timeout:
+                        out.append(_new_event(Event, (_CKPT, Cause.EXPIRED, tick_ns, s, None, conn.index,
+                                                      now_ms - s.creation_ms)))
+                        return
