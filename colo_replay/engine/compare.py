@@ -37,9 +37,9 @@ thanks to the type attribute cache):
 
 from __future__ import annotations
 
-from collections import deque
 from struct import Struct
 
+from .connection import Connection
 from .constants import MS, NEVER, S32_SIGN, U32
 from .datagram import DatagramCompare
 from .events import _C_EQUAL, _C_ZERO, _FULL, _RELEASE, _SDROP, _UNDEF, Cause, Event, EventKind, _new_event
@@ -87,22 +87,6 @@ def _fast_packet(data: bytes, size: int, side: int, ident, time_ns: int, proto: 
 # Everything the fast path reads, in one call, from byte 12: ethertype, IPv4 version/ihl,
 # ip_p, saddr+daddr+sport+dport (26..38), and for TCP th_seq, th_ack, th_off and th_flags.
 _fast_header = Struct("!HB8xB2x12sIIBB").unpack_from
-
-
-class Connection:
-    """QEMU ``Connection``: the two queues of one flow and its TCP bookkeeping."""
-
-    __slots__ = ("index", "ip_proto", "primary", "secondary", "compare_seq", "pack", "sack", "key")
-
-    def __init__(self, index: int, ip_proto: int, key: bytes):
-        self.index = index            # position in first-seen order, never reused
-        self.ip_proto = ip_proto
-        self.key = key
-        self.primary: deque = deque()
-        self.secondary: deque = deque()
-        self.compare_seq = 0          # 0 doubles as "unset" in QEMU
-        self.pack = 0
-        self.sack = 0
 
 
 class Engine(TcpCompare, DatagramCompare, ScanAndFlush):

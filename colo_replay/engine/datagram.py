@@ -13,7 +13,7 @@ from .events import _C_EQUAL, _CKPT, _RELEASE, _SDROP, Cause, Event, _new_event
 from .packet import IPPROTO_ICMP, IPPROTO_UDP
 
 if TYPE_CHECKING:
-    from .compare import Connection
+    from .connection import Connection
 
 
 class DatagramCompare:

@@ -19,7 +19,7 @@ from .packet import Packet, padded
 if TYPE_CHECKING:
     from collections import deque
 
-    from .compare import Connection
+    from .connection import Connection
 
 # colo_mark_tcp_pkt outcomes
 _FREE_PRIMARY = 1
