@@ -31,6 +31,7 @@ from ..output.timeline import CHECKPOINT_CAUSE_CODES, TimelineCollector
 _CKPT = EventKind.CHECKPOINT_REQUEST
 _RELEASE = EventKind.RELEASE
 _SDROP = EventKind.SECONDARY_DROPPED
+_IDLE = EventKind.IDLE_CHECKPOINTS
 
 
 @dataclass
@@ -306,7 +307,34 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                 for ev in engine.advance(te):
                     handle(ev)
             else:
+                if not engine.queued:
+                    if model.running_until == tm:
+                        # its end alone first (as advance would): an idle run may begin then
+                        apply(model.finish(tm))
+                    idle_run(t)
+                    if model.next_time() != tm:
+                        continue
                 apply(model.advance(tm))
+
+    def idle_run(t):
+        """Nothing queued: periodic checkpoints up to ``t`` flush nothing and meet no frame, so a
+        run of them is skipped in O(1) and becomes one ``idle_checkpoints`` row (its detail: how
+        many), however long the stretch: cost bounded by frames, not replayed time."""
+        first, n, last = model.idle_run(t)
+        if not n:
+            return
+        add_row(first, _IDLE, Cause.PERIODIC, detail=n)
+        if vm_on_clock:
+            # 4.1: the scan timer's clock stood still n * duration in all.  One stop/resume
+            # pair adds exactly that pause; the scans it moves find nothing (nothing queued,
+            # and no frame arrives before ``t``), so only the grid's final phase matters, and it
+            # is the same as after n separate pauses.
+            for ev in engine.vm_stop(first):
+                handle(ev)
+            for ev in engine.vm_resume(first + n * model.duration_ns):
+                handle(ev)
+        for ev in engine.checkpoint(last):
+            add(ev)
 
     def wake_time():
         te = engine.next_scan_ns()

@@ -28,6 +28,11 @@ def summarise(df, result) -> dict:
     requests_by_cause = {str(k): int(v) for k, v in req_cause.value_counts().items() if v}
     is_start = (kind == "checkpoint_start").to_numpy()
     checkpoints_by_cause = {str(k): int(v) for k, v in cause[is_start].value_counts().items() if v}
+    # An idle_checkpoints row stands for ``detail`` periodic checkpoints (see timeline.py).
+    is_idle = (kind == "idle_checkpoints").to_numpy()
+    idle = int(df["detail"].to_numpy()[is_idle].sum()) if is_idle.any() else 0
+    if idle:
+        checkpoints_by_cause["periodic"] = checkpoints_by_cause.get("periodic", 0) + idle
     divergences = int(req_cause.isin(DIVERGENCE_CAUSES).sum())
     kind_counts = kind.value_counts()
     out = {
@@ -39,7 +44,7 @@ def summarise(df, result) -> dict:
         "held_ms": held_ms,
         "checkpoint_requests": int(is_req.sum()),
         "checkpoint_requests_by_cause": requests_by_cause,
-        "checkpoints": int(is_start.sum()),
+        "checkpoints": int(is_start.sum()) + idle,
         "checkpoints_by_cause": checkpoints_by_cause,
         "divergences": divergences,
         "never_compared": {

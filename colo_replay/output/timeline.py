@@ -5,7 +5,8 @@ Columns (the DataFrame has the same names):
     time_ns          int64    when it happened (replay clock: capture time + offsets), ns
     kind             category release, secondary_dropped, checkpoint_request, queue_full_drop,
                               table_reset, unsupported, flush, qemu_crash, undefined,
-                              primary_lost, uncomparable, checkpoint_start, checkpoint_end
+                              primary_lost, uncomparable, checkpoint_start, checkpoint_end,
+                              idle_checkpoints
     cause            category why (see colo_replay.events.Cause; checkpoint rows: requested,
                               periodic, measured; uncomparable rows: truncated)
 
@@ -22,7 +23,15 @@ of the same enums, in their own value range (100 and up), documented there as dr
     tcp_seq          int64    TCP: the frame's sequence number, -1 otherwise
     tcp_seq_end      int64    TCP: seq + payload length (mod 2^32, padding included), -1 otherwise
     detail           int64    age in ms (expired), connections lost (table reset), checkpoint
-                              number (checkpoint rows), bytes read past the end (undefined)
+                              number (checkpoint rows), bytes read past the end (undefined),
+                              how many checkpoints it stands for (idle_checkpoints)
+
+An ``idle_checkpoints`` row (cause periodic) stands for a run of periodic checkpoints while
+nothing was queued: they flush nothing, so the replay skips them in O(1) whatever the length
+of the idle stretch.  Its time is the first one's start; the one ``flush`` row after it is the
+last one's.  The summary counts each of them (``checkpoints``, ``checkpoints_by_cause``).
+Checkpoints that follow each other back to back (x-checkpoint-delay not above the checkpoint
+duration) keep their own rows.
 
 ``pandas`` is imported only when a DataFrame is asked for.
 """

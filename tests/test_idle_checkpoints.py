@@ -1,0 +1,50 @@
+"""Idle stretches cost O(1): a run of periodic checkpoints while nothing is queued becomes one
+``idle_checkpoints`` row, and the summary's counts equal those of stepping through every one."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from colo_replay import api
+from colo_replay.offline.checkpoints import CheckpointModel
+
+PRIMARY, SECONDARY = "sample_pcaps/primary.pcap", "sample_pcaps/secondary.pcap"
+LAST_NS = 1795653491744828000          # the sample primary's last frame
+
+
+def _replay(stepped: bool, monkeypatch, **kw):
+    if stepped:
+        monkeypatch.setattr(CheckpointModel, "idle_run", lambda self, t: (0, 0, 0))
+    else:
+        monkeypatch.undo()
+    return api.replay(PRIMARY, SECONDARY, **kw)
+
+
+@pytest.mark.parametrize("qemu", ["4.1", "7.2"])
+@pytest.mark.parametrize("delay_ms,until_s", [(1000, 60), (250, 7), (150, 30), (20000, 300)])
+def test_idle_rows_count_exactly_what_stepping_counts(monkeypatch, qemu, delay_ms, until_s):
+    kw = dict(qemu=qemu, checkpoint_delay_ns=delay_ms * 1_000_000, end_ns=LAST_NS + until_s * 10**9)
+    stepped = _replay(True, monkeypatch, **kw)
+    fast = _replay(False, monkeypatch, **kw)
+    s1, s2 = stepped.summary, fast.summary
+    for key in ("checkpoints", "checkpoints_by_cause", "checkpoint_requests_by_cause", "released_by_cause",
+                "held_ms", "divergences"):
+        assert s1[key] == s2[key], key
+    # the same frames and requests at the same times: only the checkpoint rows are folded
+    frame_rows = lambda tl: tl.events[~tl.events["kind"].isin(
+        ["checkpoint_start", "checkpoint_end", "flush", "idle_checkpoints"])].reset_index(drop=True)
+    assert frame_rows(stepped).equals(frame_rows(fast))
+    idle = fast.events[fast.events["kind"] == "idle_checkpoints"]
+    assert len(idle) >= 1 and idle["detail"].sum() > 1
+    assert len(fast) < len(stepped)
+
+
+def test_a_year_idle_is_one_row_and_fast():
+    t0 = time.perf_counter()
+    tl = api.replay(PRIMARY, SECONDARY, end_ns=LAST_NS + 365 * 86400 * 10**9)
+    assert time.perf_counter() - t0 < 5
+    s = tl.summary
+    assert s["checkpoints_by_cause"]["periodic"] > 365 * 86400 // 20 - 10
+    assert len(tl) < 1000
