@@ -185,11 +185,38 @@ def parse_time(text, what: str = "time") -> int:
         raise ValueError(f"{what} {text!r} is not a time (epoch seconds, or nanoseconds with 'ns')") from None
 
 
+_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+
+
+def parse_until(text) -> tuple[int | None, int | None]:
+    """``--until``: ``(absolute_ns, None)`` for a time (``parse_time``), or ``(None, after_ns)``
+    for ``+DURATION`` after the last frame (``+5s``, ``+250ms``; a bare number is seconds)."""
+    if isinstance(text, str) and text.strip().startswith("+"):
+        import re
+        m = re.fullmatch(r"\+\s*(\d+(?:\.\d*)?|\.\d+)\s*(ns|us|µs|ms|s)?", text.strip())
+        if not m:
+            raise ValueError(f"--until {text!r} is not +DURATION after the last frame (e.g. +5s, +250ms)")
+        return None, int(Decimal(m.group(1)) * _UNITS[m.group(2) or "s"])
+    return parse_time(text, "--until"), None
+
+
+def _check_times(times: list[int], where) -> list[int]:
+    """Flush times must be positive and in order: a typo there silently moves every flush."""
+    for i, t in enumerate(times):
+        if t < 0:
+            raise ValueError(f"{where(i)}: negative time {t / 1e9:.9f}")
+        if i and t < times[i - 1]:
+            raise ValueError(f"{where(i)}: {t / 1e9:.9f} is before the time above it ({times[i - 1] / 1e9:.9f}): "
+                             f"times must be in order")
+    return times
+
+
 def read_checkpoint_times(path) -> list[int]:
     """A ``--checkpoints-at`` file: one flush time per line, seconds since the epoch (replay
     clock) as a decimal number, or integer nanoseconds with an ``ns`` suffix; ``#`` starts a
     comment.  ValueError naming the file and line for anything else; OSError if unreadable."""
     times = []
+    lines = []
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             text = line.split("#", 1)[0].strip().rstrip(",")
@@ -200,7 +227,10 @@ def read_checkpoint_times(path) -> list[int]:
             except ValueError:
                 raise ValueError(f"{path}: line {lineno}: {text!r} is not a time "
                                  f"(seconds, or nanoseconds with 'ns')") from None
-    return times
+            lines.append(lineno)
+    if not times:
+        raise ValueError(f"{path}: --checkpoints-at file holds no time (one flush time per line)")
+    return _check_times(times, lambda i: f"{path}: line {lines[i]}")
 
 
 def checkpoint_times(spec) -> list[int] | None:
@@ -210,4 +240,4 @@ def checkpoint_times(spec) -> list[int] | None:
         return None
     if isinstance(spec, (str, bytes)) or hasattr(spec, "__fspath__"):
         return read_checkpoint_times(spec)
-    return [parse_time(t, "checkpoints_at") for t in spec]
+    return _check_times([parse_time(t, "checkpoints_at") for t in spec], lambda i: f"checkpoints_at[{i}]")

@@ -237,24 +237,53 @@ def check_timeline_path(path: str) -> None:
         raise ValueError(f"{path}: unknown timeline format (use .parquet, .csv or .jsonl)")
 
 
-def write_timeline(df, path: str | None, stream=None) -> None:
+PARTIAL_KEY = b"colo_replay.partial"       # Parquet key-value metadata of a partial timeline
+ERROR_KEY = b"colo_replay.error"
+PARTIAL_SUFFIX = ".partial"                # CSV / JSON Lines: the sidecar file of a partial timeline
+
+
+def write_timeline(df, path: str | None, stream=None, partial: str | None = None) -> None:
     """Write by extension: .parquet, .csv, .jsonl / .json (JSON Lines); ``None`` = JSON Lines on
-    ``stream``."""
+    ``stream``.
+
+    ``partial`` (the line saying why: a read error, an interruption) marks the file itself as
+    partial: Parquet key-value metadata ``colo_replay.partial = "true"`` and
+    ``colo_replay.error = <the line>``; for CSV and JSON Lines a sidecar file ``<path>.partial``
+    holding the line (the table itself keeps its columns).  A complete write removes a stale
+    sidecar.  On ``stream`` the marker is the error line on stderr only."""
     if path is None:
         _write_jsonl(df, stream)
         return
+    import os
+
     check_timeline_path(path)
     lower = path.lower()
     if lower.endswith(".parquet"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         # Dictionary encoding only where it pays (the categorical columns): trying it on the
         # int64 columns, whose values are mostly distinct, costs ~40% of the write.
         dict_cols = [c for c in df.columns if str(df[c].dtype) == "category"]
-        df.to_parquet(path, index=False, use_dictionary=dict_cols)
-    elif lower.endswith(".csv"):
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        if partial is not None:
+            meta = dict(table.schema.metadata or {})
+            meta[PARTIAL_KEY] = b"true"
+            meta[ERROR_KEY] = partial.encode()
+            table = table.replace_schema_metadata(meta)
+        pq.write_table(table, path, use_dictionary=dict_cols)
+        return
+    if lower.endswith(".csv"):
         df.to_csv(path, index=False)
     else:
         with open(path, "w", encoding="utf-8") as fh:
             _write_jsonl(df, fh)
+    sidecar = path + PARTIAL_SUFFIX
+    if partial is not None:
+        with open(sidecar, "w", encoding="utf-8") as fh:
+            fh.write(partial + "\n")
+    elif os.path.exists(sidecar):
+        os.remove(sidecar)
 
 
 def _write_jsonl(df, stream) -> None:
