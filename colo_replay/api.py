@@ -123,9 +123,11 @@ def _option_warnings(opts: ReplayOptions) -> list:
 def _replay_warnings(timeline, primary, secondary, opts: ReplayOptions, filter_rewriter: bool, align) -> list:
     """Surprising situations after a replay, one line each (``summary["warnings"]``)."""
     import os
+    from functools import partial
 
     from .captures import open_capture
 
+    open_capture = partial(open_capture, max_gap_ns=opts.max_gap_ns)
     out = []
     res = timeline.result
     paths = _is_path(primary) and _is_path(secondary)
@@ -180,6 +182,12 @@ def _guest_selection(spec: str, primary, secondary, open_capture) -> dict:
         raise ValueError("--guest auto needs both captures as paths (they are read twice)")
     found = [detect_guest(open_capture(path)) for path in (primary, secondary)]
     macs = sorted({g.mac for g in found})
+    if len(macs) > 1:
+        # The secondary VM is a replica of the primary: same MAC.  Two different answers mean one
+        # capture is not the guest's output (e.g. inbound frames only): keeping both would compare
+        # unrelated traffic, or nothing at all.
+        raise ValueError(f"--guest auto found a different guest on each side (primary {found[0].mac}, "
+                         f"secondary {found[1].mac}): a COLO pair's VMs share one MAC; give --guest MAC")
     filt = " or ".join(f"ether src {m}" for m in macs)
     return {"guest": " / ".join(macs), "filter": filt if len(macs) == 1 else f"({filt})",
             "how": "; ".join(f"{side}: {g.describe()}" for side, g in zip(("primary", "secondary"), found))}
@@ -216,6 +224,8 @@ def replay(primary, secondary, progress=None, *, filter_rewriter: bool = False, 
       ``track(readers, paths)`` method, that is called first and returns the readers to use
       (the command line's progress bar counts bytes that way).
     """
+    from functools import partial
+
     from .captures import open_capture
 
     if peer_isn and not filter_rewriter:
@@ -223,6 +233,7 @@ def replay(primary, secondary, progress=None, *, filter_rewriter: bool = False, 
     if align not in (None, "none", "auto"):
         raise ValueError(f"align must be 'none' or 'auto', not {align!r}")
     opts = _replay_options(options, checkpoints_at, end_ns, allow_gaps)
+    open_capture = partial(open_capture, max_gap_ns=opts.max_gap_ns)      # every read, the same gap rule
     source = {}
     if guest is not None:
         note = source["guest"] = _guest_selection(guest, primary, secondary, open_capture)
@@ -248,7 +259,7 @@ def replay(primary, secondary, progress=None, *, filter_rewriter: bool = False, 
         from .offline.rewriter import rewrite_secondary
         if not _is_path(primary):
             raise ValueError("filter_rewriter needs the primary capture as a path (it is read twice)")
-        srd = rewriter = rewrite_secondary(srd, primary, opts.vnet_hdr_len, peer_isn)
+        srd = rewriter = rewrite_secondary(srd, primary, opts.vnet_hdr_len, peer_isn, max_gap_ns=opts.max_gap_ns)
     if progress is not None and hasattr(progress, "track"):
         prd, srd = progress.track((prd, srd), tuple(c for c in (primary, secondary) if _is_path(c)))
     result, _exc = replay_partial(prd, srd, opts, progress)

@@ -234,7 +234,7 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
         end = max(opts.checkpoints_at)      # every measured flush happened: replay them all
     interrupted = False
     try:
-        _loop(engine, model, sides, have, rec, progress, limit, failed, end, opts)
+        end = _loop(engine, model, sides, have, rec, progress, limit, failed, end, opts)
     except KeyboardInterrupt:
         # SIGINT: keep what was collected; the caller reports it as interrupted (exit 130).
         interrupted = True
@@ -265,7 +265,7 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
 
 
 def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineCollector, progress,
-          limit: int, failed: list, end_ns: int | None = None, opts: ReplayOptions | None = None) -> None:
+          limit: int, failed: list, end_ns: int | None = None, opts: ReplayOptions | None = None) -> int | None:
     """The merge loop.  When a capture fails to read, the other one is replayed up to the last
     good timestamp of the failed one (``limit``): beyond it the picture would be one-sided.
     After the last frame the clock runs on to ``end_ns`` (when the recording really ended:
@@ -451,6 +451,7 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
         catch_up(model.running_until)
     if progress is not None:
         progress(done)
+    return end_ns           # where the clock was run to (--until, resolved), or None
 
 
 class UntilError(ValueError):

@@ -18,7 +18,8 @@ of the same enums, in their own value range (100 and up), documented there as dr
     primary_frame    int64    primary capture frame number (Wireshark numbering), -1 if none
     secondary_frame  int64    secondary capture frame number, -1 if none
     held_ns          int64    releases: release time minus the primary's arrival; else -1
-    size             int32    the frame's length in bytes (vnet header included), -1 if none
+    size             int32    the frame's length in bytes (vnet header included), -1 if none;
+                              at most 2^31 - 1 (an uncomparable record claiming more is clamped)
     other_size       int32    the second frame's length, -1 if none
     tcp_seq          int64    TCP: the frame's sequence number, -1 otherwise
     tcp_seq_end      int64    TCP: seq + payload length (mod 2^32, padding included), -1 otherwise
@@ -53,6 +54,7 @@ CAUSE_NAMES = {int(c): c.name.lower() for c in Cause}
 CHECKPOINT_CAUSE_CODES = {"requested": Cause.REQUESTED, "periodic": Cause.PERIODIC, "measured": Cause.MEASURED}
 
 _RELEASE = int(EventKind.RELEASE)
+_INT32_MAX = 0x7FFFFFFF
 _TCP = 6
 
 # One row, packed (no padding), in COLUMNS order: 73 bytes.  The numpy dtype reads them back.
@@ -162,7 +164,10 @@ class TimelineCollector:
 
     def add_row(self, t: int, kind: int, cause: int, side: int = -1, frame: int = -1, size: int = -1,
                 detail: int = 0) -> None:
-        """A driver row (checkpoint start/end, uncomparable frame)."""
+        """A driver row (checkpoint start/end, uncomparable frame).  A size beyond int32 (a
+        record's orig_len can say up to 2^32 - 1) is stored as 2^31 - 1, the column's largest."""
+        if size > _INT32_MAX:
+            size = _INT32_MAX
         self._extend(_pack_row(t, kind, cause, side, -1, frame if side == 0 else -1,
                                frame if side == 1 else -1, -1, size, -1, -1, -1, detail))
 

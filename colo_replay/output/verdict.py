@@ -43,9 +43,11 @@ def verdict_line(requests_by_cause: dict, nothing_compared: str | None = None, e
     if error is not None:
         return "PARTIAL: a read error stopped the replay (results up to it)"
     n = sum(requests_by_cause.values())
-    if nothing_compared is not None:
-        return f"NOTHING COMPARED: {nothing_compared}"
     if n:
         causes = ", ".join(f"{k} {v}" for k, v in requests_by_cause.items())
-        return f"CHECKPOINT REQUESTED: {n} request{'s' if n != 1 else ''} ({causes})"
-    return "CLEAN: colo-compare requested no checkpoint"
+        line = f"CHECKPOINT REQUESTED: {n} request{'s' if n != 1 else ''} ({causes})"
+    else:
+        line = "CLEAN: colo-compare requested no checkpoint"
+    if nothing_compared is not None:
+        return f"NOTHING COMPARED: {nothing_compared}; {line}"
+    return line
