@@ -351,3 +351,22 @@ def test_one_contract_for_every_command():
     for cmd in ("replay", "verify", "live"):
         r = cli(cmd, "--help")
         assert "130 interrupted" in " ".join(r.stdout.split()), cmd
+
+
+def test_pcapng_jump_names_the_packet_block_offset(tmp_path):
+    """The same jump in a pcapng file (converted by Wireshark's editcap): the offset is that of
+    frame 50's Enhanced Packet Block."""
+    pcap = _jump(200 * DAY)(tmp_path)[0]
+    ng = tmp_path / "p.pcapng"
+    subprocess.run(["editcap", "-F", "pcapng", pcap, str(ng)], check=True)
+    r = cli("replay", ng, S)
+    assert r.returncode == 2
+    line = first_line(r)
+    off = int(line.split("frame 50 at byte offset ")[1].split(":")[0])
+    data = ng.read_bytes()
+    pos, epbs = 0, 0
+    while pos < off:
+        btype, blen = struct.unpack_from("<II", data, pos)
+        epbs += btype == 6
+        pos += blen
+    assert pos == off and struct.unpack_from("<I", data, off)[0] == 6 and epbs == 49

@@ -150,12 +150,15 @@ class CaptureReader:
         finally:
             self.close()
 
+    def _record_offset(self, number: int) -> int | None:
+        """Where frame ``number``'s record starts (for error messages only; None if unknown)."""
+        return None
+
     def _jump_error(self, number: int, step: int, gap: int) -> CaptureError:
-        from .locate import record_offset
         what = (f"timestamp jumps forward {step / 1e9:.9g} s" if step > 0
                 else f"timestamp goes back {-step / 1e9:.9g} s")
         return self._error(f"{what} from the frame before (more than the {gap / 1e9:g} s gap threshold; "
-                           f"--allow-gaps accepts it)", number, record_offset(self.path, number))
+                           f"--allow-gaps accepts it)", number, self._record_offset(number))
 
     def __iter__(self) -> Iterator[tuple[int, int, bytes, int, int]]:
         for batch in self.batches():

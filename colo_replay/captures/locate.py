@@ -19,14 +19,12 @@ def _open(path):
     return gzip.open(path, "rb") if gz else open(path, "rb")
 
 
-def record_offset(path, frame_number: int) -> int | None:
-    """The byte offset (in the decompressed stream for gzip) of frame ``frame_number``'s record,
-    or None if the file cannot be walked that far."""
+def pcap_record_offset(path, frame_number: int) -> int | None:
+    """The byte offset of a classic pcap file's frame ``frame_number`` (in the decompressed
+    stream for gzip), or None if the file cannot be walked that far."""
     try:
         with _open(path) as fh:
             head = fh.read(24)
-            if head[:4] == b"\x0a\x0d\x0d\x0a":
-                return _pcapng(fh, head, frame_number)
             order = {b"\xd4\xc3\xb2\xa1": "<", b"\x4d\x3c\xb2\xa1": "<",
                      b"\xa1\xb2\xc3\xd4": ">", b"\xa1\xb2\x3c\x4d": ">"}.get(head[:4])
             if order is None:
@@ -44,28 +42,30 @@ def record_offset(path, frame_number: int) -> int | None:
         return None
 
 
-def _pcapng(fh, head: bytes, frame_number: int) -> int | None:
-    from .pcapng import NUMBERED_RECORDS, PACKET_BLOCKS, SHB
-
-    pos = 0
-    number = 1
-    fh.seek(0)
-    order = "<"
-    while True:
-        bh = fh.read(12)
-        if len(bh) < 12:
-            return None
-        btype = struct.unpack("<I", bh[:4])[0]
-        if btype == SHB:
-            order = "<" if bh[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
-        btype, blen = struct.unpack(order + "II", bh[:8])
-        if btype in PACKET_BLOCKS:
-            if number == frame_number:
-                return pos
-            number += 1
-        elif btype in NUMBERED_RECORDS:
-            number += 1
-        if blen < 12:
-            return None
-        fh.seek(blen - 12, 1)
-        pos += blen
+def pcapng_record_offset(path, frame_number: int, shb: int, packet_blocks, numbered) -> int | None:
+    """The byte offset of a pcapng file's frame ``frame_number``: its packet block, numbered as
+    Wireshark numbers them (``packet_blocks`` and the ``numbered`` non-packet records count)."""
+    try:
+        with _open(path) as fh:
+            pos = 0
+            number = 1
+            order = "<"
+            while True:
+                bh = fh.read(12)
+                if len(bh) < 12:
+                    return None
+                if struct.unpack("<I", bh[:4])[0] == shb:
+                    order = "<" if bh[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
+                btype, blen = struct.unpack(order + "II", bh[:8])
+                if btype in packet_blocks:
+                    if number == frame_number:
+                        return pos
+                    number += 1
+                elif btype in numbered:
+                    number += 1
+                if blen < 12:
+                    return None
+                fh.seek(blen - 12, 1)
+                pos += blen
+    except (OSError, EOFError, struct.error):
+        return None

@@ -174,6 +174,10 @@ class PcapReader(CaptureReader):
         return self._error(f"record header declares {caplen} captured bytes, {why}",
                            number, offset)
 
+    def _record_offset(self, number: int) -> int | None:
+        from .locate import pcap_record_offset
+        return pcap_record_offset(self.path, number)
+
     def _frac_error(self, frac: int, number: int, offset: int):
         unit = "ts_usec" if self._frac_ns == 1000 else "ts_nsec"
         return self._error(f"invalid timestamp: {unit} {frac} is not below {1_000_000_000 // self._frac_ns}",
