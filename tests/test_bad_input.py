@@ -370,3 +370,20 @@ def test_pcapng_jump_names_the_packet_block_offset(tmp_path):
         epbs += btype == 6
         pos += blen
     assert pos == off and struct.unpack_from("<I", data, off)[0] == 6 and epbs == 49
+
+
+def test_warnings_are_in_the_result_for_api_users():
+    from colo_replay import api
+    tl = api.replay(P, P, max_queue_size=2**32 + 7)
+    w = tl.summary["warnings"]
+    assert any("same file" in x for x in w) and any("truncates it to 7" in x for x in w)
+    assert tl.exit_status() == 0 and tl.summary["verdict"].startswith("CLEAN")
+
+
+def test_live_max_queue_size_truncation_is_said(tmp_path):
+    r = cli("live", "--primary-in", f"socket,path={tmp_path}/p", "--secondary-in", f"socket,path={tmp_path}/s",
+            "--outdev", f"socket,path={tmp_path}/o", "--max-queue-size", "99999999999", timeout=30)
+    assert r.returncode == 2
+    assert r.stderr.splitlines()[0] == ("colo-replay live: warning: --max-queue-size 99999999999 does not fit "
+                                        "QEMU's uint32: QEMU 7.2 truncates it to 1215752191, and so does live")
+    assert "cannot open --primary-in" in r.stderr

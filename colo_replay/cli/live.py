@@ -65,6 +65,10 @@ def live(primary_in, secondary_in, outdev, notify_dev, allow_remote, qemu, compa
     from .. import api
 
     check_output_path(output, PROG, summary_json=summary_json)
+    if max_queue_size is not None and max_queue_size > 0xFFFFFFFF and qemu != "4.1":
+        # QEMU parses max_queue_size as uint64 and stores it in a uint32 (engine/profiles.py)
+        click.echo(f"{PROG}: warning: --max-queue-size {max_queue_size} does not fit QEMU's uint32: QEMU {qemu} "
+                   f"truncates it to {max_queue_size & 0xFFFFFFFF}, and so does live", err=True)
     with bad_input(prog=PROG):
         run = api.live(primary_in, secondary_in, outdev, notify_dev, allow_remote=allow_remote, qemu=qemu,
                        compare_timeout=compare_timeout, expired_scan_cycle=expired_scan_cycle,
