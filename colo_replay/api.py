@@ -296,7 +296,7 @@ def replay_chardev(capture, ports: dict | None = None, progress=None, flushes: s
         raise ValueError(f"flushes must be 'measured' or 'model', not {flushes!r}")
     opts = _replay_options(options, checkpoints_at, end_ns, allow_gaps)
     cap = capture if isinstance(capture, ChardevCapture) else ChardevCapture(
-        capture, ports, opts.vnet_hdr_support)
+        capture, ports, opts.vnet_hdr_support, max_gap_ns=opts.max_gap_ns)
     opts.vnet_hdr_support = cap.vnet_hdr_support
     if flushes == "measured" and opts.checkpoints_at is None and cap.notify_to.frames:
         opts.checkpoints_at = cap.flush_times()
