@@ -49,3 +49,25 @@ def test_a_year_idle_is_one_row_and_fast():
     s = tl.summary
     assert s["checkpoints_by_cause"]["periodic"] > 365 * 86400 // 20 - 10
     assert len(tl) < 1000
+
+
+@pytest.mark.parametrize("delay_ms,until_s", [(100, 30), (50, 20), (1, 5), (30, 12)])
+def test_back_to_back_checkpoints_fold_too(monkeypatch, delay_ms, until_s):
+    """x-checkpoint-delay not above the checkpoint duration (100 ms): checkpoints follow each
+    other back to back; with nothing queued they fold into one row as well (7.2 coalesces)."""
+    kw = dict(checkpoint_delay_ns=delay_ms * 1_000_000, end_ns=LAST_NS + until_s * 10**9)
+    monkeypatch.setattr(CheckpointModel, "busy_run", lambda self, t: None)
+    monkeypatch.setattr(CheckpointModel, "idle_run", lambda self, t: (0, 0, 0))
+    stepped = api.replay(PRIMARY, SECONDARY, **kw)
+    monkeypatch.undo()
+    fast = api.replay(PRIMARY, SECONDARY, **kw)
+    for key in ("checkpoints", "checkpoints_by_cause", "checkpoint_requests_by_cause", "released_by_cause",
+                "held_ms"):
+        assert stepped.summary[key] == fast.summary[key], key
+    frame_rows = lambda tl: tl.events[~tl.events["kind"].isin(
+        ["checkpoint_start", "checkpoint_end", "flush", "idle_checkpoints"])].reset_index(drop=True)
+    assert frame_rows(stepped).equals(frame_rows(fast))
+    assert (fast.events["kind"] == "idle_checkpoints").any() and len(fast) < len(stepped)
+    # the checkpoint running at the end, and its number, are the same
+    last = lambda tl: tl.events[tl.events["kind"] == "checkpoint_start"].iloc[-1][["time_ns", "detail"]].tolist()
+    assert last(stepped) == last(fast)

@@ -132,6 +132,40 @@ class CheckpointModel:
         self.periodic_at = p + n * delay        # timer_mod(now + x-checkpoint-delay), n times
         return p, n, p + (n - 1) * delay + d
 
+    def busy_run(self, t: int):
+        """Jump over checkpoints that follow each other back to back, in O(1): for a driver with
+        nothing queued, when the periodic timer fires at least once per checkpoint
+        (``delay_ns <= duration_ns``) and requests coalesce (5.1+; 4.1's semaphore owes one
+        checkpoint per firing, a debt that only grows).  Then the running checkpoint ends at
+        ``r = running_until`` and, whatever is pending, another starts at once, at ``r + k *
+        duration_ns`` for every k (each span of ``duration_ns`` holds a firing).
+
+        Returns None when that does not apply or fewer than two would be skipped; else
+        ``(end, n, last_end, start)``: the running checkpoint's "end" action at ``r``; ``n``
+        checkpoints started at ``r, r + d, ...`` and all ended by ``last_end = r + n * d``; the
+        "start" action at ``last_end`` of the one now running.  The model is left as stepping
+        would leave it after everything at or before ``last_end``."""
+        d, delay, r = self.duration_ns, self.delay_ns, self.running_until
+        if (self.measured is not None or r is None or not self.coalesce or not delay or delay > d
+                or d <= 0 or t - r < 2 * d):
+            return None
+        n = (t - r) // d
+        last = r + n * d
+        end = CheckpointAction("end", r, self.running_cause, self.count)
+        self.count += n
+        q = self.periodic_at
+        if q <= last:
+            # every firing before ``last`` happened, each re-arming the timer; one exactly at
+            # ``last`` fires after the checkpoint that starts then (end first, as in advance)
+            k = (last - q) // delay + 1
+            self.periodic_at = q + k * delay
+            self.pending = 1 if (last - q) % delay == 0 else 0
+        else:
+            self.pending = 0
+        self.pending_cause = PERIODIC
+        start = self._start(last, PERIODIC)[0]
+        return end, n, last, start
+
     def finish(self, t: int) -> list[CheckpointAction]:
         """For a driver on a real clock (live ``--flush-on-request``), which asks nothing of
         ``advance``: the running checkpoint ended at ``t``, when its timer fired (``t`` may be

@@ -32,7 +32,9 @@ nothing was queued: they flush nothing, so the replay skips them in O(1) whateve
 of the idle stretch.  Its time is the first one's start; the one ``flush`` row after it is the
 last one's.  The summary counts each of them (``checkpoints``, ``checkpoints_by_cause``).
 Checkpoints that follow each other back to back (x-checkpoint-delay not above the checkpoint
-duration) keep their own rows.
+duration) fold the same way on 7.2 (the row then sits between the running one's end and the
+start of the one running after the skip); on 4.1, whose semaphore owes one more checkpoint per
+timer firing, they keep their own rows.
 
 ``pandas`` is imported only when a DataFrame is asked for.
 """
