@@ -10,6 +10,7 @@ import json
 import os
 import random
 import resource
+import signal
 import struct
 import sys
 import tempfile
@@ -61,6 +62,7 @@ def main(seed: int, count: int) -> dict:
             with open(paths[side], "wb") as fh:
                 fh.write(mutate(originals[side], rng))
             t0 = time.monotonic()
+            signal.alarm(10)                     # each mutant: 10 s at most, or it is a failure
             try:
                 tl = api.replay(*paths)
                 tl.summary
@@ -71,12 +73,18 @@ def main(seed: int, count: int) -> dict:
                 out["value_error"] += 1
             except Exception:                    # noqa: BLE001 - what the test is looking for
                 out["crashes"].append(f"mutant {i} (seed {seed}, side {side}): " + traceback.format_exc(limit=3))
+            signal.alarm(0)
             out["slowest_s"] = max(out["slowest_s"], time.monotonic() - t0)
             os.remove(paths[side])
     return out
 
 
+def _too_slow(signum, frame):
+    raise TimeoutError("a mutant ran for more than 10 s")
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGALRM, _too_slow)
     limit = 3 << 30
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))          # a mutant may not eat the machine
     resource.setrlimit(resource.RLIMIT_CPU, (120, 120))
