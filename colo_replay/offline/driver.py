@@ -20,6 +20,7 @@ from typing import Callable
 
 from ..captures.errors import CaptureError
 from .checkpoints import CheckpointModel
+from .resync import SUPERSEDE, TRIM, Resync
 from ..engine.compare import Engine
 from ..engine.constants import MS, NEVER as _NEVER
 from ..engine.events import Cause, EventKind
@@ -31,6 +32,10 @@ from ..output.timeline import CHECKPOINT_CAUSE_CODES, TimelineCollector
 _CKPT = EventKind.CHECKPOINT_REQUEST
 _RELEASE = EventKind.RELEASE
 _SDROP = EventKind.SECONDARY_DROPPED
+_SUPERSEDED = EventKind.SUPERSEDED
+_REQUEUED = EventKind.REQUEUED
+_C_AHEAD = Cause.AHEAD
+_SUPERSEDE, _TRIM = SUPERSEDE, TRIM
 
 
 @dataclass
@@ -54,6 +59,7 @@ class ReplayOptions:
     end_ns: int | None = None              # keep the clock running to here after the last frame
     bpf_filter: str | None = None
     alignment: str | None = None           # how secondary_offset_ns was obtained (--align auto)
+    after_checkpoint: str = "raw"          # "resync": model what a checkpoint does to the SVM (offline/resync.py)
 
     def compare_config(self) -> CompareConfig:
         return CompareConfig(self.compare_timeout, self.expired_scan_cycle, self.max_queue_size,
@@ -71,6 +77,7 @@ class SideStats:
     linktypes: list = field(default_factory=list)
     synthesised_ethernet: bool = False
     last_ns: int | None = None   # last arrival read (bounds the other side after a read error)
+    superseded: int = 0          # not fed: a resynchronised SVM would not send it (--after-checkpoint resync)
 
 
 @dataclass
@@ -85,6 +92,7 @@ class ReplayResult:
     partial: bool = False
     error: str | None = None
     still_queued: tuple = (0, 0)       # (primary, secondary) frames left in the queues at the end
+    resync: dict | None = None         # --after-checkpoint resync: superseded / trimmed / requeued counts
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -223,7 +231,12 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
     end = opts.end_ns
     if end is None and opts.checkpoints_at:
         end = max(opts.checkpoints_at)      # every measured flush happened: replay them all
-    _loop(engine, model, sides, have, rec, progress, limit, failed, end)
+    resync = None
+    if opts.after_checkpoint == "resync":
+        resync = Resync(engine, resolved.compare_timeout)
+    elif opts.after_checkpoint != "raw":
+        raise ValueError(f"after_checkpoint must be 'resync' or 'raw', not {opts.after_checkpoint!r}")
+    _loop(engine, model, sides, have, rec, progress, limit, failed, end, resync)
     error = failed[0] if failed else None
     for side, st in zip(sides, (pstats, sstats)):
         rd = side.reader
@@ -241,17 +254,19 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
                                             "secondary_offset_ms": opts.secondary_offset_ns / MS,
                                             "scan_phase_ms": opts.scan_phase_ns / MS,
                                             "filter": opts.bpf_filter,
-                                            "alignment": opts.alignment},
+                                            "alignment": opts.alignment,
+                                            "after_checkpoint": opts.after_checkpoint},
         primary=pstats, secondary=sstats,
         checkpoints=model.count,
         checkpoint_requests=model.requests,
         partial=error is not None, error=str(error) if error else None,
-        still_queued=engine.queue_lengths())
+        still_queued=engine.queue_lengths(),
+        resync=resync.stats.as_dict() if resync is not None else None)
     return result, error
 
 
 def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineCollector, progress,
-          limit: int, failed: list, end_ns: int | None = None) -> None:
+          limit: int, failed: list, end_ns: int | None = None, resync=None) -> None:
     """The merge loop.  When a capture fails to read, the other one is replayed up to the last
     good timestamp of the failed one (``limit``): beyond it the picture would be one-sided.
     After the last frame the clock runs on to ``end_ns`` (when the recording really ended:
@@ -262,6 +277,12 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
     key ``time << 1 | side`` and the keys are sorted (two sorted runs: a linear merge in C);
     the keys are valid up to the end of whichever batch ends first, where that side is refilled
     and the rest merged again.
+
+    ``resync`` (a ``Resync``, ``--after-checkpoint resync``) sees every flush's events and gives
+    back the dropped secondaries to feed again at once (``requeued`` rows); while it has a rule
+    pending, each secondary frame is checked before it is fed (``superseded`` rows).  The
+    per-frame cost when it is off (or has nothing pending) is nil: the secondary's test of
+    ``s_fast`` (its batch is simple and no rule is pending) replaces the one of ``s_simple``.
     """
     feed = engine.feed
     add = rec.add_event
@@ -278,17 +299,33 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                     for ev in engine.vm_stop(a.time):
                         handle(ev)
             else:
-                for ev in engine.checkpoint(a.time):
+                evs = engine.checkpoint(a.time)
+                for ev in evs:
                     add(ev)
                 if vm_on_clock:
                     for ev in engine.vm_resume(a.time):
                         handle(ev)
                 add_row(a.time, EventKind.CHECKPOINT_END, code, detail=a.index)
+                if resync is not None:
+                    requeue(evs, a.time)
 
     def handle(ev):
         add(ev)
         if ev[0] is _CKPT:
             apply(model.request(ev[2]))
+
+    def requeue(evs, t):
+        """--after-checkpoint resync: feed again, at the flush, the secondaries it dropped that
+        were ahead of the primary (offline/resync.py)."""
+        for r in resync.after_flush(evs, t):
+            add_row(t, _REQUEUED, _C_AHEAD, 1, r.ident, len(r.data), r.trimmed)
+            for ev in feed(1, r.data, t, r.vnet_hdr_len, r.ident):
+                handle(ev)
+
+    def resyncing() -> bool:
+        return resync is not None and resync.active
+
+    check = resync.check_secondary if resync is not None else None
 
     def catch_up(t):
         """Run every scan and checkpoint action due at or before ``t``, in time order."""
@@ -315,6 +352,7 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
 
     p, s = sides
     wake = wake_time()
+    rs_on = False           # resync has a rule pending: secondaries are checked before feeding
     done = 0
     next_progress = 65536
     stop = False
@@ -349,8 +387,9 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
         pi, si = p.i, s.i
         p_frames, p_first, p_vnet, p_simple = p.frames, p.first, p.vnet, p.simple
         s_frames, s_first, s_vnet, s_simple = s.frames, s.first, s.vnet, s.simple
+        s_fast = s_simple and not rs_on
         p_skipped = p.stats.truncated + p.stats.filtered      # frames not fed, so far
-        s_skipped = s.stats.truncated + s.stats.filtered
+        s_skipped = s.stats.truncated + s.stats.filtered + s.stats.superseded
         fed_before = p.stats.fed + s.stats.fed
         try:
             for key in keys:
@@ -361,19 +400,38 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                     if t >= wake:
                         catch_up(t)
                         wake = wake_time()
-                    if s_simple:
+                        rs_on = resyncing()
+                        s_fast = s_simple and not rs_on
+                    if s_fast:
                         evs = feed(1, s_frames[i], t, s_vnet, s_first + i)
                     else:
-                        vnet = s.admit(i, t, 1, add_row)
-                        if vnet is None:
-                            continue
-                        evs = feed(1, s_frames[i], t, vnet, s_first + i)
+                        if s_simple:
+                            vnet = s_vnet
+                        else:
+                            vnet = s.admit(i, t, 1, add_row)
+                            if vnet is None:
+                                continue
+                        frame = s_frames[i]
+                        if rs_on:
+                            v = check(frame, vnet, t)
+                            rs_on = resync.active
+                            s_fast = s_simple and not rs_on
+                            if v.action == _SUPERSEDE:
+                                s.stats.superseded += 1
+                                add_row(t, _SUPERSEDED, v.cause, 1, s_first + i, len(frame))
+                                continue
+                            if v.action == _TRIM:
+                                add_row(t, _SUPERSEDED, v.cause, 1, s_first + i, len(frame), v.trimmed)
+                                frame = v.data
+                        evs = feed(1, frame, t, vnet, s_first + i)
                 else:
                     i = pi
                     pi += 1
                     if t >= wake:
                         catch_up(t)
                         wake = wake_time()
+                        rs_on = resyncing()
+                        s_fast = s_simple and not rs_on
                     if p_simple:
                         evs = feed(0, p_frames[i], t, p_vnet, p_first + i)
                     else:
@@ -389,9 +447,11 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                     if ev[0] is _CKPT:
                         apply(model.request(ev[2]))
                         wake = wake_time()  # a checkpoint may have started: the model's clock moved
+                        rs_on = resyncing()
+                        s_fast = s_simple and not rs_on
         finally:
             p.stats.fed += pi - p.i - (p.stats.truncated + p.stats.filtered - p_skipped)
-            s.stats.fed += si - s.i - (s.stats.truncated + s.stats.filtered - s_skipped)
+            s.stats.fed += si - s.i - (s.stats.truncated + s.stats.filtered + s.stats.superseded - s_skipped)
             p.i, s.i = pi, si
         done += p.stats.fed + s.stats.fed - fed_before
         rec.compact(8192)             # keeps the collector's row buffer small (and cache-warm)
