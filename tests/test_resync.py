@@ -1,0 +1,138 @@
+"""The checkpoint resynchronisation model (offline/resync.py, ``--after-checkpoint resync``):
+on a generated free-running pair with planted differences, and on hand-built streams for the
+straddling (trimmed) and ahead (requeued) rules."""
+
+import numpy as np
+import pytest
+
+import colo_replay
+from colo_replay.offline.driver import ReplayOptions
+
+from tests.support.frames import tcp, udp
+from tests.support.pcapwrite import write_pcap
+from tests.support.planted import make_planted_pair
+
+T0 = 1_700_000_000_000_000_000
+MS = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    return make_planted_pair(tmp_path_factory.mktemp("planted"))
+
+
+def _requests(tl):
+    e = tl.events
+    return e[e["kind"] == "checkpoint_request"]
+
+
+def test_resync_gives_one_checkpoint_per_planted_difference_at_its_frames(planted):
+    p, s, found = planted
+    assert {d.proto for d in found} == {"tcp", "udp", "icmp", "ip-253"}
+    tl = colo_replay.replay(p, s, after_checkpoint="resync")
+    req = _requests(tl)
+    assert len(req) == len(found) == 8
+    assert tl.summary["checkpoints"] == len(found)
+    assert list(zip(req["primary_frame"], req["secondary_frame"])) == \
+        [(d.primary_frame, d.secondary_frame) for d in found]
+    # the behind secondary's late copies were superseded: driver rows, never QEMU decisions
+    e = tl.events
+    sup = e[e["kind"] == "superseded"]
+    assert len(sup) == tl.result.resync["superseded"] > 0
+    assert set(sup["side"].astype(str)) == {"secondary"}
+    assert set(sup["cause"].astype(str)) <= {"already_sent", "owed"}
+    assert tl.result.knobs["after_checkpoint"] == "resync"
+
+
+def test_raw_cascades_on_the_same_pair(planted):
+    p, s, found = planted
+    tl = colo_replay.replay(p, s, after_checkpoint="raw")
+    req = _requests(tl)
+    assert len(req) > 100 * len(found)
+    assert tl.summary["checkpoints"] > 5 * len(found)
+    assert "superseded" not in set(tl.events["kind"].astype(str)[tl.events["kind"].cat.codes >= 0])
+
+
+def _pair(tmp_path, prim, sec):
+    pp = write_pcap(tmp_path / "p.pcap", [(T0 + t, f) for t, f in prim], nanos=True)
+    sp = write_pcap(tmp_path / "s.pcap", [(T0 + t, f) for t, f in sec], nanos=True)
+    return str(pp), str(sp)
+
+
+def _rows(tl, kind):
+    e = tl.events
+    return e[e["kind"] == kind]
+
+
+def test_a_segment_straddling_the_mark_is_trimmed(tmp_path):
+    # P1 (1000..1200) miscompares with S1 (1000..1100); the flush at 101 ms releases P1, so the
+    # mark is 1200.  S2 (1100..1300) comes after it: its first 100 bytes were sent by the primary,
+    # the rest is fed and compares equal with P3 (1200..1300).
+    body = bytes(range(200)) + bytes(range(100, 200))
+    prim = [(0, tcp(1000, b"A" + body[1:200])), (103 * MS, tcp(1200, body[200:300]))]
+    sec = [(1 * MS, tcp(1000, body[:100])), (102 * MS, tcp(1100, body[100:300]))]
+    until = f"{T0 + 5000 * MS}ns"
+    tl = colo_replay.replay(*_pair(tmp_path, prim, sec), after_checkpoint="resync", end_ns=until)
+    assert len(_requests(tl)) == 1
+    trimmed = _rows(tl, "superseded")
+    assert list(trimmed["cause"].astype(str)) == ["trimmed"]
+    assert list(trimmed["secondary_frame"]) == [2] and list(trimmed["detail"]) == [100]
+    rel = _rows(tl, "release")
+    eq = rel[rel["cause"] == "compared_equal"]
+    assert list(zip(eq["primary_frame"], eq["secondary_frame"])) == [(2, 2)]
+    assert tl.result.resync == {"superseded": 0, "trimmed": 1, "requeued": 0}
+    # raw: P3 is released against the end of S2, whose first 100 bytes then wait for a primary
+    # that never comes: S2 expires, a second checkpoint
+    raw = colo_replay.replay(*_pair(tmp_path, prim, sec), after_checkpoint="raw", end_ns=until)
+    req = _requests(raw)
+    assert list(req["cause"].astype(str)) == ["miscompare", "expired"]
+    assert list(req["secondary_frame"]) == [1, 2]
+
+
+def test_secondary_data_ahead_of_the_primary_is_requeued_once(tmp_path):
+    # S2 (1100..1200) arrives before the flush, P2 only after it: the resynchronised SVM sends
+    # S2's data again, so it is requeued at the flush and P2 compares equal with it.
+    prim = [(0, tcp(1000, b"a" * 100)), (110 * MS, tcp(1100, b"c" * 100))]
+    sec = [(1 * MS, tcp(1000, b"b" * 100)), (50 * MS, tcp(1100, b"c" * 100))]
+    tl = colo_replay.replay(*_pair(tmp_path, prim, sec), after_checkpoint="resync")
+    req = _rows(tl, "requeued")
+    assert len(req) == 1 and list(req["secondary_frame"]) == [2]
+    assert str(req["cause"].iloc[0]) == "ahead"
+    rel = _rows(tl, "release")
+    eq = rel[rel["cause"] == "compared_equal"]
+    assert list(zip(eq["primary_frame"], eq["secondary_frame"])) == [(2, 2)]
+    # the requeued frame is fed right after the flush that dropped it, at its time
+    flush_t = _rows(tl, "flush")["time_ns"].to_numpy()
+    assert int(req["time_ns"].iloc[0]) in set(flush_t)
+    # requeued at most once, however many flushes drop it
+    assert tl.result.resync["requeued"] == 1
+
+
+def test_a_datagram_copy_after_the_flush_is_superseded_as_owed(tmp_path):
+    # A UDP flow's P1 differs from S1: a checkpoint, flushed at 101 ms.  Another flow's P2 is
+    # released by that flush before its copy S2 arrives: S2 is the owed counterpart.  Raw leaves
+    # S2 queued until it expires (3 s): a second request.
+    prim = [(0, udp(b"one-p")), (100 * MS, udp(b"two", sport=6000))]
+    sec = [(1 * MS, udp(b"one-s")), (101 * MS + 500_000, udp(b"two", sport=6000))]
+    tl = colo_replay.replay(*_pair(tmp_path, prim, sec), after_checkpoint="resync", end_ns=f"{T0 + 5000 * MS}ns")
+    sup = _rows(tl, "superseded")
+    assert list(sup["cause"].astype(str)) == ["owed"] and list(sup["secondary_frame"]) == [2]
+    assert len(_requests(tl)) == 1
+    raw = colo_replay.replay(*_pair(tmp_path, prim, sec), after_checkpoint="raw", end_ns=f"{T0 + 5000 * MS}ns")
+    assert list(_requests(raw)["cause"].astype(str)) == ["miscompare", "expired"]
+
+
+def test_raw_is_the_replay_options_default_and_bad_values_are_refused(tmp_path):
+    assert ReplayOptions().after_checkpoint == "raw"
+    prim = [(0, udp(b"x"))]
+    with pytest.raises(ValueError, match="after_checkpoint"):
+        colo_replay.replay(*_pair(tmp_path, prim, prim), after_checkpoint="sometimes")
+
+
+def test_resync_changes_no_frame_of_a_pair_without_divergence(planted, tmp_path):
+    p, _s, _found = planted
+    tl = colo_replay.replay(p, p, after_checkpoint="resync")
+    assert len(_requests(tl)) == 0
+    assert tl.result.resync == {"superseded": 0, "trimmed": 0, "requeued": 0}
+    assert np.array_equal(tl.events["time_ns"].to_numpy(),
+                          colo_replay.replay(p, p, after_checkpoint="raw").events["time_ns"].to_numpy())
