@@ -73,6 +73,8 @@ def _is_path(capture) -> bool:
     return isinstance(capture, (str, bytes)) or hasattr(capture, "__fspath__")
 
 
+CHARDEV_IS_RAW = ("--after-checkpoint resync is for pair captures: a chardev capture's secondary stream "
+                  "already reflects the checkpoints (it is replayed raw)")
 PEER_ISN_NEEDS_REWRITER = "--peer-isn goes with --filter-rewriter (peer_isn=True needs filter_rewriter=True)"
 
 
@@ -108,7 +110,7 @@ def _guest_selection(spec: str, primary, secondary, open_capture) -> dict:
 
 def replay(primary, secondary, progress=None, *, filter_rewriter: bool = False, peer_isn: bool = False,
            guest: str | None = None, align: str | None = None, checkpoints_at=None, end_ns=None,
-           **options) -> Timeline:
+           after_checkpoint: str | None = None, **options) -> Timeline:
     """Replay two captures (paths or open ``CaptureReader``s) through colo-compare.
 
     ``options`` are the fields of ``ReplayOptions`` (``qemu="7.2"``, ``compare_timeout=...``,
@@ -127,6 +129,12 @@ def replay(primary, secondary, progress=None, *, filter_rewriter: bool = False, 
     * ``checkpoints_at``: measured flush times replacing the checkpoint model: a path to a file
       (``--checkpoints-at``: epoch seconds or ``<n>ns`` per line) or a list of times.
     * ``end_ns``: keep the clock running to this time (ns, or epoch seconds / ``"<n>ns"`` text).
+    * ``after_checkpoint``: ``"resync"`` models what a checkpoint does to the secondary VM:
+      secondary frames a resynchronised SVM would not send are ``superseded`` rows, dropped ones
+      it would send again are ``requeued`` (``colo_replay.offline.resync``); ``"raw"`` replays
+      both streams exactly as captured.  Default (``None``): ``"resync"``, the replay models the
+      checkpoints of two free-running VMs; ``"raw"`` with ``checkpoints_at``, measured flushes
+      mean the captures were taken under that COLO run (the secondary already resynchronised).
     * ``progress``: called with the number of frames replayed so far; if it has a
       ``track(readers, paths)`` method, that is called first and returns the readers to use
       (the command line's progress bar counts bytes that way).
@@ -137,7 +145,9 @@ def replay(primary, secondary, progress=None, *, filter_rewriter: bool = False, 
         raise ValueError(PEER_ISN_NEEDS_REWRITER)
     if align not in (None, "none", "auto"):
         raise ValueError(f"align must be 'none' or 'auto', not {align!r}")
-    opts = _replay_options(options, checkpoints_at, end_ns)
+    if after_checkpoint is None:
+        after_checkpoint = "raw" if checkpoints_at is not None else "resync"
+    opts = _replay_options(dict(options, after_checkpoint=after_checkpoint), checkpoints_at, end_ns)
     source = {}
     if guest is not None:
         note = source["guest"] = _guest_selection(guest, primary, secondary, open_capture)
@@ -193,6 +203,8 @@ def replay_chardev(capture, ports: dict | None = None, progress=None, flushes: s
 
     if flushes not in ("measured", "model"):
         raise ValueError(f"flushes must be 'measured' or 'model', not {flushes!r}")
+    if options.get("after_checkpoint", "raw") != "raw":
+        raise ValueError(CHARDEV_IS_RAW)
     opts = _replay_options(options, checkpoints_at, end_ns)
     cap = capture if isinstance(capture, ChardevCapture) else ChardevCapture(
         capture, ports, opts.vnet_hdr_support)
