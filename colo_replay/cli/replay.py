@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from .options import (COMPARE_OPTIONS, DURATION, EXIT_BAD_INPUT, EXIT_CLEAN, EXIT_DIVERGED, PORT_OPTIONS,
+from .options import (AFTER_CHECKPOINT_OPTION, COMPARE_OPTIONS, DURATION, EXIT_BAD_INPUT, EXIT_CLEAN, EXIT_DIVERGED, PORT_OPTIONS,
                       bad_input, check_output_path, echo_chardev, fail, ports, write_json)
 
 
@@ -39,6 +39,7 @@ from .options import (COMPARE_OPTIONS, DURATION, EXIT_BAD_INPUT, EXIT_CLEAN, EXI
 @click.option("--until", "until",
               help="Keep the clock running to this time after the last frame (epoch seconds, or "
                    "nanoseconds with 'ns'): the expiry scans and flushes up to then happen too.")
+@AFTER_CHECKPOINT_OPTION
 @click.option("--filter", "bpf_filter", help="Keep only frames matching this BPF expression (libpcap syntax).")
 @click.option("--guest", help="Keep only the guest's outbound frames when the captures hold both directions: "
                               "its MAC, its IP address, or 'auto' (detected and reported).")
@@ -56,7 +57,7 @@ from .options import (COMPARE_OPTIONS, DURATION, EXIT_BAD_INPUT, EXIT_CLEAN, EXI
 def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outdev_port, notify_port, flushes,
            qemu, compare_timeout, expired_scan_cycle, max_queue_size, vnet_hdr_support,
            vnet_hdr_len, primary_offset, secondary_offset, align, primary_delay, secondary_delay, scan_phase,
-           checkpoint_duration, checkpoint_delay, checkpoints_at, until, bpf_filter, guest, filter_rewriter, peer_isn,
+           checkpoint_duration, checkpoint_delay, checkpoints_at, until, after_checkpoint, bpf_filter, guest, filter_rewriter, peer_isn,
            output, summary_json, max_checkpoints, max_held_p99, progress):
     """Replay PRIMARY and SECONDARY captures (or one --chardev capture); write the timeline,
     print the summary.
@@ -69,7 +70,8 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
         clock_opts = {"--primary-offset": primary_offset, "--secondary-offset": secondary_offset,
                       "--primary-delay": primary_delay, "--secondary-delay": secondary_delay,
                       "--vnet-hdr-len": vnet_hdr_len, "--align auto": align == "auto",
-                      "--filter-rewriter": filter_rewriter, "--peer-isn": peer_isn, "--guest": guest}
+                      "--filter-rewriter": filter_rewriter, "--peer-isn": peer_isn, "--guest": guest,
+                      "--after-checkpoint resync": after_checkpoint == "resync"}
         bad = [name for name, value in clock_opts.items() if value]
         if bad:
             fail(f"{', '.join(bad)} not applicable with --chardev: its streams are on colo-compare's own clock "
@@ -97,7 +99,7 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
                                       peer_isn=peer_isn, guest=guest, align=align, vnet_hdr_len=vnet_hdr_len,
                                       primary_offset_ns=primary_offset, secondary_offset_ns=secondary_offset,
                                       primary_delay_ns=primary_delay, secondary_delay_ns=secondary_delay,
-                                      **options)
+                                      after_checkpoint=after_checkpoint, **options)
     finally:
         if bar is not None:
             bar.close()

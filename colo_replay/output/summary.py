@@ -59,7 +59,31 @@ def summarise(df, result) -> dict:
         "partial": result.partial,
         "error": result.error,
     }
+    _after_checkpoint(out, df, result)
     return out
+
+
+def _after_checkpoint(out: dict, df, result) -> None:
+    """``after_checkpoint``: the mode and, under resync, what it did; under raw with modelled
+    checkpoints, the cascade signature (``output.cascade``) and a warning when it is there."""
+    k = result.knobs
+    mode = k.get("after_checkpoint")
+    if mode is None:
+        return
+    info = {"mode": mode}
+    if getattr(result, "resync", None) is not None:
+        info.update(result.resync)
+    elif k.get("checkpoints") == "model" and out["checkpoints"]:
+        from .cascade import cascade_signature
+        window = (k.get("compare_timeout") or 3000) * MS + (k.get("expired_scan_cycle") or 1000) * MS
+        sig = cascade_signature(df, window)
+        info["cascade"] = sig
+        if sig["cascade"]:
+            info["warning"] = (f"{sig['re_diverged']} of {sig['followed']} flushes were followed by a request on a "
+                               f"connection the flush had frames of: the cascade of captures taken without COLO "
+                               f"(the secondary is behind at each modelled flush); --after-checkpoint resync "
+                               f"models what the checkpoints do to it")
+    out["after_checkpoint"] = info
 
 
 def _capture_info(st) -> dict:
@@ -105,9 +129,21 @@ def format_summary(s: dict) -> str:
                  f"filtered {nc['filtered']}")
     lines.append(_anomalies_row(s["queue_drops"], s["table_resets"], s["qemu_crashes"])
                  + f"; undefined reads {s['undefined']}")
+    ac = s.get("after_checkpoint")
+    if ac is not None:
+        lines.append(_after_checkpoint_row(ac))
     if s["error"]:
         lines.append(f"  error          {s['error']}")
+    if ac is not None and ac.get("warning"):
+        lines.append(f"  warning        {ac['warning']}")
     return "\n".join(lines)
+
+
+def _after_checkpoint_row(ac: dict) -> str:
+    if ac["mode"] == "resync":
+        return (f"  after ckpt     resync: {ac.get('superseded', 0)} secondary frames superseded, "
+                f"{ac.get('trimmed', 0)} trimmed, {ac.get('requeued', 0)} requeued")
+    return "  after ckpt     raw (streams as captured)"
 
 
 def _profile_row(profile: str, k: dict) -> str:
