@@ -123,6 +123,9 @@ class Divergence:
 
     @property
     def field(self) -> str:
+        """The class's field: the innermost field named, or a marker (``inverted-tcp-test``)."""
+        if self.details.get("inverted_tcp_test"):
+            return "inverted-tcp-test"
         return self.fields[0]["name"] if self.fields else ""
 
     @property
