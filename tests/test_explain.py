@@ -254,3 +254,20 @@ def test_cli_refusals_are_one_line_exit_2():
 def test_chardev_resync_refused_by_the_api():
     with pytest.raises(ValueError, match="chardev"):
         colo_replay.replay_chardev(CHARDEV, after_checkpoint="resync")
+
+
+def test_the_readme_explain_example_gives_the_report(tmp_path):
+    """README's explain command, run as written (its --evidence redirected into tmp_path), prints
+    what reports/explain-sample.txt holds."""
+    import re
+    import shlex
+    text = open("README.md", encoding="utf-8").read()
+    section = text.split("## Explain: why did it diverge", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section, flags=re.S).group(1)
+    argv = shlex.split(block.strip())
+    assert argv[:2] == ["colo-replay", "explain"]
+    argv[argv.index("--evidence") + 1] = str(tmp_path / "e.pcapng")
+    r = _cli(*argv[1:])
+    assert r.returncode == 1, r.stderr
+    assert r.stdout == open("reports/explain-sample.txt", encoding="utf-8").read()
+    assert (tmp_path / "e.pcapng").read_bytes() == open("reports/explain-sample.pcapng", "rb").read()

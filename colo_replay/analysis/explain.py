@@ -438,7 +438,7 @@ def _explain_one(d: Divergence, row, frames: dict, vnet: int, inverted_tcp: bool
         return
     _difference_into(d, p, s, pv, sv, inverted_tcp)
     if cause == "size_mismatch":
-        d.details = _size_details(p.data, s.data, pv)
+        d.details.update(_size_details(p.data, s.data, pv))
 
 
 def _difference_into(d: Divergence, p, s, pv: int, sv: int, inverted_tcp: bool) -> None:
@@ -455,6 +455,7 @@ def _difference_into(d: Divergence, p, s, pv: int, sv: int, inverted_tcp: bool) 
         else:
             p_from, s_from = pd_.payload_off + delta, sd.payload_off
         first = _f.first_difference(p.data, s.data, p_from, s_from)
+        d.details["compared_from"] = p_from
         if first is not None:
             off, s_off = first, first - p_from + s_from
         elif inverted_tcp and d.cause == "miscompare":
@@ -464,6 +465,7 @@ def _difference_into(d: Divergence, p, s, pv: int, sv: int, inverted_tcp: bool) 
             return
     else:
         start = _f.compare_start(p.data, pv, pd_)
+        d.details["compared_from"] = start
         first = _f.explaining_difference(p.data, s.data, start, start, pv)
         if first is not None:
             off = s_off = first
@@ -616,7 +618,9 @@ def _format_divergence(d: Divergence, hex_window: bool) -> list[str]:
     if d.offset is not None:
         po = f", payload offset {d.payload_offset}" if d.payload_offset is not None else ""
         so = f" (secondary {d.secondary_offset})" if d.secondary_offset != d.offset else ""
-        lines.append(f"    first diff    frame offset {d.offset}{so}{po}")
+        cf = d.details.get("compared_from")
+        cf = f"; colo-compare compares from offset {cf}" if cf is not None else ""
+        lines.append(f"    first diff    frame offset {d.offset}{so}{po}{cf}")
     for f in d.fields:
         lines.append(f"    field         {f['name']}  {_short(f['primary'])}  \u2260  {_short(f['secondary'])}")
     det = d.details
@@ -634,13 +638,18 @@ def _format_divergence(d: Divergence, hex_window: bool) -> list[str]:
                      + (f"{cand}" if cand else "none")
                      + (f", first difference {det['candidate_difference']}" if det.get("candidate_difference")
                         else ""))
-    lines.append(f"    cost          {d.consequences} consequences"
-                 + (f", {d.checkpoints} checkpoints" if not d.concurrent else ", shares the episode's checkpoint"))
+    lines.append(f"    cost          {_plural(d.consequences, 'consequence')}"
+                 + (f", {_plural(d.checkpoints, 'checkpoint')}" if not d.concurrent
+                    else ", shares the episode's checkpoints"))
     for n in d.notes:
         lines.append(f"    note          {n}")
     if hex_window and d.hex is not None:
         lines.extend("    " + ln for ln in d.hex.text().splitlines())
     return lines
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _class_text(row) -> str:
@@ -656,7 +665,7 @@ def _fmt_sel(sel: dict) -> str:
 
 
 def _short(v, n: int = 48) -> str:
-    s = repr(v) if isinstance(v, str) else str(v)
+    s = str(v)
     return s if len(s) <= n else s[:n - 3] + "..."
 
 
