@@ -151,3 +151,30 @@ def test_resync_changes_no_frame_of_a_pair_without_divergence(planted, tmp_path)
     assert tl.result.resync == {"superseded": 0, "trimmed": 0, "requeued": 0}
     assert np.array_equal(tl.events["time_ns"].to_numpy(),
                           colo_replay.replay(p, p, after_checkpoint="raw").events["time_ns"].to_numpy())
+
+
+def test_rules_end_when_caught_up_or_after_compare_timeout():
+    """A mark ends at the first segment at or after it, a pure ACK included; a mark (or owed
+    datagram) nothing came for within compare_timeout is forgotten, so that it stops costing a
+    check per secondary frame."""
+    from colo_replay.engine.compare import Engine
+    from colo_replay.offline.resync import FEED, SUPERSEDE, Resync
+
+    eng = Engine("7.2")
+    rs = Resync(eng, 3000)
+    eng.feed(0, tcp(1000, b"a" * 100), T0, 0, 1)
+    eng.feed(1, tcp(1000, b"b" * 100), T0 + MS, 0, 1)           # miscompare: both stay queued
+    evs = eng.checkpoint(T0 + 100 * MS)
+    assert rs.after_flush(evs, T0 + 100 * MS) == [] and rs.marks and rs.active
+    assert rs.check_secondary(tcp(1000, b""), 0, T0 + 101 * MS).action == SUPERSEDE   # behind the mark
+    assert rs.check_secondary(tcp(1100, b""), 0, T0 + 102 * MS).action == FEED        # at it: caught up
+    assert not rs.active
+    # the same flush again, then silence: the sweep forgets the rule after compare_timeout
+    eng.feed(0, tcp(1100, b"c" * 100), T0 + 200 * MS, 0, 2)
+    eng.feed(1, tcp(1100, b"d" * 100), T0 + 201 * MS, 0, 2)
+    rs.after_flush(eng.checkpoint(T0 + 300 * MS), T0 + 300 * MS)
+    assert rs.active
+    rs.sweep(T0 + 3200 * MS)
+    assert rs.active
+    rs.sweep(T0 + 3301 * MS)
+    assert not rs.active

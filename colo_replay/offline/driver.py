@@ -322,8 +322,11 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
             for ev in feed(1, r.data, t, r.vnet_hdr_len, r.ident):
                 handle(ev)
 
-    def resyncing() -> bool:
-        return resync is not None and resync.active
+    def resyncing(t) -> bool:
+        if resync is None:
+            return False
+        resync.sweep(t)             # rules whose window ended stop costing a check per frame
+        return resync.active
 
     check = resync.check_secondary if resync is not None else None
 
@@ -400,7 +403,7 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                     if t >= wake:
                         catch_up(t)
                         wake = wake_time()
-                        rs_on = resyncing()
+                        rs_on = resyncing(t)
                         s_fast = s_simple and not rs_on
                     if s_fast:
                         evs = feed(1, s_frames[i], t, s_vnet, s_first + i)
@@ -430,7 +433,7 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                     if t >= wake:
                         catch_up(t)
                         wake = wake_time()
-                        rs_on = resyncing()
+                        rs_on = resyncing(t)
                         s_fast = s_simple and not rs_on
                     if p_simple:
                         evs = feed(0, p_frames[i], t, p_vnet, p_first + i)
@@ -447,7 +450,7 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                     if ev[0] is _CKPT:
                         apply(model.request(ev[2]))
                         wake = wake_time()  # a checkpoint may have started: the model's clock moved
-                        rs_on = resyncing()
+                        rs_on = resyncing(t)
                         s_fast = s_simple and not rs_on
         finally:
             p.stats.fed += pi - p.i - (p.stats.truncated + p.stats.filtered - p_skipped)

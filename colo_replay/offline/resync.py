@@ -25,7 +25,8 @@ TCP, by sequence space, per connection:
       total length reduced, as the resynchronised SVM would send only the rest.  The trimmed
       frame keeps its frame number; a ``superseded/trimmed`` row says how many bytes went.
     * The first segment that starts at or after the mark ends the rule for that connection:
-      the secondary has caught up.
+      the secondary has caught up.  So does ``compare_timeout`` without such a segment: a
+      secondary that far behind would have expired under QEMU anyway.
     * Secondary segments the flush dropped that lie (partly) **after** the mark were ahead of
       the primary.  The resynchronised SVM sends that data again with the PVM, so they are
       **requeued**: fed again right after the flush, at the flush time, in their order
@@ -127,6 +128,7 @@ class Resync:
         self._subtract_vnet = self.profile.header_size_subtracts_vnet
         self._window_ns = compare_timeout_ms * 1_000_000
         self.marks: dict[bytes, int] = {}       # TCP connection key -> mark (seq)
+        self._mark_until: dict[bytes, int] = {}  # TCP connection key -> forget the mark after this
         self.owed: dict[bytes, _Owed] = {}      # datagram connection key -> owed primaries
         self.stats = ResyncStats()
         self._requeued: set = set()             # idents requeued once (never twice)
@@ -141,6 +143,7 @@ class Resync:
         """The flush at ``t`` produced ``events`` (its RELEASE/FLUSH and SECONDARY_DROPPED/FLUSH
         events among them).  Updates the rules and returns the dropped secondaries to requeue,
         in arrival order."""
+        self.sweep(t)
         primaries: dict[bytes, list[Packet]] = {}
         secondaries: dict[bytes, list[Packet]] = {}
         protos: dict[bytes, int] = {}
@@ -162,7 +165,7 @@ class Resync:
             pl = sorted(primaries.get(key, ()), key=_arrival)
             sl = sorted(secondaries.get(key, ()), key=_arrival)
             if proto == IPPROTO_TCP:
-                requeue += self._tcp_flush(key, pl, sl)
+                requeue += self._tcp_flush(key, pl, sl, t)
             else:
                 requeue += self._datagram_flush(key, proto, pl, sl, t)
         if requeue:
@@ -173,7 +176,7 @@ class Resync:
         self.stats.requeued += len(requeue)
         return requeue
 
-    def _tcp_flush(self, key: bytes, pl: list[Packet], sl: list[Packet]) -> list[Requeue]:
+    def _tcp_flush(self, key: bytes, pl: list[Packet], sl: list[Packet], t: int = 0) -> list[Requeue]:
         mark = self.marks.get(key)
         conn = self.engine.table.get(key)
         if conn is not None and conn.compare_seq:
@@ -185,6 +188,7 @@ class Resync:
             # for primary data, i.e. ahead of it.
             return [Requeue(s.data, s.vnet_hdr_len, s.ident) for s in sl]
         self.marks[key] = mark
+        self._mark_until[key] = t + self._window_ns
         out = []
         for s in sl:
             if s.seq_end == s.tcp_seq or not 0 < (s.seq_end - mark) & _U32 < _S32_NEG:
@@ -232,17 +236,22 @@ class Resync:
             mark = self.marks.get(key)
             if mark is None:
                 return _FEED
+            if t > self._mark_until[key]:
+                # nothing behind the mark came within compare_timeout: whatever comes now is new
+                self._drop_mark(key)
+                return _FEED
             fill_tcp_info(pkt, self._subtract_vnet)
             seq, end = pkt.tcp_seq, pkt.seq_end
             if seq == end:                         # no payload: stale when it starts before the mark
                 if 0 < (mark - seq) & _U32 < _S32_NEG:
                     self.stats.superseded += 1
                     return Verdict(SUPERSEDE, cause=_SENT)
+                self._drop_mark(key)               # at (or after) the mark: caught up
                 return _FEED
             if not 0 < (end - mark) & _U32 < _S32_NEG:
                 self.stats.superseded += 1
                 return Verdict(SUPERSEDE, cause=_SENT)
-            del self.marks[key]                    # ends after the mark: caught up
+            self._drop_mark(key)                   # ends after the mark: caught up
             if 0 < (mark - seq) & _U32 < _S32_NEG:
                 trimmed, cut = self._trim(pkt, mark)
                 self.stats.trimmed += 1
@@ -265,6 +274,18 @@ class Resync:
             del self.owed[key]
         self.stats.superseded += 1
         return Verdict(SUPERSEDE, cause=_OWED)
+
+    def _drop_mark(self, key: bytes) -> None:
+        del self.marks[key]
+        del self._mark_until[key]
+
+    def sweep(self, t: int) -> None:
+        """Forget the rules whose window ended before ``t`` (a connection that sent nothing more:
+        its rule would otherwise keep every secondary frame checked)."""
+        for key in [k for k, u in self._mark_until.items() if u < t]:
+            self._drop_mark(key)
+        for key in [k for k, o in self.owed.items() if o.until_ns < t]:
+            del self.owed[key]
 
     @staticmethod
     def _trim(pkt: Packet, mark: int) -> tuple[bytes, int]:
