@@ -12,7 +12,8 @@ one ``Divergence`` per **distinct divergence**:
 
 For each: the flow, both frames (numbers as the replay gave them: Wireshark numbering for
 captures, stream order for chardev streams), the first differing byte as colo-compare compares
-(TCP: payloads aligned by sequence number, each side from its own header; UDP / ICMP: from the
+(TCP: each side from its own header, lined up by sequence number when the segments overlap,
+from both payloads' starts when they do not; UDP / ICMP: from the
 L4 header; other protocols: the whole frame after the vnet header; differences in checksums
 skipped when another byte differs), its offset in the frame and in the L4 payload, a hex window
 and the fields covering it on both sides: the application field tshark named (one tshark run
@@ -446,14 +447,23 @@ def _difference_into(d: Divergence, p, s, pv: int, sv: int, inverted_tcp: bool) 
     sd = _f.dissect(s.data, sv)
     off = s_off = None
     if pd_.ip_proto == 6 and sd.ip_proto == 6 and pd_.payload_off is not None and sd.payload_off is not None:
-        # colo-compare lines the payloads up by sequence number, each from its own header
+        # colo-compare compares each side from its own header plus its offset (the part already
+        # matched by an earlier, shorter frame).  When the two segments overlap in sequence
+        # space those offsets line them up by sequence number, which is what is done here;
+        # when they do not (sequence spaces not aligned: no filter-rewriter), a first compare
+        # starts both at their payloads.
         pseq = _field_value(p.data, pv, "tcp.seq", pd_) or 0
         sseq = _field_value(s.data, sv, "tcp.seq", sd) or 0
-        delta = (sseq - pseq) & 0xFFFFFFFF
-        if delta >= 0x80000000:         # the secondary starts earlier
-            p_from, s_from = pd_.payload_off, sd.payload_off + ((pseq - sseq) & 0xFFFFFFFF)
+        plen = max(0, len(p.data) - pd_.payload_off)
+        slen = max(0, len(s.data) - sd.payload_off)
+        ahead = (pseq - sseq) & 0xFFFFFFFF          # the primary starts this much later
+        behind = (sseq - pseq) & 0xFFFFFFFF         # the secondary starts this much later
+        if 0 < ahead < slen:
+            p_from, s_from = pd_.payload_off, sd.payload_off + ahead
+        elif 0 < behind < plen:
+            p_from, s_from = pd_.payload_off + behind, sd.payload_off
         else:
-            p_from, s_from = pd_.payload_off + delta, sd.payload_off
+            p_from, s_from = pd_.payload_off, sd.payload_off
         first = _f.first_difference(p.data, s.data, p_from, s_from)
         d.details["compared_from"] = p_from
         if first is not None:
