@@ -5,12 +5,15 @@ Columns (the DataFrame has the same names):
     time_ns          int64    when it happened (replay clock: capture time + offsets), ns
     kind             category release, secondary_dropped, checkpoint_request, queue_full_drop,
                               table_reset, unsupported, flush, qemu_crash, undefined,
-                              primary_lost, uncomparable, checkpoint_start, checkpoint_end
+                              primary_lost, uncomparable, checkpoint_start, checkpoint_end,
+                              superseded, requeued
     cause            category why (see colo_replay.events.Cause; checkpoint rows: requested,
-                              periodic, measured; uncomparable rows: truncated)
+                              periodic, measured; uncomparable rows: truncated; superseded:
+                              already_sent, trimmed, owed; requeued: ahead)
 
 The kind and cause categories are the lower-case names of ``EventKind`` and ``Cause``; the rows
-the drivers add (uncomparable, checkpoint_start, checkpoint_end and their causes) are members
+the drivers add (uncomparable, checkpoint_start, checkpoint_end, superseded, requeued and their
+causes) are members
 of the same enums, in their own value range (100 and up), documented there as driver rows.
     side             category primary / secondary / "" (rows about no frame)
     conn             int32    connection index in first-seen order, -1 if none
@@ -22,7 +25,8 @@ of the same enums, in their own value range (100 and up), documented there as dr
     tcp_seq          int64    TCP: the frame's sequence number, -1 otherwise
     tcp_seq_end      int64    TCP: seq + payload length (mod 2^32, padding included), -1 otherwise
     detail           int64    age in ms (expired), connections lost (table reset), checkpoint
-                              number (checkpoint rows), bytes read past the end (undefined)
+                              number (checkpoint rows), bytes read past the end (undefined),
+                              payload bytes cut (superseded/trimmed, requeued)
 
 ``pandas`` is imported only when a DataFrame is asked for.
 """
