@@ -62,7 +62,8 @@ DIVERGENCE_COLUMNS = ("request", "episode", "concurrent", "time_ns", "cause", "s
     concurrent       True for the first request of another connection in an episode
     time_ns, cause, side, conn    the request's timeline values
     protocol, src, dst, sport, dport   the flow (sport/dport -1 when the protocol has none)
-    primary_frame, secondary_frame     frame numbers (-1 when none)
+    primary_frame, secondary_frame     frame numbers (-1 when none); for an expired frame the
+                     other side's is the nearest candidate (``details["candidate"]``)
     offset, secondary_offset, payload_offset   the first differing byte (-1 when none)
     field, primary_value, secondary_value      the innermost field covering it, both values
     consequences     later requests of the episode on the same connection
