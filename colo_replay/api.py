@@ -328,6 +328,9 @@ def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = 
     profile = knobs["qemu"]
     replay_info.update(profile=profile, after_checkpoint=knobs.get("after_checkpoint"),
                        checkpoints=knobs.get("checkpoints"), partial=tl.partial)
+    warning = (tl.summary.get("after_checkpoint") or {}).get("warning")
+    if warning:
+        replay_info["warning"] = warning        # the cascade signature of a raw replay
     other = other_name = None
     if other_profile:
         other_name = "4.1" if profile != "4.1" else "7.2"

@@ -116,6 +116,10 @@ def test_planted_differences_found_at_their_exact_frame_and_offset(planted):
             assert d.payload_offset == want.payload_offset
         assert d.hex is not None and d.hex.differing >= 1
         assert d.consequences == 0 and d.checkpoints == 1
+    assert "warning" not in x.replay
+    raw = colo_replay.explain(p, s, after_checkpoint="raw", other_profile=False, tshark=False, limit=0)
+    assert raw.counts["requests"] > 100 * len(found)
+    assert "warning: " in raw.format() and "--after-checkpoint resync" in raw.replay["warning"]
     by_proto = {d.protocol: d.field for d in x.divergences}
     assert by_proto["tcp"] == "tcp.payload" and by_proto["udp"] in ("udp.payload", "syslog.msg")
     assert by_proto["ip-253"] == "data.data"

@@ -222,6 +222,8 @@ class Explanation:
         r = self.replay
         out = [f"colo-replay explain: QEMU {r.get('profile')}, after-checkpoint {r.get('after_checkpoint')}",
                self.headline()]
+        if r.get("warning"):
+            out.append(f"warning: {r['warning']}")
         if self.app_fields != "tshark":
             out.append(f"note: {self.app_fields}")
         if len(self.classes):
