@@ -93,10 +93,14 @@ def test_sample_pair_resync_supersedes_the_cascade_frame():
     assert x.replay["after_checkpoint"] == "resync"
     assert x.counts["divergences"] == 10 and x.counts["concurrent"] == 0
     # request 5 of the raw replay (P#88 against S#79, the ping reply the secondary sent 5 us
-    # after the flush that released the primary's copy) is gone: S#79 was superseded
+    # after the flush that released the primary's copy P#78) is gone: P#78 arrived while the
+    # checkpoint had the VMs stopped, so it is sent (fed) at its end, and matches S#79
     assert (88, 79) not in [(d.primary_frame, d.secondary_frame) for d in x.divergences]
     y = colo_replay.explain(P, S, filter_rewriter=True, frame="S#79", other_profile=False, tshark=False)
-    assert y.divergences == [] and y.selection["frame_rows"] == ["superseded owed"]
+    assert y.divergences == [] and y.selection["frame_rows"] == ["release compared_equal",
+                                                                   "secondary_dropped compared_equal"]
+    ev = y.timeline.events
+    assert list(ev[(ev["kind"] == "release") & (ev["secondary_frame"] == 79)]["primary_frame"]) == [78]
     assert "S#79 is in no checkpoint request" in y.format()
 
 

@@ -21,13 +21,21 @@ def planted(tmp_path_factory):
     return make_planted_pair(tmp_path_factory.mktemp("planted"))
 
 
+@pytest.fixture(scope="module")
+def planted_mid_stream(tmp_path_factory):
+    return make_planted_pair(tmp_path_factory.mktemp("planted-mid"), mid_stream=True)
+
+
 def _requests(tl):
     e = tl.events
     return e[e["kind"] == "checkpoint_request"]
 
 
-def test_resync_gives_one_checkpoint_per_planted_difference_at_its_frames(planted):
-    p, s, found = planted
+@pytest.mark.parametrize("which", ["planted", "planted_mid_stream"])
+def test_resync_gives_one_checkpoint_per_planted_difference_at_its_frames(which, request):
+    """TCP differences at the end of a response, or in the middle of a stream that goes on
+    while the checkpoint runs (its frames are held until the VMs resume), alike."""
+    p, s, found = request.getfixturevalue(which)
     assert {d.proto for d in found} == {"tcp", "udp", "icmp", "ip-253"}
     tl = colo_replay.replay(p, s, after_checkpoint="resync")
     req = _requests(tl)
@@ -42,6 +50,10 @@ def test_resync_gives_one_checkpoint_per_planted_difference_at_its_frames(plante
     assert set(sup["side"].astype(str)) == {"secondary"}
     assert set(sup["cause"].astype(str)) <= {"already_sent", "owed"}
     assert tl.result.knobs["after_checkpoint"] == "resync"
+    # frames sent while a modelled checkpoint had the VMs stopped were held and fed at its end
+    assert tl.result.primary.held > 0 and tl.result.secondary.held > 0
+    assert tl.result.primary.fed == tl.result.primary.frames
+    assert tl.result.secondary.fed == tl.result.secondary.frames - tl.result.resync["superseded"]
 
 
 def test_raw_cascades_on_the_same_pair(planted):
@@ -105,10 +117,11 @@ def test_a_segment_straddling_the_mark_is_trimmed(tmp_path):
 
 
 def test_secondary_data_ahead_of_the_primary_is_requeued_once(tmp_path):
-    # S2 (1100..1200) arrives before the flush, P2 only after it: the resynchronised SVM sends
-    # S2's data again, so it is requeued at the flush and P2 compares equal with it.
-    prim = [(0, tcp(1000, b"a" * 100)), (110 * MS, tcp(1100, b"c" * 100))]
-    sec = [(1 * MS, tcp(1000, b"b" * 100)), (50 * MS, tcp(1100, b"c" * 100))]
+    # The secondary is ahead: S1 and S2 (1100..1200) wait for the primary; P1 differs from S1 at
+    # 2 ms, the flush at 102 ms drops both, P2 comes only after it.  The resynchronised SVM sends
+    # S2's data again, so S2 is requeued at the flush and P2 compares equal with it.
+    prim = [(2 * MS, tcp(1000, b"a" * 100)), (110 * MS, tcp(1100, b"c" * 100))]
+    sec = [(0, tcp(1000, b"b" * 100)), (1 * MS, tcp(1100, b"c" * 100))]
     tl = colo_replay.replay(*_pair(tmp_path, prim, sec), after_checkpoint="resync")
     req = _rows(tl, "requeued")
     assert len(req) == 1 and list(req["secondary_frame"]) == [2]
@@ -124,10 +137,10 @@ def test_secondary_data_ahead_of_the_primary_is_requeued_once(tmp_path):
 
 
 def test_a_datagram_copy_after_the_flush_is_superseded_as_owed(tmp_path):
-    # A UDP flow's P1 differs from S1: a checkpoint, flushed at 101 ms.  Another flow's P2 is
-    # released by that flush before its copy S2 arrives: S2 is the owed counterpart.  Raw leaves
-    # S2 queued until it expires (3 s): a second request.
-    prim = [(0, udp(b"one-p")), (100 * MS, udp(b"two", sport=6000))]
+    # A UDP flow's P1 differs from S1: a checkpoint, flushed at 101 ms.  Another flow's P2, sent
+    # before it started, is released by that flush before its copy S2 arrives: S2 is the owed
+    # counterpart.  Raw leaves S2 queued until it expires (3 s): a second request.
+    prim = [(0, udp(b"one-p")), (500_000, udp(b"two", sport=6000))]
     sec = [(1 * MS, udp(b"one-s")), (101 * MS + 500_000, udp(b"two", sport=6000))]
     tl = colo_replay.replay(*_pair(tmp_path, prim, sec), after_checkpoint="resync", end_ns=f"{T0 + 5000 * MS}ns")
     sup = _rows(tl, "superseded")
@@ -178,3 +191,21 @@ def test_rules_end_when_caught_up_or_after_compare_timeout():
     assert rs.active
     rs.sweep(T0 + 3301 * MS)
     assert not rs.active
+
+
+def test_frames_sent_during_a_checkpoint_wait_for_its_end(tmp_path):
+    """Under resync a modelled checkpoint stops the VMs: the diverged connection's next segments
+    (sent at 50 ms, while the checkpoint runs) are fed at the flush, after the pair that caused
+    it was flushed, and compare equal: one request, one checkpoint.  Raw compares them at 50 ms
+    against the miscompared pair still at the queues' heads: requests, and coalescing adds a
+    second checkpoint."""
+    prim = [(0, tcp(1000, b"a" * 100)), (50 * MS, tcp(1100, b"c" * 100))]
+    sec = [(1 * MS, tcp(1000, b"b" * 100)), (51 * MS, tcp(1100, b"c" * 100))]
+    tl = colo_replay.replay(*_pair(tmp_path, prim, sec), after_checkpoint="resync")
+    assert len(_requests(tl)) == 1 and tl.summary["checkpoints"] == 1
+    rel = _rows(tl, "release")
+    eq = rel[rel["cause"] == "compared_equal"]
+    assert list(zip(eq["primary_frame"], eq["secondary_frame"], eq["time_ns"])) == [(2, 2, T0 + 101 * MS)]
+    assert tl.result.primary.held == tl.result.secondary.held == 1
+    raw = colo_replay.replay(*_pair(tmp_path, prim, sec), after_checkpoint="raw")
+    assert len(_requests(raw)) > 1 and raw.summary["checkpoints"] == 2

@@ -78,6 +78,7 @@ class SideStats:
     synthesised_ethernet: bool = False
     last_ns: int | None = None   # last arrival read (bounds the other side after a read error)
     superseded: int = 0          # not fed: a resynchronised SVM would not send it (--after-checkpoint resync)
+    held: int = 0                # resync: arrived while a modelled checkpoint had the VMs stopped, fed at its end
 
 
 @dataclass
@@ -295,6 +296,8 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
             code = CHECKPOINT_CAUSE_CODES[a.cause]
             if a.kind == "start":
                 add_row(a.time, EventKind.CHECKPOINT_START, code, detail=a.index)
+                if resync is not None:
+                    resync.holding = True       # the VMs are stopped: what they send waits
                 if vm_on_clock:
                     for ev in engine.vm_stop(a.time):
                         handle(ev)
@@ -308,6 +311,7 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                 add_row(a.time, EventKind.CHECKPOINT_END, code, detail=a.index)
                 if resync is not None:
                     requeue(evs, a.time)
+                    release_held(a.time)
 
     def handle(ev):
         add(ev)
@@ -322,11 +326,36 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
             for ev in feed(1, r.data, t, r.vnet_hdr_len, r.ident):
                 handle(ev)
 
-    def resyncing(t) -> bool:
+    def release_held(t):
+        """--after-checkpoint resync: the frames that arrived while the checkpoint had the VMs
+        stopped are sent when they resume: fed now, in arrival order (secondaries through the
+        resync rules).  A request among them may start the next checkpoint: the rest waits for it."""
+        resync.holding = False
+        items, resync.held = resync.held, []
+        for k, (side, data, vnet, ident) in enumerate(items):
+            if resync.holding:
+                resync.held.extend(items[k:])
+                return
+            if side == 1 and resync.active:
+                v = check(data, vnet, t)
+                if v.action == _SUPERSEDE:
+                    sstats.superseded += 1
+                    add_row(t, _SUPERSEDED, v.cause, 1, ident, len(data))
+                    continue
+                if v.action == _TRIM:
+                    add_row(t, _SUPERSEDED, v.cause, 1, ident, len(data), v.trimmed)
+                    data = v.data
+            (pstats, sstats)[side].fed += 1
+            for ev in feed(side, data, t, vnet, ident):
+                handle(ev)
+
+    def modes(t) -> tuple:
+        """(rs_on, hold): a resync rule is pending (secondaries are checked); a modelled
+        checkpoint has the VMs stopped (frames are held)."""
         if resync is None:
-            return False
+            return False, False
         resync.sweep(t)             # rules whose window ended stop costing a check per frame
-        return resync.active
+        return resync.active, resync.holding
 
     check = resync.check_secondary if resync is not None else None
 
@@ -356,6 +385,8 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
     p, s = sides
     wake = wake_time()
     rs_on = False           # resync has a rule pending: secondaries are checked before feeding
+    hold = False            # resync: a modelled checkpoint runs, frames wait for its end
+    pstats, sstats = p.stats, s.stats
     done = 0
     next_progress = 65536
     stop = False
@@ -390,9 +421,11 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
         pi, si = p.i, s.i
         p_frames, p_first, p_vnet, p_simple = p.frames, p.first, p.vnet, p.simple
         s_frames, s_first, s_vnet, s_simple = s.frames, s.first, s.vnet, s.simple
-        s_fast = s_simple and not rs_on
-        p_skipped = p.stats.truncated + p.stats.filtered      # frames not fed, so far
-        s_skipped = s.stats.truncated + s.stats.filtered + s.stats.superseded
+        s_fast = s_simple and not rs_on and not hold
+        p_fast = p_simple and not hold
+        p_skipped = p.stats.truncated + p.stats.filtered + p.stats.held     # frames not fed (yet), so far
+        s_skipped = s.stats.truncated + s.stats.filtered + s.stats.held
+        sup = 0                                                 # secondaries superseded in this stretch
         fed_before = p.stats.fed + s.stats.fed
         try:
             for key in keys:
@@ -403,8 +436,9 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                     if t >= wake:
                         catch_up(t)
                         wake = wake_time()
-                        rs_on = resyncing(t)
-                        s_fast = s_simple and not rs_on
+                        rs_on, hold = modes(t)
+                        s_fast = s_simple and not rs_on and not hold
+                        p_fast = p_simple and not hold
                     if s_fast:
                         evs = feed(1, s_frames[i], t, s_vnet, s_first + i)
                     else:
@@ -415,12 +449,17 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                             if vnet is None:
                                 continue
                         frame = s_frames[i]
+                        if hold:
+                            s.stats.held += 1
+                            resync.held.append((1, frame, vnet, s_first + i))
+                            continue
                         if rs_on:
                             v = check(frame, vnet, t)
                             rs_on = resync.active
                             s_fast = s_simple and not rs_on
                             if v.action == _SUPERSEDE:
                                 s.stats.superseded += 1
+                                sup += 1
                                 add_row(t, _SUPERSEDED, v.cause, 1, s_first + i, len(frame))
                                 continue
                             if v.action == _TRIM:
@@ -433,13 +472,21 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                     if t >= wake:
                         catch_up(t)
                         wake = wake_time()
-                        rs_on = resyncing(t)
-                        s_fast = s_simple and not rs_on
-                    if p_simple:
+                        rs_on, hold = modes(t)
+                        s_fast = s_simple and not rs_on and not hold
+                        p_fast = p_simple and not hold
+                    if p_fast:
                         evs = feed(0, p_frames[i], t, p_vnet, p_first + i)
                     else:
-                        vnet = p.admit(i, t, 0, add_row)
-                        if vnet is None:
+                        if p_simple:
+                            vnet = p_vnet
+                        else:
+                            vnet = p.admit(i, t, 0, add_row)
+                            if vnet is None:
+                                continue
+                        if hold:
+                            p.stats.held += 1
+                            resync.held.append((0, p_frames[i], vnet, p_first + i))
                             continue
                         evs = feed(0, p_frames[i], t, vnet, p_first + i)
                 if len(evs) == 2 and evs[1][0] is _SDROP and evs[0][0] is _RELEASE:
@@ -450,11 +497,12 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                     if ev[0] is _CKPT:
                         apply(model.request(ev[2]))
                         wake = wake_time()  # a checkpoint may have started: the model's clock moved
-                        rs_on = resyncing(t)
-                        s_fast = s_simple and not rs_on
+                        rs_on, hold = modes(t)
+                        s_fast = s_simple and not rs_on and not hold
+                        p_fast = p_simple and not hold
         finally:
-            p.stats.fed += pi - p.i - (p.stats.truncated + p.stats.filtered - p_skipped)
-            s.stats.fed += si - s.i - (s.stats.truncated + s.stats.filtered + s.stats.superseded - s_skipped)
+            p.stats.fed += pi - p.i - (p.stats.truncated + p.stats.filtered + p.stats.held - p_skipped)
+            s.stats.fed += si - s.i - (s.stats.truncated + s.stats.filtered + s.stats.held + sup - s_skipped)
             p.i, s.i = pi, si
         done += p.stats.fed + s.stats.fed - fed_before
         rec.compact(8192)             # keeps the collector's row buffer small (and cache-warm)

@@ -7,11 +7,19 @@ captured from two free-running VMs does not: its secondary stream goes on as if 
 happened, so one divergence in a long TCP stream misaligns every later compare on that
 connection and one root becomes dozens of requests.
 
-``Resync`` models the checkpoint's effect on such a secondary stream.  It never changes what
+``Resync`` models the checkpoint's effect on such a pair.  It never changes what
 the engine decides about the frames it is given; it changes which secondary frames the driver
 gives it, and each such change is a driver row in the timeline (kind ``superseded`` or
 ``requeued``), never a QEMU decision.  The rules, decided at every flush (the end of a
 checkpoint) from the frames that flush released and dropped:
+
+While a checkpoint runs (from its start to its flush) the VMs are stopped:
+    frames captured meanwhile (both sides: the pair's VMs ran on) are **held** by the driver and
+    fed when the checkpoint ends, right after the flush (and the requeued frames), in arrival
+    order, the secondaries through the rules below; a request among them that starts the next
+    checkpoint holds the rest again.  So a diverged connection that goes on sending does not
+    request again against the miscompared pair still at its queues' heads (which, with 5.1+
+    coalescing, would cost a second checkpoint); its frames are compared after the flush.
 
 TCP, by sequence space, per connection:
     ``mark`` = the furthest point the primary had sent: the latest ``seq_end`` of the primaries
@@ -132,6 +140,8 @@ class Resync:
         self.owed: dict[bytes, _Owed] = {}      # datagram connection key -> owed primaries
         self.stats = ResyncStats()
         self._requeued: set = set()             # idents requeued once (never twice)
+        self.holding = False                    # a modelled checkpoint runs: the VMs are stopped
+        self.held: list = []                    # (side, data, vnet_hdr_len, ident) sent meanwhile
 
     @property
     def active(self) -> bool:

@@ -73,6 +73,7 @@ def _after_checkpoint(out: dict, df, result) -> None:
     info = {"mode": mode}
     if getattr(result, "resync", None) is not None:
         info.update(result.resync)
+        info["held"] = {"primary": getattr(result.primary, "held", 0), "secondary": getattr(result.secondary, "held", 0)}
     elif k.get("checkpoints") == "model" and out["checkpoints"]:
         from .cascade import cascade_signature
         window = (k.get("compare_timeout") or 3000) * MS + (k.get("expired_scan_cycle") or 1000) * MS
@@ -141,8 +142,10 @@ def format_summary(s: dict) -> str:
 
 def _after_checkpoint_row(ac: dict) -> str:
     if ac["mode"] == "resync":
+        held = ac.get("held") or {}
         return (f"  after ckpt     resync: {ac.get('superseded', 0)} secondary frames superseded, "
-                f"{ac.get('trimmed', 0)} trimmed, {ac.get('requeued', 0)} requeued")
+                f"{ac.get('trimmed', 0)} trimmed, {ac.get('requeued', 0)} requeued; held while checkpoints ran: "
+                f"{held.get('primary', 0)} primary, {held.get('secondary', 0)} secondary")
     return "  after ckpt     raw (streams as captured)"
 
 

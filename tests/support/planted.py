@@ -77,9 +77,12 @@ def _tcp(side: _Side, t_ns: int, sport: int, dport: int, dst: bytes, seq: int, a
     return _ipv4(6, side.next_id(), hdr + opts + payload, dst)
 
 
-def make_planted_pair(directory, seed: int = 7, duration_s: float = 10.0, planted: int = 8) -> tuple[str, str, list[Planted]]:
+def make_planted_pair(directory, seed: int = 7, duration_s: float = 10.0, planted: int = 8,
+                      mid_stream: bool = False) -> tuple[str, str, list[Planted]]:
     """Write ``planted_primary.pcap`` and ``planted_secondary.pcap`` (nanosecond pcap) into
-    ``directory``; return their paths and the planted differences, in time order."""
+    ``directory``; return their paths and the planted differences, in time order.
+    ``mid_stream``: plant the TCP differences in the continuous bulk streams (whose segments
+    keep coming while the checkpoint runs) instead of at the end of a response."""
     from .pcapwrite import write_pcap
 
     rnd = random.Random(seed)
@@ -128,7 +131,7 @@ def make_planted_pair(directory, seed: int = 7, duration_s: float = 10.0, plante
         if j >= planted:
             break
         want = kinds[j % 4]
-        if t >= plan_times[j] and kind == want and (kind != "tcp" or args[3]):
+        if t >= plan_times[j] and kind == want and (kind != "tcp" or (key >= 3 if mid_stream else args[3])):
             targets[i] = want
             j += 1
     assert j == planted, "duration too short for the planted differences"
