@@ -71,8 +71,6 @@ DIVERGENCE_COLUMNS = ("request", "episode", "concurrent", "time_ns", "cause", "s
     note             the other profile's differing verdict, 4.1's inverted test, ... ("" if none)
 """
 
-_IP_PROTO_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1}
-
 
 @dataclass
 class Selection:

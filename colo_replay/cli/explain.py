@@ -79,9 +79,7 @@ def explain(as_json, request_n, frame_sel, flow_sel, limit, evidence, use_tshark
         result = api.explain(primary, secondary, chardev=chardev, ports=ports(*port_args) if chardev else None,
                              flushes=flushes, request=request_n, frame=frame_sel, flow=flow_sel, limit=limit,
                              other_profile=other_profile, tshark=use_tshark, evidence=evidence, **options)
-    if not use_tshark or result.app_fields == "tshark":
-        pass
-    else:
+    if use_tshark and result.app_fields != "tshark":
         click.echo(f"colo-replay: {result.app_fields}; the L2-L4 fields are still named", err=True)
     if as_json:
         json.dump(result.to_dict(), sys.stdout, indent=2, default=str)
