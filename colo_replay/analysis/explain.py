@@ -615,7 +615,10 @@ def _other_verdicts(divs: list, other: pd.DataFrame, profile: str) -> None:
             differs = True
         d.other_profile = {"profile": profile, "verdict": verdict, "differs": bool(differs)}
         if differs:
-            d.notes.append(f"QEMU {profile} would decide differently on {lab}: {verdict}")
+            why = ""
+            if profile == "4.1" and d.protocol == "tcp" and d.offset is not None and verdict.startswith("release"):
+                why = " (4.1's inverted TCP test, spec Q1, releases differing payload)"
+            d.notes.append(f"QEMU {profile} would decide differently on {lab}: {verdict}{why}")
 
 
 # ---------------------------------------------------------------------------------- text
