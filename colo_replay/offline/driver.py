@@ -281,9 +281,11 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
 
     ``resync`` (a ``Resync``, ``--after-checkpoint resync``) sees every flush's events and gives
     back the dropped secondaries to feed again at once (``requeued`` rows); while it has a rule
-    pending, each secondary frame is checked before it is fed (``superseded`` rows).  The
-    per-frame cost when it is off (or has nothing pending) is nil: the secondary's test of
-    ``s_fast`` (its batch is simple and no rule is pending) replaces the one of ``s_simple``.
+    pending, each secondary frame is checked before it is fed (``superseded`` rows); while a
+    checkpoint runs, frames of both sides are held and fed when it ends (``release_held``).
+    The per-frame cost when it is off (or idle) is nil: the tests of ``p_fast`` / ``s_fast``
+    (the batch is simple, nothing held, no rule pending) replace those of ``p_simple`` /
+    ``s_simple``.
     """
     feed = engine.feed
     add = rec.add_event
