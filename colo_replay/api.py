@@ -277,12 +277,12 @@ def sweep(primary=None, secondary=None, *, grid: dict, pairs: list[dict] | None 
     if len(set(names)) != len(names) or not all(names):
         raise ValueError("every pair needs a name, each different")
     keys = ("filter_rewriter", "peer_isn", "guest", "align", "checkpoints_at", "end_ns")
-    fixed = set(options) & {sw.KNOBS[k][0] for k in swept}
-    if fixed:
-        raise ValueError(f"{', '.join(sorted(fixed))} is swept: give it in the grid only")
     resolved = []
     for spec in pairs:
         merged = {**options, **{k: v for k, v in spec.items() if k not in ("name", "primary", "secondary")}}
+        fixed = set(merged) & {sw.KNOBS[k][0] for k in swept}
+        if fixed:
+            raise ValueError(f"{spec['name']}: {', '.join(sorted(fixed))} is swept: give it in the grid only")
         kw = {k: merged.pop(k) for k in keys if k in merged}
         prd, srd, opts, source, rewriter = _open_pair(
             spec["primary"], spec["secondary"], kw.get("filter_rewriter", False), kw.get("peer_isn", False),

@@ -17,7 +17,12 @@ The BPF filter (``--filter``, ``--guest``) is applied here, once: a batch keeps 
 the filter accepts, split into runs of consecutive frame numbers (a ``Batch`` numbers its frames
 contiguously), plus the frames cut by a snaplen (the driver reports those as uncomparable before
 it filters, so they stay).  ``filtered`` counts the rest; ``fix_stats`` puts those counts and the
-filter back into a replay's result, where the driver would have counted them.  A capture that ends
+filter back into a replay's result, where the driver would have counted them.  A frame filtered
+out still moved the replay's clock: the scan grid and the checkpoint model start at the first
+frame read (``ReplayOptions.first_arrival_ns``), and the clock runs on to the last one read (as
+``end_ns`` would); between two kept frames nothing is fed, so running the scans and checkpoints
+due by a filtered frame's arrival at the next kept frame instead changes nothing, as long as the
+timestamps never go backwards (captures whose timestamps do are filtered by the driver).  A capture that ends
 in a read error leaves both unfiltered (``filter_pair`` returns False), so the driver filters them
 itself: after a read error the other side is replayed up to the failed one's last *read* frame,
 filtered or not.
@@ -26,7 +31,8 @@ filtered or not.
 from __future__ import annotations
 
 from array import array
-from itertools import accumulate
+from itertools import accumulate, islice
+from operator import le
 
 from ..captures.base import Batch
 from ..captures.errors import CaptureError
@@ -85,6 +91,7 @@ class PreparedCapture:
         self.synthesised_ethernet = attrs.get("synthesised_ethernet", False)
         self.first_ns = first_ns
         self.last_ns = last_ns
+        self.ordered = True            # timestamps never decrease (set by ``prepare``)
 
     @property
     def nbytes(self) -> int:
@@ -121,29 +128,37 @@ def prepare(reader) -> PreparedCapture:
     frames = 0
     error = None
     first_ns = last_ns = None
+    ordered = True
     try:
         for batch in reader.batches():
             n = len(batch.frames)
             if not n:
                 continue
             frames += n
+            ts = batch.timestamps
             if first_ns is None:
-                first_ns = batch.timestamps[0]
-            last_ns = batch.timestamps[-1]
+                first_ns = ts[0]
+            elif ts[0] < last_ns:
+                ordered = False
+            if ordered and not all(map(le, ts, islice(ts, 1, None))):
+                ordered = False
+            last_ns = ts[-1]
             stored.append(_Stored(batch.first_frame, batch.timestamps, batch.frames, batch.orig_lens,
                                   batch.interface_ids, batch.vnet_lens, batch.truncated))
     except CaptureError as exc:
         error = exc
     attrs = {"format": getattr(reader, "format", ""), "linktypes": set(getattr(reader, "linktypes", ())),
              "synthesised_ethernet": bool(getattr(reader, "synthesised_ethernet", False))}
-    return PreparedCapture(reader.path, stored, error, frames, 0, False, attrs, first_ns, last_ns)
+    prep = PreparedCapture(reader.path, stored, error, frames, 0, False, attrs, first_ns, last_ns)
+    prep.ordered = ordered
+    return prep
 
 
 def filter_pair(primary: PreparedCapture, secondary: PreparedCapture, bpf) -> bool:
     """Apply ``bpf`` (a ``captures.bpf.BpfFilter``) to both prepared captures, in place, batch by
-    batch; False, and nothing done, when either capture ended in a read error (the driver must
-    then filter: see the module docstring)."""
-    if primary.error is not None or secondary.error is not None:
+    batch; False, and nothing done, when either capture ended in a read error or has timestamps
+    that go backwards (the driver must then filter: see the module docstring)."""
+    if primary.error is not None or secondary.error is not None or not (primary.ordered and secondary.ordered):
         return False
     for prep in (primary, secondary):
         out: list[_Stored] = []
@@ -226,10 +241,33 @@ class PreparedPair:
 
         opts = replace(self.options, **setting)
         if self.prefiltered:
+            # The scan grid and the checkpoint model start at the first frame *read*, filtered
+            # out or not, as in a replay that filters as it goes.
+            o = opts
+            firsts = [p.first_ns + shift for p, shift in
+                      ((self.primary, o.primary_offset_ns + o.primary_delay_ns),
+                       (self.secondary, o.secondary_offset_ns + o.secondary_delay_ns)) if p.first_ns is not None]
+            lasts = [p.last_ns + shift for p, shift in
+                     ((self.primary, o.primary_offset_ns + o.primary_delay_ns),
+                      (self.secondary, o.secondary_offset_ns + o.secondary_delay_ns)) if p.last_ns is not None]
             opts.bpf_filter = None
+            opts.first_arrival_ns = min(firsts) if firsts else None
+            # ... and the clock runs at least to the last frame read (a frame filtered out still
+            # brought the scans and checkpoints due by its arrival).
+            until = opts.end_ns
+            if until is None and opts.checkpoints_at:
+                until = max(opts.checkpoints_at)
+            if lasts:
+                opts.end_ns = max(lasts) if until is None else max(until, max(lasts))
         result, exc = replay_partial(self.primary.reader(), self.secondary.reader(), opts)
         if self.prefiltered:
             fix_stats(result, self.primary, self.secondary, self.bpf_filter)
+            result.options.end_ns = self.options.end_ns
+            result.options.first_arrival_ns = None
+            end = self.options.end_ns
+            if end is None and self.options.checkpoints_at:
+                end = max(self.options.checkpoints_at)
+            result.knobs["until_ns"] = end
         if self.source:
             result.source = self.source
         return result, exc
