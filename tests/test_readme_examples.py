@@ -47,6 +47,8 @@ NOT_RUN = {
     "pip install": "set-up",
     "python3 -m pytest": "the test suite itself",
     "scripts/test": "the test suite itself (set-up, then pytest)",
+    "colo-replay sweep": "tests/test_sweep.py runs the README's sweeps (test_readme_sweep_examples), against replays",
+    "dask ": "starts a Dask cluster (tests/test_sweep.py runs a loopback one)",
 }
 
 

@@ -304,3 +304,40 @@ def test_swept_knob_given_twice_in_a_manifest_is_refused(tmp_path):
     (tmp_path / "m.toml").write_text('[[pair]]\nname = "x"\nprimary = "a"\nsecondary = "b"\ncompare_timeout = 300\n')
     with pytest.raises(ValueError, match="compare_timeout is swept"):
         api.sweep(grid={"compare_timeout": "100"}, pairs=sw.read_manifest(tmp_path / "m.toml"))
+
+
+def test_readme_sweep_examples(tmp_path):
+    """Every ``colo-replay sweep`` of README.md runs (``-o`` and ``--plot`` into tmp_path; a
+    ``--dask`` address replaced by a loopback cluster's); the first one's table is the one in
+    reports/, its stderr as shown in the README."""
+    import re
+    import shlex
+
+    from distributed import LocalCluster
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = []
+    for block in re.findall(r"^```sh\n(.*?)^```", text, flags=re.S | re.M):
+        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+            line = line.split(" #", 1)[0]
+            if line.startswith("colo-replay sweep"):
+                commands.append(shlex.split(line))
+    assert len(commands) >= 3 and any("--dask" in c for c in commands) and any("--pairs" in c for c in commands)
+    with LocalCluster(host="127.0.0.1", n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        for n, argv in enumerate(commands):
+            args = list(argv[1:])
+            for flag, name in (("-o", f"out{n}" + Path(args[args.index("-o") + 1]).suffix),
+                               ("--plot", f"plot{n}.svg"), ("--dask", None)):
+                if flag in args:
+                    args[args.index(flag) + 1] = cluster.scheduler_address if name is None else str(tmp_path / name)
+            proc = cli(*args, cwd=ROOT)
+            assert proc.returncode == 1, proc.stderr        # the sample pair diverges under every setting
+            assert "Traceback" not in proc.stderr and "recommended for " in proc.stderr
+            if n == 0:
+                mine = json.loads((tmp_path / "out0.json").read_text())
+                stored = json.loads((ROOT / "reports" / "sweep-sample.json").read_text())
+                assert mine == stored
+                assert (tmp_path / "plot0.svg").read_bytes() == (ROOT / "reports" / "sweep-sample.svg").read_bytes()
+                shown = re.search(r"```\n(colo-replay: sweep of .*?)```", text, flags=re.S).group(1)
+                assert " ".join(shown.split()) == " ".join(proc.stderr.split())

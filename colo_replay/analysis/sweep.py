@@ -546,8 +546,12 @@ def plot(path: str, rows: list[dict], recommendations: list[Recommendation], tit
     for n, name in enumerate(names):
         c = colours[n % len(colours)]
         pts = [(r, _point(r)) for r in rows if r["pair"] == name and _point(r) is not None]
-        label = name if len(names) > 1 else "settings"
-        ax.scatter([p[0] for _, p in pts], [p[1] for _, p in pts], s=22, color=c, alpha=0.6, label=label)
+        label = name if len(names) > 1 else "settings (area: how many give that point)"
+        counts: dict = {}
+        for _, p in pts:
+            counts[p] = counts.get(p, 0) + 1
+        ax.scatter([p[0] for p in counts], [p[1] for p in counts], s=[22 * n for n in counts.values()],
+                   color=c, alpha=0.6, label=label)
         front = sorted(p for r, p in pts if r.get("pareto"))
         if front:
             ax.plot([p[0] for p in front], [p[1] for p in front], "-", color=c, lw=1.2,
@@ -561,9 +565,12 @@ def plot(path: str, rows: list[dict], recommendations: list[Recommendation], tit
             ax.annotate(text, p, textcoords="offset points", xytext=(8, 8), fontsize=7, color="crimson")
     ax.set_xlabel("checkpoints per minute")
     ax.set_ylabel("held p99 (ms)")
-    ax.set_title(title or "colo-replay sweep", fontsize=10)
+    n_set = len(rows) // max(len(names), 1)
+    ax.set_title(title or f"colo-replay sweep: {', '.join(names)}, {n_set} settings", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    fig.savefig(path)
+    # No creation date, fixed SVG ids: the same sweep draws the same file.
+    plt.rcParams["svg.hashsalt"] = "colo-replay-sweep"
+    fig.savefig(path, metadata={"Date": None} if low.endswith(".svg") else {"Software": None})
     plt.close(fig)
