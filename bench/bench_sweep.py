@@ -12,9 +12,11 @@ The settings: ``--compare-timeout 100,300,1000,3000`` x ``--expired-scan-cycle 1
   unpickles the prepared pair once instead of sharing it copy-on-write).
 
 Each is timed from outside (wall time of the processes, interpreter start-up included).  Memory:
-``peak RSS`` is the largest ``ru_maxrss`` of one process (``os.wait4``: the process and the
+``CPU`` is user + system time of the processes and the children they waited for (``os.wait4``;
+the sweep's workers included): what parsing once saves shows there whatever the load, while the
+wall time shows the parallelism only when the cores are free.  ``peak RSS`` is the largest ``ru_maxrss`` of one process (``os.wait4``: the process and the
 children it waited for); ``peak tree PSS`` is the largest sum over the process and its children
-of their proportional set size (``/proc/PID/smaps_rollup``, sampled every 0.2 s): memory shared
+of their proportional set size (``/proc/PID/smaps_rollup``, sampled every 0.5 s): memory shared
 copy-on-write between the sweep's workers counts once there, split between them.  The load of the
 machine (``os.getloadavg``) is printed before and after each measurement: the machine is shared.
 
@@ -82,7 +84,7 @@ def measure(cmd: list[str], ok=(0, 1)) -> dict:
     done = threading.Event()
 
     def sample():
-        while not done.wait(0.2):
+        while not done.wait(0.5):
             peak[0] = max(peak[0], _tree_pss(proc.pid))
 
     th = threading.Thread(target=sample, daemon=True)
@@ -95,12 +97,12 @@ def measure(cmd: list[str], ok=(0, 1)) -> dict:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode not in ok:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{stderr.decode(errors='replace')}")
-    return {"seconds": wall, "rss_mib": ru.ru_maxrss / 1024, "pss_mib": peak[0] / 1024,
+    return {"seconds": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss_mib": ru.ru_maxrss / 1024, "pss_mib": peak[0] / 1024,
             "load": (load, os.getloadavg()[0]), "stderr": stderr.decode(errors="replace")}
 
 
 def replays(paths, tmp) -> dict:
-    total = 0.0
+    total = cpu = 0.0
     rss = pss = 0.0
     loads = []
     for c in TIMEOUTS:
@@ -109,9 +111,10 @@ def replays(paths, tmp) -> dict:
                          "--expired-scan-cycle", str(e), "-o", os.path.join(tmp, "out.parquet"),
                          "--summary-json", os.path.join(tmp, f"s_{c}_{e}.json"), "--no-progress"])
             total += r["seconds"]
+            cpu += r["cpu"]
             rss, pss = max(rss, r["rss_mib"]), max(pss, r["pss_mib"])
             loads.extend(r["load"])
-    return {"seconds": total, "rss_mib": rss, "pss_mib": pss, "load": (loads[0], max(loads))}
+    return {"seconds": total, "cpu": cpu, "rss_mib": rss, "pss_mib": pss, "load": (loads[0], max(loads))}
 
 
 def sweep_cli(paths, tmp, jobs) -> dict:
@@ -169,18 +172,20 @@ def main() -> None:
             res["sweep"].append(sweep_cli(paths, tmp, args.jobs))
             if args.spawn:
                 res["spawn"].append(sweep_spawn(paths, tmp, args.jobs))
-            line = ", ".join(f"{k} {v[-1]['seconds']:.1f} s (load {v[-1]['load'][0]:.1f}->{v[-1]['load'][1]:.1f})"
+            line = ", ".join(f"{k} {v[-1]['seconds']:.1f} s, CPU {v[-1]['cpu']:.1f} s (load {v[-1]['load'][0]:.1f}->{v[-1]['load'][1]:.1f})"
                              for k, v in res.items() if v)
             print(f"  round {n + 1}: {line}", flush=True)
         print("  check: " + check_rows(tmp))
     base = statistics.median(x["seconds"] for x in res["replays"])
+    cpu_base = statistics.median(x["cpu"] for x in res["replays"])
     print()
     for k, label in (("replays", "12 separate replays (CLI)"), ("sweep", "sweep, fork workers (CLI)"),
                      ("spawn", "sweep, spawned workers (API)")):
         if not res[k]:
             continue
         sec = statistics.median(x["seconds"] for x in res[k])
-        print(f"{label:<30} {sec:7.1f} s  {sec / base:5.2f}x  peak RSS {max(x['rss_mib'] for x in res[k]):6.0f} MiB  "
+        cpu = statistics.median(x["cpu"] for x in res[k])
+        print(f"{label:<30} {sec:7.1f} s  {sec / base:5.2f}x  CPU {cpu:6.1f} s ({cpu / cpu_base:4.2f}x)  peak RSS {max(x['rss_mib'] for x in res[k]):6.0f} MiB  "
               f"peak tree PSS {max(x['pss_mib'] for x in res[k]):6.0f} MiB")
 
 
