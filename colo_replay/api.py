@@ -240,6 +240,9 @@ class Sweep:
         return f"<Sweep {len(self.settings)} settings x {len(self.pairs)} pairs>"
 
 
+PREPARED_BUDGET = 2 << 30       # sweep: bytes of prepared frames held at once (a pair is never split)
+
+
 def sweep(primary=None, secondary=None, *, grid: dict, pairs: list[dict] | None = None, jobs: int | None = None,
           dask: str | None = None, max_held_p99: float | None = None, start_method: str | None = None,
           with_summary: bool = False, name: str | None = None, **options) -> Sweep:
@@ -257,6 +260,7 @@ def sweep(primary=None, secondary=None, *, grid: dict, pairs: list[dict] | None 
 
     Each row is what ``replay(primary, secondary, **options, **setting)`` would report.  Bad
     grids and options raise ``ValueError`` before anything is read."""
+    from dataclasses import replace
     from pathlib import Path
 
     from .analysis import sweep as sw
@@ -276,32 +280,36 @@ def sweep(primary=None, secondary=None, *, grid: dict, pairs: list[dict] | None 
     names = [p.get("name") for p in pairs]
     if len(set(names)) != len(names) or not all(names):
         raise ValueError("every pair needs a name, each different")
-    keys = ("filter_rewriter", "peer_isn", "guest", "align", "checkpoints_at", "end_ns")
+    pair_keys = ("filter_rewriter", "peer_isn", "guest", "align", "checkpoints_at", "end_ns")   # not ReplayOptions
     resolved = []
     for spec in pairs:
         merged = {**options, **{k: v for k, v in spec.items() if k not in ("name", "primary", "secondary")}}
         fixed = set(merged) & {sw.KNOBS[k][0] for k in swept}
         if fixed:
             raise ValueError(f"{spec['name']}: {', '.join(sorted(fixed))} is swept: give it in the grid only")
-        kw = {k: merged.pop(k) for k in keys if k in merged}
+        kw = {k: merged.pop(k) for k in pair_keys if k in merged}
         prd, srd, opts, source, rewriter = _open_pair(
             spec["primary"], spec["secondary"], kw.get("filter_rewriter", False), kw.get("peer_isn", False),
             kw.get("guest"), kw.get("align"), kw.get("checkpoints_at"), kw.get("end_ns"), merged)
         resolved.append((spec, prd, srd, opts, source, rewriter))
         for setting in settings:         # what QEMU would refuse, before the long part
-            from dataclasses import replace
             trial = replace(opts, **setting)
             trial.compare_config().resolve(get_profile(trial.qemu))
             if trial.checkpoint_duration_ns < 0 or (trial.checkpoint_delay_ns or 0) < 0:
                 raise ValueError("--checkpoint-duration and --checkpoint-delay must not be negative")
-    prepared = []
-    for spec, prd, srd, opts, source, rewriter in resolved:
+    # Pairs are held in memory a group at a time (up to PREPARED_BUDGET bytes of frames): many
+    # small pairs still fan out together, a suite of large ones does not need them all at once.
+    out: list = []
+    group: list = []
+    for k, (spec, prd, srd, opts, source, rewriter) in enumerate(resolved):
         p, s = prepare(prd), prepare(srd)
         if rewriter is not None:
             source = {"filter_rewriter": rewriter.stats.as_dict(), **source}
-        prepared.append(PreparedPair(spec["name"], p, s, opts, source))
+        group.append(PreparedPair(spec["name"], p, s, opts, source))
+        if k == len(resolved) - 1 or sum(g.primary.nbytes + g.secondary.nbytes for g in group) >= PREPARED_BUDGET:
+            out += sw.run(group, settings, jobs, dask=dask, start_method=start_method, with_summary=with_summary)
+            group = []
     del resolved
-    out = sw.run(prepared, settings, jobs, dask=dask, start_method=start_method, with_summary=with_summary)
     rows = [r for r, _ in out]
     recs = sw.recommend(rows, max_held_p99, sw.swept_columns(swept) or None)
     sw.mark(rows, recs)

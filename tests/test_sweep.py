@@ -341,3 +341,19 @@ def test_readme_sweep_examples(tmp_path):
                 assert (tmp_path / "plot0.svg").read_bytes() == (ROOT / "reports" / "sweep-sample.svg").read_bytes()
                 shown = re.search(r"```\n(colo-replay: sweep of .*?)```", text, flags=re.S).group(1)
                 assert " ".join(shown.split()) == " ".join(proc.stderr.split())
+
+
+def test_pairs_beyond_the_memory_budget_are_swept_a_group_at_a_time(monkeypatch):
+    """With a budget smaller than one pair, each pair is prepared, swept and dropped in turn:
+    the rows are the same, in the same order."""
+    pairs = [{"name": "a", "primary": PRIMARY, "secondary": SECONDARY, "filter_rewriter": True},
+             {"name": "b", "primary": PRIMARY, "secondary": SECONDARY}]
+    grid = {"compare_timeout": "300,3000"}
+    together = api.sweep(grid=grid, pairs=pairs, jobs=2).rows
+    calls = []
+    real_run = sw.run
+    monkeypatch.setattr(sw, "run", lambda group, *a, **k: calls.append([g.name for g in group]) or real_run(group, *a, **k))
+    monkeypatch.setattr(api, "PREPARED_BUDGET", 1)
+    apart = api.sweep(grid=grid, pairs=pairs, jobs=2).rows
+    assert calls == [["a"], ["b"]]
+    assert _nan_safe(apart) == _nan_safe(together)
