@@ -331,6 +331,14 @@ def run_one(pair, setting: dict, with_summary: bool = False):
 _PAIRS: list = []          # the prepared pairs, seen by forked workers (set before the pool starts)
 
 
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity; ``os.cpu_count()`` elsewhere)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def _task(i: int, setting: dict, with_summary: bool):
     return run_one(_PAIRS[i], setting, with_summary)
 
@@ -345,14 +353,15 @@ def run(pairs: list, settings: list[dict], jobs: int | None = None, *, dask: str
         start_method: str | None = None, with_summary: bool = False) -> list[tuple[dict, dict | None]]:
     """Every (pair, setting), in that order (pair-major): ``[(row, summary_or_None), ...]``.
 
-    ``jobs``: worker processes (default ``os.cpu_count()``; 1 = in this process).
+    ``jobs``: worker processes (default ``cores()``, every core this process may use; 1 = in this
+    process).
     ``start_method``: ``"fork"`` (the default where available: the pairs are shared
     copy-on-write) or ``"spawn"`` (each worker unpickles the pairs once).  ``dask``: a
     dask.distributed scheduler address; ``jobs`` is then ignored."""
     tasks = [(i, s) for i in range(len(pairs)) for s in settings]
     if dask is not None:
         return _run_dask(dask, pairs, tasks, with_summary)
-    jobs = jobs or os.cpu_count() or 1
+    jobs = jobs or cores()
     jobs = min(jobs, len(tasks))
     if jobs <= 1:
         return [run_one(pairs[i], s, with_summary) for i, s in tasks]
