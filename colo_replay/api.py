@@ -190,7 +190,8 @@ class Sweep:
     ``analysis.sweep.ROW_COLUMNS``, ``pareto`` and ``recommended`` included), ``summaries`` (the
     full summary of each row's replay when asked, else None), ``swept`` (knob -> values),
     ``settings`` (the grid, as ``ReplayOptions`` keywords), ``recommendations`` (one
-    ``analysis.sweep.Recommendation`` per pair) and ``pairs`` (name, primary, secondary)."""
+    ``analysis.sweep.Recommendation`` per pair) and ``pairs`` (name, primary, secondary, and
+    ``source`` when the guest selection or the filter-rewriter left notes, as ``replay``'s)."""
 
     def __init__(self, rows, summaries, swept, settings, recommendations, pairs, max_held_p99):
         self.rows = rows
@@ -301,11 +302,13 @@ def sweep(primary=None, secondary=None, *, grid: dict, pairs: list[dict] | None 
     # small pairs still fan out together, a suite of large ones does not need them all at once.
     out: list = []
     group: list = []
+    sources: dict = {}
     for k, (spec, prd, srd, opts, source, rewriter) in enumerate(resolved):
         p, s = prepare(prd), prepare(srd)
         if rewriter is not None:
             source = {"filter_rewriter": rewriter.stats.as_dict(), **source}
         group.append(PreparedPair(spec["name"], p, s, opts, source))
+        sources[spec["name"]] = source
         if k == len(resolved) - 1 or sum(g.primary.nbytes + g.secondary.nbytes for g in group) >= PREPARED_BUDGET:
             out += sw.run(group, settings, jobs, dask=dask, start_method=start_method, with_summary=with_summary)
             group = []
@@ -313,7 +316,8 @@ def sweep(primary=None, secondary=None, *, grid: dict, pairs: list[dict] | None 
     rows = [r for r, _ in out]
     recs = sw.recommend(rows, max_held_p99, sw.swept_columns(swept) or None)
     sw.mark(rows, recs)
-    info = [{"name": p["name"], "primary": str(p["primary"]), "secondary": str(p["secondary"])} for p in pairs]
+    info = [{"name": p["name"], "primary": str(p["primary"]), "secondary": str(p["secondary"]),
+             **({"source": sources[p["name"]]} if sources[p["name"]] else {})} for p in pairs]
     return Sweep(rows, [s for _, s in out] if with_summary else None, swept, settings, recs, info, max_held_p99)
 
 

@@ -339,7 +339,7 @@ def test_readme_sweep_examples(tmp_path):
                 stored = json.loads((ROOT / "reports" / "sweep-sample.json").read_text())
                 assert mine == stored
                 assert (tmp_path / "plot0.svg").read_bytes() == (ROOT / "reports" / "sweep-sample.svg").read_bytes()
-                shown = re.search(r"```\n(colo-replay: sweep of .*?)```", text, flags=re.S).group(1)
+                shown = re.search(r"```\n(colo-replay: [^`]*?sweep of .*?)```", text, flags=re.S).group(1)
                 assert " ".join(shown.split()) == " ".join(proc.stderr.split())
 
 
