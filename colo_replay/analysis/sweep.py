@@ -45,7 +45,8 @@ setting meets the bound.  Without it: the fewest checkpoints per minute, ties br
     {"schema": "colo-replay-sweep", "schema_version": 1,
      "swept": {"compare_timeout": [100, 300], ...},     # knob -> values (durations in ns)
      "settings": 8,                                       # grid size (rows per pair)
-     "pairs": [{"name": ..., "primary": ..., "secondary": ...}, ...],
+     "pairs": [{"name": ..., "primary": ..., "secondary": ...,
+                "source": {"filter_rewriter": {...}, "guest": {...}}}, ...],   # source: when any
      "max_held_p99_ms": 50.0 | null,
      "recommendations": [{"pair": ..., "rule": "...", "row": 3 | null, "setting": {...} | null}],
      "rows": [{<ROW_COLUMNS>}, ...]}                      # NaN written as null
