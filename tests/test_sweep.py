@@ -92,6 +92,11 @@ def test_filter_and_snaplen_cut_frames_equal_replay(tmp_path):
                        bpf_filter="tcp", with_summary=True, jobs=1)
     s = result.summaries[0]
     assert s["never_compared"]["filtered"] > 0 and s["never_compared"]["truncated"] > 0
+    from colo_replay.offline.prepared import PreparedPair, prepare
+    prd, srd, opts, source, _ = api._open_pair(str(primary), SECONDARY, True, False, None, None, None, None,
+                                               {"bpf_filter": "tcp"})
+    pair = PreparedPair("x", prepare(prd), prepare(srd), opts, source)
+    assert pair.prefiltered and pair.primary.filtered + pair.secondary.filtered == s["never_compared"]["filtered"]
     _check_rows_equal_replays(tmp_path, str(primary), SECONDARY, result.rows, result.summaries,
                               ["--filter-rewriter", "--filter", "tcp"])
 
@@ -357,3 +362,21 @@ def test_pairs_beyond_the_memory_budget_are_swept_a_group_at_a_time(monkeypatch)
     apart = api.sweep(grid=grid, pairs=pairs, jobs=2).rows
     assert calls == [["a"], ["b"]]
     assert _nan_safe(apart) == _nan_safe(together)
+
+
+def test_backward_timestamps_with_a_filter_equal_replay(tmp_path):
+    """A capture whose timestamps go backwards is not filtered when prepared (the driver filters
+    it, as in a replay): rows still equal replay's."""
+    from colo_replay.offline.prepared import PreparedPair, prepare
+
+    recs = _frames(SECONDARY)
+    i = next(i for i in range(40, len(recs) - 1) if recs[i][0] < recs[i + 1][0])
+    recs[i], recs[i + 1] = (recs[i + 1][0], recs[i][1], recs[i][2]), (recs[i][0], recs[i + 1][1], recs[i + 1][2])
+    assert recs[i][0] > recs[i + 1][0]
+    secondary = str(write_pcap(tmp_path / "back.pcap", recs, nanos=True))
+    prd, srd, opts, source, _ = api._open_pair(PRIMARY, secondary, False, False, None, None, None, None,
+                                               {"bpf_filter": "tcp"})
+    assert not PreparedPair("x", prepare(prd), prepare(srd), opts, source).prefiltered
+    result = api.sweep(PRIMARY, secondary, grid={"compare_timeout": "150,1500"}, bpf_filter="tcp",
+                       with_summary=True, jobs=1)
+    _check_rows_equal_replays(tmp_path, PRIMARY, secondary, result.rows, result.summaries, ["--filter", "tcp"])
