@@ -16,6 +16,7 @@ import click
 from .explain import explain
 from .live import live
 from .replay import replay
+from .sweep import sweep
 from .verify import verify
 
 
@@ -29,6 +30,7 @@ main.add_command(replay)
 main.add_command(verify)
 main.add_command(live)
 main.add_command(explain)
+main.add_command(sweep)
 
 
 if __name__ == "__main__":
