@@ -16,7 +16,8 @@ This package imports nothing else of colo_replay, and neither pandas, click, asy
 every driver (offline replay, live sockets, analysis) is built around it, never inside it.
 """
 
-from .compare import Connection, Engine
+from .compare import Engine
+from .connection import Connection
 from .events import Cause, Event, EventKind
 from .framing import (
     COLO_CHECKPOINT, COLO_COMPARE_GET_XEN_INIT, COLO_USERSPACE_PROXY_INIT, DO_CHECKPOINT,

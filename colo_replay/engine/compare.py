@@ -39,6 +39,11 @@ from __future__ import annotations
 
 from struct import Struct
 
+try:
+    import cython
+except ImportError:                 # Cython absent: the decorators below are no-ops
+    from . import _cython_shim as cython
+
 from .connection import Connection
 from .constants import MS, NEVER, S32_SIGN, U32
 from .datagram import DatagramCompare
@@ -56,7 +61,7 @@ from .tcp import TcpCompare
 HASHTABLE_MAX_SIZE = 16384   # net/colo.h
 
 # The fast path of Engine.feed makes Packets without calling __init__
-_new_packet = object.__new__
+_new_packet = Packet.__new__
 
 
 def _fast_packet(data: bytes, size: int, side: int, ident, time_ns: int, proto: int, seq: int, ack: int,
@@ -148,6 +153,14 @@ class Engine(TcpCompare, DatagramCompare, ScanAndFlush):
         self._out: list = []
 
     # ------------------------------------------------------------------ public API
+    # (compiled core only: C types for the per-frame locals; no effect when interpreted)
+    @cython.locals(pkt=Packet, o=Packet, conn=Connection, size=cython.longlong, seq=cython.longlong,
+                   ack=cython.longlong, hs=cython.longlong, ps=cython.longlong, end=cython.longlong,
+                   th_off=cython.longlong, flags=cython.longlong, proto=cython.longlong,
+                   ethertype=cython.longlong, ver_ihl=cython.longlong, pseq=cython.longlong,
+                   pend=cython.longlong, sseq=cython.longlong, send=cython.longlong, phs=cython.longlong,
+                   pps=cython.longlong, shs=cython.longlong, cseq=cython.longlong, pe=cython.longlong,
+                   se=cython.longlong, side=cython.longlong)
     def feed(self, side: int, data: bytes, time_ns: int, vnet_hdr_len: int = 0,
              ident=None) -> list[Event]:
         """A frame fully read from primary_in (side 0) or secondary_in (side 1) at ``time_ns``.

@@ -1,0 +1,71 @@
+"""Build script: the metadata is in pyproject.toml; this file only adds the compiled core.
+
+The modules named in ``colo_replay/_core_modules.py`` are compiled with Cython (pure-Python
+mode: the ``.py`` files are the source, nothing is hand-written in C) when Cython and a working
+C compiler are present.  Otherwise the package installs as pure Python, with one line saying so:
+the interpreted modules are the same engine, only slower.
+"""
+
+import os
+import sys
+
+from setuptools import setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _core_modules():
+    ns = {}
+    with open(os.path.join(HERE, "colo_replay", "_core_modules.py"), encoding="utf-8") as fh:
+        exec(fh.read(), ns)
+    return ns["COMPILED_MODULES"]
+
+
+def _notice(why):
+    print(f"colo-replay: {why}; installing the interpreted core (same results, slower)", file=sys.stderr)
+
+
+def _ext_modules():
+    if os.environ.get("COLO_REPLAY_NO_COMPILE"):
+        _notice("COLO_REPLAY_NO_COMPILE is set")
+        return []
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        _notice("Cython is not available")
+        return []
+    if not _have_compiler():
+        _notice("no working C compiler")
+        return []
+    from setuptools import Extension
+    exts = [Extension(name, [os.path.join(*name.split(".")) + ".py"]) for name in _core_modules()]
+    return cythonize(
+        exts, language_level=3, quiet=True,
+        compiler_directives={
+            # The annotations are for readers and type checkers; Cython must not turn them into
+            # C types or exact-type checks (an int annotation would refuse a numpy integer).
+            "annotation_typing": False,
+            "binding": True,
+        })
+
+
+def _have_compiler():
+    """Compile and link a tiny extension-free C file with the compiler setuptools would use."""
+    import tempfile
+    from setuptools._distutils.ccompiler import new_compiler
+    from setuptools._distutils.sysconfig import customize_compiler
+    from setuptools._distutils.errors import CompileError, DistutilsExecError, LinkError
+    cc = new_compiler()
+    customize_compiler(cc)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as fh:
+            fh.write("int colo_probe(void) { return 0; }\n")
+        try:
+            cc.compile([src], output_dir=tmp)
+        except (CompileError, DistutilsExecError, OSError):
+            return False
+    return True
+
+
+setup(ext_modules=_ext_modules())
