@@ -1,6 +1,6 @@
 """Build script: the metadata is in pyproject.toml; this file only adds the compiled core.
 
-The modules named in ``colo_replay/_core_modules.py`` are compiled with Cython (pure-Python
+The modules named in ``colo_replay.COMPILED_MODULES`` (colo_replay/__init__.py) are compiled with Cython (pure-Python
 mode: the ``.py`` files are the source, nothing is hand-written in C) when Cython and a working
 C compiler are present.  Otherwise the package installs as pure Python, with one line saying so:
 the interpreted modules are the same engine, only slower.
@@ -15,10 +15,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _core_modules():
-    ns = {}
-    with open(os.path.join(HERE, "colo_replay", "_core_modules.py"), encoding="utf-8") as fh:
-        exec(fh.read(), ns)
-    return ns["COMPILED_MODULES"]
+    """colo_replay.COMPILED_MODULES, read from the source (the package is not imported here)."""
+    import ast
+    with open(os.path.join(HERE, "colo_replay", "__init__.py"), encoding="utf-8") as fh:
+        tree = ast.parse(fh.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "COMPILED_MODULES":
+            return ast.literal_eval(node.value)
+    raise RuntimeError("colo_replay/__init__.py: COMPILED_MODULES not found")
 
 
 def _notice(why):
