@@ -7,13 +7,15 @@ colo_compare_packet_payload too).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .events import _C_EQUAL, _CKPT, _RELEASE, _SDROP, Cause, Event, _new_event
-from .packet import IPPROTO_ICMP, IPPROTO_UDP
+from .connection import Connection
+from .packet import IPPROTO_ICMP, IPPROTO_UDP, Packet
 
-if TYPE_CHECKING:
-    from .connection import Connection
+try:
+    import cython
+except ImportError:                 # Cython absent: the @cython.locals below are no-ops
+    from . import _cython_shim as cython
+
 
 
 class DatagramCompare:
@@ -21,6 +23,7 @@ class DatagramCompare:
 
     __slots__ = ()
 
+    @cython.locals(p=Packet, s=Packet, conn=Connection)   # compiled core: C field reads; no-op interpreted
     def _compare_packet(self, conn: Connection, t: int, proto: int) -> None:
         """colo_compare_packet() with colo_packet_compare_udp/icmp/other."""
         out = self._out

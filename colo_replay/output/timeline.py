@@ -33,6 +33,12 @@ from array import array
 from struct import Struct, error as StructError
 
 from ..engine.events import Cause, EventKind
+from ..engine.packet import Packet
+
+try:
+    import cython
+except ImportError:                 # Cython absent: @cython.locals below is a no-op
+    from ..engine import _cython_shim as cython
 
 COLUMNS = ("time_ns", "kind", "cause", "side", "conn", "primary_frame", "secondary_frame",
            "held_ns", "size", "other_size", "tcp_seq", "tcp_seq_end", "detail")
@@ -78,6 +84,7 @@ class TimelineCollector:
     def __len__(self) -> int:
         return len(self._cols["time_ns"]) + len(self._buf) // ROW_SIZE
 
+    @cython.locals(frame=Packet, other=Packet)      # compiled core: C field reads; no-op interpreted
     def add_event(self, ev) -> None:
         """One engine Event."""
         kind, cause, t, frame, other, conn, detail = ev
@@ -113,6 +120,7 @@ class TimelineCollector:
                             seq_end, detail)
         self._extend(row)
 
+    @cython.locals(frame=Packet, other=Packet, frame2=Packet, other2=Packet)
     def add_pair(self, ev, ev2) -> None:
         """``add_event(ev); add_event(ev2)`` for two events about frames (``frame`` not None),
         in one call and one ``struct`` call: a matched pair's release and drop, for instance."""

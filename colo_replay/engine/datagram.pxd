@@ -1,0 +1,4 @@
+# Cython augmenting declarations for datagram.py (compiled core only): the extension types its
+# @cython.locals name.
+from colo_replay.engine.packet cimport Packet
+from colo_replay.engine.connection cimport Connection
