@@ -33,6 +33,7 @@ __version__ = "0.1.0"
 COMPILED_MODULES = (
     "colo_replay.engine.packet",
     "colo_replay.engine.connection",
+    "colo_replay.engine.state",
     "colo_replay.engine.tcp",
     "colo_replay.engine.datagram",
     "colo_replay.engine.scan",

@@ -5,6 +5,8 @@
 * ``tcp``        TCP compare (colo_compare_tcp, colo_mark_tcp_pkt, the payload compare)
 * ``datagram``   UDP / ICMP / other compare (colo_compare_packet)
 * ``scan``       expiry scans and the checkpoint flush
+* ``state``      ``EngineState``: the engine's fields, declared once (the parts above chain on it)
+* ``core_info``  which core runs: compiled (Cython, from these same files) or interpreted
 * ``constants``  MS, NEVER and QEMU's 32-bit sequence arithmetic (``seq_after`` = after())
 * ``packet``     ``Packet``: one frame and the header fields QEMU parses from it
 * ``events``     ``Event``, ``EventKind``, ``Cause``: what the engine reports

@@ -2,3 +2,7 @@
 # @cython.locals name.
 from colo_replay.engine.packet cimport Packet
 from colo_replay.engine.connection cimport Connection
+from colo_replay.engine.scan cimport ScanAndFlush
+
+cdef class DatagramCompare(ScanAndFlush):
+    pass

@@ -1,6 +1,6 @@
 """TCP compare: colo_compare_tcp(), colo_mark_tcp_pkt() and the payload compare.
 
-``TcpCompare`` is a mixin: ``Engine`` (compare.py) inherits these methods, and they work on the
+``TcpCompare`` is a part of ``Engine`` (compare.py), which inherits these methods; they work on the
 engine's state (``_out``, ``queued``, the profile switches).  It also holds
 ``_payload_equal`` (colo_compare_packet_payload), which the UDP/ICMP/other compare uses too, and
 ``_insert_sorted`` (g_queue_insert_sorted with seq_sorter), which the input path uses.
@@ -22,6 +22,7 @@ except ImportError:                 # Cython absent: the @cython.locals below ar
     from . import _cython_shim as cython
 
 from .connection import Connection
+from .datagram import DatagramCompare
 
 if TYPE_CHECKING:
     from collections import deque
@@ -46,8 +47,8 @@ def payloads_equal_inside(pdata: bytes, phs: int, sdata: bytes, shs: int, length
         phs == shs and pdata == sdata or pdata[phs:pe] == sdata[shs:se])
 
 
-class TcpCompare:
-    """The TCP comparator of ``Engine`` (a mixin; ``Engine`` holds the state)."""
+class TcpCompare(DatagramCompare):
+    """The TCP comparator of ``Engine`` (a part of it; the state is ``EngineState``'s)."""
 
     __slots__ = ()
 
