@@ -72,4 +72,5 @@ def _have_compiler():
     return True
 
 
-setup(ext_modules=_ext_modules())
+# The generated C files are build products, not package data.
+setup(ext_modules=_ext_modules(), exclude_package_data={"": ["*.c"]})

@@ -109,3 +109,15 @@ def test_the_other_core_passes_the_equivalence_suites(tmp_path):
                 cwd=ROOT if where == ROOT else tmp_path, pythonpath=where)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and "skipped" not in proc.stdout
+
+
+def test_both_cores_write_the_reference_sample_timeline(tmp_path):
+    """README's sample replay gives reports/sample-timeline.parquet, row for row, on either core."""
+    import pandas as pd
+    reference = pd.read_parquet(ROOT / "reports" / "sample-timeline.parquet")
+    for choice in ("", "interpreted"):
+        out = tmp_path / f"timeline-{choice or 'auto'}.parquet"
+        proc = _run(["-m", "colo_replay.cli", "replay", "sample_pcaps/primary.pcap", "sample_pcaps/secondary.pcap",
+                     "--filter-rewriter", "-o", str(out), "--no-progress"], {"COLO_REPLAY_CORE": choice})
+        assert proc.returncode in (0, 1), proc.stderr
+        assert pd.read_parquet(out).equals(reference), choice or "auto"

@@ -210,9 +210,12 @@ class TimelineCollector:
         cols = self.columns(copy=False)
 
         def cat(codes, names: dict):
+            # The enum's values made dense: a lookup table value -> category number, one gather
+            # over the column (int8 codes), no Python object per row.
             keys = sorted(names)
-            return pd.Categorical.from_codes(np.searchsorted(keys, codes).astype(np.int8),
-                                             categories=[names[k] for k in keys])
+            dense = np.full(keys[-1] + 1, -1, dtype=np.int8)
+            dense[keys] = np.arange(len(keys), dtype=np.int8)
+            return pd.Categorical.from_codes(dense[codes], categories=[names[k] for k in keys])
 
         cols["kind"] = cat(cols["kind"], KIND_NAMES)
         cols["cause"] = cat(cols["cause"], CAUSE_NAMES)
