@@ -25,6 +25,7 @@ SUITES = ["tests/test_differential_qemu.py", "tests/test_engine_fastpath.py", "t
 
 
 def _run(args, env_extra, cwd=ROOT, pythonpath=ROOT):
+    """``python args...`` in a fresh interpreter, with colo_replay from ``pythonpath``."""
     env = dict(os.environ, PYTHONPATH=str(pythonpath), **env_extra)
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd, env=env)
 
@@ -105,9 +106,13 @@ def test_the_other_core_passes_the_equivalence_suites(tmp_path):
         check = _run(["-m", "colo_replay.cli", "--version"], env, cwd=tmp_path, pythonpath=where)
         assert check.stdout.splitlines()[-1].startswith("core: compiled"), check.stdout + check.stderr
     tests = [str(ROOT / s) for s in SUITES]
-    proc = _run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(ROOT), *tests], env,
-                cwd=ROOT if where == ROOT else tmp_path, pythonpath=where)
+    # --import-mode=append: the tests' own folder goes last on sys.path, so that the colo_replay
+    # found is the one on PYTHONPATH (the compiled copy), not this tree's
+    proc = _run(["-m", "pytest", "-p", "no:cacheprovider", "--import-mode=append", "--rootdir", str(ROOT),
+                 *tests], env, cwd=ROOT if where == ROOT else tmp_path, pythonpath=where)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    # the header (tests/conftest.py) names the package and the core that ran
+    assert f"colo_replay: {where / 'colo_replay'}, core: {env['COLO_REPLAY_CORE']}" in proc.stdout, proc.stdout[:2000]
     assert " passed" in proc.stdout and "skipped" not in proc.stdout
 
 

@@ -15,4 +15,5 @@ def locals(**_types):  # noqa: A001 - the name Cython gives it
 
 # Type names used in ``cython.locals`` (only their names matter to Cython)
 longlong = int
+Py_ssize_t = int
 bint = bool
