@@ -54,20 +54,21 @@ def _ext_modules():
 
 
 def _have_compiler():
-    """Compile and link a tiny extension-free C file with the compiler setuptools would use."""
+    """Compile a tiny C file with the compiler setuptools would use (honours CC)."""
     import tempfile
     from setuptools._distutils.ccompiler import new_compiler
     from setuptools._distutils.sysconfig import customize_compiler
-    from setuptools._distutils.errors import CompileError, DistutilsExecError, LinkError
-    cc = new_compiler()
-    customize_compiler(cc)
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "probe.c")
         with open(src, "w") as fh:
             fh.write("int colo_probe(void) { return 0; }\n")
         try:
+            cc = new_compiler()
+            customize_compiler(cc)
             cc.compile([src], output_dir=tmp)
-        except (CompileError, DistutilsExecError, OSError):
+        except Exception:     # CompileError, a missing program, ...: no working compiler either way
+            # (not "except CompileError": setuptools' distutils may be loaded under two names,
+            # each with its own exception classes)
             return False
     return True
 

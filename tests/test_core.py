@@ -126,3 +126,20 @@ def test_both_cores_write_the_reference_sample_timeline(tmp_path):
                      "--filter-rewriter", "-o", str(out), "--no-progress"], {"COLO_REPLAY_CORE": choice})
         assert proc.returncode in (0, 1), proc.stderr
         assert pd.read_parquet(out).equals(reference), choice or "auto"
+
+
+def test_without_a_c_compiler_the_build_says_so_and_stays_interpreted(tmp_path):
+    """CC=false: setup.py's compiler probe fails, one line says so, nothing is compiled, and the
+    package runs on the interpreted core."""
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "colo_replay", tmp_path / "colo_replay",
+                    ignore=shutil.ignore_patterns("*.so", "*.c", "__pycache__"))
+    proc = _run(["setup.py", "build_ext", "--inplace"], {"CC": "false"}, cwd=tmp_path, pythonpath=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    notices = [ln for ln in proc.stderr.splitlines() if ln.startswith("colo-replay:")]
+    assert notices == ["colo-replay: no working C compiler; installing the interpreted core (same results, slower)"]
+    assert list(tmp_path.rglob("*.so")) == []
+    version = _run(["-m", "colo_replay.cli", "--version"], {"COLO_REPLAY_CORE": ""}, cwd=tmp_path,
+                   pythonpath=tmp_path)
+    assert version.stdout.splitlines()[-1] == "core: interpreted", version.stdout + version.stderr
