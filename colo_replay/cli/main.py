@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import click
 
+from ..engine.core_info import describe as _describe_core
 from .explain import explain
 from .live import live
 from .replay import replay
@@ -21,7 +22,8 @@ from .verify import verify
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="colo-replay")
+@click.version_option(package_name="colo-replay",
+                      message=f"%(prog)s, version %(version)s\n{_describe_core()}")
 def main():
     """Replay COLO primary/secondary captures through an exact QEMU colo-compare."""
 
