@@ -127,6 +127,32 @@ AFTER_CHECKPOINT_OPTION = click.option(
          "streams exactly as captured).  Default: resync for pair captures, raw with --checkpoints-at and "
          "for --chardev captures (taken under a real COLO run).")
 
+# The options that say how a pair's captures become colo-compare's input, shared by every command
+# that replays a pair (replay, sweep; explain and report take replay's own parameters).
+INPUT_CLOCK_OPTIONS = options(
+    click.option("--vnet-hdr-len", type=click.IntRange(min=0), default=0,
+                 help="The captured frames start with a vnet header of this many bytes (implies vnet_hdr_support)."),
+    click.option("--primary-offset", type=DURATION, default=0, help="Added to every primary timestamp (ms or 12ms/1.5s)."),
+    click.option("--secondary-offset", type=DURATION, default=0, help="Added to every secondary timestamp (clock skew)."),
+    click.option("--align", type=click.Choice(["none", "auto"]), default="none", show_default=True,
+                 help="auto: estimate the secondary's clock offset from frames with the same content on both sides."),
+    click.option("--primary-delay", type=DURATION, default=0, help="Transport delay primary -> colo-compare."),
+    click.option("--secondary-delay", type=DURATION, default=0, help="Transport delay secondary -> colo-compare."),
+    click.option("--scan-phase", type=DURATION, default=0,
+                 help="Start of the expiry-scan tick grid, after the first arrival."),
+)
+
+PAIR_SELECTION_OPTIONS = options(
+    click.option("--filter", "bpf_filter", help="Keep only frames matching this BPF expression (libpcap syntax)."),
+    click.option("--guest", help="Keep only the guest's outbound frames when the captures hold both directions: "
+                                 "its MAC, its IP address, or 'auto' (detected and reported)."),
+    click.option("--filter-rewriter", is_flag=True,
+                 help="Shift the secondary's TCP sequence numbers as QEMU's filter-rewriter does (raw pair captures)."),
+    click.option("--peer-isn", is_flag=True,
+                 help="With --filter-rewriter: also align the secondary's ACK numbers (pairs captured with two "
+                      "separate clients instead of mirrored input)."),
+)
+
 PORT_OPTIONS = options(
     click.option("--primary-in-port", type=click.IntRange(1, 65535), default=9001, show_default=True,
                  help="Chardev capture: TCP port of primary_in."),

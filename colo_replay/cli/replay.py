@@ -7,9 +7,10 @@ import sys
 
 import click
 
-from .options import (AFTER_CHECKPOINT_OPTION, COMPARE_OPTIONS, DURATION, EXIT_INTERRUPTED, PORT_OPTIONS, bad_input,
-                      check_output_path, check_threshold, echo_chardev, echo_warnings, epilog, fail, ports,
-                      write_json)
+from .options import (AFTER_CHECKPOINT_OPTION, COMPARE_OPTIONS, DURATION, EXIT_INTERRUPTED,
+                      INPUT_CLOCK_OPTIONS, PAIR_SELECTION_OPTIONS, PORT_OPTIONS, bad_input,
+                      check_output_path, check_threshold, echo_chardev, echo_warnings, epilog, fail,
+                      ports, write_json)
 
 
 @click.command(epilog=epilog())
@@ -21,16 +22,7 @@ from .options import (AFTER_CHECKPOINT_OPTION, COMPARE_OPTIONS, DURATION, EXIT_I
 @click.option("--flushes", type=click.Choice(["measured", "model"]), default="measured", show_default=True,
               help="Chardev capture: flush at the captured COLO_CHECKPOINT times, or use the checkpoint model.")
 @COMPARE_OPTIONS
-@click.option("--vnet-hdr-len", type=click.IntRange(min=0), default=0,
-              help="The captured frames start with a vnet header of this many bytes (implies vnet_hdr_support).")
-@click.option("--primary-offset", type=DURATION, default=0, help="Added to every primary timestamp (ms or 12ms/1.5s).")
-@click.option("--secondary-offset", type=DURATION, default=0, help="Added to every secondary timestamp (clock skew).")
-@click.option("--align", type=click.Choice(["none", "auto"]), default="none", show_default=True,
-              help="auto: estimate the secondary's clock offset from frames with the same content on both sides.")
-@click.option("--primary-delay", type=DURATION, default=0, help="Transport delay primary -> colo-compare.")
-@click.option("--secondary-delay", type=DURATION, default=0, help="Transport delay secondary -> colo-compare.")
-@click.option("--scan-phase", type=DURATION, default=0,
-              help="Start of the expiry-scan tick grid, after the first arrival.")
+@INPUT_CLOCK_OPTIONS
 @click.option("--checkpoint-duration", type=DURATION, default="100ms", show_default=True,
               help="How long a modelled checkpoint stops the VM before compare is flushed.")
 @click.option("--checkpoint-delay", type=DURATION, default=None,
@@ -48,14 +40,7 @@ from .options import (AFTER_CHECKPOINT_OPTION, COMPARE_OPTIONS, DURATION, EXIT_I
               help="Nothing compared (a side without frames after reading, --filter or --guest, or no "
                    "primary frame that met a secondary one) is not exit status 2.")
 @AFTER_CHECKPOINT_OPTION
-@click.option("--filter", "bpf_filter", help="Keep only frames matching this BPF expression (libpcap syntax).")
-@click.option("--guest", help="Keep only the guest's outbound frames when the captures hold both directions: "
-                              "its MAC, its IP address, or 'auto' (detected and reported).")
-@click.option("--filter-rewriter", is_flag=True,
-              help="Shift the secondary's TCP sequence numbers as QEMU's filter-rewriter does (raw pair captures).")
-@click.option("--peer-isn", is_flag=True,
-              help="With --filter-rewriter: also align the secondary's ACK numbers (pairs captured with two "
-                   "separate clients instead of mirrored input).")
+@PAIR_SELECTION_OPTIONS
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Timeline file: .parquet, .csv or .jsonl (default: JSON Lines on stdout).")
 @click.option("--summary-json", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")

@@ -14,7 +14,8 @@ import sys
 
 import click
 
-from .options import (AFTER_CHECKPOINT_OPTION, DURATION, EXIT_BAD_INPUT, EXIT_INTERRUPTED, QEMU_OPTION, VNET_OPTION,
+from .options import (AFTER_CHECKPOINT_OPTION, EXIT_BAD_INPUT, EXIT_INTERRUPTED,
+                      INPUT_CLOCK_OPTIONS, PAIR_SELECTION_OPTIONS, QEMU_OPTION, VNET_OPTION,
                       bad_input, epilog, fail)
 
 
@@ -34,27 +35,14 @@ def _grid_option(name: str, what: str):
 @_grid_option("checkpoint-delay", "x-checkpoint-delay values (ms, or 20s; 0 = no periodic checkpoints)")
 @QEMU_OPTION
 @VNET_OPTION
-@click.option("--vnet-hdr-len", type=click.IntRange(min=0), default=0,
-              help="The captured frames start with a vnet header of this many bytes (implies vnet_hdr_support).")
-@click.option("--primary-offset", type=DURATION, default=0, help="Added to every primary timestamp (ms or 12ms/1.5s).")
-@click.option("--secondary-offset", type=DURATION, default=0, help="Added to every secondary timestamp (clock skew).")
-@click.option("--align", type=click.Choice(["none", "auto"]), default="none", show_default=True,
-              help="auto: estimate the secondary's clock offset from frames with the same content on both sides.")
-@click.option("--primary-delay", type=DURATION, default=0, help="Transport delay primary -> colo-compare.")
-@click.option("--secondary-delay", type=DURATION, default=0, help="Transport delay secondary -> colo-compare.")
-@click.option("--scan-phase", type=DURATION, default=0,
-              help="Start of the expiry-scan tick grid, after the first arrival.")
+@INPUT_CLOCK_OPTIONS
 @click.option("--checkpoints-at", type=click.Path(dir_okay=False),
               help="Measured flush times (one per line, epoch seconds) replacing the checkpoint model.")
 @click.option("--until", "until", help="Keep the clock running to this time after the last frame.")
 @click.option("--allow-gaps", is_flag=True,
               help="Accept timestamps that jump forward (or back) by more than a day (as replay --allow-gaps).")
 @AFTER_CHECKPOINT_OPTION
-@click.option("--filter", "bpf_filter", help="Keep only frames matching this BPF expression (libpcap syntax).")
-@click.option("--guest", help="Keep only the guest's outbound frames: its MAC, its IP address, or 'auto'.")
-@click.option("--filter-rewriter", is_flag=True,
-              help="Shift the secondary's TCP sequence numbers as QEMU's filter-rewriter does (raw pair captures).")
-@click.option("--peer-isn", is_flag=True, help="With --filter-rewriter: also align the secondary's ACK numbers.")
+@PAIR_SELECTION_OPTIONS
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="The table: .csv, .parquet or .json (rows + recommendations + the grid). Default: CSV on stdout.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Draw checkpoints/min vs held p99: .svg or .png.")
