@@ -124,6 +124,27 @@ def _option_warnings(opts: ReplayOptions) -> list:
     return []
 
 
+# The warnings' second look at the captures reads at most this many frames of each: a warning
+# is a hint, and SYN|ACKs and skew show early, so a big capture costs no second full read.
+WARNING_SAMPLE_FRAMES = 50_000
+
+
+class _Head:
+    """A capture reader cut after its first ``limit`` frames (whole batches)."""
+
+    def __init__(self, reader, limit: int):
+        self.reader = reader
+        self.limit = limit
+
+    def batches(self):
+        seen = 0
+        for batch in self.reader.batches():
+            yield batch
+            seen += len(batch.frames)
+            if seen >= self.limit:
+                return
+
+
 def _replay_warnings(timeline, primary, secondary, opts: ReplayOptions, filter_rewriter: bool, align) -> list:
     """Surprising situations after a replay, one line each (``summary["warnings"]``)."""
     import os
@@ -131,7 +152,11 @@ def _replay_warnings(timeline, primary, secondary, opts: ReplayOptions, filter_r
 
     from .captures import open_capture
 
-    open_capture = partial(open_capture, max_gap_ns=opts.max_gap_ns)
+    read = partial(open_capture, max_gap_ns=opts.max_gap_ns)
+
+    def sample(path):
+        return _Head(read(path), WARNING_SAMPLE_FRAMES)
+
     out = []
     res = timeline.result
     paths = _is_path(primary) and _is_path(secondary)
@@ -157,8 +182,8 @@ def _replay_warnings(timeline, primary, secondary, opts: ReplayOptions, filter_r
     req = s["checkpoint_requests_by_cause"]
     if not filter_rewriter and (req.get("miscompare") or req.get("ack_gate")):
         from .offline.rewriter import synack_table
-        pt = synack_table(open_capture(primary), opts.vnet_hdr_len)
-        st = synack_table(open_capture(secondary), opts.vnet_hdr_len)
+        pt = synack_table(sample(primary), opts.vnet_hdr_len)
+        st = synack_table(sample(secondary), opts.vnet_hdr_len)
         both = pt.keys() & st.keys()
         differ = sum(1 for k in both if pt[k][0][0] != st[k][0][0])
         if both and differ * 2 > len(both):
@@ -167,7 +192,7 @@ def _replay_warnings(timeline, primary, secondary, opts: ReplayOptions, filter_r
     if align in (None, "none") and not opts.secondary_offset_ns and (req.get("expired") or s["nothing_compared"]):
         from .offline.align import estimate_alignment
         try:
-            found = estimate_alignment(open_capture(primary), open_capture(secondary), opts.vnet_hdr_len)
+            found = estimate_alignment(sample(primary), sample(secondary), opts.vnet_hdr_len)
         except ValueError:
             found = None
         if found is not None and abs(found.offset_ns) > 10 * 1_000_000:
@@ -639,10 +664,12 @@ class LiveRun:
         return f"<LiveRun stopped by {self.summary['stop_reason']}, exit status {self.exit_status}>"
 
 
-def _live_compare(primary_in: str, secondary_in: str, outdev: str, notify_dev: str | None, allow_remote: bool,
-                  qemu: str, compare_timeout, expired_scan_cycle, max_queue_size, vnet_hdr_support: bool,
-                  flush_on_request_ns, stats_interval, timeline: bool, log, log_format: str, log_level: str,
-                  duration_ns, max_send_buffer: int):
+def _live_compare(primary_in: str, secondary_in: str, outdev: str, notify_dev: str | None, *,
+                  allow_remote: bool = False, qemu: str = "7.2", compare_timeout: int | None = None,
+                  expired_scan_cycle: int | None = None, max_queue_size: int | None = None,
+                  vnet_hdr_support: bool = False, flush_on_request_ns: int | None = None,
+                  stats_interval: float | None = None, timeline: bool = False, log=None, log_format: str = "text",
+                  log_level: str = "info", duration_ns: int | None = None, max_send_buffer: int = 64 << 20):
     """Check everything QEMU (or we) would refuse before a socket is opened; the LiveCompare."""
     from .engine.profiles import CompareConfig, get_profile
     from .live.endpoint import EndpointError, parse_endpoint
@@ -686,16 +713,10 @@ def _live_compare(primary_in: str, secondary_in: str, outdev: str, notify_dev: s
 
 
 async def live_async(primary_in: str, secondary_in: str, outdev: str, notify_dev: str | None = None, *,
-                     allow_remote: bool = False, qemu: str = "7.2", compare_timeout: int | None = None,
-                     expired_scan_cycle: int | None = None, max_queue_size: int | None = None,
-                     vnet_hdr_support: bool = False, flush_on_request_ns: int | None = None,
-                     stats_interval: float | None = None, record_dir: str | None = None,
-                     timeline: bool = False, log=None, log_format: str = "text", log_level: str = "info",
-                     duration_ns: int | None = None, max_send_buffer: int = 64 << 20) -> LiveRun:
-    """``live`` as a coroutine, for callers that already run an event loop (a notebook)."""
-    lc = _live_compare(primary_in, secondary_in, outdev, notify_dev, allow_remote, qemu, compare_timeout,
-                       expired_scan_cycle, max_queue_size, vnet_hdr_support, flush_on_request_ns,
-                       stats_interval, timeline, log, log_format, log_level, duration_ns, max_send_buffer)
+                     record_dir: str | None = None, duration_ns: int | None = None, **options) -> LiveRun:
+    """``live`` as a coroutine, for callers that already run an event loop (a notebook); the
+    same keywords as ``live``."""
+    lc = _live_compare(primary_in, secondary_in, outdev, notify_dev, duration_ns=duration_ns, **options)
     return await _live_run(lc, record_dir, duration_ns, {})
 
 
@@ -783,9 +804,12 @@ def live(primary_in: str, secondary_in: str, outdev: str, notify_dev: str | None
     """
     import asyncio
 
-    lc = _live_compare(primary_in, secondary_in, outdev, notify_dev, allow_remote, qemu, compare_timeout,
-                       expired_scan_cycle, max_queue_size, vnet_hdr_support, flush_on_request_ns,
-                       stats_interval, timeline, log, log_format, log_level, duration_ns, max_send_buffer)
+    lc = _live_compare(primary_in, secondary_in, outdev, notify_dev, allow_remote=allow_remote, qemu=qemu,
+                       compare_timeout=compare_timeout, expired_scan_cycle=expired_scan_cycle,
+                       max_queue_size=max_queue_size, vnet_hdr_support=vnet_hdr_support,
+                       flush_on_request_ns=flush_on_request_ns, stats_interval=stats_interval, timeline=timeline,
+                       log=log, log_format=log_format, log_level=log_level, duration_ns=duration_ns,
+                       max_send_buffer=max_send_buffer)
     done: dict = {}
     try:
         return asyncio.run(_live_run(lc, record_dir, duration_ns, done))
