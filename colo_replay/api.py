@@ -432,3 +432,39 @@ def live(primary_in: str, secondary_in: str, outdev: str, notify_dev: str | None
         return asyncio.run(_live_run(lc, record_dir, duration_ns, done))
     except KeyboardInterrupt:           # a SIGINT before the handlers were installed
         return _live_finish(lc, record_dir, done)
+
+
+def report(primary=None, secondary=None, *, chardev=None, timeline=None, summary=None, ports: dict | None = None,
+           flushes: str = "measured", baseline=None, tolerance=(), top: int = 20, progress=None, **options):
+    """A regression report (``colo_replay.analysis.report.Report``: ``html()``, ``markdown()``,
+    ``json()``, ``exit_status``) of one run: a replay of ``primary`` and ``secondary`` (options
+    as for ``replay``), of a ``chardev`` capture (``ports``, ``flushes``: as ``replay_chardev``),
+    or a saved ``timeline`` file with its ``summary`` JSON (``replay -o t.parquet --summary-json
+    s.json``, ``live -o``), reported later without replaying.  ``baseline``: an earlier report's
+    JSON, gated by the ``tolerance`` rules (``analysis.report.baseline``); ``top``: rows of long
+    tables.  The input files are hashed in a thread while the replay runs."""
+    from . import __version__
+    from .analysis.report import Sources, build_report
+    from .analysis.report.load import load_summary, load_timeline
+
+    if timeline is not None:
+        if primary is not None or secondary is not None or chardev is not None:
+            raise ValueError("give a saved timeline, or captures to replay, not both")
+        summ = load_summary(summary)
+        sources = Sources.saved(timeline, summary, summ, ports)
+        events, mode = load_timeline(timeline), "saved"
+    elif chardev is not None:
+        if primary is not None or secondary is not None:
+            raise ValueError("give either PRIMARY SECONDARY or --chardev CAPTURE, not both")
+        sources = Sources.chardev(chardev)
+        run = replay_chardev(chardev, ports, progress, flushes, **options)
+        sources.use_capture(run.capture)
+        events, summ, mode = run.events, run.summary, "chardev"
+    elif primary is not None and secondary is not None:
+        sources = Sources.pair(primary, secondary)
+        run = replay(primary, secondary, progress, **options)
+        events, summ, mode = run.events, run.summary, "replay"
+    else:
+        raise ValueError("missing PRIMARY and SECONDARY captures (or --chardev CAPTURE, or --timeline FILE)")
+    return build_report(events, summ, sources, mode=mode, options=options, baseline=baseline, tolerance=tolerance,
+                        top=top, version=__version__)
