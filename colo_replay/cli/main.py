@@ -14,6 +14,7 @@ import click
 
 from .live import live
 from .replay import replay
+from .report import report
 from .verify import verify
 
 
@@ -26,6 +27,7 @@ def main():
 main.add_command(replay)
 main.add_command(verify)
 main.add_command(live)
+main.add_command(report)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ replay clock (capture time + offsets; ``t0_ns`` is the first frame's), durations
 ``_s``, missing values ``null``.  Within version 1 keys are only ever added::
 
     schema        "colo-replay-report/1"
+    title         what the report is about (the inputs' file names)
     tool          {name, version}
     generated     ISO 8601 UTC time the report was made
     run           {mode: "replay" | "chardev" | "saved", profile: "7.2" | "4.1",
@@ -231,8 +232,11 @@ def build_report(events, summary: dict, sources: Sources, *, mode: str, explanat
     for k, v in (options or {}).items():
         run_opts.setdefault(k, v)
     profile = summary.get("profile") or summary.get("qemu") or knobs.get("qemu")
+    named = [i["name"] for i in inputs if i["role"] in ("primary", "secondary")]
+    title = " vs ".join(named) or next((i["name"] for i in inputs if i["role"] in ("chardev", "timeline")), mode)
     data = {
         "schema": SCHEMA,
+        "title": title,
         "tool": {"name": "colo-replay", "version": version},
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "run": {"mode": mode, "profile": profile, "options": {k: _jsonable(v) for k, v in run_opts.items()}},

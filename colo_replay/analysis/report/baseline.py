@@ -69,6 +69,8 @@ def load_baseline(path: str) -> dict:
             data = json.load(fh)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: not JSON (line {exc.lineno}: {exc.msg})") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not JSON (not UTF-8 text)") from None
     schema = data.get("schema") if isinstance(data, dict) else None
     if not isinstance(schema, str) or not schema.startswith("colo-replay-report/"):
         raise ValueError(f"{path}: not a colo-replay report JSON (no \"schema\": \"colo-replay-report/N\")")

@@ -17,18 +17,23 @@ import html as _html
 import re
 from datetime import datetime, timezone
 
-__all__ = ["render", "text", "attr", "CSP"]
+__all__ = ["render", "plain", "text", "attr", "CSP"]
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def plain(value) -> str:
+    """Any value as printable text: undecodable characters (lone surrogates) and control
+    characters (line breaks included) as ``\\xNN`` / ``\\uNNNN`` escapes."""
+    s = value if isinstance(value, str) else str(value)
+    s = s.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}", s)
 
 
 def text(value) -> str:
-    """Any value as safe HTML text: undecodable and control characters as ``\\xNN``, then escaped."""
-    s = value if isinstance(value, str) else str(value)
-    s = s.encode("utf-8", "backslashreplace").decode("utf-8")
-    s = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}", s)
-    return _html.escape(s, quote=True)
+    """Any value as safe HTML text: ``plain``, then ``html.escape``."""
+    return _html.escape(plain(value), quote=True)
 
 
 def attr(value) -> str:
@@ -317,7 +322,7 @@ def render(d: dict, plots: dict) -> str:
     nav = [("summary", "Summary"), ("activity", "Activity"), ("held", "Held time"),
            ("checkpoints", "Checkpoints"), ("connections", "Connections"), ("divergences", "Divergences"),
            ("notes", "Notes")] + ([("regression", "Regression")] if d.get("baseline") else []) + [("inputs", "Inputs")]
-    names = " vs ".join(i["name"] for i in d["inputs"][:2]) or d["run"]["mode"]
+    names = d["title"]
     n = d["numbers"]
     held_extra = (f"<p>p50 {_n(n['held_p50_ms'])} ms, p95 {_n(n['held_p95_ms'])} ms, p99 {_n(n['held_p99_ms'])} ms,"
                   f" max {_n(n['held_max_ms'])} ms over {_n(n['released'])} releases.</p>")

@@ -56,6 +56,8 @@ def load_summary(path: str | None) -> dict:
             data = json.load(fh)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: not JSON (line {exc.lineno}: {exc.msg})") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not JSON (not UTF-8 text)") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: not a colo-replay summary (a JSON object is expected)")
     return data

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .html import text as _html_text
+from .html import plain as _plain
 
 __all__ = ["render", "md"]
 
@@ -17,7 +17,7 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]|~])")
 
 def md(value) -> str:
     """Safe Markdown inline text (one line)."""
-    s = _html_text(value).replace("\n", " ").replace("\r", " ")
+    s = _plain(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _MD_SPECIAL.sub(r"\\\1", s)
 
 
@@ -40,8 +40,7 @@ def _flow(f) -> str:
 def render(d: dict, top: int = 5) -> str:
     n, v = d["numbers"], d["verdict"]
     icon = {"clean": "✅", "diverged": "❌", "partial": "⚠️", "empty": "⚠️"}.get(v["status"], "")
-    names = " vs ".join(i["name"] for i in d["inputs"][:2]) or d["run"]["mode"]
-    out = [f"### colo-replay report: {md(names)}", "",
+    out = [f"### colo-replay report: {md(d['title'])}", "",
            f"{icon} **{md(v['text'])}** (exit status {int(v['exit_status'])})", ""]
     b = d.get("baseline")
     if b:
