@@ -452,19 +452,19 @@ def report(primary=None, secondary=None, *, chardev=None, timeline=None, summary
             raise ValueError("give a saved timeline, or captures to replay, not both")
         summ = load_summary(summary)
         sources = Sources.saved(timeline, summary, summ, ports)
-        events, mode = load_timeline(timeline), "saved"
+        events, mode, result = load_timeline(timeline), "saved", None
     elif chardev is not None:
         if primary is not None or secondary is not None:
             raise ValueError("give either PRIMARY SECONDARY or --chardev CAPTURE, not both")
         sources = Sources.chardev(chardev)
         run = replay_chardev(chardev, ports, progress, flushes, **options)
         sources.use_capture(run.capture)
-        events, summ, mode = run.events, run.summary, "chardev"
+        events, summ, mode, result = run.events, run.summary, "chardev", run.result
     elif primary is not None and secondary is not None:
         sources = Sources.pair(primary, secondary)
         run = replay(primary, secondary, progress, **options)
-        events, summ, mode = run.events, run.summary, "replay"
+        events, summ, mode, result = run.events, run.summary, "replay", run.result
     else:
         raise ValueError("missing PRIMARY and SECONDARY captures (or --chardev CAPTURE, or --timeline FILE)")
-    return build_report(events, summ, sources, mode=mode, options=options, baseline=baseline, tolerance=tolerance,
+    return build_report(events, summ, sources, mode=mode, result=result, options=options, baseline=baseline, tolerance=tolerance,
                         top=top, version=__version__)

@@ -53,7 +53,6 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from ...engine.constants import MS
 from . import baseline as _baseline
 from . import divergences as _divergences
 from . import model as _model
@@ -156,15 +155,17 @@ class Report:
         return f"<Report {self.data['verdict']['status']}, exit status {self.exit_status}>"
 
 
-def _shift(knobs: dict, side: str) -> int:
-    return int(round(float(knobs.get(f"{side}_offset_ms") or 0) * MS))
+def _shift(options, side: str) -> int:
+    """What the replay added to a side's capture times (``ReplayOptions``: offset + delay)."""
+    return int(getattr(options, f"{side}_offset_ns", 0) or 0) + int(getattr(options, f"{side}_delay_ns", 0) or 0)
 
 
-def build_report(events, summary: dict, sources: Sources, *, mode: str, explanation=None,
+def build_report(events, summary: dict, sources: Sources, *, mode: str, result=None, explanation=None,
                  options: dict | None = None, baseline: str | None = None, tolerance=(), top: int = 20,
                  version: str = "") -> Report:
     """The report of one run: its timeline ``events`` and ``summary`` (replay's or live's),
-    the ``sources`` to read frames and files from, an ``explanation`` from explain (None: roots
+    the ``sources`` to read frames and files from, the replay's ``result`` when there was one
+    (``ReplayResult``: its frame counts and last timestamps spare a second full read), an ``explanation`` from explain (None: roots
     and classes from the timeline only), the run's ``options`` as given, an optional
     ``baseline`` report JSON path with ``tolerance`` rules (``baseline.parse_rules``) and ``top``,
     the length of long tables.  ValueError for a bad baseline or rule."""
@@ -174,13 +175,18 @@ def build_report(events, summary: dict, sources: Sources, *, mode: str, explanat
     old = _baseline.load_baseline(baseline) if baseline is not None else None
     knobs = dict(summary.get("knobs") or {})
     conn = _model.connections(events, top)
+    stats = {"primary": getattr(result, "primary", None), "secondary": getattr(result, "secondary", None)}
     scans = {}
     for side in ("primary", "secondary"):
         opener = sources.readers.get(side)
         if opener is None:
             continue
         wanted = [r["first_frame"][side] for r in conn["rows"]]
-        scans[side] = scan_side(opener(), wanted, 0, int(knobs.get("vnet_hdr_len") or 0))
+        sc = scans[side] = scan_side(opener(), wanted, int(knobs.get("vnet_hdr_len") or 0), full=stats[side] is None)
+        st = stats[side]
+        if st is not None:      # the replay counted the frames and saw the last one (on its clock)
+            sc.frames = st.frames
+            sc.last_ns = None if st.last_ns is None else st.last_ns - _shift(result.options, side)
     flows = _model.add_flows(conn, {s: sc.frames_by_number for s, sc in scans.items()})
     if explanation is not None:
         div = _divergences.from_explain(explanation)
@@ -191,22 +197,15 @@ def build_report(events, summary: dict, sources: Sources, *, mode: str, explanat
     div["shown"] = len(div["rows"])
     numbers = _model.key_numbers(events, summary, div["total"])
     if numbers["frames_primary"] is None and scans:
-        numbers["frames_primary"] = scans.get("primary").frames if "primary" in scans else None
-        numbers["frames_secondary"] = scans.get("secondary").frames if "secondary" in scans else None
+        numbers["frames_primary"] = scans["primary"].frames if "primary" in scans else None
+        numbers["frames_secondary"] = scans["secondary"].frames if "secondary" in scans else None
 
-    # the time axis: frames on the replay clock (capture time + offset) and the events
+    # the time axis: from the first arrival to the last event (binned; see plots)
     t = events["time_ns"].to_numpy()
-    kind, side_col = events["kind"], events["side"]
-    side_times = {}
-    for side in ("primary", "secondary"):
-        if side in scans:
-            side_times[side] = scans[side].times + _shift(knobs, side)
-        else:         # no capture: the frames that left the queues, at that time
-            m = _model.mask(kind, *_model._TERMINAL) & _model.mask(side_col, side)
-            side_times[side] = t[m]
+    side_times = _model.side_times(events)
     firsts = [int(a.min()) for a in side_times.values() if len(a)] + ([int(t.min())] if len(t) else [])
-    lasts = [int(a.max()) for a in side_times.values() if len(a)] + ([int(t.max())] if len(t) else [])
-    t0, t1 = (min(firsts), max(lasts)) if firsts else (0, 1)
+    lasts = [int(t.max())] if len(t) else []
+    t0, t1 = (min(firsts), max(lasts)) if firsts and lasts else (0, 1)
 
     hashes = sources.hashes.result() if sources.hashes else {}
     inputs = []

@@ -1,13 +1,15 @@
-"""What was run on: each input file's size and SHA-256, and each side's frame count, time span,
-arrival times (for the activity plot) and the bytes of the few frames the report names.
+"""What was run on: each input file's size and SHA-256, each side's frame count and time span,
+and the bytes of the few frames the report names.
 
 Two jobs, done so that a report costs little more than the replay:
 
 * ``FileHashes`` hashes the input files in a background thread, started before the replay:
   ``hashlib`` releases the GIL on large buffers, so on a second core the hashing is free.
-* ``scan_side`` reads one side once, front to back, in batches: the frame count, the first and
-  last timestamp, every arrival time (one int64 per frame, binned later, never plotted row by
-  row) and the bytes of the wanted frame numbers (connection 5-tuples).
+* ``scan_side`` reads one side, front to back, in batches: the bytes of the wanted frame numbers
+  (connection 5-tuples) and the first timestamp; with ``full=True`` (a saved run, whose frame
+  counts and spans nobody recorded) to the end, for the frame count and the last timestamp.
+  After a replay the driver has counted the frames and seen the last timestamp, so the scan
+  stops at the last wanted frame.
 """
 
 from __future__ import annotations
@@ -67,46 +69,49 @@ def file_info(path: str, sha256: str | None) -> dict:
 
 @dataclass
 class SideScan:
-    """One side's capture as read by ``scan_side``.  ``times`` are on the replay clock (capture
-    time + the side's offset and delay), ns; ``frames_by_number`` maps each wanted frame number
-    to ``(bytes, vnet header length)``."""
+    """One side's capture as read by ``scan_side`` (capture clock, ns).  ``frames`` and
+    ``last_ns`` are None unless the scan was ``full``; ``frames_by_number`` maps each wanted
+    frame number to ``(bytes, vnet header length)``."""
 
-    frames: int = 0
+    frames: int | None = None
     first_ns: int | None = None
     last_ns: int | None = None
-    times: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     frames_by_number: dict = field(default_factory=dict)
     error: str | None = None
 
 
-def scan_side(reader, wanted=(), shift_ns: int = 0, vnet_hdr_len: int = 0) -> SideScan:
-    """Read ``reader`` (a ``CaptureReader`` or a chardev side reader) once.  A read error ends
-    the scan and is kept in ``error`` (the replay has already said what and where)."""
+def scan_side(reader, wanted=(), vnet_hdr_len: int = 0, full: bool = False) -> SideScan:
+    """Read ``reader`` (a ``CaptureReader`` or a chardev side reader) up to the last wanted frame
+    (at least one batch), or to the end when ``full``.  A read error ends the scan and is kept in
+    ``error`` (the replay has already said what and where)."""
     want = np.unique(np.asarray(sorted(int(w) for w in wanted if w is not None and w >= 1), dtype=np.int64))
+    last_wanted = int(want[-1]) if len(want) else 0
     out = SideScan()
-    chunks = []
     got = {}
+    frames = 0
+    first = last = None
     try:
         for batch in reader.batches():
             n = len(batch.frames)
             if not n:
                 continue
-            chunks.append(np.asarray(batch.timestamps, dtype=np.int64))
+            ts = batch.timestamps
+            lo_t, hi_t = min(ts), max(ts)
+            first = lo_t if first is None else min(first, lo_t)
+            last = hi_t if last is None else max(last, hi_t)
             if len(want):
                 lo, hi = np.searchsorted(want, [batch.first_frame, batch.first_frame + n])
                 vnets = batch.vnet_lens
                 for num in want[lo:hi]:
                     i = int(num) - batch.first_frame
                     got[int(num)] = (bytes(batch.frames[i]), vnet_hdr_len if vnets is None else int(vnets[i]))
-            out.frames += n
+            frames += n
+            if not full and batch.first_frame + n > last_wanted:
+                break
     except Exception as exc:      # CaptureError and friends: the replay reported it already
         out.error = str(exc)
-    times = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
-    if shift_ns:
-        times = times + shift_ns
-    out.times = times
-    if len(times):
-        out.first_ns = int(times.min())
-        out.last_ns = int(times.max())
+    out.first_ns = first
+    if full:
+        out.frames, out.last_ns = frames, last
     out.frames_by_number = got
     return out

@@ -14,7 +14,7 @@ import pandas as pd
 from ...engine.constants import MS
 from ..fields import flow as _flow
 
-__all__ = ["mask", "key_numbers", "connections", "add_flows", "notes", "verdict", "PROTOCOLS"]
+__all__ = ["mask", "key_numbers", "connections", "side_times", "add_flows", "notes", "verdict", "PROTOCOLS"]
 
 PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp"}
 # rows that end a frame's stay in colo-compare: released, dropped (matched or flushed), lost
@@ -131,7 +131,8 @@ def connections(events: pd.DataFrame, top: int) -> dict:
         rel = pd.DataFrame({"conn": conn[rel_m], "h": events["held_ns"].to_numpy()[rel_m]})
         q = rel.groupby("conn")["h"].quantile([0.5, 0.99]).unstack() if len(rel) else None
         req_m = is_req & sub_m
-        req = pd.DataFrame({"conn": conn[req_m], "cause": events["cause"].to_numpy()[req_m].astype(str)})
+        # the categorical column indexed first: .to_numpy() of all of it would build millions of strings
+        req = pd.DataFrame({"conn": conn[req_m], "cause": events["cause"][req_m].astype(str).to_numpy()})
         by_cause = {}
         for (c, cause), v in req.groupby(["conn", "cause"]).size().items():
             if v:
@@ -152,6 +153,19 @@ def connections(events: pd.DataFrame, top: int) -> dict:
                                 "secondary": int(sf[c]) if c in sf.index else None},
             })
     return {"total": total, "shown": len(rows), "rows": rows}
+
+
+def side_times(events: pd.DataFrame) -> dict:
+    """When each side's frames arrived, from the timeline alone (for the activity plot): a
+    primary frame's arrival is its release time minus its held time (exact); a frame with no
+    release row (a secondary, a lost or dropped primary) counts at the time it left the queues,
+    which for a matched secondary is when its pair was compared."""
+    kind, side = events["kind"], events["side"]
+    t = events["time_ns"].to_numpy()
+    term = mask(kind, *_TERMINAL)
+    rel = mask(kind, "release")
+    arrival = np.where(rel, t - np.maximum(events["held_ns"].to_numpy(), 0), t)
+    return {s: arrival[term & mask(side, s)] for s in ("primary", "secondary")}
 
 
 def flow_of(frame) -> dict | None:

@@ -4,7 +4,9 @@ Every plot is drawn from **binned** data: the time column is cut into a few hund
 ``numpy.bincount`` (the held times into log-spaced ``numpy.histogram`` bins), so a plot costs the
 same for a thousand rows as for two million, and matplotlib never sees a row.
 
-* ``activity``: frames per second on each side and releases per second; checkpoint requests as
+* ``activity``: frames per second on each side (``model.side_times``: the primary's by arrival,
+  the secondary's by when they were compared or dropped) and releases per second; checkpoint
+  requests as
   markers by cause (one marker per bin holding any); checkpoints as shaded spans (each bin that a
   checkpoint overlaps).
 * ``held``: the CDF of held time (release time minus the primary's arrival: the latency COLO
@@ -60,10 +62,12 @@ def _png(fig) -> dict:
             "width": int(w), "height": int(h)}
 
 
-def _figure(height: float = 3.4):
+def _figure(height: float = 3.4, right: float = 0.98):
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(11, height), dpi=DPI)
+    # fixed margins (inches -> fractions), not tight_layout: that lays every text out twice
+    fig.subplots_adjust(left=0.75 / 11, right=right, bottom=0.55 / height, top=1 - 0.35 / height)
     ax = fig.add_subplot(1, 1, 1)
     ax.grid(True, alpha=0.3)
     return fig, ax
@@ -102,10 +106,11 @@ def activity(events, side_times: dict, t0: int, t1: int) -> dict:
     per_s = 1e9 / width
     unit, uname = _unit(width)
     x = (np.arange(n) * width) / unit
-    fig, ax = _figure(3.8)
+    fig, ax = _figure(3.8, right=0.78)
     for side in ("primary", "secondary"):
         c = _bincount(side_times[side], t0, width, n)
-        ax.step(x, c * per_s, where="post", lw=1.0, color=_COLORS[side], label=f"{side} frames/s")
+        label = "primary frames/s (arrival)" if side == "primary" else "secondary frames/s (compared)"
+        ax.step(x, c * per_s, where="post", lw=1.0, color=_COLORS[side], label=label)
     rel = _bincount(t[mask(kind, "release")], t0, width, n)
     ax.step(x, rel * per_s, where="post", lw=1.0, ls="--", color=_COLORS["released"], label="released/s")
     starts, ends = _spans(events, None)
@@ -135,7 +140,6 @@ def activity(events, side_times: dict, t0: int, t1: int) -> dict:
     ax.set_ylabel("frames per second")
     ax.set_title("Activity: frames per side, releases, checkpoint requests and checkpoints")
     ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
-    fig.tight_layout()
     out = _png(fig)
     out["alt"] = (f"Activity over time in bins of {width / MS:g} ms: frames per second on each side, releases, "
                   f"{int(is_req.sum())} checkpoint requests as markers, {len(starts)} checkpoints shaded")
@@ -155,6 +159,10 @@ def held(events, held_ms: dict) -> dict:
         cdf = np.cumsum(counts) / len(h)
         ax.step(edges[1:], cdf, where="post", color=_COLORS["primary"], lw=1.5, label=f"{len(h)} releases")
         ax.set_xscale("log")
+        # plain "0.01" labels: the default 10^-2 ones go through mathtext, ~0.5 s of parser set-up
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         for name, style in (("p50", ":"), ("p95", "--"), ("p99", "-.")):
             v = held_ms.get(f"held_{name}_ms")
             if v is not None and v > 0:
@@ -166,7 +174,6 @@ def held(events, held_ms: dict) -> dict:
     ax.set_xlabel("held time (ms): release minus the primary's arrival, log scale")
     ax.set_ylabel("fraction of releases")
     ax.set_title("Held time (the latency COLO adds), CDF")
-    fig.tight_layout()
     out = _png(fig)
     out["alt"] = ("CDF of held time; " + ", ".join(f"{k} {held_ms.get(f'held_{k}_ms') or 0:.3f} ms"
                                                   for k in ("p50", "p95", "p99")))
@@ -199,7 +206,6 @@ def checkpoints(events, t0: int, t1: int) -> dict:
     ax.set_xlabel(f"time since start ({uname}); bins of {width / MS:g} ms")
     ax.set_ylabel("checkpoints per minute")
     ax.set_title("Checkpoints per minute")
-    fig.tight_layout()
     out = _png(fig)
     out["alt"] = f"Checkpoints per minute over time in bins of {width / MS:g} ms, {int(s.sum())} checkpoints"
     return out
