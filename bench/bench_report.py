@@ -9,7 +9,8 @@ Each measurement is a fresh Python process, timed from before ``colo_replay`` is
   SHA-256 in a thread, the three plots) and the three files written.
 
 The two alternate, ``--repeat`` rounds; medians and the ratio report / replay are printed, and
-the ratio of each round too (the machine is shared: a ratio within a round is what counts).
+the ratio of each round too (the machine is shared: a ratio within a round is what counts), and
+the CPU time (user + sys of the process, the hashing thread included: steadier under load).
 Target (issue 13): report <= 1.5x replay.  Run from the repository root:
 
     python bench/bench_report.py [--repeat 5] [--dir /tmp/colo_replay_bench]
@@ -48,8 +49,9 @@ def child(kind: str, primary: str, secondary: str, out_dir: str) -> dict:
         text = rep.data["verdict"]["text"]
         requests = rep.data["numbers"]["checkpoint_requests"]
     import resource
-    return {"seconds": time.perf_counter() - t0, "requests": requests, "text": text[:80],
-            "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {"seconds": time.perf_counter() - t0, "cpu": ru.ru_utime + ru.ru_stime, "requests": requests,
+            "text": text[:80], "rss_mib": ru.ru_maxrss / 1024}
 
 
 def run_child(kind: str, paths: list[str], out_dir: str) -> dict:
@@ -85,11 +87,16 @@ def main() -> None:
         assert a["requests"] == b["requests"], (a, b)
         rows.append((a, b))
         print(f"round {r + 1}: replay {a['seconds']:.2f} s, report {b['seconds']:.2f} s, "
-              f"ratio {b['seconds'] / a['seconds']:.2f} (RSS {a['rss_mib']:.0f} / {b['rss_mib']:.0f} MiB; "
+              f"ratio {b['seconds'] / a['seconds']:.2f}; CPU {a['cpu']:.2f} / {b['cpu']:.2f} s, "
+              f"ratio {b['cpu'] / a['cpu']:.2f} (RSS {a['rss_mib']:.0f} / {b['rss_mib']:.0f} MiB; "
               f"load {os.getloadavg()[0]:.2f})", flush=True)
     rep_s = statistics.median(b["seconds"] for _, b in rows)
     rp_s = statistics.median(a["seconds"] for a, _ in rows)
     ratios = sorted(b["seconds"] / a["seconds"] for a, b in rows)
+    cpu_a = statistics.median(a["cpu"] for a, _ in rows)
+    cpu_b = statistics.median(b["cpu"] for _, b in rows)
+    print(f"median CPU (user + sys, both threads): replay {cpu_a:.2f} s, report {cpu_b:.2f} s, "
+          f"ratio {cpu_b / cpu_a:.2f}")
     print(f"median: replay {rp_s:.2f} s, report {rep_s:.2f} s, ratio of medians {rep_s / rp_s:.2f}; "
           f"per-round ratios {', '.join(f'{x:.2f}' for x in ratios)} (median {statistics.median(ratios):.2f}); "
           f"html {os.path.getsize(os.path.join(out_dir, 'r.html')) / 1e3:.0f} kB")

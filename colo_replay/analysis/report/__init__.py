@@ -176,18 +176,20 @@ def build_report(events, summary: dict, sources: Sources, *, mode: str, result=N
     knobs = dict(summary.get("knobs") or {})
     conn = _model.connections(events, top)
     stats = {"primary": getattr(result, "primary", None), "secondary": getattr(result, "secondary", None)}
+    keys = {i: (proto, key) for i, proto, key in getattr(result, "connections", ())}
+    unnamed = [r for r in conn["rows"] if r["conn"] not in keys or _model.flow_of_key(*keys[r["conn"]]) is None]
     scans = {}
     for side in ("primary", "secondary"):
         opener = sources.readers.get(side)
         if opener is None:
             continue
-        wanted = [r["first_frame"][side] for r in conn["rows"]]
+        wanted = [r["first_frame"][side] for r in unnamed]
         sc = scans[side] = scan_side(opener(), wanted, int(knobs.get("vnet_hdr_len") or 0), full=stats[side] is None)
         st = stats[side]
         if st is not None:      # the replay counted the frames and saw the last one (on its clock)
             sc.frames = st.frames
             sc.last_ns = None if st.last_ns is None else st.last_ns - _shift(result.options, side)
-    flows = _model.add_flows(conn, {s: sc.frames_by_number for s, sc in scans.items()})
+    flows = _model.add_flows(conn, {s: sc.frames_by_number for s, sc in scans.items()}, keys)
     if explanation is not None:
         div = _divergences.from_explain(explanation)
     else:

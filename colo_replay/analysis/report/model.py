@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 
 from ...engine.constants import MS
+from ...engine.packet import PORTED_PROTOCOLS
 from ..fields import flow as _flow
 
-__all__ = ["mask", "key_numbers", "connections", "side_times", "add_flows", "notes", "verdict", "PROTOCOLS"]
+__all__ = ["mask", "key_numbers", "connections", "side_times", "add_flows", "notes", "verdict", "flow_of_key", "PROTOCOLS"]
 
 PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp"}
 # rows that end a frame's stay in colo-compare: released, dropped (matched or flushed), lost
@@ -180,11 +181,31 @@ def flow_of(frame) -> dict | None:
             "sport": f.sport, "dport": f.dport}
 
 
-def add_flows(table: dict, frames: dict) -> dict:
-    """Fill each row's ``flow`` from ``frames`` (``{"primary": {number: (bytes, vnet)}, ...}``),
+def flow_of_key(ip_proto: int, key: bytes) -> dict | None:
+    """The flow in a colo-compare connection key (``engine.packet.connection_key``: source and
+    destination address, then the 4 port bytes for ported protocols); None when the key holds no
+    addresses (4.1's key of a portless protocol is its number alone)."""
+    if len(key) < 8:
+        return None
+    ported = ip_proto in PORTED_PROTOCOLS and ip_proto != 50 and len(key) >= 12     # ESP: the SPI
+    return {"proto": PROTOCOLS.get(ip_proto, f"ip-{ip_proto}"), "src": ".".join(map(str, key[0:4])),
+            "dst": ".".join(map(str, key[4:8])),
+            "sport": int.from_bytes(key[8:10], "big") if ported else None,
+            "dport": int.from_bytes(key[10:12], "big") if ported else None}
+
+
+def add_flows(table: dict, frames: dict, keys: dict | None = None) -> dict:
+    """Fill each row's ``flow`` from the connection ``keys`` (``{conn: (ip_proto, key)}``, what the
+    replay's engine held) or else from ``frames`` (``{"primary": {number: (bytes, vnet)}, ...}``),
     the primary's first frame preferred; returns ``{conn: flow}`` for the rows that got one."""
     out = {}
+    keys = keys or {}
     for row in table["rows"]:
+        if row["conn"] in keys:
+            fl = flow_of_key(*keys[row["conn"]])
+            if fl is not None:
+                row["flow"] = out[row["conn"]] = fl
+                continue
         for side in ("primary", "secondary"):
             num = row["first_frame"][side]
             fl = flow_of(frames.get(side, {}).get(num)) if num is not None else None
