@@ -281,3 +281,25 @@ def test_hostile_file_names_through_the_cli(tmp_path):
     page = Page(out.read_text(encoding="utf-8"))
     assert "script" not in page.tags and set(SECTIONS) <= page.ids
     assert "<script>" not in (tmp_path / "r.md").read_text(encoding="utf-8")
+
+
+def test_readme_report_examples_run(tmp_path):
+    """Every ``colo-replay report`` command of README.md runs (outputs into ``tmp_path``) with the
+    exit status its rules give: the sample diverges (1); against its own sample as a baseline it
+    did not regress (0)."""
+    import re
+    import shlex
+    import shutil
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = [shlex.split(line) for block in re.findall(r"^```sh\n(.*?)^```", text, flags=re.S | re.M)
+                for line in re.sub(r"\\\n\s*", " ", block).splitlines() if line.startswith("colo-replay report")]
+    assert len(commands) >= 3
+    for d in ("sample_pcaps", "reports"):
+        shutil.copytree(ROOT / d, tmp_path / d)
+    for argv in commands:
+        r = cli(*argv[1:], cwd=tmp_path)
+        assert r.returncode == (0 if "--baseline" in argv else 1), (argv, r.stderr)
+        for opt in ("-o", "--markdown", "--json"):
+            if opt in argv:
+                assert (tmp_path / argv[argv.index(opt) + 1]).stat().st_size > 0
