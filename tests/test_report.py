@@ -303,3 +303,34 @@ def test_readme_report_examples_run(tmp_path):
         for opt in ("-o", "--markdown", "--json"):
             if opt in argv:
                 assert (tmp_path / argv[argv.index(opt) + 1]).stat().st_size > 0
+
+
+def test_report_of_a_live_run(tmp_path):
+    """``live -o t.parquet --summary-json s.json``, reported later: live's summary (frames_in,
+    its own keys) and timeline give the same numbers the live run counted."""
+    import signal
+    import time
+
+    from tests.support import frames as F
+    from tests.support.live_harness import LiveHarness
+
+    tl, sj = tmp_path / "t.parquet", tmp_path / "s.json"
+    with LiveHarness(extra_args=("-o", str(tl), "--summary-json", str(sj))) as h:
+        h.step(("P", F.udp(b"a")))
+        h.step(("S", F.udp(b"a")))
+        h.step(("P", F.udp(b"b", sport=2)))
+        h.step(("S", F.udp(b"B", sport=2)))      # mismatch: one request
+        h.step(("FLUSH",))
+        time.sleep(0.2)
+        rc, _ = h.stop(sig=signal.SIGINT)
+    assert rc == 1
+    live = json.loads(sj.read_text())
+    r = cli("report", "--timeline", tl, "--summary", sj, "--json", "-", "-o", tmp_path / "r.html")
+    assert r.returncode == 1, r.stderr
+    d = json.loads(r.stdout)
+    n = d["numbers"]
+    assert (n["frames_primary"], n["frames_secondary"]) == tuple(live["frames_in"])
+    assert n["checkpoint_requests"] == live["checkpoint_requests"] == 1 and n["released"] == live["released"]
+    assert d["run"]["profile"] == "7.2" and d["run"]["options"]["stop_reason"] == "SIGINT"
+    assert d["connections"]["rows"][0]["requests"] == 1
+    assert Page((tmp_path / "r.html").read_text()).ids >= set(SECTIONS)

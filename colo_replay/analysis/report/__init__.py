@@ -230,6 +230,8 @@ def build_report(events, summary: dict, sources: Sources, *, mode: str, result=N
                                    "last_ns": sc.last_ns,
                                    "span_s": None if sc.first_ns is None else (sc.last_ns - sc.first_ns) / 1e9})
     run_opts = dict(knobs)
+    if not knobs:     # a live summary: its properties and counters are top-level scalars
+        run_opts = {k: v for k, v in summary.items() if isinstance(v, (str, int, float, bool)) or v is None}
     for k, v in (options or {}).items():
         run_opts.setdefault(k, v)
     profile = summary.get("profile") or summary.get("qemu") or knobs.get("qemu")
