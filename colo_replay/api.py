@@ -443,7 +443,6 @@ def report(primary=None, secondary=None, *, chardev=None, timeline=None, summary
     s.json``, ``live -o``), reported later without replaying.  ``baseline``: an earlier report's
     JSON, gated by the ``tolerance`` rules (``analysis.report.baseline``); ``top``: rows of long
     tables.  The input files are hashed in a thread while the replay runs."""
-    from . import __version__
     from .analysis.report import Sources, build_report
     from .analysis.report.load import load_summary, load_timeline
 
@@ -467,4 +466,4 @@ def report(primary=None, secondary=None, *, chardev=None, timeline=None, summary
     else:
         raise ValueError("missing PRIMARY and SECONDARY captures (or --chardev CAPTURE, or --timeline FILE)")
     return build_report(events, summ, sources, mode=mode, result=result, options=options, baseline=baseline, tolerance=tolerance,
-                        top=top, version=__version__)
+                        top=top)

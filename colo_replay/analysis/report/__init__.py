@@ -162,13 +162,17 @@ def _shift(options, side: str) -> int:
 
 def build_report(events, summary: dict, sources: Sources, *, mode: str, result=None, explanation=None,
                  options: dict | None = None, baseline: str | None = None, tolerance=(), top: int = 20,
-                 version: str = "") -> Report:
-    """The report of one run: its timeline ``events`` and ``summary`` (replay's or live's),
-    the ``sources`` to read frames and files from, the replay's ``result`` when there was one
-    (``ReplayResult``: its frame counts and last timestamps spare a second full read), an ``explanation`` from explain (None: roots
-    and classes from the timeline only), the run's ``options`` as given, an optional
-    ``baseline`` report JSON path with ``tolerance`` rules (``baseline.parse_rules``) and ``top``,
-    the length of long tables.  ValueError for a bad baseline or rule."""
+                 version: str | None = None) -> Report:
+    """The report of one run.
+
+    ``events`` and ``summary``: its timeline and summary (replay's or live's); ``sources``: where
+    to read frames and files; ``mode``: replay / chardev / saved; ``result``: the replay's
+    ``ReplayResult`` when there was one (its frame counts, last timestamps and connection keys
+    spare a second full read of the captures); ``explanation``: explain's result or its dict
+    (None: roots and classes from the timeline only); ``options``: the run's options as given;
+    ``baseline``: an earlier report's JSON path, gated by the ``tolerance`` rules
+    (``baseline.parse_rules``); ``top``: rows of long tables; ``version``: the tool's (default:
+    the installed package's).  ValueError for a bad baseline or rule."""
     from .plots import draw_all
 
     rules = _baseline.parse_rules(tolerance) if baseline is not None else None
@@ -240,7 +244,7 @@ def build_report(events, summary: dict, sources: Sources, *, mode: str, result=N
     data = {
         "schema": SCHEMA,
         "title": title,
-        "tool": {"name": "colo-replay", "version": version},
+        "tool": {"name": "colo-replay", "version": version or _version()},
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "run": {"mode": mode, "profile": profile, "options": {k: _jsonable(v) for k, v in run_opts.items()}},
         "inputs": inputs,
@@ -255,6 +259,14 @@ def build_report(events, summary: dict, sources: Sources, *, mode: str, result=N
         data["baseline"] = _baseline.compare(data, old, rules, baseline)
     plots = draw_all(events, side_times, t0, max(t1, t0 + 1), numbers)
     return Report(data, plots)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("colo-replay")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _jsonable(v):
