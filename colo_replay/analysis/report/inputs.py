@@ -50,7 +50,7 @@ class FileHashes:
         for p in self.paths:
             try:
                 self._out[p] = _sha256(p)
-            except OSError:
+            except (OSError, TypeError):
                 self._out[p] = None
 
     def result(self) -> dict[str, str | None]:
@@ -62,7 +62,7 @@ def file_info(path: str, sha256: str | None) -> dict:
     """Name, size and digest of one input file (size None when it is gone)."""
     try:
         size = os.path.getsize(path)
-    except OSError:
+    except (OSError, TypeError):      # gone, or an open reader rather than a path
         size = None
     return {"path": str(path), "name": os.path.basename(str(path)), "size": size, "sha256": sha256}
 
