@@ -68,10 +68,14 @@ def child_dpkt(paths: list[str]) -> dict:
 def child_replay(paths: list[str], out: str) -> dict:
     t0 = time.perf_counter()
     c0 = _cpu()
-    sys.path.insert(0, os.environ.get("COLO_REPLAY_TREE") or ROOT)
+    tree = os.environ.get("COLO_REPLAY_TREE") or ROOT
+    sys.path.insert(0, tree)
     from colo_replay.api import Timeline
     from colo_replay.captures import open_capture
-    from colo_replay.offline.driver import ReplayOptions, replay_partial
+    if os.path.exists(os.path.join(tree, "colo_replay", "offline")):
+        from colo_replay.offline.driver import ReplayOptions, replay_partial
+    else:       # a tree from before the package layout of issue 9 (flat colo_replay/driver.py)
+        from colo_replay.driver import ReplayOptions, replay_partial
 
     prd = open_capture(paths[0])
     srd = open_capture(paths[1])
