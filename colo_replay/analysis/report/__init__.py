@@ -37,7 +37,8 @@ replay clock (capture time + offsets; ``t0_ns`` is the first frame's), durations
                    rows: [{time_ns, cause, flow, primary_frame, secondary_frame, offset,
                            payload_offset, fields [{name, primary, secondary}], class,
                            consequences, hex {offset, s_offset, width, rows [{p_offset,
-                           s_offset, primary [byte|null], secondary, differ [bool]}]} | null}]}
+                           s_offset, primary [byte|null], secondary, differ [bool]}]} | null,
+                           notes [text]}]}   total: divergences in all; rows: the first ``top``
     notes         [{kind: unsupported | truncated | undefined | would_crash | queue_drops |
                     table_resets | warnings | read_error, label, count, by_cause, shown,
                     frames [{time_ns, side, frame, cause}], messages?}]
@@ -198,10 +199,10 @@ def build_report(events, summary: dict, sources: Sources, *, mode: str, result=N
         div = _divergences.from_explain(explanation)
     else:
         div = _divergences.from_timeline(events, flows)
-    div["total"] = len(div["divergences"])
+    episodes = div.pop("episodes")
     div["rows"] = div.pop("divergences")[:top]
     div["shown"] = len(div["rows"])
-    numbers = _model.key_numbers(events, summary, div["total"])
+    numbers = _model.key_numbers(events, summary, episodes if episodes is not None else div["total"])
     if numbers["frames_primary"] is None and scans:
         numbers["frames_primary"] = scans["primary"].frames if "primary" in scans else None
         numbers["frames_secondary"] = scans["secondary"].frames if "secondary" in scans else None

@@ -1,7 +1,8 @@
 """The one place where the report meets explain: root divergences and their classes, in the
 shape of explain's ``to_dict()`` (``divergences`` and ``classes`` lists), whatever produced them.
 
-* ``from_explain(explanation)``: an explain result (its ``to_dict()``), or that dict itself.
+* ``from_explain(explanation)``: an explain result (its ``to_dict()``), or that dict itself;
+  explain details the divergences it was asked for, its ``counts`` give the totals.
 * ``from_timeline(events, flows)``: without explain (a saved timeline whose captures are gone,
   or before frames can be read): the roots of ``episodes`` and the classes of
   ``group_classes`` keyed by cause only; no field diff, no hex window.
@@ -25,7 +26,7 @@ from ..episodes import episodes
 __all__ = ["from_explain", "from_timeline", "DIVERGENCE_KEYS", "CLASS_KEYS"]
 
 DIVERGENCE_KEYS = ("time_ns", "cause", "flow", "primary_frame", "secondary_frame", "offset", "payload_offset",
-                   "fields", "class", "consequences", "hex")
+                   "fields", "class", "consequences", "hex", "notes")
 CLASS_KEYS = ("cause", "protocol", "field", "count", "share", "checkpoints", "first_ns", "last_ns", "examples",
               "hint")
 
@@ -60,6 +61,7 @@ def _divergence(row: dict) -> dict:
                       "secondary": _plain(f.get("secondary"))} for f in (row.get("fields") or [])
                      if isinstance(f, dict)]
     out["class"] = _class_name(row.get("class"))
+    out["notes"] = [str(n) for n in (row.get("notes") or [])]
     return out
 
 
@@ -77,7 +79,10 @@ def from_explain(explanation) -> dict:
     (anything with ``to_dict()``) or its dict."""
     data = explanation.to_dict() if hasattr(explanation, "to_dict") else dict(explanation)
     divs = sorted((_divergence(r) for r in data.get("divergences") or []), key=lambda r: r["time_ns"] or 0)
-    return {"source": "explain", "divergences": divs, "classes": _classes(data.get("classes") or [])}
+    counts = data.get("counts") or {}
+    # explain details the selected divergences; its counts say how many there were in all
+    return {"source": "explain", "divergences": divs, "classes": _classes(data.get("classes") or []),
+            "total": int(counts.get("divergences", len(divs))), "episodes": counts.get("episodes")}
 
 
 def from_timeline(events, flows: dict | None = None) -> dict:
@@ -92,7 +97,8 @@ def from_timeline(events, flows: dict | None = None) -> dict:
             "time_ns": int(r.time_ns), "cause": str(r.cause), "flow": flows.get(int(r.conn)),
             "primary_frame": int(r.primary_frame), "secondary_frame": int(r.secondary_frame),
             "offset": None, "payload_offset": None, "fields": [], "class": str(r.cause),
-            "consequences": int(r.consequences), "hex": None})
+            "consequences": int(r.consequences), "hex": None, "notes": []})
     classes = group_classes(roots) if len(roots) else []
     rows = classes.to_dict("records") if len(roots) else []
-    return {"source": "timeline", "divergences": divs, "classes": _classes(rows)}
+    return {"source": "timeline", "divergences": divs, "classes": _classes(rows), "total": len(divs),
+            "episodes": len(divs)}

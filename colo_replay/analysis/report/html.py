@@ -248,6 +248,8 @@ def _divergences(d: dict) -> str:
                 ("first differing byte", _n(r["offset"]) + (f" (payload byte {_n(r['payload_offset'])})"
                                                              if r["payload_offset"] is not None else "")),
             ) if v])]
+            if r.get("notes"):
+                body.append("<ul>" + "".join(f"<li>{text(n)}</li>" for n in r["notes"]) + "</ul>")
             if r["fields"]:
                 body.append(_table(["field", "primary", "secondary"], [
                     [f"<code>{text(f['name'])}</code>", f"<code>{text(f['primary'])}</code>",
