@@ -334,3 +334,14 @@ def test_report_of_a_live_run(tmp_path):
     assert d["run"]["profile"] == "7.2" and d["run"]["options"]["stop_reason"] == "SIGINT"
     assert d["connections"]["rows"][0]["requests"] == 1
     assert Page((tmp_path / "r.html").read_text()).ids >= set(SECTIONS)
+
+
+def test_empty_captures_nothing_compared_exit_2(tmp_path):
+    from tests.support.pcapwrite import write_pcap
+    p, s = write_pcap(str(tmp_path / "p.pcap"), []), write_pcap(str(tmp_path / "s.pcap"), [])
+    r = cli("report", p, s, "-o", tmp_path / "r.html", "--json", tmp_path / "r.json")
+    assert r.returncode == 2 and "NOTHING COMPARED" in r.stderr and "Traceback" not in r.stderr
+    d = json.loads((tmp_path / "r.json").read_text())
+    assert d["verdict"]["status"] == "empty" and d["connections"]["total"] == 0
+    page = Page((tmp_path / "r.html").read_text())
+    assert set(SECTIONS) <= page.ids and page.tags.count("img") == 3
