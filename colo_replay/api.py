@@ -18,6 +18,7 @@ from functools import cached_property
 from .offline.driver import ReplayOptions, ReplayResult, replay_partial
 from .output.summary import format_summary, summarise
 from .output.timeline import write_timeline
+from .output.verdict import exit_status
 
 
 class Timeline:
@@ -58,9 +59,22 @@ class Timeline:
     def format_summary(self) -> str:
         return format_summary(self.summary)
 
+    @property
+    def interrupted(self) -> bool:
+        return self.result.interrupted
+
     def write(self, path: str | None = None, stream=None) -> None:
-        """Write the events: .parquet / .csv / .jsonl by extension, or JSON Lines to ``stream``."""
-        write_timeline(self.events, path, stream)
+        """Write the events: .parquet / .csv / .jsonl by extension, or JSON Lines to ``stream``;
+        a partial timeline is marked so in the file (see ``output.timeline.write_timeline``)."""
+        why = self.error if self.error is not None else ("interrupted" if self.interrupted else None)
+        write_timeline(self.events, path, stream, partial=why)
+
+    def exit_status(self, allow_empty: bool = False, exceeded: bool = False) -> int:
+        """The exit status of the exit-code contract (``output.verdict``)."""
+        s = self.summary
+        return exit_status(requests=s["checkpoint_requests"], exceeded=exceeded,
+                           nothing_compared=s["nothing_compared"], allow_empty=allow_empty, error=s["error"],
+                           interrupted=s["interrupted"])
 
     def __len__(self) -> int:
         return len(self.result.collector)
@@ -76,18 +90,85 @@ def _is_path(capture) -> bool:
 PEER_ISN_NEEDS_REWRITER = "--peer-isn goes with --filter-rewriter (peer_isn=True needs filter_rewriter=True)"
 
 
-def _replay_options(options: dict, checkpoints_at=None, end_ns=None) -> ReplayOptions:
+def _replay_options(options: dict, checkpoints_at=None, end_ns=None, allow_gaps: bool = False) -> ReplayOptions:
     """``ReplayOptions`` from the API's keywords: ``checkpoints_at`` a path or a list of times,
-    ``end_ns`` an int or a time string (``parse_time``)."""
-    from .offline.checkpoints import checkpoint_times, parse_time
+    ``end_ns`` an int or a time string (``parse_time``; ``"+5s"`` is relative to the last
+    frame), ``allow_gaps`` accepts timestamp jumps beyond the gap threshold.  Every value is
+    checked here, before any frame is read."""
+    from .offline.checkpoints import checkpoint_times, parse_until
 
     opts = ReplayOptions(**options)
     if opts.checkpoint_duration_ns < 0 or (opts.checkpoint_delay_ns is not None and opts.checkpoint_delay_ns < 0):
         raise ValueError("--checkpoint-duration and --checkpoint-delay must not be negative")
+    if opts.checkpoint_delay_ns and opts.checkpoint_delay_ns % 1_000_000:
+        raise ValueError(f"--checkpoint-delay {opts.checkpoint_delay_ns} ns: QEMU's x-checkpoint-delay is a whole "
+                         f"number of milliseconds (0 = off)")
     opts.checkpoints_at = checkpoint_times(checkpoints_at)
     if end_ns is not None:
-        opts.end_ns = parse_time(end_ns, "--until")
+        opts.end_ns, opts.end_after_ns = parse_until(end_ns)
+    if allow_gaps:
+        opts.max_gap_ns = None
     return opts
+
+
+def _option_warnings(opts: ReplayOptions) -> list:
+    """Values QEMU would take but change: said before the work, kept in the summary."""
+    mqs = opts.max_queue_size
+    if mqs is not None and mqs > 0xFFFFFFFF and opts.qemu != "4.1":
+        return [f"--max-queue-size {mqs} does not fit QEMU's uint32: QEMU {opts.qemu} truncates it to "
+                f"{mqs & 0xFFFFFFFF}, and so does the replay"]
+    return []
+
+
+def _replay_warnings(timeline, primary, secondary, opts: ReplayOptions, filter_rewriter: bool, align) -> list:
+    """Surprising situations after a replay, one line each (``summary["warnings"]``)."""
+    import os
+    from functools import partial
+
+    from .captures import open_capture
+
+    open_capture = partial(open_capture, max_gap_ns=opts.max_gap_ns)
+    out = []
+    res = timeline.result
+    paths = _is_path(primary) and _is_path(secondary)
+    try:
+        if paths and os.path.samefile(primary, secondary):
+            out.append(f"the same file is given as both captures ({os.fspath(primary)}): nothing can diverge")
+    except OSError:
+        pass
+    fp, fs = res.primary.frames, res.secondary.frames
+    if min(fp, fs) and max(fp, fs) >= 20 and min(fp, fs) * 4 < max(fp, fs):
+        few = "primary" if fp < fs else "secondary"
+        out.append(f"the {few} capture has far fewer frames than the other ({min(fp, fs)} against {max(fp, fs)}): "
+                   f"are they the same stretch of time?")
+    s = timeline.summary
+    ev = timeline.events
+    uns = ev["cause"][(ev["kind"] == "unsupported").to_numpy()].value_counts()
+    kinds = ", ".join(f"{k} {v}" for k, v in uns.items() if v)
+    if kinds:
+        out.append(f"some traffic is never compared by colo-compare (passed through or dropped as QEMU does: "
+                   f"{kinds})")
+    if not paths or res.partial:
+        return out
+    req = s["checkpoint_requests_by_cause"]
+    if not filter_rewriter and (req.get("miscompare") or req.get("ack_gate")):
+        from .offline.rewriter import synack_table
+        pt = synack_table(open_capture(primary), opts.vnet_hdr_len)
+        st = synack_table(open_capture(secondary), opts.vnet_hdr_len)
+        both = pt.keys() & st.keys()
+        differ = sum(1 for k in both if pt[k][0][0] != st[k][0][0])
+        if both and differ * 2 > len(both):
+            out.append(f"the TCP initial sequence numbers differ on {differ} of {len(both)} connections: raw "
+                       f"pair captures need --filter-rewriter (QEMU's filter-rewriter shifts them)")
+    if align in (None, "none") and not opts.secondary_offset_ns and (req.get("expired") or s["nothing_compared"]):
+        from .offline.align import estimate_alignment
+        try:
+            found = estimate_alignment(open_capture(primary), open_capture(secondary), opts.vnet_hdr_len)
+        except ValueError:
+            found = None
+        if found is not None and abs(found.offset_ns) > 10 * 1_000_000:
+            out.append(f"the captures' clocks seem skewed ({found.describe()}): try --align auto")
+    return out
 
 
 def _guest_selection(spec: str, primary, secondary, open_capture) -> dict:
@@ -101,6 +182,12 @@ def _guest_selection(spec: str, primary, secondary, open_capture) -> dict:
         raise ValueError("--guest auto needs both captures as paths (they are read twice)")
     found = [detect_guest(open_capture(path)) for path in (primary, secondary)]
     macs = sorted({g.mac for g in found})
+    if len(macs) > 1:
+        # The secondary VM is a replica of the primary: same MAC.  Two different answers mean one
+        # capture is not the guest's output (e.g. inbound frames only): keeping both would compare
+        # unrelated traffic, or nothing at all.
+        raise ValueError(f"--guest auto found a different guest on each side (primary {found[0].mac}, "
+                         f"secondary {found[1].mac}): a COLO pair's VMs share one MAC; give --guest MAC")
     filt = " or ".join(f"ether src {m}" for m in macs)
     return {"guest": " / ".join(macs), "filter": filt if len(macs) == 1 else f"({filt})",
             "how": "; ".join(f"{side}: {g.describe()}" for side, g in zip(("primary", "secondary"), found))}
@@ -108,7 +195,7 @@ def _guest_selection(spec: str, primary, secondary, open_capture) -> dict:
 
 def replay(primary, secondary, progress=None, *, filter_rewriter: bool = False, peer_isn: bool = False,
            guest: str | None = None, align: str | None = None, checkpoints_at=None, end_ns=None,
-           **options) -> Timeline:
+           allow_gaps: bool = False, **options) -> Timeline:
     """Replay two captures (paths or open ``CaptureReader``s) through colo-compare.
 
     ``options`` are the fields of ``ReplayOptions`` (``qemu="7.2"``, ``compare_timeout=...``,
@@ -126,18 +213,27 @@ def replay(primary, secondary, progress=None, *, filter_rewriter: bool = False, 
       both sides (``"none"`` or None: use the given offset).
     * ``checkpoints_at``: measured flush times replacing the checkpoint model: a path to a file
       (``--checkpoints-at``: epoch seconds or ``<n>ns`` per line) or a list of times.
-    * ``end_ns``: keep the clock running to this time (ns, or epoch seconds / ``"<n>ns"`` text).
+    * ``end_ns``: keep the clock running to this time (ns, or epoch seconds / ``"<n>ns"`` text,
+      or ``"+5s"``: that long after the last frame).  Before the last frame, or further after
+      it than the gap threshold (one day), it is an error (``timeline.error``).
+    * ``allow_gaps=True``: accept timestamps that jump by more than a day (else a CaptureError
+      naming the frame and its byte offset ends the replay there).
+    * ``summary["warnings"]``: surprising situations (the same file twice, a side with far fewer
+      frames, traffic never compared, differing ISNs, skewed clocks, a truncated max_queue_size).
     * ``progress``: called with the number of frames replayed so far; if it has a
       ``track(readers, paths)`` method, that is called first and returns the readers to use
       (the command line's progress bar counts bytes that way).
     """
+    from functools import partial
+
     from .captures import open_capture
 
     if peer_isn and not filter_rewriter:
         raise ValueError(PEER_ISN_NEEDS_REWRITER)
     if align not in (None, "none", "auto"):
         raise ValueError(f"align must be 'none' or 'auto', not {align!r}")
-    opts = _replay_options(options, checkpoints_at, end_ns)
+    opts = _replay_options(options, checkpoints_at, end_ns, allow_gaps)
+    open_capture = partial(open_capture, max_gap_ns=opts.max_gap_ns)      # every read, the same gap rule
     source = {}
     if guest is not None:
         note = source["guest"] = _guest_selection(guest, primary, secondary, open_capture)
@@ -163,7 +259,7 @@ def replay(primary, secondary, progress=None, *, filter_rewriter: bool = False, 
         from .offline.rewriter import rewrite_secondary
         if not _is_path(primary):
             raise ValueError("filter_rewriter needs the primary capture as a path (it is read twice)")
-        srd = rewriter = rewrite_secondary(srd, primary, opts.vnet_hdr_len, peer_isn)
+        srd = rewriter = rewrite_secondary(srd, primary, opts.vnet_hdr_len, peer_isn, max_gap_ns=opts.max_gap_ns)
     if progress is not None and hasattr(progress, "track"):
         prd, srd = progress.track((prd, srd), tuple(c for c in (primary, secondary) if _is_path(c)))
     result, _exc = replay_partial(prd, srd, opts, progress)
@@ -171,11 +267,16 @@ def replay(primary, secondary, progress=None, *, filter_rewriter: bool = False, 
         source = {"filter_rewriter": rewriter.stats.as_dict(), **source}
     if source:
         result.source = source
-    return Timeline(result)
+    timeline = Timeline(result)
+    result.warnings = _option_warnings(opts)
+    if not result.interrupted:
+        result.warnings += _replay_warnings(timeline, primary, secondary, opts, filter_rewriter, align)
+    timeline.summary["warnings"] = list(result.warnings)     # the summary was made on the way
+    return timeline
 
 
 def replay_chardev(capture, ports: dict | None = None, progress=None, flushes: str = "measured", *,
-                   checkpoints_at=None, end_ns=None, **options) -> Timeline:
+                   checkpoints_at=None, end_ns=None, allow_gaps: bool = False, **options) -> Timeline:
     """Replay a chardev-stream capture (a path or a ``ChardevCapture``): its primary_in and
     secondary_in streams, as colo-compare read them, on the capture's clock.
 
@@ -193,9 +294,9 @@ def replay_chardev(capture, ports: dict | None = None, progress=None, flushes: s
 
     if flushes not in ("measured", "model"):
         raise ValueError(f"flushes must be 'measured' or 'model', not {flushes!r}")
-    opts = _replay_options(options, checkpoints_at, end_ns)
+    opts = _replay_options(options, checkpoints_at, end_ns, allow_gaps)
     cap = capture if isinstance(capture, ChardevCapture) else ChardevCapture(
-        capture, ports, opts.vnet_hdr_support)
+        capture, ports, opts.vnet_hdr_support, max_gap_ns=opts.max_gap_ns)
     opts.vnet_hdr_support = cap.vnet_hdr_support
     if flushes == "measured" and opts.checkpoints_at is None and cap.notify_to.frames:
         opts.checkpoints_at = cap.flush_times()
@@ -211,6 +312,7 @@ def replay_chardev(capture, ports: dict | None = None, progress=None, flushes: s
     result.source = {"chardev": cap.path, "ports": dict(cap.ports), "warnings": list(cap.warnings),
                      "flushes": "measured (COLO_CHECKPOINT on notify_dev)"
                      if opts.checkpoints_at is not None and flushes == "measured" else "model"}
+    result.warnings = _option_warnings(opts)
     timeline = Timeline(result)
     timeline.capture = cap
     return timeline
@@ -357,8 +459,7 @@ async def _live_run(lc, record_dir, duration_ns, done: dict) -> LiveRun:
     try:
         await lc.open()
     except OSError as exc:
-        raise LiveStartError(f"cannot open endpoints: {exc.strerror or exc} "
-                             f"({getattr(exc, 'filename', None) or ''})".rstrip(" ()")) from None
+        raise LiveStartError(_endpoint_error(lc, exc)) from None
     if record_dir is not None:
         from .live.recorder import Recorder
         r = lc.resolved
@@ -381,6 +482,18 @@ async def _live_run(lc, record_dir, duration_ns, done: dict) -> LiveRun:
     return done["run"]
 
 
+def _endpoint_error(lc, exc: OSError) -> str:
+    """One line naming the endpoint that failed (its option and spec) and the OS error (never
+    asyncio's "Connect call failed ('127.0.0.1', 19781" with its bracket cut)."""
+    import os
+
+    name = getattr(exc, "endpoint_name", None)
+    reason = (os.strerror(exc.errno) if exc.errno else exc.strerror) or type(exc).__name__
+    where = (f"--{name.replace('_', '-')} {lc.endpoints[name].spec}" if name in lc.endpoints
+             else "endpoints " + ", ".join(ep.spec for ep in lc.endpoints.values()))
+    return f"cannot open {where}: {reason}"
+
+
 def _live_finish(lc, record_dir, done: dict) -> LiveRun:
     """The summary (and the recording's manifest) of a run that stopped, once."""
     import os
@@ -396,9 +509,11 @@ def _live_finish(lc, record_dir, done: dict) -> LiveRun:
 
 
 def _live_exit_status(lc, summary: dict) -> int:
-    if lc.stop_reason == "internal error":
-        return 2            # the run is incomplete: say so in the status, as for bad input
-    return 1 if (summary["checkpoint_requests"] or summary["qemu_crash_events"]) else 0
+    # The one contract (output.verdict).  An internal error leaves the run incomplete: status 2,
+    # as for a read error.  A frame that would crash QEMU counts as a threshold exceeded.  SIGINT
+    # and SIGTERM are how a live run is ended, not an interruption of it: 0 or 1.
+    return exit_status(requests=summary["checkpoint_requests"], exceeded=bool(summary["qemu_crash_events"]),
+                       error="internal error" if lc.stop_reason == "internal error" else None)
 
 
 def live(primary_in: str, secondary_in: str, outdev: str, notify_dev: str | None = None, *,

@@ -66,7 +66,8 @@ def test_endpoint_specs_spelled_as_qemu():
 
 @pytest.mark.parametrize("args,msg", [
     (["--primary-in", "socket,path=/nonexistent/p.sock", "--secondary-in", "socket,path=/nonexistent/s.sock",
-      "--outdev", "socket,path=/nonexistent/o.sock"], "cannot open endpoints"),
+      "--outdev", "socket,path=/nonexistent/o.sock"],
+     "cannot open --primary-in socket,path=/nonexistent/p.sock: No such file or directory"),
     (["--primary-in", "socket,host=192.0.2.1,port=9001,server=on", "--secondary-in", "socket,path=/x/s",
       "--outdev", "socket,path=/x/o"], "--allow-remote"),
     (["--primary-in", "socket,path=/x/p", "--secondary-in", "socket,path=/x/p", "--outdev", "socket,path=/x/o"],

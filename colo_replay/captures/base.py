@@ -13,6 +13,11 @@ from .source import ChunkSource
 # (NET_BUFSIZE is 69632); anything larger in a record header is corruption.
 MAX_CAPLEN = 256 * 1024
 
+# A timestamp step between consecutive frames larger than this (either way) is an error by
+# default: the replay's cost may not grow with replayed time, and such a jump is corruption or a
+# clock step far more often than a real idle day.  ``CaptureReader.max_gap_ns = None`` accepts it.
+DEFAULT_MAX_GAP_NS = 86_400 * 1_000_000_000
+
 
 class Interface(NamedTuple):
     """One capture interface.  A classic pcap file has exactly one; a pcapng file has one
@@ -97,6 +102,7 @@ class CaptureReader:
     """
 
     format = "?"
+    max_gap_ns: int | None = DEFAULT_MAX_GAP_NS
 
     def __init__(self, path, source: ChunkSource, *, max_caplen: int = MAX_CAPLEN):
         self.path = source.path if path is None else path
@@ -124,9 +130,35 @@ class CaptureReader:
             raise RuntimeError(f"{self.path}: a CaptureReader can only be iterated once")
         self._started = True
         try:
-            yield from self._batches()
+            gap = self.max_gap_ns
+            if gap is None:
+                yield from self._batches()
+                return
+            prev = None
+            for batch in self._batches():
+                ts = batch.timestamps
+                if ts and ((prev is not None and abs(ts[0] - prev) > gap) or max(ts) - min(ts) > gap):
+                    jump = _first_jump(ts, prev, gap)
+                    if jump is not None:
+                        i, step = jump
+                        if i:
+                            yield _head(batch, i)
+                        raise self._jump_error(batch.first_frame + i, step, gap)
+                if ts:
+                    prev = ts[-1] or next((t for t in reversed(ts) if t), prev)
+                yield batch
         finally:
             self.close()
+
+    def _record_offset(self, number: int) -> int | None:
+        """Where frame ``number``'s record starts (for error messages only; None if unknown)."""
+        return None
+
+    def _jump_error(self, number: int, step: int, gap: int) -> CaptureError:
+        what = (f"timestamp jumps forward {step / 1e9:.9g} s" if step > 0
+                else f"timestamp goes back {-step / 1e9:.9g} s")
+        return self._error(f"{what} from the frame before (more than the {gap / 1e9:g} s gap threshold; "
+                           f"--allow-gaps accepts it)", number, self._record_offset(number))
 
     def __iter__(self) -> Iterator[tuple[int, int, bytes, int, int]]:
         for batch in self.batches():
@@ -175,3 +207,23 @@ class CaptureReader:
     def __repr__(self) -> str:
         kind = self.format + (".gz" if self.compressed else "")
         return f"<{type(self).__name__} {self.path!r} {kind} frames_read={self.frames_read}>"
+
+
+def _first_jump(ts: list, prev, gap: int):
+    """``(index, step)`` of the first timestamp more than ``gap`` from the one before, or None.  A
+    timestamp of 0 is no time at all (a pcapng Simple Packet Block): it is skipped."""
+    last = prev
+    for i, t in enumerate(ts):
+        if not t:
+            continue
+        if last is not None and (t - last > gap or last - t > gap):
+            return i, t - last
+        last = t
+    return None
+
+
+def _head(batch: Batch, n: int) -> Batch:
+    """The first ``n`` frames of ``batch``."""
+    vnets = batch.vnet_lens
+    return Batch(batch.first_frame, batch.timestamps[:n], batch.frames[:n], batch.orig_lens[:n],
+                 batch.interface_ids[:n], None if vnets is None else vnets[:n], None)

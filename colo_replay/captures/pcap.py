@@ -68,6 +68,7 @@ class PcapReader(CaptureReader):
     def _batches(self) -> Iterator[Batch]:
         unpack = Struct(self.byte_order + "IIII").unpack_from
         frac_ns = self._frac_ns
+        frac_lim = 1_000_000_000 // frac_ns     # ts_usec < 10^6, ts_nsec < 10^9
         snaplen = self.snaplen
         # snaplen 0 is written by some tools for "unlimited"
         maxcap = min(snaplen, self.max_caplen) if snaplen else self.max_caplen
@@ -93,7 +94,7 @@ class PcapReader(CaptureReader):
             if rest:
                 # Complete the record that straddles the chunk boundary from the head of
                 # the new chunk, rather than copying the whole chunk behind it.
-                k = self._straddle(rest, chunk, maxcap, unpack)
+                k = self._straddle(rest, chunk, maxcap, unpack, frac_lim)
                 if k:
                     head = rest + chunk[:k]
                     sec, frac, caplen, orig = unpack(head, 0)
@@ -110,8 +111,9 @@ class PcapReader(CaptureReader):
             last_header = end - RECORD_HEADER_LEN
             while pos <= last_header:
                 sec, frac, caplen, orig = unpack(buf, pos)
-                if caplen > maxcap:
-                    err = self._caplen_error(caplen, number + len(frames), base + pos)
+                if caplen > maxcap or frac >= frac_lim:
+                    err = (self._caplen_error(caplen, number + len(frames), base + pos) if caplen > maxcap
+                           else self._frac_error(frac, number + len(frames), base + pos))
                     break
                 start = pos + 16
                 pos_next = start + caplen
@@ -149,17 +151,17 @@ class PcapReader(CaptureReader):
             chunk_off = rest_off + len(rest)
 
     @staticmethod
-    def _straddle(rest: bytes, chunk: bytes, maxcap: int, unpack) -> int:
+    def _straddle(rest: bytes, chunk: bytes, maxcap: int, unpack, frac_lim: int) -> int:
         """How many bytes of ``chunk`` complete the record begun by ``rest``; 0 when the
         chunk is too short or the record header is bad (the main loop then handles it)."""
         need = RECORD_HEADER_LEN - len(rest)
         if need > 0:
             if len(chunk) < need:
                 return 0
-            caplen = unpack(rest + chunk[:need], 0)[2]
+            _sec, frac, caplen, _orig = unpack(rest + chunk[:need], 0)
         else:
-            caplen = unpack(rest, 0)[2]
-        if caplen > maxcap:
+            _sec, frac, caplen, _orig = unpack(rest, 0)
+        if caplen > maxcap or frac >= frac_lim:
             return 0
         k = RECORD_HEADER_LEN + caplen - len(rest)
         return k if k <= len(chunk) else 0
@@ -170,6 +172,15 @@ class PcapReader(CaptureReader):
         else:
             why = f"more than the {self.max_caplen} bytes any frame can have"
         return self._error(f"record header declares {caplen} captured bytes, {why}",
+                           number, offset)
+
+    def _record_offset(self, number: int) -> int | None:
+        from .locate import pcap_record_offset
+        return pcap_record_offset(self.path, number)
+
+    def _frac_error(self, frac: int, number: int, offset: int):
+        unit = "ts_usec" if self._frac_ns == 1000 else "ts_nsec"
+        return self._error(f"invalid timestamp: {unit} {frac} is not below {1_000_000_000 // self._frac_ns}",
                            number, offset)
 
     def _eof_error(self, rest: bytes, number: int, offset: int):

@@ -358,6 +358,10 @@ class PcapngReader(CaptureReader):
 
     # -- error messages
 
+    def _record_offset(self, number: int) -> int | None:
+        from .locate import pcapng_record_offset
+        return pcapng_record_offset(self.path, number, SHB, PACKET_BLOCKS, NUMBERED_RECORDS)
+
     def _length_error(self, btype: int, blen: int, frame_no, offset: int) -> CaptureError:
         what = BLOCK_NAMES.get(btype, f"block of type 0x{btype:08x}")
         if blen & 3:

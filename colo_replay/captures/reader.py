@@ -6,7 +6,7 @@ of them gzip-compressed (detected by the gzip magic, decompressed as a stream).
 
 from __future__ import annotations
 
-from .base import MAX_CAPLEN, CaptureReader
+from .base import DEFAULT_MAX_GAP_NS, MAX_CAPLEN, CaptureReader
 from .errors import CaptureError
 from .pcap import MAGICS as PCAP_MAGICS, MODIFIED_MAGICS, PcapReader
 from .pcapng import MAGIC as PCAPNG_MAGIC, PcapngReader
@@ -16,8 +16,8 @@ from .source import DEFAULT_CHUNK, ChunkSource
 _HEAD = 32
 
 
-def open_capture(path, *, chunk_size: int = DEFAULT_CHUNK,
-                 max_caplen: int = MAX_CAPLEN) -> CaptureReader:
+def open_capture(path, *, chunk_size: int = DEFAULT_CHUNK, max_caplen: int = MAX_CAPLEN,
+                 max_gap_ns: int | None = DEFAULT_MAX_GAP_NS) -> CaptureReader:
     """Open ``path`` and return a reader positioned after the file header.
 
     Raises ``CaptureError`` at once when the file is not a capture (bad magic, empty, a
@@ -26,8 +26,15 @@ def open_capture(path, *, chunk_size: int = DEFAULT_CHUNK,
     iterating, after the good frames before it.
 
     ``chunk_size`` is how much is read at a time; ``max_caplen`` is the largest captured
-    length accepted in a record before it is called corrupt.
+    length accepted in a record before it is called corrupt; ``max_gap_ns`` the largest
+    timestamp step between two frames (either way) before it is an error (None: any).
     """
+    reader = _open(path, chunk_size, max_caplen)
+    reader.max_gap_ns = max_gap_ns
+    return reader
+
+
+def _open(path, chunk_size: int, max_caplen: int) -> CaptureReader:
     source = ChunkSource(path, chunk_size)
     try:
         head = source.read(chunk_size)

@@ -1,13 +1,11 @@
 """``colo-replay live``: QEMU's colo-compare as a standalone process on real sockets.
 
-Exit status (the same scheme as ``colo-replay replay``):
-
-* 0  stopped cleanly (SIGINT/SIGTERM or ``--duration``) and colo-compare never asked for a
-     checkpoint and no frame would have crashed QEMU;
-* 1  differences were seen: at least one checkpoint request (DO_CHECKPOINT), or a frame that
-     would have crashed QEMU (zero length);
-* 2  bad usage or input: an endpoint QEMU would refuse, a property QEMU's setter would refuse,
-     a socket that cannot be bound or connected at start-up (one line on stderr, no traceback).
+Exit status: the one contract of every command (``colo_replay.output.verdict``): 0 no
+checkpoint request; 1 at least one checkpoint request (DO_CHECKPOINT), or a frame that would have
+crashed QEMU (zero length); 2 bad usage or input (an endpoint QEMU would refuse, a property QEMU's
+setter would refuse, a socket that cannot be bound or connected at start-up: one line naming the
+endpoint, no traceback), or an internal error.  SIGINT/SIGTERM are how a live run is ended, not an
+interruption of it: they give 0 or 1.
 
 stdout carries data only (the timeline with ``-o -``); logs, stats lines and the summary go to
 stderr.
@@ -19,12 +17,14 @@ import sys
 
 import click
 
-from .options import DURATION, QEMU_OPTION, VNET_OPTION, bad_input, check_output_path, write_json
+from .options import DURATION, QEMU_OPTION, VNET_OPTION, bad_input, check_output_path, epilog, write_json
 
 PROG = "colo-replay live"
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings={"help_option_names": ["-h", "--help"]},
+               epilog=epilog("For live, SIGINT/SIGTERM end the run normally (0 or 1), and a frame that would "
+                             "crash QEMU counts as a threshold exceeded."))
 @click.option("--primary-in", required=True, metavar="CHARDEV",
               help="primary_in: socket,path=/run/x.sock or socket,host=127.0.0.1,port=9001[,server=on|off]"
                    "[,wait=off][,reconnect=SECONDS]")
@@ -61,12 +61,14 @@ def live(primary_in, secondary_in, outdev, notify_dev, allow_remote, qemu, compa
 
     Endpoints are QEMU chardev specs; colo-replay connects to (server=off, the default) or
     listens on (server=on) each of them.  Stop with SIGINT/SIGTERM for a summary.
-
-    Exit status: 0 no differences, 1 checkpoint requests were made, 2 bad usage or input.
     """
     from .. import api
 
-    check_output_path(output, PROG)
+    check_output_path(output, PROG, summary_json=summary_json)
+    if max_queue_size is not None and max_queue_size > 0xFFFFFFFF and qemu != "4.1":
+        # QEMU parses max_queue_size as uint64 and stores it in a uint32 (engine/profiles.py)
+        click.echo(f"{PROG}: warning: --max-queue-size {max_queue_size} does not fit QEMU's uint32: QEMU {qemu} "
+                   f"truncates it to {max_queue_size & 0xFFFFFFFF}, and so does live", err=True)
     with bad_input(prog=PROG):
         run = api.live(primary_in, secondary_in, outdev, notify_dev, allow_remote=allow_remote, qemu=qemu,
                        compare_timeout=compare_timeout, expired_scan_cycle=expired_scan_cycle,
@@ -82,5 +84,5 @@ def live(primary_in, secondary_in, outdev, notify_dev, allow_remote, qemu, compa
     else:
         click.echo(run.format_summary(), err=True)
     if summary_json:
-        write_json(summary_json, run.summary)
+        write_json(summary_json, run.summary, prog=PROG)
     sys.exit(run.exit_status)

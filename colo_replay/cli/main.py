@@ -4,8 +4,9 @@ Each command lives in its own module (``replay``, ``verify``, ``live``): it pars
 makes one call to ``colo_replay.api`` and prints.  What they share (exit codes, the duration
 type, option lists, the bad-input handler) is in ``options``.  Data goes to stdout (the
 timeline as JSON Lines when no ``-o`` is given), the summary, progress and diagnostics to
-stderr.  Exit codes: 0 clean, 1 divergence or a threshold exceeded, 2 bad input or usage (one
-line, no traceback).
+stderr.  Exit codes: one contract for every command, in ``colo_replay.output.verdict`` (0 no
+checkpoint request, 1 requests or a threshold exceeded, 2 bad input, usage or nothing compared,
+130 interrupted).
 """
 
 from __future__ import annotations

@@ -14,7 +14,10 @@ import click
 
 from ..engine.constants import MS
 
-EXIT_CLEAN, EXIT_DIVERGED, EXIT_BAD_INPUT = 0, 1, 2
+# The exit-code contract lives in output/verdict.py (the API's live runs use it too); its numbers
+# and its --help text, for the commands:
+from ..output.verdict import (EXIT_BAD_INPUT, EXIT_CLEAN, EXIT_CODES_HELP, EXIT_DIVERGED,  # noqa: E402,F401
+                              EXIT_INTERRUPTED, exit_status)
 
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": MS, "s": 1_000_000_000}
 
@@ -56,7 +59,41 @@ def bad_input(path: str | None = None, prog: str = "colo-replay"):
     except (CaptureError, ChardevError, ValueError) as exc:
         fail(str(exc), prog)
     except OSError as exc:
-        fail(f"{exc.filename or path}: {exc.strerror or exc}", prog)
+        fail(describe_oserror(exc, path), prog)
+
+
+def describe_oserror(exc: OSError, path: str | None = None) -> str:
+    """``<file>: <reason>`` for an OSError, never ``None``: the file the error names, else
+    ``path``, else standard output; the reason from errno, else the message, else the type."""
+    import os
+
+    name = exc.filename if exc.filename is not None else (path if path is not None else "standard output")
+    reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else None)
+    if not reason:
+        text = " ".join(str(a) for a in exc.args if a is not None and str(a) != "None")
+        reason = text or type(exc).__name__
+    return f"{os.fspath(name)}: {reason}"
+
+
+def check_writable(path: str | None, what: str, prog: str = "colo-replay") -> None:
+    """Refuse, before any frame is read, an output file that cannot be written: its directory
+    missing or not writable, the path a directory, or a file we may not write."""
+    import os
+
+    if path is None or path == "-":
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        fail(f"{path}: is a directory ({what})", prog)
+    if not os.path.isdir(directory):
+        fail(f"{path}: directory {os.path.dirname(path) or '.'} does not exist ({what})", prog)
+    if (os.path.exists(path) and not os.access(path, os.W_OK)) or not os.access(directory, os.W_OK):
+        fail(f"{path}: not writable: {os.strerror(13)} ({what})", prog)
+
+
+def epilog(extra: str = "") -> str:
+    """The --help epilog of every command: the exit-code contract (README: Exit codes and bad input)."""
+    return EXIT_CODES_HELP + (" " + extra if extra else "")
 
 
 def options(*decorators):
@@ -101,21 +138,39 @@ def ports(primary_in_port, secondary_in_port, outdev_port, notify_port) -> dict:
             "notify_dev": notify_port}
 
 
-def check_output_path(output: str | None, prog: str = "colo-replay") -> None:
-    """Refuse an ``-o`` whose extension we cannot write before any work is done."""
+def check_output_path(output: str | None, prog: str = "colo-replay", summary_json: str | None = None) -> None:
+    """Refuse an ``-o`` whose extension we cannot write, or any output file (``-o``,
+    ``--summary-json``) that cannot be written, before any work is done."""
     if output is not None and output != "-":
         from ..output.timeline import check_timeline_path
         with bad_input(prog=prog):
             check_timeline_path(output)
+        check_writable(output, "-o", prog)
+    check_writable(summary_json, "--summary-json", prog)
 
 
-def write_json(path: str, data: dict, newline: bool = True) -> None:
-    """``--summary-json``."""
+def check_threshold(value: float | None, name: str, prog: str = "colo-replay") -> None:
+    """A threshold must be a number at or above 0 (NaN would make every comparison false)."""
+    import math
+
+    if value is not None and (math.isnan(value) or value < 0):
+        fail(f"{name} {value}: must be a number at or above 0", prog)
+
+
+def write_json(path: str, data: dict, newline: bool = True, prog: str = "colo-replay") -> None:
+    """``--summary-json`` (an OSError is one line, exit 2)."""
     import json
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, default=str)
-        if newline:
-            fh.write("\n")
+    with bad_input(path, prog):
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, default=str)
+            if newline:
+                fh.write("\n")
+
+
+def echo_warnings(warnings, prog: str = "colo-replay") -> None:
+    """The result's warnings (``summary["warnings"]``), one line each on stderr."""
+    for w in warnings:
+        click.echo(f"{prog}: warning: {w}", err=True)
 
 
 def echo_chardev(cap) -> None:

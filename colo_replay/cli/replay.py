@@ -7,11 +7,11 @@ import sys
 
 import click
 
-from .options import (COMPARE_OPTIONS, DURATION, EXIT_BAD_INPUT, EXIT_CLEAN, EXIT_DIVERGED, PORT_OPTIONS,
-                      bad_input, check_output_path, echo_chardev, fail, ports, write_json)
+from .options import (COMPARE_OPTIONS, DURATION, EXIT_INTERRUPTED, PORT_OPTIONS, bad_input, check_output_path,
+                      check_threshold, echo_chardev, echo_warnings, epilog, fail, ports, write_json)
 
 
-@click.command()
+@click.command(epilog=epilog())
 @click.argument("primary", type=click.Path(dir_okay=False), required=False)
 @click.argument("secondary", type=click.Path(dir_okay=False), required=False)
 @click.option("--chardev", type=click.Path(dir_okay=False),
@@ -37,8 +37,15 @@ from .options import (COMPARE_OPTIONS, DURATION, EXIT_BAD_INPUT, EXIT_CLEAN, EXI
 @click.option("--checkpoints-at", type=click.Path(dir_okay=False),
               help="Measured flush times (one per line, epoch seconds) replacing the checkpoint model.")
 @click.option("--until", "until",
-              help="Keep the clock running to this time after the last frame (epoch seconds, or "
-                   "nanoseconds with 'ns'): the expiry scans and flushes up to then happen too.")
+              help="Keep the clock running to this time after the last frame (epoch seconds, nanoseconds "
+                   "with 'ns', or +DURATION after the last frame, e.g. +5s): the expiry scans and flushes "
+                   "up to then happen too.  Before the last frame, or more than a day after it, is an error.")
+@click.option("--allow-gaps", is_flag=True,
+              help="Accept timestamps that jump forward (or back) by more than a day, and an --until that "
+                   "far after the last frame (an error otherwise, naming the frame and its byte offset).")
+@click.option("--allow-empty", is_flag=True,
+              help="Nothing compared (a side without frames after reading, --filter or --guest, or no "
+                   "primary frame that met a secondary one) is not exit status 2.")
 @click.option("--filter", "bpf_filter", help="Keep only frames matching this BPF expression (libpcap syntax).")
 @click.option("--guest", help="Keep only the guest's outbound frames when the captures hold both directions: "
                               "its MAC, its IP address, or 'auto' (detected and reported).")
@@ -56,12 +63,13 @@ from .options import (COMPARE_OPTIONS, DURATION, EXIT_BAD_INPUT, EXIT_CLEAN, EXI
 def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outdev_port, notify_port, flushes,
            qemu, compare_timeout, expired_scan_cycle, max_queue_size, vnet_hdr_support,
            vnet_hdr_len, primary_offset, secondary_offset, align, primary_delay, secondary_delay, scan_phase,
-           checkpoint_duration, checkpoint_delay, checkpoints_at, until, bpf_filter, guest, filter_rewriter, peer_isn,
-           output, summary_json, max_checkpoints, max_held_p99, progress):
+           checkpoint_duration, checkpoint_delay, checkpoints_at, until, allow_gaps, allow_empty, bpf_filter, guest,
+           filter_rewriter, peer_isn, output, summary_json, max_checkpoints, max_held_p99, progress):
     """Replay PRIMARY and SECONDARY captures (or one --chardev capture); write the timeline,
     print the summary.
 
-    Exit status: 0 nothing diverged, 1 divergence (or a --max-* threshold exceeded), 2 bad input.
+    A read error, an --until that cannot be honoured or an interruption (Ctrl-C) print their
+    error line first on stderr, then the summary; the timeline written is marked partial.
     """
     if chardev is not None:
         if primary is not None or secondary is not None:
@@ -76,7 +84,8 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
                  f"and carry their vnet lengths (and colo-compare's input is already rewritten and outbound only)")
     elif primary is None or secondary is None:
         fail("missing PRIMARY and SECONDARY captures (or --chardev CAPTURE)")
-    check_output_path(output)
+    check_output_path(output, summary_json=summary_json)
+    check_threshold(max_held_p99, "--max-held-p99")
     options = dict(
         qemu=qemu, compare_timeout=compare_timeout, expired_scan_cycle=expired_scan_cycle,
         max_queue_size=max_queue_size, vnet_hdr_support=vnet_hdr_support, scan_phase_ns=scan_phase,
@@ -91,36 +100,48 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
         with bad_input():
             if chardev is not None:
                 timeline = api.replay_chardev(chardev, ports(primary_in_port, secondary_in_port, outdev_port,
-                                                             notify_port), progress=bar, flushes=flushes, **options)
+                                                             notify_port), progress=bar, flushes=flushes,
+                                              allow_gaps=allow_gaps, **options)
             else:
                 timeline = api.replay(primary, secondary, progress=bar, filter_rewriter=filter_rewriter,
                                       peer_isn=peer_isn, guest=guest, align=align, vnet_hdr_len=vnet_hdr_len,
                                       primary_offset_ns=primary_offset, secondary_offset_ns=secondary_offset,
                                       primary_delay_ns=primary_delay, secondary_delay_ns=secondary_delay,
-                                      **options)
+                                      allow_gaps=allow_gaps, **options)
+    except KeyboardInterrupt:
+        # Ctrl-C outside the replay loop (which keeps its results): nothing to write yet.
+        click.echo("colo-replay: error: interrupted before the replay started", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     finally:
         if bar is not None:
             bar.close()
+    summary = timeline.summary
+    # The error line first (a read error, an --until that could not be honoured, Ctrl-C): the
+    # summary that follows is about partial results.
+    if timeline.error is not None:
+        click.echo(f"colo-replay: error: {timeline.error} (timeline is partial)", err=True)
+    elif timeline.interrupted:
+        click.echo("colo-replay: error: interrupted (timeline is partial)", err=True)
+    elif summary["nothing_compared"] and not allow_empty:
+        click.echo(f"colo-replay: error: nothing compared: {summary['nothing_compared']} (--allow-empty "
+                   f"accepts it)", err=True)
     _echo_source(timeline)
+    echo_warnings(summary["warnings"])
     with bad_input(output):
         timeline.write(output, sys.stdout)
-    summary = timeline.summary
     click.echo(timeline.format_summary(), err=True)
     if summary_json:
         write_json(summary_json, summary, newline=False)
-    if timeline.error is not None:
-        click.echo(f"colo-replay: error: {timeline.error} (timeline is partial)", err=True)
-        sys.exit(EXIT_BAD_INPUT)
-    code = EXIT_DIVERGED if summary["divergences"] else EXIT_CLEAN
+    exceeded = False
     if max_checkpoints is not None and summary["checkpoints"] > max_checkpoints:
         click.echo(f"colo-replay: {summary['checkpoints']} checkpoints > --max-checkpoints {max_checkpoints}",
                    err=True)
-        code = EXIT_DIVERGED
+        exceeded = True
     held = summary["held_ms"]
     if max_held_p99 is not None and held and held["p99"] > max_held_p99:
         click.echo(f"colo-replay: held p99 {held['p99']:.3f} ms > --max-held-p99 {max_held_p99}", err=True)
-        code = EXIT_DIVERGED
-    sys.exit(code)
+        exceeded = True
+    sys.exit(timeline.exit_status(allow_empty=allow_empty, exceeded=exceeded))
 
 
 def _echo_source(timeline) -> None:

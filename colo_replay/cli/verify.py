@@ -8,11 +8,12 @@ import sys
 
 import click
 
-from .options import (COMPARE_OPTIONS, DURATION, EXIT_BAD_INPUT, EXIT_CLEAN, EXIT_DIVERGED, PORT_OPTIONS,
-                      bad_input, check_output_path, echo_chardev, ports)
+from .options import (COMPARE_OPTIONS, DURATION, PORT_OPTIONS, bad_input, check_output_path, check_threshold,
+                      echo_chardev, echo_warnings, epilog, exit_status, ports)
 
 
-@click.command()
+@click.command(epilog=epilog("For verify the threshold is the captured outdev: 1 means the replay's releases "
+                             "differ from it; checkpoint requests it reproduces are the expected outcome, not 1."))
 @click.argument("capture", type=click.Path(dir_okay=False))
 @PORT_OPTIONS
 @COMPARE_OPTIONS
@@ -23,8 +24,10 @@ from .options import (COMPARE_OPTIONS, DURATION, EXIT_BAD_INPUT, EXIT_CLEAN, EXI
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Also write the replay's timeline: .parquet, .csv or .jsonl.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verification result as JSON on stdout.")
+@click.option("--allow-empty", is_flag=True, help="No frame on primary_in or secondary_in is not exit status 2.")
 def verify(capture, primary_in_port, secondary_in_port, outdev_port, notify_port, qemu, compare_timeout,
-           expired_scan_cycle, max_queue_size, vnet_hdr_support, scan_phase, request_window, output, as_json):
+           expired_scan_cycle, max_queue_size, vnet_hdr_support, scan_phase, request_window, output, as_json,
+           allow_empty):
     """Replay a chardev-stream CAPTURE and check its releases against the captured outdev.
 
     The replay reads primary_in and secondary_in as colo-compare did and flushes when
@@ -32,25 +35,32 @@ def verify(capture, primary_in_port, secondary_in_port, outdev_port, notify_port
     for byte and in order.  Checkpoint requests are compared with DO_CHECKPOINT and reported.
     Use the compare_timeout / expired_scan_cycle / vnet_hdr_support colo-compare ran with.
 
-    Exit status: 0 same releases, 1 the first mismatch is printed, 2 bad input.
+    The first mismatch is printed; a read error prints its error line first.
     """
     from .. import api
 
-    check_output_path(output)
+    check_output_path(output, "colo-replay")
+    check_threshold(request_window, "--request-window")
     with bad_input():
         outcome = api.verify(capture, ports(primary_in_port, secondary_in_port, outdev_port, notify_port),
                              request_window, qemu=qemu, compare_timeout=compare_timeout,
                              expired_scan_cycle=expired_scan_cycle, max_queue_size=max_queue_size,
                              vnet_hdr_support=vnet_hdr_support, scan_phase_ns=scan_phase)
     cap = outcome.capture
+    summary = outcome.timeline.summary
+    if cap.read_error is not None:
+        click.echo(f"colo-replay: error: {cap.read_error} (verified up to there only)", err=True)
+    elif summary["nothing_compared"] and not allow_empty:
+        click.echo(f"colo-replay: error: nothing compared: {summary['nothing_compared']} (--allow-empty "
+                   f"accepts it)", err=True)
     echo_chardev(cap)
+    echo_warnings(summary["warnings"])
     if output is not None:
         with bad_input(output):
             outcome.timeline.write(output)
     if as_json:
         click.echo(json.dumps(outcome.result.as_dict(), default=str))
     click.echo(outcome.format(), err=True)
-    if cap.read_error is not None:
-        click.echo(f"colo-replay: error: {cap.read_error} (verified up to there only)", err=True)
-        sys.exit(EXIT_BAD_INPUT)
-    sys.exit(EXIT_CLEAN if outcome.ok else EXIT_DIVERGED)
+    sys.exit(exit_status(requests=0, exceeded=not outcome.ok,
+                         nothing_compared=summary["nothing_compared"], allow_empty=allow_empty,
+                         error=str(cap.read_error) if cap.read_error is not None else None))

@@ -56,6 +56,10 @@ class EventKind(IntEnum):
     """Driver row: a checkpoint began (modelled by the replay driver, or simulated live); detail = its number."""
     CHECKPOINT_END = 102
     """Driver row: a checkpoint completed (the engine's FLUSH follows); detail = its number."""
+    IDLE_CHECKPOINTS = 103
+    """Driver row: a run of periodic checkpoints while nothing was queued, in one row (the replay
+    driver's bound on idle stretches); time = the first one's start, detail = how many it stands
+    for.  The engine's one FLUSH row after it is the last one's flush (the others flushed nothing)."""
 
 
 class Cause(IntEnum):

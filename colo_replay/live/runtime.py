@@ -144,8 +144,12 @@ class LiveCompare:
         for ch in inputs:
             ch.pause_reading()
         try:
-            for ch in self.channels.values():
-                await ch.start()
+            for name, ch in self.channels.items():
+                try:
+                    await ch.start()
+                except OSError as exc:
+                    exc.endpoint_name = name        # the start-up error names the endpoint
+                    raise
             # server=on,wait=on: QEMU blocks start-up until the client connects.
             for ch in self.channels.values():
                 if ch.ep.server and ch.ep.wait and not ch.connected:

@@ -105,7 +105,7 @@ class ChardevCapture:
     ``vnet_hdr_support`` must be what colo-compare was started with.
     """
 
-    def __init__(self, path, ports: dict | None = None, vnet_hdr_support: bool = False):
+    def __init__(self, path, ports: dict | None = None, vnet_hdr_support: bool = False, **open_options):
         from ..captures import open_capture
 
         self.path = str(path)
@@ -120,7 +120,7 @@ class ChardevCapture:
         self.warnings: list[str] = []
         self._sources: dict = {}          # role -> the stream directions decoded for it
         rs = TcpReassembler(by_port, self.path)
-        reader = open_capture(path)
+        reader = open_capture(path, **open_options)      # max_gap_ns (--allow-gaps)
         self.capture_frames = 0
         self.read_error: CaptureError | None = None   # the capture ended in a read error
         self.end_ns: int | None = None

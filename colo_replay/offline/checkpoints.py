@@ -100,8 +100,71 @@ class CheckpointModel:
             if self.running_until is not None and self.running_until <= self.periodic_at:
                 out += self._end(self.running_until)
                 continue
+            if self.running_until is not None:
+                # The periodic timer fires (maybe many times, x-checkpoint-delay < duration)
+                # while a checkpoint runs: each firing only re-arms it and owes one more
+                # checkpoint (4.1: one per firing; 5.1+: one in all).  All at once, in O(1).
+                k = (min(self.running_until - 1, t) - self.periodic_at) // self.delay_ns + 1
+                self.periodic_at += k * self.delay_ns
+                self.pending = 1 if self.coalesce else self.pending + k
+                self.pending_cause = PERIODIC
+                continue
             # the periodic timer fires: it is colo_checkpoint_notify() too
             out += self._trigger(self.periodic_at, PERIODIC)
+
+    def idle_run(self, t: int) -> tuple[int, int, int]:
+        """Jump over a run of periodic checkpoints that all begin and end by ``t``, in O(1).
+
+        For a driver with nothing queued: such checkpoints flush nothing and no request can come
+        between them, so they differ only in their times.  Applies only when the model is idle
+        (no checkpoint running or owed, not ``measured``) and a periodic checkpoint ends before
+        the next one is due (``delay_ns >= duration_ns``: each one is ``start`` at
+        ``p + k*delay_ns``, ``end`` ``duration_ns`` later).  Returns ``(first_start, n,
+        last_end)`` after counting the ``n`` checkpoints as performed, or ``(0, 0, 0)`` when
+        fewer than two would be skipped (the caller then steps as usual)."""
+        d, delay = self.duration_ns, self.delay_ns
+        p = self.periodic_at
+        if (self.measured is not None or self.running_until is not None or self.pending or not delay
+                or delay < d or p + delay + d > t):
+            return 0, 0, 0
+        n = (t - d - p) // delay + 1            # starts p + k*delay whose end is <= t
+        self.count += n
+        self.periodic_at = p + n * delay        # timer_mod(now + x-checkpoint-delay), n times
+        return p, n, p + (n - 1) * delay + d
+
+    def busy_run(self, t: int):
+        """Jump over checkpoints that follow each other back to back, in O(1): for a driver with
+        nothing queued, when the periodic timer fires at least once per checkpoint
+        (``delay_ns <= duration_ns``) and requests coalesce (5.1+; 4.1's semaphore owes one
+        checkpoint per firing, a debt that only grows).  Then the running checkpoint ends at
+        ``r = running_until`` and, whatever is pending, another starts at once, at ``r + k *
+        duration_ns`` for every k (each span of ``duration_ns`` holds a firing).
+
+        Returns None when that does not apply or fewer than two would be skipped; else
+        ``(end, n, last_end, start)``: the running checkpoint's "end" action at ``r``; ``n``
+        checkpoints started at ``r, r + d, ...`` and all ended by ``last_end = r + n * d``; the
+        "start" action at ``last_end`` of the one now running.  The model is left as stepping
+        would leave it after everything at or before ``last_end``."""
+        d, delay, r = self.duration_ns, self.delay_ns, self.running_until
+        if (self.measured is not None or r is None or not self.coalesce or not delay or delay > d
+                or d <= 0 or t - r < 2 * d):
+            return None
+        n = (t - r) // d
+        last = r + n * d
+        end = CheckpointAction("end", r, self.running_cause, self.count)
+        self.count += n
+        q = self.periodic_at
+        if q <= last:
+            # every firing before ``last`` happened, each re-arming the timer; one exactly at
+            # ``last`` fires after the checkpoint that starts then (end first, as in advance)
+            k = (last - q) // delay + 1
+            self.periodic_at = q + k * delay
+            self.pending = 1 if (last - q) % delay == 0 else 0
+        else:
+            self.pending = 0
+        self.pending_cause = PERIODIC
+        start = self._start(last, PERIODIC)[0]
+        return end, n, last, start
 
     def finish(self, t: int) -> list[CheckpointAction]:
         """For a driver on a real clock (live ``--flush-on-request``), which asks nothing of
@@ -156,11 +219,38 @@ def parse_time(text, what: str = "time") -> int:
         raise ValueError(f"{what} {text!r} is not a time (epoch seconds, or nanoseconds with 'ns')") from None
 
 
+_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+
+
+def parse_until(text) -> tuple[int | None, int | None]:
+    """``--until``: ``(absolute_ns, None)`` for a time (``parse_time``), or ``(None, after_ns)``
+    for ``+DURATION`` after the last frame (``+5s``, ``+250ms``; a bare number is seconds)."""
+    if isinstance(text, str) and text.strip().startswith("+"):
+        import re
+        m = re.fullmatch(r"\+\s*(\d+(?:\.\d*)?|\.\d+)\s*(ns|us|µs|ms|s)?", text.strip())
+        if not m:
+            raise ValueError(f"--until {text!r} is not +DURATION after the last frame (e.g. +5s, +250ms)")
+        return None, int(Decimal(m.group(1)) * _UNITS[m.group(2) or "s"])
+    return parse_time(text, "--until"), None
+
+
+def _check_times(times: list[int], where) -> list[int]:
+    """Flush times must be positive and in order: a typo there silently moves every flush."""
+    for i, t in enumerate(times):
+        if t < 0:
+            raise ValueError(f"{where(i)}: negative time {t / 1e9:.9f}")
+        if i and t < times[i - 1]:
+            raise ValueError(f"{where(i)}: {t / 1e9:.9f} is before the time above it ({times[i - 1] / 1e9:.9f}): "
+                             f"times must be in order")
+    return times
+
+
 def read_checkpoint_times(path) -> list[int]:
     """A ``--checkpoints-at`` file: one flush time per line, seconds since the epoch (replay
     clock) as a decimal number, or integer nanoseconds with an ``ns`` suffix; ``#`` starts a
     comment.  ValueError naming the file and line for anything else; OSError if unreadable."""
     times = []
+    lines = []
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             text = line.split("#", 1)[0].strip().rstrip(",")
@@ -171,7 +261,10 @@ def read_checkpoint_times(path) -> list[int]:
             except ValueError:
                 raise ValueError(f"{path}: line {lineno}: {text!r} is not a time "
                                  f"(seconds, or nanoseconds with 'ns')") from None
-    return times
+            lines.append(lineno)
+    if not times:
+        raise ValueError(f"{path}: --checkpoints-at file holds no time (one flush time per line)")
+    return _check_times(times, lambda i: f"{path}: line {lines[i]}")
 
 
 def checkpoint_times(spec) -> list[int] | None:
@@ -181,4 +274,4 @@ def checkpoint_times(spec) -> list[int] | None:
         return None
     if isinstance(spec, (str, bytes)) or hasattr(spec, "__fspath__"):
         return read_checkpoint_times(spec)
-    return [parse_time(t, "checkpoints_at") for t in spec]
+    return _check_times([parse_time(t, "checkpoints_at") for t in spec], lambda i: f"checkpoints_at[{i}]")

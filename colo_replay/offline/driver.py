@@ -18,6 +18,7 @@ from operator import le, lt
 from dataclasses import dataclass, field, asdict
 from typing import Callable
 
+from ..captures.base import DEFAULT_MAX_GAP_NS
 from ..captures.errors import CaptureError
 from .checkpoints import CheckpointModel
 from ..engine.compare import Engine
@@ -31,6 +32,7 @@ from ..output.timeline import CHECKPOINT_CAUSE_CODES, TimelineCollector
 _CKPT = EventKind.CHECKPOINT_REQUEST
 _RELEASE = EventKind.RELEASE
 _SDROP = EventKind.SECONDARY_DROPPED
+_IDLE = EventKind.IDLE_CHECKPOINTS
 
 
 @dataclass
@@ -52,6 +54,8 @@ class ReplayOptions:
     checkpoint_delay_ns: int | None = None  # x-checkpoint-delay; None = profile default (20000 ms)
     checkpoints_at: list[int] | None = None  # measured flush times (replay clock, ns)
     end_ns: int | None = None              # keep the clock running to here after the last frame
+    end_after_ns: int | None = None        # ... or this long after the last frame (--until +5s)
+    max_gap_ns: int | None = DEFAULT_MAX_GAP_NS   # larger timestamp jumps are errors; None = accepted
     bpf_filter: str | None = None
     alignment: str | None = None           # how secondary_offset_ns was obtained (--align auto)
 
@@ -85,6 +89,8 @@ class ReplayResult:
     partial: bool = False
     error: str | None = None
     still_queued: tuple = (0, 0)       # (primary, secondary) frames left in the queues at the end
+    interrupted: bool = False          # stopped by KeyboardInterrupt (SIGINT): results up to it
+    warnings: list = field(default_factory=list)   # surprising situations, one line each
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -197,6 +203,9 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
     if opts.bpf_filter:
         from ..captures.bpf import BpfFilter
         bpf = BpfFilter(opts.bpf_filter)
+    for rd in (primary_reader, secondary_reader):
+        if hasattr(rd, "max_gap_ns"):
+            rd.max_gap_ns = opts.max_gap_ns
     pstats = SideStats(path=str(primary_reader.path))
     sstats = SideStats(path=str(secondary_reader.path))
     sides = (
@@ -223,7 +232,12 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
     end = opts.end_ns
     if end is None and opts.checkpoints_at:
         end = max(opts.checkpoints_at)      # every measured flush happened: replay them all
-    _loop(engine, model, sides, have, rec, progress, limit, failed, end)
+    interrupted = False
+    try:
+        end = _loop(engine, model, sides, have, rec, progress, limit, failed, end, opts)
+    except KeyboardInterrupt:
+        # SIGINT: keep what was collected; the caller reports it as interrupted (exit 130).
+        interrupted = True
     error = failed[0] if failed else None
     for side, st in zip(sides, (pstats, sstats)):
         rd = side.reader
@@ -245,8 +259,8 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
         primary=pstats, secondary=sstats,
         checkpoints=model.count,
         checkpoint_requests=model.requests,
-        partial=error is not None, error=str(error) if error else None,
-        still_queued=engine.queue_lengths())
+        partial=error is not None or interrupted, error=str(error) if error else None,
+        still_queued=engine.queue_lengths(), interrupted=interrupted)
     # (index, ip_proto, key) of the connections in the table at the end, for reports naming
     # them by 5-tuple without reading the captures again (the key holds the addresses and ports)
     result.connections = [(c.index, c.ip_proto, c.key) for c in engine.conn_list]
@@ -254,7 +268,7 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
 
 
 def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineCollector, progress,
-          limit: int, failed: list, end_ns: int | None = None) -> None:
+          limit: int, failed: list, end_ns: int | None = None, opts: ReplayOptions | None = None) -> int | None:
     """The merge loop.  When a capture fails to read, the other one is replayed up to the last
     good timestamp of the failed one (``limit``): beyond it the picture would be one-sided.
     After the last frame the clock runs on to ``end_ns`` (when the recording really ended:
@@ -309,7 +323,51 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                 for ev in engine.advance(te):
                     handle(ev)
             else:
+                if not engine.queued:
+                    if model.running_until == tm:
+                        if busy_run(t):
+                            continue
+                        # its end alone first (as advance would): an idle run may begin then
+                        apply(model.finish(tm))
+                    idle_run(t)
+                    if model.next_time() != tm:
+                        continue
                 apply(model.advance(tm))
+
+    def idle_run(t):
+        """Nothing queued: periodic checkpoints up to ``t`` flush nothing and meet no frame, so a
+        run of them is skipped in O(1) and becomes one ``idle_checkpoints`` row (its detail: how
+        many), however long the stretch: cost bounded by frames, not replayed time."""
+        first, n, last = model.idle_run(t)
+        if not n:
+            return
+        add_row(first, _IDLE, Cause.PERIODIC, detail=n)
+        if vm_on_clock:
+            # 4.1: the scan timer's clock stood still n * duration in all.  One stop/resume
+            # pair adds exactly that pause; the scans it moves find nothing (nothing queued,
+            # and no frame arrives before ``t``), so only the grid's final phase matters, and it
+            # is the same as after n separate pauses.
+            for ev in engine.vm_stop(first):
+                handle(ev)
+            for ev in engine.vm_resume(first + n * model.duration_ns):
+                handle(ev)
+        for ev in engine.checkpoint(last):
+            add(ev)
+
+    def busy_run(t) -> bool:
+        """Nothing queued, checkpoints back to back (x-checkpoint-delay <= duration): the same
+        O(1) skip as ``idle_run``, one ``idle_checkpoints`` row between the running one's end
+        and the start of the one running at the end of the skip."""
+        run = model.busy_run(t)
+        if run is None:
+            return False
+        end, n, last, start = run
+        apply([end])
+        add_row(end.time, _IDLE, Cause.PERIODIC, detail=n)
+        for ev in engine.checkpoint(last):
+            add(ev)
+        apply([start])
+        return True
 
     def wake_time():
         te = engine.next_scan_ns()
@@ -404,12 +462,43 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
     # The end of the captures.  The clock runs on to ``end_ns`` if given (and no capture failed);
     # a checkpoint still under way then completes (and flushes); after that the clock stops: what
     # is still queued is reported as such, as QEMU's finalize drops it.
+    if opts is not None and not failed:
+        end_ns = _check_end(end_ns, opts, [st.stats.last_ns for st in sides if st.stats.last_ns is not None],
+                            failed)
     if end_ns is not None and not failed:
         catch_up(end_ns)
     if model.running_until is not None:
         catch_up(model.running_until)
     if progress is not None:
         progress(done)
+    return end_ns           # where the clock was run to (--until, resolved), or None
+
+
+class UntilError(ValueError):
+    """``--until`` before the last frame, or absurdly far after it."""
+
+
+def _check_end(end_ns, opts: ReplayOptions, lasts: list, failed: list):
+    """The time the clock runs on to after the last frame (``--until``): absolute, or relative
+    to the last frame (``end_after_ns``).  Before the last frame, or further after it than the
+    gap threshold (unless gaps are accepted), it is an error (in ``failed``), and None."""
+    if not lasts or (end_ns is None and opts.end_after_ns is None):
+        return end_ns
+    last = max(lasts)
+    if opts.end_after_ns is not None:
+        return last + opts.end_after_ns
+    if opts.end_ns is None:
+        return end_ns                   # the last measured flush time: no --until given
+    if end_ns < last:
+        failed.append(UntilError(f"--until {end_ns / 1e9:.9f} is {(last - end_ns) / 1e9:.9g} s before the last "
+                                 f"frame (at {last / 1e9:.9f}): give a later time, or +DURATION after the end"))
+        return None
+    if opts.max_gap_ns is not None and end_ns - last > opts.max_gap_ns:
+        failed.append(UntilError(f"--until {end_ns / 1e9:.9f} is {(end_ns - last) / 1e9:.9g} s after the last frame, "
+                                 f"more than the {opts.max_gap_ns / 1e9:g} s gap threshold (seconds since the "
+                                 f"epoch, or nanoseconds with 'ns'; --allow-gaps accepts it)"))
+        return None
+    return end_ns
 
 
 def _merge_keys(p: _Side, s: _Side, have) -> tuple[list, bool]:

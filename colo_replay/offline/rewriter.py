@@ -172,8 +172,10 @@ class RewrittenReader:
         return bytes(buf)
 
 
-def rewrite_secondary(secondary_reader, primary_path, vnet: int = 0, peer_isn: bool = False) -> RewrittenReader:
+def rewrite_secondary(secondary_reader, primary_path, vnet: int = 0, peer_isn: bool = False,
+                      **open_options) -> RewrittenReader:
     """The secondary capture's reader behind filter-rewriter: the primary capture (a path; it is
     read once more here, for its SYN|ACKs) gives ``ISN_pri`` per connection."""
     from ..captures import open_capture
-    return RewrittenReader(secondary_reader, synack_table(open_capture(primary_path), vnet), vnet, peer_isn)
+    return RewrittenReader(secondary_reader, synack_table(open_capture(primary_path, **open_options), vnet), vnet,
+                           peer_isn)

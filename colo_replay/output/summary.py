@@ -5,6 +5,7 @@ prints either, in one layout."""
 from __future__ import annotations
 
 from ..engine.constants import MS
+from .verdict import verdict_line
 
 DIVERGENCE_CAUSES = ("miscompare", "size_mismatch", "ack_gate")
 
@@ -28,18 +29,25 @@ def summarise(df, result) -> dict:
     requests_by_cause = {str(k): int(v) for k, v in req_cause.value_counts().items() if v}
     is_start = (kind == "checkpoint_start").to_numpy()
     checkpoints_by_cause = {str(k): int(v) for k, v in cause[is_start].value_counts().items() if v}
+    # An idle_checkpoints row stands for ``detail`` periodic checkpoints (see timeline.py).
+    is_idle = (kind == "idle_checkpoints").to_numpy()
+    idle = int(df["detail"].to_numpy()[is_idle].sum()) if is_idle.any() else 0
+    if idle:
+        checkpoints_by_cause["periodic"] = checkpoints_by_cause.get("periodic", 0) + idle
     divergences = int(req_cause.isin(DIVERGENCE_CAUSES).sum())
     kind_counts = kind.value_counts()
+    released_by_cause = {str(k): int(v) for k, v in cause[is_rel].value_counts().items() if v}
+    compared = released_by_cause.get("compared_equal", 0) + divergences
     out = {
         "profile": result.knobs["qemu"],
         "knobs": result.knobs,
         "frames": {"primary": result.primary.frames, "secondary": result.secondary.frames},
         "released": int(is_rel.sum()),
-        "released_by_cause": {str(k): int(v) for k, v in cause[is_rel].value_counts().items() if v},
+        "released_by_cause": released_by_cause,
         "held_ms": held_ms,
         "checkpoint_requests": int(is_req.sum()),
         "checkpoint_requests_by_cause": requests_by_cause,
-        "checkpoints": int(is_start.sum()),
+        "checkpoints": int(is_start.sum()) + idle,
         "checkpoints_by_cause": checkpoints_by_cause,
         "divergences": divergences,
         "never_compared": {
@@ -58,8 +66,32 @@ def summarise(df, result) -> dict:
         },
         "partial": result.partial,
         "error": result.error,
+        "interrupted": bool(getattr(result, "interrupted", False)),
+        "compared": compared,
+        "nothing_compared": nothing_compared(result, compared),
+        "warnings": list(getattr(result, "warnings", ())),
     }
+    out["verdict"] = verdict_line(requests_by_cause, out["nothing_compared"], out["error"], out["interrupted"])
     return out
+
+
+def nothing_compared(result, compared: int) -> str | None:
+    """Why nothing was compared (exit status 2 unless --allow-empty), or None: a side with no
+    frame to compare after reading, filtering (``--filter``, ``--guest``) or the snaplen, or
+    no primary frame that ever met a secondary one."""
+    for side in ("primary", "secondary"):
+        st = getattr(result, side)
+        if st.fed:
+            continue
+        if not st.frames:
+            return f"the {side} capture {st.path} holds no frames"
+        why = ", ".join(f"{n} {what}" for n, what in ((st.filtered, "filtered out by --filter/--guest"),
+                                                        (st.truncated, "cut by the snaplen")) if n)
+        return f"no {side} frame was left to compare ({st.frames} read, {why or 'none fed'})"
+    if not compared:
+        return ("no primary frame ever met a secondary one (every release was by expiry, flush or "
+                "pass-through: check --secondary-offset or try --align auto)")
+    return None
 
 
 def _capture_info(st) -> dict:
@@ -76,8 +108,10 @@ def format_summary(s: dict) -> str:
         return _format_live(s)
     k = s["knobs"]
     lines = []
-    status = "PARTIAL (read error, results up to it)" if s["partial"] else "complete"
+    status = ("INTERRUPTED (results up to it)" if s.get("interrupted") else
+              "PARTIAL (read error, results up to it)" if s["partial"] else "complete")
     lines.append(f"colo-replay summary ({status})")
+    lines.append(f"  verdict        {s['verdict']}")
     lines.append(_profile_row(s["profile"], k))
     lines.append(f"  checkpoints    {k['checkpoints']}: duration={k['checkpoint_duration_ms']:g} ms "
                  f"x-checkpoint-delay={k['checkpoint_delay_ms']:g} ms" if k["checkpoint_delay_ms"] is not None

@@ -5,7 +5,8 @@ Columns (the DataFrame has the same names):
     time_ns          int64    when it happened (replay clock: capture time + offsets), ns
     kind             category release, secondary_dropped, checkpoint_request, queue_full_drop,
                               table_reset, unsupported, flush, qemu_crash, undefined,
-                              primary_lost, uncomparable, checkpoint_start, checkpoint_end
+                              primary_lost, uncomparable, checkpoint_start, checkpoint_end,
+                              idle_checkpoints
     cause            category why (see colo_replay.events.Cause; checkpoint rows: requested,
                               periodic, measured; uncomparable rows: truncated)
 
@@ -17,12 +18,23 @@ of the same enums, in their own value range (100 and up), documented there as dr
     primary_frame    int64    primary capture frame number (Wireshark numbering), -1 if none
     secondary_frame  int64    secondary capture frame number, -1 if none
     held_ns          int64    releases: release time minus the primary's arrival; else -1
-    size             int32    the frame's length in bytes (vnet header included), -1 if none
+    size             int32    the frame's length in bytes (vnet header included), -1 if none;
+                              at most 2^31 - 1 (an uncomparable record claiming more is clamped)
     other_size       int32    the second frame's length, -1 if none
     tcp_seq          int64    TCP: the frame's sequence number, -1 otherwise
     tcp_seq_end      int64    TCP: seq + payload length (mod 2^32, padding included), -1 otherwise
     detail           int64    age in ms (expired), connections lost (table reset), checkpoint
-                              number (checkpoint rows), bytes read past the end (undefined)
+                              number (checkpoint rows), bytes read past the end (undefined),
+                              how many checkpoints it stands for (idle_checkpoints)
+
+An ``idle_checkpoints`` row (cause periodic) stands for a run of periodic checkpoints while
+nothing was queued: they flush nothing, so the replay skips them in O(1) whatever the length
+of the idle stretch.  Its time is the first one's start; the one ``flush`` row after it is the
+last one's.  The summary counts each of them (``checkpoints``, ``checkpoints_by_cause``).
+Checkpoints that follow each other back to back (x-checkpoint-delay not above the checkpoint
+duration) fold the same way on 7.2 (the row then sits between the running one's end and the
+start of the one running after the skip); on 4.1, whose semaphore owes one more checkpoint per
+timer firing, they keep their own rows.
 
 ``pandas`` is imported only when a DataFrame is asked for.
 """
@@ -44,6 +56,7 @@ CAUSE_NAMES = {int(c): c.name.lower() for c in Cause}
 CHECKPOINT_CAUSE_CODES = {"requested": Cause.REQUESTED, "periodic": Cause.PERIODIC, "measured": Cause.MEASURED}
 
 _RELEASE = int(EventKind.RELEASE)
+_INT32_MAX = 0x7FFFFFFF
 _TCP = 6
 
 # One row, packed (no padding), in COLUMNS order: 73 bytes.  The numpy dtype reads them back.
@@ -153,7 +166,10 @@ class TimelineCollector:
 
     def add_row(self, t: int, kind: int, cause: int, side: int = -1, frame: int = -1, size: int = -1,
                 detail: int = 0) -> None:
-        """A driver row (checkpoint start/end, uncomparable frame)."""
+        """A driver row (checkpoint start/end, uncomparable frame).  A size beyond int32 (a
+        record's orig_len can say up to 2^32 - 1) is stored as 2^31 - 1, the column's largest."""
+        if size > _INT32_MAX:
+            size = _INT32_MAX
         self._extend(_pack_row(t, kind, cause, side, -1, frame if side == 0 else -1,
                                frame if side == 1 else -1, -1, size, -1, -1, -1, detail))
 
@@ -228,24 +244,53 @@ def check_timeline_path(path: str) -> None:
         raise ValueError(f"{path}: unknown timeline format (use .parquet, .csv or .jsonl)")
 
 
-def write_timeline(df, path: str | None, stream=None) -> None:
+PARTIAL_KEY = b"colo_replay.partial"       # Parquet key-value metadata of a partial timeline
+ERROR_KEY = b"colo_replay.error"
+PARTIAL_SUFFIX = ".partial"                # CSV / JSON Lines: the sidecar file of a partial timeline
+
+
+def write_timeline(df, path: str | None, stream=None, partial: str | None = None) -> None:
     """Write by extension: .parquet, .csv, .jsonl / .json (JSON Lines); ``None`` = JSON Lines on
-    ``stream``."""
+    ``stream``.
+
+    ``partial`` (the line saying why: a read error, an interruption) marks the file itself as
+    partial: Parquet key-value metadata ``colo_replay.partial = "true"`` and
+    ``colo_replay.error = <the line>``; for CSV and JSON Lines a sidecar file ``<path>.partial``
+    holding the line (the table itself keeps its columns).  A complete write removes a stale
+    sidecar.  On ``stream`` the marker is the error line on stderr only."""
     if path is None:
         _write_jsonl(df, stream)
         return
+    import os
+
     check_timeline_path(path)
     lower = path.lower()
     if lower.endswith(".parquet"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         # Dictionary encoding only where it pays (the categorical columns): trying it on the
         # int64 columns, whose values are mostly distinct, costs ~40% of the write.
         dict_cols = [c for c in df.columns if str(df[c].dtype) == "category"]
-        df.to_parquet(path, index=False, use_dictionary=dict_cols)
-    elif lower.endswith(".csv"):
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        if partial is not None:
+            meta = dict(table.schema.metadata or {})
+            meta[PARTIAL_KEY] = b"true"
+            meta[ERROR_KEY] = partial.encode()
+            table = table.replace_schema_metadata(meta)
+        pq.write_table(table, path, use_dictionary=dict_cols)
+        return
+    if lower.endswith(".csv"):
         df.to_csv(path, index=False)
     else:
         with open(path, "w", encoding="utf-8") as fh:
             _write_jsonl(df, fh)
+    sidecar = path + PARTIAL_SUFFIX
+    if partial is not None:
+        with open(sidecar, "w", encoding="utf-8") as fh:
+            fh.write(partial + "\n")
+    elif os.path.exists(sidecar):
+        os.remove(sidecar)
 
 
 def _write_jsonl(df, stream) -> None:
