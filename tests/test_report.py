@@ -108,7 +108,7 @@ def test_page_sections_plots_and_no_external_reference(sample):
 def test_markdown_is_short_and_has_verdict_numbers_classes(sample):
     md = sample.markdown()
     assert md.count("\n") < 60 and len(md) < 8000
-    assert "DIVERGED" in md and "| checkpoint requests | 11" in md
+    assert "CHECKPOINT REQUESTED" in md and "| checkpoint requests | 11" in md
     assert "**Divergence classes**" in md and "**First root divergences**" in md
 
 
@@ -129,7 +129,7 @@ def test_cli_pair_chardev_and_saved_timeline(tmp_path):
     r = cli("report", PRIMARY, SECONDARY, "--filter-rewriter", "-o", tmp_path / "r.html", "--json",
             tmp_path / "r.json", "--markdown", tmp_path / "r.md")
     assert r.returncode == 1, r.stderr
-    assert r.stdout == "" and "DIVERGED" in r.stderr
+    assert r.stdout == "" and "CHECKPOINT REQUESTED" in r.stderr
     direct = json.loads((tmp_path / "r.json").read_text())
     for ext in ("parquet", "csv", "jsonl"):
         t, s = tmp_path / f"t.{ext}", tmp_path / f"s-{ext}.json"

@@ -66,7 +66,7 @@ def _check_page(path: Path, javascript: bool = True) -> dict:
 
 def test_sample_report_renders():
     state = _check_page(SAMPLE)
-    assert "DIVERGED" in state["text"]
+    assert "CHECKPOINT REQUESTED" in state["text"]
 
 
 def test_fresh_sample_report_renders_with_and_without_javascript(tmp_path):

@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from .options import EXIT_BAD_INPUT, bad_input, fail, ports
+from .options import bad_input, fail, ports
 from .replay import replay as _replay_command
 
 # replay's parameters that a report takes too (its outputs and thresholds are the report's own)
@@ -20,7 +20,7 @@ _REPLAY_PARAMS = ("primary", "secondary", "chardev", "primary_in_port", "seconda
                   "notify_port", "flushes", "qemu", "compare_timeout", "expired_scan_cycle", "max_queue_size",
                   "vnet_hdr_support", "vnet_hdr_len", "primary_offset", "secondary_offset", "align",
                   "primary_delay", "secondary_delay", "scan_phase", "checkpoint_duration", "checkpoint_delay",
-                  "checkpoints_at", "until", "bpf_filter", "guest", "filter_rewriter", "peer_isn", "progress")
+                  "checkpoints_at", "until", "allow_gaps", "allow_empty", "bpf_filter", "guest", "filter_rewriter", "peer_isn", "progress")
 
 # as ``replay`` refuses them with --chardev
 _NOT_WITH_CHARDEV = ("primary_offset", "secondary_offset", "primary_delay", "secondary_delay", "vnet_hdr_len",
@@ -34,7 +34,7 @@ def _replay_options(kw: dict) -> dict:
                   max_queue_size=g("max_queue_size"), vnet_hdr_support=g("vnet_hdr_support") or False,
                   scan_phase_ns=g("scan_phase") or 0, checkpoint_duration_ns=g("checkpoint_duration"),
                   checkpoint_delay_ns=g("checkpoint_delay"), checkpoints_at=g("checkpoints_at"), end_ns=g("until"),
-                  bpf_filter=g("bpf_filter"))
+                  bpf_filter=g("bpf_filter"), allow_gaps=g("allow_gaps") or False)
     if g("chardev") is not None:
         return dict(common, ports=ports(g("primary_in_port"), g("secondary_in_port"), g("outdev_port"),
                                         g("notify_port")), flushes=g("flushes"))
@@ -78,7 +78,8 @@ def report(ctx, output, markdown_path, json_path, timeline_path, summary_path, b
     of --chardev CAPTURE, or of a saved --timeline (with its --summary).
 
     Exit status: 0 no checkpoint request, 1 requests; with --baseline: 1 iff the run regressed
-    beyond the --tolerance rules, else 0; 2 bad input or a partial replay.
+    beyond the --tolerance rules, else 0; 2 bad input, a read error or nothing compared (see
+    --allow-empty); 130 interrupted.
     """
     if not (output or markdown_path or json_path):
         fail("nothing to write: give -o REPORT.html, --markdown FILE or --json FILE")
@@ -133,8 +134,7 @@ def report(ctx, output, markdown_path, json_path, timeline_path, summary_path, b
         click.echo(f"colo-replay: baseline {baseline}: {rep.data['baseline']['text']}", err=True)
     if rep.data["verdict"]["status"] == "partial":
         click.echo("colo-replay: error: the replay stopped at a read error (the report is partial)", err=True)
-        sys.exit(EXIT_BAD_INPUT)
-    sys.exit(rep.exit_status)
+    sys.exit(rep.exit_code(allow_empty=bool(kw.get("allow_empty"))))
 
 
 _by_name = {p.name: p for p in _replay_command.params}

@@ -20,7 +20,8 @@ replay clock (capture time + offsets; ``t0_ns`` is the first frame's), durations
     inputs        [{role: primary | secondary | chardev | primary_in | secondary_in | timeline |
                     summary, path, name, size (bytes), sha256, frames, first_ns, last_ns, span_s}]
     t0_ns         start of the time axis
-    verdict       {status: clean | diverged | partial | empty, text, exit_status (0 / 1 / 2)}
+    verdict       {status: clean | diverged | partial | empty | interrupted, text,
+                   exit_status (0 / 1 / 2 / 130, output.verdict's contract), nothing_compared}
     numbers       {frames_primary, frames_secondary, released, checkpoint_requests,
                    requests_by_cause {cause: n}, checkpoints, checkpoints_by_cause {cause: n},
                    divergences (requests caused by differing bytes or ACKs), roots (episodes),
@@ -141,16 +142,21 @@ class Report:
         b = self.data.get("baseline")
         return None if b is None else b["regressed"]
 
-    @property
-    def exit_status(self) -> int:
-        """2 for a partial run or nothing compared; with a baseline 1 iff it regressed, else 0;
-        without one the verdict's (0 no checkpoint request, 1 requests)."""
+    def exit_code(self, allow_empty: bool = False) -> int:
+        """The exit-code contract (``output.verdict``): 130 interrupted, 2 a read error or nothing
+        compared (unless ``allow_empty``); then, with a baseline, 1 iff the run regressed, else 0;
+        without one 1 for checkpoint requests, else 0."""
         v = self.data["verdict"]
-        if v["exit_status"] == 2:
-            return 2
+        if v["exit_status"] in (2, 130) and not (allow_empty and v["status"] == "empty"):
+            return v["exit_status"]
         if self.regressed is not None:
             return 1 if self.regressed else 0
-        return v["exit_status"]
+        return 1 if self.data["numbers"]["checkpoint_requests"] else 0
+
+    @property
+    def exit_status(self) -> int:
+        """``exit_code()``."""
+        return self.exit_code()
 
     def __repr__(self) -> str:
         return f"<Report {self.data['verdict']['status']}, exit status {self.exit_status}>"

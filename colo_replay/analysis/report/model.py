@@ -13,6 +13,7 @@ import pandas as pd
 
 from ...engine.constants import MS
 from ...engine.packet import PORTED_PROTOCOLS
+from ...output.verdict import exit_status, verdict_line
 from ..fields import flow as _flow
 
 __all__ = ["mask", "key_numbers", "connections", "side_times", "add_flows", "notes", "verdict", "flow_of_key", "PROTOCOLS"]
@@ -256,22 +257,23 @@ def notes(events: pd.DataFrame, summary: dict, top: int) -> list[dict]:
 
 
 def verdict(numbers: dict, summary: dict) -> dict:
-    """``status`` (partial / empty / diverged / clean), one ``text`` line and the ``exit_status``
-    of the project's contract: 0 no checkpoint request, 1 requests (or a frame that would crash
-    QEMU), 2 a read error or nothing compared."""
+    """``status`` (interrupted / partial / empty / diverged / clean), one ``text`` line and the
+    ``exit_status`` of the project's exit-code contract (``output.verdict``): 0 no checkpoint
+    request, 1 requests, 2 a read error or nothing compared, 130 interrupted.  ``nothing_compared``
+    is the summary's reason (a saved summary from before it existed: no frame on either side)."""
     req, ck = numbers["checkpoint_requests"], numbers["checkpoints"]
-    causes = ", ".join(f"{k} {v}" for k, v in numbers["requests_by_cause"].items()) or "none"
-    if summary.get("partial") or summary.get("error"):
-        return {"status": "partial", "exit_status": 2,
-                "text": f"PARTIAL: a capture could not be read to the end ({summary.get('error')}); "
-                        f"{req} checkpoint requests up to it"}
-    if not numbers["released"] and not req and not (numbers["frames_primary"] or numbers["frames_secondary"]):
-        return {"status": "empty", "exit_status": 2, "text": "NOTHING COMPARED: no frame reached colo-compare"}
-    if req or numbers["qemu_crashes"]:
-        crash = f"; {numbers['qemu_crashes']} frames would crash QEMU" if numbers["qemu_crashes"] else ""
-        return {"status": "diverged", "exit_status": 1,
-                "text": f"DIVERGED: {req} checkpoint requests ({causes}) in {numbers['roots']} episodes, "
-                        f"{ck} checkpoints performed{crash}"}
-    return {"status": "clean", "exit_status": 0,
-            "text": f"CLEAN: no checkpoint request; {numbers['released']} frames released, {ck} checkpoints "
-                    f"(periodic or measured)"}
+    nothing = summary.get("nothing_compared")
+    if "nothing_compared" not in summary and not numbers["released"] and not req \
+            and not (numbers["frames_primary"] or numbers["frames_secondary"]):
+        nothing = "no frame reached colo-compare"
+    error, interrupted = summary.get("error"), bool(summary.get("interrupted"))
+    code = exit_status(requests=req, nothing_compared=nothing, error=error, interrupted=interrupted)
+    line = verdict_line(numbers["requests_by_cause"], nothing, error, interrupted)
+    crash = f"; {numbers['qemu_crashes']} frames would crash QEMU" if numbers["qemu_crashes"] else ""
+    status = ("interrupted" if interrupted else "partial" if error is not None else "empty" if nothing is not None
+              else "diverged" if req else "clean")
+    detail = (f" in {numbers['roots']} episodes, {ck} checkpoints performed" if req
+              else f"; {numbers['released']} frames released, {ck} checkpoints (periodic or measured)")
+    if error is not None:
+        detail += f" ({error})"
+    return {"status": status, "exit_status": code, "text": line + detail + crash, "nothing_compared": nothing}
