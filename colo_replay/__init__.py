@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 
 # name -> module that defines it (loaded lazily by __getattr__, PEP 562)
 _LAZY = {
-    "replay": ".api", "replay_chardev": ".api", "Timeline": ".api",
+    "replay": ".api", "replay_chardev": ".api", "Timeline": ".api", "explain": ".api",
 }
 for _name in ("Engine", "Connection", "Event", "EventKind", "Cause", "Packet", "PRIMARY", "SECONDARY",
               "PROFILES", "DEFAULT_PROFILE", "Profile", "CompareConfig", "get_profile",

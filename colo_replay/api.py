@@ -4,6 +4,7 @@ options, makes one of these calls and prints what it returns.
 * ``replay(primary, secondary, **options) -> Timeline``      ``colo-replay replay P S``
 * ``replay_chardev(capture, **options) -> Timeline``          ``colo-replay replay --chardev C``
 * ``verify(capture, **options) -> Verification``              ``colo-replay verify C``
+* ``explain(primary, secondary, **options) -> Explanation``   ``colo-replay explain P S``
 * ``live(primary_in=..., secondary_in=..., outdev=..., ...) -> LiveRun``   ``colo-replay live``
 
 Options are resolved here, once (profiles, filter-rewriter, guest selection, clock alignment,
@@ -87,6 +88,8 @@ def _is_path(capture) -> bool:
     return isinstance(capture, (str, bytes)) or hasattr(capture, "__fspath__")
 
 
+CHARDEV_IS_RAW = ("--after-checkpoint resync is for pair captures: a chardev capture's secondary stream "
+                  "already reflects the checkpoints (it is replayed raw)")
 PEER_ISN_NEEDS_REWRITER = "--peer-isn goes with --filter-rewriter (peer_isn=True needs filter_rewriter=True)"
 
 
@@ -195,7 +198,7 @@ def _guest_selection(spec: str, primary, secondary, open_capture) -> dict:
 
 def replay(primary, secondary, progress=None, *, filter_rewriter: bool = False, peer_isn: bool = False,
            guest: str | None = None, align: str | None = None, checkpoints_at=None, end_ns=None,
-           allow_gaps: bool = False, **options) -> Timeline:
+           allow_gaps: bool = False, after_checkpoint: str | None = None, **options) -> Timeline:
     """Replay two captures (paths or open ``CaptureReader``s) through colo-compare.
 
     ``options`` are the fields of ``ReplayOptions`` (``qemu="7.2"``, ``compare_timeout=...``,
@@ -220,6 +223,12 @@ def replay(primary, secondary, progress=None, *, filter_rewriter: bool = False, 
       naming the frame and its byte offset ends the replay there).
     * ``summary["warnings"]``: surprising situations (the same file twice, a side with far fewer
       frames, traffic never compared, differing ISNs, skewed clocks, a truncated max_queue_size).
+    * ``after_checkpoint``: ``"resync"`` models what a checkpoint does to the secondary VM:
+      secondary frames a resynchronised SVM would not send are ``superseded`` rows, dropped ones
+      it would send again are ``requeued`` (``colo_replay.offline.resync``); ``"raw"`` replays
+      both streams exactly as captured.  Default (``None``): ``"resync"``, the replay models the
+      checkpoints of two free-running VMs; ``"raw"`` with ``checkpoints_at``, measured flushes
+      mean the captures were taken under that COLO run (the secondary already resynchronised).
     * ``progress``: called with the number of frames replayed so far; if it has a
       ``track(readers, paths)`` method, that is called first and returns the readers to use
       (the command line's progress bar counts bytes that way).
@@ -232,7 +241,9 @@ def replay(primary, secondary, progress=None, *, filter_rewriter: bool = False, 
         raise ValueError(PEER_ISN_NEEDS_REWRITER)
     if align not in (None, "none", "auto"):
         raise ValueError(f"align must be 'none' or 'auto', not {align!r}")
-    opts = _replay_options(options, checkpoints_at, end_ns, allow_gaps)
+    if after_checkpoint is None:
+        after_checkpoint = "raw" if checkpoints_at is not None else "resync"
+    opts = _replay_options(dict(options, after_checkpoint=after_checkpoint), checkpoints_at, end_ns, allow_gaps)
     open_capture = partial(open_capture, max_gap_ns=opts.max_gap_ns)      # every read, the same gap rule
     source = {}
     if guest is not None:
@@ -294,6 +305,8 @@ def replay_chardev(capture, ports: dict | None = None, progress=None, flushes: s
 
     if flushes not in ("measured", "model"):
         raise ValueError(f"flushes must be 'measured' or 'model', not {flushes!r}")
+    if options.get("after_checkpoint", "raw") != "raw":
+        raise ValueError(CHARDEV_IS_RAW)
     opts = _replay_options(options, checkpoints_at, end_ns, allow_gaps)
     cap = capture if isinstance(capture, ChardevCapture) else ChardevCapture(
         capture, ports, opts.vnet_hdr_support, max_gap_ns=opts.max_gap_ns)
@@ -357,6 +370,88 @@ def verify(capture, ports: dict | None = None, request_window: float | None = No
                          f"against (see --outdev-port)")
     timeline = replay_chardev(cap, **options)
     return Verification(cap, timeline, verify_capture(cap, timeline, request_window))
+
+
+def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = None, flushes: str = "measured",
+            request: int | None = None, frame: str | None = None, flow: str | None = None,
+            limit: int | None = None, other_profile: bool = True, tshark: bool = True,
+            evidence: str | None = None, progress=None, **options):
+    """Why did the replay diverge: replay ``primary`` and ``secondary`` (options as for
+    ``replay``), or the ``chardev`` capture (options as for ``replay_chardev``), and explain its
+    root divergences (``colo_replay.analysis.explain``).
+
+    Returns an ``Explanation``: ``.roots`` (DataFrame, one row per selected divergence),
+    ``.classes`` (DataFrame), ``.to_dict()`` (the JSON schema), ``.format()`` (text), and
+    ``.timeline`` (the replay).  Selection: ``request`` N, ``frame`` ``"P#N"``/``"S#N"``,
+    ``flow`` (words of the flow text, e.g. ``"udp :53"``), ``limit``.  ``other_profile``:
+    replay again with the other QEMU profile (4.1 <-> 7.2) and note where it decides
+    differently on a divergence's frame.  ``tshark``: name application fields (one tshark run
+    over the frames involved).  ``evidence``: write those frames, both sides, with comments, to
+    this pcapng.
+    """
+    from .analysis.explain import Selection, explain_timeline
+    from .captures import open_capture
+    from .captures.pick import pick_frames
+    from .engine.profiles import get_profile
+
+    selection = Selection(request, frame, flow, limit)
+    selection.parse_frame()                 # a bad --frame is refused before any work
+    if chardev is not None:
+        if primary is not None or secondary is not None:
+            raise ValueError("give either PRIMARY SECONDARY or chardev=, not both")
+
+        def run(**opts):
+            return replay_chardev(chardev, ports, progress, flushes, **opts)
+        tl = run(**options)
+        readers = tl.capture.side_readers
+
+        def fetch(side, nums):
+            return pick_frames(readers()[side], nums)
+        replay_info = {"chardev": str(chardev)}
+    else:
+        if primary is None or secondary is None:
+            raise ValueError("missing PRIMARY and SECONDARY captures (or chardev=)")
+
+        def run(**opts):
+            return replay(primary, secondary, progress, **opts)
+        tl = run(**options)
+
+        def fetch(side, nums):
+            if side == 0:
+                return pick_frames(open_capture(primary), nums)
+            rd = open_capture(secondary)
+            if options.get("filter_rewriter"):
+                from .offline.rewriter import rewrite_secondary
+                rd = rewrite_secondary(rd, primary, options.get("vnet_hdr_len", 0), options.get("peer_isn", False))
+            return pick_frames(rd, nums)
+        replay_info = {"primary": str(primary), "secondary": str(secondary),
+                       "filter_rewriter": bool(options.get("filter_rewriter"))}
+    knobs = tl.result.knobs
+    profile = knobs["qemu"]
+    replay_info.update(profile=profile, after_checkpoint=knobs.get("after_checkpoint"),
+                       checkpoints=knobs.get("checkpoints"), partial=tl.partial)
+    warning = (tl.summary.get("after_checkpoint") or {}).get("warning")
+    if warning:
+        replay_info["warning"] = warning        # the cascade signature of a raw replay
+    other = other_name = None
+    if other_profile:
+        other_name = "4.1" if profile != "4.1" else "7.2"
+        try:
+            other = run(**dict(options, qemu=other_name)).events
+        except ValueError as exc:           # a knob the other profile lacks (4.1: compare_timeout ...)
+            replay_info["other_profile"] = f"not replayed: {exc}"
+            other = None
+    result = explain_timeline(tl.events, fetch, replay=replay_info, vnet_hdr_len=tl.result.options.vnet_hdr_len,
+                              inverted_tcp=get_profile(profile).tcp_compare_inverted, other=other,
+                              other_profile=other_name, selection=selection, tshark=tshark)
+    result.timeline = tl
+    if evidence is not None:
+        from .analysis.evidence import write_evidence
+        o = tl.result.options
+        write_evidence(evidence, result, fetch, vnet_hdr_len=o.vnet_hdr_len,
+                       offsets_ns=(o.primary_offset_ns + o.primary_delay_ns,
+                                   o.secondary_offset_ns + o.secondary_delay_ns))
+    return result
 
 
 class LiveStartError(ValueError):

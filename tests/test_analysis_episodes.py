@@ -97,7 +97,7 @@ def test_large_timeline_is_vectorised():
 def sample_events():
     import colo_replay
     return colo_replay.replay("sample_pcaps/primary.pcap", "sample_pcaps/secondary.pcap",
-                              filter_rewriter=True).events
+                              filter_rewriter=True, after_checkpoint="raw").events
 
 
 def test_sample_pair_episodes(sample_events):

@@ -144,8 +144,9 @@ def test_filter_rewriter_on_the_sample_pair():
     """sample_pcaps/README.md lists the ISN offsets (secondary minus primary) of 41001-41009;
     with the rewriter only the real payload divergences remain: 6 /api/now bodies, 4 stat
     replies and one UDP reply (sample README, "Divergences, and why")."""
-    raw = replay("sample_pcaps/primary.pcap", "sample_pcaps/secondary.pcap")
-    tl = replay("sample_pcaps/primary.pcap", "sample_pcaps/secondary.pcap", filter_rewriter=True)
+    raw = replay("sample_pcaps/primary.pcap", "sample_pcaps/secondary.pcap", after_checkpoint="raw")
+    tl = replay("sample_pcaps/primary.pcap", "sample_pcaps/secondary.pcap", filter_rewriter=True,
+                after_checkpoint="raw")
     st = tl.summary["source"]["filter_rewriter"]
     assert [off for _port, off in st["offsets"]] == [-333, 2502, 1, -2209, 2725, 8347, -2483, -2660, 2990]
     assert st["connections"] == 9 and st["unpaired"] == 0

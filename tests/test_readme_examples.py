@@ -48,6 +48,7 @@ NOT_RUN = {
     "pip install": "set-up",
     "python3 -m pytest": "the test suite itself",
     "scripts/test": "the test suite itself (set-up, then pytest)",
+    "colo-replay explain": "tests/test_explain.py runs README's explain example against reports/explain-sample.txt",
 }
 
 

@@ -7,7 +7,7 @@ dissectors.  This module runs **raw tshark** (not pyshark: PDML already gives ev
 only the frames involved:
 
     tshark -n -r FILE -o tcp.desegment_tcp_streams:FALSE -o ip.defragment:FALSE
-           -Y 'frame.number in {…}' -T pdml
+           -o tcp.analyze_sequence_numbers:FALSE -Y 'frame.number in {…}' -T pdml
 
 and parses the PDML with ``xml.etree.ElementTree.iterparse`` (standard library).
 
@@ -109,8 +109,11 @@ def app_fields(capture: str, frames: Iterable[int], offsets: Mapping[int, Iterab
 
 
 def _run(exe: str, capture: str, flt: str, timeout: float) -> tuple[bytes | None, str]:
+    # No sequence analysis either: with it, a frame whose segment tshark saw before (the
+    # secondary's copy of a primary, next to it in an explain's file) is a "retransmission"
+    # and its payload is not dissected.
     cmd = [exe, "-n", "-r", str(capture), "-o", "tcp.desegment_tcp_streams:FALSE",
-           "-o", "ip.defragment:FALSE", "-Y", flt, "-T", "pdml"]
+           "-o", "ip.defragment:FALSE", "-o", "tcp.analyze_sequence_numbers:FALSE", "-Y", flt, "-T", "pdml"]
     try:
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -101,7 +101,9 @@ def group_classes(roots: pd.DataFrame | Iterable[dict], examples: int = 3) -> pd
         if len(lst) < examples:
             lst.append((int(pf), int(sf)))
     out["examples"] = [ex[k] for k in zip(out["cause"], out["protocol"], out["field"])]
-    out["share"] = out["checkpoints"] / total if total else 0.0
+    # share of the checkpoints; when the roots cost none the replay counted (measured flushes,
+    # e.g. a chardev capture), the share of the roots instead
+    out["share"] = out["checkpoints"] / total if total else out["count"] / len(work)
     out["hint"] = [hint_for(c, p, f) for c, p, f in zip(out["cause"], out["protocol"], out["field"])]
     out = out.sort_values(["checkpoints", "count", "first_ns"], ascending=[False, False, True], kind="stable")
     return out[list(CLASS_COLUMNS)].reset_index(drop=True)

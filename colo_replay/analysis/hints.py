@@ -15,6 +15,10 @@ whose TCP window starts in the TCP header's tail).
 from __future__ import annotations
 
 FIELD_HINTS: dict[str, str] = {
+    "inverted-tcp-test":
+        "Not a divergence: QEMU 4.1's TCP payload test is inverted (spec Q1), so identical TCP data "
+        "requests a checkpoint; 4.1.1 and 4.2 on have the fix (1e907a32b7): upgrade, or expect a "
+        "checkpoint per TCP segment.",
     "tcp.options.timestamp.tsval":
         "Each guest's TCP timestamp clock differs; colo-compare ignores TCP options, so this only "
         "shows up where the whole frame is compared: disable tcp_timestamps in the guests or keep "

@@ -1,6 +1,6 @@
 """The ``colo-replay`` click group and the registration of its commands, nothing else.
 
-Each command lives in its own module (``replay``, ``verify``, ``live``): it parses its options,
+Each command lives in its own module (``replay``, ``verify``, ``live``, ``explain``): it parses its options,
 makes one call to ``colo_replay.api`` and prints.  What they share (exit codes, the duration
 type, option lists, the bad-input handler) is in ``options``.  Data goes to stdout (the
 timeline as JSON Lines when no ``-o`` is given), the summary, progress and diagnostics to
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import click
 
+from .explain import explain
 from .live import live
 from .replay import replay
 from .report import report
@@ -28,6 +29,7 @@ def main():
 main.add_command(replay)
 main.add_command(verify)
 main.add_command(live)
+main.add_command(explain)
 main.add_command(report)
 
 

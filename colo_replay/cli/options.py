@@ -120,6 +120,13 @@ COMPARE_OPTIONS = options(
     VNET_OPTION,
 )
 
+AFTER_CHECKPOINT_OPTION = click.option(
+    "--after-checkpoint", type=click.Choice(["resync", "raw"]), default=None,
+    help="What a modelled checkpoint does to the secondary's stream: resync (the SVM becomes a copy of the "
+         "PVM: frames it would not send are superseded, data it had sent ahead is requeued) or raw (the "
+         "streams exactly as captured).  Default: resync for pair captures, raw with --checkpoints-at and "
+         "for --chardev captures (taken under a real COLO run).")
+
 PORT_OPTIONS = options(
     click.option("--primary-in-port", type=click.IntRange(1, 65535), default=9001, show_default=True,
                  help="Chardev capture: TCP port of primary_in."),

@@ -7,8 +7,9 @@ import sys
 
 import click
 
-from .options import (COMPARE_OPTIONS, DURATION, EXIT_INTERRUPTED, PORT_OPTIONS, bad_input, check_output_path,
-                      check_threshold, echo_chardev, echo_warnings, epilog, fail, ports, write_json)
+from .options import (AFTER_CHECKPOINT_OPTION, COMPARE_OPTIONS, DURATION, EXIT_INTERRUPTED, PORT_OPTIONS, bad_input,
+                      check_output_path, check_threshold, echo_chardev, echo_warnings, epilog, fail, ports,
+                      write_json)
 
 
 @click.command(epilog=epilog())
@@ -46,6 +47,7 @@ from .options import (COMPARE_OPTIONS, DURATION, EXIT_INTERRUPTED, PORT_OPTIONS,
 @click.option("--allow-empty", is_flag=True,
               help="Nothing compared (a side without frames after reading, --filter or --guest, or no "
                    "primary frame that met a secondary one) is not exit status 2.")
+@AFTER_CHECKPOINT_OPTION
 @click.option("--filter", "bpf_filter", help="Keep only frames matching this BPF expression (libpcap syntax).")
 @click.option("--guest", help="Keep only the guest's outbound frames when the captures hold both directions: "
                               "its MAC, its IP address, or 'auto' (detected and reported).")
@@ -63,8 +65,8 @@ from .options import (COMPARE_OPTIONS, DURATION, EXIT_INTERRUPTED, PORT_OPTIONS,
 def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outdev_port, notify_port, flushes,
            qemu, compare_timeout, expired_scan_cycle, max_queue_size, vnet_hdr_support,
            vnet_hdr_len, primary_offset, secondary_offset, align, primary_delay, secondary_delay, scan_phase,
-           checkpoint_duration, checkpoint_delay, checkpoints_at, until, allow_gaps, allow_empty, bpf_filter, guest,
-           filter_rewriter, peer_isn, output, summary_json, max_checkpoints, max_held_p99, progress):
+           checkpoint_duration, checkpoint_delay, checkpoints_at, until, allow_gaps, allow_empty, after_checkpoint,
+           bpf_filter, guest, filter_rewriter, peer_isn, output, summary_json, max_checkpoints, max_held_p99, progress):
     """Replay PRIMARY and SECONDARY captures (or one --chardev capture); write the timeline,
     print the summary.
 
@@ -77,7 +79,8 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
         clock_opts = {"--primary-offset": primary_offset, "--secondary-offset": secondary_offset,
                       "--primary-delay": primary_delay, "--secondary-delay": secondary_delay,
                       "--vnet-hdr-len": vnet_hdr_len, "--align auto": align == "auto",
-                      "--filter-rewriter": filter_rewriter, "--peer-isn": peer_isn, "--guest": guest}
+                      "--filter-rewriter": filter_rewriter, "--peer-isn": peer_isn, "--guest": guest,
+                      "--after-checkpoint resync": after_checkpoint == "resync"}
         bad = [name for name, value in clock_opts.items() if value]
         if bad:
             fail(f"{', '.join(bad)} not applicable with --chardev: its streams are on colo-compare's own clock "
@@ -107,7 +110,7 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
                                       peer_isn=peer_isn, guest=guest, align=align, vnet_hdr_len=vnet_hdr_len,
                                       primary_offset_ns=primary_offset, secondary_offset_ns=secondary_offset,
                                       primary_delay_ns=primary_delay, secondary_delay_ns=secondary_delay,
-                                      allow_gaps=allow_gaps, **options)
+                                      allow_gaps=allow_gaps, after_checkpoint=after_checkpoint, **options)
     except KeyboardInterrupt:
         # Ctrl-C outside the replay loop (which keeps its results): nothing to write yet.
         click.echo("colo-replay: error: interrupted before the replay started", err=True)

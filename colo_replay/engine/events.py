@@ -60,6 +60,12 @@ class EventKind(IntEnum):
     """Driver row: a run of periodic checkpoints while nothing was queued, in one row (the replay
     driver's bound on idle stretches); time = the first one's start, detail = how many it stands
     for.  The engine's one FLUSH row after it is the last one's flush (the others flushed nothing)."""
+    SUPERSEDED = 104
+    """Driver row (``--after-checkpoint resync``): a secondary frame not fed, because the SVM a
+    checkpoint resynchronised would not send it (cause says why); detail = payload bytes cut (trimmed)."""
+    REQUEUED = 105
+    """Driver row (``--after-checkpoint resync``): a secondary frame the flush dropped, fed again
+    right after it because it was ahead of the primary; detail = payload bytes cut from its front."""
 
 
 class Cause(IntEnum):
@@ -103,6 +109,10 @@ class Cause(IntEnum):
     REQUESTED = 101          # CHECKPOINT_START/END: colo-compare requested it (miscompare, expired frame)
     PERIODIC = 102           # CHECKPOINT_START/END: x-checkpoint-delay elapsed
     MEASURED = 103           # CHECKPOINT_START/END: a flush time measured on a rig (--checkpoints-at, live)
+    ALREADY_SENT = 104       # SUPERSEDED: TCP data the primary had sent at the flush (by sequence space)
+    TRIMMED = 105            # SUPERSEDED: a TCP segment straddling the mark, fed without its first detail bytes
+    OWED = 106               # SUPERSEDED: the counterpart of a datagram the flush released
+    AHEAD = 107              # REQUEUED: dropped by the flush but ahead of the primary: sent again after it
 
 
 class Event(NamedTuple):

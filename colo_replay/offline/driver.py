@@ -21,6 +21,7 @@ from typing import Callable
 from ..captures.base import DEFAULT_MAX_GAP_NS
 from ..captures.errors import CaptureError
 from .checkpoints import CheckpointModel
+from .resync import SUPERSEDE, TRIM, Resync
 from ..engine.compare import Engine
 from ..engine.constants import MS, NEVER as _NEVER
 from ..engine.events import Cause, EventKind
@@ -33,6 +34,10 @@ _CKPT = EventKind.CHECKPOINT_REQUEST
 _RELEASE = EventKind.RELEASE
 _SDROP = EventKind.SECONDARY_DROPPED
 _IDLE = EventKind.IDLE_CHECKPOINTS
+_SUPERSEDED = EventKind.SUPERSEDED
+_REQUEUED = EventKind.REQUEUED
+_C_AHEAD = Cause.AHEAD
+_SUPERSEDE, _TRIM = SUPERSEDE, TRIM
 
 
 @dataclass
@@ -58,6 +63,7 @@ class ReplayOptions:
     max_gap_ns: int | None = DEFAULT_MAX_GAP_NS   # larger timestamp jumps are errors; None = accepted
     bpf_filter: str | None = None
     alignment: str | None = None           # how secondary_offset_ns was obtained (--align auto)
+    after_checkpoint: str = "raw"          # "resync": model what a checkpoint does to the SVM (offline/resync.py)
 
     def compare_config(self) -> CompareConfig:
         return CompareConfig(self.compare_timeout, self.expired_scan_cycle, self.max_queue_size,
@@ -75,6 +81,8 @@ class SideStats:
     linktypes: list = field(default_factory=list)
     synthesised_ethernet: bool = False
     last_ns: int | None = None   # last arrival read (bounds the other side after a read error)
+    superseded: int = 0          # not fed: a resynchronised SVM would not send it (--after-checkpoint resync)
+    held: int = 0                # resync: arrived while a modelled checkpoint had the VMs stopped, fed at its end
 
 
 @dataclass
@@ -91,6 +99,7 @@ class ReplayResult:
     still_queued: tuple = (0, 0)       # (primary, secondary) frames left in the queues at the end
     interrupted: bool = False          # stopped by KeyboardInterrupt (SIGINT): results up to it
     warnings: list = field(default_factory=list)   # surprising situations, one line each
+    resync: dict | None = None         # --after-checkpoint resync: superseded / trimmed / requeued counts
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -232,9 +241,14 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
     end = opts.end_ns
     if end is None and opts.checkpoints_at:
         end = max(opts.checkpoints_at)      # every measured flush happened: replay them all
+    resync = None
+    if opts.after_checkpoint == "resync":
+        resync = Resync(engine, resolved.compare_timeout)
+    elif opts.after_checkpoint != "raw":
+        raise ValueError(f"after_checkpoint must be 'resync' or 'raw', not {opts.after_checkpoint!r}")
     interrupted = False
     try:
-        end = _loop(engine, model, sides, have, rec, progress, limit, failed, end, opts)
+        end = _loop(engine, model, sides, have, rec, progress, limit, failed, end, opts, resync)
     except KeyboardInterrupt:
         # SIGINT: keep what was collected; the caller reports it as interrupted (exit 130).
         interrupted = True
@@ -255,12 +269,14 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
                                             "secondary_offset_ms": opts.secondary_offset_ns / MS,
                                             "scan_phase_ms": opts.scan_phase_ns / MS,
                                             "filter": opts.bpf_filter,
-                                            "alignment": opts.alignment},
+                                            "alignment": opts.alignment,
+                                            "after_checkpoint": opts.after_checkpoint},
         primary=pstats, secondary=sstats,
         checkpoints=model.count,
         checkpoint_requests=model.requests,
         partial=error is not None or interrupted, error=str(error) if error else None,
-        still_queued=engine.queue_lengths(), interrupted=interrupted)
+        still_queued=engine.queue_lengths(), interrupted=interrupted,
+        resync=resync.stats.as_dict() if resync is not None else None)
     # (index, ip_proto, key) of the connections in the table at the end, for reports naming
     # them by 5-tuple without reading the captures again (the key holds the addresses and ports)
     result.connections = [(c.index, c.ip_proto, c.key) for c in engine.conn_list]
@@ -268,7 +284,8 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
 
 
 def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineCollector, progress,
-          limit: int, failed: list, end_ns: int | None = None, opts: ReplayOptions | None = None) -> int | None:
+          limit: int, failed: list, end_ns: int | None = None, opts: ReplayOptions | None = None,
+          resync=None) -> int | None:
     """The merge loop.  When a capture fails to read, the other one is replayed up to the last
     good timestamp of the failed one (``limit``): beyond it the picture would be one-sided.
     After the last frame the clock runs on to ``end_ns`` (when the recording really ended:
@@ -279,6 +296,14 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
     key ``time << 1 | side`` and the keys are sorted (two sorted runs: a linear merge in C);
     the keys are valid up to the end of whichever batch ends first, where that side is refilled
     and the rest merged again.
+
+    ``resync`` (a ``Resync``, ``--after-checkpoint resync``) sees every flush's events and gives
+    back the dropped secondaries to feed again at once (``requeued`` rows); while it has a rule
+    pending, each secondary frame is checked before it is fed (``superseded`` rows); while a
+    checkpoint runs, frames of both sides are held and fed when it ends (``release_held``).
+    The per-frame cost when it is off (or idle) is nil: the tests of ``p_fast`` / ``s_fast``
+    (the batch is simple, nothing held, no rule pending) replace those of ``p_simple`` /
+    ``s_simple``.
     """
     feed = engine.feed
     add = rec.add_event
@@ -291,21 +316,68 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
             code = CHECKPOINT_CAUSE_CODES[a.cause]
             if a.kind == "start":
                 add_row(a.time, EventKind.CHECKPOINT_START, code, detail=a.index)
+                if resync is not None:
+                    resync.holding = True       # the VMs are stopped: what they send waits
                 if vm_on_clock:
                     for ev in engine.vm_stop(a.time):
                         handle(ev)
             else:
-                for ev in engine.checkpoint(a.time):
+                evs = engine.checkpoint(a.time)
+                for ev in evs:
                     add(ev)
                 if vm_on_clock:
                     for ev in engine.vm_resume(a.time):
                         handle(ev)
                 add_row(a.time, EventKind.CHECKPOINT_END, code, detail=a.index)
+                if resync is not None:
+                    requeue(evs, a.time)
+                    release_held(a.time)
 
     def handle(ev):
         add(ev)
         if ev[0] is _CKPT:
             apply(model.request(ev[2]))
+
+    def requeue(evs, t):
+        """--after-checkpoint resync: feed again, at the flush, the secondaries it dropped that
+        were ahead of the primary (offline/resync.py)."""
+        for r in resync.after_flush(evs, t):
+            add_row(t, _REQUEUED, _C_AHEAD, 1, r.ident, len(r.data), r.trimmed)
+            for ev in feed(1, r.data, t, r.vnet_hdr_len, r.ident):
+                handle(ev)
+
+    def release_held(t):
+        """--after-checkpoint resync: the frames that arrived while the checkpoint had the VMs
+        stopped are sent when they resume: fed now, in arrival order (secondaries through the
+        resync rules).  A request among them may start the next checkpoint: the rest waits for it."""
+        resync.holding = False
+        items, resync.held = resync.held, []
+        for k, (side, data, vnet, ident) in enumerate(items):
+            if resync.holding:
+                resync.held.extend(items[k:])
+                return
+            if side == 1 and resync.active:
+                v = check(data, vnet, t)
+                if v.action == _SUPERSEDE:
+                    sstats.superseded += 1
+                    add_row(t, _SUPERSEDED, v.cause, 1, ident, len(data))
+                    continue
+                if v.action == _TRIM:
+                    add_row(t, _SUPERSEDED, v.cause, 1, ident, len(data), v.trimmed)
+                    data = v.data
+            (pstats, sstats)[side].fed += 1
+            for ev in feed(side, data, t, vnet, ident):
+                handle(ev)
+
+    def modes(t) -> tuple:
+        """(rs_on, hold): a resync rule is pending (secondaries are checked); a modelled
+        checkpoint has the VMs stopped (frames are held)."""
+        if resync is None:
+            return False, False
+        resync.sweep(t)             # rules whose window ended stop costing a check per frame
+        return resync.active, resync.holding
+
+    check = resync.check_secondary if resync is not None else None
 
     def catch_up(t):
         """Run every scan and checkpoint action due at or before ``t``, in time order."""
@@ -323,7 +395,9 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                 for ev in engine.advance(te):
                     handle(ev)
             else:
-                if not engine.queued:
+                # (resync: frames held while a checkpoint runs are fed at its end, so the VMs
+                # are not idle until they are)
+                if not engine.queued and (resync is None or not resync.held):
                     if model.running_until == tm:
                         if busy_run(t):
                             continue
@@ -376,6 +450,9 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
 
     p, s = sides
     wake = wake_time()
+    rs_on = False           # resync has a rule pending: secondaries are checked before feeding
+    hold = False            # resync: a modelled checkpoint runs, frames wait for its end
+    pstats, sstats = p.stats, s.stats
     done = 0
     next_progress = 65536
     stop = False
@@ -410,8 +487,11 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
         pi, si = p.i, s.i
         p_frames, p_first, p_vnet, p_simple = p.frames, p.first, p.vnet, p.simple
         s_frames, s_first, s_vnet, s_simple = s.frames, s.first, s.vnet, s.simple
-        p_skipped = p.stats.truncated + p.stats.filtered      # frames not fed, so far
-        s_skipped = s.stats.truncated + s.stats.filtered
+        s_fast = s_simple and not rs_on and not hold
+        p_fast = p_simple and not hold
+        p_skipped = p.stats.truncated + p.stats.filtered + p.stats.held     # frames not fed (yet), so far
+        s_skipped = s.stats.truncated + s.stats.filtered + s.stats.held
+        sup = 0                                                 # secondaries superseded in this stretch
         fed_before = p.stats.fed + s.stats.fed
         try:
             for key in keys:
@@ -422,24 +502,57 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                     if t >= wake:
                         catch_up(t)
                         wake = wake_time()
-                    if s_simple:
+                        rs_on, hold = modes(t)
+                        s_fast = s_simple and not rs_on and not hold
+                        p_fast = p_simple and not hold
+                    if s_fast:
                         evs = feed(1, s_frames[i], t, s_vnet, s_first + i)
                     else:
-                        vnet = s.admit(i, t, 1, add_row)
-                        if vnet is None:
+                        if s_simple:
+                            vnet = s_vnet
+                        else:
+                            vnet = s.admit(i, t, 1, add_row)
+                            if vnet is None:
+                                continue
+                        frame = s_frames[i]
+                        if hold:
+                            s.stats.held += 1
+                            resync.held.append((1, frame, vnet, s_first + i))
                             continue
-                        evs = feed(1, s_frames[i], t, vnet, s_first + i)
+                        if rs_on:
+                            v = check(frame, vnet, t)
+                            rs_on = resync.active
+                            s_fast = s_simple and not rs_on
+                            if v.action == _SUPERSEDE:
+                                s.stats.superseded += 1
+                                sup += 1
+                                add_row(t, _SUPERSEDED, v.cause, 1, s_first + i, len(frame))
+                                continue
+                            if v.action == _TRIM:
+                                add_row(t, _SUPERSEDED, v.cause, 1, s_first + i, len(frame), v.trimmed)
+                                frame = v.data
+                        evs = feed(1, frame, t, vnet, s_first + i)
                 else:
                     i = pi
                     pi += 1
                     if t >= wake:
                         catch_up(t)
                         wake = wake_time()
-                    if p_simple:
+                        rs_on, hold = modes(t)
+                        s_fast = s_simple and not rs_on and not hold
+                        p_fast = p_simple and not hold
+                    if p_fast:
                         evs = feed(0, p_frames[i], t, p_vnet, p_first + i)
                     else:
-                        vnet = p.admit(i, t, 0, add_row)
-                        if vnet is None:
+                        if p_simple:
+                            vnet = p_vnet
+                        else:
+                            vnet = p.admit(i, t, 0, add_row)
+                            if vnet is None:
+                                continue
+                        if hold:
+                            p.stats.held += 1
+                            resync.held.append((0, p_frames[i], vnet, p_first + i))
                             continue
                         evs = feed(0, p_frames[i], t, vnet, p_first + i)
                 if len(evs) == 2 and evs[1][0] is _SDROP and evs[0][0] is _RELEASE:
@@ -450,9 +563,12 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                     if ev[0] is _CKPT:
                         apply(model.request(ev[2]))
                         wake = wake_time()  # a checkpoint may have started: the model's clock moved
+                        rs_on, hold = modes(t)
+                        s_fast = s_simple and not rs_on and not hold
+                        p_fast = p_simple and not hold
         finally:
-            p.stats.fed += pi - p.i - (p.stats.truncated + p.stats.filtered - p_skipped)
-            s.stats.fed += si - s.i - (s.stats.truncated + s.stats.filtered - s_skipped)
+            p.stats.fed += pi - p.i - (p.stats.truncated + p.stats.filtered + p.stats.held - p_skipped)
+            s.stats.fed += si - s.i - (s.stats.truncated + s.stats.filtered + s.stats.held + sup - s_skipped)
             p.i, s.i = pi, si
         done += p.stats.fed + s.stats.fed - fed_before
         rec.compact(8192)             # keeps the collector's row buffer small (and cache-warm)

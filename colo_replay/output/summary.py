@@ -71,6 +71,7 @@ def summarise(df, result) -> dict:
         "nothing_compared": nothing_compared(result, compared),
         "warnings": list(getattr(result, "warnings", ())),
     }
+    _after_checkpoint(out, df, result)
     out["verdict"] = verdict_line(requests_by_cause, out["nothing_compared"], out["error"], out["interrupted"])
     return out
 
@@ -86,12 +87,39 @@ def nothing_compared(result, compared: int) -> str | None:
         if not st.frames:
             return f"the {side} capture {st.path} holds no frames"
         why = ", ".join(f"{n} {what}" for n, what in ((st.filtered, "filtered out by --filter/--guest"),
-                                                        (st.truncated, "cut by the snaplen")) if n)
+                                                        (st.truncated, "cut by the snaplen"),
+                                                        (getattr(st, "superseded", 0),
+                                                         "superseded by --after-checkpoint resync")) if n)
         return f"no {side} frame was left to compare ({st.frames} read, {why or 'none fed'})"
     if not compared:
         return ("no primary frame ever met a secondary one (every release was by expiry, flush or "
                 "pass-through: check --secondary-offset or try --align auto)")
     return None
+
+
+def _after_checkpoint(out: dict, df, result) -> None:
+    """``after_checkpoint``: the mode and, under resync, what it did; under raw with modelled
+    checkpoints, the cascade signature (``output.cascade``) and a warning when it is there."""
+    k = result.knobs
+    mode = k.get("after_checkpoint")
+    if mode is None:
+        return
+    info = {"mode": mode}
+    if getattr(result, "resync", None) is not None:
+        info.update(result.resync)
+        info["held"] = {"primary": getattr(result.primary, "held", 0), "secondary": getattr(result.secondary, "held", 0)}
+    elif k.get("checkpoints") == "model" and out["checkpoints"]:
+        from .cascade import cascade_signature
+        window = (k.get("compare_timeout") or 3000) * MS + (k.get("expired_scan_cycle") or 1000) * MS
+        sig = cascade_signature(df, window)
+        info["cascade"] = sig
+        if sig["cascade"]:
+            info["warning"] = (f"{sig['re_diverged']} of {sig['followed']} flushes were followed by a request on a "
+                               f"connection the flush had frames of: the cascade of captures taken without COLO "
+                               f"(the secondary is behind at each modelled flush); --after-checkpoint resync "
+                               f"models what the checkpoints do to it")
+            out.setdefault("warnings", []).append(info["warning"])
+    out["after_checkpoint"] = info
 
 
 def _capture_info(st) -> dict:
@@ -139,9 +167,23 @@ def format_summary(s: dict) -> str:
                  f"filtered {nc['filtered']}")
     lines.append(_anomalies_row(s["queue_drops"], s["table_resets"], s["qemu_crashes"])
                  + f"; undefined reads {s['undefined']}")
+    ac = s.get("after_checkpoint")
+    if ac is not None:
+        lines.append(_after_checkpoint_row(ac))
     if s["error"]:
         lines.append(f"  error          {s['error']}")
+    if ac is not None and ac.get("warning"):
+        lines.append(f"  warning        {ac['warning']}")
     return "\n".join(lines)
+
+
+def _after_checkpoint_row(ac: dict) -> str:
+    if ac["mode"] == "resync":
+        held = ac.get("held") or {}
+        return (f"  after ckpt     resync: {ac.get('superseded', 0)} secondary frames superseded, "
+                f"{ac.get('trimmed', 0)} trimmed, {ac.get('requeued', 0)} requeued; held while checkpoints ran: "
+                f"{held.get('primary', 0)} primary, {held.get('secondary', 0)} secondary")
+    return "  after ckpt     raw (streams as captured)"
 
 
 def _profile_row(profile: str, k: dict) -> str:

@@ -6,13 +6,10 @@ Columns (the DataFrame has the same names):
     kind             category release, secondary_dropped, checkpoint_request, queue_full_drop,
                               table_reset, unsupported, flush, qemu_crash, undefined,
                               primary_lost, uncomparable, checkpoint_start, checkpoint_end,
-                              idle_checkpoints
+                              idle_checkpoints, superseded, requeued
     cause            category why (see colo_replay.events.Cause; checkpoint rows: requested,
-                              periodic, measured; uncomparable rows: truncated)
-
-The kind and cause categories are the lower-case names of ``EventKind`` and ``Cause``; the rows
-the drivers add (uncomparable, checkpoint_start, checkpoint_end and their causes) are members
-of the same enums, in their own value range (100 and up), documented there as driver rows.
+                              periodic, measured; uncomparable rows: truncated; superseded:
+                              already_sent, trimmed, owed; requeued: ahead)
     side             category primary / secondary / "" (rows about no frame)
     conn             int32    connection index in first-seen order, -1 if none
     primary_frame    int64    primary capture frame number (Wireshark numbering), -1 if none
@@ -25,7 +22,13 @@ of the same enums, in their own value range (100 and up), documented there as dr
     tcp_seq_end      int64    TCP: seq + payload length (mod 2^32, padding included), -1 otherwise
     detail           int64    age in ms (expired), connections lost (table reset), checkpoint
                               number (checkpoint rows), bytes read past the end (undefined),
-                              how many checkpoints it stands for (idle_checkpoints)
+                              how many checkpoints it stands for (idle_checkpoints); payload
+                              bytes cut (superseded/trimmed, requeued)
+
+The kind and cause categories are the lower-case names of ``EventKind`` and ``Cause``; the rows
+the drivers add (uncomparable, checkpoint_start, checkpoint_end, idle_checkpoints, superseded,
+requeued and their causes) are members of the same enums, in their own value range (100 and
+up), documented there as driver rows, not QEMU decisions.
 
 An ``idle_checkpoints`` row (cause periodic) stands for a run of periodic checkpoints while
 nothing was queued: they flush nothing, so the replay skips them in O(1) whatever the length

@@ -1,0 +1,704 @@
+"""Why did it diverge: the root divergences of a replay, explained down to the byte and field.
+
+``explain_timeline`` takes a replay's timeline and a way to fetch frames by number, and gives
+one ``Divergence`` per **distinct divergence**:
+
+* the **root** of each episode (``episodes``: its first checkpoint request; the requests after
+  it on its connection, up to the flush, are its consequences);
+* a **concurrent root**: the first request of *another* connection in the same episode.
+  colo-compare's queues are per connection, so that request was not caused by the root: it is
+  an independent divergence the same flush happened to clear (flagged ``concurrent``; it costs
+  no checkpoint of its own, the episode's checkpoints are the root's).
+
+For each: the flow, both frames (numbers as the replay gave them: Wireshark numbering for
+captures, stream order for chardev streams), the first differing byte as colo-compare compares
+(TCP: each side from its own header, lined up by sequence number when the segments overlap,
+from both payloads' starts when they do not; UDP / ICMP: from the
+L4 header; other protocols: the whole frame after the vnet header; differences in checksums
+skipped when another byte differs), its offset in the frame and in the L4 payload, a hex window
+and the fields covering it on both sides: the application field tshark named (one tshark run
+per explain over the involved frames, written to a temporary pcapng) and the package's own
+L2-L4 field.  By cause: a size mismatch gives both sizes and what is extra; an ACK gate both
+ACK numbers; an expired frame its age and the nearest frame of its connection on the other
+side with their first difference (nearest by the time the timeline shows it, the best the
+timeline knows).  With ``other`` (the timeline of a replay of the same captures with the other
+QEMU profile), each divergence says what that profile decided about the same frame when it
+decided differently; a 4.1 replay's TCP miscompare whose compared payloads are identical is
+reported as 4.1's inverted TCP test (spec Q1).
+
+Then the **classes** (``classes.group_classes``) and the JSON schema (``SCHEMA``, documented
+in ``Explanation.to_dict``).  Pure analysis: no replay is run here (``api.explain`` wires).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field as _dc_field
+from datetime import datetime, timezone
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from . import fields as _f
+from .appfields import app_field_at, app_fields
+from .classes import group_classes
+from .episodes import episodes
+from .hexdiff import hexdiff
+
+__all__ = ["SCHEMA", "Selection", "Divergence", "Explanation", "explain_timeline", "DIVERGENCE_COLUMNS"]
+
+SCHEMA = "colo-replay/explain/1"
+
+DIVERGENCE_COLUMNS = ("request", "episode", "concurrent", "time_ns", "cause", "side", "conn", "protocol",
+                      "src", "dst", "sport", "dport", "primary_frame", "secondary_frame", "offset",
+                      "secondary_offset", "payload_offset", "field", "primary_value", "secondary_value",
+                      "consequences", "checkpoints", "note")
+"""Columns of ``Explanation.roots`` (one row per divergence, in time order):
+
+    request          the divergence's request number (1 = the replay's first checkpoint request)
+    episode          its episode (from 0)
+    concurrent       True for the first request of another connection in an episode
+    time_ns, cause, side, conn    the request's timeline values
+    protocol, src, dst, sport, dport   the flow (sport/dport -1 when the protocol has none)
+    primary_frame, secondary_frame     frame numbers (-1 when none); for an expired frame the
+                     other side's is the nearest candidate (``details["candidate"]``)
+    offset, secondary_offset, payload_offset   the first differing byte (-1 when none)
+    field, primary_value, secondary_value      the innermost field covering it, both values
+    consequences     later requests of the episode on the same connection
+    checkpoints      the checkpoints the episode cost (0 for a concurrent root)
+    note             the other profile's differing verdict, 4.1's inverted test, ... ("" if none)
+"""
+
+
+@dataclass
+class Selection:
+    """Which divergences to explain (all when empty): ``request`` N (the divergence that
+    checkpoint request N belongs to, 1-based), ``frame`` ``"P#N"`` / ``"S#N"`` (the divergence
+    whose request involves that frame), ``flow`` (words that must all appear in the flow text,
+    e.g. ``"udp :53"``), ``limit`` (at most this many, earliest first)."""
+
+    request: int | None = None
+    frame: str | None = None
+    flow: str | None = None
+    limit: int | None = None
+
+    def parse_frame(self) -> tuple[int, int] | None:
+        """``frame`` as (side, number); ValueError when it is not ``P#N`` / ``S#N``."""
+        if self.frame is None:
+            return None
+        text = self.frame.strip().upper()
+        if len(text) < 3 or text[0] not in "PS" or text[1] != "#" or not text[2:].isdigit():
+            raise ValueError(f"--frame {self.frame!r}: expected P#N or S#N (a primary or secondary frame number)")
+        return (0 if text[0] == "P" else 1), int(text[2:])
+
+
+@dataclass
+class Divergence:
+    """One explained divergence (see the module docstring); ``to_dict`` is its JSON entry."""
+
+    request: int
+    episode: int
+    concurrent: bool
+    time_ns: int
+    cause: str
+    side: str
+    conn: int
+    flow: dict
+    protocol: str
+    primary_frame: int
+    secondary_frame: int
+    consequences: int
+    checkpoints: int
+    offset: int | None = None
+    secondary_offset: int | None = None
+    payload_offset: int | None = None
+    fields: list = _dc_field(default_factory=list)      # [{name, primary, secondary}], innermost first
+    hex: object = None                                   # HexDiff or None
+    details: dict = _dc_field(default_factory=dict)
+    notes: list = _dc_field(default_factory=list)
+    other_profile: dict | None = None
+    _field_len: int = 1 << 30                             # length of the L2-L4 field named (if any)
+
+    @property
+    def field(self) -> str:
+        """The class's field: the innermost field named, or a marker (``inverted-tcp-test``)."""
+        if self.details.get("inverted_tcp_test"):
+            return "inverted-tcp-test"
+        return self.fields[0]["name"] if self.fields else ""
+
+    @property
+    def class_key(self) -> dict:
+        from .classes import class_key
+        k = class_key(self.cause, self.protocol, self.field)
+        return {"cause": k.cause, "protocol": k.protocol, "field": k.field}
+
+    def to_dict(self) -> dict:
+        return {
+            "request": self.request, "episode": self.episode, "concurrent": self.concurrent,
+            "time_ns": self.time_ns, "time": _iso(self.time_ns), "cause": self.cause, "side": self.side,
+            "conn": self.conn, "flow": self.flow,
+            "primary_frame": _num(self.primary_frame), "secondary_frame": _num(self.secondary_frame),
+            "offset": self.offset, "secondary_offset": self.secondary_offset, "payload_offset": self.payload_offset,
+            "fields": self.fields, "class": self.class_key, "consequences": self.consequences,
+            "checkpoints": self.checkpoints, "details": self.details,
+            "other_profile": self.other_profile, "notes": self.notes,
+            "hex": self.hex.to_dict() if self.hex is not None else None,
+        }
+
+
+@dataclass
+class Explanation:
+    """The answer: ``divergences`` (selected, explained), ``classes`` (DataFrame over *all*
+    divergences, ``classes.CLASS_COLUMNS``), ``counts`` (episodes, divergences, concurrent,
+    requests, checkpoints), ``replay`` (profile and options), ``app_fields`` ("tshark" or the
+    one line saying why application fields are not named)."""
+
+    divergences: list
+    classes: pd.DataFrame
+    counts: dict
+    replay: dict
+    app_fields: str
+    selection: dict
+    frames: dict = _dc_field(default_factory=dict, repr=False)   # side -> {number: Picked} fetched
+
+    @property
+    def roots(self) -> pd.DataFrame:
+        """The selected divergences as a DataFrame (``DIVERGENCE_COLUMNS``)."""
+        rows = []
+        for d in self.divergences:
+            f = d.fields[0] if d.fields else {}
+            fl = d.flow
+            rows.append((d.request, d.episode, d.concurrent, d.time_ns, d.cause, d.side, d.conn, d.protocol,
+                         fl.get("src"), fl.get("dst"), _neg(fl.get("sport")), _neg(fl.get("dport")),
+                         d.primary_frame, d.secondary_frame, _neg(d.offset), _neg(d.secondary_offset),
+                         _neg(d.payload_offset), f.get("name", ""), _s(f.get("primary")), _s(f.get("secondary")),
+                         d.consequences, d.checkpoints, "; ".join(d.notes)))
+        return pd.DataFrame(rows, columns=list(DIVERGENCE_COLUMNS))
+
+    def to_dict(self) -> dict:
+        """The JSON document (``SCHEMA``)::
+
+            {"schema": "colo-replay/explain/1",
+             "replay": {profile, after_checkpoint, ...}, "counts": {episodes, divergences,
+             concurrent, requests, checkpoints}, "app_fields": "tshark" | reason,
+             "selection": {request, frame, flow, limit},
+             "divergences": [{request, episode, concurrent, time_ns, time, cause, side, conn,
+                 flow: {proto (tcp, udp, icmp, ip-<n>, ...), src, dst, sport, dport (null when
+                 the protocol has none), ip_proto}, primary_frame, secondary_frame (null
+                 when none), offset, secondary_offset, payload_offset (null when none),
+                 fields: [{name, primary, secondary}] (innermost first), class: {cause,
+                 protocol, field}, consequences, checkpoints, details: {...by cause},
+                 other_profile: {profile, verdict, differs} | null, notes: [...],
+                 hex: {offset, s_offset, width, rows: [...]} | null}],
+             "classes": [{cause, protocol, field, count, share, checkpoints, first_ns, last_ns,
+                 examples: [[P, S], ...], hint}]}
+        """
+        classes = []
+        for row in self.classes.itertuples(index=False):
+            classes.append({"cause": row.cause, "protocol": row.protocol, "field": row.field,
+                            "count": int(row.count), "share": float(row.share),
+                            "checkpoints": int(row.checkpoints), "first_ns": int(row.first_ns),
+                            "last_ns": int(row.last_ns), "examples": [[int(a), int(b)] for a, b in row.examples],
+                            "hint": row.hint})
+        return {"schema": SCHEMA, "replay": self.replay, "counts": self.counts, "app_fields": self.app_fields,
+                "selection": self.selection, "divergences": [d.to_dict() for d in self.divergences],
+                "classes": classes}
+
+    def headline(self) -> str:
+        c = self.counts
+        line = (f"{c['episodes']} episodes, {c['divergences']} distinct divergences ({c['concurrent']} concurrent); "
+                f"{c['requests']} checkpoint requests, {c['checkpoints']} checkpoints")
+        if len(self.classes):
+            top = self.classes.iloc[0]
+            line += f"\nheadline: {int(top['count'])} of {c['divergences']}: {_class_text(top)}"
+        return line
+
+    def format(self, hex_window: bool = True) -> str:
+        """The human text: headline, classes with hints, then each selected divergence."""
+        r = self.replay
+        out = [f"colo-replay explain: QEMU {r.get('profile')}, after-checkpoint {r.get('after_checkpoint')}",
+               self.headline()]
+        if r.get("warning"):
+            out.append(f"warning: {r['warning']}")
+        if self.app_fields != "tshark":
+            out.append(f"note: {self.app_fields}")
+        if len(self.classes):
+            out.append("")
+            out.append("classes (cause, protocol, field):")
+            for row in self.classes.itertuples(index=False):
+                ex = ", ".join(f"{_label('P', a)}/{_label('S', b)}" for a, b in row.examples)
+                out.append(f"  {int(row.count):>4} x {_class_text(row._asdict())}  "
+                           f"{100 * float(row.share):.0f}% of checkpoints, {_iso(int(row.first_ns))} .. "
+                           f"{_iso(int(row.last_ns))}; e.g. {ex}")
+                out.append(f"         hint: {row.hint}")
+        sel = {k: v for k, v in self.selection.items() if v is not None and k != "frame_rows"}
+        out.append("")
+        out.append(f"divergences ({len(self.divergences)} shown" + (f", selected by {_fmt_sel(sel)}" if sel else "")
+                   + "):")
+        if "frame_rows" in self.selection:
+            rows = self.selection["frame_rows"]
+            out.append(f"  {self.selection['frame']} is in no checkpoint request; the timeline has it as: "
+                       + (", ".join(rows) if rows else "nothing (not fed, or no such frame)"))
+        for d in self.divergences:
+            out.append("")
+            out.extend(_format_divergence(d, hex_window))
+        return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------- building
+
+
+def explain_timeline(events: pd.DataFrame, fetch: Callable[[int, Iterable[int]], dict], *,
+                     replay: dict | None = None, vnet_hdr_len: int = 0, inverted_tcp: bool = False,
+                     other: pd.DataFrame | None = None, other_profile: str | None = None,
+                     selection: Selection | None = None, tshark: bool = True) -> Explanation:
+    """Explain the divergences of a replay's timeline.
+
+    ``fetch(side, numbers)`` returns ``{number: Picked}`` (``captures.pick``) for side 0
+    (primary) or 1 (secondary), with the bytes as the replay fed them.  ``replay``: what to
+    report of the replay (profile, options); ``vnet_hdr_len``: the frames' vnet header length
+    (when ``Picked`` carries none); ``inverted_tcp``: the replay's profile has 4.1's inverted
+    TCP test; ``other``/``other_profile``: the timeline of the other profile's replay and its
+    name; ``selection``: which divergences to detail (the classes always cover all);
+    ``tshark``: name application fields (one tshark run).
+    """
+    selection = selection or Selection()
+    eps = episodes(events)
+    req = eps.requests
+    n_req = len(req)
+    req = req.assign(request=np.arange(1, n_req + 1))
+    div_mask = (req["role"] == "root").to_numpy() | req["new_conn"].to_numpy(dtype=bool)
+    group = pd.Series(list(zip(req["episode"].to_numpy(), req["conn"].to_numpy())), index=req.index)
+    per_group = group.value_counts()
+    divs = req[div_mask]
+    roots = eps.roots.set_index("episode")
+    counts = {"episodes": int(len(eps.roots)), "divergences": int(len(divs)),
+              "concurrent": int(div_mask.sum() - len(eps.roots)), "requests": int(n_req),
+              "checkpoints": int(_count(events, "checkpoint_start"))}
+
+    # every divergence gets its protocol and field (the classes cover all); the selected ones
+    # get the full explanation.  Frames are fetched once for all of them.
+    selected = _select(divs, req, group, selection)
+    expired_peer = _expired_candidates(events, divs)
+    need = {0: set(), 1: set()}
+    for idx, row in divs.iterrows():
+        for side, col in ((0, "primary_frame"), (1, "secondary_frame")):
+            if row[col] >= 1:
+                need[side].add(int(row[col]))
+        cand = expired_peer.get(idx)
+        if cand is not None:
+            need[cand[0]].add(cand[1])
+    frames = {side: (fetch(side, sorted(nums)) if nums else {}) for side, nums in need.items()}
+
+    built = []
+    for idx, row in divs.iterrows():
+        ep = int(row["episode"])
+        concurrent = row["role"] != "root"
+        d = Divergence(
+            request=int(row["request"]), episode=ep, concurrent=bool(concurrent), time_ns=int(row["time_ns"]),
+            cause=str(row["cause"]), side=str(row["side"]), conn=int(row["conn"]), flow={}, protocol="",
+            primary_frame=int(row["primary_frame"]), secondary_frame=int(row["secondary_frame"]),
+            consequences=int(per_group[(row["episode"], row["conn"])]) - 1,
+            checkpoints=0 if concurrent else int(roots.loc[ep, "checkpoints"]))
+        _explain_one(d, row, frames, vnet_hdr_len, inverted_tcp, expired_peer.get(idx))
+        built.append((idx, d))
+
+    # application fields for all of them (the classes need them): one tshark run
+    app_note = _name_app_fields([d for _i, d in built], frames, vnet_hdr_len) if tshark else \
+        "application fields not asked for (tshark off)"
+    words = selection.flow.lower().split() if selection.flow else []
+    chosen = [d for idx, d in built if idx in selected and _flow_matches(d, words)]
+    if selection.limit is not None:
+        chosen = chosen[:max(0, selection.limit)]
+    classes = group_classes(pd.DataFrame(
+        [{"cause": d.cause, "protocol": d.protocol, "field": d.field, "time_ns": d.time_ns,
+          "primary_frame": d.primary_frame, "secondary_frame": d.secondary_frame,
+          "checkpoints": d.checkpoints if not d.concurrent else 0} for _i, d in built]))
+    if other is not None:
+        _other_verdicts(chosen, other, other_profile or "other")
+    fr = selection.parse_frame()
+    fate = None
+    if fr is not None and not chosen:
+        col = "primary_frame" if fr[0] == 0 else "secondary_frame"
+        hit = events[events[col].to_numpy() == fr[1]]
+        fate = sorted({f"{k} {c}" for k, c in zip(hit["kind"].astype(str), hit["cause"].astype(str))})
+    return Explanation(divergences=chosen, classes=classes, counts=counts, replay=dict(replay or {}),
+                       app_fields=app_note, frames=frames,
+                       selection={"request": selection.request, "frame": selection.frame,
+                                  "flow": selection.flow, "limit": selection.limit,
+                                  **({"frame_rows": fate} if fate is not None else {})})
+
+
+def _count(events: pd.DataFrame, kind: str) -> int:
+    return int((events["kind"] == kind).sum())
+
+
+def _select(divs: pd.DataFrame, req: pd.DataFrame, group: pd.Series, sel: Selection) -> set:
+    """Timeline indexes of the divergences selected by request and frame (flow and limit are
+    applied once the divergences are dissected)."""
+    keep = list(divs.index)
+    by_group = {g: i for i, g in zip(divs.index, group[divs.index])}
+    if sel.request is not None:
+        if not 1 <= sel.request <= len(req):
+            raise ValueError(f"--request {sel.request}: the replay has {len(req)} checkpoint requests (1..{len(req)})")
+        i = req.index[sel.request - 1]
+        keep = [k for k in keep if k == by_group[group[i]]]
+    fr = sel.parse_frame()
+    if fr is not None:
+        side, num = fr
+        col = "primary_frame" if side == 0 else "secondary_frame"
+        hits = req.index[req[col].to_numpy() == num]
+        wanted = {by_group[group[i]] for i in hits}
+        keep = [k for k in keep if k in wanted]
+    return set(keep)
+
+
+def _flow_matches(d: Divergence, words: list) -> bool:
+    text = _flow_text(d.flow, d.protocol).lower()
+    return all(w in text for w in words)
+
+
+def _flow_text(flow: dict, protocol: str) -> str:
+    src, dst = flow.get("src") or "?", flow.get("dst") or "?"
+    if flow.get("sport") is not None:
+        return f"{protocol} {src}:{flow['sport']} > {dst}:{flow['dport']}"
+    return f"{protocol} {src} > {dst}"
+
+
+def _expired_candidates(events: pd.DataFrame, divs: pd.DataFrame) -> dict:
+    """For expired divergences: the frame of the same connection on the other side nearest in
+    time to the waiting frame's arrival (request time - age): ``{index: (side, number)}``."""
+    out = {}
+    exp = divs[divs["cause"] == "expired"]
+    if not len(exp):
+        return out
+    conn = events["conn"].to_numpy()
+    t = events["time_ns"].to_numpy()
+    pf = events["primary_frame"].to_numpy()
+    sf = events["secondary_frame"].to_numpy()
+    for idx, row in exp.iterrows():
+        waiting_primary = row["primary_frame"] >= 1 and str(row["side"]) == "primary"
+        other_col, other_side = (sf, 1) if waiting_primary else (pf, 0)
+        arrived = int(row["time_ns"]) - int(row["detail"]) * 1_000_000
+        mask = (conn == row["conn"]) & (other_col >= 1)
+        if not mask.any():
+            continue
+        cand = np.flatnonzero(mask)
+        best = cand[np.argmin(np.abs(t[cand] - arrived))]
+        out[idx] = (other_side, int(other_col[best]))
+    return out
+
+
+def _explain_one(d: Divergence, row, frames: dict, vnet: int, inverted_tcp: bool, peer) -> None:
+    p = frames[0].get(d.primary_frame)
+    s = frames[1].get(d.secondary_frame)
+    pv = _vnet(p, vnet)
+    sv = _vnet(s, vnet)
+    base = p if p is not None else s
+    if base is None:
+        d.notes.append("frames not found in the captures")
+        return
+    dis = _f.dissect(base.data, _vnet(base, vnet))
+    d.flow = {"proto": dis.protocol, "src": dis.src, "dst": dis.dst, "sport": dis.sport, "dport": dis.dport,
+              "ip_proto": dis.ip_proto}
+    d.protocol = dis.protocol
+    cause = d.cause
+    if cause == "expired":
+        waiting, wside = (p, 0) if d.side == "primary" and p is not None else (s, 1)
+        d.details = {"waiting_frame": _label("PS"[wside], d.primary_frame if wside == 0 else d.secondary_frame),
+                     "age_ms": int(row["detail"])}
+        if peer is None:
+            d.details["candidate"] = None
+            d.notes.append("no frame of this connection on the other side to compare with")
+            return
+        cside, cnum = peer
+        cand = frames[cside].get(cnum)
+        d.details["candidate"] = _label("PS"[cside], cnum)
+        if cand is None:
+            return
+        # the difference between the waiting frame and the candidate, primary first
+        pp, ss = (waiting, cand) if wside == 0 else (cand, waiting)
+        if wside == 0:
+            d.secondary_frame = cnum
+        else:
+            d.primary_frame = cnum
+        _difference_into(d, pp, ss, _vnet(pp, vnet), _vnet(ss, vnet), inverted_tcp=False)
+        d.details["candidate_difference"] = ({"offset": d.offset, "field": d.field} if d.offset is not None
+                                             else "identical as compared")
+        return
+    if p is None or s is None:
+        d.notes.append("only one frame of the pair is known")
+        return
+    if cause == "ack_gate":
+        pa = _field_value(p.data, pv, "tcp.ack")
+        sa = _field_value(s.data, sv, "tcp.ack")
+        d.details = {"primary_ack": pa, "secondary_ack": sa}
+        d.fields = [{"name": "tcp.ack", "primary": pa, "secondary": sa}]
+        d.notes.append("payload equal; the primary acknowledges data the secondary has not acknowledged yet")
+        return
+    _difference_into(d, p, s, pv, sv, inverted_tcp)
+    if cause == "size_mismatch":
+        d.details.update(_size_details(p.data, s.data, pv))
+
+
+def _difference_into(d: Divergence, p, s, pv: int, sv: int, inverted_tcp: bool) -> None:
+    pd_ = _f.dissect(p.data, pv)
+    sd = _f.dissect(s.data, sv)
+    off = s_off = None
+    if pd_.ip_proto == 6 and sd.ip_proto == 6 and pd_.payload_off is not None and sd.payload_off is not None:
+        # colo-compare compares each side from its own header plus its offset (the part already
+        # matched by an earlier, shorter frame).  When the two segments overlap in sequence
+        # space those offsets line them up by sequence number, which is what is done here;
+        # when they do not (sequence spaces not aligned: no filter-rewriter), a first compare
+        # starts both at their payloads.
+        pseq = _field_value(p.data, pv, "tcp.seq", pd_) or 0
+        sseq = _field_value(s.data, sv, "tcp.seq", sd) or 0
+        plen = max(0, len(p.data) - pd_.payload_off)
+        slen = max(0, len(s.data) - sd.payload_off)
+        ahead = (pseq - sseq) & 0xFFFFFFFF          # the primary starts this much later
+        behind = (sseq - pseq) & 0xFFFFFFFF         # the secondary starts this much later
+        if 0 < ahead < slen:
+            p_from, s_from = pd_.payload_off, sd.payload_off + ahead
+        elif 0 < behind < plen:
+            p_from, s_from = pd_.payload_off + behind, sd.payload_off
+        else:
+            p_from, s_from = pd_.payload_off, sd.payload_off
+        first = _f.first_difference(p.data, s.data, p_from, s_from)
+        d.details["compared_from"] = p_from
+        if first is not None:
+            off, s_off = first, first - p_from + s_from
+        elif inverted_tcp and d.cause == "miscompare":
+            d.details["inverted_tcp_test"] = True
+            d.notes.append("QEMU 4.1's TCP payload test is inverted (spec Q1): the compared payloads are "
+                           "identical, and 4.1 requests a checkpoint for identical TCP data")
+            return
+    else:
+        start = _f.compare_start(p.data, pv, pd_)
+        d.details["compared_from"] = start
+        first = _f.explaining_difference(p.data, s.data, start, start, pv)
+        if first is not None:
+            off = s_off = first
+    if off is None:
+        d.notes.append("no difference in the compared bytes")
+        return
+    d.offset, d.secondary_offset = off, s_off
+    po = _f.payload_offset(p.data, off, pv, pd_)
+    d.payload_offset = po
+    fp = _f.field_at(p.data, off, pv, pd_) if off < len(p.data) else None
+    fs = _f.field_at(s.data, s_off, sv, sd) if s_off < len(s.data) else None
+    if fp is not None or fs is not None:
+        name = (fp or fs).name
+        d._field_len = (fp or fs).length
+        if (fp or fs).length > 8:
+            # a payload or data run: its value is the bytes around the difference, not its start
+            pv_, sv_ = _around(p.data, off), _around(s.data, s_off)
+        else:
+            pv_ = _val(fp) if fp is not None else None
+            sv_ = _val(fs) if fs is not None and fs.name == name else (None if fs is None else f"{fs.name} = {_val(fs)}")
+        d.fields = [{"name": name, "primary": pv_, "secondary": sv_}]
+    d.hex = hexdiff(p.data, s.data, off, s_off)
+
+
+def _size_details(p: bytes, s: bytes, vnet: int) -> dict:
+    n = min(len(p), len(s))
+    longer, extra_from = ("secondary", s) if len(s) > len(p) else ("primary", p)
+    same_prefix = p[:n] == s[:n]
+    extra = extra_from[n:]
+    det = {"primary_size": len(p), "secondary_size": len(s),
+           "extra": {"side": longer if len(p) != len(s) else None, "bytes": abs(len(p) - len(s)),
+                     "at": n if len(p) != len(s) else None, "hex": extra[:32].hex(),
+                     "after_equal_prefix": same_prefix}}
+    return det
+
+
+def _field_value(data: bytes, vnet: int, name: str, dis=None):
+    d = dis if dis is not None else _f.dissect(data, vnet)
+    for f in d.fields:
+        if f.name == name:
+            return f.value
+    return None
+
+
+def _around(data: bytes, off: int, before: int = 6, n: int = 16) -> str:
+    """The bytes around ``off`` as a Python bytes literal, with ``...`` where it is cut."""
+    lo = max(0, off - before)
+    hi = min(len(data), lo + n)
+    text = repr(bytes(data[lo:hi]))
+    return ("..." if lo > 0 else "") + text + ("..." if hi < len(data) else "")
+
+
+def _val(f):
+    return f.value if not isinstance(f.value, (bytes, bytearray)) else f.value.hex()
+
+
+def _vnet(picked, vnet: int) -> int:
+    if picked is None:
+        return vnet
+    return picked.vnet_hdr_len if picked.vnet_hdr_len is not None else vnet
+
+
+# ---------------------------------------------------------------------------------- tshark
+
+
+def _name_app_fields(divs: list, frames: dict, vnet: int) -> str:
+    """One tshark run over the frames of ``divs`` (written to a temporary pcapng without their
+    vnet headers): the innermost application field covering each differing byte is put first
+    in ``fields``.  Returns "tshark" or the one line saying why not."""
+    from ..captures.writer import PcapngWriter
+
+    order = []          # (div, side, picked, vnet, offset)
+    for d in divs:
+        if d.offset is None:
+            continue
+        for side, num, off in ((0, d.primary_frame, d.offset), (1, d.secondary_frame, d.secondary_offset)):
+            pk = frames[side].get(num)
+            if pk is not None:
+                order.append((d, side, pk, _vnet(pk, vnet), off))
+    if not order:
+        return "tshark"
+    fd, path = tempfile.mkstemp(suffix=".pcapng", prefix="colo-explain-")
+    os.close(fd)
+    try:
+        with PcapngWriter(path, "explain") as w:
+            for _d, _side, pk, v, _off in order:
+                w.write(pk.time_ns, pk.data[v:])
+        offsets = {i + 1: [off - v] for i, (_d, _s, _pk, v, off) in enumerate(order)}
+        found = app_fields(path, offsets.keys(), offsets)
+    finally:
+        os.unlink(path)
+    if found.frames is None:
+        return found.reason
+    named: dict = {}
+    for i, (d, side, _pk, v, off) in enumerate(order):
+        af = app_field_at(found.frames.get(i + 1, ()), off - v)
+        named[(id(d), side)] = af
+    for d in divs:
+        ap = named.get((id(d), 0))
+        # only a field narrower than the package's own names more (a payload's HTTP header, not
+        # tshark's second name for the same two bytes, e.g. icmp.seq_le for icmp.seq)
+        if ap is None or not ap.name or (d.fields and (ap.name == d.fields[0]["name"]
+                                                       or ap.size >= d._field_len)):
+            continue
+        sp = named.get((id(d), 1))
+        d.fields.insert(0, {"name": ap.name, "primary": ap.show,
+                            "secondary": sp.show if sp is not None and sp.name == ap.name else None})
+    return "tshark"
+
+
+# ---------------------------------------------------------------------------------- other profile
+
+
+def _other_verdicts(divs: list, other: pd.DataFrame, profile: str) -> None:
+    """What a replay with the other profile decided about each divergence's frame."""
+    kind = other["kind"].astype(str).to_numpy()
+    cause = other["cause"].astype(str).to_numpy()
+    pf = other["primary_frame"].to_numpy()
+    sf = other["secondary_frame"].to_numpy()
+    for d in divs:
+        if d.primary_frame >= 1 and d.side == "primary" or d.secondary_frame < 1:
+            col, num, lab = pf, d.primary_frame, _label("P", d.primary_frame)
+        else:
+            col, num, lab = sf, d.secondary_frame, _label("S", d.secondary_frame)
+        if num < 1:
+            continue
+        rows = np.flatnonzero(col == num)
+        reqs = [r for r in rows if kind[r] == "checkpoint_request"]
+        if reqs:
+            c = cause[reqs[0]]
+            verdict = f"checkpoint_request {c}"
+            differs = c != d.cause
+        else:
+            fates = [f"{kind[r]} {cause[r]}" for r in rows if kind[r] in ("release", "secondary_dropped")]
+            verdict = fates[0] if fates else "no decision about this frame"
+            differs = True
+        d.other_profile = {"profile": profile, "verdict": verdict, "differs": bool(differs)}
+        if differs:
+            why = ""
+            if profile == "4.1" and d.protocol == "tcp" and d.offset is not None and verdict.startswith("release"):
+                why = " (4.1's inverted TCP test, spec Q1, releases differing payload)"
+            d.notes.append(f"QEMU {profile} would decide differently on {lab}: {verdict}{why}")
+
+
+# ---------------------------------------------------------------------------------- text
+
+
+def _format_divergence(d: Divergence, hex_window: bool) -> list[str]:
+    tag = "concurrent root" if d.concurrent else "root"
+    lines = [f"#{d.request}  {_iso(d.time_ns)}  {d.cause}  {_flow_text(d.flow, d.protocol)}  "
+             f"(episode {d.episode}, {tag}, conn {d.conn})"]
+    lines.append(f"    frames        {_label('P', d.primary_frame)}  {_label('S', d.secondary_frame)}")
+    if d.offset is not None:
+        po = f", payload offset {d.payload_offset}" if d.payload_offset is not None else ""
+        so = f" (secondary {d.secondary_offset})" if d.secondary_offset != d.offset else ""
+        cf = d.details.get("compared_from")
+        cf = f"; colo-compare compares from offset {cf}" if cf is not None else ""
+        lines.append(f"    first diff    frame offset {d.offset}{so}{po}{cf}")
+    for f in d.fields:
+        lines.append(f"    field         {f['name']}  {_short(f['primary'])}  \u2260  {_short(f['secondary'])}")
+    det = d.details
+    if d.cause == "size_mismatch" and det:
+        ex = det["extra"]
+        lines.append(f"    sizes         primary {det['primary_size']} B, secondary {det['secondary_size']} B"
+                     + (f"; the {ex['side']} has {ex['bytes']} more bytes from offset {ex['at']}"
+                        + (" (the rest is equal)" if ex["after_equal_prefix"] else "")
+                        + (f": {ex['hex']}" if ex["hex"] else "") if ex["side"] else ""))
+    if d.cause == "ack_gate" and det:
+        lines.append(f"    ack           primary {det['primary_ack']}, secondary {det['secondary_ack']}")
+    if d.cause == "expired" and det:
+        cand = det.get("candidate")
+        lines.append(f"    waiting       {det['waiting_frame']} for {det['age_ms']} ms; nearest on the other side: "
+                     + (f"{cand}" if cand else "none")
+                     + (f", first difference {det['candidate_difference']}" if det.get("candidate_difference")
+                        else ""))
+    lines.append(f"    cost          {_plural(d.consequences, 'consequence')}"
+                 + (f", {_plural(d.checkpoints, 'checkpoint')}" if not d.concurrent
+                    else ", shares the episode's checkpoints"))
+    for n in d.notes:
+        lines.append(f"    note          {n}")
+    if hex_window and d.hex is not None:
+        lines.extend("    " + ln for ln in d.hex.text().splitlines())
+    return lines
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _class_text(row) -> str:
+    get = row.get if hasattr(row, "get") else (lambda k: row[k])
+    parts = [get("protocol") or "?", get("cause")]
+    if get("field"):
+        parts.append(get("field"))
+    return ", ".join(parts)
+
+
+def _fmt_sel(sel: dict) -> str:
+    return ", ".join(f"--{k} {v}" for k, v in sel.items())
+
+
+def _short(v, n: int = 48) -> str:
+    s = str(v)
+    return s if len(s) <= n else s[:n - 3] + "..."
+
+
+def _label(side: str, num) -> str:
+    return f"{side}#{num}" if num is not None and int(num) >= 1 else f"{side}#-"
+
+
+def _num(n: int):
+    return int(n) if n is not None and int(n) >= 1 else None
+
+
+def _neg(v) -> int:
+    return -1 if v is None else int(v)
+
+
+def _s(v) -> str:
+    return "" if v is None else str(v)
+
+
+def _iso(t_ns: int) -> str:
+    dt = datetime.fromtimestamp(t_ns // 1_000_000_000, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%d %H:%M:%S") + f".{(t_ns % 1_000_000_000) // 1000:06d}Z"

@@ -1,0 +1,333 @@
+"""What a checkpoint does to the secondary: the resynchronisation model of pair captures.
+
+Under real COLO a checkpoint makes the secondary VM a copy of the primary: after it, the SVM
+never sends what the PVM had already sent, and it sends again, with the PVM, whatever it had
+sent ahead of it.  A capture taken under COLO (a chardev capture) already shows that.  A pair
+captured from two free-running VMs does not: its secondary stream goes on as if no checkpoint
+happened, so one divergence in a long TCP stream misaligns every later compare on that
+connection and one root becomes dozens of requests.
+
+``Resync`` models the checkpoint's effect on such a pair.  It never changes what
+the engine decides about the frames it is given; it changes which secondary frames the driver
+gives it, and each such change is a driver row in the timeline (kind ``superseded`` or
+``requeued``), never a QEMU decision.  The rules, decided at every flush (the end of a
+checkpoint) from the frames that flush released and dropped:
+
+While a checkpoint runs (from its start to its flush) the VMs are stopped:
+    frames captured meanwhile (both sides: the pair's VMs ran on) are **held** by the driver and
+    fed when the checkpoint ends, right after the flush (and the requeued frames), in arrival
+    order, the secondaries through the rules below; a request among them that starts the next
+    checkpoint holds the rest again.  So a diverged connection that goes on sending does not
+    request again against the miscompared pair still at its queues' heads (which, with 5.1+
+    coalescing, would cost a second checkpoint); its frames are compared after the flush.
+
+TCP, by sequence space, per connection:
+    ``mark`` = the furthest point the primary had sent: the latest ``seq_end`` of the primaries
+    the flush released, of the connection's ``compare_seq`` (data compared equal), and of the
+    mark from earlier flushes, in 32-bit serial order.
+    * A later secondary segment whose data ends at or before the mark is **superseded**: the
+      resynchronised SVM had that data already sent by the PVM.  (A segment without payload
+      is superseded when it starts before the mark: an ACK of the old, behind stream.)
+    * A segment that **straddles** the mark (starts before it, ends after it) is **trimmed**:
+      the part before the mark is cut, its sequence number moved to the mark and its IPv4
+      total length reduced, as the resynchronised SVM would send only the rest.  The trimmed
+      frame keeps its frame number; a ``superseded/trimmed`` row says how many bytes went.
+    * The first segment that starts at or after the mark ends the rule for that connection:
+      the secondary has caught up.  So does ``compare_timeout`` without such a segment: a
+      secondary that far behind would have expired under QEMU anyway.
+    * Secondary segments the flush dropped that lie (partly) **after** the mark were ahead of
+      the primary.  The resynchronised SVM sends that data again with the PVM, so they are
+      **requeued**: fed again right after the flush, at the flush time, in their order
+      (trimmed first if they straddle the mark).  A frame is requeued once: dropped by a
+      later flush again, it is gone (else data the primary never sends would be requeued at
+      every flush and expire after every one: a checkpoint every compare_timeout, forever).
+
+UDP, ICMP and other protocols, per connection:
+    The flush's primaries and secondaries are paired: first by content (colo-compare's own
+    rule: same size, same bytes from the primary's IP payload; whole frames for "other"), then
+    the rest in arrival order (a differing counterpart, e.g. an NTP reply carrying the other
+    VM's clock).  Primaries left unpaired are **owed**: the behind SVM will still send their
+    counterparts.  A later secondary frame on the connection is superseded when it matches an
+    owed primary by content, or, failing that, when it arrives within ``compare_timeout`` of
+    the flush (the differing counterpart); owed entries older than that are forgotten, since a
+    frame that late would have expired under QEMU too.  Secondaries left unpaired were ahead:
+    they are requeued.
+
+The model is a driver-level approximation: it assumes the free-running VMs emit the same
+streams modulo the divergences (which is what a pair capture is for).  ``raw`` replays keep the
+streams exactly as captured; that is right for captures taken under a real COLO run.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from struct import pack_into
+
+from ..engine.events import Cause
+from ..engine.packet import (
+    IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, SECONDARY, Packet, connection_key, fill_tcp_info,
+    parse_packet_early,
+)
+
+_U32 = 0xFFFFFFFF
+_S32_NEG = 0x80000000
+
+# What check_secondary tells the driver to do with a secondary frame
+FEED = 0            # give it to the engine as it is
+SUPERSEDE = 1       # drop it: a resynchronised SVM would not send it
+TRIM = 2            # feed the trimmed bytes instead (the part before the mark is cut)
+
+
+def _later(a: int, b: int) -> int:
+    """The later of two sequence numbers in 32-bit serial order (QEMU's after())."""
+    return a if 0 < (a - b) & _U32 < _S32_NEG else b
+
+
+@dataclass
+class Requeue:
+    """A secondary frame the flush dropped that the resynchronised SVM sends again."""
+
+    data: bytes
+    vnet_hdr_len: int
+    ident: object
+    trimmed: int = 0     # payload bytes cut from its front (0: fed as it was)
+
+
+@dataclass
+class Verdict:
+    action: int                 # FEED / SUPERSEDE / TRIM
+    data: bytes = b""           # TRIM: the bytes to feed
+    trimmed: int = 0            # TRIM: payload bytes cut
+    cause: int = 0              # SUPERSEDE / TRIM: the driver row's Cause (ALREADY_SENT, OWED, TRIMMED)
+
+
+@dataclass
+class _Owed:
+    """Datagram flows: primaries a flush released whose secondary counterpart has not come."""
+
+    until_ns: int                                   # forget entries after this time
+    items: deque = field(default_factory=deque)     # (size, off, tail bytes) per primary
+
+
+@dataclass
+class ResyncStats:
+    superseded: int = 0
+    trimmed: int = 0
+    requeued: int = 0
+
+    def as_dict(self) -> dict:
+        return {"superseded": self.superseded, "trimmed": self.trimmed, "requeued": self.requeued}
+
+
+class Resync:
+    """The resynchronisation state of one replay (see the module docstring for the rules).
+
+    ``engine`` is the replay's ``Engine`` (read only: its profile, its connections'
+    ``compare_seq``).  The driver calls ``after_flush`` with the events of every flush and
+    feeds what it returns; while ``active`` it asks ``check_secondary`` about each secondary
+    frame before feeding it.
+    """
+
+    def __init__(self, engine, compare_timeout_ms: int):
+        self.engine = engine
+        self.profile = engine.profile
+        self._key_ips = self.profile.portless_key_has_ips
+        self._subtract_vnet = self.profile.header_size_subtracts_vnet
+        self._window_ns = compare_timeout_ms * 1_000_000
+        self.marks: dict[bytes, int] = {}       # TCP connection key -> mark (seq)
+        self._mark_until: dict[bytes, int] = {}  # TCP connection key -> forget the mark after this
+        self.owed: dict[bytes, _Owed] = {}      # datagram connection key -> owed primaries
+        self.stats = ResyncStats()
+        self._requeued: set = set()             # idents requeued once (never twice)
+        self.holding = False                    # a modelled checkpoint runs: the VMs are stopped
+        self.held: list = []                    # (side, data, vnet_hdr_len, ident) sent meanwhile
+
+    @property
+    def active(self) -> bool:
+        """True while some connection has a rule pending (only then are secondaries checked)."""
+        return bool(self.marks or self.owed)
+
+    # ------------------------------------------------------------------ at a flush
+    def after_flush(self, events, t: int) -> list[Requeue]:
+        """The flush at ``t`` produced ``events`` (its RELEASE/FLUSH and SECONDARY_DROPPED/FLUSH
+        events among them).  Updates the rules and returns the dropped secondaries to requeue,
+        in arrival order."""
+        self.sweep(t)
+        primaries: dict[bytes, list[Packet]] = {}
+        secondaries: dict[bytes, list[Packet]] = {}
+        protos: dict[bytes, int] = {}
+        for ev in events:
+            pkt = ev[3]
+            if pkt is None or ev[1] != 5:          # Cause.FLUSH
+                continue
+            if ev[0] == 1:                         # EventKind.RELEASE
+                bucket = primaries
+            elif ev[0] == 2:                       # EventKind.SECONDARY_DROPPED
+                bucket = secondaries
+            else:
+                continue
+            key = connection_key(pkt, self._key_ips)
+            bucket.setdefault(key, []).append(pkt)
+            protos[key] = pkt.ip_proto
+        requeue: list[Requeue] = []
+        for key, proto in protos.items():
+            pl = sorted(primaries.get(key, ()), key=_arrival)
+            sl = sorted(secondaries.get(key, ()), key=_arrival)
+            if proto == IPPROTO_TCP:
+                requeue += self._tcp_flush(key, pl, sl, t)
+            else:
+                requeue += self._datagram_flush(key, proto, pl, sl, t)
+        if requeue:
+            done = self._requeued
+            requeue = [r for r in requeue if r.ident not in done]
+            done.update(r.ident for r in requeue)
+        requeue.sort(key=lambda r: r.ident if isinstance(r.ident, int) else 0)
+        self.stats.requeued += len(requeue)
+        return requeue
+
+    def _tcp_flush(self, key: bytes, pl: list[Packet], sl: list[Packet], t: int = 0) -> list[Requeue]:
+        mark = self.marks.get(key)
+        conn = self.engine.table.get(key)
+        if conn is not None and conn.compare_seq:
+            mark = conn.compare_seq if mark is None else _later(mark, conn.compare_seq)
+        for p in pl:
+            mark = p.seq_end if mark is None else _later(mark, p.seq_end)
+        if mark is None:
+            # Nothing is known of where the primary is: every dropped secondary was waiting
+            # for primary data, i.e. ahead of it.
+            return [Requeue(s.data, s.vnet_hdr_len, s.ident) for s in sl]
+        self.marks[key] = mark
+        self._mark_until[key] = t + self._window_ns
+        out = []
+        for s in sl:
+            if s.seq_end == s.tcp_seq or not 0 < (s.seq_end - mark) & _U32 < _S32_NEG:
+                continue                           # no data after the mark: not resent
+            if 0 < (mark - s.tcp_seq) & _U32 < _S32_NEG:
+                data, cut = self._trim(s, mark)
+                out.append(Requeue(data, s.vnet_hdr_len, s.ident, cut))
+            else:
+                out.append(Requeue(s.data, s.vnet_hdr_len, s.ident))
+        return out
+
+    def _datagram_flush(self, key: bytes, proto: int, pl: list[Packet], sl: list[Packet],
+                        t: int) -> list[Requeue]:
+        left_p = list(pl)
+        left_s = []
+        for s in sl:                               # pair by content first
+            for i, p in enumerate(left_p):
+                if _same_datagram(p, s, proto):
+                    del left_p[i]
+                    break
+            else:
+                left_s.append(s)
+        n = min(len(left_p), len(left_s))          # then differing counterparts, in order
+        left_p = left_p[n:]
+        left_s = left_s[n:]
+        if left_p:
+            owed = self.owed.get(key)
+            if owed is None:
+                owed = self.owed[key] = _Owed(t + self._window_ns)
+            owed.until_ns = t + self._window_ns
+            for p in left_p:
+                off = _datagram_offset(p, proto)
+                owed.items.append((p.size, off, p.data[off:]))
+        return [Requeue(s.data, s.vnet_hdr_len, s.ident) for s in left_s]
+
+    # ------------------------------------------------------------------ per secondary frame
+    def check_secondary(self, data: bytes, vnet_hdr_len: int, t: int) -> Verdict:
+        """What to do with a secondary frame arriving at ``t`` while ``active``."""
+        pkt = Packet(data, SECONDARY, t, vnet_hdr_len)
+        if not data or parse_packet_early(pkt, self.profile) or pkt.undefined:
+            return _FEED                           # unsupported or odd: the engine decides
+        key = connection_key(pkt, self._key_ips)
+        proto = pkt.ip_proto
+        if proto == IPPROTO_TCP:
+            mark = self.marks.get(key)
+            if mark is None:
+                return _FEED
+            if t > self._mark_until[key]:
+                # nothing behind the mark came within compare_timeout: whatever comes now is new
+                self._drop_mark(key)
+                return _FEED
+            fill_tcp_info(pkt, self._subtract_vnet)
+            seq, end = pkt.tcp_seq, pkt.seq_end
+            if seq == end:                         # no payload: stale when it starts before the mark
+                if 0 < (mark - seq) & _U32 < _S32_NEG:
+                    self.stats.superseded += 1
+                    return Verdict(SUPERSEDE, cause=_SENT)
+                self._drop_mark(key)               # at (or after) the mark: caught up
+                return _FEED
+            if not 0 < (end - mark) & _U32 < _S32_NEG:
+                self.stats.superseded += 1
+                return Verdict(SUPERSEDE, cause=_SENT)
+            self._drop_mark(key)                   # ends after the mark: caught up
+            if 0 < (mark - seq) & _U32 < _S32_NEG:
+                trimmed, cut = self._trim(pkt, mark)
+                self.stats.trimmed += 1
+                return Verdict(TRIM, trimmed, cut, _TRIMMED)
+            return _FEED
+        owed = self.owed.get(key)
+        if owed is None:
+            return _FEED
+        items = owed.items
+        for i, (size, off, tail) in enumerate(items):
+            if size == pkt.size and data[off:] == tail:
+                del items[i]
+                break
+        else:
+            if t > owed.until_ns:
+                del self.owed[key]                 # too late to be a counterpart
+                return _FEED
+            items.popleft()
+        if not items:
+            del self.owed[key]
+        self.stats.superseded += 1
+        return Verdict(SUPERSEDE, cause=_OWED)
+
+    def _drop_mark(self, key: bytes) -> None:
+        del self.marks[key]
+        del self._mark_until[key]
+
+    def sweep(self, t: int) -> None:
+        """Forget the rules whose window ended before ``t`` (a connection that sent nothing more:
+        its rule would otherwise keep every secondary frame checked)."""
+        for key in [k for k, u in self._mark_until.items() if u < t]:
+            self._drop_mark(key)
+        for key in [k for k, o in self.owed.items() if o.until_ns < t]:
+            del self.owed[key]
+
+    @staticmethod
+    def _trim(pkt: Packet, mark: int) -> tuple[bytes, int]:
+        """The segment without its payload before ``mark``: (bytes, payload bytes cut)."""
+        data = pkt.data
+        l4 = pkt.l4_off
+        hs = l4 + ((data[l4 + 12] >> 4) << 2)
+        cut = (mark - pkt.tcp_seq) & _U32
+        out = bytearray(data[:hs] + data[hs + cut:])
+        pack_into("!I", out, l4 + 4, mark)
+        net = pkt.net_off
+        total = int.from_bytes(data[net + 2:net + 4], "big")
+        if total >= cut:                            # IPv4 total length, when it was sane
+            pack_into("!H", out, net + 2, total - cut)
+        return bytes(out), cut
+
+
+_FEED = Verdict(FEED)
+_SENT, _OWED, _TRIMMED = Cause.ALREADY_SENT, Cause.OWED, Cause.TRIMMED
+
+
+def _arrival(pkt: Packet):
+    return (pkt.time, pkt.ident if isinstance(pkt.ident, int) else 0)
+
+
+def _datagram_offset(p: Packet, proto: int) -> int:
+    """Where colo-compare starts comparing a datagram (colo_packet_compare_udp/icmp/other)."""
+    if proto == IPPROTO_UDP or proto == IPPROTO_ICMP:
+        return (((p.data[p.net_off] & 0x0F) << 2) + 14 + p.vnet_hdr_len) & 0xFFFF
+    return p.vnet_hdr_len
+
+
+def _same_datagram(p: Packet, s: Packet, proto: int) -> bool:
+    off = _datagram_offset(p, proto)
+    return p.size == s.size and p.data[off:] == s.data[off:]
