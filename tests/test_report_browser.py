@@ -79,8 +79,17 @@ def test_fresh_sample_report_renders_with_and_without_javascript(tmp_path):
 
 
 @pytest.mark.parametrize("with_csp", [True, False], ids=["with-csp", "escaping-only"])
-def test_hostile_report_runs_nothing(tmp_path, with_csp):
-    rep = hostile_report(tmp_path)
+@pytest.mark.parametrize("source", ["explain-shaped", "explain"])
+def test_hostile_report_runs_nothing(tmp_path, with_csp, source):
+    """``explain-shaped``: hostile bytes in every string of the divergence data (classes, hints,
+    flows, field values, hex); ``explain``: the real report of the hostile pair (explain's own
+    field values and hex windows of those payloads, the hostile file names)."""
+    if source == "explain":
+        from tests.support.hostile import hostile_run
+        p, s, _ = hostile_run(tmp_path)
+        rep = api.report(p, s)
+    else:
+        rep = hostile_report(tmp_path)
     text = rep.html()
     if not with_csp:
         marker = f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
@@ -91,8 +100,11 @@ def test_hostile_report_runs_nothing(tmp_path, with_csp):
     state = _check_page(page)
     assert state["title"].startswith("colo-replay report: ") and "PWNED" in state["title"]   # as text
     assert state["pwned"] == 0
-    assert '<script>document.title="PWNED"' in state["text"]
-    assert "\\x1b" in state["text"] and "\\udcff" in state["text"]
+    if source == "explain-shaped":
+        assert '<script>document.title="PWNED"' in state["text"]
+        assert "\\x1b" in state["text"] and "\\udcff" in state["text"]
+    else:
+        assert "onerror=" in state["text"] and rep.data["divergences"]["source"] == "explain"
 
 
 def test_the_harness_sees_scripts_run_and_not_run(tmp_path):
