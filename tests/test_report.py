@@ -356,3 +356,12 @@ def test_empty_captures_nothing_compared_exit_2(tmp_path):
     assert d["verdict"]["status"] == "empty" and d["connections"]["total"] == 0
     page = Page((tmp_path / "r.html").read_text())
     assert set(SECTIONS) <= page.ids and page.tags.count("img") == 3
+
+
+def test_every_replay_option_is_a_report_option():
+    """The report takes the replay command's options (its outputs and thresholds excepted), so a
+    new replay option cannot be forgotten here."""
+    from colo_replay.cli.replay import replay
+    from colo_replay.cli.report import report
+    own = {"output", "summary_json", "max_checkpoints", "max_held_p99"}
+    assert {p.name for p in replay.params} - own <= {p.name for p in report.params}

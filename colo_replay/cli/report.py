@@ -20,7 +20,8 @@ _REPLAY_PARAMS = ("primary", "secondary", "chardev", "primary_in_port", "seconda
                   "notify_port", "flushes", "qemu", "compare_timeout", "expired_scan_cycle", "max_queue_size",
                   "vnet_hdr_support", "vnet_hdr_len", "primary_offset", "secondary_offset", "align",
                   "primary_delay", "secondary_delay", "scan_phase", "checkpoint_duration", "checkpoint_delay",
-                  "checkpoints_at", "until", "allow_gaps", "allow_empty", "bpf_filter", "guest", "filter_rewriter", "peer_isn", "progress")
+                  "checkpoints_at", "until", "allow_gaps", "allow_empty", "after_checkpoint", "bpf_filter", "guest",
+                  "filter_rewriter", "peer_isn", "progress")
 
 # as ``replay`` refuses them with --chardev
 _NOT_WITH_CHARDEV = ("primary_offset", "secondary_offset", "primary_delay", "secondary_delay", "vnet_hdr_len",
@@ -40,6 +41,7 @@ def _replay_options(kw: dict) -> dict:
                                         g("notify_port")), flushes=g("flushes"))
     return dict(common, filter_rewriter=g("filter_rewriter") or False, peer_isn=g("peer_isn") or False,
                 guest=g("guest"), align=g("align"), vnet_hdr_len=g("vnet_hdr_len") or 0,
+                after_checkpoint=g("after_checkpoint"),
                 primary_offset_ns=g("primary_offset") or 0, secondary_offset_ns=g("secondary_offset") or 0,
                 primary_delay_ns=g("primary_delay") or 0, secondary_delay_ns=g("secondary_delay") or 0)
 
@@ -107,6 +109,8 @@ def report(ctx, output, markdown_path, json_path, timeline_path, summary_path, b
         if kw.get("chardev") is not None:
             given = [p.opts[0] for p in ctx.command.params if p.name in _NOT_WITH_CHARDEV
                      and ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE]
+            if kw.get("after_checkpoint") == "resync":
+                given.append("--after-checkpoint resync")
             if given:
                 fail(f"{', '.join(given)} not applicable with --chardev: its streams are on colo-compare's own "
                      f"clock and carry their vnet lengths (and its input is already rewritten and outbound only)")
