@@ -15,11 +15,68 @@ captures -> engine; never the reverse):
 
 The names below are loaded on first use, so ``import colo_replay`` stays cheap and
 ``from colo_replay import Engine`` does not load pandas or any capture reader.
+
+The compiled core: the modules in ``COMPILED_MODULES`` are compiled by ``setup.py`` (Cython,
+from these same ``.py`` files) when a C compiler is present; Python then loads the compiled
+module instead of the source.  ``COLO_REPLAY_CORE=interpreted`` in the environment makes this
+package load the ``.py`` sources even so (the tests run both cores); ``COLO_REPLAY_CORE=compiled``
+refuses to run without the compiled modules.  ``colo_replay.engine.core_info`` says which runs.
 """
 
+import os as _os
+import sys as _sys
 from importlib import import_module
 
 __version__ = "0.1.0"
+
+# The per-frame path (read by setup.py too, as text: keep it one literal tuple)
+COMPILED_MODULES = (
+    "colo_replay.engine.packet",
+    "colo_replay.engine.connection",
+    "colo_replay.engine.state",
+    "colo_replay.engine.tcp",
+    "colo_replay.engine.datagram",
+    "colo_replay.engine.scan",
+    "colo_replay.engine.compare",
+    "colo_replay.captures.pcap",
+    "colo_replay.offline.driver",
+    "colo_replay.output.timeline",
+)
+CORE_ENV = "COLO_REPLAY_CORE"
+CORE_CHOICE = _os.environ.get(CORE_ENV, "auto") or "auto"
+
+
+class _CoreFinder:
+    """Finds the modules of COMPILED_MODULES as the ``.py`` source ("interpreted") or only as
+    the compiled extension ("compiled"); installed only when COLO_REPLAY_CORE asks for one."""
+
+    def __init__(self, choice: str):
+        self.choice = choice
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in COMPILED_MODULES or not path:
+            return None
+        from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader, SourceFileLoader
+        from importlib.util import spec_from_file_location
+        leaf = name.rpartition(".")[2]
+        for folder in path:
+            source = _os.path.join(folder, leaf + ".py")
+            if self.choice == "interpreted" and _os.path.exists(source):
+                return spec_from_file_location(name, source, loader=SourceFileLoader(name, source))
+            if self.choice == "compiled":
+                for suffix in EXTENSION_SUFFIXES:
+                    ext = _os.path.join(folder, leaf + suffix)
+                    if _os.path.exists(ext):
+                        return spec_from_file_location(name, ext, loader=ExtensionFileLoader(name, ext))
+                raise ImportError(f"{CORE_ENV}=compiled, but {name} is not compiled here (install with a C "
+                                  f"compiler present, or run: python setup.py build_ext --inplace)")
+        return None
+
+
+if CORE_CHOICE not in ("auto", "compiled", "interpreted"):
+    raise ImportError(f"{CORE_ENV}={CORE_CHOICE!r}: use compiled, interpreted or auto")
+if CORE_CHOICE != "auto":
+    _sys.meta_path.insert(0, _CoreFinder(CORE_CHOICE))
 
 # name -> module that defines it (loaded lazily by __getattr__, PEP 562)
 _LAZY = {

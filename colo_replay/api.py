@@ -5,6 +5,7 @@ options, makes one of these calls and prints what it returns.
 * ``replay_chardev(capture, **options) -> Timeline``          ``colo-replay replay --chardev C``
 * ``verify(capture, **options) -> Verification``              ``colo-replay verify C``
 * ``explain(primary, secondary, **options) -> Explanation``   ``colo-replay explain P S``
+* ``sweep(primary, secondary, grid=..., **options) -> Sweep``  ``colo-replay sweep P S --compare-timeout ...``
 * ``live(primary_in=..., secondary_in=..., outdev=..., ...) -> LiveRun``   ``colo-replay live``
 
 Options are resolved here, once (profiles, filter-rewriter, guest selection, clock alignment,
@@ -233,6 +234,28 @@ def replay(primary, secondary, progress=None, *, filter_rewriter: bool = False, 
       ``track(readers, paths)`` method, that is called first and returns the readers to use
       (the command line's progress bar counts bytes that way).
     """
+    prd, srd, opts, source, rewriter = _open_pair(primary, secondary, filter_rewriter, peer_isn, guest, align,
+                                                  checkpoints_at, end_ns, options, allow_gaps, after_checkpoint)
+    if progress is not None and hasattr(progress, "track"):
+        prd, srd = progress.track((prd, srd), tuple(c for c in (primary, secondary) if _is_path(c)))
+    result, _exc = replay_partial(prd, srd, opts, progress)
+    if rewriter is not None:
+        source = {"filter_rewriter": rewriter.stats.as_dict(), **source}
+    if source:
+        result.source = source
+    timeline = Timeline(result)
+    result.warnings = _option_warnings(opts)
+    if not result.interrupted:
+        result.warnings += _replay_warnings(timeline, primary, secondary, opts, filter_rewriter, align)
+    timeline.summary["warnings"] = list(result.warnings)     # the summary was made on the way
+    return timeline
+
+
+def _open_pair(primary, secondary, filter_rewriter: bool, peer_isn: bool, guest, align, checkpoints_at, end_ns,
+               options: dict, allow_gaps: bool = False, after_checkpoint: str | None = None):
+    """What ``replay`` hands to the driver, resolved once (``sweep`` shares it): the two readers,
+    the ``ReplayOptions``, the ``source`` notes so far and the filter-rewriter (or None), whose
+    stats are complete once the secondary has been read."""
     from functools import partial
 
     from .captures import open_capture
@@ -271,19 +294,145 @@ def replay(primary, secondary, progress=None, *, filter_rewriter: bool = False, 
         if not _is_path(primary):
             raise ValueError("filter_rewriter needs the primary capture as a path (it is read twice)")
         srd = rewriter = rewrite_secondary(srd, primary, opts.vnet_hdr_len, peer_isn, max_gap_ns=opts.max_gap_ns)
-    if progress is not None and hasattr(progress, "track"):
-        prd, srd = progress.track((prd, srd), tuple(c for c in (primary, secondary) if _is_path(c)))
-    result, _exc = replay_partial(prd, srd, opts, progress)
-    if rewriter is not None:
-        source = {"filter_rewriter": rewriter.stats.as_dict(), **source}
-    if source:
-        result.source = source
-    timeline = Timeline(result)
-    result.warnings = _option_warnings(opts)
-    if not result.interrupted:
-        result.warnings += _replay_warnings(timeline, primary, secondary, opts, filter_rewriter, align)
-    timeline.summary["warnings"] = list(result.warnings)     # the summary was made on the way
-    return timeline
+    return prd, srd, opts, source, rewriter
+
+
+class Sweep:
+    """The outcome of ``sweep``: ``rows`` (one dict per pair and setting, pair-major; columns
+    ``analysis.sweep.ROW_COLUMNS``, ``pareto`` and ``recommended`` included), ``summaries`` (the
+    full summary of each row's replay when asked, else None), ``swept`` (knob -> values),
+    ``settings`` (the grid, as ``ReplayOptions`` keywords), ``recommendations`` (one
+    ``analysis.sweep.Recommendation`` per pair) and ``pairs`` (name, primary, secondary, and
+    ``source`` when the guest selection or the filter-rewriter left notes, as ``replay``'s)."""
+
+    def __init__(self, rows, summaries, swept, settings, recommendations, pairs, max_held_p99):
+        self.rows = rows
+        self.summaries = summaries
+        self.swept = swept
+        self.settings = settings
+        self.recommendations = recommendations
+        self.pairs = pairs
+        self.max_held_p99 = max_held_p99
+
+    @cached_property
+    def frame(self):
+        """The rows as a pandas DataFrame."""
+        from .analysis.sweep import to_frame
+        return to_frame(self.rows)
+
+    @property
+    def exit_status(self) -> int:
+        """2 a capture ended in a read error (its rows are partial); 1 some setting led to a
+        checkpoint request, or ``max_held_p99`` was given and no setting of some pair meets it;
+        0 no setting of any pair requested a checkpoint."""
+        if any(r["partial"] for r in self.rows):
+            return 2
+        if any(r["requests"] for r in self.rows):
+            return 1
+        if self.max_held_p99 is not None and any(rec.row is None for rec in self.recommendations):
+            return 1
+        return 0
+
+    def meta(self) -> dict:
+        """What the JSON file holds besides the rows."""
+        return {"swept": self.swept, "settings": len(self.settings), "pairs": self.pairs,
+                "max_held_p99_ms": self.max_held_p99,
+                "recommendations": [r.as_dict() for r in self.recommendations]}
+
+    def write(self, path: str) -> None:
+        """The rows as .csv / .parquet, or .json with the recommendations and what was swept."""
+        from .analysis.sweep import write_rows
+        write_rows(path, self.rows, self.meta())
+
+    def plot(self, path: str, title: str = "") -> None:
+        """Checkpoints per minute vs held p99: the settings, the front, the recommendation."""
+        from .analysis.sweep import plot
+        plot(path, self.rows, self.recommendations, title)
+
+    def __repr__(self) -> str:
+        return f"<Sweep {len(self.settings)} settings x {len(self.pairs)} pairs>"
+
+
+PREPARED_BUDGET = 2 << 30       # sweep: bytes of prepared frames held at once (a pair is never split)
+
+
+def sweep(primary=None, secondary=None, *, grid: dict, pairs: list[dict] | None = None, jobs: int | None = None,
+          dask: str | None = None, max_held_p99: float | None = None, start_method: str | None = None,
+          with_summary: bool = False, name: str | None = None, **options) -> Sweep:
+    """Replay a pair (or each of ``pairs``) under every setting of ``grid``, parsing each pair once.
+
+    ``grid``: knob -> spec text (``"100,300"``, ``"100:3000:x2"``, ``"100:1000:+300"``) or list
+    of values, for the knobs of ``analysis.sweep.KNOBS`` (compare_timeout, expired_scan_cycle,
+    max_queue_size, checkpoint_duration, checkpoint_delay; durations as ns in lists).
+    ``options``: as for ``replay`` (``filter_rewriter``, ``guest``, ``align``, ``qemu``,
+    ``bpf_filter``, offsets, ``checkpoints_at``, ``end_ns``, ...), for every pair.  ``pairs``:
+    dicts with ``name``, ``primary``, ``secondary`` and per-pair options overriding those
+    (``analysis.sweep.read_manifest`` reads them from a CSV or TOML file).  ``jobs``, ``dask``,
+    ``start_method``: see ``analysis.sweep.run``.  ``max_held_p99`` (ms): the recommendation's
+    bound.  ``with_summary``: keep each row's full summary (``Sweep.summaries``).
+
+    Each row is what ``replay(primary, secondary, **options, **setting)`` would report.  Bad
+    grids and options raise ``ValueError`` before anything is read."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from .analysis import sweep as sw
+    from .engine.profiles import get_profile
+    from .offline.prepared import PreparedPair, prepare
+
+    swept, settings = sw.grid(grid)
+    if pairs is None:
+        if primary is None or secondary is None:
+            raise ValueError("sweep needs PRIMARY and SECONDARY, or pairs")
+        pairs = [{"name": name or (Path(primary).stem if _is_path(primary) else "pair"),
+                  "primary": primary, "secondary": secondary}]
+    elif primary is not None or secondary is not None:
+        raise ValueError("give either PRIMARY SECONDARY or pairs (--pairs), not both")
+    if not pairs:
+        raise ValueError("no pairs to sweep")
+    names = [p.get("name") for p in pairs]
+    if len(set(names)) != len(names) or not all(names):
+        raise ValueError("every pair needs a name, each different")
+    pair_keys = ("filter_rewriter", "peer_isn", "guest", "align", "checkpoints_at", "end_ns", "allow_gaps",
+                 "after_checkpoint")                      # not ReplayOptions fields
+    resolved = []
+    for spec in pairs:
+        merged = {**options, **{k: v for k, v in spec.items() if k not in ("name", "primary", "secondary")}}
+        fixed = set(merged) & {sw.KNOBS[k][0] for k in swept}
+        if fixed:
+            raise ValueError(f"{spec['name']}: {', '.join(sorted(fixed))} is swept: give it in the grid only")
+        kw = {k: merged.pop(k) for k in pair_keys if k in merged}
+        prd, srd, opts, source, rewriter = _open_pair(
+            spec["primary"], spec["secondary"], kw.get("filter_rewriter", False), kw.get("peer_isn", False),
+            kw.get("guest"), kw.get("align"), kw.get("checkpoints_at"), kw.get("end_ns"), merged,
+            kw.get("allow_gaps", False), kw.get("after_checkpoint"))
+        resolved.append((spec, prd, srd, opts, source, rewriter))
+        for setting in settings:         # what QEMU would refuse, before the long part
+            trial = replace(opts, **setting)
+            trial.compare_config().resolve(get_profile(trial.qemu))
+            if trial.checkpoint_duration_ns < 0 or (trial.checkpoint_delay_ns or 0) < 0:
+                raise ValueError("--checkpoint-duration and --checkpoint-delay must not be negative")
+    # Pairs are held in memory a group at a time (up to PREPARED_BUDGET bytes of frames): many
+    # small pairs still fan out together, a suite of large ones does not need them all at once.
+    out: list = []
+    group: list = []
+    sources: dict = {}
+    for k, (spec, prd, srd, opts, source, rewriter) in enumerate(resolved):
+        p, s = prepare(prd), prepare(srd)
+        if rewriter is not None:
+            source = {"filter_rewriter": rewriter.stats.as_dict(), **source}
+        group.append(PreparedPair(spec["name"], p, s, opts, source))
+        sources[spec["name"]] = source
+        if k == len(resolved) - 1 or sum(g.primary.nbytes + g.secondary.nbytes for g in group) >= PREPARED_BUDGET:
+            out += sw.run(group, settings, jobs, dask=dask, start_method=start_method, with_summary=with_summary)
+            group = []
+    del resolved
+    rows = [r for r, _ in out]
+    recs = sw.recommend(rows, max_held_p99, sw.swept_columns(swept) or None)
+    sw.mark(rows, recs)
+    info = [{"name": p["name"], "primary": str(p["primary"]), "secondary": str(p["secondary"]),
+             **({"source": sources[p["name"]]} if sources[p["name"]] else {})} for p in pairs]
+    return Sweep(rows, [s for _, s in out] if with_summary else None, swept, settings, recs, info, max_held_p99)
 
 
 def replay_chardev(capture, ports: dict | None = None, progress=None, flushes: str = "measured", *,

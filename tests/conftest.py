@@ -27,3 +27,12 @@ def pytest_collection_modifyitems(items):
         for fixture in getattr(item, "fixturenames", ()):
             for mark in FIXTURE_MARKS.get(fixture, ()):
                 item.add_marker(mark)
+
+
+def pytest_report_header(config):
+    """Which colo_replay the run tests, and which core (compiled or interpreted) it runs."""
+    import os
+
+    import colo_replay
+    from colo_replay.engine import core_info
+    return f"colo_replay: {os.path.dirname(colo_replay.__file__)}, {core_info.describe()}"

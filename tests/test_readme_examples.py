@@ -49,6 +49,8 @@ NOT_RUN = {
     "python3 -m pytest": "the test suite itself",
     "scripts/test": "the test suite itself (set-up, then pytest)",
     "colo-replay explain": "tests/test_explain.py runs README's explain example against reports/explain-sample.txt",
+    "colo-replay sweep": "tests/test_sweep.py runs the README's sweeps (test_readme_sweep_examples), against replays",
+    "dask ": "starts a Dask cluster (tests/test_sweep.py runs a loopback one)",
 }
 
 

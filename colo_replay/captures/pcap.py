@@ -11,6 +11,11 @@ from __future__ import annotations
 from struct import Struct
 from typing import Iterator
 
+try:
+    import cython
+except ImportError:                 # Cython absent: @cython.locals below is a no-op
+    from ..engine import _cython_shim as cython
+
 from . import linktypes
 from .base import Batch, CaptureReader, Interface
 from .source import ChunkSource
@@ -65,6 +70,10 @@ class PcapReader(CaptureReader):
                                          10**9 if self.nanosecond else 10**6, 0, 0))
         self._pending = head[HEADER_LEN:]
 
+    # compiled core: C integers for the offsets of the record loop; a no-op interpreted
+    @cython.locals(pos=cython.Py_ssize_t, end=cython.Py_ssize_t, last_header=cython.Py_ssize_t,
+                   start=cython.Py_ssize_t, pos_next=cython.Py_ssize_t, caplen=cython.Py_ssize_t,
+                   maxcap=cython.Py_ssize_t)
     def _batches(self) -> Iterator[Batch]:
         unpack = Struct(self.byte_order + "IIII").unpack_from
         frac_ns = self._frac_ns

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import click
 
+from ..engine.core_info import describe as _describe_core
 from .explain import explain
 from .live import live
 from .replay import replay
 from .report import report
+from .sweep import sweep
 from .verify import verify
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="colo-replay")
+@click.version_option(package_name="colo-replay",
+                      message=f"%(prog)s, version %(version)s\n{_describe_core()}")
 def main():
     """Replay COLO primary/secondary captures through an exact QEMU colo-compare."""
 
@@ -30,6 +33,7 @@ main.add_command(replay)
 main.add_command(verify)
 main.add_command(live)
 main.add_command(explain)
+main.add_command(sweep)
 main.add_command(report)
 
 

@@ -5,6 +5,8 @@
 * ``tcp``        TCP compare (colo_compare_tcp, colo_mark_tcp_pkt, the payload compare)
 * ``datagram``   UDP / ICMP / other compare (colo_compare_packet)
 * ``scan``       expiry scans and the checkpoint flush
+* ``state``      ``EngineState``: the engine's fields, declared once (the parts above chain on it)
+* ``core_info``  which core runs: compiled (Cython, from these same files) or interpreted
 * ``constants``  MS, NEVER and QEMU's 32-bit sequence arithmetic (``seq_after`` = after())
 * ``packet``     ``Packet``: one frame and the header fields QEMU parses from it
 * ``events``     ``Event``, ``EventKind``, ``Cause``: what the engine reports
@@ -16,7 +18,8 @@ This package imports nothing else of colo_replay, and neither pandas, click, asy
 every driver (offline replay, live sockets, analysis) is built around it, never inside it.
 """
 
-from .compare import Connection, Engine
+from .compare import Engine
+from .connection import Connection
 from .events import Cause, Event, EventKind
 from .framing import (
     COLO_CHECKPOINT, COLO_COMPARE_GET_XEN_INIT, COLO_USERSPACE_PROXY_INIT, DO_CHECKPOINT,

@@ -26,22 +26,28 @@ each profile pops and pushes at exactly the end QEMU does, and ``g_queue_insert_
 
 ``Engine`` is one class made of parts with one job each.  This module holds its public API and
 the input path (``feed`` with its fast path, the general path, the connection table); the
-comparators and the timer work are mixins it inherits, with no state of their own
-(``__slots__ = ()``; a method found through the MRO costs the same as one defined on the class,
-thanks to the type attribute cache):
+comparators and the timer work are the parts it inherits, in one chain, with no fields of their
+own (``__slots__ = ()``; the fields are ``state.EngineState``'s, declared once; a method found
+through the chain costs the same as one defined on the class, thanks to the type attribute
+cache; a single chain lets the compiled core make every part an extension type, state.py):
 
 * ``tcp.TcpCompare``            colo_compare_tcp, colo_mark_tcp_pkt, the payload compare
 * ``datagram.DatagramCompare``  colo_compare_packet (UDP, ICMP, other)
 * ``scan.ScanAndFlush``         the expiry-scan timer, colo_old_packet_check, colo_flush_packets
+* ``state.EngineState``         the fields
 """
 
 from __future__ import annotations
 
 from struct import Struct
 
+try:
+    import cython
+except ImportError:                 # Cython absent: the decorators below are no-ops
+    from . import _cython_shim as cython
+
 from .connection import Connection
 from .constants import MS, NEVER, S32_SIGN, U32
-from .datagram import DatagramCompare
 from .events import _C_EQUAL, _C_ZERO, _FULL, _RELEASE, _SDROP, _UNDEF, Cause, Event, EventKind, _new_event
 from .packet import (
     IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PRIMARY, SECONDARY, Packet, connection_key,
@@ -50,13 +56,12 @@ from .packet import (
 from .profiles import (
     ACK_UMAX, GATE_SACK, OVERFLOW_CRASH, ZERO_SIGSEGV, CompareConfig, Profile, get_profile,
 )
-from .scan import ScanAndFlush
 from .tcp import TcpCompare
 
 HASHTABLE_MAX_SIZE = 16384   # net/colo.h
 
 # The fast path of Engine.feed makes Packets without calling __init__
-_new_packet = object.__new__
+_new_packet = Packet.__new__
 
 
 def _fast_packet(data: bytes, size: int, side: int, ident, time_ns: int, proto: int, seq: int, ack: int,
@@ -89,7 +94,7 @@ def _fast_packet(data: bytes, size: int, side: int, ident, time_ns: int, proto: 
 _fast_header = Struct("!HB8xB2x12sIIBB").unpack_from
 
 
-class Engine(TcpCompare, DatagramCompare, ScanAndFlush):
+class Engine(TcpCompare):
     """An exact, deterministic colo-compare for one QEMU profile.
 
     ``profile`` is a name ("4.1", "7.2") or a ``Profile``; ``config`` a ``CompareConfig``
@@ -105,11 +110,7 @@ class Engine(TcpCompare, DatagramCompare, ScanAndFlush):
     releases, is the same as without it; other outcomes are Events as usual.
     """
 
-    # Slots: the per-frame path reads and writes a dozen of these; slot access is the cheapest.
-    __slots__ = ("profile", "config", "emit_scans", "_timeout_ms", "_cycle_ns", "_max_queue", "_vnet",
-                 "_inverted", "_subtract_vnet", "_ack_umax", "_gate_sack", "_tcp_tail", "_other_tail",
-                 "_key_ips", "table", "conn_list", "_next_conn_index", "queued", "now", "_start_ns",
-                 "_paused_ns", "_stopped_at", "_deadline", "_tick_ns", "_out", "compact_pairs")
+    __slots__ = ()       # the fields are EngineState's (state.py)
 
     def __init__(self, profile: str | Profile = "7.2", config: CompareConfig | None = None,
                  start_ns: int = 0, emit_scans: bool = False, compact_pairs: bool = False):
@@ -148,6 +149,14 @@ class Engine(TcpCompare, DatagramCompare, ScanAndFlush):
         self._out: list = []
 
     # ------------------------------------------------------------------ public API
+    # (compiled core only: C types for the per-frame locals; no effect when interpreted)
+    @cython.locals(pkt=Packet, o=Packet, conn=Connection, size=cython.longlong, seq=cython.longlong,
+                   ack=cython.longlong, hs=cython.longlong, ps=cython.longlong, end=cython.longlong,
+                   th_off=cython.longlong, flags=cython.longlong, proto=cython.longlong,
+                   ethertype=cython.longlong, ver_ihl=cython.longlong, pseq=cython.longlong,
+                   pend=cython.longlong, sseq=cython.longlong, send=cython.longlong, phs=cython.longlong,
+                   pps=cython.longlong, shs=cython.longlong, cseq=cython.longlong, pe=cython.longlong,
+                   se=cython.longlong, side=cython.longlong)
     def feed(self, side: int, data: bytes, time_ns: int, vnet_hdr_len: int = 0,
              ident=None) -> list[Event]:
         """A frame fully read from primary_in (side 0) or secondary_in (side 1) at ``time_ns``.

@@ -1,26 +1,30 @@
 """UDP / ICMP / other compare: colo_compare_packet() with colo_packet_compare_udp/icmp/other.
 
-``DatagramCompare`` is a mixin: ``Engine`` (compare.py) inherits the method and holds the state;
-the payload compare itself is ``TcpCompare._payload_equal`` (QEMU's comparators share
-colo_compare_packet_payload too).
+``DatagramCompare`` is a part of ``Engine`` (compare.py), which inherits the method; the state is
+``state.EngineState``'s; the payload compare itself is ``TcpCompare._payload_equal`` (QEMU's
+comparators share colo_compare_packet_payload too).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .events import _C_EQUAL, _CKPT, _RELEASE, _SDROP, Cause, Event, _new_event
-from .packet import IPPROTO_ICMP, IPPROTO_UDP
+from .connection import Connection
+from .packet import IPPROTO_ICMP, IPPROTO_UDP, Packet
+from .scan import ScanAndFlush
 
-if TYPE_CHECKING:
-    from .connection import Connection
+try:
+    import cython
+except ImportError:                 # Cython absent: the @cython.locals below are no-ops
+    from . import _cython_shim as cython
 
 
-class DatagramCompare:
-    """The UDP / ICMP / other comparator of ``Engine`` (a mixin; ``Engine`` holds the state)."""
+
+class DatagramCompare(ScanAndFlush):
+    """The UDP / ICMP / other comparator of ``Engine`` (a part of it; the state is ``EngineState``'s)."""
 
     __slots__ = ()
 
+    @cython.locals(p=Packet, s=Packet, conn=Connection)   # compiled core: C field reads; no-op interpreted
     def _compare_packet(self, conn: Connection, t: int, proto: int) -> None:
         """colo_compare_packet() with colo_packet_compare_udp/icmp/other."""
         out = self._out

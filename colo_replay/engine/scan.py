@@ -1,8 +1,9 @@
 """Expiry scans and the checkpoint flush: colo_old_packet_check() on its timer, and
 colo_flush_packets().
 
-``ScanAndFlush`` is a mixin: ``Engine`` (compare.py) inherits these methods and holds the state
-(the scan deadline, the VM-stopped bookkeeping of the 4.1 profile, the queues).
+``ScanAndFlush`` is the first part of ``Engine`` (compare.py), which inherits these methods; the
+state they use (the scan deadline, the VM-stopped bookkeeping of the 4.1 profile, the queues) is
+``state.EngineState``'s.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 from .constants import MS, NEVER
 from .events import _C_FLUSH, _CKPT, _RELEASE, _SDROP, Cause, Event, EventKind, _new_event
 from .packet import IPPROTO_TCP
+from .state import EngineState
 
 
-class ScanAndFlush:
-    """Expiry scan and flush of ``Engine`` (a mixin; ``Engine`` holds the state)."""
+class ScanAndFlush(EngineState):
+    """Expiry scan and flush of ``Engine`` (a part of it; the state is ``EngineState``'s)."""
 
     __slots__ = ()
 

@@ -1,6 +1,6 @@
 """TCP compare: colo_compare_tcp(), colo_mark_tcp_pkt() and the payload compare.
 
-``TcpCompare`` is a mixin: ``Engine`` (compare.py) inherits these methods, and they work on the
+``TcpCompare`` is a part of ``Engine`` (compare.py), which inherits these methods; they work on the
 engine's state (``_out``, ``queued``, the profile switches).  It also holds
 ``_payload_equal`` (colo_compare_packet_payload), which the UDP/ICMP/other compare uses too, and
 ``_insert_sorted`` (g_queue_insert_sorted with seq_sorter), which the input path uses.
@@ -16,10 +16,16 @@ from .events import (
 )
 from .packet import Packet, padded
 
+try:
+    import cython
+except ImportError:                 # Cython absent: the @cython.locals below are no-ops
+    from . import _cython_shim as cython
+
+from .connection import Connection
+from .datagram import DatagramCompare
+
 if TYPE_CHECKING:
     from collections import deque
-
-    from .connection import Connection
 
 # colo_mark_tcp_pkt outcomes
 _FREE_PRIMARY = 1
@@ -41,11 +47,12 @@ def payloads_equal_inside(pdata: bytes, phs: int, sdata: bytes, shs: int, length
         phs == shs and pdata == sdata or pdata[phs:pe] == sdata[shs:se])
 
 
-class TcpCompare:
-    """The TCP comparator of ``Engine`` (a mixin; ``Engine`` holds the state)."""
+class TcpCompare(DatagramCompare):
+    """The TCP comparator of ``Engine`` (a part of it; the state is ``EngineState``'s)."""
 
     __slots__ = ()
 
+    @cython.locals(pkt=Packet, e=Packet)      # compiled core: C field reads; no-op interpreted
     def _insert_sorted(self, queue: deque, pkt: Packet) -> None:
         """g_queue_insert_sorted(queue, pkt, seq_sorter): before the first element e with
         seq_sorter(e, pkt) >= 0.  Seed sorter: s32(e.seq - pkt.seq) (ascending, ties LIFO);
@@ -73,6 +80,7 @@ class TcpCompare:
         else:
             queue.insert(i, pkt)
 
+    @cython.locals(ppkt=Packet, spkt=Packet, conn=Connection)
     def _compare_tcp(self, conn: Connection, t: int) -> None:
         """colo_compare_tcp(), gotos and all."""
         out = self._out
@@ -172,6 +180,7 @@ class TcpCompare:
                 out.append(_new_event(Event, (_CKPT, cause, t, ppkt, spkt, ci, 0)))
                 return
 
+    @cython.locals(p=Packet, s=Packet)
     def _payload_equal(self, p: Packet, poff: int, s: Packet, soff: int, length: int, t: int) -> bool:
         """memcmp(p.data + poff, s.data + soff, len) == 0, all three uint16_t as in
         colo_compare_packet_payload(); reads past either frame see zero bytes and are flagged."""
@@ -191,6 +200,7 @@ class TcpCompare:
             out.append(_new_event(Event, (_UNDEF, Cause.OOB_READ, t, s, p, -1, length)))
         return padded(p.data, pe)[poff:pe] == padded(s.data, se)[soff:se]
 
+    @cython.locals(p=Packet, s=Packet)
     def _mark_tcp(self, p: Packet, s: Packet, max_ack: int, t: int) -> int:
         """colo_mark_tcp_pkt(); the seed's payload test is inverted (Q1)."""
         inv = self._inverted

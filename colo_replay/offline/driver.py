@@ -64,6 +64,8 @@ class ReplayOptions:
     bpf_filter: str | None = None
     alignment: str | None = None           # how secondary_offset_ns was obtained (--align auto)
     after_checkpoint: str = "raw"          # "resync": model what a checkpoint does to the SVM (offline/resync.py)
+    first_arrival_ns: int | None = None    # the first frame's arrival when the readers start after it
+                                           # (sweep: frames filtered out when the pair was prepared)
 
     def compare_config(self) -> CompareConfig:
         return CompareConfig(self.compare_timeout, self.expired_scan_cycle, self.max_queue_size,
@@ -230,6 +232,8 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
         except CaptureError as exc:
             failed.append(exc)
     firsts = [s.ts[0] for s, h in zip(sides, have) if h]
+    if opts.first_arrival_ns is not None:
+        firsts = [opts.first_arrival_ns]
     start = (min(firsts) if firsts else 0) + opts.scan_phase_ns
     engine = Engine(profile, config, start_ns=start)
     delay = opts.checkpoint_delay_ns

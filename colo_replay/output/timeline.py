@@ -48,6 +48,12 @@ from array import array
 from struct import Struct, error as StructError
 
 from ..engine.events import Cause, EventKind
+from ..engine.packet import Packet
+
+try:
+    import cython
+except ImportError:                 # Cython absent: @cython.locals below is a no-op
+    from ..engine import _cython_shim as cython
 
 COLUMNS = ("time_ns", "kind", "cause", "side", "conn", "primary_frame", "secondary_frame",
            "held_ns", "size", "other_size", "tcp_seq", "tcp_seq_end", "detail")
@@ -94,6 +100,7 @@ class TimelineCollector:
     def __len__(self) -> int:
         return len(self._cols["time_ns"]) + len(self._buf) // ROW_SIZE
 
+    @cython.locals(frame=Packet, other=Packet)      # compiled core: C field reads; no-op interpreted
     def add_event(self, ev) -> None:
         """One engine Event."""
         kind, cause, t, frame, other, conn, detail = ev
@@ -129,6 +136,7 @@ class TimelineCollector:
                             seq_end, detail)
         self._extend(row)
 
+    @cython.locals(frame=Packet, other=Packet, frame2=Packet, other2=Packet)
     def add_pair(self, ev, ev2) -> None:
         """``add_event(ev); add_event(ev2)`` for two events about frames (``frame`` not None),
         in one call and one ``struct`` call: a matched pair's release and drop, for instance."""
@@ -221,9 +229,12 @@ class TimelineCollector:
         cols = self.columns(copy=False)
 
         def cat(codes, names: dict):
+            # The enum's values made dense: a lookup table value -> category number, one gather
+            # over the column (int8 codes), no Python object per row.
             keys = sorted(names)
-            return pd.Categorical.from_codes(np.searchsorted(keys, codes).astype(np.int8),
-                                             categories=[names[k] for k in keys])
+            dense = np.full(keys[-1] + 1, -1, dtype=np.int8)
+            dense[keys] = np.arange(len(keys), dtype=np.int8)
+            return pd.Categorical.from_codes(dense[codes], categories=[names[k] for k in keys])
 
         cols["kind"] = cat(cols["kind"], KIND_NAMES)
         cols["cause"] = cat(cols["cause"], CAUSE_NAMES)

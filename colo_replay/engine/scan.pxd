@@ -1,0 +1,5 @@
+# Cython augmenting declarations for scan.py (compiled core only): a part of the engine's chain.
+from colo_replay.engine.state cimport EngineState
+
+cdef class ScanAndFlush(EngineState):
+    pass
