@@ -815,3 +815,43 @@ def live(primary_in: str, secondary_in: str, outdev: str, notify_dev: str | None
         return asyncio.run(_live_run(lc, record_dir, duration_ns, done))
     except KeyboardInterrupt:           # a SIGINT before the handlers were installed
         return _live_finish(lc, record_dir, done)
+
+
+def report(primary=None, secondary=None, *, chardev=None, timeline=None, summary=None, ports: dict | None = None,
+           flushes: str = "measured", baseline=None, tolerance=(), top: int = 20, progress=None, **options):
+    """A regression report (``colo_replay.analysis.report.Report``: ``html()``, ``markdown()``,
+    ``json()``, ``exit_status``) of one run: a replay of ``primary`` and ``secondary`` (options
+    as for ``replay``), of a ``chardev`` capture (``ports``, ``flushes``: as ``replay_chardev``),
+    or a saved ``timeline`` file with its ``summary`` JSON (``replay -o t.parquet --summary-json
+    s.json``, ``live -o``), reported later without replaying.  ``baseline``: an earlier report's
+    JSON, gated by the ``tolerance`` rules (``analysis.report.baseline``); ``top``: rows of long
+    tables.  The divergences are ``explain``'s (the first ``top`` detailed, the classes over all;
+    a saved run: the timeline's roots and classes by cause, no frame is read).  The input files
+    are hashed in a thread while the replay runs."""
+    from .analysis.report import Sources, build_report
+    from .analysis.report.load import load_summary, load_timeline
+
+    if timeline is not None:
+        if primary is not None or secondary is not None or chardev is not None:
+            raise ValueError("give a saved timeline, or captures to replay, not both")
+        summ = load_summary(summary)
+        sources = Sources.saved(timeline, summary, summ, ports)
+        events, mode, result, why = load_timeline(timeline), "saved", None, None
+    elif chardev is not None:
+        if primary is not None or secondary is not None:
+            raise ValueError("give either PRIMARY SECONDARY or --chardev CAPTURE, not both")
+        sources = Sources.chardev(chardev)
+        why = explain(chardev=chardev, ports=ports, flushes=flushes, limit=top, other_profile=False,
+                      progress=progress, **options)
+        run = why.timeline
+        sources.use_capture(run.capture)
+        events, summ, mode, result = run.events, run.summary, "chardev", run.result
+    elif primary is not None and secondary is not None:
+        sources = Sources.pair(primary, secondary)
+        why = explain(primary, secondary, limit=top, other_profile=False, progress=progress, **options)
+        run = why.timeline
+        events, summ, mode, result = run.events, run.summary, "replay", run.result
+    else:
+        raise ValueError("missing PRIMARY and SECONDARY captures (or --chardev CAPTURE, or --timeline FILE)")
+    return build_report(events, summ, sources, mode=mode, result=result, explanation=why, options=options,
+                        baseline=baseline, tolerance=tolerance, top=top)

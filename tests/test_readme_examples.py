@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # why each kind of README command is not run here (matched on the command's start)
 NOT_RUN = {
+    "colo-replay report": "tests/test_report.py runs README's report examples",
     "colo-replay live": "needs sockets with peers (QEMU rig); tests/test_live_*.py cover live mode",
     "colo-replay replay rec/": "rec/ is written by a live --record run, not in the repository",
     "qemu-system-x86_64": "a QEMU rig",

@@ -17,6 +17,7 @@ from ..engine.core_info import describe as _describe_core
 from .explain import explain
 from .live import live
 from .replay import replay
+from .report import report
 from .sweep import sweep
 from .verify import verify
 
@@ -33,6 +34,7 @@ main.add_command(verify)
 main.add_command(live)
 main.add_command(explain)
 main.add_command(sweep)
+main.add_command(report)
 
 
 if __name__ == "__main__":

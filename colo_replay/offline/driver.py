@@ -281,6 +281,9 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
         partial=error is not None or interrupted, error=str(error) if error else None,
         still_queued=engine.queue_lengths(), interrupted=interrupted,
         resync=resync.stats.as_dict() if resync is not None else None)
+    # (index, ip_proto, key) of the connections in the table at the end, for reports naming
+    # them by 5-tuple without reading the captures again (the key holds the addresses and ports)
+    result.connections = [(c.index, c.ip_proto, c.key) for c in engine.conn_list]
     return result, error
 
 
