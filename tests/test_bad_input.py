@@ -387,3 +387,18 @@ def test_live_max_queue_size_truncation_is_said(tmp_path):
     assert r.stderr.splitlines()[0] == ("colo-replay live: warning: --max-queue-size 99999999999 does not fit "
                                         "QEMU's uint32: QEMU 7.2 truncates it to 1215752191, and so does live")
     assert "cannot open --primary-in" in r.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ("replay", "--qemu", "5.0", "a.pcap", "b.pcap"),           # a value click refuses
+    ("replay", P, S, "-o", "/tmp"),                             # an output path that is a directory
+    ("sweep", "--no-such-option"),                              # an unknown option
+    ("no-such-command",),                                       # an unknown command
+])
+def test_usage_errors_are_one_line_exit_2(args):
+    """click's own usage errors follow the contract too: one line, exit 2, no usage block."""
+    r = cli(*args)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("colo-replay: error: ") and "--help" in lines[0], r.stderr
+    assert "Traceback" not in r.stderr

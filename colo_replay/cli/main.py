@@ -11,6 +11,8 @@ checkpoint request, 1 requests or a threshold exceeded, 2 bad input, usage or no
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ..engine.core_info import describe as _describe_core
@@ -22,7 +24,29 @@ from .sweep import sweep
 from .verify import verify
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """click's group, with the project's contract for bad usage too: one line on stderr, exit 2
+    (click's own usage errors print the usage, a hint and the error on three lines), and an
+    interrupt outside a command's own handling exits 130."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        extra["standalone_mode"] = False
+        try:
+            status = super().main(args, prog_name, **extra)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "colo-replay"
+            click.echo(f"colo-replay: error: {exc.format_message()} (see {where} --help)", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("colo-replay: interrupted", err=True)
+            sys.exit(130)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        sys.exit(status if isinstance(status, int) else 0)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="colo-replay",
                       message=f"%(prog)s, version %(version)s\n{_describe_core()}")
 def main():
