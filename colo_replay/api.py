@@ -537,8 +537,9 @@ def verify(capture, ports: dict | None = None, request_window: float | None = No
     from .offline.chardev import ChardevCapture
     from .offline.verify import verify_capture
 
+    gaps = {} if not options.get("allow_gaps") else {"max_gap_ns": None}     # the replay's gap rule
     cap = capture if isinstance(capture, ChardevCapture) else ChardevCapture(
-        capture, ports, options.get("vnet_hdr_support", False))
+        capture, ports, options.get("vnet_hdr_support", False), **gaps)
     if not cap.outdev.frames and not cap.outdev.connections:
         raise ValueError(f"{cap.path}: no outdev stream on port {cap.ports['outdev']}: nothing to verify "
                          f"against (see --outdev-port)")

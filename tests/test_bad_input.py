@@ -402,3 +402,19 @@ def test_usage_errors_are_one_line_exit_2(args):
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("colo-replay: error: ") and "--help" in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_verify_obeys_allow_gaps(tmp_path):
+    """verify reads its capture under the same gap rule as replay: a two-day jump is an error
+    naming the frame, and --allow-gaps accepts it."""
+    head, recs = records(CHARDEV)
+    k = len(recs) // 2
+    for r in recs[k:]:
+        r[0] += 2 * DAY
+    path = tmp_path / "lo.pcap"
+    path.write_bytes(head + b"".join(struct.pack("<IIII", *r[:4]) + r[4] for r in recs))
+    args = ("verify", path, "--compare-timeout", 200, "--expired-scan-cycle", 100)
+    r = cli(*args)
+    assert r.returncode == 2 and f"frame {k + 1} at byte offset {recs[k][5]}" in r.stderr.splitlines()[0], r.stderr
+    r = cli(*args, "--allow-gaps")
+    assert r.returncode in (0, 1) and "jumps forward" not in r.stderr, r.stderr

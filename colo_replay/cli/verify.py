@@ -25,9 +25,11 @@ from .options import (COMPARE_OPTIONS, DURATION, PORT_OPTIONS, bad_input, check_
               help="Also write the replay's timeline: .parquet, .csv or .jsonl.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verification result as JSON on stdout.")
 @click.option("--allow-empty", is_flag=True, help="No frame on primary_in or secondary_in is not exit status 2.")
+@click.option("--allow-gaps", is_flag=True,
+              help="Accept timestamps that jump forward (or back) by more than a day (as replay --allow-gaps).")
 def verify(capture, primary_in_port, secondary_in_port, outdev_port, notify_port, qemu, compare_timeout,
            expired_scan_cycle, max_queue_size, vnet_hdr_support, scan_phase, request_window, output, as_json,
-           allow_empty):
+           allow_empty, allow_gaps):
     """Replay a chardev-stream CAPTURE and check its releases against the captured outdev.
 
     The replay reads primary_in and secondary_in as colo-compare did and flushes when
@@ -45,7 +47,7 @@ def verify(capture, primary_in_port, secondary_in_port, outdev_port, notify_port
         outcome = api.verify(capture, ports(primary_in_port, secondary_in_port, outdev_port, notify_port),
                              request_window, qemu=qemu, compare_timeout=compare_timeout,
                              expired_scan_cycle=expired_scan_cycle, max_queue_size=max_queue_size,
-                             vnet_hdr_support=vnet_hdr_support, scan_phase_ns=scan_phase)
+                             vnet_hdr_support=vnet_hdr_support, scan_phase_ns=scan_phase, allow_gaps=allow_gaps)
     cap = outcome.capture
     summary = outcome.timeline.summary
     if cap.read_error is not None:
