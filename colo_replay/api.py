@@ -714,11 +714,12 @@ def _live_compare(primary_in: str, secondary_in: str, outdev: str, notify_dev: s
 
 
 async def live_async(primary_in: str, secondary_in: str, outdev: str, notify_dev: str | None = None, *,
-                     record_dir: str | None = None, duration_ns: int | None = None, **options) -> LiveRun:
+                     record_dir: str | None = None, duration_ns: int | None = None, allow_empty: bool = False,
+                     **options) -> LiveRun:
     """``live`` as a coroutine, for callers that already run an event loop (a notebook); the
     same keywords as ``live``."""
     lc = _live_compare(primary_in, secondary_in, outdev, notify_dev, duration_ns=duration_ns, **options)
-    return await _live_run(lc, record_dir, duration_ns, {})
+    return await _live_run(lc, record_dir, duration_ns, {"allow_empty": allow_empty})
 
 
 async def _live_run(lc, record_dir, duration_ns, done: dict) -> LiveRun:
@@ -769,16 +770,20 @@ def _live_finish(lc, record_dir, done: dict) -> LiveRun:
         if lc.recorder is not None:
             m = lc.recorder.close(summary, lc.stop_ns)
             summary["record"] = {"dir": os.path.abspath(record_dir), "replay_command": m["replay_command"]}
-        summary["exit_status"] = _live_exit_status(lc, summary)
+        silent = [name for name, n in zip(("primary_in", "secondary_in"), summary["frames_in"]) if not n]
+        summary["nothing_compared"] = (f"no frame arrived on {' or '.join(silent)}" if silent else None)
+        summary["exit_status"] = _live_exit_status(lc, summary, done.get("allow_empty", False))
         done["run"] = LiveRun(lc, summary, lc.timeline)
     return done["run"]
 
 
-def _live_exit_status(lc, summary: dict) -> int:
+def _live_exit_status(lc, summary: dict, allow_empty: bool = False) -> int:
     # The one contract (output.verdict).  An internal error leaves the run incomplete: status 2,
     # as for a read error.  A frame that would crash QEMU counts as a threshold exceeded.  SIGINT
-    # and SIGTERM are how a live run is ended, not an interruption of it: 0 or 1.
+    # and SIGTERM are how a live run is ended, not an interruption of it: 0 or 1.  A run in which
+    # one input never sent a frame compared nothing: 2, unless allow_empty.
     return exit_status(requests=summary["checkpoint_requests"], exceeded=bool(summary["qemu_crash_events"]),
+                       nothing_compared=summary["nothing_compared"], allow_empty=allow_empty,
                        error="internal error" if lc.stop_reason == "internal error" else None)
 
 
@@ -788,7 +793,7 @@ def live(primary_in: str, secondary_in: str, outdev: str, notify_dev: str | None
          vnet_hdr_support: bool = False, flush_on_request_ns: int | None = None,
          stats_interval: float | None = None, record_dir: str | None = None,
          timeline: bool = False, log=None, log_format: str = "text", log_level: str = "info",
-         duration_ns: int | None = None, max_send_buffer: int = 64 << 20) -> LiveRun:
+         duration_ns: int | None = None, max_send_buffer: int = 64 << 20, allow_empty: bool = False) -> LiveRun:
     """Run colo-compare live on real sockets until SIGINT/SIGTERM or ``duration_ns``.
 
     Endpoints are QEMU chardev specs (``socket,path=/run/x.sock``,
@@ -798,7 +803,9 @@ def live(primary_in: str, secondary_in: str, outdev: str, notify_dev: str | None
     ``vnet_hdr_support`` (QEMU's properties), ``flush_on_request_ns`` (simulated checkpoints
     without notify_dev), ``stats_interval`` (s), ``record_dir`` (pcapng recording, replayable),
     ``timeline=True`` (collect every event: ``run.events``), ``log`` or ``log_format`` /
-    ``log_level`` (stderr logs), ``duration_ns``, ``max_send_buffer``.
+    ``log_level`` (stderr logs), ``duration_ns``, ``max_send_buffer``.  The run's exit status
+    (``run.exit_status``) follows the one contract; a run in which primary_in or secondary_in
+    never sent a frame compared nothing (``summary["nothing_compared"]``): 2 unless ``allow_empty``.
 
     ValueError before any socket is opened for what QEMU would refuse (``EndpointError`` for a
     bad spec); ``LiveStartError`` when an endpoint or ``record_dir`` cannot be opened.
@@ -811,7 +818,7 @@ def live(primary_in: str, secondary_in: str, outdev: str, notify_dev: str | None
                        flush_on_request_ns=flush_on_request_ns, stats_interval=stats_interval, timeline=timeline,
                        log=log, log_format=log_format, log_level=log_level, duration_ns=duration_ns,
                        max_send_buffer=max_send_buffer)
-    done: dict = {}
+    done: dict = {"allow_empty": allow_empty}
     try:
         return asyncio.run(_live_run(lc, record_dir, duration_ns, done))
     except KeyboardInterrupt:           # a SIGINT before the handlers were installed

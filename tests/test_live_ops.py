@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import os
+import subprocess
 import time
 
 import pandas as pd
+import pytest
 
 from tests.support import frames as F
 from tests.support.live_harness import LiveHarness
@@ -79,3 +82,31 @@ def test_timeline_on_stdout_keeps_stdout_data_only(tmp_path):
     assert proc.returncode == 0, err
     assert [r["kind"] for r in rows if r["kind"] == "release"] == ["release"]
     assert b"stopped by duration" in err
+
+
+@pytest.mark.parametrize("allow_empty", [False, True])
+def test_nothing_compared_is_exit_2_unless_allow_empty(tmp_path, allow_empty):
+    """A live run in which secondary_in never sent a frame compared nothing: exit 2 and one line
+    saying so (the contract of every command), unless --allow-empty."""
+    from tests.support.live_harness import REPO
+    import socket
+    lst = {}
+    for n in ("p", "s", "o"):
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(tmp_path / f"{n}.sock"))
+        s.listen(1)
+        lst[n] = s
+    cmd = [sys.executable, "-m", "colo_replay.cli", "live", "--primary-in", f"socket,path={tmp_path}/p.sock",
+           "--secondary-in", f"socket,path={tmp_path}/s.sock", "--outdev", f"socket,path={tmp_path}/o.sock",
+           "--duration", "400ms"] + (["--allow-empty"] if allow_empty else [])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=REPO))
+    conns = {n: s.accept()[0] for n, s in lst.items()}
+    from colo_replay import encode_frame
+    conns["p"].sendall(encode_frame(F.udp(b"only the primary speaks")))
+    _, err = proc.communicate(timeout=20)
+    if allow_empty:
+        assert proc.returncode == 0, err
+        assert b"nothing compared" not in err
+    else:
+        assert proc.returncode == 2, err
+        assert b"error: nothing compared: no frame arrived on secondary_in" in err

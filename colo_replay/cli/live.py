@@ -54,9 +54,11 @@ PROG = "colo-replay live"
 @click.option("--duration", "duration_ns", type=DURATION, default=None, help="Stop after this long.")
 @click.option("--max-send-buffer", type=click.IntRange(min=0), default=64 << 20, show_default=True,
               help="Bytes waiting for outdev above which the inputs are paused (back-pressure).")
+@click.option("--allow-empty", is_flag=True,
+              help="A run in which primary_in or secondary_in never sent a frame is not exit status 2.")
 def live(primary_in, secondary_in, outdev, notify_dev, allow_remote, qemu, compare_timeout, expired_scan_cycle,
          max_queue_size, vnet_hdr_support, flush_on_request, stats_s, record_dir, output, summary_json,
-         log_format, log_level, duration_ns, max_send_buffer):
+         log_format, log_level, duration_ns, max_send_buffer, allow_empty):
     """Run colo-compare live: read primary_in and secondary_in, release on outdev.
 
     Endpoints are QEMU chardev specs; colo-replay connects to (server=off, the default) or
@@ -75,7 +77,10 @@ def live(primary_in, secondary_in, outdev, notify_dev, allow_remote, qemu, compa
                        max_queue_size=max_queue_size, vnet_hdr_support=vnet_hdr_support,
                        flush_on_request_ns=flush_on_request, stats_interval=stats_s, record_dir=record_dir,
                        timeline=output is not None, log_format=log_format, log_level=log_level,
-                       duration_ns=duration_ns, max_send_buffer=max_send_buffer)
+                       duration_ns=duration_ns, max_send_buffer=max_send_buffer, allow_empty=allow_empty)
+    if run.summary["nothing_compared"] and not allow_empty:
+        click.echo(f"{PROG}: error: nothing compared: {run.summary['nothing_compared']} (--allow-empty accepts it)",
+                   err=True)
     if output is not None:
         with bad_input(output, PROG):
             run.write(None if output == "-" else output, sys.stdout)
