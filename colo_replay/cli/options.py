@@ -206,6 +206,22 @@ def echo_warnings(warnings, prog: str = "colo-replay") -> None:
         click.echo(f"{prog}: warning: {w}", err=True)
 
 
+def echo_source(source: dict, label: str = "") -> None:
+    """What the API resolved for a pair on the way (guest selection, filter-rewriter), on stderr;
+    ``label`` names the pair when there are several (sweep)."""
+    head = f"colo-replay: {label}: " if label else "colo-replay: "
+    note = source.get("guest")
+    if note is not None:
+        click.echo(f"{head}keeping the guest's outbound frames: {note['filter']} ({note['how']})", err=True)
+    st = source.get("filter_rewriter")
+    if st is not None:
+        click.echo(f"{head}filter-rewriter: {st['connections']} accepted connections paired, "
+                   f"{st['frames_rewritten']} secondary segments shifted"
+                   + (", ACK numbers aligned" if st["peer_isn"] else "")
+                   + (f"; {st['unpaired']} secondary SYN|ACKs without a primary one (left as captured)"
+                      if st["unpaired"] else ""), err=True)
+
+
 def echo_chardev(cap) -> None:
     """What a chardev-stream capture held, with its warnings, on stderr."""
     click.echo(f"colo-replay: chardev capture {cap.path}:\n{cap.describe()}", err=True)

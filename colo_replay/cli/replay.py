@@ -9,7 +9,7 @@ import click
 
 from .options import (AFTER_CHECKPOINT_OPTION, COMPARE_OPTIONS, DURATION, EXIT_INTERRUPTED,
                       INPUT_CLOCK_OPTIONS, PAIR_SELECTION_OPTIONS, PORT_OPTIONS, bad_input,
-                      check_output_path, check_threshold, echo_chardev, echo_warnings, epilog, fail,
+                      check_output_path, check_threshold, echo_chardev, echo_source, echo_warnings, epilog, fail,
                       ports, write_json)
 
 
@@ -137,14 +137,4 @@ def _echo_source(timeline) -> None:
     capture = getattr(timeline, "capture", None)
     if capture is not None:
         echo_chardev(capture)
-    source = getattr(timeline.result, "source", None) or {}
-    note = source.get("guest")
-    if note is not None:
-        click.echo(f"colo-replay: keeping the guest's outbound frames: {note['filter']} ({note['how']})", err=True)
-    st = source.get("filter_rewriter")
-    if st is not None:
-        click.echo(f"colo-replay: filter-rewriter: {st['connections']} accepted connections paired, "
-                   f"{st['frames_rewritten']} secondary segments shifted"
-                   + (", ACK numbers aligned" if st["peer_isn"] else "")
-                   + (f"; {st['unpaired']} secondary SYN|ACKs without a primary one (left as captured)"
-                      if st["unpaired"] else ""), err=True)
+    echo_source(getattr(timeline.result, "source", None) or {})

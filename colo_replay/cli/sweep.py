@@ -16,7 +16,7 @@ import click
 
 from .options import (AFTER_CHECKPOINT_OPTION, EXIT_BAD_INPUT, EXIT_INTERRUPTED,
                       INPUT_CLOCK_OPTIONS, PAIR_SELECTION_OPTIONS, QEMU_OPTION, VNET_OPTION,
-                      bad_input, epilog, fail)
+                      bad_input, echo_source, epilog, fail)
 
 
 def _grid_option(name: str, what: str):
@@ -101,7 +101,7 @@ def sweep(primary, secondary, manifest, compare_timeout, expired_scan_cycle, max
         if plot is not None:
             result.plot(plot)
     for pair in result.pairs:
-        _echo_source(pair)
+        echo_source(pair.get("source") or {}, pair["name"])
     n = len(result.settings)
     click.echo(f"colo-replay: sweep of {n} setting{'s' * (n != 1)} x {len(result.pairs)} "
                f"pair{'s' * (len(result.pairs) != 1)}: {sum(r['pareto'] for r in result.rows)} on the Pareto front "
@@ -113,19 +113,3 @@ def sweep(primary, secondary, manifest, compare_timeout, expired_scan_cycle, max
             click.echo(f"colo-replay: error: {r['pair']}: {r['error']} (its rows are partial)", err=True)
             sys.exit(EXIT_BAD_INPUT)
     sys.exit(result.exit_status)
-
-
-def _echo_source(pair: dict) -> None:
-    """What was resolved for a pair on the way (guest selection, filter-rewriter), on stderr."""
-    source = pair.get("source") or {}
-    note = source.get("guest")
-    if note is not None:
-        click.echo(f"colo-replay: {pair['name']}: keeping the guest's outbound frames: {note['filter']} "
-                   f"({note['how']})", err=True)
-    st = source.get("filter_rewriter")
-    if st is not None:
-        click.echo(f"colo-replay: {pair['name']}: filter-rewriter: {st['connections']} accepted connections paired, "
-                   f"{st['frames_rewritten']} secondary segments shifted"
-                   + (", ACK numbers aligned" if st["peer_isn"] else "")
-                   + (f"; {st['unpaired']} secondary SYN|ACKs without a primary one (left as captured)"
-                      if st["unpaired"] else ""), err=True)

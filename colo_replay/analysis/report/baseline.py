@@ -21,7 +21,6 @@ this run that the baseline has not).
 
 from __future__ import annotations
 
-import json
 import re
 
 __all__ = ["METRICS", "DEFAULT_RULES", "parse_rules", "load_baseline", "compare"]
@@ -64,13 +63,9 @@ def _rule_text(name: str, rule) -> str:
 
 def load_baseline(path: str) -> dict:
     """An earlier report's JSON (``--json``); ValueError (naming the file) when it is not one."""
-    with open(path, encoding="utf-8") as fh:
-        try:
-            data = json.load(fh)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not JSON (line {exc.lineno}: {exc.msg})") from None
-        except UnicodeDecodeError:
-            raise ValueError(f"{path}: not JSON (not UTF-8 text)") from None
+    from .load import read_json
+
+    data = read_json(path)
     schema = data.get("schema") if isinstance(data, dict) else None
     if not isinstance(schema, str) or not schema.startswith("colo-replay-report/"):
         raise ValueError(f"{path}: not a colo-replay report JSON (no \"schema\": \"colo-replay-report/N\")")

@@ -47,17 +47,22 @@ def load_timeline(path: str) -> pd.DataFrame:
     return df
 
 
-def load_summary(path: str | None) -> dict:
-    """The summary JSON (``--summary-json`` of replay or live); ``{}`` when no path is given."""
-    if path is None:
-        return {}
+def read_json(path: str):
+    """A JSON file's data; ValueError naming the file (and the line) when it is not JSON."""
     with open(path, encoding="utf-8") as fh:
         try:
-            data = json.load(fh)
+            return json.load(fh)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: not JSON (line {exc.lineno}: {exc.msg})") from None
         except UnicodeDecodeError:
             raise ValueError(f"{path}: not JSON (not UTF-8 text)") from None
+
+
+def load_summary(path: str | None) -> dict:
+    """The summary JSON (``--summary-json`` of replay or live); ``{}`` when no path is given."""
+    if path is None:
+        return {}
+    data = read_json(path)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: not a colo-replay summary (a JSON object is expected)")
     return data
