@@ -826,7 +826,8 @@ def live(primary_in: str, secondary_in: str, outdev: str, notify_dev: str | None
 
 
 def report(primary=None, secondary=None, *, chardev=None, timeline=None, summary=None, ports: dict | None = None,
-           flushes: str = "measured", baseline=None, tolerance=(), top: int = 20, progress=None, **options):
+           flushes: str = "measured", baseline=None, tolerance=(), top: int = 20, progress=None, sweep=None,
+           **options):
     """A regression report (``colo_replay.analysis.report.Report``: ``html()``, ``markdown()``,
     ``json()``, ``exit_status``) of one run: a replay of ``primary`` and ``secondary`` (options
     as for ``replay``), of a ``chardev`` capture (``ports``, ``flushes``: as ``replay_chardev``),
@@ -835,7 +836,8 @@ def report(primary=None, secondary=None, *, chardev=None, timeline=None, summary
     JSON, gated by the ``tolerance`` rules (``analysis.report.baseline``); ``top``: rows of long
     tables.  The divergences are ``explain``'s (the first ``top`` detailed, the classes over all;
     a saved run: the timeline's roots and classes by cause, no frame is read).  The input files
-    are hashed in a thread while the replay runs."""
+    are hashed in a thread while the replay runs.  ``sweep``: a ``sweep -o sweep.json`` whose
+    table, plot and recommendation the report includes."""
     from .analysis.report import Sources, build_report
     from .analysis.report.load import load_summary, load_timeline
 
@@ -862,4 +864,4 @@ def report(primary=None, secondary=None, *, chardev=None, timeline=None, summary
     else:
         raise ValueError("missing PRIMARY and SECONDARY captures (or --chardev CAPTURE, or --timeline FILE)")
     return build_report(events, summ, sources, mode=mode, result=result, explanation=why, options=options,
-                        baseline=baseline, tolerance=tolerance, top=top)
+                        baseline=baseline, tolerance=tolerance, top=top, sweep=sweep)

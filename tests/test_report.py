@@ -249,6 +249,7 @@ def test_tolerance_rules_parse_and_refuse():
     (("report", PRIMARY, SECONDARY, "-o", "x.html", "--baseline", PRIMARY), "not JSON"),
     (("report", "--chardev", CHARDEV, "--guest", "auto", "-o", "x.html"), "not applicable with --chardev"),
     (("report", "--timeline", "t.parquet", "--qemu", "4.1", "-o", "x.html"), "not applicable with --timeline"),
+    (("report", PRIMARY, SECONDARY, "-o", "x.html", "--sweep", CHARDEV), "not JSON"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
     r = cli(*args, cwd=tmp_path)
@@ -365,3 +366,31 @@ def test_every_replay_option_is_a_report_option():
     from colo_replay.cli.report import report
     own = {"output", "summary_json", "max_checkpoints", "max_held_p99"}
     assert {p.name for p in replay.params} - own <= {p.name for p in report.params}
+
+
+def test_sweep_section_from_a_sweep_json(tmp_path):
+    """``report --sweep sweep.json`` includes the sweep: its recommendation with the rule, its plot
+    (a decodable PNG), one table row per setting with the front and the pick marked; the JSON and
+    the Markdown carry the recommendation too.  A JSON that is not a sweep's is refused."""
+    import base64
+
+    sweep = ROOT / "reports" / "sweep-sample.json"
+    data = json.loads(sweep.read_text())
+    rep = api.report(PRIMARY, SECONDARY, filter_rewriter=True, top=5, sweep=str(sweep))
+    page = Page(rep.html())
+    assert "sweep" in page.ids and "plot-sweep" in page.ids
+    rec = data["recommendations"][0]
+    setting = ", ".join(f"{k}={v}" for k, v in rec["setting"].items())
+    assert f"Recommended for {rec['pair']}: {setting}" in "".join(page.data)
+    src = rep.html().split('id=plot-sweep src="', 1)[1].split('"', 1)[0]
+    assert src.startswith("data:image/png;base64,")
+    assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    out = json.loads(rep.json())["sweep"]
+    assert len(out["rows"]) == len(data["rows"])
+    assert [r["recommended"] for r in out["rows"]] == [r["recommended"] for r in data["rows"]]
+    assert [r["pareto"] for r in out["rows"]] == [r["pareto"] for r in data["rows"]]
+    assert out["recommendations"] == data["recommendations"]
+    assert f"recommended for {rec['pair']}" in rep.markdown()
+    (tmp_path / "not-sweep.json").write_text(json.dumps({"schema": "colo-replay-report/1"}))
+    with pytest.raises(ValueError, match="not a colo-replay sweep JSON"):
+        api.report(PRIMARY, SECONDARY, filter_rewriter=True, sweep=str(tmp_path / "not-sweep.json"))

@@ -546,6 +546,17 @@ def plot(path: str, rows: list[dict], recommendations: list[Recommendation], tit
     low = str(path).lower()
     if not low.endswith((".svg", ".png")):
         raise ValueError(f"{path}: the plot is written as .svg or .png")
+    import matplotlib.pyplot as plt
+
+    fig = figure(rows, recommendations, title)
+    # No creation date, fixed SVG ids: the same sweep draws the same file.
+    plt.rcParams["svg.hashsalt"] = "colo-replay-sweep"
+    fig.savefig(path, metadata={"Date": None} if low.endswith(".svg") else {"Software": None})
+    plt.close(fig)
+
+
+def figure(rows: list[dict], recommendations: list[Recommendation], title: str = ""):
+    """The sweep's plot as a matplotlib figure (``plot`` writes it; the report embeds it)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -580,7 +591,21 @@ def plot(path: str, rows: list[dict], recommendations: list[Recommendation], tit
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    # No creation date, fixed SVG ids: the same sweep draws the same file.
-    plt.rcParams["svg.hashsalt"] = "colo-replay-sweep"
-    fig.savefig(path, metadata={"Date": None} if low.endswith(".svg") else {"Software": None})
-    plt.close(fig)
+    return fig
+
+
+def read_json(path: str) -> tuple[list[dict], list[Recommendation], dict]:
+    """A sweep's JSON (``sweep -o sweep.json``): its rows, recommendations and the rest (what was
+    swept, the pairs, the latency bound).  ValueError naming the file when it is not one."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("schema") != "colo-replay-sweep" or not isinstance(data.get("rows"), list):
+        raise ValueError(f"{path}: not a colo-replay sweep JSON (no \"schema\": \"colo-replay-sweep\" with rows)")
+    recs = [Recommendation(r["pair"], r["rule"], r["row"], r["setting"]) for r in data.get("recommendations", [])]
+    meta = {k: v for k, v in data.items() if k not in ("rows", "recommendations")}
+    return data["rows"], recs, meta

@@ -72,10 +72,13 @@ def _write(path: str, content: str) -> None:
               help="With --baseline: NAME=+N, NAME=+N%, NAME=any (repeatable or comma-separated), e.g. "
                    "checkpoints=+0 held_p99=+10%. Defaults: checkpoints, checkpoint_requests, roots, new_classes, "
                    "qemu_crashes =+0; held_p99=+10%.")
+@click.option("--sweep", "sweep_path", type=click.Path(dir_okay=False),
+              help="Include a sweep (the JSON of sweep -o sweep.json): its table, plot and recommendation.")
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True,
               help="Rows of long tables (connections, divergences, notes); the totals are always given.")
 @click.pass_context
-def report(ctx, output, markdown_path, json_path, timeline_path, summary_path, baseline, tolerance, top, **kw):
+def report(ctx, output, markdown_path, json_path, timeline_path, summary_path, baseline, tolerance, sweep_path, top,
+           **kw):
     """Write a regression report of PRIMARY SECONDARY (replayed with the replay command's options),
     of --chardev CAPTURE, or of a saved --timeline (with its --summary).
 
@@ -97,6 +100,10 @@ def report(ctx, output, markdown_path, json_path, timeline_path, summary_path, b
         with bad_input(baseline):
             load_baseline(baseline)
             parse_rules(tolerance)
+    if sweep_path is not None:        # likewise
+        from ..analysis.sweep import read_json
+        with bad_input(sweep_path):
+            read_json(sweep_path)
     bar = None
     if timeline_path is not None:
         given = [p.opts[0] if p.opts else p.name for p in ctx.command.params
@@ -123,7 +130,7 @@ def report(ctx, output, markdown_path, json_path, timeline_path, summary_path, b
     from .. import api
     try:
         with bad_input():
-            rep = api.report(baseline=baseline, tolerance=tolerance, top=top, **call)
+            rep = api.report(baseline=baseline, tolerance=tolerance, top=top, sweep=sweep_path, **call)
     finally:
         if bar is not None:
             bar.close()

@@ -169,7 +169,7 @@ def _shift(options, side: str) -> int:
 
 def build_report(events, summary: dict, sources: Sources, *, mode: str, result=None, explanation=None,
                  options: dict | None = None, baseline: str | None = None, tolerance=(), top: int = 20,
-                 version: str | None = None) -> Report:
+                 version: str | None = None, sweep: str | None = None) -> Report:
     """The report of one run.
 
     ``events`` and ``summary``: its timeline and summary (replay's or live's); ``sources``: where
@@ -179,9 +179,11 @@ def build_report(events, summary: dict, sources: Sources, *, mode: str, result=N
     (None: roots and classes from the timeline only); ``options``: the run's options as given;
     ``baseline``: an earlier report's JSON path, gated by the ``tolerance`` rules
     (``baseline.parse_rules``); ``top``: rows of long tables; ``version``: the tool's (default:
-    the installed package's).  ValueError for a bad baseline or rule."""
+    the installed package's); ``sweep``: a ``sweep -o sweep.json`` to include (its table, plot and
+    recommendation: section ``sweep``).  ValueError for a bad baseline, rule or sweep file."""
     from .plots import draw_all
 
+    swept = _sweep_section(sweep) if sweep is not None else None
     rules = _baseline.parse_rules(tolerance) if baseline is not None else None
     old = _baseline.load_baseline(baseline) if baseline is not None else None
     knobs = dict(summary.get("knobs") or {})
@@ -265,7 +267,36 @@ def build_report(events, summary: dict, sources: Sources, *, mode: str, result=N
     if old is not None:
         data["baseline"] = _baseline.compare(data, old, rules, baseline)
     plots = draw_all(events, side_times, t0, max(t1, t0 + 1), numbers)
+    if swept is not None:
+        data["sweep"], plots["sweep"] = swept
     return Report(data, plots)
+
+
+# The sweep table's columns in the report (the JSON keeps every column of the sweep's rows)
+SWEEP_COLUMNS = ("checkpoints_per_min", "held_p99_ms", "checkpoints", "requests", "roots", "pareto", "recommended")
+
+
+def _sweep_section(path: str) -> tuple[dict, dict]:
+    """A sweep's JSON as the report's ``sweep`` data and its plot (``analysis.sweep.figure``)."""
+    import matplotlib.pyplot as plt
+
+    from .. import sweep as _sweep
+    from .plots import _png
+
+    rows, recs, meta = _sweep.read_json(path)
+    knobs = [k for k in (meta.get("swept") or {}) if rows and k in rows[0]]
+    fig = _sweep.figure(rows, recs)
+    try:
+        plot = _png(fig)
+    finally:
+        plt.close(fig)
+    plot["alt"] = "checkpoints per minute against held p99 of every swept setting, the Pareto front, the recommendation"
+    data = {"path": str(path), "swept": meta.get("swept"), "max_held_p99_ms": meta.get("max_held_p99_ms"),
+            "knobs": knobs, "columns": list(SWEEP_COLUMNS),
+            "recommendations": [r.as_dict() for r in recs],
+            "rows": [{"pair": r.get("pair"), **{k: r.get(k) for k in knobs}, **{k: r.get(k) for k in SWEEP_COLUMNS}}
+                     for r in rows]}
+    return data, plot
 
 
 def _version() -> str:

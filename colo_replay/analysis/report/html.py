@@ -8,7 +8,8 @@ interpreted.  A Content-Security-Policy that allows no script and only data: ima
 as a second wall: the safety test renders the page with and without it.
 
 Section ids: ``summary``, ``activity``, ``held``, ``checkpoints``, ``connections``,
-``divergences``, ``notes``, ``regression`` (with a baseline), ``inputs``.
+``divergences``, ``notes``, ``regression`` (with a baseline), ``sweep`` (with ``--sweep``),
+``inputs``.
 """
 
 from __future__ import annotations
@@ -306,6 +307,26 @@ def _regression(d: dict) -> str:
     return "".join(parts)
 
 
+def _sweep(d: dict, plots: dict) -> str:
+    sw = d.get("sweep")
+    if not sw:
+        return ""
+    parts = [f"<section id=sweep><h2>Sweep</h2><p class=small>From <code>{text(sw['path'])}</code>.</p>"]
+    for rec in sw["recommendations"]:
+        setting = ", ".join(f"{k}={v}" for k, v in (rec["setting"] or {}).items()) or "none qualifies"
+        parts.append(f"<p><b>Recommended for {text(rec['pair'])}: {text(setting)}</b> "
+                     f"<span class=small>(rule: {text(rec['rule'])})</span></p>")
+    parts.append(_img(plots["sweep"], "sweep"))
+    head = ["pair", *sw["knobs"], *sw["columns"]]
+    rows = []
+    for r in sw["rows"]:
+        rows.append([text(r["pair"])] + [(_n(r[k]), "n") for k in sw["knobs"]]
+                    + [text("yes" if r[k] else "") if isinstance(r[k], bool) else (_n(r[k]), "n")
+                       for k in sw["columns"]])
+    parts.append(_table(head, rows) + "</section>")
+    return "".join(parts)
+
+
 def _inputs(d: dict) -> str:
     rows = []
     for i in d["inputs"]:
@@ -323,7 +344,8 @@ def render(d: dict, plots: dict) -> str:
     """The page for the report data ``d`` (``Report.data``) and its ``plots`` (``plots.draw_all``)."""
     nav = [("summary", "Summary"), ("activity", "Activity"), ("held", "Held time"),
            ("checkpoints", "Checkpoints"), ("connections", "Connections"), ("divergences", "Divergences"),
-           ("notes", "Notes")] + ([("regression", "Regression")] if d.get("baseline") else []) + [("inputs", "Inputs")]
+           ("notes", "Notes")] + ([("regression", "Regression")] if d.get("baseline") else []) \
+        + ([("sweep", "Sweep")] if d.get("sweep") else []) + [("inputs", "Inputs")]
     names = d["title"]
     n = d["numbers"]
     held_extra = (f"<p>p50 {_n(n['held_p50_ms'])} ms, p95 {_n(n['held_p95_ms'])} ms, p99 {_n(n['held_p99_ms'])} ms,"
@@ -341,6 +363,6 @@ def render(d: dict, plots: dict) -> str:
         _plot_section("activity", "Activity over time", plots["activity"]),
         _plot_section("held", "Held time", plots["held"], held_extra),
         _plot_section("checkpoints", "Checkpoints", plots["checkpoints"], ck_extra),
-        _connections(d), _divergences(d), _notes(d), _regression(d), _inputs(d),
+        _connections(d), _divergences(d), _notes(d), _regression(d), _sweep(d, plots), _inputs(d),
         "</main></body></html>\n",
     ])

@@ -45,6 +45,9 @@ def render(d: dict, top: int = 5) -> str:
     b = d.get("baseline")
     if b:
         out += [f"{'❌' if b['regressed'] else '✅'} **Baseline:** {md(b['text'])}", ""]
+    for rec in (d.get("sweep") or {}).get("recommendations", ()):
+        setting = ", ".join(f"{k}={v}" for k, v in (rec["setting"] or {}).items()) or "none qualifies"
+        out += [f"**Sweep, recommended for {md(rec['pair'])}:** {md(setting)} ({md(rec['rule'])})", ""]
     out += ["| | |", "|---|---|",
             f"| profile | QEMU {md(d['run'].get('profile'))}, {md(d['run']['mode'])} |",
             f"| frames (primary / secondary) | {_n(n['frames_primary'])} / {_n(n['frames_secondary'])} |",
