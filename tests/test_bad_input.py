@@ -344,10 +344,13 @@ def test_one_contract_for_every_command():
 
     class LC:
         stop_reason = "SIGINT"
-    assert api._live_exit_status(LC, {"checkpoint_requests": 1, "qemu_crash_events": 0}) == 1
-    assert api._live_exit_status(LC, {"checkpoint_requests": 0, "qemu_crash_events": 0}) == 0
+    ok = {"checkpoint_requests": 0, "qemu_crash_events": 0, "nothing_compared": None}
+    assert api._live_exit_status(LC, dict(ok, checkpoint_requests=1)) == 1
+    assert api._live_exit_status(LC, ok) == 0
+    silent = dict(ok, nothing_compared="no frame arrived on secondary_in")
+    assert api._live_exit_status(LC, silent) == 2 and api._live_exit_status(LC, silent, allow_empty=True) == 0
     LC.stop_reason = "internal error"
-    assert api._live_exit_status(LC, {"checkpoint_requests": 0, "qemu_crash_events": 0}) == 2
+    assert api._live_exit_status(LC, ok) == 2
     for cmd in ("replay", "verify", "live"):
         r = cli(cmd, "--help")
         assert "130 interrupted" in " ".join(r.stdout.split()), cmd
