@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from colo_replay.engine.compare import Engine
 from colo_replay.engine.framing import Frame, FrameDecoder, Oversized
 from colo_replay.engine.profiles import CompareConfig, get_profile
 
-from tests.support.live_harness import REPO
+from tests.support.live_harness import REPO, live_on_unix_listeners
 from tests.support.live_stubs import stub_live_compare
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -152,20 +151,8 @@ def test_mutated_samples_bounded_in_time_and_memory():
 def test_live_random_byte_streams_on_real_sockets(tmp_path):
     """A real ``colo-replay live``: random bytes of random lengths into both inputs (reads cut
     anywhere, some frame lengths oversized): it keeps running, stops at --duration, no traceback."""
-    listeners = {}
-    for n in ("p", "s", "o"):
-        ls = socket.socket(socket.AF_UNIX)
-        ls.bind(str(tmp_path / f"{n}.sock"))
-        ls.listen(1)
-        listeners[n] = ls
-    env = dict(os.environ, PYTHONPATH=REPO)
-    proc = subprocess.Popen([sys.executable, "-m", "colo_replay.cli", "live",
-                             "--primary-in", f"socket,path={tmp_path}/p.sock",
-                             "--secondary-in", f"socket,path={tmp_path}/s.sock",
-                             "--outdev", f"socket,path={tmp_path}/o.sock", "--duration", "1500ms",
-                             "--allow-empty"],          # garbage may decode to no frame at all
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    conns = {n: ls.accept()[0] for n, ls in listeners.items()}
+    proc, conns = live_on_unix_listeners(tmp_path, "--duration", "1500ms",
+                                         "--allow-empty")     # garbage may decode to no frame at all
     drained = threading.Thread(target=lambda: [None for _ in iter(lambda: conns["o"].recv(65536), b"")],
                                daemon=True)
     drained.start()

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
-import os
-import subprocess
 import time
 
 import pandas as pd
 import pytest
 
 from tests.support import frames as F
-from tests.support.live_harness import LiveHarness
+from tests.support.live_harness import LiveHarness, live_on_unix_listeners
 
 
 def test_stats_json_logs_timeline_and_sigint_summary(tmp_path):
@@ -58,22 +55,7 @@ def test_text_stats_line_and_clean_exit_0():
 
 def test_timeline_on_stdout_keeps_stdout_data_only(tmp_path):
     """``-o -``: JSON Lines on stdout, nothing else there (logs are on stderr)."""
-    import os
-    import subprocess
-    from tests.support.live_harness import REPO
-    import socket
-    d = tmp_path
-    lst = {}
-    for n in ("p", "s", "o"):
-        s = socket.socket(socket.AF_UNIX)
-        s.bind(str(d / f"{n}.sock"))
-        s.listen(1)
-        lst[n] = s
-    proc = subprocess.Popen([sys.executable, "-m", "colo_replay.cli", "live", "--primary-in", f"socket,path={d}/p.sock",
-                             "--secondary-in", f"socket,path={d}/s.sock", "--outdev", f"socket,path={d}/o.sock",
-                             "-o", "-", "--duration", "600ms"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=dict(os.environ, PYTHONPATH=REPO))
-    conns = {n: s.accept()[0] for n, s in lst.items()}
+    proc, conns = live_on_unix_listeners(tmp_path, "-o", "-", "--duration", "600ms")
     from colo_replay import encode_frame
     conns["p"].sendall(encode_frame(F.udp(b"x")))
     conns["s"].sendall(encode_frame(F.udp(b"x")))
@@ -88,19 +70,8 @@ def test_timeline_on_stdout_keeps_stdout_data_only(tmp_path):
 def test_nothing_compared_is_exit_2_unless_allow_empty(tmp_path, allow_empty):
     """A live run in which secondary_in never sent a frame compared nothing: exit 2 and one line
     saying so (the contract of every command), unless --allow-empty."""
-    from tests.support.live_harness import REPO
-    import socket
-    lst = {}
-    for n in ("p", "s", "o"):
-        s = socket.socket(socket.AF_UNIX)
-        s.bind(str(tmp_path / f"{n}.sock"))
-        s.listen(1)
-        lst[n] = s
-    cmd = [sys.executable, "-m", "colo_replay.cli", "live", "--primary-in", f"socket,path={tmp_path}/p.sock",
-           "--secondary-in", f"socket,path={tmp_path}/s.sock", "--outdev", f"socket,path={tmp_path}/o.sock",
-           "--duration", "400ms"] + (["--allow-empty"] if allow_empty else [])
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=REPO))
-    conns = {n: s.accept()[0] for n, s in lst.items()}
+    extra = ["--allow-empty"] if allow_empty else []
+    proc, conns = live_on_unix_listeners(tmp_path, "--duration", "400ms", *extra)
     from colo_replay import encode_frame
     conns["p"].sendall(encode_frame(F.udp(b"only the primary speaks")))
     _, err = proc.communicate(timeout=20)

@@ -89,3 +89,28 @@ class LiveHarness(ChardevHarness):
             self._final_stderr = text_before or ""
             rc = self.close()
         return rc
+
+
+def live_on_unix_listeners(tmp_path, *args: str):
+    """A real ``colo-replay live *args`` connecting to three unix sockets it does not own:
+    ``p.sock``, ``s.sock`` and ``o.sock`` in ``tmp_path``, listened on here (as a rig's QEMU
+    would).  Returns the process (stdout and stderr piped) and the accepted connections by name
+    (``p``, ``s``, ``o``)."""
+    import socket
+    import subprocess
+
+    listeners = {}
+    for n in ("p", "s", "o"):
+        ls = socket.socket(socket.AF_UNIX)
+        ls.bind(str(tmp_path / f"{n}.sock"))
+        ls.listen(1)
+        listeners[n] = ls
+    proc = subprocess.Popen([sys.executable, "-m", "colo_replay.cli", "live",
+                             "--primary-in", f"socket,path={tmp_path}/p.sock",
+                             "--secondary-in", f"socket,path={tmp_path}/s.sock",
+                             "--outdev", f"socket,path={tmp_path}/o.sock", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=REPO))
+    conns = {n: ls.accept()[0] for n, ls in listeners.items()}
+    for ls in listeners.values():
+        ls.close()
+    return proc, conns
