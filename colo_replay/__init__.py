@@ -32,6 +32,7 @@ __version__ = "0.1.0"
 # The per-frame path (read by setup.py too, as text: keep it one literal tuple)
 COMPILED_MODULES = (
     "colo_replay.engine.packet",
+    "colo_replay.engine.eventlog",
     "colo_replay.engine.connection",
     "colo_replay.engine.state",
     "colo_replay.engine.tcp",

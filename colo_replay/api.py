@@ -39,8 +39,15 @@ class Timeline:
         return self.result.collector.to_frame()
 
     @cached_property
+    def columns(self) -> dict:
+        """The events as numpy columns (kind / cause / side as their codes; see
+        ``output.timeline``), shared with the collector: what the summary and a Parquet
+        timeline are made from, without pandas."""
+        return self.result.collector.columns(copy=False)
+
+    @cached_property
     def summary(self) -> dict:
-        summary = summarise(self.events, self.result)
+        summary = summarise(self.columns, self.result)
         source = getattr(self.result, "source", None)
         if source:
             summary["source"] = source
@@ -69,7 +76,8 @@ class Timeline:
         """Write the events: .parquet / .csv / .jsonl by extension, or JSON Lines to ``stream``;
         a partial timeline is marked so in the file (see ``output.timeline.write_timeline``)."""
         why = self.error if self.error is not None else ("interrupted" if self.interrupted else None)
-        write_timeline(self.events, path, stream, partial=why)
+        write_timeline(self.columns if path is not None and path.lower().endswith(".parquet") else self.events,
+                       path, stream, partial=why)
 
     def exit_status(self, allow_empty: bool = False, exceeded: bool = False) -> int:
         """The exit status of the exit-code contract (``output.verdict``)."""
@@ -151,6 +159,8 @@ def _replay_warnings(timeline, primary, secondary, opts: ReplayOptions, filter_r
     from functools import partial
 
     from .captures import open_capture
+    from .output.summary import causes_of
+    from .output.timeline import KIND_CODES
 
     read = partial(open_capture, max_gap_ns=opts.max_gap_ns)
 
@@ -171,9 +181,9 @@ def _replay_warnings(timeline, primary, secondary, opts: ReplayOptions, filter_r
         out.append(f"the {few} capture has far fewer frames than the other ({min(fp, fs)} against {max(fp, fs)}): "
                    f"are they the same stretch of time?")
     s = timeline.summary
-    ev = timeline.events
-    uns = ev["cause"][(ev["kind"] == "unsupported").to_numpy()].value_counts()
-    kinds = ", ".join(f"{k} {v}" for k, v in uns.items() if v)
+    cols = timeline.columns
+    uns = causes_of(cols["cause"][cols["kind"] == KIND_CODES["unsupported"]])
+    kinds = ", ".join(f"{k} {v}" for k, v in uns.items())
     if kinds:
         out.append(f"some traffic is never compared by colo-compare (passed through or dropped as QEMU does: "
                    f"{kinds})")

@@ -1,6 +1,8 @@
-"""TimelineCollector (packed rows, compacted into column arrays) against a plain reference."""
+"""TimelineCollector (rows written into column blocks of the engine's EventLog) against a plain reference."""
 
 import random
+
+import pytest
 
 from colo_replay.engine.events import Cause, Event, EventKind
 from colo_replay.engine.packet import Packet
@@ -39,9 +41,10 @@ def packet(rng, side):
     return p
 
 
-def test_rows_match_the_reference_through_compaction_and_export():
+@pytest.mark.parametrize("block_rows", [1, 97, 65536])
+def test_rows_match_the_reference_across_blocks_and_export(block_rows):
     rng = random.Random(3)
-    col = TimelineCollector()
+    col = TimelineCollector(block_rows=block_rows)
     expect = []
     for i in range(3000):
         r = rng.random()
@@ -71,8 +74,6 @@ def test_rows_match_the_reference_through_compaction_and_export():
             else:
                 col.add_event(ev)
                 expect.append(reference_row(ev))
-        if rng.random() < 0.01:
-            col.compact(rng.choice([0, 50]))
         if i == 2000:
             df = col.to_frame()          # shares the column arrays; adding rows must go on working
             assert len(df) == len(expect)
@@ -92,3 +93,17 @@ def test_to_frame_columns_and_categories():
     assert list(df.kind) == ["checkpoint_start"] and list(df.cause) == ["requested"]
     assert str(df.kind.dtype) == "category" and str(df.side.dtype) == "category"
     assert TimelineCollector().to_frame().shape == (0, len(COLUMNS))
+
+
+def test_spilled_blocks_reach_the_sink_in_order():
+    """With ``spill`` every full block goes to it (numpy columns) and is not kept."""
+    got = []
+    col = TimelineCollector(block_rows=4, spill=got.append)
+    for i in range(10):
+        col.add_row(i, 101, 101, detail=i)
+    assert len(col) == 10 and col.spilled == 8
+    assert [list(b["time_ns"]) for b in got] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    col.add_row(10, 101, 101)
+    assert len(col.columns()["time_ns"]) == 0        # closing the last block spills it too
+    assert [list(b["time_ns"]) for b in got] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10]]
+    assert col.spilled == len(col) == 11

@@ -1,9 +1,12 @@
 """What the engine uses of Cython's pure-Python mode, as no-ops, for when Cython is not installed.
 
 The compiled core (setup.py) reads ``@cython.locals(...)`` as C types for a function's local
-variables; interpreted, these decorators return the function unchanged, so the same ``.py``
-source runs either way with the same results.
+variables, ``@cython.ccall`` as "callable from C too" and ``cython.compiled`` as True;
+interpreted, the decorators return the function unchanged and ``compiled`` is False, so the
+same ``.py`` source runs either way with the same results.
 """
+
+compiled = False
 
 
 def locals(**_types):  # noqa: A001 - the name Cython gives it
@@ -13,7 +16,31 @@ def locals(**_types):  # noqa: A001 - the name Cython gives it
     return keep
 
 
+def _same(func):
+    return func
+
+
+ccall = cfunc = inline = _same
+
+
+def declare(_type, value=None):
+    """``x = cython.declare(type, value)``: a C variable when compiled; the value here."""
+    return value
+
+
+def boundscheck(_flag):
+    return _same
+
+
+wraparound = boundscheck
+
+
+class _TypeName:
+    """A C type's name: ``cython.longlong[::1]`` (a typed memoryview) must also be an expression."""
+
+    def __getitem__(self, _item):
+        return self
+
+
 # Type names used in ``cython.locals`` (only their names matter to Cython)
-longlong = int
-Py_ssize_t = int
-bint = bool
+longlong = Py_ssize_t = bint = p_uchar = uchar = int_ = _TypeName()

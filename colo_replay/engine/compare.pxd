@@ -1,8 +1,18 @@
 # Cython augmenting declarations for compare.py (compiled core only): the extension types its
-# @cython.locals name.
+# @cython.locals name, the fast path's helpers as C functions, feed_at callable from C.
+from libc.string cimport memcmp
 from colo_replay.engine.packet cimport Packet
 from colo_replay.engine.connection cimport Connection
+from colo_replay.engine.eventlog cimport EventLog
 from colo_replay.engine.tcp cimport TcpCompare
 
+cdef Packet _fast_packet(object data, long long size, long long side, object ident, long long time_ns,
+                         long long proto, long long seq, long long ack, long long header_size,
+                         long long payload_size, long long seq_end, long long flags)
+cdef bytes _frame(bytes buf, Py_ssize_t off, Py_ssize_t size)
+cdef bint _equal_at(bytes abuf, Py_ssize_t ao, bytes bbuf, Py_ssize_t bo, Py_ssize_t n)
+
 cdef class Engine(TcpCompare):
-    pass
+    cpdef list feed_at(self, long long side, bytes buf, Py_ssize_t off, Py_ssize_t size, object time_ns,
+                       object ident=*)
+    cdef _feed_at(self, long long side, bytes buf, Py_ssize_t off, Py_ssize_t size, object time_ns, object ident)

@@ -47,6 +47,7 @@ except ImportError:                 # Cython absent: the decorators below are no
     from . import _cython_shim as cython
 
 from .connection import Connection
+from .eventlog import EventLog
 from .constants import MS, NEVER, S32_SIGN, U32
 from .events import _C_EQUAL, _C_ZERO, _FULL, _RELEASE, _SDROP, _UNDEF, Cause, Event, EventKind, _new_event
 from .packet import (
@@ -60,15 +61,23 @@ from .tcp import TcpCompare
 
 HASHTABLE_MAX_SIZE = 16384   # net/colo.h
 
-# The fast path of Engine.feed makes Packets without calling __init__
-_new_packet = Packet.__new__
+# The constants of the per-frame path as C values in the compiled core (``cython.declare`` at
+# module level makes a C global; interpreted it is the plain int).  Imported names are Python
+# objects there: each test or mask against one would box the C operand and go through the
+# generic number protocol, several times a frame.
+_U32 = cython.declare(cython.longlong, U32)
+_S32 = cython.declare(cython.longlong, S32_SIGN)
+_TCP = cython.declare(cython.longlong, IPPROTO_TCP)
+_UDP = cython.declare(cython.longlong, IPPROTO_UDP)
+_ICMP = cython.declare(cython.longlong, IPPROTO_ICMP)
+_PRI = cython.declare(cython.longlong, PRIMARY)
 
-
+@cython.locals(pkt=Packet)      # compiled core: C field stores (untyped, each is a generic setattr)
 def _fast_packet(data: bytes, size: int, side: int, ident, time_ns: int, proto: int, seq: int, ack: int,
                  header_size: int, payload_size: int, seq_end: int, flags: int) -> Packet:
     """The Packet of a frame on feed's fast path (Ethernet + 20-byte IPv4, no vnet header):
     what ``Packet(...)``, ``parse_packet_early`` and ``fill_tcp_info`` would give it."""
-    pkt = _new_packet(Packet)
+    pkt = Packet.__new__(Packet)    # (written out: the compiled core then calls tp_new directly)
     pkt.data = data
     pkt.size = size
     pkt.vnet_hdr_len = 0
@@ -89,9 +98,28 @@ def _fast_packet(data: bytes, size: int, side: int, ident, time_ns: int, proto: 
     return pkt
 
 
-# Everything the fast path reads, in one call, from byte 12: ethertype, IPv4 version/ihl,
-# ip_p, saddr+daddr+sport+dport (26..38), and for TCP th_seq, th_ack, th_off and th_flags.
-_fast_header = Struct("!HB8xB2x12sIIBB").unpack_from
+# Everything the fast path reads, in one call, from byte 12 (interpreted core; the compiled one
+# reads the same bytes through a pointer): ethertype, IPv4 version/ihl, ip_p, and for TCP
+# th_seq, th_ack, th_off and th_flags.  (The key, bytes 26..38, is a slice of its own.)
+_fast_header = Struct("!HB8xB14xIIBB").unpack_from
+
+
+def _frame(buf: bytes, off: int, size: int) -> bytes:
+    """The frame ``buf[off:off + size]`` as its own ``bytes`` (``buf`` itself when it is the frame)."""
+    if off == 0 and size == len(buf):
+        return buf
+    return buf[off:off + size]
+
+
+@cython.locals(a=cython.p_uchar, b=cython.p_uchar)
+def _equal_at(abuf: bytes, ao: int, bbuf: bytes, bo: int, n: int) -> bool:
+    """``abuf[ao:ao + n] == bbuf[bo:bo + n]`` for ranges inside both (the caller checks): a
+    memcmp in the compiled core, no slices."""
+    if cython.compiled:
+        a = abuf
+        b = bbuf
+        return memcmp(a + ao, b + bo, n) == 0
+    return abuf[ao:ao + n] == bbuf[bo:bo + n]
 
 
 class Engine(TcpCompare):
@@ -147,16 +175,9 @@ class Engine(TcpCompare):
         self._tick_ns = 0                # host time of the next scan (_next_tick_host_ns), cached
         self._retick()
         self._out: list = []
+        self.rows: EventLog | None = None      # matched pairs' rows go here (feed_at), if set
 
     # ------------------------------------------------------------------ public API
-    # (compiled core only: C types for the per-frame locals; no effect when interpreted)
-    @cython.locals(pkt=Packet, o=Packet, conn=Connection, size=cython.longlong, seq=cython.longlong,
-                   ack=cython.longlong, hs=cython.longlong, ps=cython.longlong, end=cython.longlong,
-                   th_off=cython.longlong, flags=cython.longlong, proto=cython.longlong,
-                   ethertype=cython.longlong, ver_ihl=cython.longlong, pseq=cython.longlong,
-                   pend=cython.longlong, sseq=cython.longlong, send=cython.longlong, phs=cython.longlong,
-                   pps=cython.longlong, shs=cython.longlong, cseq=cython.longlong, pe=cython.longlong,
-                   se=cython.longlong, side=cython.longlong)
     def feed(self, side: int, data: bytes, time_ns: int, vnet_hdr_len: int = 0,
              ident=None) -> list[Event]:
         """A frame fully read from primary_in (side 0) or secondary_in (side 1) at ``time_ns``.
@@ -166,18 +187,70 @@ class Engine(TcpCompare):
         on the frame and comes back in every event about it.
         """
         out = self._out = []
+        if vnet_hdr_len:
+            if time_ns >= self._tick_ns:
+                self._run_due_scans(time_ns)
+            if time_ns > self.now:
+                self.now = time_ns
+            self._feed_general(side, data, time_ns, vnet_hdr_len, ident)
+            return out
+        self._feed_at(side, data, 0, len(data), time_ns, ident)
+        return out
+
+    def feed_at(self, side: int, buf: bytes, off: int, size: int, time_ns: int, ident=None) -> list[Event]:
+        """``feed(side, buf[off:off + size], time_ns, 0, ident)`` without making that slice unless
+        the frame is queued: the replay driver's way of feeding frames that lie in a capture's
+        read buffer (``buf`` must be ``bytes``).  The list returned is valid until the next call
+        (an empty one is reused).  With ``rows`` set (an ``EventLog``), a pair matched the moment
+        its second frame arrives is written there as its two rows instead of two events."""
+        if off < 0 or size < 0 or off + size > len(buf):
+            raise ValueError(f"frame at {off}+{size} lies outside its {len(buf)}-byte buffer")
+        out = self._out
+        if out:
+            out = self._out = []
+        self._feed_at(side, buf, off, size, time_ns, ident)
+        return out
+
+    # (compiled core only: C types for the per-frame locals; no effect when interpreted)
+    @cython.locals(pkt=Packet, o=Packet, conn=Connection, rows=EventLog,
+                   seq=cython.longlong, ack=cython.longlong, hs=cython.longlong, ps=cython.longlong,
+                   end=cython.longlong, th_off=cython.longlong, flags=cython.longlong, proto=cython.longlong,
+                   ethertype=cython.longlong, ver_ihl=cython.longlong, pseq=cython.longlong,
+                   pend=cython.longlong, sseq=cython.longlong, send=cython.longlong, phs=cython.longlong,
+                   pps=cython.longlong, shs=cython.longlong, cseq=cython.longlong, pe=cython.longlong,
+                   se=cython.longlong, hp=cython.p_uchar, pdata=bytes, sdata=bytes,
+                   pdo=cython.Py_ssize_t, sdo=cython.Py_ssize_t, i=cython.Py_ssize_t, poff=cython.Py_ssize_t)
+    def _feed_at(self, side: int, buf: bytes, off: int, size: int, time_ns: int, ident) -> None:
+        """feed()'s work for the frame ``buf[off:off + size]`` (no vnet header), into ``_out``."""
+        out = self._out
         if time_ns >= self._tick_ns:
             self._run_due_scans(time_ns)
         if time_ns > self.now:
             self.now = time_ns
-        size = len(data)
-        if vnet_hdr_len or size < 48:
-            self._feed_general(side, data, time_ns, vnet_hdr_len, ident)
-            return out
-        ethertype, ver_ihl, proto, key, seq, ack, th_off, flags = _fast_header(data, 12)
+        if size < 48:
+            self._feed_general(side, buf if off == 0 and size == len(buf) else buf[off:off + size],
+                               time_ns, 0, ident)
+            return
+        if cython.compiled:
+            # The same fields as _fast_header below, read through a pointer: no tuple, no ints.
+            hp = buf
+            hp += off
+            ethertype = hp[12] << 8 | hp[13]
+            ver_ihl = hp[14]
+            proto = hp[23]
+            seq = hp[38]
+            seq = seq << 24 | hp[39] << 16 | hp[40] << 8 | hp[41]
+            ack = hp[42]
+            ack = ack << 24 | hp[43] << 16 | hp[44] << 8 | hp[45]
+            th_off = hp[46]
+            flags = hp[47]
+        else:
+            ethertype, ver_ihl, proto, seq, ack, th_off, flags = _fast_header(buf, off + 12)
         if ethertype != 0x0800 or ver_ihl != 0x45:
-            self._feed_general(side, data, time_ns, vnet_hdr_len, ident)
-            return out
+            self._feed_general(side, buf if off == 0 and size == len(buf) else buf[off:off + size],
+                               time_ns, 0, ident)
+            return
+        key = buf[off + 26:off + 38]
         # The fast path: no vnet header, ethertype IPv4 and a 20-byte IPv4 header (0x45; QEMU
         # only looks at the low nibble, so other first bytes just take the general path), and
         # at least 48 bytes, so that every read lies inside the frame (TCP reads up to
@@ -185,18 +258,20 @@ class Engine(TcpCompare):
         # under every profile (both minimum lengths are <= 18), reads no byte past the end,
         # and everything below is _enqueue_and_compare / fill_tcp_info / connection_key with
         # those offsets filled in.  (seq, ack, th_off and flags mean something for TCP only.)
-        if proto == IPPROTO_TCP:
+        # The frame's bytes stay in ``buf``: a Packet gets its own copy (``data``) only when it
+        # is queued or named in an event.
+        if proto == _TCP:
             # fill_pkt_tcp_info (vnet_hdr_len is 0, so the seed's subtraction changes nothing);
             # the key is bytes 26..38 as they are (TCP keys carry no protocol byte)
             hs = 34 + ((th_off >> 2) & 0x3C)            # l4 + th_off * 4 (< 256: no uint8_t wrap)
             ps = (size - hs) & 0xFFFF                        # uint16_t payload_size (Q8)
-            end = (seq + ps) & U32
+            end = (seq + ps) & _U32
         else:
             seq = ack = hs = ps = end = flags = 0
-            if proto == IPPROTO_UDP:
+            if proto == _UDP:
                 key += b"\x11"
-        if proto != IPPROTO_TCP and proto != IPPROTO_UDP:
-            pkt = _fast_packet(data, size, side, ident, time_ns, proto, 0, 0, 0, 0, 0, 0)
+        if proto != _TCP and proto != _UDP:
+            pkt = _fast_packet(_frame(buf, off, size), size, side, ident, time_ns, proto, 0, 0, 0, 0, 0, 0)
             key = connection_key(pkt, self._key_ips)
         else:
             pkt = None
@@ -204,47 +279,23 @@ class Engine(TcpCompare):
             conn = self.table[key]
         except KeyError:
             conn = self._connection_get(key, proto, time_ns)
-        if side == PRIMARY:
+        if side == _PRI:
             queue = conn.primary
             other = conn.secondary
         else:
             queue = conn.secondary
             other = conn.primary
-        if pkt is None and (not other or not self.compact_pairs):
-            # Made here, unless this frame may be matched the moment it arrives in compact_pairs
-            # mode (then it never needs a Packet; the sites below that queue it or name it in an
-            # event make it when it is still None).  What _fast_packet does, written out: this
-            # is every frame's path offline, and the call costs ~20-35 ns a frame, 1.5-2.5% of
-            # the engine's time (measured: 1275 -> 1300 ns a frame, bench_engine's 7.2 stream).
-            pkt = _new_packet(Packet)
-            pkt.data = data
-            pkt.size = size
-            pkt.vnet_hdr_len = 0
-            pkt.side = side
-            pkt.ident = ident
-            pkt.time = time_ns
-            pkt.net_off = 14
-            pkt.l4_off = 34
-            pkt.ip_proto = proto
-            pkt.offset = 0
-            pkt.undefined = False
-            pkt.tcp_seq = seq
-            pkt.tcp_ack = ack
-            pkt.header_size = hs
-            pkt.payload_size = ps
-            pkt.seq_end = end
-            pkt.flags = flags
         # colo_insert_packet: "<=" admits max_queue_size + 1 frames (Q5)
         if len(queue) > self._max_queue:
             # Dropped: lost for good, no checkpoint, pack/sack untouched; the compare still runs.
             # (The dropped frame's TCP fields stay 0: fill_pkt_tcp_info runs only on insertion.)
             if pkt is None:
-                pkt = _fast_packet(data, size, side, ident, time_ns, proto, 0, 0, 0, 0, 0, 0)
+                pkt = _fast_packet(_frame(buf, off, size), size, side, ident, time_ns, proto, 0, 0, 0, 0, 0, 0)
             else:
                 pkt.tcp_seq = pkt.tcp_ack = pkt.seq_end = pkt.header_size = pkt.payload_size = pkt.flags = 0
             out.append(_new_event(Event, (_FULL, Cause.NONE, time_ns, pkt, None, conn.index, len(queue))))
-        elif proto != IPPROTO_TCP:
-            if not queue and other and (proto == IPPROTO_UDP or proto == IPPROTO_ICMP) and size <= 0xFFFF:
+        elif proto != _TCP:
+            if not queue and other and (proto == _UDP or proto == _ICMP) and size <= 0xFFFF:
                 # The usual case again, for datagrams: the frame is alone on its side and the
                 # other side has frames waiting.  colo_compare_packet's first round pops the
                 # primary (this frame, or the other side's head) and looks for the first
@@ -252,49 +303,63 @@ class Engine(TcpCompare):
                 # On a match both go and the loop stops (one side is empty again); this does that
                 # without queueing.  Anything else (no match, a read past a frame) is
                 # _compare_packet's, from the start.
-                if side == PRIMARY:
+                rows = self.rows
+                if side == _PRI:
                     # off = 20 + 14: this primary is on the fast path (ver_ihl 0x45, no vnet)
-                    tail = data[34:]
-                    for i, s in enumerate(other):   # g_queue_find_custom: from the head
-                        if s.size == size and s.data[34:] == tail:
+                    i = 0
+                    for o in other:                 # g_queue_find_custom: from the head
+                        if o.size == size and _equal_at(buf, off + 34, o.data, 34, size - 34):
                             del other[i]
                             self.queued -= 1
                             if self.compact_pairs:
-                                out.append(data)
+                                out.append(_frame(buf, off, size))
+                            elif rows is not None and not out:
+                                rows.pair(time_ns, _C_EQUAL, conn.index, ident, o.ident, time_ns, o.time,
+                                          size, o.size, -1, -1, -1, -1, True)
                             else:
+                                if pkt is None:
+                                    pkt = _fast_packet(_frame(buf, off, size), size, side, ident, time_ns, proto,
+                                                       0, 0, 0, 0, 0, 0)
                                 ci = conn.index
-                                out.append(_new_event(Event, (_RELEASE, _C_EQUAL, time_ns, pkt, s, ci, 0)))
-                                out.append(_new_event(Event, (_SDROP, _C_EQUAL, time_ns, s, pkt, ci, 0)))
-                            return out
+                                out.append(_new_event(Event, (_RELEASE, _C_EQUAL, time_ns, pkt, o, ci, 0)))
+                                out.append(_new_event(Event, (_SDROP, _C_EQUAL, time_ns, o, pkt, ci, 0)))
+                            return
+                        i += 1
                 else:
-                    p = other[-1] if self._other_tail else other[0]
-                    off = (((p.data[p.net_off] & 0x0F) << 2) + 14 + p.vnet_hdr_len) & 0xFFFF
-                    # (size <= 0xFFFF: the uint16_t length cannot wrap; off <= size: no read past)
-                    if p.size == size and off <= size and p.data[off:] == data[off:]:
+                    o = other[-1] if self._other_tail else other[0]
+                    poff = (((o.data[o.net_off] & 0x0F) << 2) + 14 + o.vnet_hdr_len) & 0xFFFF
+                    # (size <= 0xFFFF: the uint16_t length cannot wrap; poff <= size: no read past)
+                    if o.size == size and poff <= size and _equal_at(o.data, poff, buf, off + poff, size - poff):
                         if self._other_tail:
                             other.pop()
                         else:
                             other.popleft()
                         self.queued -= 1
                         if self.compact_pairs:
-                            out.append(p.data)
+                            out.append(o.data)
+                        elif rows is not None and not out:
+                            rows.pair(time_ns, _C_EQUAL, conn.index, o.ident, ident, o.time, time_ns,
+                                      o.size, size, -1, -1, -1, -1, True)
                         else:
+                            if pkt is None:
+                                pkt = _fast_packet(_frame(buf, off, size), size, side, ident, time_ns, proto,
+                                                   0, 0, 0, 0, 0, 0)
                             ci = conn.index
-                            out.append(_new_event(Event, (_RELEASE, _C_EQUAL, time_ns, p, pkt, ci, 0)))
-                            out.append(_new_event(Event, (_SDROP, _C_EQUAL, time_ns, pkt, p, ci, 0)))
-                        return out
+                            out.append(_new_event(Event, (_RELEASE, _C_EQUAL, time_ns, o, pkt, ci, 0)))
+                            out.append(_new_event(Event, (_SDROP, _C_EQUAL, time_ns, pkt, o, ci, 0)))
+                        return
             if pkt is None:
-                pkt = _fast_packet(data, size, side, ident, time_ns, proto, 0, 0, 0, 0, 0, 0)
+                pkt = _fast_packet(_frame(buf, off, size), size, side, ident, time_ns, proto, 0, 0, 0, 0, 0, 0)
             self.queued += 1
             queue.append(pkt)
         else:
             if self._ack_umax:                               # seed: unsigned max
-                if side == PRIMARY:
+                if side == _PRI:
                     if ack > conn.pack:
                         conn.pack = ack
                 elif ack > conn.sack:
                     conn.sack = ack
-            elif side == PRIMARY:                            # 6.2+: the last ACK enqueued
+            elif side == _PRI:                            # 6.2+: the last ACK enqueued
                 conn.pack = ack
             else:
                 conn.sack = ack
@@ -302,17 +367,17 @@ class Engine(TcpCompare):
                 # g_queue_insert_sorted: on the 7.0+ queues (descending, popped at the tail) a
                 # segment at or after the head's seq goes first, which is the common case; the
                 # general scan gives the same answer, only slower.
-                if pkt is None:
-                    pkt = _fast_packet(data, size, side, ident, time_ns, proto, seq, ack, hs, ps, end, flags)
+                pkt = _fast_packet(_frame(buf, off, size), size, side, ident, time_ns, proto, seq, ack, hs, ps,
+                                   end, flags)
                 self.queued += 1
                 # (seq_not_before(seq, head seq), inlined: this is the per-segment path)
-                if self._tcp_tail and (seq - queue[0].tcp_seq) & U32 < S32_SIGN:
+                if self._tcp_tail and (seq - queue[0].tcp_seq) & _U32 < _S32:
                     queue.appendleft(pkt)
                 else:
                     self._insert_sorted(queue, pkt)
                 if other:
                     self._compare_tcp(conn, time_ns)
-                return out
+                return
             if other:
                 # The usual case: the segment is alone on its side, the other side has segments
                 # waiting.  colo_compare_tcp's first round then compares this segment with the
@@ -322,29 +387,34 @@ class Engine(TcpCompare):
                 # ("pri:" finds no primary, or "sec:" no secondary and pushes the primary back),
                 # so the segment is never queued.  Any other outcome is _compare_tcp's, from the
                 # start.
-                # (p = the primary, s = the secondary of the two; this frame's fields are locals)
+                # (p = the primary, s = the secondary of the two; this frame's fields are locals,
+                # its bytes at ``off`` in ``buf``, the queued one's at 0 in its ``data``)
                 o = other[-1] if self._tcp_tail else other[0]
-                if side == PRIMARY:
+                if side == _PRI:
                     pseq = seq
                     pend = end
-                    pdata = data
+                    pdata = buf
+                    pdo = off
                     sseq = o.tcp_seq
                     send = o.seq_end
                     sdata = o.data
+                    sdo = 0
                 else:
                     pseq = o.tcp_seq
                     pend = o.seq_end
                     pdata = o.data
+                    pdo = 0
                     sseq = seq
                     send = end
-                    sdata = data
+                    sdata = buf
+                    sdo = off
                 if pseq == pend:
                     matched = sseq == send                  # both zero-payload
                     cause = _C_ZERO
                 elif pseq != sseq or pend != send or self._inverted:
                     matched = False
                 else:
-                    if side == PRIMARY:
+                    if side == _PRI:
                         phs = hs
                         pps = ps
                         shs = o.header_size
@@ -356,12 +426,16 @@ class Engine(TcpCompare):
                     pe = phs + pps
                     se = shs + pps
                     # Not "already compared" (cseq and not seq_after(pend, cseq)), then
-                    # tcp.payloads_equal_inside(pdata, phs, sdata, shs, pps), both written out:
-                    # this runs for every TCP data pair, and calling them cost 1.5-2% of a pair
+                    # tcp.payloads_equal_inside(...) on the two frames, both written out: this
+                    # runs for every TCP data pair, and calling them cost 1.5-2% of a pair
                     # (measured: 2540 -> 2570 ns a pair, compact_pairs 1910 -> 1960 ns, 7.2).
-                    matched = not (cseq and not 0 < (pend - cseq) & U32 < S32_SIGN
-                                   or pe > len(pdata) or se > len(sdata)
-                                   or not (phs == shs and pdata == sdata or pdata[phs:pe] == sdata[shs:se]))
+                    # (Both frames are ``size`` bytes here: o.size == size when the byte-identical
+                    # test is taken; the payload test reads only inside each frame.)
+                    matched = not (cseq and not 0 < (pend - cseq) & _U32 < _S32
+                                   or pe > (size if side == _PRI else o.size)
+                                   or se > (o.size if side == _PRI else size)
+                                   or not (phs == shs and o.size == size and _equal_at(pdata, pdo, sdata, sdo, size)
+                                           or _equal_at(pdata, pdo + phs, sdata, sdo + shs, pps)))
                     cause = _C_EQUAL
                 if matched:
                     if cause is _C_EQUAL:
@@ -372,30 +446,42 @@ class Engine(TcpCompare):
                     else:
                         other.popleft()
                     if self.compact_pairs:
-                        out.append(pdata)
-                        return out
-                    p, s = (pkt, o) if side == PRIMARY else (o, pkt)
+                        out.append(_frame(buf, off, size) if side == _PRI else o.data)
+                        return
+                    rows = self.rows
+                    if rows is not None and not out:
+                        # the two rows of _RELEASE/_SDROP below, without the events (TCP: the
+                        # header_size of a fast-path segment is never 0, so seq columns are set)
+                        if side == _PRI:
+                            rows.pair(time_ns, cause, conn.index, ident, o.ident, time_ns, o.time, size, o.size,
+                                      seq, end, o.tcp_seq, o.seq_end, cause is _C_EQUAL)
+                        else:
+                            rows.pair(time_ns, cause, conn.index, o.ident, ident, o.time, time_ns, o.size, size,
+                                      o.tcp_seq, o.seq_end, seq, end, cause is _C_EQUAL)
+                        return
+                    pkt = _fast_packet(_frame(buf, off, size), size, side, ident, time_ns, proto, seq, ack, hs, ps,
+                                       end, flags)
+                    p, s = (pkt, o) if side == _PRI else (o, pkt)
                     ci = conn.index
                     out.append(_new_event(Event, (_RELEASE, cause, time_ns, p, s, ci, 0)))
                     out.append(_new_event(Event, (_SDROP, cause, time_ns, s, p if cause is _C_EQUAL else None,
                                                   ci, 0)))
-                    return out
-            if pkt is None:
-                pkt = _fast_packet(data, size, side, ident, time_ns, proto, seq, ack, hs, ps, end, flags)
+                    return
+            pkt = _fast_packet(_frame(buf, off, size), size, side, ident, time_ns, proto, seq, ack, hs, ps, end,
+                               flags)
             self.queued += 1
             queue.append(pkt)
             if other:
                 self._compare_tcp(conn, time_ns)
-            return out
+            return
         # colo_compare_connection.  With the other queue empty both comparators stop before
         # changing anything (colo_compare_tcp pops a primary and pushes it back at the same end),
         # so they are not called.
         if other:
-            if proto == IPPROTO_TCP:
+            if proto == _TCP:
                 self._compare_tcp(conn, time_ns)
             else:
                 self._compare_packet(conn, time_ns, proto)
-        return out
 
     def _feed_general(self, side: int, data: bytes, time_ns: int, vnet_hdr_len: int, ident) -> None:
         """feed() for the frames the fast path does not take: packet.py's parse, step by step."""

@@ -1,6 +1,9 @@
 # Cython augmenting declarations for packet.py (used only when the compiled core is built):
 # Packet becomes an extension type with C fields.  Every integer field holds far less than
 # 2**63 (sizes, offsets, 32-bit TCP numbers, ns times), so long long changes no value.
+cimport cython
+
+@cython.freelist(512)      # a queued frame's Packet is reused memory, not a malloc
 cdef class Packet:
     cdef public object data
     cdef public long long size

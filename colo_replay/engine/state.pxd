@@ -1,6 +1,8 @@
 # Cython augmenting declarations for state.py (compiled core only): the engine's fields as C
 # fields.  The integers typed here are queue lengths and counters (far below 2**63); times stay
 # Python ints (NEVER is 2**126), as do the profile and config objects.
+from colo_replay.engine.eventlog cimport EventLog
+
 cdef class EngineState:
     cdef public object profile
     cdef public object config
@@ -28,3 +30,4 @@ cdef class EngineState:
     cdef public object _tick_ns
     cdef public list _out
     cdef public bint compact_pairs
+    cdef public EventLog rows

@@ -321,8 +321,6 @@ class LiveCompare:
                             for ev in evs:
                                 tl.add_event(ev)
                     self._handle(evs, t)
-            if tl is not None:
-                tl.compact(8192)          # keeps the collector's row buffer small (and cache-warm)
         st.frames_in[side] += n - self.idents[side]
         self.idents[side] = n
         if err is not None:

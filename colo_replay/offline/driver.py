@@ -12,9 +12,7 @@ kept short (one comparison against a precomputed wake-up time, one ``Engine.feed
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from itertools import islice
-from operator import le, lt
+from array import array
 from dataclasses import dataclass, field, asdict
 from typing import Callable
 
@@ -27,6 +25,11 @@ from ..engine.constants import MS, NEVER as _NEVER
 from ..engine.events import Cause, EventKind
 from ..engine.profiles import CompareConfig, get_profile
 from ..output.timeline import CHECKPOINT_CAUSE_CODES, TimelineCollector
+
+try:
+    import cython
+except ImportError:                 # Cython absent: the decorators below are no-ops
+    from ..engine import _cython_shim as cython
 
 # The engine's events carry EventKind members, so a kind is tested by identity: "==" on an
 # IntEnum goes through the generic comparison, several times slower, for every event.
@@ -110,16 +113,21 @@ class ReplayResult:
 
 
 class _Side:
-    """A cursor over one capture's batches, with arrival times computed per batch.
+    """A cursor over one capture's batches, as columns the merge loop reads without making a
+    Python object per frame.
 
-    ``vnets`` is the batch's per-frame vnet header lengths when the reader gives them
-    (``Batch.vnet_lens``, e.g. a chardev capture with vnet_hdr_support), else None: every frame
-    then has the side's constant ``vnet``.  ``simple`` says that no frame of the batch needs
-    more than a plain ``Engine.feed`` (none cut by a snaplen, no BPF filter, no per-frame vnet).
+    ``buf`` holds the batch's frames (``starts``/``caps``: each frame's offset in it and its
+    length); a reader that gives a list of frames instead has them joined into one buffer (one
+    copy per batch).  ``ts`` are the arrival times (capture time + the side's shift) as int64,
+    ``origs`` the lengths on the wire.  ``vnets`` is the batch's per-frame vnet header lengths
+    when the reader gives them (``Batch.vnet_lens``, e.g. a chardev capture with
+    vnet_hdr_support), else None: every frame then has the side's constant ``vnet``.  ``simple``
+    says that no frame of the batch needs more than a plain feed (none cut by a snaplen, no BPF
+    filter, no vnet header at all).
     """
 
-    __slots__ = ("reader", "stats", "shift", "vnet", "bpf", "it", "ts", "frames", "origs", "vnets",
-                 "first", "i", "n", "simple", "keys", "ordered")
+    __slots__ = ("reader", "stats", "shift", "vnet", "bpf", "it", "ts", "buf", "starts", "caps", "origs",
+                 "vnets", "first", "i", "n", "simple")
 
     def __init__(self, reader, stats: SideStats, shift: int, vnet: int, bpf):
         self.reader = reader
@@ -128,61 +136,102 @@ class _Side:
         self.vnet = vnet
         self.bpf = bpf
         self.it = reader.batches()
-        self.ts = self.frames = self.origs = ()
+        self.ts = self.starts = self.caps = self.origs = _EMPTY
+        self.buf = b""
         self.vnets = None
         self.first = 1
         self.i = self.n = 0
         self.simple = True
-        self.keys = None         # merge keys of the batch (see _loop), made when first needed
-        self.ordered = True      # the batch's timestamps never decrease
 
     def refill(self) -> bool:
         """Load the next non-empty batch; False at the end of the capture."""
+        import numpy as np
+
         while True:
             batch = next(self.it, None)
             if batch is None:
                 self.n = self.i = 0
                 return False
-            n = len(batch.frames)
+            n = len(batch)
             if not n:
                 continue
-            shift = self.shift
-            ts = batch.timestamps
-            self.ts = [t + shift for t in ts] if shift else ts
-            self.frames = frames = batch.frames
-            self.origs = origs = batch.orig_lens
+            buf = getattr(batch, "buf", None)
+            if buf is None:
+                frames = batch.frames
+                caps = np.fromiter(map(len, frames), dtype=np.int64, count=n)
+                starts = np.zeros(n, dtype=np.int64)
+                np.cumsum(caps[:-1], out=starts[1:])
+                buf = b"".join(frames)
+            else:
+                starts = np.asarray(batch.starts, dtype=np.int64)
+                caps = np.asarray(batch.caps, dtype=np.int64)
+                if not isinstance(buf, bytes):
+                    buf = bytes(buf)
+            self.ts = ts = _int64_times(batch, self.shift, self.stats.path)
+            self.origs = origs = np.asarray(batch.orig_lens, dtype=np.int64)
+            self.buf, self.starts, self.caps = buf, starts, caps
             self.vnets = vnets = getattr(batch, "vnet_lens", None)
             if vnets is not None and len(vnets) != n:
                 raise ValueError(f"{self.stats.path}: batch of {n} frames has {len(vnets)} vnet lengths")
             # Is any frame shorter than it was on the wire?  The capture readers count them;
-            # else one pass in C over the batch.
+            # else one vectorised test over the batch.
             cut = getattr(batch, "truncated", None)
             if cut is None:
-                cut = any(map(lt, map(len, frames), origs))
-            self.simple = vnets is None and self.bpf is None and not cut
+                cut = bool((caps < origs).any())
+            self.simple = vnets is None and self.bpf is None and not cut and not self.vnet
             self.first = batch.first_frame
             self.i = 0
             self.n = n
-            self.keys = None
             st = self.stats
             st.frames += n
-            st.last_ns = self.ts[-1]
+            st.last_ns = int(ts[-1])
             return True
+
+    def frame(self, i: int) -> bytes:
+        """Frame ``i`` of the batch as its own bytes (the slow path's)."""
+        start = int(self.starts[i])
+        return self.buf[start:start + int(self.caps[i])]
 
     def admit(self, i: int, t: int, side: int, add_row):
         """The checks of a frame in a batch that is not ``simple``: returns the vnet length to
         feed it with, or None when the frame is not fed (cut by a snaplen, or filtered out)."""
-        frame = self.frames[i]
-        orig = self.origs[i]
-        if len(frame) < orig:
+        cap = int(self.caps[i])
+        orig = int(self.origs[i])
+        if cap < orig:
             # Cut by a snaplen: QEMU saw the whole frame, we cannot compare it honestly.
             self.stats.truncated += 1
             add_row(t, EventKind.UNCOMPARABLE, Cause.TRUNCATED, side, self.first + i, orig)
             return None
-        if self.bpf is not None and not self.bpf.matches(frame, orig):
+        if self.bpf is not None and not self.bpf.matches(self.frame(i), orig):
             self.stats.filtered += 1
             return None
         return self.vnet if self.vnets is None else self.vnets[i]
+
+
+_EMPTY = ()
+_I64_MAX = (1 << 63) - 1
+
+
+def _int64_times(batch, shift: int, path: str):
+    """The batch's arrival times (timestamp + shift) as an int64 array; a time beyond int64 ns
+    (after the year 2262: only a corrupt timestamp gets there) is a CaptureError naming the frame."""
+    import numpy as np
+
+    ts = batch.timestamps
+    try:
+        arr = np.asarray(ts, dtype=np.int64)
+        if shift:
+            if int(arr.min()) + shift < -_I64_MAX or int(arr.max()) + shift > _I64_MAX:
+                raise OverflowError
+            arr = arr + shift
+        return arr
+    except OverflowError:
+        for i, t in enumerate(ts):
+            if not -_I64_MAX <= int(t) + shift <= _I64_MAX:
+                raise CaptureError(path, f"timestamp {int(t) / 1e9:.9f} s (plus offsets) is beyond what "
+                                         f"the replay clock holds (int64 ns: the year 2262)",
+                                   frame_number=batch.first_frame + i) from None
+        raise
 
 
 def run_replay(primary_reader, secondary_reader, options: ReplayOptions | None = None,
@@ -236,6 +285,7 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
         firsts = [opts.first_arrival_ns]
     start = (min(firsts) if firsts else 0) + opts.scan_phase_ns
     engine = Engine(profile, config, start_ns=start)
+    engine.rows = rec          # matched pairs are written there by the engine itself
     delay = opts.checkpoint_delay_ns
     if delay is None:
         delay = profile.default_checkpoint_delay * MS
@@ -311,7 +361,6 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
     """
     feed = engine.feed
     add = rec.add_event
-    add_pair = rec.add_pair
     add_row = rec.add_row
     vm_on_clock = engine.profile.scan_on_vm_clock
 
@@ -459,8 +508,55 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
     pstats, sstats = p.stats, s.stats
     done = 0
     next_progress = 65536
-    stop = False
-    while not stop:
+    feed_at = engine.feed_at
+
+    def slow(k: int, cur: _Side, t: int) -> None:
+        """Feed the next frame of side ``k`` with every check the fast stretch leaves out: a
+        snaplen cut or a filter (``admit``), a vnet header, a checkpoint holding frames, a
+        resync rule; then handle its events."""
+        nonlocal rs_on, hold
+        i = cur.i
+        cur.i = i + 1
+        ident = cur.first + i
+        st = cur.stats
+        if cur.simple:
+            vnet = cur.vnet
+        else:
+            vnet = cur.admit(i, t, k, add_row)
+            if vnet is None:
+                return
+        frame = cur.frame(i)
+        if hold:
+            st.held += 1
+            resync.held.append((k, frame, vnet, ident))
+            return
+        if k == 1 and rs_on:
+            v = check(frame, vnet, t)
+            rs_on = resync.active
+            if v.action == _SUPERSEDE:
+                st.superseded += 1
+                add_row(t, _SUPERSEDED, v.cause, 1, ident, len(frame))
+                return
+            if v.action == _TRIM:
+                add_row(t, _SUPERSEDED, v.cause, 1, ident, len(frame), v.trimmed)
+                frame = v.data
+        st.fed += 1
+        if vnet:
+            events(feed(k, frame, t, vnet, ident), t)
+        else:
+            events(feed_at(k, frame, 0, len(frame), t, ident), t)
+
+    def events(evs, t: int) -> None:
+        """A feed's events (a matched pair already went to the timeline: engine.rows)."""
+        nonlocal wake, rs_on, hold
+        for ev in evs:
+            add(ev)
+            if ev[0] is _CKPT:
+                apply(model.request(ev[2]))
+                wake = wake_time()  # a checkpoint may have started: the model's clock moved
+                rs_on, hold = modes(t)
+
+    while True:
         for k, cur in ((0, p), (1, s)):
             if have[k] and cur.i >= cur.n:
                 try:
@@ -472,110 +568,23 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                     limit = min(limit, -_NEVER if last is None else last)
         if not have[0] and not have[1]:
             break
-        for k, cur in ((0, p), (1, s)):
-            if have[k] and cur.keys is None:
-                # time << 1 | side: sorting these puts the primary first at equal times
-                cur.keys = keys = [t << 1 | k for t in cur.ts]
-                cur.ordered = all(map(le, keys, islice(keys, 1, None)))
-        keys, ordered = _merge_keys(p, s, have)
-        if limit < _NEVER:
-            # A side failed: stop at the first frame after its last good timestamp.
-            lim = limit << 1 | 1            # the largest key of a frame at time ``limit``
-            if ordered:
-                cut = bisect_right(keys, lim)
-            else:
-                cut = next((j for j, k in enumerate(keys) if k > lim), len(keys))
-            if cut < len(keys):
-                del keys[cut:]
-                stop = True
-        pi, si = p.i, s.i
-        p_frames, p_first, p_vnet, p_simple = p.frames, p.first, p.vnet, p.simple
-        s_frames, s_first, s_vnet, s_simple = s.frames, s.first, s.vnet, s.simple
-        s_fast = s_simple and not rs_on and not hold
-        p_fast = p_simple and not hold
-        p_skipped = p.stats.truncated + p.stats.filtered + p.stats.held     # frames not fed (yet), so far
-        s_skipped = s.stats.truncated + s.stats.filtered + s.stats.held
-        sup = 0                                                 # secondaries superseded in this stretch
-        fed_before = p.stats.fed + s.stats.fed
-        try:
-            for key in keys:
-                t = key >> 1
-                if key & 1:
-                    i = si
-                    si += 1
-                    if t >= wake:
-                        catch_up(t)
-                        wake = wake_time()
-                        rs_on, hold = modes(t)
-                        s_fast = s_simple and not rs_on and not hold
-                        p_fast = p_simple and not hold
-                    if s_fast:
-                        evs = feed(1, s_frames[i], t, s_vnet, s_first + i)
-                    else:
-                        if s_simple:
-                            vnet = s_vnet
-                        else:
-                            vnet = s.admit(i, t, 1, add_row)
-                            if vnet is None:
-                                continue
-                        frame = s_frames[i]
-                        if hold:
-                            s.stats.held += 1
-                            resync.held.append((1, frame, vnet, s_first + i))
-                            continue
-                        if rs_on:
-                            v = check(frame, vnet, t)
-                            rs_on = resync.active
-                            s_fast = s_simple and not rs_on
-                            if v.action == _SUPERSEDE:
-                                s.stats.superseded += 1
-                                sup += 1
-                                add_row(t, _SUPERSEDED, v.cause, 1, s_first + i, len(frame))
-                                continue
-                            if v.action == _TRIM:
-                                add_row(t, _SUPERSEDED, v.cause, 1, s_first + i, len(frame), v.trimmed)
-                                frame = v.data
-                        evs = feed(1, frame, t, vnet, s_first + i)
-                else:
-                    i = pi
-                    pi += 1
-                    if t >= wake:
-                        catch_up(t)
-                        wake = wake_time()
-                        rs_on, hold = modes(t)
-                        s_fast = s_simple and not rs_on and not hold
-                        p_fast = p_simple and not hold
-                    if p_fast:
-                        evs = feed(0, p_frames[i], t, p_vnet, p_first + i)
-                    else:
-                        if p_simple:
-                            vnet = p_vnet
-                        else:
-                            vnet = p.admit(i, t, 0, add_row)
-                            if vnet is None:
-                                continue
-                        if hold:
-                            p.stats.held += 1
-                            resync.held.append((0, p_frames[i], vnet, p_first + i))
-                            continue
-                        evs = feed(0, p_frames[i], t, vnet, p_first + i)
-                if len(evs) == 2 and evs[1][0] is _SDROP and evs[0][0] is _RELEASE:
-                    add_pair(evs[0], evs[1])        # a matched pair, the common case: one call
-                    continue
-                for ev in evs:
-                    add(ev)
-                    if ev[0] is _CKPT:
-                        apply(model.request(ev[2]))
-                        wake = wake_time()  # a checkpoint may have started: the model's clock moved
-                        rs_on, hold = modes(t)
-                        s_fast = s_simple and not rs_on and not hold
-                        p_fast = p_simple and not hold
-        finally:
-            p.stats.fed += pi - p.i - (p.stats.truncated + p.stats.filtered + p.stats.held - p_skipped)
-            s.stats.fed += si - s.i - (s.stats.truncated + s.stats.filtered + s.stats.held + sup - s_skipped)
-            p.i, s.i = pi, si
-        done += p.stats.fed + s.stats.fed - fed_before
-        rec.compact(8192)             # keeps the collector's row buffer small (and cache-warm)
+        fed_before = pstats.fed + sstats.fed
+        code, k, t = _stretch(engine, p, s, have[0], have[1], min(wake, _I64_MAX),
+                              max(min(limit, _I64_MAX), -_I64_MAX - 1), p.simple and not hold,
+                              s.simple and not hold and not rs_on)
+        if code == _STOP:
+            break
+        cur = s if k else p
+        if code == _WAKE:
+            catch_up(t)
+            wake = wake_time()
+            rs_on, hold = modes(t)
+            slow(k, cur, t)
+        elif code == _SLOW:
+            slow(k, cur, t)
+        elif code == _EVENTS:
+            events(engine._out, t)
+        done += pstats.fed + sstats.fed - fed_before
         if progress is not None and done >= next_progress:
             progress(done)
             next_progress = (done // 65536 + 1) * 65536
@@ -621,35 +630,100 @@ def _check_end(end_ns, opts: ReplayOptions, lasts: list, failed: list):
     return end_ns
 
 
-def _merge_keys(p: _Side, s: _Side, have) -> tuple[list, bool]:
-    """The order in which the loop takes the frames loaded now, the rest of each side's batch:
-    their keys (``time << 1 | side``), up to the end of whichever batch ends first.  Returns
-    ``(keys, ordered)``; ``ordered`` says the keys are sorted.
+# _stretch's outcomes
+_REFILL = 0     # a batch ran out (the caller refills it)
+_WAKE = 1       # the next frame arrives at or after the next scan or checkpoint action
+_SLOW = 2       # the next frame needs the slow path (not a plain feed)
+_EVENTS = 3     # the last frame fed gave events other than a matched pair (engine._out)
+_STOP = 4       # the next frame is after ``limit`` (a capture failed): the replay stops here
 
-    The order is that of comparing the two sides' next frames (the primary first at equal
-    times).  When both batches' timestamps never decrease, that is the sorted order of the
-    keys, which ``list.sort`` finds in C (two sorted runs: one merge).  A capture whose
-    timestamps go backwards is merged the same way frame by frame."""
-    pk = p.keys[p.i:] if have[0] else []
-    sk = s.keys[s.i:] if have[1] else []
-    if not pk or not sk:
-        keys = pk or sk
-        return keys, (p.ordered if pk else s.ordered)
-    if p.ordered and s.ordered:
-        end = min(pk[-1], sk[-1])          # the last key before one of the batches runs out
-        keys = pk + sk
-        keys.sort()
-        del keys[bisect_right(keys, end):]
-        return keys, True
-    keys = []
-    append = keys.append
-    a = b = 0
-    na, nb = len(pk), len(sk)
-    while a < na and b < nb:
-        if sk[b] >> 1 < pk[a] >> 1:
-            append(sk[b])
-            b += 1
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.locals(engine=Engine, pts=cython.longlong[::1], sts=cython.longlong[::1], pst=cython.longlong[::1],
+               sst=cython.longlong[::1], pcp=cython.longlong[::1], scp=cython.longlong[::1],
+               pi=cython.Py_ssize_t, pn=cython.Py_ssize_t, si=cython.Py_ssize_t, sn=cython.Py_ssize_t,
+               pi0=cython.Py_ssize_t, si0=cython.Py_ssize_t, t=cython.longlong, wake=cython.longlong,
+               limit=cython.longlong, pfirst=cython.longlong, sfirst=cython.longlong, k=cython.int,
+               i=cython.Py_ssize_t, php=cython.bint, shs=cython.bint, pfast=cython.bint, sfast=cython.bint,
+               pbuf=bytes, sbuf=bytes, code=cython.int)
+def _stretch(engine, p: _Side, s: _Side, php: bool, shs: bool, wake: int, limit: int, pfast: bool,
+             sfast: bool):
+    """Feed frames of the two loaded batches in arrival order (the primary first at equal
+    times) for as long as nothing but a plain feed is needed: returns ``(code, side, time)``
+    for the frame it stopped before (``_WAKE``, ``_SLOW``, ``_STOP``) or after (``_EVENTS``),
+    or when a batch ran out (``_REFILL``).  ``php``/``shs``: the side has a batch loaded (not
+    at its end for good); ``pfast``/``sfast``: its frames need only ``Engine.feed_at``.
+
+    The per-frame work of the replay: no Python object is made here for a frame (in the
+    compiled core) but its number and time when the engine keeps or names it.  It calls the
+    engine's ``_feed_at`` (``feed_at`` without its argument checks: the reader's offsets lie
+    inside the batch's buffer), a C call in the compiled core."""
+    pts = p.ts if php else _NO_TIMES
+    sts = s.ts if shs else _NO_TIMES
+    pst = p.starts if php else _NO_TIMES
+    sst = s.starts if shs else _NO_TIMES
+    pcp = p.caps if php else _NO_TIMES
+    scp = s.caps if shs else _NO_TIMES
+    pbuf = p.buf
+    sbuf = s.buf
+    pi = pi0 = p.i
+    si = si0 = s.i
+    pn = p.n if php else 0
+    sn = s.n if shs else 0
+    pfirst = p.first
+    sfirst = s.first
+    code = _REFILL
+    k = 0
+    t = 0
+    while True:
+        if pi < pn:
+            if si < sn:
+                k = 1 if sts[si] < pts[pi] else 0
+            elif shs:
+                break                   # the secondary's batch ran out: refill it first
+            else:
+                k = 0                   # the secondary capture has ended
+        elif si < sn and not php:
+            k = 1                       # the primary capture has ended
         else:
-            append(pk[a])
-            a += 1
-    return keys, False
+            break                       # the primary's batch ran out (or both)
+        if k == 0:
+            t = pts[pi]
+        else:
+            t = sts[si]
+        if t > limit:
+            code = _STOP
+            break
+        if t >= wake:
+            code = _WAKE
+            break
+        if k == 0:
+            if not pfast:
+                code = _SLOW
+                break
+            i = pi
+            pi += 1
+            if engine._out:
+                engine._out = []
+            engine._feed_at(0, pbuf, pst[i], pcp[i], t, pfirst + i)
+        else:
+            if not sfast:
+                code = _SLOW
+                break
+            i = si
+            si += 1
+            if engine._out:
+                engine._out = []
+            engine._feed_at(1, sbuf, sst[i], scp[i], t, sfirst + i)
+        if engine._out:
+            code = _EVENTS
+            break
+    p.i = pi
+    s.i = si
+    p.stats.fed += pi - pi0
+    s.stats.fed += si - si0
+    return code, k, t
+
+
+_NO_TIMES = array("q")

@@ -11,7 +11,8 @@ The signature, per flush: the first checkpoint request after it is on a connecti
 released or dropped frames of, within ``window_ns`` (default: compare_timeout + expiry scan cycle,
 so that a copy left behind and expiring counts too).  A replay shows the cascade when at least
 ``min_count`` flushes have that signature and they are at least ``min_share`` of the flushes
-followed by a request.  Pure DataFrame work on the timeline, vectorised.
+followed by a request.  Vectorised work on the timeline (a DataFrame, or the collector's numpy
+columns with the kind / cause codes).
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ import numpy as np
 __all__ = ["cascade_signature"]
 
 
-def _codes(col, name: str) -> np.ndarray:
+def _codes(col, name: str, of: str = "kind") -> np.ndarray:
+    if isinstance(col, np.ndarray):             # the collector's columns: the enum values
+        from .timeline import CAUSE_CODES, KIND_CODES
+        return col == (KIND_CODES if of == "kind" else CAUSE_CODES)[name]
     if hasattr(col, "cat"):
         cats = col.cat.categories
         if name not in cats:
@@ -37,14 +41,14 @@ def cascade_signature(df, window_ns: int = 4_000_000_000, min_count: int = 3, mi
     kind = df["kind"]
     is_flush = _codes(kind, "flush")
     is_req = _codes(kind, "checkpoint_request")
-    flushed = _codes(df["cause"], "flush") & (_codes(kind, "release") | _codes(kind, "secondary_dropped"))
+    flushed = _codes(df["cause"], "flush", "cause") & (_codes(kind, "release") | _codes(kind, "secondary_dropped"))
     pos_f = np.flatnonzero(is_flush)
     pos_r = np.flatnonzero(is_req)
     out = {"flushes": int(len(pos_f)), "followed": 0, "re_diverged": 0, "cascade": False}
     if not len(pos_f) or not len(pos_r):
         return out
-    t = df["time_ns"].to_numpy()
-    conn = df["conn"].to_numpy()
+    t = np.asarray(df["time_ns"])
+    conn = np.asarray(df["conn"])
     # the first request after each flush (by timeline position), if any
     nxt = np.searchsorted(pos_r, pos_f, side="right")
     has = nxt < len(pos_r)

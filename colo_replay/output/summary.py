@@ -11,54 +11,62 @@ DIVERGENCE_CAUSES = ("miscompare", "size_mismatch", "ack_gate")
 
 
 def summarise(df, result) -> dict:
-    """Numbers for the summary block and for machines (``--summary-json``)."""
+    """Numbers for the summary block and for machines (``--summary-json``).  ``df`` is the
+    timeline DataFrame or the collector's numpy columns (``TimelineCollector.columns``): the
+    counting is done on the kind / cause codes either way, without pandas."""
     import numpy as np
 
-    # Boolean masks and single columns only: filtering whole rows (df[mask]) would copy all
-    # thirteen columns of a two-million-row timeline for each count.
-    kind = df["kind"]
-    cause = df["cause"]
-    is_rel = (kind == "release").to_numpy()
-    held = df["held_ns"].to_numpy(dtype=np.int64)[is_rel]
+    from .timeline import KIND_CODES, code_columns
+
+    cols = code_columns(df)
+    kind = cols["kind"]
+    cause = cols["cause"]
+
+    def by_cause(mask) -> dict:
+        return causes_of(cause[mask])
+
+    def count(name: str) -> int:
+        return int(np.count_nonzero(kind == KIND_CODES[name]))
+
+    is_rel = kind == KIND_CODES["release"]
+    held = cols["held_ns"][is_rel].astype(np.int64, copy=False)
     held_ms = {}
     if len(held):
         q = np.percentile(held, [50, 95, 99]) / MS
         held_ms = {"p50": float(q[0]), "p95": float(q[1]), "p99": float(q[2]), "max": float(held.max() / MS)}
-    is_req = (kind == "checkpoint_request").to_numpy()
-    req_cause = cause[is_req]
-    requests_by_cause = {str(k): int(v) for k, v in req_cause.value_counts().items() if v}
-    is_start = (kind == "checkpoint_start").to_numpy()
-    checkpoints_by_cause = {str(k): int(v) for k, v in cause[is_start].value_counts().items() if v}
+    is_req = kind == KIND_CODES["checkpoint_request"]
+    requests_by_cause = by_cause(is_req)
+    is_start = kind == KIND_CODES["checkpoint_start"]
+    checkpoints_by_cause = by_cause(is_start)
     # An idle_checkpoints row stands for ``detail`` periodic checkpoints (see timeline.py).
-    is_idle = (kind == "idle_checkpoints").to_numpy()
-    idle = int(df["detail"].to_numpy()[is_idle].sum()) if is_idle.any() else 0
+    is_idle = kind == KIND_CODES["idle_checkpoints"]
+    idle = int(cols["detail"][is_idle].sum()) if is_idle.any() else 0
     if idle:
         checkpoints_by_cause["periodic"] = checkpoints_by_cause.get("periodic", 0) + idle
-    divergences = int(req_cause.isin(DIVERGENCE_CAUSES).sum())
-    kind_counts = kind.value_counts()
-    released_by_cause = {str(k): int(v) for k, v in cause[is_rel].value_counts().items() if v}
+    divergences = sum(requests_by_cause.get(c, 0) for c in DIVERGENCE_CAUSES)
+    released_by_cause = by_cause(is_rel)
     compared = released_by_cause.get("compared_equal", 0) + divergences
     out = {
         "profile": result.knobs["qemu"],
         "knobs": result.knobs,
         "frames": {"primary": result.primary.frames, "secondary": result.secondary.frames},
-        "released": int(is_rel.sum()),
+        "released": int(np.count_nonzero(is_rel)),
         "released_by_cause": released_by_cause,
         "held_ms": held_ms,
-        "checkpoint_requests": int(is_req.sum()),
+        "checkpoint_requests": int(np.count_nonzero(is_req)),
         "checkpoint_requests_by_cause": requests_by_cause,
-        "checkpoints": int(is_start.sum()) + idle,
+        "checkpoints": int(np.count_nonzero(is_start)) + idle,
         "checkpoints_by_cause": checkpoints_by_cause,
         "divergences": divergences,
         "never_compared": {
-            "unsupported": int(kind_counts.get("unsupported", 0)),
+            "unsupported": count("unsupported"),
             "truncated": result.primary.truncated + result.secondary.truncated,
             "filtered": result.primary.filtered + result.secondary.filtered,
         },
-        "queue_drops": int(kind_counts.get("queue_full_drop", 0)),
-        "table_resets": int(kind_counts.get("table_reset", 0)),
-        "qemu_crashes": int(kind_counts.get("qemu_crash", 0)),
-        "undefined": int(kind_counts.get("undefined", 0)),
+        "queue_drops": count("queue_full_drop"),
+        "table_resets": count("table_reset"),
+        "qemu_crashes": count("qemu_crash"),
+        "undefined": count("undefined"),
         "still_queued": {"primary": result.still_queued[0], "secondary": result.still_queued[1]},
         "captures": {
             "primary": _capture_info(result.primary),
@@ -71,9 +79,21 @@ def summarise(df, result) -> dict:
         "nothing_compared": nothing_compared(result, compared),
         "warnings": list(getattr(result, "warnings", ())),
     }
-    _after_checkpoint(out, df, result)
+    _after_checkpoint(out, cols, result)
     out["verdict"] = verdict_line(requests_by_cause, out["nothing_compared"], out["error"], out["interrupted"])
     return out
+
+
+def causes_of(cause_codes) -> dict:
+    """{cause name: count} of a column of cause codes, the most frequent first (as pandas'
+    ``value_counts``), zeros left out."""
+    import numpy as np
+
+    from .timeline import CAUSE_NAMES
+
+    values, counts = np.unique(cause_codes, return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    return {CAUSE_NAMES[int(values[i])]: int(counts[i]) for i in order if int(values[i]) in CAUSE_NAMES}
 
 
 def nothing_compared(result, compared: int) -> str | None:
@@ -97,7 +117,7 @@ def nothing_compared(result, compared: int) -> str | None:
     return None
 
 
-def _after_checkpoint(out: dict, df, result) -> None:
+def _after_checkpoint(out: dict, cols: dict, result) -> None:
     """``after_checkpoint``: the mode and, under resync, what it did; under raw with modelled
     checkpoints, the cascade signature (``output.cascade``) and a warning when it is there."""
     k = result.knobs
@@ -111,7 +131,7 @@ def _after_checkpoint(out: dict, df, result) -> None:
     elif k.get("checkpoints") == "model" and out["checkpoints"]:
         from .cascade import cascade_signature
         window = (k.get("compare_timeout") or 3000) * MS + (k.get("expired_scan_cycle") or 1000) * MS
-        sig = cascade_signature(df, window)
+        sig = cascade_signature(cols, window)
         info["cascade"] = sig
         if sig["cascade"]:
             info["warning"] = (f"{sig['re_diverged']} of {sig['followed']} flushes were followed by a request on a "

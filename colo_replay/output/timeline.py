@@ -44,19 +44,8 @@ timer firing, they keep their own rows.
 
 from __future__ import annotations
 
-from array import array
-from struct import Struct, error as StructError
-
+from ..engine.eventlog import COLUMNS, DTYPES as ROW_DTYPES, EventLog
 from ..engine.events import Cause, EventKind
-from ..engine.packet import Packet
-
-try:
-    import cython
-except ImportError:                 # Cython absent: @cython.locals below is a no-op
-    from ..engine import _cython_shim as cython
-
-COLUMNS = ("time_ns", "kind", "cause", "side", "conn", "primary_frame", "secondary_frame",
-           "held_ns", "size", "other_size", "tcp_seq", "tcp_seq_end", "detail")
 
 # The categories of the kind and cause columns: one enum each (driver rows included, 100 and up)
 KIND_NAMES = {int(k): k.name.lower() for k in EventKind}
@@ -64,116 +53,55 @@ CAUSE_NAMES = {int(c): c.name.lower() for c in Cause}
 # CheckpointModel's cause strings -> the checkpoint rows' cause
 CHECKPOINT_CAUSE_CODES = {"requested": Cause.REQUESTED, "periodic": Cause.PERIODIC, "measured": Cause.MEASURED}
 
-_RELEASE = int(EventKind.RELEASE)
 _INT32_MAX = 0x7FFFFFFF
-_TCP = 6
-
-# One row, packed (no padding), in COLUMNS order: 73 bytes.  The numpy dtype reads them back.
-ROW_FORMAT = "<qhhbiqqqiiqqq"
-ROW_DTYPES = ("<i8", "<i2", "<i2", "i1", "<i4", "<i8", "<i8", "<i8", "<i4", "<i4", "<i8", "<i8", "<i8")
-_TYPECODES = {"<i8": "q", "<i4": "i", "<i2": "h", "i1": "b"}     # array module, same widths
-_row = Struct(ROW_FORMAT)
-ROW_SIZE = _row.size
-_pack_row = _row.pack
-_pack_pair = Struct(ROW_FORMAT + ROW_FORMAT[1:]).pack     # two rows at once
+KIND_CODES = {name: code for code, name in KIND_NAMES.items()}
+CAUSE_CODES = {name: code for code, name in CAUSE_NAMES.items()}
+SIDE_CODES = {"": -1, "primary": 0, "secondary": 1}
 
 
-class TimelineCollector:
+def code_columns(data) -> dict:
+    """The timeline as numpy columns with kind / cause / side as their codes (the enum values;
+    side -1/0/1), from the collector's columns (returned as they are) or from a DataFrame (its
+    categorical or string columns mapped back): what the summary and the cascade signature
+    count on, without pandas when there is no DataFrame."""
+    import numpy as np
+
+    if isinstance(data, dict):
+        return data
+    out = {name: data[name].to_numpy() for name in data.columns if name not in ("kind", "cause", "side")}
+    for name, codes, dt in (("kind", KIND_CODES, np.int16), ("cause", CAUSE_CODES, np.int16),
+                            ("side", SIDE_CODES, np.int8)):
+        if name not in data.columns:
+            continue
+        col = data[name]
+        if hasattr(col, "cat"):
+            table = np.array([codes.get(str(c), -99) for c in col.cat.categories] + [-99], dtype=dt)
+            out[name] = table[col.cat.codes.to_numpy()]           # (code -1, a missing value: -99)
+        else:
+            out[name] = np.array([codes.get(str(v), -99) for v in col], dtype=dt)
+    return out
+
+
+
+class TimelineCollector(EventLog):
     """Collects timeline rows; cheap enough for the per-frame path.
 
-    Each row is packed into a ``bytearray`` (73 bytes a row: one ``struct`` call instead of
-    thirteen appends).  ``compact()`` moves the rows collected so far into one typed
-    ``array`` per column (numpy does the transposition), so the row buffer stays small and
-    is reused; the replay driver calls it every few thousand frames.  ``to_frame()`` wraps
-    the column arrays without copying them.  The frames themselves are never kept: only
-    their numbers, sizes and sequence numbers, ~73 MB per million rows.
+    The rows live in the engine's ``EventLog`` column blocks (73 bytes a row, no Python object
+    per row); the replay driver hands the log to its engine, which writes a matched pair's two
+    rows itself.  ``to_frame()`` wraps the columns without copying them.  The frames themselves
+    are never kept: only their numbers, sizes and sequence numbers, ~73 MB per million rows.
     """
 
-    __slots__ = ("_buf", "_extend", "_cols", "_exported")
+    __slots__ = ()
 
-    def __init__(self):
-        self._buf = bytearray()
-        self._extend = self._buf.extend
-        self._cols = {name: array(_TYPECODES[dt]) for name, dt in zip(COLUMNS, ROW_DTYPES)}
-        self._exported = False       # numpy views of the column arrays may exist (to_frame)
-
-    def __len__(self) -> int:
-        return len(self._cols["time_ns"]) + len(self._buf) // ROW_SIZE
-
-    @cython.locals(frame=Packet, other=Packet)      # compiled core: C field reads; no-op interpreted
     def add_event(self, ev) -> None:
         """One engine Event."""
-        kind, cause, t, frame, other, conn, detail = ev
-        if frame is None:
-            self._extend(_pack_row(t, kind, cause, -1, conn, -1, -1, -1, -1,
-                                   -1 if other is None else other.size, -1, -1, detail))
-            return
-        if frame.ip_proto == _TCP and frame.header_size:
-            seq = frame.tcp_seq
-            seq_end = frame.seq_end
-        else:
-            seq = seq_end = -1
-        if other is None:
-            oident = osize = -1
-        else:
-            oident = other.ident
-            osize = other.size
-        # held_ns is t - arrival for every row about a frame here; compact() sets it to -1
-        # where the row is not a release, for all rows at once.
-        try:
-            if frame.side == 0:
-                row = _pack_row(t, kind, cause, 0, conn, frame.ident, oident, t - frame.time, frame.size,
-                                osize, seq, seq_end, detail)
-            else:
-                row = _pack_row(t, kind, cause, frame.side, conn, oident, frame.ident, t - frame.time,
-                                frame.size, osize, seq, seq_end, detail)
-        except StructError:
-            # A frame without an ident (None): its number is -1.  (Anything else raises again.)
-            fid = -1 if frame.ident is None else frame.ident
-            oid = -1 if oident is None else oident
-            row = _pack_row(t, kind, cause, frame.side, conn, fid if frame.side == 0 else oid,
-                            oid if frame.side == 0 else fid, t - frame.time, frame.size, osize, seq,
-                            seq_end, detail)
-        self._extend(row)
+        self.event(ev)
 
-    @cython.locals(frame=Packet, other=Packet, frame2=Packet, other2=Packet)
     def add_pair(self, ev, ev2) -> None:
-        """``add_event(ev); add_event(ev2)`` for two events about frames (``frame`` not None),
-        in one call and one ``struct`` call: a matched pair's release and drop, for instance."""
-        kind, cause, t, frame, other, conn, detail = ev
-        kind2, cause2, t2, frame2, other2, conn2, detail2 = ev2
-        if frame.ip_proto == _TCP and frame.header_size:
-            seq = frame.tcp_seq
-            seq_end = frame.seq_end
-        else:
-            seq = seq_end = -1
-        if frame2.ip_proto == _TCP and frame2.header_size:
-            seq2 = frame2.tcp_seq
-            seq_end2 = frame2.seq_end
-        else:
-            seq2 = seq_end2 = -1
-        if other is None:
-            oident = osize = -1
-        else:
-            oident = other.ident
-            osize = other.size
-        if other2 is None:
-            oident2 = osize2 = -1
-        else:
-            oident2 = other2.ident
-            osize2 = other2.size
-        side = frame.side
-        side2 = frame2.side
-        try:
-            self._extend(_pack_pair(
-                t, kind, cause, side, conn, frame.ident if side == 0 else oident,
-                oident if side == 0 else frame.ident, t - frame.time, frame.size, osize, seq, seq_end, detail,
-                t2, kind2, cause2, side2, conn2, frame2.ident if side2 == 0 else oident2,
-                oident2 if side2 == 0 else frame2.ident, t2 - frame2.time, frame2.size, osize2, seq2, seq_end2,
-                detail2))
-        except StructError:
-            self.add_event(ev)       # an ident of None, or a value that does not fit: one by one
-            self.add_event(ev2)
+        """``add_event(ev); add_event(ev2)``: a matched pair's release and drop, for instance."""
+        self.event(ev)
+        self.event(ev2)
 
     def add_row(self, t: int, kind: int, cause: int, side: int = -1, frame: int = -1, size: int = -1,
                 detail: int = 0) -> None:
@@ -181,72 +109,42 @@ class TimelineCollector:
         record's orig_len can say up to 2^32 - 1) is stored as 2^31 - 1, the column's largest."""
         if size > _INT32_MAX:
             size = _INT32_MAX
-        self._extend(_pack_row(t, kind, cause, side, -1, frame if side == 0 else -1,
-                               frame if side == 1 else -1, -1, size, -1, -1, -1, detail))
-
-    def compact(self, min_rows: int = 0) -> None:
-        """Move the packed rows into the column arrays, if there are more than ``min_rows``
-        of them (call now and then; never required)."""
-        buf = self._buf
-        if not buf or len(buf) <= min_rows * ROW_SIZE:
-            return
-        import numpy as np
-
-        if self._exported:
-            # Arrays viewed by a DataFrame cannot grow: continue in copies of them.
-            self._cols = {name: array(col.typecode, col) for name, col in self._cols.items()}
-            self._exported = False
-        rows = np.frombuffer(buf, dtype=_row_dtype())
-        for name, col in self._cols.items():
-            values = rows[name].astype(rows.dtype[name])
-            if name == "held_ns":
-                values[rows["kind"] != _RELEASE] = -1      # held_ns is about releases only
-            col.frombytes(values.view(np.uint8))
-        del rows, values      # release the buffer export before the bytearray is emptied
-        del buf[:]
+        self.row(t, kind, cause, side, -1, frame if side == 0 else -1, frame if side == 1 else -1, -1, size,
+                 -1, -1, -1, detail)
 
     def columns(self, copy: bool = True) -> dict:
         """The rows as one numpy array per column (codes for kind / cause / side).  With
-        ``copy=False`` the arrays share the collector's memory (adding rows later is still
-        fine: the collector then continues in copies of its arrays)."""
-        import numpy as np
-
-        self.compact()
-        out = {}
-        for name, dt in zip(COLUMNS, ROW_DTYPES):
-            col = self._cols[name]
-            arr = np.frombuffer(col, dtype=dt) if len(col) else np.zeros(0, dtype=dt)
-            out[name] = arr.copy() if copy else arr
-        if not copy:
-            self._exported = True
-        return out
+        ``copy=False`` the arrays share the collector's memory (adding rows later is fine)."""
+        cols = EventLog.columns(self)
+        return {k: v.copy() for k, v in cols.items()} if copy else cols
 
     def to_frame(self):
         """The pandas DataFrame, with categorical kind/cause/side columns."""
-        import numpy as np
-        import pandas as pd
-
-        cols = self.columns(copy=False)
-
-        def cat(codes, names: dict):
-            # The enum's values made dense: a lookup table value -> category number, one gather
-            # over the column (int8 codes), no Python object per row.
-            keys = sorted(names)
-            dense = np.full(keys[-1] + 1, -1, dtype=np.int8)
-            dense[keys] = np.arange(len(keys), dtype=np.int8)
-            return pd.Categorical.from_codes(dense[codes], categories=[names[k] for k in keys])
-
-        cols["kind"] = cat(cols["kind"], KIND_NAMES)
-        cols["cause"] = cat(cols["cause"], CAUSE_NAMES)
-        cols["side"] = pd.Categorical.from_codes(cols["side"] + 1, categories=["", "primary", "secondary"])
-        # copy=False: no copy of the columns, and pandas does not consolidate the int64
-        # columns into one 2-D block either (a full copy of the table, ~0.4 s at 2M rows).
-        return pd.DataFrame(cols, copy=False)
+        return frame_from_columns(self.columns(copy=False))
 
 
-def _row_dtype():
+def frame_from_columns(cols: dict):
+    """The timeline DataFrame of a dict of numpy columns (``EventLog`` codes), without copying
+    the numeric columns."""
     import numpy as np
-    return np.dtype(list(zip(COLUMNS, ROW_DTYPES)))
+    import pandas as pd
+
+    cols = dict(cols)
+
+    def cat(codes, names: dict):
+        # The enum's values made dense: a lookup table value -> category number, one gather
+        # over the column (int8 codes), no Python object per row.
+        keys = sorted(names)
+        dense = np.full(keys[-1] + 1, -1, dtype=np.int8)
+        dense[keys] = np.arange(len(keys), dtype=np.int8)
+        return pd.Categorical.from_codes(dense[codes], categories=[names[k] for k in keys])
+
+    cols["kind"] = cat(cols["kind"], KIND_NAMES)
+    cols["cause"] = cat(cols["cause"], CAUSE_NAMES)
+    cols["side"] = pd.Categorical.from_codes(cols["side"] + 1, categories=["", "primary", "secondary"])
+    # copy=False: no copy of the columns, and pandas does not consolidate the int64
+    # columns into one 2-D block either (a full copy of the table, ~0.4 s at 2M rows).
+    return pd.DataFrame(cols, copy=False)
 
 
 TIMELINE_EXTENSIONS = (".parquet", ".csv", ".jsonl", ".json", ".ndjson")
@@ -265,13 +163,16 @@ PARTIAL_SUFFIX = ".partial"                # CSV / JSON Lines: the sidecar file 
 
 def write_timeline(df, path: str | None, stream=None, partial: str | None = None) -> None:
     """Write by extension: .parquet, .csv, .jsonl / .json (JSON Lines); ``None`` = JSON Lines on
-    ``stream``.
+    ``stream``.  ``df`` is the timeline DataFrame or the collector's numpy columns
+    (``TimelineCollector.columns``): Parquet is then written from them without pandas.
 
     ``partial`` (the line saying why: a read error, an interruption) marks the file itself as
     partial: Parquet key-value metadata ``colo_replay.partial = "true"`` and
     ``colo_replay.error = <the line>``; for CSV and JSON Lines a sidecar file ``<path>.partial``
     holding the line (the table itself keeps its columns).  A complete write removes a stale
     sidecar.  On ``stream`` the marker is the error line on stderr only."""
+    if isinstance(df, dict) and (path is None or not path.lower().endswith(".parquet")):
+        df = frame_from_columns(df)
     if path is None:
         _write_jsonl(df, stream)
         return
@@ -283,10 +184,14 @@ def write_timeline(df, path: str | None, stream=None, partial: str | None = None
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        # Dictionary encoding only where it pays (the categorical columns): trying it on the
-        # int64 columns, whose values are mostly distinct, costs ~40% of the write.
-        dict_cols = [c for c in df.columns if str(df[c].dtype) == "category"]
-        table = pa.Table.from_pandas(df, preserve_index=False)
+        if isinstance(df, dict):
+            table = _arrow_table(df)
+            dict_cols = ["kind", "cause", "side"]
+        else:
+            # Dictionary encoding only where it pays (the categorical columns): trying it on the
+            # int64 columns, whose values are mostly distinct, costs ~40% of the write.
+            dict_cols = [c for c in df.columns if str(df[c].dtype) == "category"]
+            table = pa.Table.from_pandas(df, preserve_index=False)
         if partial is not None:
             meta = dict(table.schema.metadata or {})
             meta[PARTIAL_KEY] = b"true"
@@ -305,6 +210,46 @@ def write_timeline(df, path: str | None, stream=None, partial: str | None = None
             fh.write(partial + "\n")
     elif os.path.exists(sidecar):
         os.remove(sidecar)
+
+
+def _arrow_table(cols: dict):
+    """The collector's numpy columns as the Arrow table ``pa.Table.from_pandas(to_frame())``
+    would give (categoricals as int8-indexed dictionaries of every category), without pandas:
+    the arrays are made from the columns' buffers (no copy; ``pa.array`` would import pandas,
+    ~0.2 s, to look for pandas objects)."""
+    import numpy as np
+    import pyarrow as pa
+
+    arrow_types = {"<i8": pa.int64(), "<i4": pa.int32(), "<i2": pa.int16(), "i1": pa.int8()}
+
+    def numbers(col, dtype: str):
+        col = np.ascontiguousarray(col, dtype=dtype)
+        return pa.Array.from_buffers(arrow_types[dtype], len(col), [None, pa.py_buffer(col)])
+
+    def strings(names: list):
+        data = [n.encode() for n in names]
+        offsets = np.zeros(len(data) + 1, dtype=np.int32)
+        np.cumsum([len(d) for d in data], out=offsets[1:])
+        return pa.Array.from_buffers(pa.string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
+
+    def dictionary(codes, names: dict):
+        keys = sorted(names)
+        dense = np.full(keys[-1] + 1, -1, dtype=np.int8)
+        dense[keys] = np.arange(len(keys), dtype=np.int8)
+        return pa.DictionaryArray.from_arrays(numbers(dense[codes], "i1"), strings([names[k] for k in keys]))
+
+    arrays = []
+    for name, dtype in zip(COLUMNS, ROW_DTYPES):
+        col = cols[name]
+        if name == "kind":
+            arrays.append(dictionary(col, KIND_NAMES))
+        elif name == "cause":
+            arrays.append(dictionary(col, CAUSE_NAMES))
+        elif name == "side":
+            arrays.append(pa.DictionaryArray.from_arrays(numbers(col + 1, "i1"), strings(["", "primary", "secondary"])))
+        else:
+            arrays.append(numbers(col, dtype))
+    return pa.Table.from_arrays(arrays, names=list(COLUMNS))
 
 
 def _write_jsonl(df, stream) -> None:
