@@ -43,4 +43,4 @@ class _TypeName:
 
 
 # Type names used in ``cython.locals`` (only their names matter to Cython)
-longlong = Py_ssize_t = bint = p_uchar = uchar = int_ = _TypeName()
+longlong = ulonglong = Py_ssize_t = bint = p_uchar = uchar = int_ = _TypeName()

@@ -71,6 +71,10 @@ _TCP = cython.declare(cython.longlong, IPPROTO_TCP)
 _UDP = cython.declare(cython.longlong, IPPROTO_UDP)
 _ICMP = cython.declare(cython.longlong, IPPROTO_ICMP)
 _PRI = cython.declare(cython.longlong, PRIMARY)
+_CACHE_SLOTS = cython.declare(cython.Py_ssize_t, 1024)      # feed's connection cache: a power of two
+_H0 = cython.declare(cython.ulonglong, 0x9E3779B1)           # its slot hash's multipliers
+_H1 = cython.declare(cython.ulonglong, 0x85EBCA77)
+_H2 = cython.declare(cython.ulonglong, 0xC2B2AE3D)
 
 @cython.locals(pkt=Packet)      # compiled core: C field stores (untyped, each is a generic setattr)
 def _fast_packet(data: bytes, size: int, side: int, ident, time_ns: int, proto: int, seq: int, ack: int,
@@ -158,6 +162,8 @@ class Engine(TcpCompare):
         self._other_tail = prof.nontcp_pop_tail
         self._key_ips = prof.portless_key_has_ips
         self.table: dict[bytes, Connection] = {}
+        self._ckeys: list = [None] * _CACHE_SLOTS    # feed's connection cache (compiled core): keys ...
+        self._cconns: list = [None] * _CACHE_SLOTS   # ... and their connections, by slot
         self.conn_list: list[Connection] = []   # QEMU conn_list: first-seen order
         self._next_conn_index = 0
         self.queued = 0                          # frames in all queues (lets idle scans be skipped)
@@ -218,7 +224,8 @@ class Engine(TcpCompare):
                    ethertype=cython.longlong, ver_ihl=cython.longlong, pseq=cython.longlong,
                    pend=cython.longlong, sseq=cython.longlong, send=cython.longlong, phs=cython.longlong,
                    pps=cython.longlong, shs=cython.longlong, cseq=cython.longlong, pe=cython.longlong,
-                   se=cython.longlong, hp=cython.p_uchar, pdata=bytes, sdata=bytes,
+                   se=cython.longlong, hp=cython.p_uchar, pdata=bytes, sdata=bytes, ck=bytes, ckp=cython.p_uchar,
+                   w0=cython.ulonglong, w1=cython.ulonglong, w2=cython.ulonglong, slot=cython.Py_ssize_t,
                    pdo=cython.Py_ssize_t, sdo=cython.Py_ssize_t, i=cython.Py_ssize_t, poff=cython.Py_ssize_t)
     def _feed_at(self, side: int, buf: bytes, off: int, size: int, time_ns: int, ident) -> None:
         """feed()'s work for the frame ``buf[off:off + size]`` (no vnet header), into ``_out``."""
@@ -268,17 +275,39 @@ class Engine(TcpCompare):
             end = (seq + ps) & _U32
         else:
             seq = ack = hs = ps = end = flags = 0
-            if proto == _UDP:
-                key += b"\x11"
+        conn = None
+        slot = -1
         if proto != _TCP and proto != _UDP:
             pkt = _fast_packet(_frame(buf, off, size), size, side, ident, time_ns, proto, 0, 0, 0, 0, 0, 0)
             key = connection_key(pkt, self._key_ips)
         else:
             pkt = None
-        try:
-            conn = self.table[key]
-        except KeyError:
-            conn = self._connection_get(key, proto, time_ns)
+            if cython.compiled:
+                # The connection of the last key seen in this slot of a small direct-mapped
+                # cache (compiled core only): a hit spares the key's bytes object and the table's
+                # hashing.  The table stays the truth (a miss looks there); a table reset empties
+                # the cache (_connection_get).
+                w0 = hp[26] << 24 | hp[27] << 16 | hp[28] << 8 | hp[29]
+                w1 = hp[30] << 24 | hp[31] << 16 | hp[32] << 8 | hp[33]
+                w2 = hp[34] << 24 | hp[35] << 16 | hp[36] << 8 | hp[37]
+                slot = ((w0 * _H0 + w1 * _H1 + w2 * _H2 + proto) >> 16) & (_CACHE_SLOTS - 1)
+                ck = self._ckeys[slot]
+                if ck is not None:
+                    ckp = ck
+                    if len(ck) == (12 if proto == _TCP else 13) and memcmp(ckp, hp + 26, 12) == 0:
+                        conn = self._cconns[slot]
+            if conn is None:
+                key = buf[off + 26:off + 38]
+                if proto == _UDP:
+                    key += b"\x11"
+        if conn is None:
+            try:
+                conn = self.table[key]
+            except KeyError:
+                conn = self._connection_get(key, proto, time_ns)
+            if slot >= 0:
+                self._ckeys[slot] = key
+                self._cconns[slot] = conn
         if side == _PRI:
             queue = conn.primary
             other = conn.secondary
@@ -609,6 +638,8 @@ class Engine(TcpCompare):
                 self.queued -= len(old.primary) + len(old.secondary)
             self.table.clear()
             self.conn_list.clear()
+            self._ckeys = [None] * _CACHE_SLOTS
+            self._cconns = [None] * _CACHE_SLOTS
         conn = Connection(self._next_conn_index, ip_proto, key)
         self._next_conn_index += 1
         self.table[key] = conn

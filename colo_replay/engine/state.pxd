@@ -31,3 +31,5 @@ cdef class EngineState:
     cdef public list _out
     cdef public bint compact_pairs
     cdef public EventLog rows
+    cdef public list _ckeys
+    cdef public list _cconns
