@@ -10,6 +10,12 @@ large file whole is slower still (reference/performance-notes.md).
 A corrupt or truncated gzip stream must not cost the frames decompressed before the
 damage, so a failing decompression is not raised from ``read``: ``read`` returns what it
 had, and leaves the failure in ``error`` for the reader to raise after those frames.
+
+``unread(n)`` hands the last ``n`` bytes read back, so the next ``read`` starts with them: a
+reader that stops at the last complete record of a chunk starts the next chunk at the record
+boundary, and every frame of a batch lies in that batch's one buffer (no joined copy for the
+record that straddled two chunks).  A plain file seeks back (the bytes are read again, from the
+page cache); a gzip stream keeps them and puts them in front of the next read.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ class ChunkSource:
         self._gz = None
         self.compressed = False
         self.error: str | None = None     # why decompression stopped, if it failed
+        self._back = b""                  # bytes unread() from a gzip stream
+        self._last = b""                  # the last gzip read (what unread() takes its tail from)
         try:
             head = self._raw.read(2)
             self._raw.seek(0)
@@ -44,29 +52,48 @@ class ChunkSource:
             raise
 
     def read(self, n: int | None = None) -> bytes:
+        """Up to ``n`` bytes (default: the chunk size), beginning with any bytes unread; fewer
+        than asked only at the end of the data (or where decompression failed)."""
         if n is None:
             n = self.chunk_size
         if self._gz is None:
             return self._raw.read(n)
-        if self.error is not None:
-            return b""
-        # read1 returns whatever one decompression step produced, so a failure loses
-        # nothing already decompressed: collect the pieces up to n.
         parts = []
         got = 0
-        read1 = self._gz.read1
-        try:
-            while got < n:
-                piece = read1(n - got)
-                if not piece:
-                    break
-                parts.append(piece)
-                got += len(piece)
-        except (OSError, EOFError, zlib.error) as exc:
-            # BadGzipFile (an OSError), "Compressed file ended before the end-of-stream
-            # marker was reached" (EOFError), CRC / length check failures, bad deflate data.
-            self.error = f"{type(exc).__name__}: {exc}"
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        if self._back:
+            parts.append(self._back)
+            got = len(self._back)
+            self._back = b""
+        if self.error is None:
+            # read1 returns whatever one decompression step produced, so a failure loses
+            # nothing already decompressed: collect the pieces up to n.
+            read1 = self._gz.read1
+            try:
+                while got < n:
+                    piece = read1(n - got)
+                    if not piece:
+                        break
+                    parts.append(piece)
+                    got += len(piece)
+            except (OSError, EOFError, zlib.error) as exc:
+                # BadGzipFile (an OSError), "Compressed file ended before the end-of-stream
+                # marker was reached" (EOFError), CRC / length check failures, bad deflate data.
+                self.error = f"{type(exc).__name__}: {exc}"
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._last = data
+        return data
+
+    def unread(self, n: int) -> None:
+        """Give back the last ``n`` bytes of the last ``read`` (``0 < n <= len`` of what it
+        returned): the next ``read`` returns them first."""
+        if n <= 0:
+            return
+        if self._gz is None:
+            self._raw.seek(-n, os.SEEK_CUR)
+        else:
+            last = self._last
+            self._back = last[len(last) - n:]
+            self._last = b""
 
     def close(self) -> None:
         try:
