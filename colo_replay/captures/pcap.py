@@ -140,7 +140,7 @@ class PcapReader(CaptureReader):
             if left:
                 # Start the next chunk at this record, and make it hold the whole record.
                 need = RECORD_HEADER_LEN if left < RECORD_HEADER_LEN else RECORD_HEADER_LEN + _u32(buf, end + 8, big)
-                source.unread(left)
+                source.unread(buf[end:])
                 chunk = source.read(max(chunk_size, need))
             else:
                 chunk = source.read(chunk_size)

@@ -11,7 +11,7 @@ A corrupt or truncated gzip stream must not cost the frames decompressed before 
 damage, so a failing decompression is not raised from ``read``: ``read`` returns what it
 had, and leaves the failure in ``error`` for the reader to raise after those frames.
 
-``unread(n)`` hands the last ``n`` bytes read back, so the next ``read`` starts with them: a
+``unread(tail)`` hands the last bytes read back, so the next ``read`` starts with them: a
 reader that stops at the last complete record of a chunk starts the next chunk at the record
 boundary, and every frame of a batch lies in that batch's one buffer (no joined copy for the
 record that straddled two chunks).  A plain file seeks back (the bytes are read again, from the
@@ -40,7 +40,6 @@ class ChunkSource:
         self.compressed = False
         self.error: str | None = None     # why decompression stopped, if it failed
         self._back = b""                  # bytes unread() from a gzip stream
-        self._last = b""                  # the last gzip read (what unread() takes its tail from)
         try:
             head = self._raw.read(2)
             self._raw.seek(0)
@@ -60,10 +59,15 @@ class ChunkSource:
             return self._raw.read(n)
         parts = []
         got = 0
-        if self._back:
-            parts.append(self._back)
-            got = len(self._back)
-            self._back = b""
+        back = self._back
+        if back:
+            if len(back) > n:
+                self._back = back[n:]
+                back = back[:n]
+            else:
+                self._back = b""
+            parts.append(back)
+            got = len(back)
         if self.error is None:
             # read1 returns whatever one decompression step produced, so a failure loses
             # nothing already decompressed: collect the pieces up to n.
@@ -79,21 +83,17 @@ class ChunkSource:
                 # BadGzipFile (an OSError), "Compressed file ended before the end-of-stream
                 # marker was reached" (EOFError), CRC / length check failures, bad deflate data.
                 self.error = f"{type(exc).__name__}: {exc}"
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
-        self._last = data
-        return data
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def unread(self, n: int) -> None:
-        """Give back the last ``n`` bytes of the last ``read`` (``0 < n <= len`` of what it
-        returned): the next ``read`` returns them first."""
-        if n <= 0:
+    def unread(self, tail: bytes) -> None:
+        """Give back ``tail``, the last bytes read so far (from one read or several): the next
+        ``read`` returns them first."""
+        if not tail:
             return
         if self._gz is None:
-            self._raw.seek(-n, os.SEEK_CUR)
+            self._raw.seek(-len(tail), os.SEEK_CUR)
         else:
-            last = self._last
-            self._back = last[len(last) - n:]
-            self._last = b""
+            self._back = bytes(tail) + self._back
 
     def close(self) -> None:
         try:
