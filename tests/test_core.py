@@ -5,7 +5,8 @@ The main test run uses whichever core Python loads (the compiled modules when th
 real QEMU, the randomized fast-path equivalence tests, the replay tests, the profile switches and
 the pcap reader's columnar batches again under the other core, in a fresh interpreter: with
 ``COLO_REPLAY_CORE=interpreted`` when the main run is compiled, else with a compiled core built
-from this tree's source into a temporary directory (no Cython or no C compiler there: a failure, never a skip).
+from this tree's source into a temporary directory (no Cython or no C compiler there: a
+failure, never a skip).
 """
 
 from __future__ import annotations

@@ -122,8 +122,7 @@ class PcapReader(CaptureReader):
                     yield Batch(number, ts, None, origs, [0] * n, None, truncated, buf=buf,
                                 starts=starts, caps=caps, ts_min=ts_min, ts_max=ts_max)
                 else:
-                    frames = list(map(convert, map(buf.__getitem__,
-                                                   map(slice, starts, [s + c for s, c in zip(starts, caps)]))))
+                    frames = [convert(buf[s:s + c]) for s, c in zip(starts, caps)]
                     if delta:
                         origs = array("q", [o + delta for o in origs])
                     self.synthesised_ethernet = True
@@ -139,7 +138,9 @@ class PcapReader(CaptureReader):
             left = len(buf) - end    # an incomplete record at the end of buf
             if left:
                 # Start the next chunk at this record, and make it hold the whole record.
-                need = RECORD_HEADER_LEN if left < RECORD_HEADER_LEN else RECORD_HEADER_LEN + _u32(buf, end + 8, big)
+                need = RECORD_HEADER_LEN
+                if left >= RECORD_HEADER_LEN:
+                    need += _u32(buf, end + 8, big)
                 source.unread(buf[end:])
                 chunk = source.read(max(chunk_size, need))
             else:
