@@ -4,7 +4,6 @@ and what was learnt about the file while reading it.
 
 from __future__ import annotations
 
-from operator import add
 from typing import Iterator, NamedTuple
 
 from .errors import CaptureError
@@ -93,10 +92,10 @@ class Batch:
         """The frames as ``bytes`` (cut from ``buf`` on first use when the batch has one)."""
         frames = self._frames
         if frames is None:
-            starts = self.starts
-            # slices in C: one bytes object per frame, made only now that someone wants them
-            frames = self._frames = list(map(self.buf.__getitem__,
-                                             map(slice, starts, map(add, starts, self.caps))))
+            # one bytes object per frame, made only now that someone wants them (in the
+            # compiled core when it is built)
+            from .pcap import cut_frames
+            frames = self._frames = cut_frames(self.buf, self.starts, self.caps)
         return frames
 
     @frames.setter
