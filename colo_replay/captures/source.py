@@ -1,9 +1,9 @@
 """Large-chunk byte source for the readers: a plain file, or a gzip file decompressed as a
 stream.
 
-Chunks are 256 KiB by default: big enough that per-read overhead vanishes (the readers slice
-frames out of them with ``struct.unpack_from``), small enough that a chunk and the frames cut
-from it stay in the CPU's L2 cache while the replay works on them.  On the project's machine
+Chunks are 256 KiB by default: big enough that per-read overhead vanishes (a pcap batch is one
+chunk; 256 KiB to 1 MiB read alike), small enough that a chunk and the frames cut from it stay in
+the CPU's L2 cache while the replay works on them (bench/README.md, "Capture readers").  On the project's machine
 a pcap is read at ~0.5 µs a frame with 128-256 KiB chunks, ~0.9 µs with 8 MiB ones; reading a
 large file whole is slower still (reference/performance-notes.md).
 
