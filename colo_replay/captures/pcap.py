@@ -124,8 +124,8 @@ class PcapReader(CaptureReader):
                 self.frames_read += n
                 self.truncated_frames += truncated
                 if convert is None:
-                    yield Batch(number, ts, None, origs, [0] * n, None, truncated, buf=buf,
-                                starts=starts, caps=caps, ts_min=ts_min, ts_max=ts_max)
+                    yield PcapBatch(number, ts, None, origs, [0] * n, None, truncated, buf=buf,
+                                    starts=starts, caps=caps, ts_min=ts_min, ts_max=ts_max)
                 else:
                     frames = [convert(buf[s:s + c]) for s, c in zip(starts, caps)]
                     if delta:
@@ -302,8 +302,8 @@ def _fill(buf: bytes, pos: int, n: int, big: bool, frac_ns: int, ts, starts, cap
 @cython.locals(data=bytes, starts=cython.longlong[::1], caps=cython.longlong[::1], i=cython.Py_ssize_t,
                n=cython.Py_ssize_t, s=cython.Py_ssize_t, out=list)
 def cut_frames(buf, starts, caps) -> list:
-    """``[buf[s:s + c] for s, c in zip(starts, caps)]`` (``Batch.frames`` of a columnar batch).
-    Compiled, each frame is one bytes object made from C offsets; interpreted, C-level maps."""
+    """``[buf[s:s + c] for s, c in zip(starts, caps)]`` (``PcapBatch.frames``).  Compiled,
+    each frame is one bytes object made from C offsets; interpreted, C-level maps."""
     if not cython.compiled or type(buf) is not bytes:
         return list(map(buf.__getitem__, map(slice, starts, map(add, starts, caps))))
     data = buf
@@ -313,3 +313,10 @@ def cut_frames(buf, starts, caps) -> list:
         s = starts[i]
         out[i] = data[s:s + caps[i]]
     return out
+
+
+class PcapBatch(Batch):
+    """The pcap reader's columnar ``Batch``: its ``frames`` are cut by ``cut_frames``."""
+
+    __slots__ = ()
+    _cut = staticmethod(cut_frames)
