@@ -5,26 +5,25 @@ the one in reference/performance-notes.md: full TCP segments, pure ACKs, DNS, IC
 /tmp, once, then times, best of ``--repeat`` runs each:
 
 * ``dpkt.pcap.Reader``, bare loop over ``(ts, buf)`` records (the baseline);
-* ``open_capture(...).batches()``, touching every column (the fast API);
+* ``open_capture(...).batches()``: the batches and their columns, no frame asked for;
+* the same, touching each frame's header where the replay reads it (the bytes at
+  ``buf[start + 12]`` and ``buf[start + 23]``: EtherType and IPv4 protocol, through a C-level
+  ``map``), no ``bytes`` object per frame: the case that chooses the read chunk size;
+* the same, asking for ``batch.frames`` (one ``bytes`` per frame, as list consumers do);
 * ``for row in open_capture(...)``, per-frame tuples;
-* the same two over a pcapng copy (Enhanced Packet Blocks) of the same frames;
+* ``.frames`` and rows over a pcapng copy (Enhanced Packet Blocks) of the same frames;
 * ``BpfFilter("udp").mask`` over every batch (libpcap through ctypes), reading included.
+
+``--pcap P [P ...]`` reads those files instead (e.g. the 1M-frame pair of bench_replay.py), their
+batches interleaved as the replay takes them, and skips the pcapng cases; ``--chunks 256K,1M``
+runs the ``batches()`` cases once per read chunk size; ``--tree DIR`` imports ``colo_replay``
+from DIR (an older tree: run it and this one one after the other, each against its own yardstick).
 
 Run from the repository root:  python bench/bench_readers.py [--frames N] [--repeat R]
 
-Results (1,000,000 frames, 1012 MB, page cache warm, best of 5, Python 3.11.7, the
-project's 2-vCPU machine; run-to-run noise here is about 10%), 2026-11-26 with 256 KiB read
-chunks (the earlier 8 MiB chunks gave 1,342,000 / 1,146,000 / 880,000 / 783,000 / 799,000):
-
-    dpkt.pcap.Reader, bare loop              495,000 records/s   2.02 us/record
-    open_capture(pcap).batches()           2,228,000 records/s   0.45 us/record   4.5x dpkt
-    for row in open_capture(pcap)          1,899,000 records/s   0.53 us/record   3.8x dpkt
-    open_capture(pcapng).batches()         1,133,000 records/s   0.88 us/record   2.3x dpkt
-    for row in open_capture(pcapng)        1,117,000 records/s   0.90 us/record   2.3x dpkt
-    batches() + BpfFilter.mask (pcap)      1,225,000 records/s   0.82 us/record   2.5x dpkt
-
-(dpkt ran at 235,000 records/s on the machine of reference/performance-notes.md; compare
-ratios, not absolute numbers, across machines.)
+Figures: bench/README.md, "Capture readers".  dpkt ran at 235,000 records/s on the machine of
+reference/performance-notes.md, ~500,000 on the project's: compare ratios, not absolute numbers,
+across machines.
 """
 
 from __future__ import annotations
@@ -34,8 +33,12 @@ import os
 import struct
 import sys
 import time
+from itertools import repeat, zip_longest
+from operator import add
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+if "--tree" in sys.argv:                           # before colo_replay is imported
+    sys.path.insert(0, os.path.abspath(sys.argv[sys.argv.index("--tree") + 1]))
 
 from colo_replay.captures import open_capture  # noqa: E402
 
@@ -99,38 +102,83 @@ def bench(label: str, fn, frames: int, repeat: int) -> float:
     return rate
 
 
-def run_dpkt(path):
+def run_dpkt(paths):
     import dpkt
     n = 0
-    with open(path, "rb") as f:
-        for _ts, _buf in dpkt.pcap.Reader(f):
-            n += 1
+    for path in paths:
+        with open(path, "rb") as f:
+            for _ts, _buf in dpkt.pcap.Reader(f):
+                n += 1
     return n
 
 
-def run_batches(path):
+def _batches(paths, chunk):
+    """The files' batches, interleaved one by one (as the replay takes a pair's)."""
+    kw = {} if chunk is None else {"chunk_size": chunk}
+    its = [open_capture(p, **kw).batches() for p in paths]
+    for group in zip_longest(*its):
+        for batch in group:
+            if batch is not None:
+                yield batch
+
+
+def run_batches(paths, chunk=None):
+    """The batches, their columns' lengths: no frame asked for."""
     n = 0
     size = 0
-    for batch in open_capture(path).batches():
-        n += len(batch.frames)
+    for batch in _batches(paths, chunk):
+        n += len(batch)
         size += len(batch.timestamps) + len(batch.orig_lens)
     return n
 
 
-def run_bpf(path):
+def run_frames(paths, chunk=None):
+    """The batches and their ``frames`` (one ``bytes`` per frame, as list consumers need)."""
+    n = 0
+    for batch in _batches(paths, chunk):
+        n += len(batch.frames)
+    return n
+
+
+def run_touch(paths, chunk=None):
+    """Every frame's EtherType and IPv4 protocol byte read where the batch keeps it."""
+    n = 0
+    seen = 0
+    for batch in _batches(paths, chunk):
+        buf = getattr(batch, "buf", None)
+        if buf is None:             # a reader (or tree) without columnar batches: the frames
+            frames = batch.frames
+            seen += sum(f[12] + f[23] for f in frames)
+        else:
+            get = buf.__getitem__
+            starts = batch.starts
+            seen += sum(map(get, map(add, starts, repeat(12)))) + sum(map(get, map(add, starts, repeat(23))))
+        n += len(batch)
+    return n
+
+
+def run_bpf(paths):
     from colo_replay.captures import BpfFilter
     f = BpfFilter("udp")
     n = 0
-    for batch in open_capture(path).batches():
+    for batch in _batches(paths, None):
         n += len(f.mask(batch.frames, batch.orig_lens))
     return n
 
 
-def run_rows(path):
+def run_rows(paths):
     n = 0
-    for _row in open_capture(path):
-        n += 1
+    for path in paths:
+        for _row in open_capture(path):
+            n += 1
     return n
+
+
+def _size(text: str) -> int:
+    """``256K``, ``1M``, ``2097152``: bytes."""
+    text = text.strip().upper()
+    mult = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
+    return int(text.rstrip("KM")) * mult
 
 
 def main() -> None:
@@ -138,24 +186,47 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", default="/tmp")
+    ap.add_argument("--pcap", nargs="+", help="read these pcap files instead of the synthetic one")
+    ap.add_argument("--chunks", help="read chunk sizes for the batches() cases, e.g. 256K,512K,1M,2M")
+    ap.add_argument("--tree", help="import colo_replay from this directory (an older tree)")
     args = ap.parse_args()
-    pcap = os.path.join(args.dir, f"colo_replay_bench_{args.frames}.pcap")
-    pcapng = pcap + "ng"
-    if not os.path.exists(pcap):
-        t0 = time.perf_counter()
-        write_pcap(pcap, args.frames)
-        print(f"wrote {pcap} in {time.perf_counter() - t0:.1f} s")
-    if not os.path.exists(pcapng):
-        write_pcapng(pcapng, pcap)
-    print(f"{args.frames:,} frames, {os.path.getsize(pcap) / 1e6:.0f} MB pcap, "
-          f"best of {args.repeat}, Python {sys.version.split()[0]}")
-    base = bench("dpkt.pcap.Reader, bare loop", lambda: run_dpkt(pcap), args.frames, args.repeat)
-    for label, fn, path in [("open_capture(pcap).batches()", run_batches, pcap),
-                            ("for row in open_capture(pcap)", run_rows, pcap),
-                            ("open_capture(pcapng).batches()", run_batches, pcapng),
-                            ("for row in open_capture(pcapng)", run_rows, pcapng),
-                            ("batches() + BpfFilter.mask (pcap)", run_bpf, pcap)]:
-        rate = bench(label, lambda: fn(path), args.frames, args.repeat)
+    chunks = [None] if not args.chunks else [_size(c) for c in args.chunks.split(",")]
+    if args.pcap:
+        pcaps = args.pcap
+        pcapng = None
+        frames = run_dpkt(pcaps)
+    else:
+        pcap = os.path.join(args.dir, f"colo_replay_bench_{args.frames}.pcap")
+        pcapng = pcap + "ng"
+        if not os.path.exists(pcap):
+            t0 = time.perf_counter()
+            write_pcap(pcap, args.frames)
+            print(f"wrote {pcap} in {time.perf_counter() - t0:.1f} s")
+        if not os.path.exists(pcapng):
+            write_pcapng(pcapng, pcap)
+        pcaps = [pcap]
+        frames = args.frames
+    from colo_replay.engine import core_info
+    import colo_replay
+    print(f"{frames:,} frames, {sum(map(os.path.getsize, pcaps)) / 1e6:.0f} MB pcap, best of "
+          f"{args.repeat}, Python {sys.version.split()[0]}, colo_replay from "
+          f"{os.path.dirname(os.path.dirname(os.path.realpath(colo_replay.__file__)))}, "
+          f"{core_info.describe()}")
+    base = bench("dpkt.pcap.Reader, bare loop", lambda: run_dpkt(pcaps), frames, args.repeat)
+    cases = []
+    for chunk in chunks:
+        tag = "" if chunk is None else f", {chunk >> 10} KiB"
+        cases += [(f"open_capture(pcap).batches(){tag}", run_batches, pcaps, chunk),
+                  (f"batches(), touch headers{tag}", run_touch, pcaps, chunk),
+                  (f"batches(), .frames{tag}", run_frames, pcaps, chunk)]
+    cases.append(("for row in open_capture(pcap)", run_rows, pcaps, None))
+    if pcapng:
+        cases += [("open_capture(pcapng).batches(), .frames", run_frames, [pcapng], None),
+                  ("for row in open_capture(pcapng)", run_rows, [pcapng], None)]
+    cases.append(("batches() + BpfFilter.mask (pcap)", run_bpf, pcaps, None))
+    for label, fn, paths, chunk in cases:
+        args_ = (paths,) if chunk is None else (paths, chunk)
+        rate = bench(label, lambda: fn(*args_), frames, args.repeat)
         print(f"{'':<48} {rate / base:>11.2f}x dpkt")
 
 

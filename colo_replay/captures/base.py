@@ -4,6 +4,7 @@ and what was learnt about the file while reading it.
 
 from __future__ import annotations
 
+from operator import add
 from typing import Iterator, NamedTuple
 
 from .errors import CaptureError
@@ -36,10 +37,21 @@ class Interface(NamedTuple):
 class Batch:
     """Frames read from one chunk of the file, as columns (cheap to build, cheap to consume).
 
-    ``frame_numbers`` is ``range(first_frame, first_frame + len(batch))``; the lists are
+    ``frame_numbers`` is ``range(first_frame, first_frame + len(batch))``; the columns are
     parallel: ``timestamps`` (integer ns since the epoch), ``frames`` (Ethernet bytes; the
     captured length is ``len(frame)``), ``orig_lens`` (length on the wire, larger than the
-    captured length when a snaplen cut the frame) and ``interface_ids``.
+    captured length when a snaplen cut the frame) and ``interface_ids``.  A column is a list
+    or an ``array.array('q')``: both index, slice, iterate and ``len`` alike.
+
+    A reader that keeps its chunk whole gives the frames as places in it instead, and no
+    ``bytes`` object per frame: ``buf`` is the chunk (a bytes-like object holding every frame of
+    the batch), ``starts`` and ``caps`` (``array('q')``) each frame's offset in ``buf`` and its
+    captured length.  ``frames`` is then cut from ``buf`` when first asked for (and kept), so a
+    consumer of ``frames`` sees no difference; ``len(batch)`` never cuts them.  ``buf`` is None
+    for a batch built from a list of frames.
+
+    ``ts_min`` / ``ts_max``: the smallest and largest timestamp, when the reader knew them
+    (None: not given; ``CaptureReader.batches`` then finds them itself).
 
     ``vnet_lens`` is optional: ``None`` (the capture readers' case) means every frame has the
     replay's constant vnet header length (``--vnet-hdr-len``); a sequence parallel to ``frames``
@@ -50,25 +62,59 @@ class Batch:
     (``len(frame) < orig_len``), when the reader counted them anyway; ``None`` = not counted.
     """
 
-    __slots__ = ("first_frame", "timestamps", "frames", "orig_lens", "interface_ids", "vnet_lens",
-                 "truncated")
+    __slots__ = ("first_frame", "timestamps", "_frames", "orig_lens", "interface_ids", "vnet_lens",
+                 "truncated", "buf", "starts", "caps", "ts_min", "ts_max", "_n")
 
-    def __init__(self, first_frame: int, timestamps: list, frames: list, orig_lens: list,
-                 interface_ids: list, vnet_lens: list | None = None, truncated: int | None = None):
+    def __init__(self, first_frame: int, timestamps, frames: list | None, orig_lens,
+                 interface_ids, vnet_lens=None, truncated: int | None = None, *,
+                 buf=None, starts=None, caps=None, ts_min: int | None = None,
+                 ts_max: int | None = None):
         self.first_frame = first_frame
         self.timestamps = timestamps
-        self.frames = frames
         self.orig_lens = orig_lens
         self.interface_ids = interface_ids
         self.vnet_lens = vnet_lens
         self.truncated = truncated
+        self.buf = buf
+        self.starts = starts
+        self.caps = caps
+        self.ts_min = ts_min
+        self.ts_max = ts_max
+        if frames is None:
+            if buf is None or starts is None or caps is None:
+                raise TypeError("Batch needs frames, or buf with starts and caps")
+            self._n = len(starts)
+        else:
+            self._n = len(frames)
+        self._frames = frames
+
+    @property
+    def frames(self) -> list:
+        """The frames as ``bytes`` (cut from ``buf`` on first use when the batch has one)."""
+        frames = self._frames
+        if frames is None:
+            # one bytes object per frame, made only now that someone wants them
+            frames = self._frames = self._cut(self.buf, self.starts, self.caps)
+        return frames
+
+    @staticmethod
+    def _cut(buf, starts, caps) -> list:
+        """``[buf[s:s + c] for s, c in zip(starts, caps)]``, with C-level maps (a reader's
+        subclass may do it faster: the pcap reader's, in its compiled module)."""
+        return list(map(buf.__getitem__, map(slice, starts, map(add, starts, caps))))
+
+    @frames.setter
+    def frames(self, frames: list) -> None:
+        self._frames = frames
+        self._n = len(frames)
+        self.buf = self.starts = self.caps = None
 
     def __len__(self) -> int:
-        return len(self.frames)
+        return self._n
 
     @property
     def frame_numbers(self) -> range:
-        return range(self.first_frame, self.first_frame + len(self.frames))
+        return range(self.first_frame, self.first_frame + self._n)
 
     def __iter__(self):
         """Rows ``(frame_number, timestamp_ns, frame, orig_len, interface_id)``."""
@@ -137,7 +183,7 @@ class CaptureReader:
             prev = None
             for batch in self._batches():
                 ts = batch.timestamps
-                if ts and ((prev is not None and abs(ts[0] - prev) > gap) or max(ts) - min(ts) > gap):
+                if ts and ((prev is not None and abs(ts[0] - prev) > gap) or _spread(batch) > gap):
                     jump = _first_jump(ts, prev, gap)
                     if jump is not None:
                         i, step = jump
@@ -162,9 +208,7 @@ class CaptureReader:
 
     def __iter__(self) -> Iterator[tuple[int, int, bytes, int, int]]:
         for batch in self.batches():
-            yield from zip(range(batch.first_frame, batch.first_frame + len(batch.frames)),
-                           batch.timestamps, batch.frames, batch.orig_lens,
-                           batch.interface_ids)
+            yield from batch
 
     def close(self) -> None:
         """Release the file (done automatically when iteration ends)."""
@@ -222,8 +266,22 @@ def _first_jump(ts: list, prev, gap: int):
     return None
 
 
+def _spread(batch: Batch) -> int:
+    """Largest minus smallest timestamp of a non-empty batch (from the reader when it knew them)."""
+    lo, hi = batch.ts_min, batch.ts_max
+    if lo is None or hi is None:
+        ts = batch.timestamps
+        lo, hi = min(ts), max(ts)
+    return hi - lo
+
+
 def _head(batch: Batch, n: int) -> Batch:
-    """The first ``n`` frames of ``batch``."""
+    """The first ``n`` frames of ``batch`` (columnar still when ``batch`` was)."""
     vnets = batch.vnet_lens
+    vnets = None if vnets is None else vnets[:n]
+    if batch._frames is None:
+        return Batch(batch.first_frame, batch.timestamps[:n], None, batch.orig_lens[:n],
+                     batch.interface_ids[:n], vnets, None, buf=batch.buf, starts=batch.starts[:n],
+                     caps=batch.caps[:n])
     return Batch(batch.first_frame, batch.timestamps[:n], batch.frames[:n], batch.orig_lens[:n],
-                 batch.interface_ids[:n], None if vnets is None else vnets[:n], None)
+                 batch.interface_ids[:n], vnets, None)
