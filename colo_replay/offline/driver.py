@@ -571,7 +571,8 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
         fed_before = pstats.fed + sstats.fed
         code, k, t = _stretch(engine, p, s, have[0], have[1], min(wake, _I64_MAX),
                               max(min(limit, _I64_MAX), -_I64_MAX - 1), p.simple and not hold,
-                              s.simple and not hold and not rs_on)
+                              s.simple and not hold and not rs_on,
+                              (resync.marks, resync.owed) if rs_on and s.simple and not hold else None)
         if code == _STOP:
             break
         cur = s if k else p
@@ -648,12 +649,16 @@ _STOP = 4       # the next frame is after ``limit`` (a capture failed): the repl
                i=cython.Py_ssize_t, php=cython.bint, shs=cython.bint, pfast=cython.bint, sfast=cython.bint,
                pbuf=bytes, sbuf=bytes, code=cython.int)
 def _stretch(engine, p: _Side, s: _Side, php: bool, shs: bool, wake: int, limit: int, pfast: bool,
-             sfast: bool):
+             sfast: bool, rules=None):
     """Feed frames of the two loaded batches in arrival order (the primary first at equal
     times) for as long as nothing but a plain feed is needed: returns ``(code, side, time)``
     for the frame it stopped before (``_WAKE``, ``_SLOW``, ``_STOP``) or after (``_EVENTS``),
     or when a batch ran out (``_REFILL``).  ``php``/``shs``: the side has a batch loaded (not
     at its end for good); ``pfast``/``sfast``: its frames need only ``Engine.feed_at``.
+    ``rules``: with ``--after-checkpoint resync`` while a rule is pending (``sfast`` is then
+    False), the rules' connection keys ``(marks, owed)``: a secondary on a connection with none
+    is fed at once (``Resync.check_secondary`` would say "feed" without a side effect), only the
+    others take the slow path.
 
     The per-frame work of the replay: no Python object is made here for a frame (in the
     compiled core) but its number and time when the engine keeps or names it.  It calls the
@@ -708,7 +713,7 @@ def _stretch(engine, p: _Side, s: _Side, php: bool, shs: bool, wake: int, limit:
                 engine._out = []
             engine._feed_at(0, pbuf, pst[i], pcp[i], t, pfirst + i)
         else:
-            if not sfast:
+            if not sfast and (rules is None or not _ruleless(sbuf, sst[si], scp[si], rules)):
                 code = _SLOW
                 break
             i = si
@@ -727,3 +732,22 @@ def _stretch(engine, p: _Side, s: _Side, php: bool, shs: bool, wake: int, limit:
 
 
 _NO_TIMES = array("q")
+
+
+@cython.locals(off=cython.Py_ssize_t, size=cython.Py_ssize_t, proto=cython.int)
+def _ruleless(buf: bytes, off: int, size: int, rules) -> bool:
+    """The secondary frame ``buf[off:off + size]`` is a TCP or UDP segment of the engine's fast
+    path (Ethernet, IPv4 with a 20-byte header, 48 bytes or more: its connection key is bytes
+    26..38, plus the protocol byte for UDP) on a connection without a resync rule (``rules`` =
+    ``(marks, owed)``, keyed by connection key).  False for anything else: checked the slow way."""
+    if size < 48 or buf[off + 12] != 0x08 or buf[off + 13] != 0x00 or buf[off + 14] != 0x45:
+        return False
+    proto = buf[off + 23]
+    if proto == 6:
+        key = buf[off + 26:off + 38]
+    elif proto == 17:
+        key = buf[off + 26:off + 38] + b"\x11"
+    else:
+        return False
+    marks, owed = rules
+    return key not in marks and key not in owed
