@@ -11,9 +11,14 @@ checkpoint request, 1 requests or a threshold exceeded, 2 bad input, usage or no
 
 from __future__ import annotations
 
+import os
 import sys
 
-import click
+# numpy's OpenBLAS starts a thread per core that spins for a while: CPU time for nothing, as no
+# command does linear algebra.  (Before numpy is first imported; a user's setting wins.)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import click  # noqa: E402
 
 from ..engine.core_info import describe as _describe_core
 from .explain import explain

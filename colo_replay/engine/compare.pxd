@@ -15,4 +15,4 @@ cdef bint _equal_at(bytes abuf, Py_ssize_t ao, bytes bbuf, Py_ssize_t bo, Py_ssi
 cdef class Engine(TcpCompare):
     cpdef list feed_at(self, long long side, bytes buf, Py_ssize_t off, Py_ssize_t size, object time_ns,
                        object ident=*)
-    cdef _feed_at(self, long long side, bytes buf, Py_ssize_t off, Py_ssize_t size, object time_ns, object ident)
+    cdef _feed_at(self, long long side, bytes buf, Py_ssize_t off, Py_ssize_t size, long long time_ns, object ident)

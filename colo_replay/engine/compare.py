@@ -230,7 +230,7 @@ class Engine(TcpCompare):
     def _feed_at(self, side: int, buf: bytes, off: int, size: int, time_ns: int, ident) -> None:
         """feed()'s work for the frame ``buf[off:off + size]`` (no vnet header), into ``_out``."""
         out = self._out
-        if time_ns >= self._tick_ns:
+        if time_ns >= self._tick_c:         # (_tick_ns clamped to int64: a C comparison)
             self._run_due_scans(time_ns)
         if time_ns > self.now:
             self.now = time_ns

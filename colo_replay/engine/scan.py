@@ -13,6 +13,8 @@ from .events import _C_FLUSH, _CKPT, _RELEASE, _SDROP, Cause, Event, EventKind, 
 from .packet import IPPROTO_TCP
 from .state import EngineState
 
+_I64_MAX = (1 << 63) - 1      # _tick_c's "never" (NEVER itself does not fit a C integer)
+
 
 class ScanAndFlush(EngineState):
     """Expiry scan and flush of ``Engine`` (a part of it; the state is ``EngineState``'s)."""
@@ -42,8 +44,10 @@ class ScanAndFlush(EngineState):
         self.queued = 0
 
     def _retick(self) -> None:
-        """Recompute the cached ``_tick_ns`` after the deadline or the VM-stopped state changed."""
-        self._tick_ns = self._next_tick_host_ns()
+        """Recompute the cached ``_tick_ns`` after the deadline or the VM-stopped state changed
+        (and ``_tick_c``, the same clamped to int64, which the per-frame path compares in C)."""
+        t = self._tick_ns = self._next_tick_host_ns()
+        self._tick_c = t if t < _I64_MAX else _I64_MAX
 
     def _next_tick_host_ns(self) -> int:
         if not self.profile.scan_on_vm_clock:

@@ -22,12 +22,13 @@ cdef class EngineState:
     cdef public list conn_list
     cdef public long long _next_conn_index
     cdef public long long queued
-    cdef public object now
+    cdef public long long now
     cdef public object _start_ns
     cdef public object _paused_ns
     cdef public object _stopped_at
     cdef public object _deadline
     cdef public object _tick_ns
+    cdef public long long _tick_c
     cdef public list _out
     cdef public bint compact_pairs
     cdef public EventLog rows
