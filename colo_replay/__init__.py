@@ -42,6 +42,7 @@ COMPILED_MODULES = (
     "colo_replay.captures.pcap",
     "colo_replay.offline.driver",
     "colo_replay.output.timeline",
+    "colo_replay.live.lean",
 )
 CORE_ENV = "COLO_REPLAY_CORE"
 CORE_CHOICE = _os.environ.get(CORE_ENV, "auto") or "auto"

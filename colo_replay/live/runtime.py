@@ -56,6 +56,7 @@ from ..engine.profiles import CompareConfig, get_profile
 from .channel import READ_SIZE, Channel
 from .checkpoint_sim import CheckpointSim
 from .clock import LiveClock
+from .lean import feed_frames
 from ..engine.fastframes import FastDecoder
 from .stats import LiveStats
 
@@ -291,19 +292,12 @@ class LiveCompare:
             vnet_on = self.vnet
             pairs = 0
             count = len(frames)
+            engine = self.engine
             for first in range(0, count, FLUSH_FRAMES):
-                out = self._out
-                for data, vnet in (frames[first:first + FLUSH_FRAMES] if count > FLUSH_FRAMES else frames):
-                    n += 1
-                    evs = feed(side, data, t, vnet, n)
-                    if evs:
-                        for ev in evs:
-                            if ev.__class__ is bytes:
-                                out.append((_pack2(len(ev), 0) if vnet_on else _pack1(len(ev)), ev))
-                                pairs += 1
-                            else:
-                                self._handle((ev,), t)
-                if first + FLUSH_FRAMES < count:
+                hi = count if count - first <= FLUSH_FRAMES else first + FLUSH_FRAMES
+                n, got = feed_frames(engine, side, frames, first, hi, t, n, vnet_on, self._out, self._handle)
+                pairs += got
+                if hi < count:
                     self._after_step()
             st.released += pairs
             st.secondary_dropped += pairs
