@@ -6,13 +6,15 @@ so that its peak RSS (``ru_maxrss``) is its own:
 
 * ``dpkt``: the yardstick, a bare ``dpkt.pcap.Reader`` loop over both files (``for ts, buf in
   reader: n += 1``);
-* ``replay``: what ``colo-replay replay P S -o out.parquet`` does, through the same calls as the
-  CLI: ``open_capture`` both files, ``replay_partial`` with the default options (QEMU 7.2, the
-  checkpoint model), ``Timeline.write(out.parquet)``, ``Timeline.summary`` and
-  ``format_summary()``; timed from before ``colo_replay`` is imported (so pandas' import, done
-  lazily by the timeline, is included) to after the summary text exists;
-* with ``--cli``, the CLI itself as a subprocess (``python -m colo_replay.cli replay P S -o
-  out.parquet``), wall time of the whole process including interpreter start-up.
+* ``replay``: the replay's own calls in one process: ``open_capture`` both files,
+  ``replay_partial`` with ``ReplayOptions()`` (QEMU 7.2, the checkpoint model, raw),
+  ``Timeline.write(out.parquet)`` (from numpy columns, no pandas), ``Timeline.summary`` and
+  ``format_summary()``; timed from before ``colo_replay`` is imported to after the summary text
+  exists (an older ``--tree`` also builds its DataFrame, which its writer needs);
+* with ``--cli``, the issue's figure: the CLI itself as a subprocess (``python -m
+  colo_replay.cli replay P S -o out.parquet``: its defaults, ``--after-checkpoint resync`` and
+  the warnings included), against the dpkt loop as a whole process too; wall time, CPU (user +
+  system, ``os.wait4``) and peak RSS of each process, interpreter start-up included.
 
 Frames/s counts the frames of both files.  The measurements alternate, ``--repeat`` rounds; the
 median is reported.  Run from the repository root:
@@ -82,7 +84,8 @@ def child_replay(paths: list[str], out: str) -> dict:
     result, error = replay_partial(prd, srd, ReplayOptions(), None)
     t1 = time.perf_counter()
     timeline = Timeline(result)
-    timeline.events                    # noqa: B018 - the DataFrame (imports pandas)
+    if not hasattr(Timeline, "columns"):
+        timeline.events                # noqa: B018 - an older tree: its writer needs the DataFrame
     t2 = time.perf_counter()
     timeline.write(out)
     t3 = time.perf_counter()
@@ -92,7 +95,7 @@ def child_replay(paths: list[str], out: str) -> dict:
     assert error is None, error
     return {"frames": result.primary.frames + result.secondary.frames, "seconds": t4 - t0,
             "cpu": _cpu() - c0, "rss_mib": _rss_mib(), "events": len(timeline),
-            "stages": {"replay": t1 - t0, "dataframe": t2 - t1, "parquet": t3 - t2, "summary": t4 - t3},
+            "stages": {"replay": t1 - t0, "frame": t2 - t1, "parquet": t3 - t2, "summary": t4 - t3},
             "checkpoints": summary["checkpoints"], "requests": summary["checkpoint_requests"],
             "released": summary["released"], "summary_lines": len(text.splitlines())}
 
@@ -112,15 +115,35 @@ def run_child(kind: str, paths: list[str], out: str | None = None, tree: str | N
     return res
 
 
+def _process(cmd: list[str], env: dict) -> tuple[float, float, float, int, str]:
+    """Run ``cmd``; (wall s, CPU s = user + system, peak RSS MiB, exit status, stderr) of the
+    process itself (os.wait4: interpreter start-up and imports included)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    err = proc.stderr.read()
+    _pid, status, ru = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, proc.returncode, err
+
+
 def run_cli(paths: list[str], out: str) -> dict:
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = [sys.executable, "-m", "colo_replay.cli", "replay", paths[0], paths[1], "-o", out, "--no-progress"]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
-    wall = time.perf_counter() - t0
-    if proc.returncode not in (0, 1):          # 1 = divergences found, expected here
-        raise RuntimeError(f"CLI failed ({proc.returncode}):\n{proc.stderr}")
-    return {"process_seconds": wall, "stderr": proc.stderr}
+    wall, cpu, rss, rc, err = _process(cmd, env)
+    if rc not in (0, 1):          # 1 = checkpoint requests, expected here
+        raise RuntimeError(f"CLI failed ({rc}):\n{err}")
+    return {"process_seconds": wall, "cpu": cpu, "rss_mib": rss, "stderr": err}
+
+
+def run_dpkt_process(paths: list[str]) -> dict:
+    """The bare dpkt loop as a whole process too (start-up included, like the CLI's figures)."""
+    code = ("import dpkt, sys\nfor p in sys.argv[1:]:\n    with open(p, 'rb') as f:\n"
+            "        for _ts, _buf in dpkt.pcap.Reader(f):\n            pass\n")
+    wall, cpu, rss, rc, err = _process([sys.executable, "-c", code, *paths], dict(os.environ))
+    if rc:
+        raise RuntimeError(f"dpkt process failed ({rc}):\n{err}")
+    return {"process_seconds": wall, "cpu": cpu, "rss_mib": rss}
 
 
 def profile(paths: list[str], out: str, top: int) -> None:
@@ -173,11 +196,12 @@ def main() -> None:
     size = sum(os.path.getsize(p) for p in paths)
     print(f"pair: {paths[0]}\n      {paths[1]}\n      {size / 1e6:,.0f} MB; Python {sys.version.split()[0]}, "
           f"{os.cpu_count()} CPUs; {args.repeat} rounds, median", flush=True)
-    results: dict[str, list] = {"dpkt": [], "replay": [], "cli": [], "tree": []}
+    results: dict[str, list] = {"dpkt": [], "replay": [], "cli": [], "tree": [], "dpkt_process": []}
     for r in range(args.repeat):
         results["dpkt"].append(run_child("dpkt", paths))
         results["replay"].append(run_child("replay", paths, out))
         if args.cli:
+            results["dpkt_process"].append(run_dpkt_process(paths))
             results["cli"].append(run_cli(paths, os.path.join(args.dir, "bench_cli.parquet")))
         if args.tree:
             results["tree"].append(run_child("replay", paths, os.path.join(args.dir, "bench_tree.parquet"),
@@ -186,7 +210,9 @@ def main() -> None:
         print(f"  round {r + 1}: dpkt {d['seconds']:.2f} s (CPU {d['cpu']:.2f}), replay {rp['seconds']:.2f} s "
               f"(CPU {rp['cpu']:.2f}) "
               f"({', '.join(f'{k} {v:.2f}' for k, v in rp['stages'].items())})"
-              + (f", CLI {results['cli'][-1]['process_seconds']:.2f} s" if args.cli else "")
+              + (f", dpkt process {results['dpkt_process'][-1]['process_seconds']:.2f} s (CPU "
+                 f"{results['dpkt_process'][-1]['cpu']:.2f}), CLI {results['cli'][-1]['process_seconds']:.2f} s "
+                 f"(CPU {results['cli'][-1]['cpu']:.2f})" if args.cli else "")
               + (f", --tree {results['tree'][-1]['seconds']:.2f} s" if args.tree else ""), flush=True)
 
     def med(rows, key):
@@ -205,7 +231,15 @@ def main() -> None:
     print(f"    {rp[0]['events']:,} timeline rows, {rp[0]['released']:,} released, "
           f"{rp[0]['requests']} checkpoint requests, {rp[0]['checkpoints']} checkpoints")
     if args.cli:
-        print(line("CLI process (python -m colo_replay.cli)", frames, med(results["cli"], "process_seconds"), None))
+        dp, cl = results["dpkt_process"], results["cli"]
+        print(line("dpkt loop, whole process", frames, med(dp, "process_seconds"), max(x["rss_mib"] for x in dp),
+                   cpu=med(dp, "cpu")))
+        print(line("CLI process (python -m colo_replay.cli)", frames, med(cl, "process_seconds"),
+                   max(x["rss_mib"] for x in cl),
+                   f"  = {med(dp, 'process_seconds') / med(cl, 'process_seconds'):.2f}x dpkt (wall), "
+                   f"{med(dp, 'cpu') / med(cl, 'cpu'):.2f}x (CPU)", cpu=med(cl, "cpu")))
+        ratios = [a["cpu"] / b["cpu"] for a, b in zip(dp, cl)]
+        print(f"    CLI vs dpkt process by round (CPU): " + ", ".join(f"{x:.2f}x" for x in ratios))
     if args.tree:
         tr = results["tree"]
         print(line(f"--tree {args.tree}", frames, med(tr, "seconds"), max(x["rss_mib"] for x in tr),
