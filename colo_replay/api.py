@@ -119,9 +119,13 @@ class Timeline:
             # stream (kept by the collector), then the last one.
             rec = self.result.collector
             rec.spill = None
-            for block in rec.blocks():
-                self.stream(block)
-            self.stream.close(self._why_partial())
+            try:
+                for block in rec.blocks():
+                    self.stream(block)
+                self.stream.close(self._why_partial())
+            except BaseException as exc:        # e.g. the disk full: leave a closed, marked file
+                self.stream.abort(f"{type(exc).__name__}: {exc}")
+                raise
         else:
             self.write(output)
         self.output = os.fspath(output)
@@ -568,7 +572,6 @@ def replay_chardev(capture, ports: dict | None = None, progress=None, flushes: s
 
     if output is not None:
         check_timeline_path(os.fspath(output))
-
     if flushes not in ("measured", "model"):
         raise ValueError(f"flushes must be 'measured' or 'model', not {flushes!r}")
     if options.get("after_checkpoint", "raw") != "raw":

@@ -181,3 +181,13 @@ def test_cli_streams_the_same_timeline_and_summary(planted, tmp_path):
     assert pd.read_parquet(out).equals(mem.events)
     assert json.loads(summ.read_text()) == json.loads(json.dumps(mem.summary, default=str))
     assert pq.ParquetFile(out).metadata.num_row_groups > 1
+
+
+def test_cli_disk_full_while_streaming_is_one_line_naming_the_file(tmp_path):
+    out = tmp_path / "t.parquet"
+    out.symlink_to("/dev/full")
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-m", "colo_replay.cli", "replay", P, S, "-o", str(out), "--no-progress"],
+                       capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(f"colo-replay: error: {out}: ") and "No space left on device" in r.stderr
