@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..engine.eventlog import BLOCK_ROWS
 from ..engine.events import Cause, EventKind
 
 _WIDTH = 128                     # every EventKind / Cause value is below this (checked at import)
@@ -48,9 +49,12 @@ class Tally:
 
     @classmethod
     def of(cls, cols: dict, keep_cascade: bool = True) -> "Tally":
-        """The tally of a whole timeline's columns."""
+        """The tally of a whole timeline's columns, counted a block of rows at a time (the
+        temporaries of ``add`` are a block's, not the timeline's)."""
         t = cls(keep_cascade)
-        t.add(cols)
+        n = len(cols["kind"])
+        for start in range(0, n, BLOCK_ROWS):
+            t.add({name: col[start:start + BLOCK_ROWS] for name, col in cols.items()})
         return t
 
     def add(self, cols: dict) -> None:
