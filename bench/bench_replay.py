@@ -12,13 +12,17 @@ so that its peak RSS (``ru_maxrss``) is its own:
   ``format_summary()``; timed from before ``colo_replay`` is imported (so pandas' import, done
   lazily by the timeline, is included) to after the summary text exists;
 * with ``--cli``, the CLI itself as a subprocess (``python -m colo_replay.cli replay P S -o
-  out.parquet``), wall time of the whole process including interpreter start-up.
+  out.parquet``), wall time, CPU and peak RSS of the whole process including interpreter
+  start-up (the CLI streams the timeline to the file; ``replay`` above keeps it in memory);
+* ``--memory N,N,...``: only the CLI, on pairs of N primary frames each, for its peak RSS as
+  the captures grow (and ``--tree``'s CLI alongside).
 
 Frames/s counts the frames of both files.  The measurements alternate, ``--repeat`` rounds; the
 median is reported.  Run from the repository root:
 
     python bench/bench_replay.py [--repeat 3] [--cli] [--dir /tmp/colo_replay_bench] [--tree OLD]
     python bench/bench_replay.py --profile        # cProfile of one in-process replay, top 30
+    python bench/bench_replay.py --memory 1000000,2000000,4000000 [--tree OLD]   # the CLI's peak RSS
 
 ``--tree OLD`` times the same replay with another version's ``colo_replay`` too, in the same
 rounds, for before/after figures (``mkdir /tmp/old && git archive <commit> colo_replay | tar -x
@@ -112,15 +116,62 @@ def run_child(kind: str, paths: list[str], out: str | None = None, tree: str | N
     return res
 
 
-def run_cli(paths: list[str], out: str) -> dict:
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+def run_cli(paths: list[str], out: str, tree: str | None = None) -> dict:
+    """``python -m colo_replay.cli replay P S -o out --no-progress`` (of ``tree``, default this
+    checkout): wall time of the process, and its CPU (user + system) and peak RSS from
+    ``wait4``, i.e. the whole process's, interpreter start-up and imports included."""
+    root = tree or ROOT
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = [sys.executable, "-m", "colo_replay.cli", "replay", paths[0], paths[1], "-o", out, "--no-progress"]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=root, env=env)
+    stderr = proc.stderr.read()
+    _pid, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode not in (0, 1):          # 1 = divergences found, expected here
-        raise RuntimeError(f"CLI failed ({proc.returncode}):\n{proc.stderr}")
-    return {"process_seconds": wall, "stderr": proc.stderr}
+        raise RuntimeError(f"CLI failed ({proc.returncode}):\n{stderr}")
+    return {"process_seconds": wall, "stderr": stderr, "cpu": usage.ru_utime + usage.ru_stime,
+            "rss_mib": usage.ru_maxrss / 1024}
+
+
+def memory(args) -> None:
+    """``--memory N,N,...``: the CLI's peak RSS and CPU on pairs of N primary frames each (made
+    in ``--dir`` by make_bench_pair), this checkout and ``--tree`` alternating, with the bare
+    dpkt loop over each pair as the yardstick, ``--repeat`` rounds; medians (RSS: the largest)."""
+    sys.path.insert(0, HERE)
+    from make_bench_pair import make_pair
+    sizes = [int(n) for n in args.memory.split(",")]
+    pairs = {n: list(make_pair(args.dir, n, args.seed)) for n in sizes}
+    print(f"pairs in {args.dir}: " + ", ".join(f"{n:,} frames ({sum(os.path.getsize(p) for p in pairs[n]) / 1e9:.1f} GB)"
+                                               for n in sizes) + f"; {args.repeat} rounds", flush=True)
+    runs: dict = {}
+    for r in range(args.repeat):
+        for n in sizes:
+            paths = pairs[n]
+            for label, tree in (("dpkt", None), ("cli", None), ("tree", args.tree)):
+                if label == "tree" and not tree:
+                    continue
+                if label == "dpkt":
+                    res = run_child("dpkt", paths)
+                else:
+                    res = run_cli(paths, os.path.join(args.dir, f"bench_mem_{label}.parquet"),
+                                  os.path.abspath(tree) if tree else None)
+                runs.setdefault((n, label), []).append(res)
+                print(f"  round {r + 1}, {n:,} frames, {label}: CPU {res['cpu']:.2f} s, "
+                      f"peak RSS {res['rss_mib']:.0f} MiB", flush=True)
+    print(f"\n| pair (primary frames) | what | CPU s (median) | CPU / dpkt | peak RSS MiB (max) |")
+    print("|---|---|---|---|---|")
+    for n in sizes:
+        dpkt = statistics.median(x["cpu"] for x in runs[(n, "dpkt")])
+        for label in ("dpkt", "cli", "tree"):
+            rows = runs.get((n, label))
+            if not rows:
+                continue
+            cpu = statistics.median(x["cpu"] for x in rows)
+            name = {"dpkt": "dpkt.pcap.Reader bare loop", "cli": "CLI, this checkout",
+                    "tree": f"CLI, {args.tree}"}[label]
+            print(f"| {n:,} | {name} | {cpu:.2f} | {cpu / dpkt:.2f}x | {max(x['rss_mib'] for x in rows):.0f} |")
 
 
 def profile(paths: list[str], out: str, top: int) -> None:
@@ -153,6 +204,9 @@ def main() -> None:
     ap.add_argument("--tree", help="also time the whole replay with the colo_replay package of another "
                                    "checkout (a directory holding colo_replay/), e.g. an older version")
     ap.add_argument("--profile", action="store_true", help="cProfile one replay in this process")
+    ap.add_argument("--memory", metavar="N,N,...",
+                    help="only the CLI's peak RSS and CPU on pairs of these primary frame counts (with --tree: "
+                         "that checkout's CLI too), against the dpkt loop over each pair")
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -163,6 +217,9 @@ def main() -> None:
         print(json.dumps(res))
         return
 
+    if args.memory:
+        memory(args)
+        return
     sys.path.insert(0, HERE)
     from make_bench_pair import make_pair
     paths = list(make_pair(args.dir, args.frames, args.seed))
@@ -205,7 +262,9 @@ def main() -> None:
     print(f"    {rp[0]['events']:,} timeline rows, {rp[0]['released']:,} released, "
           f"{rp[0]['requests']} checkpoint requests, {rp[0]['checkpoints']} checkpoints")
     if args.cli:
-        print(line("CLI process (python -m colo_replay.cli)", frames, med(results["cli"], "process_seconds"), None))
+        c = results["cli"]
+        print(line("CLI process (python -m colo_replay.cli)", frames, med(c, "process_seconds"),
+                   max(x["rss_mib"] for x in c), cpu=med(c, "cpu")))
     if args.tree:
         tr = results["tree"]
         print(line(f"--tree {args.tree}", frames, med(tr, "seconds"), max(x["rss_mib"] for x in tr),
