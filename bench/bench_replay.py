@@ -15,12 +15,15 @@ so that its peak RSS (``ru_maxrss``) is its own:
   colo_replay.cli replay P S -o out.parquet``: its defaults, ``--after-checkpoint resync`` and
   the warnings included), against the dpkt loop as a whole process too; wall time, CPU (user +
   system, ``os.wait4``) and peak RSS of each process, interpreter start-up included.
+* ``--memory N,N,...``: only the CLI, on pairs of N primary frames each, for its peak RSS as
+  the captures grow (and ``--tree``'s CLI alongside).
 
 Frames/s counts the frames of both files.  The measurements alternate, ``--repeat`` rounds; the
 median is reported.  Run from the repository root:
 
     python bench/bench_replay.py [--repeat 3] [--cli] [--dir /tmp/colo_replay_bench] [--tree OLD]
     python bench/bench_replay.py --profile        # cProfile of one in-process replay, top 30
+    python bench/bench_replay.py --memory 1000000,2000000,4000000 [--tree OLD]   # the CLI's peak RSS
 
 ``--tree OLD`` times the same replay with another version's ``colo_replay`` too, in the same
 rounds, for before/after figures (``mkdir /tmp/old && git archive <commit> colo_replay | tar -x
@@ -115,11 +118,11 @@ def run_child(kind: str, paths: list[str], out: str | None = None, tree: str | N
     return res
 
 
-def _process(cmd: list[str], env: dict) -> tuple[float, float, float, int, str]:
+def _process(cmd: list[str], env: dict, cwd: str = ROOT) -> tuple[float, float, float, int, str]:
     """Run ``cmd``; (wall s, CPU s = user + system, peak RSS MiB, exit status, stderr) of the
     process itself (os.wait4: interpreter start-up and imports included)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env)
     err = proc.stderr.read()
     _pid, status, ru = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
@@ -127,10 +130,13 @@ def _process(cmd: list[str], env: dict) -> tuple[float, float, float, int, str]:
     return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, proc.returncode, err
 
 
-def run_cli(paths: list[str], out: str) -> dict:
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+def run_cli(paths: list[str], out: str, tree: str | None = None) -> dict:
+    """``python -m colo_replay.cli replay P S -o out --no-progress`` (of ``tree``, default this
+    checkout) as a whole process."""
+    root = tree or ROOT
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = [sys.executable, "-m", "colo_replay.cli", "replay", paths[0], paths[1], "-o", out, "--no-progress"]
-    wall, cpu, rss, rc, err = _process(cmd, env)
+    wall, cpu, rss, rc, err = _process(cmd, env, root)
     if rc not in (0, 1):          # 1 = checkpoint requests, expected here
         raise RuntimeError(f"CLI failed ({rc}):\n{err}")
     return {"process_seconds": wall, "cpu": cpu, "rss_mib": rss, "stderr": err}
@@ -144,6 +150,45 @@ def run_dpkt_process(paths: list[str]) -> dict:
     if rc:
         raise RuntimeError(f"dpkt process failed ({rc}):\n{err}")
     return {"process_seconds": wall, "cpu": cpu, "rss_mib": rss}
+
+
+def memory(args) -> None:
+    """``--memory N,N,...``: the CLI's peak RSS and CPU on pairs of N primary frames each (made
+    in ``--dir`` by make_bench_pair), this checkout and ``--tree`` alternating, with the bare
+    dpkt loop over each pair as the yardstick, ``--repeat`` rounds; medians (RSS: the largest)."""
+    sys.path.insert(0, HERE)
+    from make_bench_pair import make_pair
+    sizes = [int(n) for n in args.memory.split(",")]
+    pairs = {n: list(make_pair(args.dir, n, args.seed)) for n in sizes}
+    print(f"pairs in {args.dir}: " + ", ".join(f"{n:,} frames ({sum(os.path.getsize(p) for p in pairs[n]) / 1e9:.1f} GB)"
+                                               for n in sizes) + f"; {args.repeat} rounds", flush=True)
+    runs: dict = {}
+    for r in range(args.repeat):
+        for n in sizes:
+            paths = pairs[n]
+            for label, tree in (("dpkt", None), ("cli", None), ("tree", args.tree)):
+                if label == "tree" and not tree:
+                    continue
+                if label == "dpkt":
+                    res = run_child("dpkt", paths)
+                else:
+                    res = run_cli(paths, os.path.join(args.dir, f"bench_mem_{label}.parquet"),
+                                  os.path.abspath(tree) if tree else None)
+                runs.setdefault((n, label), []).append(res)
+                print(f"  round {r + 1}, {n:,} frames, {label}: CPU {res['cpu']:.2f} s, "
+                      f"peak RSS {res['rss_mib']:.0f} MiB", flush=True)
+    print(f"\n| pair (primary frames) | what | CPU s (median) | CPU / dpkt | peak RSS MiB (max) |")
+    print("|---|---|---|---|---|")
+    for n in sizes:
+        dpkt = statistics.median(x["cpu"] for x in runs[(n, "dpkt")])
+        for label in ("dpkt", "cli", "tree"):
+            rows = runs.get((n, label))
+            if not rows:
+                continue
+            cpu = statistics.median(x["cpu"] for x in rows)
+            name = {"dpkt": "dpkt.pcap.Reader bare loop", "cli": "CLI, this checkout",
+                    "tree": f"CLI, {args.tree}"}[label]
+            print(f"| {n:,} | {name} | {cpu:.2f} | {cpu / dpkt:.2f}x | {max(x['rss_mib'] for x in rows):.0f} |")
 
 
 def profile(paths: list[str], out: str, top: int) -> None:
@@ -176,6 +221,9 @@ def main() -> None:
     ap.add_argument("--tree", help="also time the whole replay with the colo_replay package of another "
                                    "checkout (a directory holding colo_replay/), e.g. an older version")
     ap.add_argument("--profile", action="store_true", help="cProfile one replay in this process")
+    ap.add_argument("--memory", metavar="N,N,...",
+                    help="only the CLI's peak RSS and CPU on pairs of these primary frame counts (with --tree: "
+                         "that checkout's CLI too), against the dpkt loop over each pair")
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -186,6 +234,9 @@ def main() -> None:
         print(json.dumps(res))
         return
 
+    if args.memory:
+        memory(args)
+        return
     sys.path.insert(0, HERE)
     from make_bench_pair import make_pair
     paths = list(make_pair(args.dir, args.frames, args.seed))

@@ -15,11 +15,12 @@ what they refuse raises ``ValueError`` with the message the command line prints.
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 
 from .offline.driver import ReplayOptions, ReplayResult, replay_partial
 from .output.summary import format_summary, summarise
-from .output.timeline import write_timeline
+from .output.timeline import check_timeline_path, write_timeline
 from .output.verdict import exit_status
 
 
@@ -29,25 +30,45 @@ class Timeline:
     ``events`` is a pandas DataFrame with one row per event (columns documented in
     ``colo_replay.timeline``; ``kind``, ``cause`` and ``side`` are categorical), ``summary``
     the summary as a dict, ``partial`` True when a capture ended in a read error (``error``).
+
+    A replay given ``output="t.parquet"`` streamed its rows to that file as they came and kept
+    none of them (``output`` is the path): ``summary`` comes from the counts made on the way,
+    and ``events`` / ``columns`` read the file back when asked.
     """
 
-    def __init__(self, result: ReplayResult):
+    def __init__(self, result: ReplayResult, stream=None):
         self.result = result
+        self.stream = stream         # the output.stream.ParquetStream the rows went to, or None
+        self.output = None           # the file the replay wrote the timeline to (``replay(output=)``)
 
     @cached_property
     def events(self):
+        if self.stream is not None:
+            import pandas as pd
+            return pd.read_parquet(self.stream.path)      # the rows were not kept: the file has them
         return self.result.collector.to_frame()
 
     @cached_property
     def columns(self) -> dict:
         """The events as numpy columns (kind / cause / side as their codes; see
         ``output.timeline``), shared with the collector: what the summary and a Parquet
-        timeline are made from, without pandas."""
+        timeline are made from, without pandas (a streamed run: from the file)."""
+        if self.stream is not None:
+            from .output.timeline import code_columns
+            return code_columns(self.events)
         return self.result.collector.columns(copy=False)
 
     @cached_property
+    def tally(self):
+        """What the summary counts (``output.tally.Tally``): made on the way when streamed."""
+        if self.stream is not None:
+            return self.stream.tally
+        from .output.tally import Tally
+        return Tally.of(self.columns)
+
+    @cached_property
     def summary(self) -> dict:
-        summary = summarise(self.columns, self.result)
+        summary = summarise(self.tally, self.result)
         source = getattr(self.result, "source", None)
         if source:
             summary["source"] = source
@@ -72,12 +93,42 @@ class Timeline:
     def interrupted(self) -> bool:
         return self.result.interrupted
 
+    def _why_partial(self) -> str | None:
+        return self.error if self.error is not None else ("interrupted" if self.interrupted else None)
+
     def write(self, path: str | None = None, stream=None) -> None:
         """Write the events: .parquet / .csv / .jsonl by extension, or JSON Lines to ``stream``;
-        a partial timeline is marked so in the file (see ``output.timeline.write_timeline``)."""
-        why = self.error if self.error is not None else ("interrupted" if self.interrupted else None)
-        write_timeline(self.columns if path is not None and path.lower().endswith(".parquet") else self.events,
-                       path, stream, partial=why)
+        a partial timeline is marked so in the file (see ``output.timeline.write_timeline``).
+        The file a replay streamed to is already written: nothing to do."""
+        if self.output is not None and path is not None and os.path.abspath(path) == os.path.abspath(self.output):
+            return
+        if self.stream is None and path is not None and path.lower().endswith(".parquet"):
+            data = self.columns
+        else:
+            data = self.events
+        write_timeline(data, path, stream, partial=self._why_partial())
+
+    def _finish(self, output) -> None:
+        """``replay(output=...)``, once the result is final: the streamed file gets the rows
+        still in the collector and is closed (marked partial when the replay was); any other
+        format is written from memory."""
+        if output is None:
+            return
+        if self.stream is not None:
+            # The rows not written yet, in order: a block a Ctrl-C stopped on its way to the
+            # stream (kept by the collector), then the last one.
+            rec = self.result.collector
+            rec.spill = None
+            try:
+                for block in rec.blocks():
+                    self.stream(block)
+                self.stream.close(self._why_partial())
+            except BaseException as exc:        # e.g. the disk full: leave a closed, marked file
+                self.stream.abort(f"{type(exc).__name__}: {exc}")
+                raise
+        else:
+            self.write(output)
+        self.output = os.fspath(output)
 
     def exit_status(self, allow_empty: bool = False, exceeded: bool = False) -> int:
         """The exit status of the exit-code contract (``output.verdict``)."""
@@ -159,7 +210,6 @@ def _replay_warnings(timeline, primary, secondary, opts: ReplayOptions, filter_r
     from functools import partial
 
     from .captures import open_capture
-    from .output.summary import causes_of
     from .output.timeline import KIND_CODES
 
     read = partial(open_capture, max_gap_ns=opts.max_gap_ns)
@@ -181,8 +231,7 @@ def _replay_warnings(timeline, primary, secondary, opts: ReplayOptions, filter_r
         out.append(f"the {few} capture has far fewer frames than the other ({min(fp, fs)} against {max(fp, fs)}): "
                    f"are they the same stretch of time?")
     s = timeline.summary
-    cols = timeline.columns
-    uns = causes_of(cols["cause"][cols["kind"] == KIND_CODES["unsupported"]])
+    uns = timeline.tally.causes(KIND_CODES["unsupported"])
     kinds = ", ".join(f"{k} {v}" for k, v in uns.items())
     if kinds:
         out.append(f"some traffic is never compared by colo-compare (passed through or dropped as QEMU does: "
@@ -234,7 +283,7 @@ def _guest_selection(spec: str, primary, secondary, open_capture) -> dict:
 
 def replay(primary, secondary, progress=None, *, filter_rewriter: bool = False, peer_isn: bool = False,
            guest: str | None = None, align: str | None = None, checkpoints_at=None, end_ns=None,
-           allow_gaps: bool = False, after_checkpoint: str | None = None, **options) -> Timeline:
+           allow_gaps: bool = False, after_checkpoint: str | None = None, output=None, **options) -> Timeline:
     """Replay two captures (paths or open ``CaptureReader``s) through colo-compare.
 
     ``options`` are the fields of ``ReplayOptions`` (``qemu="7.2"``, ``compare_timeout=...``,
@@ -268,22 +317,56 @@ def replay(primary, secondary, progress=None, *, filter_rewriter: bool = False, 
     * ``progress``: called with the number of frames replayed so far; if it has a
       ``track(readers, paths)`` method, that is called first and returns the readers to use
       (the command line's progress bar counts bytes that way).
+    * ``output``: the timeline file (.parquet, .csv, .jsonl; marked partial as
+      ``Timeline.write`` does).  A Parquet timeline is streamed: each block of 65,536 rows is
+      written as it fills and not kept, so memory stays flat however long the captures are
+      (``timeline.output``; ``timeline.events`` then reads the file back).  CSV and JSON Lines
+      are written from memory when the replay ends.
     """
+    if output is not None:
+        check_timeline_path(os.fspath(output))
     prd, srd, opts, source, rewriter = _open_pair(primary, secondary, filter_rewriter, peer_isn, guest, align,
                                                   checkpoints_at, end_ns, options, allow_gaps, after_checkpoint)
     if progress is not None and hasattr(progress, "track"):
         prd, srd = progress.track((prd, srd), tuple(c for c in (primary, secondary) if _is_path(c)))
-    result, _exc = replay_partial(prd, srd, opts, progress)
+    stream = _parquet_stream(output, opts)
+    result = _run(stream, prd, srd, opts, progress)
     if rewriter is not None:
         source = {"filter_rewriter": rewriter.stats.as_dict(), **source}
     if source:
         result.source = source
-    timeline = Timeline(result)
+    timeline = Timeline(result, stream)
+    timeline._finish(output)
     result.warnings = _option_warnings(opts)
     if not result.interrupted:
         result.warnings += _replay_warnings(timeline, primary, secondary, opts, filter_rewriter, align)
     timeline.summary["warnings"] = list(result.warnings)     # the summary was made on the way
     return timeline
+
+
+def _parquet_stream(output, opts: ReplayOptions):
+    """The ``ParquetStream`` of a replay whose ``output`` is a Parquet file, else None.  It keeps
+    the rows of the cascade signature only when the summary will look for it (``raw`` replay,
+    modelled checkpoints: ``summary._after_checkpoint``)."""
+    if output is None or not os.fspath(output).lower().endswith(".parquet"):
+        return None
+    from .output.stream import ParquetStream
+    return ParquetStream(output, keep_cascade=opts.after_checkpoint != "resync" and opts.checkpoints_at is None)
+
+
+def _run(stream, prd, srd, opts: ReplayOptions, progress) -> ReplayResult:
+    """``replay_partial`` (a read error or Ctrl-C ends it with the rows so far), its rows handed
+    to ``stream`` block by block when there is one.  Anything else it raises leaves a streamed
+    file closed and marked partial with the exception, then propagates."""
+    if stream is None:
+        return replay_partial(prd, srd, opts, progress)[0]
+    from .output.timeline import streaming
+    with streaming(stream):
+        try:
+            return replay_partial(prd, srd, opts, progress)[0]
+        except BaseException as exc:
+            stream.abort(f"{type(exc).__name__}: {exc}")
+            raise
 
 
 def _open_pair(primary, secondary, filter_rewriter: bool, peer_isn: bool, guest, align, checkpoints_at, end_ns,
@@ -471,7 +554,7 @@ def sweep(primary=None, secondary=None, *, grid: dict, pairs: list[dict] | None 
 
 
 def replay_chardev(capture, ports: dict | None = None, progress=None, flushes: str = "measured", *,
-                   checkpoints_at=None, end_ns=None, allow_gaps: bool = False, **options) -> Timeline:
+                   checkpoints_at=None, end_ns=None, allow_gaps: bool = False, output=None, **options) -> Timeline:
     """Replay a chardev-stream capture (a path or a ``ChardevCapture``): its primary_in and
     secondary_in streams, as colo-compare read them, on the capture's clock.
 
@@ -482,11 +565,13 @@ def replay_chardev(capture, ports: dict | None = None, progress=None, flushes: s
     e.g. to ask what another timeout would have done; ``checkpoints_at`` (a path or a list)
     overrides both.  The expiry-scan grid starts at the first SYN on the chardev ports (about
     when colo-compare was created), plus ``scan_phase_ns``.  ``vnet_hdr_support`` must be what
-    colo-compare ran with.  Other ``options`` as for ``replay``; ``timeline.capture`` is the
-    ``ChardevCapture`` (``describe()``, ``warnings``, ``read_error``).
+    colo-compare ran with.  Other ``options`` (``output`` too) as for ``replay``;
+    ``timeline.capture`` is the ``ChardevCapture`` (``describe()``, ``warnings``, ``read_error``).
     """
     from .offline.chardev import ChardevCapture
 
+    if output is not None:
+        check_timeline_path(os.fspath(output))
     if flushes not in ("measured", "model"):
         raise ValueError(f"flushes must be 'measured' or 'model', not {flushes!r}")
     if options.get("after_checkpoint", "raw") != "raw":
@@ -503,14 +588,16 @@ def replay_chardev(capture, ports: dict | None = None, progress=None, flushes: s
     if cap.start_ns is not None and firsts:
         opts.scan_phase_ns += cap.start_ns - min(firsts)
     primary, secondary = cap.side_readers()
-    result, _exc = replay_partial(primary, secondary, opts, progress)
+    stream = _parquet_stream(output, opts)
+    result = _run(stream, primary, secondary, opts, progress)
     if cap.read_error is not None and not result.partial:
         result.partial, result.error = True, str(cap.read_error)
     result.source = {"chardev": cap.path, "ports": dict(cap.ports), "warnings": list(cap.warnings),
                      "flushes": "measured (COLO_CHECKPOINT on notify_dev)"
                      if opts.checkpoints_at is not None and flushes == "measured" else "model"}
     result.warnings = _option_warnings(opts)
-    timeline = Timeline(result)
+    timeline = Timeline(result, stream)
+    timeline._finish(output)
     timeline.capture = cap
     return timeline
 

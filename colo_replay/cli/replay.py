@@ -89,13 +89,14 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
             if chardev is not None:
                 timeline = api.replay_chardev(chardev, ports(primary_in_port, secondary_in_port, outdev_port,
                                                              notify_port), progress=bar, flushes=flushes,
-                                              allow_gaps=allow_gaps, **options)
+                                              allow_gaps=allow_gaps, output=output, **options)
             else:
                 timeline = api.replay(primary, secondary, progress=bar, filter_rewriter=filter_rewriter,
                                       peer_isn=peer_isn, guest=guest, align=align, vnet_hdr_len=vnet_hdr_len,
                                       primary_offset_ns=primary_offset, secondary_offset_ns=secondary_offset,
                                       primary_delay_ns=primary_delay, secondary_delay_ns=secondary_delay,
-                                      allow_gaps=allow_gaps, after_checkpoint=after_checkpoint, **options)
+                                      allow_gaps=allow_gaps, after_checkpoint=after_checkpoint, output=output,
+                                      **options)
     except KeyboardInterrupt:
         # Ctrl-C outside the replay loop (which keeps its results): nothing to write yet.
         click.echo("colo-replay: error: interrupted before the replay started", err=True)

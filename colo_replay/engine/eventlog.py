@@ -46,7 +46,8 @@ class EventLog:
     the two rows of a matched pair (RELEASE of the primary, SECONDARY_DROPPED of the
     secondary) from the frames' numbers and fields.  ``blocks()`` gives the rows as numpy
     columns, block by block; ``spill`` (a callable taking such a dict of columns) receives each
-    full block instead of the log keeping it.
+    full block instead of the log keeping it (if it raises without having emptied the dict, the
+    block is kept after all).
     """
 
     __slots__ = ("_blocks", "_n", "_cap", "block_rows", "spill", "_kept", "_spilled",
@@ -98,8 +99,19 @@ class EventLog:
             for a in arrays:
                 del a[n:]
         if self.spill is not None:
+            cols = _as_numpy(arrays)
+            try:
+                self.spill(cols)
+            except BaseException:
+                # A spill empties the dict once it has the rows; one that raised before (a
+                # Ctrl-C noticed as it began) did not take them: they stay here, for blocks().
+                if cols:
+                    self._blocks.append(arrays)
+                    self._kept += n
+                else:
+                    self._spilled += n
+                raise
             self._spilled += n
-            self.spill(_as_numpy(arrays))
         else:
             self._blocks.append(arrays)
             self._kept += n

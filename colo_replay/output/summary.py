@@ -12,50 +12,47 @@ DIVERGENCE_CAUSES = ("miscompare", "size_mismatch", "ack_gate")
 
 def summarise(df, result) -> dict:
     """Numbers for the summary block and for machines (``--summary-json``).  ``df`` is the
-    timeline DataFrame or the collector's numpy columns (``TimelineCollector.columns``): the
-    counting is done on the kind / cause codes either way, without pandas."""
+    timeline DataFrame, the collector's numpy columns (``TimelineCollector.columns``) or their
+    ``Tally`` (``output.tally``; a streamed timeline's, gathered block by block): the counting
+    is done on the kind / cause codes either way, without pandas, and gives the same dict."""
     import numpy as np
 
+    from .tally import Tally
     from .timeline import KIND_CODES, code_columns
 
-    cols = code_columns(df)
-    kind = cols["kind"]
-    cause = cols["cause"]
+    tally = df if isinstance(df, Tally) else Tally.of(code_columns(df))
 
-    def by_cause(mask) -> dict:
-        return causes_of(cause[mask])
+    def by_cause(name: str) -> dict:
+        return tally.causes(KIND_CODES[name])
 
     def count(name: str) -> int:
-        return int(np.count_nonzero(kind == KIND_CODES[name]))
+        return tally.count(KIND_CODES[name])
 
-    is_rel = kind == KIND_CODES["release"]
-    held = cols["held_ns"][is_rel].astype(np.int64, copy=False)
+    held = tally.held()
     held_ms = {}
     if len(held):
-        q = np.percentile(held, [50, 95, 99]) / MS
+        # In place: the values' order does not matter to a percentile, and no copy of them is made
+        q = np.percentile(held, [50, 95, 99], overwrite_input=True) / MS
         held_ms = {"p50": float(q[0]), "p95": float(q[1]), "p99": float(q[2]), "max": float(held.max() / MS)}
-    is_req = kind == KIND_CODES["checkpoint_request"]
-    requests_by_cause = by_cause(is_req)
-    is_start = kind == KIND_CODES["checkpoint_start"]
-    checkpoints_by_cause = by_cause(is_start)
+    requests_by_cause = by_cause("checkpoint_request")
+    checkpoints_by_cause = by_cause("checkpoint_start")
     # An idle_checkpoints row stands for ``detail`` periodic checkpoints (see timeline.py).
-    is_idle = kind == KIND_CODES["idle_checkpoints"]
-    idle = int(cols["detail"][is_idle].sum()) if is_idle.any() else 0
+    idle = tally.idle
     if idle:
         checkpoints_by_cause["periodic"] = checkpoints_by_cause.get("periodic", 0) + idle
     divergences = sum(requests_by_cause.get(c, 0) for c in DIVERGENCE_CAUSES)
-    released_by_cause = by_cause(is_rel)
+    released_by_cause = by_cause("release")
     compared = released_by_cause.get("compared_equal", 0) + divergences
     out = {
         "profile": result.knobs["qemu"],
         "knobs": result.knobs,
         "frames": {"primary": result.primary.frames, "secondary": result.secondary.frames},
-        "released": int(np.count_nonzero(is_rel)),
+        "released": count("release"),
         "released_by_cause": released_by_cause,
         "held_ms": held_ms,
-        "checkpoint_requests": int(np.count_nonzero(is_req)),
+        "checkpoint_requests": count("checkpoint_request"),
         "checkpoint_requests_by_cause": requests_by_cause,
-        "checkpoints": int(np.count_nonzero(is_start)) + idle,
+        "checkpoints": count("checkpoint_start") + idle,
         "checkpoints_by_cause": checkpoints_by_cause,
         "divergences": divergences,
         "never_compared": {
@@ -79,21 +76,9 @@ def summarise(df, result) -> dict:
         "nothing_compared": nothing_compared(result, compared),
         "warnings": list(getattr(result, "warnings", ())),
     }
-    _after_checkpoint(out, cols, result)
+    _after_checkpoint(out, tally, result)
     out["verdict"] = verdict_line(requests_by_cause, out["nothing_compared"], out["error"], out["interrupted"])
     return out
-
-
-def causes_of(cause_codes) -> dict:
-    """{cause name: count} of a column of cause codes, the most frequent first (as pandas'
-    ``value_counts``), zeros left out."""
-    import numpy as np
-
-    from .timeline import CAUSE_NAMES
-
-    values, counts = np.unique(cause_codes, return_counts=True)
-    order = np.argsort(-counts, kind="stable")
-    return {CAUSE_NAMES[int(values[i])]: int(counts[i]) for i in order if int(values[i]) in CAUSE_NAMES}
 
 
 def nothing_compared(result, compared: int) -> str | None:
@@ -117,7 +102,7 @@ def nothing_compared(result, compared: int) -> str | None:
     return None
 
 
-def _after_checkpoint(out: dict, cols: dict, result) -> None:
+def _after_checkpoint(out: dict, tally, result) -> None:
     """``after_checkpoint``: the mode and, under resync, what it did; under raw with modelled
     checkpoints, the cascade signature (``output.cascade``) and a warning when it is there."""
     k = result.knobs
@@ -131,7 +116,7 @@ def _after_checkpoint(out: dict, cols: dict, result) -> None:
     elif k.get("checkpoints") == "model" and out["checkpoints"]:
         from .cascade import cascade_signature
         window = (k.get("compare_timeout") or 3000) * MS + (k.get("expired_scan_cycle") or 1000) * MS
-        sig = cascade_signature(cols, window)
+        sig = cascade_signature(tally.cascade_columns(), window)
         info["cascade"] = sig
         if sig["cascade"]:
             info["warning"] = (f"{sig['re_diverged']} of {sig['followed']} flushes were followed by a request on a "

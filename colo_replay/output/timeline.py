@@ -44,7 +44,10 @@ timer firing, they keep their own rows.
 
 from __future__ import annotations
 
-from ..engine.eventlog import COLUMNS, DTYPES as ROW_DTYPES, EventLog
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from ..engine.eventlog import BLOCK_ROWS, COLUMNS, DTYPES as ROW_DTYPES, EventLog
 from ..engine.events import Cause, EventKind
 
 # The categories of the kind and cause columns: one enum each (driver rows included, 100 and up)
@@ -94,6 +97,11 @@ class TimelineCollector(EventLog):
 
     __slots__ = ()
 
+    def __init__(self, block_rows: int = BLOCK_ROWS, spill=None):
+        # No spill given: the one of the enclosing ``streaming`` block, if any (the replay
+        # driver makes its collector itself).
+        EventLog.__init__(self, block_rows, spill if spill is not None else _SPILL.get())
+
     def add_event(self, ev) -> None:
         """One engine Event."""
         self.event(ev)
@@ -121,6 +129,21 @@ class TimelineCollector(EventLog):
     def to_frame(self):
         """The pandas DataFrame, with categorical kind/cause/side columns."""
         return frame_from_columns(self.columns(copy=False))
+
+
+_SPILL: ContextVar = ContextVar("colo_replay_timeline_spill", default=None)
+
+
+@contextmanager
+def streaming(spill):
+    """Collectors made inside this block hand each full block of rows to ``spill`` (e.g. an
+    ``output.stream.ParquetStream``) instead of keeping it: how ``api.replay`` streams the
+    timeline of the collector ``replay_partial`` makes."""
+    token = _SPILL.set(spill)
+    try:
+        yield spill
+    finally:
+        _SPILL.reset(token)
 
 
 def frame_from_columns(cols: dict):

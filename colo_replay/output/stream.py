@@ -1,0 +1,125 @@
+"""A replay's timeline streamed to Parquet: each block of rows the ``EventLog`` fills (65,536
+rows) becomes one row group of the file at once, and is counted into a ``Tally`` (what the
+summary needs) instead of being kept, so a replay's memory does not grow with its rows.
+
+The file is the one ``write_timeline`` writes from the whole timeline: the same Arrow schema
+(``_arrow_table``), dictionary encoding for kind / cause / side only, and a partial timeline
+marked with the same key-value metadata (``colo_replay.partial`` / ``colo_replay.error``,
+added at ``close``, ``_marked``); only the row groups are smaller.  ``pandas.read_parquet`` gives the same
+DataFrame.
+
+A Ctrl-C that lands while a block is being written is held until the block is both written and
+counted (see ``_sigint_held``): the file and the summary then hold the same rows.  One noticed
+as the spill begins (before anything was done) leaves the block in the ``EventLog``, which
+``api.Timeline`` hands over at the end with the rows not yet written.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+from .tally import Tally
+from .timeline import ERROR_KEY, PARTIAL_KEY, _arrow_table, check_timeline_path
+
+DICTIONARY_COLUMNS = ["kind", "cause", "side"]     # as write_timeline: where the encoding pays
+
+
+class ParquetStream:
+    """The ``spill`` of a replay's ``TimelineCollector`` writing a Parquet timeline to ``path``.
+
+    Call it with a block of numpy columns (``EventLog`` codes); ``close(partial)`` finishes the
+    file (an empty timeline is one empty row group, as ``write_table`` writes it).  ``tally``
+    holds the counts of every row written; ``keep_cascade`` as ``Tally``'s.  The file is
+    created at the first block (or at ``close``), so a replay refused before its first block
+    leaves no file behind.
+    """
+
+    def __init__(self, path, keep_cascade: bool = False):
+        self.path = os.fspath(path)
+        check_timeline_path(self.path)
+        if not self.path.lower().endswith(".parquet"):
+            raise ValueError(f"{self.path}: only a .parquet timeline is streamed")
+        self.tally = Tally(keep_cascade)
+        self.rows = 0
+        self.closed = False
+        self._writer = None
+
+    def __call__(self, block: dict) -> None:
+        with _sigint_held():
+            self.tally.add(block)
+            self._write(_arrow_table(block))
+            self.rows += len(block["kind"])
+            # Taken: the EventLog keeps a block whose spill raised before this (see _close_block)
+            block.clear()
+
+    def _write(self, table) -> None:
+        try:
+            if self._writer is None:
+                import pyarrow.parquet as pq
+                self._writer = pq.ParquetWriter(self.path, table.schema, use_dictionary=DICTIONARY_COLUMNS)
+            self._writer.write_table(table)
+        except OSError as exc:
+            # pyarrow's own errors name no file: say which one (the CLI prints "<file>: <reason>")
+            if exc.filename is not None:
+                raise
+            raise OSError(exc.errno, exc.strerror or str(exc), self.path) from exc
+
+    def close(self, partial: str | None = None) -> None:
+        """Finish the file; ``partial`` (why: a read error, "interrupted") marks it so."""
+        if self.closed:
+            return
+        with _sigint_held():
+            if self._writer is None:
+                from ..engine.eventlog import COLUMNS, DTYPES
+                import numpy as np
+                self._write(_arrow_table({name: np.zeros(0, dtype=dt) for name, dt in zip(COLUMNS, DTYPES)}))
+            if partial is not None:
+                self._writer.add_key_value_metadata(_marked(self._writer.schema, partial))
+            self._writer.close()
+            self.closed = True
+
+    def abort(self, why: str) -> None:
+        """The replay failed (an exception it did not turn into a partial result): a file
+        already begun is closed, marked partial with ``why``, and no file is begun.  Errors
+        here are dropped: the replay's own is the one to report."""
+        if self._writer is None or self.closed:
+            return
+        try:
+            self.close(why)
+        except Exception:        # noqa: BLE001 - e.g. the disk still full
+            pass
+
+
+def _marked(schema, partial: str) -> dict:
+    """The key-value metadata marking a file partial, as ``write_table`` writes it for a table
+    whose schema carries the marker: the keys themselves, and the Arrow schema (``ARROW:schema``,
+    base64 of its IPC form) with them, which readers take the schema's metadata from (it
+    replaces the one the writer stored when it opened; pyarrow merges later keys over it)."""
+    import base64
+
+    meta = {PARTIAL_KEY: b"true", ERROR_KEY: partial.encode()}
+    arrow = schema.with_metadata({**(schema.metadata or {}), **meta})
+    return {**meta, b"ARROW:schema": base64.b64encode(arrow.serialize().to_pybytes())}
+
+
+@contextmanager
+def _sigint_held():
+    """Hold a SIGINT (Ctrl-C) until the block ends, then deliver it to the handler that was in
+    place (KeyboardInterrupt by default).  Only where Python's handler can be swapped: in the
+    main thread, with a Python-level handler installed."""
+    import signal
+    import threading
+
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+    caught = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            previous(signal.SIGINT, caught[0])
