@@ -44,21 +44,51 @@ class ParquetStream:
         self.rows = 0
         self.closed = False
         self._writer = None
+        self._pool = None          # the writing thread (see __call__)
+        self._pending = None       # the row group it is writing
 
     def __call__(self, block: dict) -> None:
         with _sigint_held():
             self.tally.add(block)
-            self._write(_arrow_table(block))
+            table = _arrow_table(block)
+            self._open(table.schema)
+            # The row group is encoded, compressed and written in a thread of its own while the
+            # replay goes on (pyarrow leaves the GIL meanwhile): on a machine with a free core its
+            # ~15% of the replay's time is off the replay's thread.  One row group at a time: the
+            # previous one is finished (and its error, if any, raised here) before the next goes,
+            # so the order is kept and at most one block waits in memory.
+            self._finish_pending()
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="colo-replay-parquet")
+            self._pending = self._pool.submit(self._writer.write_table, table)
             self.rows += len(block["kind"])
             # Taken: the EventLog keeps a block whose spill raised before this (see _close_block)
             block.clear()
 
+    def _open(self, schema) -> None:
+        if self._writer is None:
+            import pyarrow.parquet as pq
+            with self._named():
+                self._writer = pq.ParquetWriter(self.path, schema, use_dictionary=DICTIONARY_COLUMNS)
+
+    def _finish_pending(self) -> None:
+        """Wait for the row group being written; its error (a full disk) is raised here."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            with self._named():
+                pending.result()
+
     def _write(self, table) -> None:
-        try:
-            if self._writer is None:
-                import pyarrow.parquet as pq
-                self._writer = pq.ParquetWriter(self.path, table.schema, use_dictionary=DICTIONARY_COLUMNS)
+        self._open(table.schema)
+        self._finish_pending()
+        with self._named():
             self._writer.write_table(table)
+
+    @contextmanager
+    def _named(self):
+        try:
+            yield
         except OSError as exc:
             # pyarrow's own errors name no file: say which one (the CLI prints "<file>: <reason>")
             if exc.filename is not None:
@@ -70,14 +100,34 @@ class ParquetStream:
         if self.closed:
             return
         with _sigint_held():
+            try:
+                self._finish_pending()
+            except BaseException as exc:
+                # The last row group failed (the disk full): still leave a closed file, marked.
+                self._stop_thread()
+                try:
+                    self._writer.add_key_value_metadata(_marked(self._writer.schema,
+                                                                partial or f"{type(exc).__name__}: {exc}"))
+                    self._writer.close()
+                except Exception:       # noqa: BLE001 - the write error is the one to report
+                    pass
+                self.closed = True
+                raise
+            self._stop_thread()
             if self._writer is None:
                 from ..engine.eventlog import COLUMNS, DTYPES
                 import numpy as np
                 self._write(_arrow_table({name: np.zeros(0, dtype=dt) for name, dt in zip(COLUMNS, DTYPES)}))
             if partial is not None:
                 self._writer.add_key_value_metadata(_marked(self._writer.schema, partial))
-            self._writer.close()
+            with self._named():
+                self._writer.close()
             self.closed = True
+
+    def _stop_thread(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def abort(self, why: str) -> None:
         """The replay failed (an exception it did not turn into a partial result): a file
