@@ -39,6 +39,7 @@ cache; a single chain lets the compiled core make every part an extension type, 
 
 from __future__ import annotations
 
+from collections import deque
 from struct import Struct
 
 try:
@@ -71,6 +72,12 @@ _TCP = cython.declare(cython.longlong, IPPROTO_TCP)
 _UDP = cython.declare(cython.longlong, IPPROTO_UDP)
 _ICMP = cython.declare(cython.longlong, IPPROTO_ICMP)
 _PRI = cython.declare(cython.longlong, PRIMARY)
+# The queues' methods, looked up once: ``queue.append(pkt)`` in the compiled core looks the
+# method up by name on every call (a deque is not a list Cython knows).
+_append = deque.append
+_appendleft = deque.appendleft
+_pop = deque.pop
+_popleft = deque.popleft
 _CACHE_SLOTS = cython.declare(cython.Py_ssize_t, 1024)      # feed's connection cache: a power of two
 _H0 = cython.declare(cython.ulonglong, 0x9E3779B1)           # its slot hash's multipliers
 _H1 = cython.declare(cython.ulonglong, 0x85EBCA77)
@@ -108,10 +115,14 @@ def _fast_packet(data: bytes, size: int, side: int, ident, time_ns: int, proto: 
 _fast_header = Struct("!HB8xB14xIIBB").unpack_from
 
 
+@cython.locals(p=cython.p_uchar)
 def _frame(buf: bytes, off: int, size: int) -> bytes:
     """The frame ``buf[off:off + size]`` as its own ``bytes`` (``buf`` itself when it is the frame)."""
     if off == 0 and size == len(buf):
         return buf
+    if cython.compiled:
+        p = buf                     # one copy out of the pointer: slicing a bytes object goes
+        return p[off:off + size]    # through a slice object and the sequence protocol
     return buf[off:off + size]
 
 
@@ -257,7 +268,6 @@ class Engine(TcpCompare):
             self._feed_general(side, buf if off == 0 and size == len(buf) else buf[off:off + size],
                                time_ns, 0, ident)
             return
-        key = buf[off + 26:off + 38]
         # The fast path: no vnet header, ethertype IPv4 and a 20-byte IPv4 header (0x45; QEMU
         # only looks at the low nibble, so other first bytes just take the general path), and
         # at least 48 bytes, so that every read lies inside the frame (TCP reads up to
@@ -297,7 +307,10 @@ class Engine(TcpCompare):
                     if len(ck) == (12 if proto == _TCP else 13) and memcmp(ckp, hp + 26, 12) == 0:
                         conn = self._cconns[slot]
             if conn is None:
-                key = buf[off + 26:off + 38]
+                if cython.compiled:
+                    key = hp[26:38]         # (a bytes slice of a bytes object is a generic slice)
+                else:
+                    key = buf[off + 26:off + 38]
                 if proto == _UDP:
                     key += b"\x11"
         if conn is None:
@@ -360,9 +373,9 @@ class Engine(TcpCompare):
                     # (size <= 0xFFFF: the uint16_t length cannot wrap; poff <= size: no read past)
                     if o.size == size and poff <= size and _equal_at(o.data, poff, buf, off + poff, size - poff):
                         if self._other_tail:
-                            other.pop()
+                            _pop(other)
                         else:
-                            other.popleft()
+                            _popleft(other)
                         self.queued -= 1
                         if self.compact_pairs:
                             out.append(o.data)
@@ -380,7 +393,7 @@ class Engine(TcpCompare):
             if pkt is None:
                 pkt = _fast_packet(_frame(buf, off, size), size, side, ident, time_ns, proto, 0, 0, 0, 0, 0, 0)
             self.queued += 1
-            queue.append(pkt)
+            _append(queue, pkt)
         else:
             if self._ack_umax:                               # seed: unsigned max
                 if side == _PRI:
@@ -401,7 +414,7 @@ class Engine(TcpCompare):
                 self.queued += 1
                 # (seq_not_before(seq, head seq), inlined: this is the per-segment path)
                 if self._tcp_tail and (seq - queue[0].tcp_seq) & _U32 < _S32:
-                    queue.appendleft(pkt)
+                    _appendleft(queue, pkt)
                 else:
                     self._insert_sorted(queue, pkt)
                 if other:
@@ -471,9 +484,9 @@ class Engine(TcpCompare):
                         conn.compare_seq = pend
                     self.queued -= 1
                     if self._tcp_tail:
-                        other.pop()
+                        _pop(other)
                     else:
-                        other.popleft()
+                        _popleft(other)
                     if self.compact_pairs:
                         out.append(_frame(buf, off, size) if side == _PRI else o.data)
                         return
@@ -499,7 +512,7 @@ class Engine(TcpCompare):
             pkt = _fast_packet(_frame(buf, off, size), size, side, ident, time_ns, proto, seq, ack, hs, ps, end,
                                flags)
             self.queued += 1
-            queue.append(pkt)
+            _append(queue, pkt)
             if other:
                 self._compare_tcp(conn, time_ns)
             return
