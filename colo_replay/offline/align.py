@@ -11,6 +11,11 @@ TCP sequence numbers, which differ with the ISNs) are deliberately left out of t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from . import framecols
 
 
 @dataclass
@@ -48,30 +53,238 @@ def content_key(frame: bytes, vnet: int = 0) -> bytes | None:
     return None
 
 
-def _first_times(reader, vnet: int) -> dict:
-    seen: dict = {}
-    dup = set()
+class _Keyed(NamedTuple):
+    """The primary's frames that have a content key, in columns: the key is ``proto`` followed
+    by ``bufs[part][start:end]``; ``fp`` is a fingerprint of the key (equal keys, equal
+    fingerprints), ``ts`` the frame's timestamp."""
+
+    bufs: list
+    part: np.ndarray
+    proto: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    fp: np.ndarray
+    ts: np.ndarray
+
+    def key(self, i: int) -> bytes:
+        return bytes((int(self.proto[i]),)) + self.bufs[int(self.part[i])][int(self.start[i]):int(self.end[i])]
+
+
+_M1, _M2, _M3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9)
+_EIGHT = np.arange(8, dtype=np.int64)
+
+
+_KEYED_PROTO = np.zeros(256, dtype=bool)           # the protocols that have a content key
+_KEYED_PROTO[[1, 6, 17]] = True
+
+
+def _key_extents(cols: framecols.Columns, vnet: int):
+    """``(rows, proto, start, end)`` of the batch's frames that have a content key: what
+    ``content_key`` computes, for all frames at once (positions are in ``cols.buf``;
+    ``a[k:][at]`` is ``a[at + k]``).  A byte past a frame's end may be gathered (from the next
+    frame, or clipped to the buffer) but is used only where ``content_key`` would have read it."""
+    a = cols.a
+    rows = np.flatnonzero(cols.caps >= vnet + 34)
+    eth = cols.starts[rows] + vnet
+    proto = a[23:][eth]
+    keep = (a[12:][eth] == 0x08) & (a[13:][eth] == 0x00) & _KEYED_PROTO[proto]
+    if not keep.all():
+        rows, eth, proto = rows[keep], eth[keep], proto[keep]
+    flen = cols.ends[rows]
+    ip = eth + 14
+    ihl = (a[14:][eth] & 0x0F).astype(np.int64) << 2
+    total = (a[16:][eth].astype(np.int64) << 8) | a[17:][eth]
+    end = np.where(total >= ihl, np.minimum(flen, ip + total), flen)     # drop Ethernet padding
+    l4 = ip + ihl
+    tcp = proto == 6
+    has_off = tcp & (l4 + 13 <= flen)                   # the TCP data offset is in the frame
+    start = l4 + np.where(has_off, np.take(a, l4 + 12, mode="clip") >> 4, 0).astype(np.int64) * 4
+    size = end - start                                  # <= 0: an empty slice
+    keep = np.where(tcp, has_off & (size >= 8), size > 0)
+    return rows[keep], proto[keep], start[keep], end[keep]
+
+
+def _fingerprints(a: np.ndarray, proto, start, end) -> np.ndarray:
+    """A 64-bit function of each key (its protocol, length, first and last 8 bytes): frames with
+    different fingerprints have different keys; equal fingerprints are checked byte by byte."""
+    size = end - start
+    first = np.take(a, start[:, None] + _EIGHT, mode="clip")
+    last = np.take(a, end[:, None] - 8 + _EIGHT, mode="clip")
+    short = size < 8                                    # UDP/ICMP only: zeros outside the body
+    if short.any():
+        first[short] *= _EIGHT < size[short, None]
+        last[short] *= _EIGHT >= 8 - size[short, None]
+    meta = (size.astype(np.uint64) << np.uint64(8)) | proto
+    return first.view(np.uint64).ravel() * _M1 ^ last.view(np.uint64).ravel() * _M2 ^ meta * _M3
+
+
+def _keyed_batches(reader, vnet: int):
+    """Per batch with keyed frames: ``(buf, proto, start, end, fingerprint, timestamps)`` of them."""
     for batch in reader.batches():
-        for t, f in zip(batch.timestamps, batch.frames):
-            k = content_key(f, vnet)
-            if k is None or k in dup:
-                continue
-            if k in seen:
-                dup.add(k)
-                del seen[k]
-            else:
-                seen[k] = t
-    return seen
+        if not len(batch):
+            continue
+        cols = framecols.columns(batch)
+        rows, proto, start, end = _key_extents(cols, vnet)
+        if rows.size:
+            yield cols.buf, proto, start, end, _fingerprints(cols.a, proto, start, end), \
+                _times(batch.timestamps)[rows]
+
+
+def _keyed(reader, vnet: int) -> _Keyed:
+    """The frames of a capture that have a content key (``content_key``), as ``_Keyed``."""
+    bufs, parts, cols = [], [], ([], [], [], [], [])
+    for buf, *columns in _keyed_batches(reader, vnet):
+        parts.append(np.full(columns[0].size, len(bufs), dtype=np.int64))
+        bufs.append(buf)
+        for col, values in zip(cols, columns):
+            col.append(values)
+    if not bufs:
+        empty = np.zeros(0, dtype=np.int64)
+        return _Keyed([], empty, empty.astype(np.uint8), empty, empty, empty.astype(np.uint64), empty)
+    return _Keyed(bufs, *(np.concatenate(c) for c in (parts, *cols[:4], _same_type(cols[4]))))
+
+
+def _times(timestamps) -> np.ndarray:
+    """A batch's timestamps as int64, or as Python ints (object) when one does not fit."""
+    try:
+        return np.asarray(timestamps, dtype=np.int64)
+    except OverflowError:
+        return np.asarray(list(timestamps), dtype=object)
+
+
+def _same_type(times: list) -> list:
+    """Timestamp columns all int64, or all Python ints when one is."""
+    if any(t.dtype == object for t in times):
+        return [t.astype(object) for t in times]
+    return times
+
+
+class _Groups:
+    """The primary's keyed frames grouped by fingerprint, and for each group hit from the
+    secondary, which of its frames carry a key that occurs only once in the primary."""
+
+    def __init__(self, p: _Keyed):
+        self.p = p
+        n = p.fp.size
+        self.order = order = np.argsort(p.fp, kind="stable")
+        fp = p.fp[order]
+        first = np.ones(n, dtype=bool)
+        first[1:] = fp[1:] != fp[:-1]
+        self.begin = np.flatnonzero(first)
+        self.fps = fp[self.begin]                              # sorted, distinct
+        self.count = np.diff(np.append(self.begin, n))
+        self.rep = order[self.begin]                           # a group's first frame
+        self._unique: dict = {}
+
+    def find(self, fp: np.ndarray) -> np.ndarray:
+        """Each fingerprint's group, -1 where the primary has none."""
+        if not self.fps.size:
+            return np.full(fp.size, -1, dtype=np.int64)
+        g = np.minimum(np.searchsorted(self.fps, fp), self.fps.size - 1)
+        return np.where(self.fps[g] == fp, g, -1)
+
+    def unique_rows(self, g: int) -> list:
+        """The frames of group ``g`` (of several frames) whose key no other primary frame has."""
+        rows = self._unique.get(g)
+        if rows is None:
+            b = int(self.begin[g])
+            members = self.order[b:b + int(self.count[g])].tolist()
+            rows = self._unique[g] = [] if self._all_equal(members) else self._singles(members)
+        return rows
+
+    def _all_equal(self, members: list) -> bool:
+        """Whether the frames carry one key (the usual case: a repeated frame, never an anchor)."""
+        p = self.p
+        first, rest = members[0], members[1:]
+        return all(p.proto[i] == p.proto[first] and _body(p, i) == _body(p, first) for i in rest)
+
+    def _singles(self, members: list) -> list:
+        p = self.p
+        seen: dict = {}
+        for i in members:
+            seen.setdefault(p.key(i), []).append(i)
+        return [rows[0] for rows in seen.values() if len(rows) == 1]
+
+
+def _body(p: _Keyed, i: int) -> bytes:
+    return p.bufs[int(p.part[i])][int(p.start[i]):int(p.end[i])]
+
+
+def _matches(groups: _Groups, reader, vnet: int):
+    """Read the secondary: ``(rows, times)``, for every secondary frame whose key some primary
+    frame has alone in its capture, that primary frame and the secondary frame's timestamp."""
+    p = groups.p
+    p_size = p.end - p.start
+    got_rows, got_times = [], []
+    for buf, proto, start, end, fp, ts in _keyed_batches(reader, vnet):
+        g = groups.find(fp)
+        hit = np.flatnonzero(g >= 0)
+        if not hit.size:
+            continue
+        g = g[hit]
+        single = groups.count[g] == 1
+        # a group of one primary frame: equal protocol, length and bytes make the key equal
+        one = hit[single]
+        rep = groups.rep[g[single]]
+        same = (p.proto[rep] == proto[one]) & (p_size[rep] == end[one] - start[one])
+        one, rep = one[same], rep[same]
+        view = memoryview(buf)
+        pb = p.bufs
+        # the one step per anchor: the two bodies compared in place (startswith: a memcmp)
+        equal = np.fromiter((pb[a].startswith(view[b:e], c) for a, c, b, e in zip(
+            p.part[rep].tolist(), p.start[rep].tolist(), start[one].tolist(), end[one].tolist())),
+            dtype=bool, count=one.size)
+        rows = [rep[equal]]
+        times = [ts[one[equal]]]
+        many = hit[~single]
+        if many.size:
+            found = []
+            for i, gi in zip(many.tolist(), g[~single].tolist()):
+                body = buf[start[i]:end[i]]
+                for r in groups.unique_rows(gi):
+                    if p.proto[r] == proto[i] and _body(p, r) == body:
+                        found.append((i, r))
+                        break
+            if found:
+                rows.append(np.array([r for _i, r in found], dtype=np.int64))
+                times.append(ts[[i for i, _r in found]])
+        got_rows += rows
+        got_times += times
+    if not got_rows:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(got_rows), np.concatenate(_same_type(got_times))
+
+
+def _int64_safe(*columns: np.ndarray) -> bool:
+    """Whether all times are in [0, 2**62): their differences, and those differences'
+    distances from one another, then fit in int64."""
+    return all(ts.dtype != object and (not ts.size or (int(ts.min()) >= 0 and int(ts.max()) < 1 << 62))
+               for ts in columns)
 
 
 def estimate_alignment(primary_reader, secondary_reader, vnet: int = 0) -> Alignment:
     """Read both captures once and estimate the secondary's clock offset.  Raises ValueError
-    when no frame matches on both sides."""
-    p = _first_times(primary_reader, vnet)
-    s = _first_times(secondary_reader, vnet)
-    diffs = sorted(p[k] - s[k] for k in p.keys() & s.keys())
-    if not diffs:
+    when no frame matches on both sides.
+
+    The anchors are the content keys seen exactly once on each side (``content_key``), found
+    without a ``bytes`` key per frame: the primary's keyed frames are kept in place (their
+    batches' buffers) and grouped by a fingerprint of the key; each secondary frame whose
+    fingerprint the primary has is compared byte for byte with the primary frame(s) that carry
+    a key of their own; a primary frame met by exactly one secondary frame is an anchor."""
+    p = _keyed(primary_reader, vnet)
+    rows, s_ts = _matches(_Groups(p), secondary_reader, vnet)
+    met, at, times = np.unique(rows, return_index=True, return_counts=True)
+    once = times == 1
+    pt, st = p.ts[met[once]], s_ts[at[once]]
+    if not _int64_safe(pt, st):
+        # a time difference, or its distance from the median, could overflow int64: Python ints
+        pt, st = pt.astype(object), st.astype(object)
+    diffs = pt - st
+    if not diffs.size:
         raise ValueError("--align auto: no frame has the same content in both captures")
-    offset = diffs[len(diffs) // 2]
-    res = sorted(abs(x - offset) for x in diffs)
-    return Alignment(offset, len(diffs), res[len(res) // 2], res[min(len(res) - 1, (len(res) * 95) // 100)])
+    n = diffs.size
+    diffs.sort()
+    offset = diffs[n // 2]
+    res = np.abs(diffs - offset)
+    res.sort()
+    return Alignment(int(offset), n, int(res[n // 2]), int(res[min(n - 1, (n * 95) // 100)]))
