@@ -4,9 +4,9 @@ The main test run uses whichever core Python loads (the compiled modules when th
 ``test_the_other_core_passes_the_equivalence_suites`` runs the differential corpus against the
 real QEMU, the randomized fast-path equivalence tests, the replay tests, the profile switches,
 the pcap reader's columnar batches and the warning heuristics over them again under the other
-core, in a fresh interpreter: with ``COLO_REPLAY_CORE=interpreted`` when the main run is compiled, else with a compiled core built
-from this tree's source into a temporary directory (no Cython or no C compiler there: a
-failure, never a skip).
+core, in a fresh interpreter: with ``COLO_REPLAY_CORE=interpreted`` when the main run is
+compiled, else with a compiled core built from this tree's source into a temporary directory (no
+Cython or no C compiler there: a failure, never a skip).
 """
 
 from __future__ import annotations
