@@ -11,6 +11,8 @@ TCP sequence numbers, which differ with the ISNs) are deliberately left out of t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import compress
+from operator import getitem
 from typing import NamedTuple
 
 import numpy as np
@@ -160,21 +162,31 @@ def _same_type(times: list) -> list:
 
 
 class _Groups:
-    """The primary's keyed frames grouped by fingerprint, and for each group hit from the
-    secondary, which of its frames carry a key that occurs only once in the primary."""
+    """The primary's keyed frames grouped by fingerprint, and which of them carry a key that no
+    other primary frame has (only those can be anchors)."""
 
     def __init__(self, p: _Keyed):
         self.p = p
         n = p.fp.size
-        self.order = order = np.argsort(p.fp, kind="stable")
+        order = np.argsort(p.fp, kind="stable")
         fp = p.fp[order]
         first = np.ones(n, dtype=bool)
         first[1:] = fp[1:] != fp[:-1]
-        self.begin = np.flatnonzero(first)
-        self.fps = fp[self.begin]                              # sorted, distinct
-        self.count = np.diff(np.append(self.begin, n))
-        self.rep = order[self.begin]                           # a group's first frame
-        self._unique: dict = {}
+        begin = np.flatnonzero(first)
+        self.fps = fp[begin]                                   # sorted, distinct
+        self.count = count = np.diff(np.append(begin, n))
+        self.rep = order[begin]                                # a group's first frame
+        # A group of several frames is nearly always one frame repeated (one key: no anchor).
+        # Compare every member with the group's first, all groups at once; a group where some
+        # differ holds several keys, sorted out by the keys themselves.
+        multi = np.flatnonzero(count > 1)
+        firsts = np.repeat(self.rep[multi], count[multi] - 1)
+        others = order[~first]                  # the members after the first, group by group
+        same = _equal(p, firsts, p.proto[others],
+                      _slices(list(map(memoryview, p.bufs)), p.part[others], p.start[others], p.end[others]),
+                      p.end[others] - p.start[others])
+        mixed = np.unique(np.repeat(multi, count[multi] - 1)[~same]).tolist()
+        self.live = {g: self._singles(order[begin[g]:begin[g] + count[g]].tolist()) for g in mixed}
 
     def find(self, fp: np.ndarray) -> np.ndarray:
         """Each fingerprint's group, -1 where the primary has none."""
@@ -183,22 +195,8 @@ class _Groups:
         g = np.minimum(np.searchsorted(self.fps, fp), self.fps.size - 1)
         return np.where(self.fps[g] == fp, g, -1)
 
-    def unique_rows(self, g: int) -> list:
-        """The frames of group ``g`` (of several frames) whose key no other primary frame has."""
-        rows = self._unique.get(g)
-        if rows is None:
-            b = int(self.begin[g])
-            members = self.order[b:b + int(self.count[g])].tolist()
-            rows = self._unique[g] = [] if self._all_equal(members) else self._singles(members)
-        return rows
-
-    def _all_equal(self, members: list) -> bool:
-        """Whether the frames carry one key (the usual case: a repeated frame, never an anchor)."""
-        p = self.p
-        first, rest = members[0], members[1:]
-        return all(p.proto[i] == p.proto[first] and _body(p, i) == _body(p, first) for i in rest)
-
     def _singles(self, members: list) -> list:
+        """The members whose key no other member has."""
         p = self.p
         seen: dict = {}
         for i in members:
@@ -206,15 +204,29 @@ class _Groups:
         return [rows[0] for rows in seen.values() if len(rows) == 1]
 
 
-def _body(p: _Keyed, i: int) -> bytes:
-    return p.bufs[int(p.part[i])][int(p.start[i]):int(p.end[i])]
+def _slices(views: list, part: np.ndarray, start: np.ndarray, end: np.ndarray):
+    """``views[part[i]][start[i]:end[i]]`` for each i (memoryviews: no copy), lazily."""
+    return map(getitem, map(views.__getitem__, part.tolist()), map(slice, start.tolist(), end.tolist()))
+
+
+def _equal(p: _Keyed, rows: np.ndarray, proto: np.ndarray, bodies, size: np.ndarray) -> np.ndarray:
+    """Whether the primary frames ``rows`` carry the keys ``(proto, bodies)``: ``bodies`` are
+    bytes-like, in order, and ``size`` their lengths."""
+    ok = (p.end[rows] - p.start[rows] == size) & (p.proto[rows] == proto)
+    pick = rows
+    if not ok.all():
+        pick = rows[ok]
+        bodies = compress(bodies, ok.tolist())
+    # the one step per pair: the bodies compared in place (startswith on equal lengths: a memcmp)
+    ok[ok] = np.fromiter(map(bytes.startswith, map(p.bufs.__getitem__, p.part[pick].tolist()), bodies,
+                             p.start[pick].tolist()), dtype=bool, count=pick.size)
+    return ok
 
 
 def _matches(groups: _Groups, reader, vnet: int):
     """Read the secondary: ``(rows, times)``, for every secondary frame whose key some primary
     frame has alone in its capture, that primary frame and the secondary frame's timestamp."""
     p = groups.p
-    p_size = p.end - p.start
     got_rows, got_times = [], []
     for buf, proto, start, end, fp, ts in _keyed_batches(reader, vnet):
         g = groups.find(fp)
@@ -226,33 +238,29 @@ def _matches(groups: _Groups, reader, vnet: int):
         # a group of one primary frame: equal protocol, length and bytes make the key equal
         one = hit[single]
         rep = groups.rep[g[single]]
-        same = (p.proto[rep] == proto[one]) & (p_size[rep] == end[one] - start[one])
-        one, rep = one[same], rep[same]
-        view = memoryview(buf)
-        pb = p.bufs
-        # the one step per anchor: the two bodies compared in place (startswith: a memcmp)
-        equal = np.fromiter((pb[a].startswith(view[b:e], c) for a, c, b, e in zip(
-            p.part[rep].tolist(), p.start[rep].tolist(), start[one].tolist(), end[one].tolist())),
-            dtype=bool, count=one.size)
-        rows = [rep[equal]]
-        times = [ts[one[equal]]]
+        equal = _equal(p, rep, proto[one], _slices([memoryview(buf)], np.zeros_like(one), start[one], end[one]),
+                       end[one] - start[one])
+        got_rows.append(rep[equal])
+        got_times.append(ts[one[equal]])
         many = hit[~single]
-        if many.size:
+        if groups.live and many.size:
             found = []
             for i, gi in zip(many.tolist(), g[~single].tolist()):
                 body = buf[start[i]:end[i]]
-                for r in groups.unique_rows(gi):
+                for r in groups.live.get(gi, ()):
                     if p.proto[r] == proto[i] and _body(p, r) == body:
                         found.append((i, r))
                         break
             if found:
-                rows.append(np.array([r for _i, r in found], dtype=np.int64))
-                times.append(ts[[i for i, _r in found]])
-        got_rows += rows
-        got_times += times
+                got_rows.append(np.array([r for _i, r in found], dtype=np.int64))
+                got_times.append(ts[[i for i, _r in found]])
     if not got_rows:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     return np.concatenate(got_rows), np.concatenate(_same_type(got_times))
+
+
+def _body(p: _Keyed, i: int) -> bytes:
+    return p.bufs[int(p.part[i])][int(p.start[i]):int(p.end[i])]
 
 
 def _int64_safe(*columns: np.ndarray) -> bool:

@@ -95,20 +95,22 @@ def synack_table(reader, vnet: int = 0) -> dict:
 
 def _synack_rows(cols: framecols.Columns, vnet: int) -> np.ndarray:
     """The indices of the batch's frames that ``_tcp_offsets`` accepts and whose TCP flags have
-    both SYN and ACK: its tests, on all frames at once (a byte is gathered only from the frames
-    whose earlier tests promise it is inside the frame; ``a[k:][at]`` is ``a[at + k]``)."""
+    both SYN and ACK: its tests, on all frames at once (``a[k:][at]`` is ``a[at + k]``).  The
+    flags come first (a SYN|ACK is rare: most batches stop there), read where the IHL puts them,
+    clipped to the buffer: the other tests then discard what was read past a frame's end."""
     a = cols.a
     rows = np.flatnonzero(cols.caps >= vnet + 34)
     eth = cols.starts[rows] + vnet
+    tcp = eth + 14 + (a[14:][eth] & 0x0F).astype(np.int64) * 4
+    keep = np.take(a, tcp + 13, mode="clip") & (TH_SYN | TH_ACK) == TH_SYN | TH_ACK
+    if not keep.any():
+        return rows[keep]
+    rows, eth, tcp = rows[keep], eth[keep], tcp[keep]
     keep = (a[12:][eth] == 0x08) & (a[13:][eth] == 0x00) & (a[23:][eth] == 6) & (a[14:][eth] >> 4 == 4)
     keep &= (a[20:][eth] & 0x3F == 0) & (a[21:][eth] == 0)           # not a fragment
-    rows, eth = rows[keep], eth[keep]
-    ip = eth + 14
-    tcp = ip + (a[14:][eth] & 0x0F).astype(np.int64) * 4
-    end = ip + ((a[16:][eth].astype(np.int64) << 8) | a[17:][eth])
-    keep = (end <= cols.ends[rows]) & (tcp + 20 <= end)
-    rows, tcp = rows[keep], tcp[keep]
-    return rows[a[13:][tcp] & (TH_SYN | TH_ACK) == TH_SYN | TH_ACK]
+    end = eth + 14 + ((a[16:][eth].astype(np.int64) << 8) | a[17:][eth])
+    keep &= (end <= cols.ends[rows]) & (tcp + 20 <= end)
+    return rows[keep]
 
 
 @dataclass
