@@ -188,6 +188,19 @@ def test_generated_pairs_in_every_layout(tmp_path, seed, vnet):
     assert_same(*write_pair(tmp_path, prim, sec, "pcapng"), vnet)
 
 
+@pytest.mark.parametrize("held", [0, 3000])
+def test_primary_buffers_compacted_as_they_are_read(tmp_path, monkeypatch, held):
+    """A whole capture under --align auto: past ``_HELD_WHOLE`` bytes of kept batch buffers the
+    primary's new keys are copied out of them (here after every batch, or every few)."""
+    monkeypatch.setattr(align, "_HELD_WHOLE", held)
+    for seed in range(3):
+        prim, sec = odd_pair(100 + seed, 500, 0)
+        p, s = write_pair(tmp_path, prim, sec, "pcap")
+        assert_same(p, s, chunk_size=600)
+        assert_same(*write_pair(tmp_path, prim, sec, "pcapng"))
+    assert_same(*SAMPLES, chunk_size=1000)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32), frames=st.integers(0, 300), vnet=st.sampled_from([0, 0, 4, 12]),
        chunk=st.sampled_from([64, 200, 1500, 1 << 18]))

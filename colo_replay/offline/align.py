@@ -56,9 +56,9 @@ def content_key(frame: bytes, vnet: int = 0) -> bytes | None:
 
 
 class _Keyed(NamedTuple):
-    """The primary's frames that have a content key, in columns: the key is ``proto`` followed
-    by ``bufs[part][start:end]``; ``fp`` is a fingerprint of the key (equal keys, equal
-    fingerprints), ``ts`` the frame's timestamp."""
+    """The primary's content keys that occur exactly once in it (only they can be anchors), in
+    columns: the key is ``proto`` followed by ``bufs[part][start:end]``; ``fp`` is a fingerprint
+    of the key (equal keys, equal fingerprints), ``ts`` the frame's timestamp."""
 
     bufs: list
     part: np.ndarray
@@ -68,13 +68,14 @@ class _Keyed(NamedTuple):
     fp: np.ndarray
     ts: np.ndarray
 
-    def key(self, i: int) -> bytes:
-        return bytes((int(self.proto[i]),)) + self.bufs[int(self.part[i])][int(self.start[i]):int(self.end[i])]
-
 
 _M1, _M2, _M3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9)
 _EIGHT = np.arange(8, dtype=np.int64)
 
+
+# Batch buffers kept whole while reading the primary, at most (then compacted to the bodies of
+# their keys): a copy costs more than the buffer's pages, until memory matters
+_HELD_WHOLE = 128 << 20
 
 _KEYED_PROTO = np.zeros(256, dtype=bool)           # the protocols that have a content key
 _KEYED_PROTO[[1, 6, 17]] = True
@@ -133,17 +134,114 @@ def _keyed_batches(reader, vnet: int):
 
 
 def _keyed(reader, vnet: int) -> _Keyed:
-    """The frames of a capture that have a content key (``content_key``), as ``_Keyed``."""
-    bufs, parts, cols = [], [], ([], [], [], [], [])
-    for buf, *columns in _keyed_batches(reader, vnet):
-        parts.append(np.full(columns[0].size, len(bufs), dtype=np.int64))
-        bufs.append(buf)
-        for col, values in zip(cols, columns):
-            col.append(values)
-    if not bufs:
-        empty = np.zeros(0, dtype=np.int64)
-        return _Keyed([], empty, empty.astype(np.uint8), empty, empty, empty.astype(np.uint64), empty)
-    return _Keyed(bufs, *(np.concatenate(c) for c in (parts, *cols[:4], _same_type(cols[4]))))
+    """Read the primary: its content keys that occur exactly once, as ``_Keyed``."""
+    keys = _Distinct()
+    for batch in _keyed_batches(reader, vnet):
+        keys.add(*batch)
+    return keys.once()
+
+
+class _Distinct:
+    """The distinct content keys of the primary as it is read, and how many frames have each.
+
+    As the old ``{key: time}`` dict and ``dup`` set did, one copy of each distinct key is kept:
+    the batch buffers that hold new keys are kept whole up to ``_HELD_WHOLE`` bytes (a warning's
+    50,000-frame sample: no copy at all), then the new keys' bodies are copied out of them and
+    the buffers let go (a whole capture under ``--align auto``: memory as the keys).  A frame
+    whose fingerprint was seen before is compared with the first frame that had it (and, rarely,
+    with the later ones that had it under another key): equal, it is a repeat of that key;
+    different, a key of its own.  Columns are indexed by a frame's number among the keyed
+    frames (its id); ``count`` is 0 for a repeat."""
+
+    def __init__(self):
+        self.first_of: dict = {}    # fingerprint -> id of the first frame with it
+        self.also: dict = {}        # fingerprint -> ids of later frames with another key under it
+        self.bufs: list = []        # batch buffers (whole, or the bodies of their new keys end to end)
+        self.whole: list = []       # (part, ids) of the buffers in bufs still whole
+        self.held = 0               # their size
+        self.n = 0
+        self.part = np.zeros(0, dtype=np.int64)
+        self.start = np.zeros(0, dtype=np.int64)
+        self.end = np.zeros(0, dtype=np.int64)
+        self.proto = np.zeros(0, dtype=np.uint8)
+        self.count = np.zeros(0, dtype=np.int64)
+        self.fps: list = []
+        self.times: list = []
+
+    def add(self, buf: bytes, proto, start, end, fp, ts) -> None:
+        """One batch's keyed frames (``_keyed_batches``)."""
+        n, k = self.n, fp.size
+        self.n = top = n + k
+        if top > self.part.size:
+            grow = max(top, 2 * self.part.size)
+            for name in ("part", "start", "end", "proto", "count"):
+                old = getattr(self, name)
+                new = np.zeros(grow, dtype=old.dtype)
+                new[:old.size] = old
+                setattr(self, name, new)
+        fl = fp.tolist()
+        got = np.fromiter(map(self.first_of.setdefault, fl, range(n, top)), dtype=np.int64, count=k)
+        new = got == np.arange(n, top)
+        self.start[n:top] = start
+        self.end[n:top] = end
+        self.proto[n:top] = proto
+        self.count[n:top] = new
+        if new.any():
+            ids = np.flatnonzero(new) + n
+            self.part[ids] = len(self.bufs)
+            self.whole.append((len(self.bufs), ids))
+            self.bufs.append(buf)
+            self.held += len(buf)
+        i = np.flatnonzero(~new)
+        if i.size:
+            first = got[i]
+            ok = (self.end[first] - self.start[first] == end[i] - start[i]) & (self.proto[first] == proto[i])
+            m = int(ok.sum())
+            view = memoryview(buf)
+            # the one step per repeat: its body compared in place with the first's (a memcmp)
+            ok[ok] = np.fromiter(map(bytes.startswith, map(self.bufs.__getitem__, self.part[first[ok]].tolist()),
+                                     _slices([view], np.zeros(m, dtype=np.int64), start[i[ok]], end[i[ok]]),
+                                     self.start[first[ok]].tolist()), dtype=bool, count=m)
+            np.add.at(self.count, first[ok], 1)
+            for j in i[~ok].tolist():       # another key under a known fingerprint (rare)
+                self._another(fl[j], n + j, bytes(view[start[j]:end[j]]))
+        if self.held > _HELD_WHOLE:
+            self._compact()
+        self.fps.append(fp)
+        self.times.append(ts)
+
+    def _another(self, fp: int, me: int, body: bytes) -> None:
+        """Frame ``me`` has a fingerprint seen before but not the key of its first frame: a
+        repeat of one of the other keys under that fingerprint, or a new key (kept on its own)."""
+        for r in self.also.get(fp, ()):
+            if self.proto[r] == self.proto[me] and self.bufs[self.part[r]][self.start[r]:self.end[r]] == body:
+                self.count[r] += 1
+                return
+        self.part[me], self.start[me], self.end[me], self.count[me] = len(self.bufs), 0, len(body), 1
+        self.bufs.append(body)
+        self.also.setdefault(fp, []).append(me)
+
+    def _compact(self) -> None:
+        """Replace the whole buffers by the bodies of their new keys, end to end."""
+        for part, ids in self.whole:
+            buf = self.bufs[part]
+            start, end = self.start[ids], self.end[ids]
+            self.bufs[part] = b"".join(map(buf.__getitem__, map(slice, start.tolist(), end.tolist())))
+            size = end - start
+            at = np.zeros(size.size, dtype=np.int64)
+            np.cumsum(size[:-1], out=at[1:])
+            self.start[ids], self.end[ids] = at, at + size
+        self.whole.clear()
+        self.held = 0
+
+    def once(self) -> _Keyed:
+        """The keys that occurred exactly once."""
+        live = np.flatnonzero(self.count[:self.n] == 1)
+        if not live.size:
+            empty = np.zeros(0, dtype=np.int64)
+            return _Keyed([], empty, empty.astype(np.uint8), empty, empty, empty.astype(np.uint64), empty)
+        return _Keyed(self.bufs, self.part[live], self.proto[live], self.start[live], self.end[live],
+                      np.concatenate(self.fps)[live], np.concatenate(_same_type(self.times))[live])
 
 
 def _times(timestamps) -> np.ndarray:
@@ -162,8 +260,8 @@ def _same_type(times: list) -> list:
 
 
 class _Groups:
-    """The primary's keyed frames grouped by fingerprint, and which of them carry a key that no
-    other primary frame has (only those can be anchors)."""
+    """The primary's keys that occur once, grouped by fingerprint (a group of several: distinct
+    keys that share a fingerprint, rare)."""
 
     def __init__(self, p: _Keyed):
         self.p = p
@@ -175,18 +273,10 @@ class _Groups:
         begin = np.flatnonzero(first)
         self.fps = fp[begin]                                   # sorted, distinct
         self.count = count = np.diff(np.append(begin, n))
-        self.rep = order[begin]                                # a group's first frame
-        # A group of several frames is nearly always one frame repeated (one key: no anchor).
-        # Compare every member with the group's first, all groups at once; a group where some
-        # differ holds several keys, sorted out by the keys themselves.
-        multi = np.flatnonzero(count > 1)
-        firsts = np.repeat(self.rep[multi], count[multi] - 1)
-        others = order[~first]                  # the members after the first, group by group
-        same = _equal(p, firsts, p.proto[others],
-                      _slices(list(map(memoryview, p.bufs)), p.part[others], p.start[others], p.end[others]),
-                      p.end[others] - p.start[others])
-        mixed = np.unique(np.repeat(multi, count[multi] - 1)[~same]).tolist()
-        self.live = {g: self._singles(order[begin[g]:begin[g] + count[g]].tolist()) for g in mixed}
+        self.rep = order[begin]                                # a group's first key
+        # group -> its keys, for the groups of several
+        self.live = {g: order[begin[g]:begin[g] + count[g]].tolist()
+                     for g in np.flatnonzero(count > 1).tolist()}
 
     def find(self, fp: np.ndarray) -> np.ndarray:
         """Each fingerprint's group, -1 where the primary has none."""
@@ -194,14 +284,6 @@ class _Groups:
             return np.full(fp.size, -1, dtype=np.int64)
         g = np.minimum(np.searchsorted(self.fps, fp), self.fps.size - 1)
         return np.where(self.fps[g] == fp, g, -1)
-
-    def _singles(self, members: list) -> list:
-        """The members whose key no other member has."""
-        p = self.p
-        seen: dict = {}
-        for i in members:
-            seen.setdefault(p.key(i), []).append(i)
-        return [rows[0] for rows in seen.values() if len(rows) == 1]
 
 
 def _slices(views: list, part: np.ndarray, start: np.ndarray, end: np.ndarray):
@@ -275,10 +357,10 @@ def estimate_alignment(primary_reader, secondary_reader, vnet: int = 0) -> Align
     when no frame matches on both sides.
 
     The anchors are the content keys seen exactly once on each side (``content_key``), found
-    without a ``bytes`` key per frame: the primary's keyed frames are kept in place (their
-    batches' buffers) and grouped by a fingerprint of the key; each secondary frame whose
-    fingerprint the primary has is compared byte for byte with the primary frame(s) that carry
-    a key of their own; a primary frame met by exactly one secondary frame is an anchor."""
+    without a ``bytes`` key per frame: the primary's distinct keys are kept once each
+    (``_Distinct``: repeats found by a fingerprint of the key and a byte comparison), those seen
+    once grouped by fingerprint; each secondary frame whose fingerprint such a key has is compared
+    byte for byte with it; a key met by exactly one secondary frame is an anchor."""
     p = _keyed(primary_reader, vnet)
     rows, s_ts = _matches(_Groups(p), secondary_reader, vnet)
     met, at, times = np.unique(rows, return_index=True, return_counts=True)
