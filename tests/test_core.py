@@ -2,11 +2,11 @@
 
 The main test run uses whichever core Python loads (the compiled modules when they are built).
 ``test_the_other_core_passes_the_equivalence_suites`` runs the differential corpus against the
-real QEMU, the randomized fast-path equivalence tests, the replay tests, the profile switches and
-the pcap reader's columnar batches again under the other core, in a fresh interpreter: with
-``COLO_REPLAY_CORE=interpreted`` when the main run is compiled, else with a compiled core built
-from this tree's source into a temporary directory (no Cython or no C compiler there: a
-failure, never a skip).
+real QEMU, the randomized fast-path equivalence tests, the replay tests, the profile switches,
+the pcap reader's columnar batches and the warning heuristics over them again under the other
+core, in a fresh interpreter: with ``COLO_REPLAY_CORE=interpreted`` when the main run is
+compiled, else with a compiled core built from this tree's source into a temporary directory (no
+Cython or no C compiler there: a failure, never a skip).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from colo_replay.engine import compare, core_info
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = ["tests/test_differential_qemu.py", "tests/test_engine_fastpath.py", "tests/test_replay.py",
-          "tests/test_profile_switches.py", "tests/test_captures_columnar.py"]
+          "tests/test_profile_switches.py", "tests/test_captures_columnar.py", "tests/test_warn_heuristics.py"]
 
 
 def _run(args, env_extra, cwd=ROOT, pythonpath=ROOT):
