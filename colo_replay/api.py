@@ -199,7 +199,7 @@ class _Head:
         seen = 0
         for batch in self.reader.batches():
             yield batch
-            seen += len(batch.frames)
+            seen += len(batch)          # (len(batch.frames) would cut every frame into bytes)
             if seen >= self.limit:
                 return
 
