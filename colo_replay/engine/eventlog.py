@@ -33,6 +33,7 @@ DTYPES = ("<i8", "<i2", "<i2", "i1", "<i4", "<i8", "<i8", "<i8", "<i4", "<i4", "
 TYPECODES = ("q", "h", "h", "b", "i", "q", "q", "q", "i", "i", "q", "q", "q")   # array module, same widths
 ROW_BYTES = sum(int(d[-1]) for d in DTYPES)          # 73
 BLOCK_ROWS = 65536                                    # ~4.8 MB a block
+_ZERO = (0,)
 
 _RELEASE = 1            # EventKind.RELEASE (events.py): held_ns is about releases only
 _SDROP = 2              # EventKind.SECONDARY_DROPPED
@@ -77,7 +78,7 @@ class EventLog:
         """Close the current block (kept or spilled) and start a new one."""
         self._close_block()
         b = self.block_rows
-        arrays = [array(tc, bytes(int(d[-1]) * b)) for tc, d in zip(TYPECODES, DTYPES)]
+        arrays = [array(tc, _ZERO) * b for tc in TYPECODES]      # (repeated: no zeroed bytes object to copy)
         self._arrays = arrays
         (self._t, self._kind, self._cause, self._side, self._conn, self._pf, self._sf, self._held,
          self._size, self._osize, self._seq, self._end, self._detail) = arrays
