@@ -64,7 +64,13 @@ class Timeline:
         if self.stream is not None:
             return self.stream.tally
         from .output.tally import Tally
-        return Tally.of(self.columns)
+        if "columns" in self.__dict__:
+            return Tally.of(self.columns)
+        # the collector's blocks as they are: no timeline-sized join just to count
+        t = Tally()
+        for block in self.result.collector.blocks():
+            t.add(block)
+        return t
 
     @cached_property
     def summary(self) -> dict:
@@ -103,10 +109,19 @@ class Timeline:
         if self.output is not None and path is not None and os.path.abspath(path) == os.path.abspath(self.output):
             return
         if self.stream is None and path is not None and path.lower().endswith(".parquet"):
-            data = self.columns
-        else:
-            data = self.events
-        write_timeline(data, path, stream, partial=self._why_partial())
+            # The collector's blocks, a row group each (as a streamed run writes them): no
+            # timeline-sized join of the columns first.
+            from .output.stream import ParquetStream
+            out = ParquetStream(path)
+            try:
+                for block in self.result.collector.blocks():
+                    out(block)
+                out.close(self._why_partial())
+            except BaseException as exc:
+                out.abort(f"{type(exc).__name__}: {exc}")
+                raise
+            return
+        write_timeline(self.events, path, stream, partial=self._why_partial())
 
     def _finish(self, output) -> None:
         """``replay(output=...)``, once the result is final: the streamed file gets the rows
