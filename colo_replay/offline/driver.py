@@ -164,12 +164,15 @@ class _Side:
                 np.cumsum(caps[:-1], out=starts[1:])
                 buf = b"".join(frames)
             else:
-                starts = np.asarray(batch.starts, dtype=np.int64)
-                caps = np.asarray(batch.caps, dtype=np.int64)
+                starts = batch.starts          # array('q'): int64 already, the loop reads them as they are
+                caps = batch.caps
                 if not isinstance(buf, bytes):
                     buf = bytes(buf)
-            self.ts = ts = _int64_times(batch, self.shift, self.stats.path)
-            self.origs = origs = np.asarray(batch.orig_lens, dtype=np.int64)
+            ts = batch.timestamps
+            if self.shift or type(ts) is not array or ts.typecode != "q":
+                ts = _int64_times(batch, self.shift, self.stats.path)
+            self.ts = ts
+            self.origs = origs = batch.orig_lens
             self.buf, self.starts, self.caps = buf, starts, caps
             self.vnets = vnets = getattr(batch, "vnet_lens", None)
             if vnets is not None and len(vnets) != n:
@@ -178,7 +181,7 @@ class _Side:
             # else one vectorised test over the batch.
             cut = getattr(batch, "truncated", None)
             if cut is None:
-                cut = bool((caps < origs).any())
+                cut = bool((np.asarray(caps, dtype=np.int64) < np.asarray(origs, dtype=np.int64)).any())
             self.simple = vnets is None and self.bpf is None and not cut and not self.vnet
             self.first = batch.first_frame
             self.i = 0
