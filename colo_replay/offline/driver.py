@@ -421,14 +421,9 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                 resync.held.extend(items[k:])
                 return
             if side == 1 and resync.active:
-                v = check(data, vnet, t)
-                if v.action == _SUPERSEDE:
-                    sstats.superseded += 1
-                    add_row(t, _SUPERSEDED, v.cause, 1, ident, len(data))
+                data = resynced(data, vnet, ident, t)
+                if data is None:
                     continue
-                if v.action == _TRIM:
-                    add_row(t, _SUPERSEDED, v.cause, 1, ident, len(data), v.trimmed)
-                    data = v.data
             (pstats, sstats)[side].fed += 1
             for ev in feed(side, data, t, vnet, ident):
                 handle(ev)
@@ -442,6 +437,20 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
         return resync.active, resync.holding
 
     check = resync.check_secondary if resync is not None else None
+
+    def resynced(data: bytes, vnet: int, ident, t: int):
+        """--after-checkpoint resync, a secondary frame while a rule is pending: the frame as the
+        resynchronised SVM would send it (trimmed, with its row), or None when it would not send
+        it at all (superseded: its row written)."""
+        v = check(data, vnet, t)
+        if v.action == _SUPERSEDE:
+            sstats.superseded += 1
+            add_row(t, _SUPERSEDED, v.cause, 1, ident, len(data))
+            return None
+        if v.action == _TRIM:
+            add_row(t, _SUPERSEDED, v.cause, 1, ident, len(data), v.trimmed)
+            return v.data
+        return data
 
     def catch_up(t):
         """Run every scan and checkpoint action due at or before ``t``, in time order."""
@@ -542,15 +551,10 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
             resync.held.append((k, frame, vnet, ident))
             return
         if k == 1 and rs_on:
-            v = check(frame, vnet, t)
+            frame = resynced(frame, vnet, ident, t)
             rs_on = resync.active
-            if v.action == _SUPERSEDE:
-                st.superseded += 1
-                add_row(t, _SUPERSEDED, v.cause, 1, ident, len(frame))
+            if frame is None:
                 return
-            if v.action == _TRIM:
-                add_row(t, _SUPERSEDED, v.cause, 1, ident, len(frame), v.trimmed)
-                frame = v.data
         st.fed += 1
         if vnet:
             events(feed(k, frame, t, vnet, ident), t)
