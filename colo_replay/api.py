@@ -355,7 +355,10 @@ def replay(primary, secondary, progress=None, *, filter_rewriter: bool = False, 
     result.warnings = _option_warnings(opts)
     if not result.interrupted:
         result.warnings += _replay_warnings(timeline, primary, secondary, opts, filter_rewriter, align)
-    timeline.summary["warnings"] = list(result.warnings)     # the summary was made on the way
+    # The summary was made on the way (the warnings read it): its own warnings (the raw replay's
+    # cascade) stay, after the replay's.
+    made = [w for w in timeline.summary["warnings"] if w not in result.warnings]
+    timeline.summary["warnings"] = list(result.warnings) + made
     return timeline
 
 

@@ -68,6 +68,7 @@ def test_raw_cascades_on_the_same_pair(planted):
     assert ac["mode"] == "raw" and ac["cascade"]["cascade"]
     assert ac["cascade"]["re_diverged"] >= 0.9 * ac["cascade"]["followed"] > 50
     assert "warning        " in tl.format_summary() and "--after-checkpoint resync" in ac["warning"]
+    assert ac["warning"] in tl.summary["warnings"]          # also in the list the CLI prints on stderr
     rs = colo_replay.replay(p, s, after_checkpoint="resync")
     assert "warning" not in rs.summary["after_checkpoint"]
     assert "resync: " in rs.format_summary() and "warning" not in rs.format_summary()
