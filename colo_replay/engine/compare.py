@@ -4,13 +4,16 @@
 file or socket and never reads a clock.  The caller
 
 * feeds it frames with their arrival time: ``feed(side, data, time_ns, vnet_hdr_len, ident)``,
+  or ``feed_at(side, buf, off, size, time_ns, ident)`` for a frame inside a larger buffer (a
+  capture's read chunk: the frame is copied out only if it is queued),
 * tells it that time advanced: ``advance(time_ns)`` (the expiry scans that fall due run),
 * tells it that a checkpoint completed: ``checkpoint(time_ns)`` (every queue is flushed),
 * for the 4.1 profile, tells it when the VM stops and runs again: ``vm_stop`` / ``vm_resume``
   (4.1 scans on QEMU_CLOCK_VIRTUAL, which stands still while the VM is stopped),
 
 and gets back a list of ``Event`` for every decision QEMU makes.  The same inputs always
-give the same events.
+give the same events.  With ``rows`` set (an ``EventLog``), a pair matched the moment its second
+frame arrives, the common case, is written there as its two rows instead of two events.
 
 Example::
 

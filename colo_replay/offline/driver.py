@@ -6,8 +6,12 @@ them to the ``Engine``, runs the expiry scans on their tick grid and the COLO ch
 (``CheckpointModel``) in between, and collects every event in a ``TimelineCollector``.
 
 It is a discrete-event loop over three clocks: the next frame, the engine's next scan and the
-checkpoint model's next action; whichever comes first is handled first.  The per-frame path is
-kept short (one comparison against a precomputed wake-up time, one ``Engine.feed``).
+checkpoint model's next action; whichever comes first is handled first.  The per-frame path
+(``_stretch``, C in the compiled core) is kept short: the merge of the two batches' int64 time
+columns, one comparison against a precomputed wake-up time, one ``Engine._feed_at`` on the frame
+where it lies in the reader's chunk (a matched pair's rows are written by the engine into the
+collector, ``Engine.rows``).  Every other case (a snaplen cut, a filter, a vnet header, a frame
+held during a checkpoint, a resync rule, events to act on) goes back to the Python loop.
 """
 
 from __future__ import annotations
