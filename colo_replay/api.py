@@ -64,13 +64,7 @@ class Timeline:
         if self.stream is not None:
             return self.stream.tally
         from .output.tally import Tally
-        if "columns" in self.__dict__:
-            return Tally.of(self.columns)
-        # the collector's blocks as they are: no timeline-sized join just to count
-        t = Tally()
-        for block in self.result.collector.blocks():
-            t.add(block)
-        return t
+        return Tally.of(self.result.collector.blocks())      # no timeline-sized join just to count
 
     @cached_property
     def summary(self) -> dict:
@@ -112,16 +106,21 @@ class Timeline:
             # The collector's blocks, a row group each (as a streamed run writes them): no
             # timeline-sized join of the columns first.
             from .output.stream import ParquetStream
-            out = ParquetStream(path)
-            try:
-                for block in self.result.collector.blocks():
-                    out(block)
-                out.close(self._why_partial())
-            except BaseException as exc:
-                out.abort(f"{type(exc).__name__}: {exc}")
-                raise
+            self._write_blocks(ParquetStream(path))
             return
         write_timeline(self.events, path, stream, partial=self._why_partial())
+
+    def _write_blocks(self, out) -> None:
+        """Hand the collector's blocks, in order, to the ParquetStream ``out`` and close it
+        (marked partial when the replay was); on any failure (the disk full) leave a closed,
+        marked file and re-raise."""
+        try:
+            for block in self.result.collector.blocks():
+                out(block)
+            out.close(self._why_partial())
+        except BaseException as exc:
+            out.abort(f"{type(exc).__name__}: {exc}")
+            raise
 
     def _finish(self, output) -> None:
         """``replay(output=...)``, once the result is final: the streamed file gets the rows
@@ -132,15 +131,8 @@ class Timeline:
         if self.stream is not None:
             # The rows not written yet, in order: a block a Ctrl-C stopped on its way to the
             # stream (kept by the collector), then the last one.
-            rec = self.result.collector
-            rec.spill = None
-            try:
-                for block in rec.blocks():
-                    self.stream(block)
-                self.stream.close(self._why_partial())
-            except BaseException as exc:        # e.g. the disk full: leave a closed, marked file
-                self.stream.abort(f"{type(exc).__name__}: {exc}")
-                raise
+            self.result.collector.spill = None
+            self._write_blocks(self.stream)
         else:
             self.write(output)
         self.output = os.fspath(output)

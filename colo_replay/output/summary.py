@@ -20,7 +20,7 @@ def summarise(df, result) -> dict:
     from .tally import Tally
     from .timeline import KIND_CODES, code_columns
 
-    tally = df if isinstance(df, Tally) else Tally.of(code_columns(df))
+    tally = df if isinstance(df, Tally) else Tally.of([code_columns(df)])
 
     def by_cause(name: str) -> dict:
         return tally.causes(KIND_CODES[name])

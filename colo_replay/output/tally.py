@@ -48,13 +48,15 @@ class Tally:
         self._cascade: list = []
 
     @classmethod
-    def of(cls, cols: dict, keep_cascade: bool = True) -> "Tally":
-        """The tally of a whole timeline's columns, counted a block of rows at a time (the
-        temporaries of ``add`` are a block's, not the timeline's)."""
+    def of(cls, blocks, keep_cascade: bool = True) -> "Tally":
+        """The tally of a timeline given as dicts of columns (``EventLog.blocks()``, or one dict
+        for a whole timeline), counted BLOCK_ROWS rows at a time (the temporaries of ``add``
+        are a block's, not the timeline's)."""
         t = cls(keep_cascade)
-        n = len(cols["kind"])
-        for start in range(0, n, BLOCK_ROWS):
-            t.add({name: col[start:start + BLOCK_ROWS] for name, col in cols.items()})
+        for cols in blocks:
+            n = len(cols["kind"])
+            for start in range(0, n, BLOCK_ROWS):
+                t.add({name: col[start:start + BLOCK_ROWS] for name, col in cols.items()})
         return t
 
     def add(self, cols: dict) -> None:

@@ -146,24 +146,28 @@ def streaming(spill):
         _SPILL.reset(token)
 
 
+def dense_codes(values, names: dict):
+    """An enum column (``values``: codes such as ``EventKind`` values) as category numbers:
+    ``(int8 numbers, the category names in order)``, from a dense lookup table value -> number,
+    one gather over the column, no Python object per row.  The categories are every name of the
+    enum, in value order (the DataFrame's categoricals and the Parquet dictionaries alike)."""
+    import numpy as np
+
+    keys = sorted(names)
+    dense = np.full(keys[-1] + 1, -1, dtype=np.int8)
+    dense[keys] = np.arange(len(keys), dtype=np.int8)
+    return dense[values], [names[k] for k in keys]
+
+
 def frame_from_columns(cols: dict):
     """The timeline DataFrame of a dict of numpy columns (``EventLog`` codes), without copying
     the numeric columns."""
-    import numpy as np
     import pandas as pd
 
     cols = dict(cols)
-
-    def cat(codes, names: dict):
-        # The enum's values made dense: a lookup table value -> category number, one gather
-        # over the column (int8 codes), no Python object per row.
-        keys = sorted(names)
-        dense = np.full(keys[-1] + 1, -1, dtype=np.int8)
-        dense[keys] = np.arange(len(keys), dtype=np.int8)
-        return pd.Categorical.from_codes(dense[codes], categories=[names[k] for k in keys])
-
-    cols["kind"] = cat(cols["kind"], KIND_NAMES)
-    cols["cause"] = cat(cols["cause"], CAUSE_NAMES)
+    for name, names in (("kind", KIND_NAMES), ("cause", CAUSE_NAMES)):
+        codes, categories = dense_codes(cols[name], names)
+        cols[name] = pd.Categorical.from_codes(codes, categories=categories)
     cols["side"] = pd.Categorical.from_codes(cols["side"] + 1, categories=["", "primary", "secondary"])
     # copy=False: no copy of the columns, and pandas does not consolidate the int64
     # columns into one 2-D block either (a full copy of the table, ~0.4 s at 2M rows).
@@ -186,16 +190,13 @@ PARTIAL_SUFFIX = ".partial"                # CSV / JSON Lines: the sidecar file 
 
 def write_timeline(df, path: str | None, stream=None, partial: str | None = None) -> None:
     """Write by extension: .parquet, .csv, .jsonl / .json (JSON Lines); ``None`` = JSON Lines on
-    ``stream``.  ``df`` is the timeline DataFrame or the collector's numpy columns
-    (``TimelineCollector.columns``): Parquet is then written from them without pandas.
+    ``stream``.  (A Parquet file without pandas, from the collector's blocks: ``output.stream``.)
 
     ``partial`` (the line saying why: a read error, an interruption) marks the file itself as
     partial: Parquet key-value metadata ``colo_replay.partial = "true"`` and
     ``colo_replay.error = <the line>``; for CSV and JSON Lines a sidecar file ``<path>.partial``
     holding the line (the table itself keeps its columns).  A complete write removes a stale
     sidecar.  On ``stream`` the marker is the error line on stderr only."""
-    if isinstance(df, dict) and (path is None or not path.lower().endswith(".parquet")):
-        df = frame_from_columns(df)
     if path is None:
         _write_jsonl(df, stream)
         return
@@ -207,14 +208,10 @@ def write_timeline(df, path: str | None, stream=None, partial: str | None = None
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        if isinstance(df, dict):
-            table = _arrow_table(df)
-            dict_cols = ["kind", "cause", "side"]
-        else:
-            # Dictionary encoding only where it pays (the categorical columns): trying it on the
-            # int64 columns, whose values are mostly distinct, costs ~40% of the write.
-            dict_cols = [c for c in df.columns if str(df[c].dtype) == "category"]
-            table = pa.Table.from_pandas(df, preserve_index=False)
+        # Dictionary encoding only where it pays (the categorical columns): trying it on the
+        # int64 columns, whose values are mostly distinct, costs ~40% of the write.
+        dict_cols = [c for c in df.columns if str(df[c].dtype) == "category"]
+        table = pa.Table.from_pandas(df, preserve_index=False)
         if partial is not None:
             meta = dict(table.schema.metadata or {})
             meta[PARTIAL_KEY] = b"true"
@@ -255,11 +252,9 @@ def _arrow_table(cols: dict):
         np.cumsum([len(d) for d in data], out=offsets[1:])
         return pa.Array.from_buffers(pa.string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
 
-    def dictionary(codes, names: dict):
-        keys = sorted(names)
-        dense = np.full(keys[-1] + 1, -1, dtype=np.int8)
-        dense[keys] = np.arange(len(keys), dtype=np.int8)
-        return pa.DictionaryArray.from_arrays(numbers(dense[codes], "i1"), strings([names[k] for k in keys]))
+    def dictionary(values, names: dict):
+        codes, categories = dense_codes(values, names)
+        return pa.DictionaryArray.from_arrays(numbers(codes, "i1"), strings(categories))
 
     arrays = []
     for name, dtype in zip(COLUMNS, ROW_DTYPES):
