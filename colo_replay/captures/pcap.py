@@ -204,6 +204,18 @@ def _u32(buf: bytes, at: int, big: bool) -> int:
 # 16 is RECORD_HEADER_LEN written out: a module global would be a Python object in the compiled
 # loop.
 
+@cython.locals(v=cython.longlong)
+def _field(p, q: int, big: bool) -> int:
+    """The unsigned 32-bit record-header field at ``p[q:q + 4]`` in the file's byte order, read
+    byte by byte (compiled core: an inline C function over the chunk pointer; the shifts are on a
+    long long, so a high byte cannot overflow a C int)."""
+    if big:
+        v = p[q]
+        return ((v << 8 | p[q + 1]) << 8 | p[q + 2]) << 8 | p[q + 3]
+    v = p[q + 3]
+    return ((v << 8 | p[q + 2]) << 8 | p[q + 1]) << 8 | p[q]
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 @cython.locals(p=cython.p_uchar, pos=cython.Py_ssize_t, end=cython.Py_ssize_t, n=cython.Py_ssize_t,
@@ -221,16 +233,9 @@ def _count(buf: bytes, pos: int, big: bool, maxcap: int, frac_lim: int, unpack2)
         q = pos
         if not cython.compiled:
             frac, caplen = unpack2(buf, q + 4)
-        elif big:
-            caplen = p[q + 8]
-            caplen = ((caplen << 8 | p[q + 9]) << 8 | p[q + 10]) << 8 | p[q + 11]
-            frac = p[q + 4]
-            frac = ((frac << 8 | p[q + 5]) << 8 | p[q + 6]) << 8 | p[q + 7]
         else:
-            caplen = p[q + 11]
-            caplen = ((caplen << 8 | p[q + 10]) << 8 | p[q + 9]) << 8 | p[q + 8]
-            frac = p[q + 7]
-            frac = ((frac << 8 | p[q + 6]) << 8 | p[q + 5]) << 8 | p[q + 4]
+            caplen = _field(p, q + 8, big)
+            frac = _field(p, q + 4, big)
         if caplen > maxcap:
             return n, pos, _BAD_CAPLEN
         if frac >= frac_lim:
@@ -262,24 +267,11 @@ def _fill(buf: bytes, pos: int, n: int, big: bool, frac_ns: int, ts, starts, cap
         q = pos
         if not cython.compiled:
             sec, frac, caplen, orig = unpack4(buf, q)
-        elif big:
-            sec = p[q]
-            sec = ((sec << 8 | p[q + 1]) << 8 | p[q + 2]) << 8 | p[q + 3]
-            frac = p[q + 4]
-            frac = ((frac << 8 | p[q + 5]) << 8 | p[q + 6]) << 8 | p[q + 7]
-            caplen = p[q + 8]
-            caplen = ((caplen << 8 | p[q + 9]) << 8 | p[q + 10]) << 8 | p[q + 11]
-            orig = p[q + 12]
-            orig = ((orig << 8 | p[q + 13]) << 8 | p[q + 14]) << 8 | p[q + 15]
         else:
-            sec = p[q + 3]
-            sec = ((sec << 8 | p[q + 2]) << 8 | p[q + 1]) << 8 | p[q]
-            frac = p[q + 7]
-            frac = ((frac << 8 | p[q + 6]) << 8 | p[q + 5]) << 8 | p[q + 4]
-            caplen = p[q + 11]
-            caplen = ((caplen << 8 | p[q + 10]) << 8 | p[q + 9]) << 8 | p[q + 8]
-            orig = p[q + 15]
-            orig = ((orig << 8 | p[q + 14]) << 8 | p[q + 13]) << 8 | p[q + 12]
+            sec = _field(p, q, big)
+            frac = _field(p, q + 4, big)
+            caplen = _field(p, q + 8, big)
+            orig = _field(p, q + 12, big)
         t = sec * 1_000_000_000 + frac * frac_ns
         ts[i] = t
         if i == 0:

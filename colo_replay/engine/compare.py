@@ -249,8 +249,7 @@ class Engine(TcpCompare):
         if time_ns > self.now:
             self.now = time_ns
         if size < 48:
-            self._feed_general(side, buf if off == 0 and size == len(buf) else buf[off:off + size],
-                               time_ns, 0, ident)
+            self._feed_general(side, _frame(buf, off, size), time_ns, 0, ident)
             return
         if cython.compiled:
             # The same fields as _fast_header below, read through a pointer: no tuple, no ints.
@@ -268,8 +267,7 @@ class Engine(TcpCompare):
         else:
             ethertype, ver_ihl, proto, seq, ack, th_off, flags = _fast_header(buf, off + 12)
         if ethertype != 0x0800 or ver_ihl != 0x45:
-            self._feed_general(side, buf if off == 0 and size == len(buf) else buf[off:off + size],
-                               time_ns, 0, ident)
+            self._feed_general(side, _frame(buf, off, size), time_ns, 0, ident)
             return
         # The fast path: no vnet header, ethertype IPv4 and a 20-byte IPv4 header (0x45; QEMU
         # only looks at the low nibble, so other first bytes just take the general path), and
