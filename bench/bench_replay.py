@@ -210,6 +210,16 @@ def line(label: str, frames: int, seconds: float, rss: float | None, extra: str 
             f"{seconds:5.2f} s  {cpu_s}{rss_s}{extra}")
 
 
+def _compile_bytecode(*trees) -> None:
+    """Write the ``.pyc`` files of each tree's colo_replay, as ``pip install`` does for a package
+    (dpkt's came with its install): an editable checkout run with PYTHONDONTWRITEBYTECODE set
+    would compile ~40 modules from source in every timed process (~0.04 s)."""
+    import compileall
+    for tree in trees:
+        if tree:
+            compileall.compile_dir(os.path.join(tree, "colo_replay"), quiet=1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "colo_replay_bench"),
@@ -234,6 +244,7 @@ def main() -> None:
         print(json.dumps(res))
         return
 
+    _compile_bytecode(ROOT, args.tree)
     if args.memory:
         memory(args)
         return

@@ -17,6 +17,11 @@ import sys
 # numpy's OpenBLAS starts a thread per core that spins for a while: CPU time for nothing, as no
 # command does linear algebra.  (Before numpy is first imported; a user's setting wins.)
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# pyarrow's default pool (mimalloc) takes fresh huge pages for the Parquet writer's buffers and the
+# kernel zeroes each one (4-8% of a replay's CPU in clear_page); the C library's malloc reuses what
+# the last row group freed: on the 1M+1M bench pair 0.14 s less CPU and 18 MiB less peak RSS
+# (bench/README.md, "Compiled core").  (Read when pyarrow first allocates; a user's setting wins.)
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 import click  # noqa: E402
 
