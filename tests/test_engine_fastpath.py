@@ -222,3 +222,83 @@ def test_compact_pairs_same_decisions(profile, seed):
         assert _compact_view(a) == _compact_view(b), (i, a, describe(b))
     assert compact_items > 200, compact_items
     assert_same_state(compact, general)
+
+
+@pytest.mark.parametrize("rows", [True, False])
+@pytest.mark.parametrize("profile", ["7.2", "4.1"])
+@pytest.mark.parametrize("seed", range(6))
+def test_lazy_frames_same_decisions(profile, seed, rows):
+    """lazy_frames=True (the offline driver's engine: a frame queued on the fast path keeps its
+    bytes in the caller's buffer until settle()) against the same engine copying every queued
+    frame: frames fed from shared multi-frame buffers at their offsets, settle() at most buffer
+    ends (not all: several buffers may stay referenced), TCP and datagram copies in any order,
+    some altered, odd frames, small queues, scans and flushes.  The same events, the same rows
+    (the engines write matched pairs into an EventLog when ``rows``), the same queues; every
+    frame an event names has its bytes, and settle() leaves none without."""
+    from colo_replay.engine.eventlog import EventLog
+
+    rng = random.Random(5000 + seed)
+    flows = [(bytes((10, 0, 0, 1)), bytes((10, 0, 0, rng.randrange(2, 5))), rng.choice([80, 443]),
+              rng.choice([40000, 40001])) for _ in range(3)]
+    payloads = [bytes(rng.getrandbits(8) for _ in range(1448)) for _ in range(3)]
+    config = CompareConfig(max_queue_size=rng.choice([2, 1024])) if profile == "7.2" else None
+    lazy, eager = Engine(profile, config, start_ns=0), Engine(profile, config, start_ns=0)
+    lazy.lazy_frames = True
+    if rows:
+        lazy.rows, eager.rows = EventLog(block_rows=97), EventLog(block_rows=97)
+    steps, pending, t = [], [], 0
+    for i in range(3000):
+        t += rng.choice([0, 0, 1000, 1_000_000, 150_000_000 if rng.random() < 0.02 else 10])
+        r = rng.random()
+        if r < 0.01:
+            steps.append(("checkpoint", t))
+        elif r < 0.02:
+            steps.append(("advance", t))
+        else:
+            if pending and rng.random() < 0.6:
+                side, data = pending.pop(rng.choice([0, 0, 0, rng.randrange(len(pending))]))
+                if rng.random() < 0.05:
+                    data = data[:-1] + bytes([data[-1] ^ 1])
+            else:
+                if rng.random() < 0.6:
+                    data = frame(rng, flows, payloads)
+                else:
+                    data = _datagram(rng, rng.choice([17, 1]), rng.choice([20, 100]), rng.randrange(4))
+                side = rng.randrange(2)
+                pending.append((1 - side, data))
+            steps.append(("feed", t, side, data, i))
+    lazies = 0
+    k = 0
+    while k < len(steps):
+        group = steps[k:k + rng.randrange(1, 20)]           # one read buffer's frames
+        k += len(group)
+        fed = [s for s in group if s[0] == "feed"]
+        buf = bytes(rng.randrange(3)) + b"".join(s[3] for s in fed)
+        off = len(buf) - sum(len(s[3]) for s in fed)
+        for step in group:
+            if step[0] == "feed":
+                _, t, side, data, ident = step
+                a = list(lazy.feed_at(side, buf, off, len(data), t, ident))
+                b = eager.feed(side, data, t, ident=ident)
+                off += len(data)
+            else:
+                a, b = getattr(lazy, step[0])(step[1]), getattr(eager, step[0])(step[1])
+            lazies += len(lazy._lazy)
+            assert describe(a) == describe(b), (step, describe(a), describe(b))
+            for ev in a:
+                for pkt in (ev.frame, ev.other):
+                    assert pkt is None or pkt.data is not None and pkt.chunk is None
+            assert [ev.frame.data for ev in a if ev.frame is not None] == \
+                [ev.frame.data for ev in b if ev.frame is not None]
+        if rng.random() < 0.8:
+            lazy.settle()
+    assert lazies > 300, lazies                             # frames were queued lazily
+    lazy.settle()
+    assert_same_state(lazy, eager)
+    for ca, cb in zip(lazy.conn_list, eager.conn_list):
+        for qa, qb in ((ca.primary, cb.primary), (ca.secondary, cb.secondary)):
+            assert [(p.data, p.chunk) for p in qa] == [(p.data, None) for p in qb]
+    if rows:
+        assert len(lazy.rows) == len(eager.rows) > 500
+        for name, col in lazy.rows.columns().items():
+            assert list(col) == list(eager.rows.columns()[name]), name

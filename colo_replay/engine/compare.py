@@ -93,6 +93,8 @@ def _fast_packet(data: bytes, size: int, side: int, ident, time_ns: int, proto: 
     what ``Packet(...)``, ``parse_packet_early`` and ``fill_tcp_info`` would give it."""
     pkt = Packet.__new__(Packet)    # (written out: the compiled core then calls tp_new directly)
     pkt.data = data
+    pkt.chunk = None
+    pkt.chunk_off = 0
     pkt.size = size
     pkt.vnet_hdr_len = 0
     pkt.side = side
@@ -162,6 +164,13 @@ class Engine(TcpCompare):
                  start_ns: int = 0, emit_scans: bool = False, compact_pairs: bool = False):
         self.profile = prof = get_profile(profile)
         self.compact_pairs = compact_pairs
+        # lazy_frames (the offline driver sets it, and calls settle() before it lets a read
+        # buffer go): a frame queued on the fast path keeps its bytes in the caller's buffer
+        # (Packet.chunk) instead of a copy of its own, while only the fast path can see it.  A
+        # pair matched on the second frame's arrival, the usual case, then costs no copy, no
+        # malloc and no free (~8% of a replay's CPU, bench/README.md).
+        self.lazy_frames = False
+        self._lazy: list = []           # the frames queued lazily since the last settle()
         self.config = (config or CompareConfig()).resolve(prof)
         self.emit_scans = emit_scans
         self._timeout_ms = self.config.compare_timeout
@@ -240,7 +249,8 @@ class Engine(TcpCompare):
                    pps=cython.longlong, shs=cython.longlong, cseq=cython.longlong, pe=cython.longlong,
                    se=cython.longlong, hp=cython.p_uchar, pdata=bytes, sdata=bytes, ck=bytes, ckp=cython.p_uchar,
                    w0=cython.ulonglong, w1=cython.ulonglong, w2=cython.ulonglong, slot=cython.Py_ssize_t,
-                   pdo=cython.Py_ssize_t, sdo=cython.Py_ssize_t, i=cython.Py_ssize_t, poff=cython.Py_ssize_t)
+                   pdo=cython.Py_ssize_t, sdo=cython.Py_ssize_t, i=cython.Py_ssize_t, poff=cython.Py_ssize_t,
+                   od=bytes, odo=cython.Py_ssize_t)
     def _feed_at(self, side: int, buf: bytes, off: int, size: int, time_ns: int, ident) -> None:
         """feed()'s work for the frame ``buf[off:off + size]`` (no vnet header), into ``_out``."""
         out = self._out
@@ -351,15 +361,25 @@ class Engine(TcpCompare):
                     # off = 20 + 14: this primary is on the fast path (ver_ihl 0x45, no vnet)
                     i = 0
                     for o in other:                 # g_queue_find_custom: from the head
-                        if o.size == size and _equal_at(buf, off + 34, o.data, 34, size - 34):
+                        # (the queued frame's bytes: its own, or still in its read buffer)
+                        od = o.data
+                        odo = 0
+                        if od is None:
+                            od = o.chunk
+                            odo = o.chunk_off
+                        if o.size == size and _equal_at(buf, off + 34, od, odo + 34, size - 34):
                             del other[i]
                             self.queued -= 1
                             if self.compact_pairs:
+                                o.chunk = None          # (gone: settle() passes it by)
                                 out.append(_frame(buf, off, size))
                             elif rows is not None and not out:
+                                o.chunk = None
                                 rows.pair(time_ns, _C_EQUAL, conn.index, ident, o.ident, time_ns, o.time,
                                           size, o.size, -1, -1, -1, -1, True)
                             else:
+                                if self._lazy:          # the events name o: it needs its bytes
+                                    self.settle()
                                 if pkt is None:
                                     pkt = _fast_packet(_frame(buf, off, size), size, side, ident, time_ns, proto,
                                                        0, 0, 0, 0, 0, 0)
@@ -370,20 +390,29 @@ class Engine(TcpCompare):
                         i += 1
                 else:
                     o = other[-1] if self._other_tail else other[0]
-                    poff = (((o.data[o.net_off] & 0x0F) << 2) + 14 + o.vnet_hdr_len) & 0xFFFF
+                    od = o.data
+                    odo = 0
+                    if od is None:
+                        od = o.chunk
+                        odo = o.chunk_off
+                    poff = (((od[odo + o.net_off] & 0x0F) << 2) + 14 + o.vnet_hdr_len) & 0xFFFF
                     # (size <= 0xFFFF: the uint16_t length cannot wrap; poff <= size: no read past)
-                    if o.size == size and poff <= size and _equal_at(o.data, poff, buf, off + poff, size - poff):
+                    if o.size == size and poff <= size and _equal_at(od, odo + poff, buf, off + poff, size - poff):
                         if self._other_tail:
                             _pop(other)
                         else:
                             _popleft(other)
                         self.queued -= 1
                         if self.compact_pairs:
-                            out.append(o.data)
+                            o.chunk = None
+                            out.append(_frame(od, odo, o.size))
                         elif rows is not None and not out:
+                            o.chunk = None
                             rows.pair(time_ns, _C_EQUAL, conn.index, o.ident, ident, o.time, time_ns,
                                       o.size, size, -1, -1, -1, -1, True)
                         else:
+                            if self._lazy:
+                                self.settle()
                             if pkt is None:
                                 pkt = _fast_packet(_frame(buf, off, size), size, side, ident, time_ns, proto,
                                                    0, 0, 0, 0, 0, 0)
@@ -392,7 +421,16 @@ class Engine(TcpCompare):
                             out.append(_new_event(Event, (_SDROP, _C_EQUAL, time_ns, pkt, o, ci, 0)))
                         return
             if pkt is None:
-                pkt = _fast_packet(_frame(buf, off, size), size, side, ident, time_ns, proto, 0, 0, 0, 0, 0, 0)
+                if self.lazy_frames and not other:
+                    # Queued without a copy (lazy_frames): nothing but the fast path can meet it
+                    # before settle() (with the other side empty, nothing is compared now).
+                    pkt = _fast_packet(None, size, side, ident, time_ns, proto, 0, 0, 0, 0, 0, 0)
+                    pkt.chunk = buf
+                    pkt.chunk_off = off
+                    self._lazy.append(pkt)
+                else:
+                    pkt = _fast_packet(_frame(buf, off, size), size, side, ident, time_ns, proto, 0, 0, 0, 0,
+                                       0, 0)
             self.queued += 1
             _append(queue, pkt)
         else:
@@ -431,8 +469,14 @@ class Engine(TcpCompare):
                 # so the segment is never queued.  Any other outcome is _compare_tcp's, from the
                 # start.
                 # (p = the primary, s = the secondary of the two; this frame's fields are locals,
-                # its bytes at ``off`` in ``buf``, the queued one's at 0 in its ``data``)
+                # its bytes at ``off`` in ``buf``, the queued one's at 0 in its ``data``, or at
+                # ``chunk_off`` in its read buffer while it has no copy: lazy_frames)
                 o = other[-1] if self._tcp_tail else other[0]
+                od = o.data
+                odo = 0
+                if od is None:
+                    od = o.chunk
+                    odo = o.chunk_off
                 if side == _PRI:
                     pseq = seq
                     pend = end
@@ -440,13 +484,13 @@ class Engine(TcpCompare):
                     pdo = off
                     sseq = o.tcp_seq
                     send = o.seq_end
-                    sdata = o.data
-                    sdo = 0
+                    sdata = od
+                    sdo = odo
                 else:
                     pseq = o.tcp_seq
                     pend = o.seq_end
-                    pdata = o.data
-                    pdo = 0
+                    pdata = od
+                    pdo = odo
                     sseq = seq
                     send = end
                     sdata = buf
@@ -489,10 +533,12 @@ class Engine(TcpCompare):
                     else:
                         _popleft(other)
                     if self.compact_pairs:
-                        out.append(_frame(buf, off, size) if side == _PRI else o.data)
+                        o.chunk = None              # (gone: settle() passes it by)
+                        out.append(_frame(buf, off, size) if side == _PRI else _frame(od, odo, o.size))
                         return
                     rows = self.rows
                     if rows is not None and not out:
+                        o.chunk = None
                         # the two rows of _RELEASE/_SDROP below, without the events (TCP: the
                         # header_size of a fast-path segment is never 0, so seq columns are set)
                         if side == _PRI:
@@ -502,6 +548,8 @@ class Engine(TcpCompare):
                             rows.pair(time_ns, cause, conn.index, o.ident, ident, o.time, time_ns, o.size, size,
                                       o.tcp_seq, o.seq_end, seq, end, cause is _C_EQUAL)
                         return
+                    if self._lazy:                  # the events name o: it needs its bytes
+                        self.settle()
                     pkt = _fast_packet(_frame(buf, off, size), size, side, ident, time_ns, proto, seq, ack, hs, ps,
                                        end, flags)
                     p, s = (pkt, o) if side == _PRI else (o, pkt)
@@ -510,8 +558,16 @@ class Engine(TcpCompare):
                     out.append(_new_event(Event, (_SDROP, cause, time_ns, s, p if cause is _C_EQUAL else None,
                                                   ci, 0)))
                     return
-            pkt = _fast_packet(_frame(buf, off, size), size, side, ident, time_ns, proto, seq, ack, hs, ps, end,
-                               flags)
+            if self.lazy_frames and not other:
+                # Queued without a copy (lazy_frames): nothing but the fast path can meet it
+                # before settle() (with the other side empty, nothing is compared now).
+                pkt = _fast_packet(None, size, side, ident, time_ns, proto, seq, ack, hs, ps, end, flags)
+                pkt.chunk = buf
+                pkt.chunk_off = off
+                self._lazy.append(pkt)
+            else:
+                pkt = _fast_packet(_frame(buf, off, size), size, side, ident, time_ns, proto, seq, ack, hs, ps,
+                                   end, flags)
             self.queued += 1
             _append(queue, pkt)
             if other:
@@ -640,6 +696,8 @@ class Engine(TcpCompare):
         """connection_get(): create the connection, resetting the table when it is full (1.7)."""
         out = self._out
         if len(self.table) > HASHTABLE_MAX_SIZE:
+            if self._lazy:
+                self.settle()
             lost = len(self.conn_list)
             if self.profile.table_overflow == OVERFLOW_CRASH:
                 out.append(_new_event(Event, (EventKind.QEMU_CRASH, Cause.DOUBLE_FREE, t, None, None, -1, lost)))

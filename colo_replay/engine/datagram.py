@@ -27,6 +27,8 @@ class DatagramCompare(ScanAndFlush):
     @cython.locals(p=Packet, s=Packet, conn=Connection)   # compiled core: C field reads; no-op interpreted
     def _compare_packet(self, conn: Connection, t: int, proto: int) -> None:
         """colo_compare_packet() with colo_packet_compare_udp/icmp/other."""
+        if self._lazy:
+            self.settle()
         out = self._out
         pl = conn.primary
         sl = conn.secondary

@@ -6,6 +6,8 @@ cimport cython
 @cython.freelist(512)      # a queued frame's Packet is reused memory, not a malloc
 cdef class Packet:
     cdef public object data
+    cdef public object chunk
+    cdef public long long chunk_off
     cdef public long long size
     cdef public long long vnet_hdr_len
     cdef public long long side

@@ -46,10 +46,16 @@ class Packet:
     writes to outdev, together with ``vnet_hdr_len``.  ``ident`` is the caller's handle
     for the frame (a capture frame number, say), ``side`` is PRIMARY or SECONDARY and
     ``time`` the arrival time in ns.  The TCP fields are filled when the frame is queued.
+
+    A frame the offline replay queues on its fast path may hold no copy of its bytes for a
+    while (``Engine.lazy_frames``): ``data`` is then None and the frame is
+    ``chunk[chunk_off:chunk_off + size]``, in the capture's read buffer.  Only the engine's fast
+    path sees such a frame; the engine gives it its own ``data`` (``Engine.settle``) before any
+    other code can (otherwise ``chunk`` is None).
     """
 
     __slots__ = (
-        "data", "size", "vnet_hdr_len", "side", "ident", "time",
+        "data", "chunk", "chunk_off", "size", "vnet_hdr_len", "side", "ident", "time",
         "net_off", "l4_off", "ip_proto",
         "tcp_seq", "tcp_ack", "seq_end", "header_size", "payload_size", "offset", "flags",
         "undefined",
@@ -57,6 +63,8 @@ class Packet:
 
     def __init__(self, data: bytes, side: int, time: int, vnet_hdr_len: int = 0, ident=None):
         self.data = data
+        self.chunk = None
+        self.chunk_off = 0
         self.size = len(data)
         self.vnet_hdr_len = vnet_hdr_len
         self.side = side

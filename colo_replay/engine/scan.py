@@ -10,8 +10,13 @@ from __future__ import annotations
 
 from .constants import MS, NEVER
 from .events import _C_FLUSH, _CKPT, _RELEASE, _SDROP, Cause, Event, EventKind, _new_event
-from .packet import IPPROTO_TCP
+from .packet import IPPROTO_TCP, Packet
 from .state import EngineState
+
+try:
+    import cython
+except ImportError:                 # Cython absent: the @cython.locals below are no-ops
+    from . import _cython_shim as cython
 
 _I64_MAX = (1 << 63) - 1      # _tick_c's "never" (NEVER itself does not fit a C integer)
 
@@ -21,9 +26,23 @@ class ScanAndFlush(EngineState):
 
     __slots__ = ()
 
+    @cython.locals(p=Packet)        # compiled core: C field reads, one per frame queued lazily
+    def settle(self) -> None:
+        """Give every frame queued without its own copy (``lazy_frames``) its ``data``: the
+        engine does this before any path but the fast one touches a queue, and the offline
+        driver before a read buffer is let go (a frame then holds 1 frame, not 1 chunk)."""
+        lazy = self._lazy
+        for p in lazy:
+            if p.chunk is not None:         # (None: released or dropped on the fast path)
+                p.data = p.chunk[p.chunk_off:p.chunk_off + p.size]
+                p.chunk = None
+        lazy.clear()
+
     def _flush(self, t: int) -> None:
         """colo_flush_packets() for every connection in conn_list order (2.9).  compare_seq,
         pack, sack, the table and the scan phase survive a flush."""
+        if self._lazy:
+            self.settle()
         out = self._out
         out.append(_new_event(Event, (EventKind.FLUSH, Cause.CHECKPOINT, t, None, None, -1, 0)))
         for conn in self.conn_list:
@@ -77,6 +96,8 @@ class ScanAndFlush(EngineState):
     def _scan(self, tick_ns: int) -> None:
         """colo_old_packet_check(): stop at the first connection holding a frame older than
         compare_timeout (strictly), primary list first, then (5.2+) the secondary list."""
+        if self._lazy:
+            self.settle()
         out = self._out
         now_ms = tick_ns // MS          # qemu_clock_get_ms(QEMU_CLOCK_HOST)
         timeout = self._timeout_ms

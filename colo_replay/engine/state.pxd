@@ -31,6 +31,8 @@ cdef class EngineState:
     cdef public long long _tick_c
     cdef public list _out
     cdef public bint compact_pairs
+    cdef public bint lazy_frames
+    cdef public list _lazy
     cdef public EventLog rows
     cdef public list _ckeys
     cdef public list _cconns

@@ -83,6 +83,8 @@ class TcpCompare(DatagramCompare):
     @cython.locals(ppkt=Packet, spkt=Packet, conn=Connection)
     def _compare_tcp(self, conn: Connection, t: int) -> None:
         """colo_compare_tcp(), gotos and all."""
+        if self._lazy:
+            self.settle()
         out = self._out
         pl = conn.primary
         sl = conn.secondary

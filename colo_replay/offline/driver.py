@@ -294,6 +294,10 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
     start = (min(firsts) if firsts else 0) + opts.scan_phase_ns
     engine = Engine(profile, config, start_ns=start)
     engine.rows = rec          # matched pairs are written there by the engine itself
+    # Frames queued on the fast path keep their bytes in the batch buffer until settle(), which
+    # the loop calls before a side loads its next batch (and at the end): a pair matched on its
+    # second frame's arrival then costs no copy of the first.
+    engine.lazy_frames = True
     delay = opts.checkpoint_delay_ns
     if delay is None:
         delay = profile.default_checkpoint_delay * MS
@@ -319,6 +323,7 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
         # SIGINT: keep what was collected; the caller reports it as interrupted (exit 130).
         interrupted = True
     finally:
+        engine.settle()         # what is still queued holds its own bytes from here on
         if gc_was_on:
             gc.enable()
     error = failed[0] if failed else None
@@ -578,6 +583,7 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
     while True:
         for k, cur in ((0, p), (1, s)):
             if have[k] and cur.i >= cur.n:
+                engine.settle()     # (a frame queued lazily would keep the old buffer alive)
                 try:
                     have[k] = cur.refill()
                 except CaptureError as exc:
