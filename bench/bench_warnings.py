@@ -10,6 +10,8 @@ the same run, rounds alternating:
 * ``synack before`` / ``synack after``: ``synack_table`` of both samples, the per-frame code as
   it was (tests/support/warn_reference.py) and the module's;
 * ``align before`` / ``align after``: ``estimate_alignment`` of the pair, likewise;
+* ``both, one read``: what ``_replay_warnings`` runs now (``api._sample_heuristics``): each
+  sample read once, in ``WARNING_SAMPLE_CHUNK`` (4 MiB) chunks, for both heuristics;
 
 CPU (user + system of this process, ``getrusage``) per case, median of ``--repeat`` rounds, and
 checks that before and after give the same tables and the same ``Alignment``.
@@ -30,7 +32,7 @@ import sys
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-from colo_replay.api import WARNING_SAMPLE_FRAMES, _Head  # noqa: E402
+from colo_replay.api import WARNING_SAMPLE_CHUNK, WARNING_SAMPLE_FRAMES, _Head, _sample_heuristics  # noqa: E402
 from colo_replay.captures import open_capture  # noqa: E402
 from colo_replay.offline import align, rewriter  # noqa: E402
 from tests.support import warn_reference as ref  # noqa: E402
@@ -66,10 +68,15 @@ def main() -> None:
         "synack_table x2, after": lambda: (rewriter.synack_table(sample(p)), rewriter.synack_table(sample(s))),
         "estimate_alignment, before": lambda: ref.estimate_alignment(sample(p), sample(s)),
         "estimate_alignment, after": lambda: align.estimate_alignment(sample(p), sample(s)),
+        "both, one read (the replay's)": lambda: _sample_heuristics(
+            _Head(open_capture(p, chunk_size=WARNING_SAMPLE_CHUNK), args.frames),
+            _Head(open_capture(s, chunk_size=WARNING_SAMPLE_CHUNK), args.frames), 0, True, True),
     }
     got = {name: f() for name, f in cases.items()}          # warm-up, and the results
     assert got["synack_table x2, before"] == got["synack_table x2, after"]
     assert got["estimate_alignment, before"] == got["estimate_alignment, after"]
+    assert got["both, one read (the replay's)"] == (list(got["synack_table x2, after"]),
+                                                     got["estimate_alignment, after"])
     times: dict = {name: [] for name in cases}
     for _ in range(args.repeat):
         for name, f in cases.items():
@@ -81,7 +88,7 @@ def main() -> None:
     print(f"{args.frames} frames of {p} and {s}; CPU s, median of {args.repeat} rounds")
     print(f"{'case':36} {'CPU ms':>8} {'over 2 reads':>13}")
     for name, v in med.items():
-        extra = "" if name.startswith("read") else f"{(v - base / 2) * 1e3:13.1f}"
+        extra = "" if name.startswith(("read", "both")) else f"{(v - base / 2) * 1e3:13.1f}"
         print(f"{name:36} {v * 1e3:8.1f} {extra}")
     before = med["synack_table x2, before"] + med["estimate_alignment, before"]
     after = med["synack_table x2, after"] + med["estimate_alignment, after"]

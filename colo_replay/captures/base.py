@@ -112,6 +112,18 @@ class Batch:
     def __len__(self) -> int:
         return self._n
 
+    def head(self, n: int) -> "Batch":
+        """The batch's first ``n`` frames as a ``Batch`` of their own (the columns cut, the
+        buffer shared)."""
+        if n >= self._n:
+            return self
+        vnets = None if self.vnet_lens is None else self.vnet_lens[:n]
+        if self._frames is None:
+            return Batch(self.first_frame, self.timestamps[:n], None, self.orig_lens[:n], self.interface_ids[:n],
+                         vnets, buf=self.buf, starts=self.starts[:n], caps=self.caps[:n])
+        return Batch(self.first_frame, self.timestamps[:n], self._frames[:n], self.orig_lens[:n],
+                     self.interface_ids[:n], vnets)
+
     @property
     def frame_numbers(self) -> range:
         return range(self.first_frame, self.first_frame + self._n)

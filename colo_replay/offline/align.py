@@ -121,24 +121,13 @@ def _fingerprints(a: np.ndarray, proto, start, end) -> np.ndarray:
     return first.view(np.uint64).ravel() * _M1 ^ last.view(np.uint64).ravel() * _M2 ^ meta * _M3
 
 
-def _keyed_batches(reader, vnet: int):
-    """Per batch with keyed frames: ``(buf, proto, start, end, fingerprint, timestamps)`` of them."""
-    for batch in reader.batches():
-        if not len(batch):
-            continue
-        cols = framecols.columns(batch)
-        rows, proto, start, end = _key_extents(cols, vnet)
-        if rows.size:
-            yield cols.buf, proto, start, end, _fingerprints(cols.a, proto, start, end), \
-                _times(batch.timestamps)[rows]
-
-
-def _keyed(reader, vnet: int) -> _Keyed:
-    """Read the primary: its content keys that occur exactly once, as ``_Keyed``."""
-    keys = _Distinct()
-    for batch in _keyed_batches(reader, vnet):
-        keys.add(*batch)
-    return keys.once()
+def _keyed_columns(cols: framecols.Columns, timestamps, vnet: int):
+    """A batch's keyed frames, ``(buf, proto, start, end, fingerprint, timestamps)`` of them, or
+    None when it has none."""
+    rows, proto, start, end = _key_extents(cols, vnet)
+    if not rows.size:
+        return None
+    return cols.buf, proto, start, end, _fingerprints(cols.a, proto, start, end), _times(timestamps)[rows]
 
 
 class _Distinct:
@@ -305,16 +294,14 @@ def _equal(p: _Keyed, rows: np.ndarray, proto: np.ndarray, bodies, size: np.ndar
     return ok
 
 
-def _matches(groups: _Groups, reader, vnet: int):
-    """Read the secondary: ``(rows, times)``, for every secondary frame whose key some primary
-    frame has alone in its capture, that primary frame and the secondary frame's timestamp."""
+def _match(groups: _Groups, got_rows: list, got_times: list, buf: bytes, proto, start, end, fp, ts) -> None:
+    """One secondary batch's keyed frames (``_keyed_columns``): for every frame whose key some
+    primary frame has alone in its capture, that primary frame (into ``got_rows``) and the
+    secondary frame's timestamp (``got_times``)."""
     p = groups.p
-    got_rows, got_times = [], []
-    for buf, proto, start, end, fp, ts in _keyed_batches(reader, vnet):
-        g = groups.find(fp)
-        hit = np.flatnonzero(g >= 0)
-        if not hit.size:
-            continue
+    g = groups.find(fp)
+    hit = np.flatnonzero(g >= 0)
+    if hit.size:
         g = g[hit]
         single = groups.count[g] == 1
         # a group of one primary frame: equal protocol, length and bytes make the key equal
@@ -336,9 +323,6 @@ def _matches(groups: _Groups, reader, vnet: int):
             if found:
                 got_rows.append(np.array([r for _i, r in found], dtype=np.int64))
                 got_times.append(ts[[i for i, _r in found]])
-    if not got_rows:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    return np.concatenate(got_rows), np.concatenate(_same_type(got_times))
 
 
 def _body(p: _Keyed, i: int) -> bytes:
@@ -361,20 +345,63 @@ def estimate_alignment(primary_reader, secondary_reader, vnet: int = 0) -> Align
     (``_Distinct``: repeats found by a fingerprint of the key and a byte comparison), those seen
     once grouped by fingerprint; each secondary frame whose fingerprint such a key has is compared
     byte for byte with it; a key met by exactly one secondary frame is an anchor."""
-    p = _keyed(primary_reader, vnet)
-    rows, s_ts = _matches(_Groups(p), secondary_reader, vnet)
-    met, at, times = np.unique(rows, return_index=True, return_counts=True)
-    once = times == 1
-    pt, st = p.ts[met[once]], s_ts[at[once]]
-    if not _int64_safe(pt, st):
-        # a time difference, or its distance from the median, could overflow int64: Python ints
-        pt, st = pt.astype(object), st.astype(object)
-    diffs = pt - st
-    if not diffs.size:
-        raise ValueError("--align auto: no frame has the same content in both captures")
-    n = diffs.size
-    diffs.sort()
-    offset = diffs[n // 2]
-    res = np.abs(diffs - offset)
-    res.sort()
-    return Alignment(int(offset), n, int(res[n // 2]), int(res[min(n - 1, (n * 95) // 100)]))
+    est = AlignmentEstimator(vnet)
+    for add, reader in ((est.primary, primary_reader), (est.secondary, secondary_reader)):
+        for batch in reader.batches():
+            if len(batch):
+                add(framecols.columns(batch), batch.timestamps)
+    return est.result()
+
+
+class AlignmentEstimator:
+    """``estimate_alignment`` fed a batch at a time (``framecols.columns`` and the batch's
+    timestamps), for a caller that reads the captures for more than this: every batch of the
+    primary (``primary``), then the secondary's (``secondary``), then ``result()``."""
+
+    def __init__(self, vnet: int = 0):
+        self.vnet = vnet
+        self._keys = _Distinct()
+        self._groups: _Groups | None = None      # the primary's keys seen once, when it is read
+        self._rows: list = []
+        self._times: list = []
+
+    def primary(self, cols: framecols.Columns, timestamps) -> None:
+        if self._groups is not None:
+            raise ValueError("AlignmentEstimator: the primary's batches come before the secondary's")
+        keyed = _keyed_columns(cols, timestamps, self.vnet)
+        if keyed is not None:
+            self._keys.add(*keyed)
+
+    def secondary(self, cols: framecols.Columns, timestamps) -> None:
+        keyed = _keyed_columns(cols, timestamps, self.vnet)
+        if keyed is not None:
+            _match(self._primary_read(), self._rows, self._times, *keyed)
+
+    def _primary_read(self) -> _Groups:
+        if self._groups is None:
+            self._groups = _Groups(self._keys.once())
+            self._keys = None
+        return self._groups
+
+    def result(self) -> Alignment:
+        """The estimate; ValueError when no frame matches on both sides."""
+        p = self._primary_read().p
+        if self._rows:
+            rows, s_ts = np.concatenate(self._rows), np.concatenate(_same_type(self._times))
+        else:
+            rows = s_ts = np.zeros(0, dtype=np.int64)
+        met, at, times = np.unique(rows, return_index=True, return_counts=True)
+        once = times == 1
+        pt, st = p.ts[met[once]], s_ts[at[once]]
+        if not _int64_safe(pt, st):
+            # a time difference, or its distance from the median, could overflow int64: Python ints
+            pt, st = pt.astype(object), st.astype(object)
+        diffs = pt - st
+        if not diffs.size:
+            raise ValueError("--align auto: no frame has the same content in both captures")
+        n = diffs.size
+        diffs.sort()
+        offset = diffs[n // 2]
+        res = np.abs(diffs - offset)
+        res.sort()
+        return Alignment(int(offset), n, int(res[n // 2]), int(res[min(n - 1, (n * 95) // 100)]))

@@ -75,22 +75,25 @@ def synack_table(reader, vnet: int = 0) -> dict:
     """Every SYN|ACK of a capture: {(src, sport, dst, dport): [(seq, ack), ...]} in order."""
     table: dict = {}
     for batch in reader.batches():
-        if not len(batch):
-            continue
-        cols = framecols.columns(batch)
-        # Only the frames whose headers pass _tcp_offsets' tests and carry SYN and ACK (a few in
-        # thousands) go through the per-frame code, which decides as before.
-        for i in _synack_rows(cols, vnet).tolist():
-            frame = cols.frame(i)
-            offs = _tcp_offsets(frame, vnet)
-            if offs is None:
-                continue
-            ip, tcp, _end = offs
-            if frame[tcp + 13] & (TH_SYN | TH_ACK) != TH_SYN | TH_ACK:
-                continue
-            key = (frame[ip + 12:ip + 20], frame[tcp:tcp + 4])
-            table.setdefault(key, []).append(_u32x2(frame, tcp + 4))
+        if len(batch):
+            add_synacks(table, framecols.columns(batch), vnet)
     return table
+
+
+def add_synacks(table: dict, cols: framecols.Columns, vnet: int = 0) -> None:
+    """``synack_table``'s work for one batch (``framecols.columns``), into ``table``."""
+    # Only the frames whose headers pass _tcp_offsets' tests and carry SYN and ACK (a few in
+    # thousands) go through the per-frame code, which decides as before.
+    for i in _synack_rows(cols, vnet).tolist():
+        frame = cols.frame(i)
+        offs = _tcp_offsets(frame, vnet)
+        if offs is None:
+            continue
+        ip, tcp, _end = offs
+        if frame[tcp + 13] & (TH_SYN | TH_ACK) != TH_SYN | TH_ACK:
+            continue
+        key = (frame[ip + 12:ip + 20], frame[tcp:tcp + 4])
+        table.setdefault(key, []).append(_u32x2(frame, tcp + 4))
 
 
 def _synack_rows(cols: framecols.Columns, vnet: int) -> np.ndarray:
