@@ -156,6 +156,13 @@ class Engine(TcpCompare):
     instead of its RELEASE and SECONDARY_DROPPED events; the frames' identities are not
     reported and the second frame never becomes a Packet.  Every decision, and the order of
     releases, is the same as without it; other outcomes are Events as usual.
+
+    ``lazy_frames = True`` is for a caller feeding frames in place (``feed_at``) from read
+    buffers it keeps until it calls ``settle()`` (the offline driver: before it loads a side's
+    next batch, and at the end): a frame the fast path queues then keeps its bytes in the buffer
+    (``Packet.chunk``) instead of a copy of its own.  The engine settles (gives every such frame
+    its ``data``) before any other path touches a queue and before an event names a frame, so
+    nothing outside the fast path ever sees one without its bytes.  Decisions are the same.
     """
 
     __slots__ = ()       # the fields are EngineState's (state.py)
