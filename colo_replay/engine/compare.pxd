@@ -9,6 +9,11 @@ from colo_replay.engine.tcp cimport TcpCompare
 cdef Packet _fast_packet(object data, long long size, long long side, object ident, long long time_ns,
                          long long proto, long long seq, long long ack, long long header_size,
                          long long payload_size, long long seq_end, long long flags)
+cdef Packet _queued_packet(list lazy, bytes buf, Py_ssize_t off, Py_ssize_t size, long long side, object ident,
+                           long long time_ns, long long proto, long long seq, long long ack,
+                           long long header_size, long long payload_size, long long seq_end, long long flags)
+cdef bytes _bytes_of(Packet pkt)
+cdef Py_ssize_t _offset_of(Packet pkt)
 cdef bytes _frame(bytes buf, Py_ssize_t off, Py_ssize_t size)
 cdef bint _equal_at(bytes abuf, Py_ssize_t ao, bytes bbuf, Py_ssize_t bo, Py_ssize_t n)
 

@@ -120,6 +120,33 @@ def _fast_packet(data: bytes, size: int, side: int, ident, time_ns: int, proto: 
 _fast_header = Struct("!HB8xB14xIIBB").unpack_from
 
 
+@cython.locals(pkt=Packet)
+def _queued_packet(lazy: list | None, buf: bytes, off: int, size: int, side: int, ident, time_ns: int, proto: int,
+                   seq: int, ack: int, header_size: int, payload_size: int, seq_end: int, flags: int) -> Packet:
+    """The Packet of the frame ``buf[off:off + size]`` that the fast path queues: with its own
+    copy of its bytes, or, given ``lazy`` (the engine's list of such frames: lazy_frames),
+    pointing into ``buf`` until ``settle()`` copies it."""
+    if lazy is None:
+        return _fast_packet(_frame(buf, off, size), size, side, ident, time_ns, proto, seq, ack, header_size,
+                            payload_size, seq_end, flags)
+    pkt = _fast_packet(None, size, side, ident, time_ns, proto, seq, ack, header_size, payload_size, seq_end,
+                       flags)
+    pkt.chunk = buf
+    pkt.chunk_off = off
+    lazy.append(pkt)
+    return pkt
+
+
+def _bytes_of(pkt: Packet) -> bytes:
+    """The bytes object holding a queued frame: its ``data``, or its read buffer (lazy_frames)."""
+    return pkt.chunk if pkt.data is None else pkt.data
+
+
+def _offset_of(pkt: Packet) -> int:
+    """Where the frame starts in ``_bytes_of(pkt)``."""
+    return pkt.chunk_off if pkt.data is None else 0
+
+
 @cython.locals(p=cython.p_uchar)
 def _frame(buf: bytes, off: int, size: int) -> bytes:
     """The frame ``buf[off:off + size]`` as its own ``bytes`` (``buf`` itself when it is the frame)."""
@@ -368,12 +395,8 @@ class Engine(TcpCompare):
                     # off = 20 + 14: this primary is on the fast path (ver_ihl 0x45, no vnet)
                     i = 0
                     for o in other:                 # g_queue_find_custom: from the head
-                        # (the queued frame's bytes: its own, or still in its read buffer)
-                        od = o.data
-                        odo = 0
-                        if od is None:
-                            od = o.chunk
-                            odo = o.chunk_off
+                        od = _bytes_of(o)           # (the queued frame: its own bytes, or its
+                        odo = _offset_of(o)         # read buffer's: lazy_frames)
                         if o.size == size and _equal_at(buf, off + 34, od, odo + 34, size - 34):
                             del other[i]
                             self.queued -= 1
@@ -397,11 +420,8 @@ class Engine(TcpCompare):
                         i += 1
                 else:
                     o = other[-1] if self._other_tail else other[0]
-                    od = o.data
-                    odo = 0
-                    if od is None:
-                        od = o.chunk
-                        odo = o.chunk_off
+                    od = _bytes_of(o)
+                    odo = _offset_of(o)
                     poff = (((od[odo + o.net_off] & 0x0F) << 2) + 14 + o.vnet_hdr_len) & 0xFFFF
                     # (size <= 0xFFFF: the uint16_t length cannot wrap; poff <= size: no read past)
                     if o.size == size and poff <= size and _equal_at(od, odo + poff, buf, off + poff, size - poff):
@@ -428,16 +448,9 @@ class Engine(TcpCompare):
                             out.append(_new_event(Event, (_SDROP, _C_EQUAL, time_ns, pkt, o, ci, 0)))
                         return
             if pkt is None:
-                if self.lazy_frames and not other:
-                    # Queued without a copy (lazy_frames): nothing but the fast path can meet it
-                    # before settle() (with the other side empty, nothing is compared now).
-                    pkt = _fast_packet(None, size, side, ident, time_ns, proto, 0, 0, 0, 0, 0, 0)
-                    pkt.chunk = buf
-                    pkt.chunk_off = off
-                    self._lazy.append(pkt)
-                else:
-                    pkt = _fast_packet(_frame(buf, off, size), size, side, ident, time_ns, proto, 0, 0, 0, 0,
-                                       0, 0)
+                # (with the other side empty nothing is compared now: it may stay without a copy)
+                pkt = _queued_packet(self._lazy if self.lazy_frames and not other else None, buf, off, size,
+                                     side, ident, time_ns, proto, 0, 0, 0, 0, 0, 0)
             self.queued += 1
             _append(queue, pkt)
         else:
@@ -479,11 +492,8 @@ class Engine(TcpCompare):
                 # its bytes at ``off`` in ``buf``, the queued one's at 0 in its ``data``, or at
                 # ``chunk_off`` in its read buffer while it has no copy: lazy_frames)
                 o = other[-1] if self._tcp_tail else other[0]
-                od = o.data
-                odo = 0
-                if od is None:
-                    od = o.chunk
-                    odo = o.chunk_off
+                od = _bytes_of(o)
+                odo = _offset_of(o)
                 if side == _PRI:
                     pseq = seq
                     pend = end
@@ -565,16 +575,9 @@ class Engine(TcpCompare):
                     out.append(_new_event(Event, (_SDROP, cause, time_ns, s, p if cause is _C_EQUAL else None,
                                                   ci, 0)))
                     return
-            if self.lazy_frames and not other:
-                # Queued without a copy (lazy_frames): nothing but the fast path can meet it
-                # before settle() (with the other side empty, nothing is compared now).
-                pkt = _fast_packet(None, size, side, ident, time_ns, proto, seq, ack, hs, ps, end, flags)
-                pkt.chunk = buf
-                pkt.chunk_off = off
-                self._lazy.append(pkt)
-            else:
-                pkt = _fast_packet(_frame(buf, off, size), size, side, ident, time_ns, proto, seq, ack, hs, ps,
-                                   end, flags)
+            # (with the other side empty nothing is compared now: it may stay without a copy)
+            pkt = _queued_packet(self._lazy if self.lazy_frames and not other else None, buf, off, size, side,
+                                 ident, time_ns, proto, seq, ack, hs, ps, end, flags)
             self.queued += 1
             _append(queue, pkt)
             if other:
