@@ -181,6 +181,34 @@ def _compact_view(events):
     return out
 
 
+def _copies_in_any_order(rng: random.Random, flows: list, payloads: list, n: int) -> list:
+    """``n`` steps: ``("feed", t, side, data, ident)`` for TCP and datagram frames whose
+    other-side copy comes later in any order (some altered in their last byte), odd frames among
+    them, and now and then ``("checkpoint", t)`` or ``("advance", t)``, at growing times."""
+    steps, pending, t = [], [], 0
+    for i in range(n):
+        t += rng.choice([0, 0, 1000, 1_000_000, 150_000_000 if rng.random() < 0.02 else 10])
+        r = rng.random()
+        if r < 0.01:
+            steps.append(("checkpoint", t))
+        elif r < 0.02:
+            steps.append(("advance", t))
+        else:
+            if pending and rng.random() < 0.6:
+                side, data = pending.pop(rng.choice([0, 0, 0, rng.randrange(len(pending))]))
+                if rng.random() < 0.05:
+                    data = data[:-1] + bytes([data[-1] ^ 1])
+            else:
+                if rng.random() < 0.6:
+                    data = frame(rng, flows, payloads)
+                else:
+                    data = _datagram(rng, rng.choice([17, 1]), rng.choice([20, 100]), rng.randrange(4))
+                side = rng.randrange(2)
+                pending.append((1 - side, data))
+            steps.append(("feed", t, side, data, i))
+    return steps
+
+
 @pytest.mark.parametrize("profile", ["7.2", "4.1"])
 @pytest.mark.parametrize("seed", range(8))
 def test_compact_pairs_same_decisions(profile, seed):
@@ -195,31 +223,15 @@ def test_compact_pairs_same_decisions(profile, seed):
     config = CompareConfig(max_queue_size=rng.choice([2, 1024])) if profile == "7.2" else None
     compact = Engine(profile, config, start_ns=0, compact_pairs=True)
     general = GeneralEngine(profile, config, start_ns=0)
-    t = 0
-    pending = []
     compact_items = 0
-    for i in range(3000):
-        t += rng.choice([0, 0, 1000, 1_000_000, 150_000_000 if rng.random() < 0.02 else 10])
-        r = rng.random()
-        if r < 0.01:
-            a, b = compact.checkpoint(t), general.checkpoint(t)
-        elif r < 0.02:
-            a, b = compact.advance(t), general.advance(t)
-        else:
-            if pending and rng.random() < 0.6:
-                side, data = pending.pop(rng.choice([0, 0, 0, rng.randrange(len(pending))]))
-                if rng.random() < 0.05:
-                    data = data[:-1] + bytes([data[-1] ^ 1])
-            else:
-                if rng.random() < 0.6:
-                    data = frame(rng, flows, payloads)
-                else:
-                    data = _datagram(rng, rng.choice([17, 1]), rng.choice([20, 100]), rng.randrange(4))
-                side = rng.randrange(2)
-                pending.append((1 - side, data))
+    for step in _copies_in_any_order(rng, flows, payloads, 3000):
+        if step[0] == "feed":
+            _, t, side, data, i = step
             a, b = compact.feed(side, data, t, ident=i), general.feed(side, data, t, ident=i)
+        else:
+            a, b = getattr(compact, step[0])(step[1]), getattr(general, step[0])(step[1])
         compact_items += sum(1 for ev in a if ev.__class__ is bytes)
-        assert _compact_view(a) == _compact_view(b), (i, a, describe(b))
+        assert _compact_view(a) == _compact_view(b), (step[:3], a, describe(b))
     assert compact_items > 200, compact_items
     assert_same_state(compact, general)
 
@@ -246,27 +258,7 @@ def test_lazy_frames_same_decisions(profile, seed, rows):
     lazy.lazy_frames = True
     if rows:
         lazy.rows, eager.rows = EventLog(block_rows=97), EventLog(block_rows=97)
-    steps, pending, t = [], [], 0
-    for i in range(3000):
-        t += rng.choice([0, 0, 1000, 1_000_000, 150_000_000 if rng.random() < 0.02 else 10])
-        r = rng.random()
-        if r < 0.01:
-            steps.append(("checkpoint", t))
-        elif r < 0.02:
-            steps.append(("advance", t))
-        else:
-            if pending and rng.random() < 0.6:
-                side, data = pending.pop(rng.choice([0, 0, 0, rng.randrange(len(pending))]))
-                if rng.random() < 0.05:
-                    data = data[:-1] + bytes([data[-1] ^ 1])
-            else:
-                if rng.random() < 0.6:
-                    data = frame(rng, flows, payloads)
-                else:
-                    data = _datagram(rng, rng.choice([17, 1]), rng.choice([20, 100]), rng.randrange(4))
-                side = rng.randrange(2)
-                pending.append((1 - side, data))
-            steps.append(("feed", t, side, data, i))
+    steps = _copies_in_any_order(rng, flows, payloads, 3000)
     lazies = 0
     k = 0
     while k < len(steps):
