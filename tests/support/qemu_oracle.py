@@ -245,10 +245,17 @@ class ChardevHarness:
         self.conns.pop(name).close()
 
     def reconnect(self, name: str) -> None:
-        """Connect again to a server chardev of the program."""
+        """Connect again to a server chardev of the program, and wait until the program has
+        taken the connection (not only the kernel's listen queue)."""
         if name in self.conns:
             self.disconnect(name)
-        self.conns[name] = self._connect_to_program(name, time.monotonic() + STARTUP_TIMEOUT_S)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        self.conns[name] = self._connect_to_program(name, deadline)
+        self._await_accepted(name, deadline)
+
+    def _await_accepted(self, name: str, deadline: float) -> None:
+        """Return once the program uses the new connection to ``name`` (a program that takes it
+        at once has nothing to wait for)."""
 
     def close(self) -> int | None:
         """Ask the program to exit (QEMU: QMP quit), then SIGKILL that one process if it does not
@@ -520,9 +527,26 @@ class QemuOracle(ChardevHarness):
         super().__init__(compare_timeout, expired_scan_cycle, max_queue_size, vnet_hdr_support, binary,
                          extra_args, server_sockets)
 
-    def _chardev(self, name: str, cid: str) -> str:
-        spec = f"socket,id={cid},path={self.chardev_path(name)}"
+    CHARDEV_IDS = {"pri": "pri_in", "sec": "sec_in", "out": "out0", "notify": "notify0"}
+
+    def _chardev(self, name: str) -> str:
+        spec = f"socket,id={self.CHARDEV_IDS[name]},path={self.chardev_path(name)}"
         return spec + ",server=on,wait=off" if name in self.server_sockets else spec
+
+    def _await_accepted(self, name: str, deadline: float) -> None:
+        """QEMU accepts a server chardev's connection in its main loop, some time after our
+        connect() returned: a frame it writes before that is lost ("colo send primary packet
+        failed").  Its chardev's filename says which: "disconnected:..." until it accepted
+        (char-socket.c, tcp_chr_connect / tcp_chr_disconnect)."""
+        cid = self.CHARDEV_IDS[name]
+        while True:
+            devs = {d["label"]: d["filename"] for d in self.qmp("query-chardev")["return"]}
+            if not devs[cid].startswith("disconnected:"):
+                return
+            if time.monotonic() > deadline:
+                raise QemuError(f"QEMU did not accept the new connection to {name} ({devs[cid]})"
+                                + self._stderr_tail())
+            time.sleep(0.005)
 
     def command_line(self) -> list[str]:
         d = self.dir
@@ -539,10 +563,10 @@ class QemuOracle(ChardevHarness):
         return [
             self.binary, "-machine", "none", "-nodefaults", "-display", "none", "-accel", "tcg",
             "-chardev", f"socket,id=qmp0,path={d}/qmp.sock", "-mon", "chardev=qmp0,mode=control",
-            "-chardev", self._chardev("pri", "pri_in"),
-            "-chardev", self._chardev("sec", "sec_in"),
-            "-chardev", self._chardev("out", "out0"),
-            "-chardev", self._chardev("notify", "notify0"),
+            "-chardev", self._chardev("pri"),
+            "-chardev", self._chardev("sec"),
+            "-chardev", self._chardev("out"),
+            "-chardev", self._chardev("notify"),
             "-object", "iothread,id=iothread0",
             "-object", opts,
             *self.extra_args,
