@@ -46,6 +46,10 @@ COMPILED_MODULES = (
 )
 CORE_ENV = "COLO_REPLAY_CORE"
 CORE_CHOICE = _os.environ.get(CORE_ENV, "auto") or "auto"
+# An unknown choice: ``import colo_replay`` still works, so that the command line can say so in
+# one line (exit 2); importing a module of the core raises ImportError with this message.
+CORE_ERROR = (None if CORE_CHOICE in ("auto", "compiled", "interpreted")
+              else f"{CORE_ENV}={CORE_CHOICE!r}: use compiled, interpreted or auto")
 
 
 class _CoreFinder:
@@ -58,6 +62,8 @@ class _CoreFinder:
     def find_spec(self, name, path=None, target=None):
         if name not in COMPILED_MODULES or not path:
             return None
+        if CORE_ERROR:
+            raise ImportError(CORE_ERROR)
         from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader, SourceFileLoader
         from importlib.util import spec_from_file_location
         leaf = name.rpartition(".")[2]
@@ -75,8 +81,6 @@ class _CoreFinder:
         return None
 
 
-if CORE_CHOICE not in ("auto", "compiled", "interpreted"):
-    raise ImportError(f"{CORE_ENV}={CORE_CHOICE!r}: use compiled, interpreted or auto")
 if CORE_CHOICE != "auto":
     _sys.meta_path.insert(0, _CoreFinder(CORE_CHOICE))
 

@@ -94,9 +94,15 @@ def test_interpreted_switch_loads_the_sources():
 
 
 def test_an_unknown_core_choice_is_refused():
-    proc = _run(["-c", "import colo_replay"], {"COLO_REPLAY_CORE": "fast"})
+    """An unknown COLO_REPLAY_CORE: importing the engine raises ImportError saying so; the
+    command line says it in one line and exits 2 (a bad option), for every command."""
+    message = "COLO_REPLAY_CORE='fast': use compiled, interpreted or auto"
+    proc = _run(["-c", "import colo_replay.engine"], {"COLO_REPLAY_CORE": "fast"})
     assert proc.returncode != 0
-    assert "COLO_REPLAY_CORE='fast': use compiled, interpreted or auto" in proc.stderr
+    assert f"ImportError: {message}" in proc.stderr
+    for args in (["--version"], ["replay", "sample_pcaps/primary.pcap", "sample_pcaps/secondary.pcap"], []):
+        cli = _run(["-m", "colo_replay.cli", *args], {"COLO_REPLAY_CORE": "fast"})
+        assert (cli.returncode, cli.stdout, cli.stderr) == (2, "", f"colo-replay: error: {message}\n"), args
 
 
 def test_the_other_core_passes_the_equivalence_suites(tmp_path):

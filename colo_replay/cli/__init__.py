@@ -4,6 +4,16 @@
 options, makes one API call and prints.  ``python -m colo_replay.cli ...`` = ``colo-replay ...``.
 """
 
-from .main import main
+from .. import CORE_ERROR
+
+if CORE_ERROR is None:
+    from .main import main
+else:
+    def main(*_args, **_kwargs):
+        """``COLO_REPLAY_CORE`` names no core: the commands cannot load; say so in one line
+        (exit 2, the contract for a bad option) rather than with an ImportError's traceback."""
+        import sys
+        print(f"colo-replay: error: {CORE_ERROR}", file=sys.stderr)
+        sys.exit(2)
 
 __all__ = ["main"]
