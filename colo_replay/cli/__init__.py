@@ -4,7 +4,10 @@
 options, makes one API call and prints.  ``python -m colo_replay.cli ...`` = ``colo-replay ...``.
 """
 
-from .. import CORE_ERROR
+import sys as _sys
+
+# (read from the package, always imported before its modules, as engine.core_info does)
+CORE_ERROR = _sys.modules["colo_replay"].CORE_ERROR
 
 if CORE_ERROR is None:
     from .main import main
