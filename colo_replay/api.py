@@ -20,7 +20,7 @@ from functools import cached_property
 
 from .offline.driver import ReplayOptions, ReplayResult, replay_partial
 from .output.summary import format_summary, summarise
-from .output.timeline import check_timeline_path, write_timeline
+from .output.timeline import check_timeline_path, write_timeline, write_timeline_blocks
 from .output.verdict import exit_status
 
 
@@ -102,11 +102,14 @@ class Timeline:
         The file a replay streamed to is already written: nothing to do."""
         if self.output is not None and path is not None and os.path.abspath(path) == os.path.abspath(self.output):
             return
-        if self.stream is None and path is not None and path.lower().endswith(".parquet"):
-            # The collector's blocks, a row group each (as a streamed run writes them): no
-            # timeline-sized join of the columns first.
-            from .output.stream import ParquetStream
-            self._write_blocks(ParquetStream(path))
+        if self.stream is None:
+            # The collector's blocks, one after the other: no timeline-sized join of the columns,
+            # DataFrame or text first.  Parquet: a row group each, as a streamed run writes them.
+            if path is not None and path.lower().endswith(".parquet"):
+                from .output.stream import ParquetStream
+                self._write_blocks(ParquetStream(path))
+            else:
+                write_timeline_blocks(self.result.collector.blocks(), path, stream, partial=self._why_partial())
             return
         write_timeline(self.events, path, stream, partial=self._why_partial())
 

@@ -1,12 +1,17 @@
 """TimelineCollector (rows written into column blocks of the engine's EventLog) against a plain reference."""
 
 import random
+from pathlib import Path
 
 import pytest
 
+from colo_replay import api
 from colo_replay.engine.events import Cause, Event, EventKind
 from colo_replay.engine.packet import Packet
 from colo_replay.output.timeline import COLUMNS, TimelineCollector
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = (str(ROOT / "sample_pcaps" / "primary.pcap"), str(ROOT / "sample_pcaps" / "secondary.pcap"))
 
 
 def reference_row(ev) -> dict:
@@ -107,3 +112,38 @@ def test_spilled_blocks_reach_the_sink_in_order():
     assert len(col.columns()["time_ns"]) == 0        # closing the last block spills it too
     assert [list(b["time_ns"]) for b in got] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10]]
     assert col.spilled == len(col) == 11
+
+
+@pytest.mark.parametrize("ext", [".csv", ".jsonl", None])
+@pytest.mark.parametrize("partial", [None, "capture.pcap: frame 7: truncated record"])
+def test_blocks_write_the_same_text_as_the_dataframe(tmp_path, ext, partial):
+    """CSV and JSON Lines written a block at a time (``write_timeline_blocks``, what
+    ``Timeline.write`` does) are byte for byte the whole DataFrame's (``write_timeline``), with
+    the same partial sidecar; an empty timeline too (the CSV header alone)."""
+    import io
+
+    from colo_replay.output.timeline import frame_from_columns, write_timeline, write_timeline_blocks
+
+    whole = api.replay(*SAMPLE).columns
+    n = len(whole["kind"])
+    assert n > 500
+    cuts = list(range(0, n, 97)) + [n]
+    blocks = [{k: v[a:b] for k, v in whole.items()} for a, b in zip(cuts, cuts[1:])]
+    for given in (blocks, [{k: v[:0] for k, v in whole.items()}], []):
+        rows = {k: v[:sum(len(b["kind"]) for b in given)] for k, v in whole.items()}
+        if ext is None:
+            want, got = io.StringIO(), io.StringIO()
+            write_timeline(frame_from_columns(rows), None, want)
+            write_timeline_blocks(given, None, got)
+            assert got.getvalue() == want.getvalue()
+            continue
+        want, got = tmp_path / f"want{ext}", tmp_path / f"got{ext}"
+        write_timeline(frame_from_columns(rows), str(want), partial=partial)
+        write_timeline_blocks(given, str(got), partial=partial)
+        assert got.read_bytes() == want.read_bytes()
+        if given and len(given[0]["kind"]):
+            assert len(got.read_bytes()) > 10_000                    # (the rows are there)
+        elif ext == ".csv":
+            assert got.read_text().startswith("time_ns,kind,")      # (the header alone)
+        sidecars = [p.exists() for p in (Path(str(want) + ".partial"), Path(str(got) + ".partial"))]
+        assert sidecars == [partial is not None] * 2
