@@ -800,7 +800,11 @@ class LiveRun:
         return format_summary(self.summary)
 
     def write(self, path: str | None = None, stream=None) -> None:
-        """Write the events: .parquet / .csv / .jsonl by extension, or JSON Lines to ``stream``."""
+        """Write the events: .parquet / .csv / .jsonl by extension, or JSON Lines to ``stream``
+        (CSV and JSON Lines a block of the collector at a time, as ``Timeline.write``)."""
+        if self.collector is not None and (path is None or not path.lower().endswith(".parquet")):
+            write_timeline_blocks(self.collector.blocks(), path, stream)
+            return
         write_timeline(self.events, path, stream)
 
     def __repr__(self) -> str:
