@@ -232,7 +232,7 @@ class EventLog:
         self._close_block()
         blocks = self._blocks
         if not blocks:
-            return {name: np.zeros(0, dtype=dt) for name, dt in zip(COLUMNS, DTYPES)}
+            return empty_columns()
         if len(blocks) > 1:
             total = self._kept
             joined = []
@@ -247,6 +247,12 @@ class EventLog:
                 joined.append(col)
             self._blocks = blocks = [joined]
         return _as_numpy(blocks[0])
+
+
+def empty_columns() -> dict:
+    """The columns of a log without rows: a zero-length numpy array of each column's type."""
+    import numpy as np
+    return {name: np.zeros(0, dtype=dt) for name, dt in zip(COLUMNS, DTYPES)}
 
 
 def _as_numpy(arrays) -> dict:

@@ -115,9 +115,8 @@ class ParquetStream:
                 raise
             self._stop_thread()
             if self._writer is None:
-                from ..engine.eventlog import COLUMNS, DTYPES
-                import numpy as np
-                self._write(_arrow_table({name: np.zeros(0, dtype=dt) for name, dt in zip(COLUMNS, DTYPES)}))
+                from ..engine.eventlog import empty_columns
+                self._write(_arrow_table(empty_columns()))
             if partial is not None:
                 self._writer.add_key_value_metadata(_marked(self._writer.schema, partial))
             with self._named():

@@ -47,7 +47,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from ..engine.eventlog import BLOCK_ROWS, COLUMNS, DTYPES as ROW_DTYPES, EventLog
+from ..engine.eventlog import BLOCK_ROWS, COLUMNS, DTYPES as ROW_DTYPES, EventLog, empty_columns
 from ..engine.events import Cause, EventKind
 
 # The categories of the kind and cause columns: one enum each (driver rows included, 100 and up)
@@ -222,10 +222,7 @@ def write_timeline_blocks(blocks: list, path: str | None, stream=None, partial: 
     or JSON Lines (a file, or ``stream`` when ``path`` is None): the same text, made a block at a
     time, so that neither the whole timeline's DataFrame nor its whole text is ever in memory
     (2M rows as JSON Lines on stdout took 2.9 GB and 20 s that way).  (Parquet: ``output.stream``.)"""
-    if not blocks:
-        import numpy as np
-        blocks = [{name: np.zeros(0, dtype=dt) for name, dt in zip(COLUMNS, ROW_DTYPES)}]
-    _write_text(map(frame_from_columns, blocks), path, stream, partial)
+    _write_text(map(frame_from_columns, blocks or [empty_columns()]), path, stream, partial)
 
 
 def _write_text(frames, path: str | None, stream, partial: str | None) -> None:
