@@ -1,16 +1,16 @@
 """Micro-benchmark: the replay's two warning heuristics, per-frame (before) against vectorised.
 
-After a replay, ``api._replay_warnings`` re-reads the first ``WARNING_SAMPLE_FRAMES`` (50,000)
+After a replay, ``offline.replay_warnings.replay_warnings`` re-reads the first ``WARNING_SAMPLE_FRAMES`` (50,000)
 frames of each capture for ``offline/rewriter.synack_table`` (TCP ISNs differ) and
 ``offline/align.estimate_alignment`` (clock skew), each reading both samples.  This times, in
 the same run, rounds alternating:
 
-* ``read``: the four sample reads alone, as ``_replay_warnings`` makes them (``api._Head`` over
+* ``read``: the four sample reads alone, as ``replay_warnings`` makes them (``Head`` over
   ``open_capture``), nothing done with the batches: the yardstick both versions pay;
 * ``synack before`` / ``synack after``: ``synack_table`` of both samples, the per-frame code as
   it was (tests/support/warn_reference.py) and the module's;
 * ``align before`` / ``align after``: ``estimate_alignment`` of the pair, likewise;
-* ``both, one read``: what ``_replay_warnings`` runs now (``api._sample_heuristics``): each
+* ``both, one read``: what ``replay_warnings`` runs now (``sample_heuristics``): each
   sample read once, in ``WARNING_SAMPLE_CHUNK`` (4 MiB) chunks, for both heuristics;
 
 CPU (user + system of this process, ``getrusage``) per case, median of ``--repeat`` rounds, and
@@ -32,7 +32,8 @@ import sys
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-from colo_replay.api import WARNING_SAMPLE_CHUNK, WARNING_SAMPLE_FRAMES, _Head, _sample_heuristics  # noqa: E402
+from colo_replay.offline.replay_warnings import (WARNING_SAMPLE_CHUNK, WARNING_SAMPLE_FRAMES, Head,  # noqa: E402
+                                                 sample_heuristics)
 from colo_replay.captures import open_capture  # noqa: E402
 from colo_replay.offline import align, rewriter  # noqa: E402
 from tests.support import warn_reference as ref  # noqa: E402
@@ -55,7 +56,7 @@ def main() -> None:
     p, s = args.pcap
 
     def sample(path):
-        return _Head(open_capture(path), args.frames)
+        return Head(open_capture(path), args.frames)
 
     def read():
         for path in (p, s, p, s):
@@ -68,9 +69,9 @@ def main() -> None:
         "synack_table x2, after": lambda: (rewriter.synack_table(sample(p)), rewriter.synack_table(sample(s))),
         "estimate_alignment, before": lambda: ref.estimate_alignment(sample(p), sample(s)),
         "estimate_alignment, after": lambda: align.estimate_alignment(sample(p), sample(s)),
-        "both, one read (the replay's)": lambda: _sample_heuristics(
-            _Head(open_capture(p, chunk_size=WARNING_SAMPLE_CHUNK), args.frames),
-            _Head(open_capture(s, chunk_size=WARNING_SAMPLE_CHUNK), args.frames), 0, True, True),
+        "both, one read (the replay's)": lambda: sample_heuristics(
+            Head(open_capture(p, chunk_size=WARNING_SAMPLE_CHUNK), args.frames),
+            Head(open_capture(s, chunk_size=WARNING_SAMPLE_CHUNK), args.frames), 0, True, True),
     }
     got = {name: f() for name, f in cases.items()}          # warm-up, and the results
     assert got["synack_table x2, before"] == got["synack_table x2, after"]

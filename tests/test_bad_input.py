@@ -19,6 +19,7 @@ import time
 import pytest
 
 from colo_replay.cli.options import describe_oserror
+from colo_replay.live.session import session_exit_status
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 P, S = os.path.join(REPO, "sample_pcaps/primary.pcap"), os.path.join(REPO, "sample_pcaps/secondary.pcap")
@@ -335,7 +336,6 @@ def test_live_summary_json_checked_before_any_socket(tmp_path):
 
 
 def test_one_contract_for_every_command():
-    from colo_replay import api
     from colo_replay.output.verdict import exit_status
 
     assert exit_status(requests=3) == 1 == exit_status(exceeded=True)
@@ -345,12 +345,12 @@ def test_one_contract_for_every_command():
     class LC:
         stop_reason = "SIGINT"
     ok = {"checkpoint_requests": 0, "qemu_crash_events": 0, "nothing_compared": None}
-    assert api._live_exit_status(LC, dict(ok, checkpoint_requests=1)) == 1
-    assert api._live_exit_status(LC, ok) == 0
+    assert session_exit_status(LC, dict(ok, checkpoint_requests=1)) == 1
+    assert session_exit_status(LC, ok) == 0
     silent = dict(ok, nothing_compared="no frame arrived on secondary_in")
-    assert api._live_exit_status(LC, silent) == 2 and api._live_exit_status(LC, silent, allow_empty=True) == 0
+    assert session_exit_status(LC, silent) == 2 and session_exit_status(LC, silent, allow_empty=True) == 0
     LC.stop_reason = "internal error"
-    assert api._live_exit_status(LC, ok) == 2
+    assert session_exit_status(LC, ok) == 2
     for cmd in ("replay", "verify", "live"):
         r = cli(cmd, "--help")
         assert "130 interrupted" in " ".join(r.stdout.split()), cmd

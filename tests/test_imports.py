@@ -87,7 +87,7 @@ GRAPH = _edges(_modules())
 def test_the_walk_sees_the_package():
     assert {"colo_replay.engine.compare", "colo_replay.cli.main", "colo_replay.api",
             "colo_replay.offline.driver"} <= set(GRAPH)
-    assert "colo_replay.offline.driver" in GRAPH["colo_replay.api"]
+    assert "colo_replay.offline.pair" in GRAPH["colo_replay.api"]
     assert "colo_replay.cli.options" in GRAPH["colo_replay.cli.live"]
 
 

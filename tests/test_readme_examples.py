@@ -33,6 +33,7 @@ import pandas as pd
 import pytest
 
 from colo_replay import api
+from colo_replay.offline.settings import SETTINGS_FIELDS, Settings
 from colo_replay.cli.replay import replay as replay_command
 from colo_replay.cli.verify import verify as verify_command
 
@@ -105,21 +106,15 @@ def _api_call(command: str, args: list[str]):
     p = cmd.make_context(command, list(args)).params
     ports = {"primary_in": p["primary_in_port"], "secondary_in": p["secondary_in_port"],
              "outdev": p["outdev_port"], "notify_dev": p["notify_port"]}
-    common = dict(qemu=p["qemu"], compare_timeout=p["compare_timeout"], expired_scan_cycle=p["expired_scan_cycle"],
-                  max_queue_size=p["max_queue_size"], vnet_hdr_support=p["vnet_hdr_support"],
-                  scan_phase_ns=p["scan_phase"])
+    # the command's parameters that are settings are named as the Settings fields: no mapping
+    settings = Settings(**{k: v for k, v in p.items() if k in SETTINGS_FIELDS})
     if command == "verify":
-        outcome = api.verify(p["capture"], ports, p["request_window"], **common)
+        outcome = api.verify(p["capture"], ports, p["request_window"], settings=settings)
         return outcome.timeline, (0 if outcome.ok else 1)
-    common.update(checkpoint_duration_ns=p["checkpoint_duration"], checkpoint_delay_ns=p["checkpoint_delay"],
-                  checkpoints_at=p["checkpoints_at"], end_ns=p["until"], bpf_filter=p["bpf_filter"])
     if p["chardev"] is not None:
-        tl = api.replay_chardev(p["chardev"], ports, flushes=p["flushes"], **common)
+        tl = api.replay_chardev(p["chardev"], ports, flushes=p["flushes"], settings=settings)
     else:
-        tl = api.replay(p["primary"], p["secondary"], filter_rewriter=p["filter_rewriter"], peer_isn=p["peer_isn"],
-                        guest=p["guest"], align=p["align"], vnet_hdr_len=p["vnet_hdr_len"],
-                        primary_offset_ns=p["primary_offset"], secondary_offset_ns=p["secondary_offset"],
-                        primary_delay_ns=p["primary_delay"], secondary_delay_ns=p["secondary_delay"], **common)
+        tl = api.replay(p["primary"], p["secondary"], settings=settings)
     return tl, (1 if tl.diverged else 0)
 
 

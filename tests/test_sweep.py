@@ -16,6 +16,9 @@ import pytest
 
 from colo_replay import api
 from colo_replay.analysis import sweep as sw
+from colo_replay.analysis import sweep_result
+from colo_replay.offline.pair import open_pair
+from colo_replay.offline.settings import Settings
 from colo_replay.analysis.episodes import episodes
 from colo_replay.captures import open_capture
 from tests.support.pcapwrite import write_pcap
@@ -98,9 +101,8 @@ def test_filter_and_snaplen_cut_frames_equal_replay(tmp_path):
     s = result.summaries[0]
     assert s["never_compared"]["filtered"] > 0 and s["never_compared"]["truncated"] > 0
     from colo_replay.offline.prepared import PreparedPair, prepare
-    prd, srd, opts, source, _ = api._open_pair(str(primary), SECONDARY, True, False, None, None, None, None,
-                                               {"bpf_filter": "tcp"})
-    pair = PreparedPair("x", prepare(prd), prepare(srd), opts, source)
+    opened = open_pair(str(primary), SECONDARY, Settings(filter_rewriter=True, bpf_filter="tcp"))
+    pair = PreparedPair("x", prepare(opened.primary), prepare(opened.secondary), opened.options, opened.source)
     assert pair.prefiltered and pair.primary.filtered + pair.secondary.filtered == s["never_compared"]["filtered"]
     _check_rows_equal_replays(tmp_path, str(primary), SECONDARY, result.rows, result.summaries,
                               ["--filter-rewriter", "--filter", "tcp"])
@@ -363,7 +365,7 @@ def test_pairs_beyond_the_memory_budget_are_swept_a_group_at_a_time(monkeypatch)
     calls = []
     real_run = sw.run
     monkeypatch.setattr(sw, "run", lambda group, *a, **k: calls.append([g.name for g in group]) or real_run(group, *a, **k))
-    monkeypatch.setattr(api, "PREPARED_BUDGET", 1)
+    monkeypatch.setattr(sweep_result, "PREPARED_BUDGET", 1)
     apart = api.sweep(grid=grid, pairs=pairs, jobs=2).rows
     assert calls == [["a"], ["b"]]
     assert _nan_safe(apart) == _nan_safe(together)
@@ -379,9 +381,9 @@ def test_backward_timestamps_with_a_filter_equal_replay(tmp_path):
     recs[i], recs[i + 1] = (recs[i + 1][0], recs[i][1], recs[i][2]), (recs[i][0], recs[i + 1][1], recs[i + 1][2])
     assert recs[i][0] > recs[i + 1][0]
     secondary = str(write_pcap(tmp_path / "back.pcap", recs, nanos=True))
-    prd, srd, opts, source, _ = api._open_pair(PRIMARY, secondary, False, False, None, None, None, None,
-                                               {"bpf_filter": "tcp"})
-    assert not PreparedPair("x", prepare(prd), prepare(srd), opts, source).prefiltered
+    opened = open_pair(PRIMARY, secondary, Settings(bpf_filter="tcp"))
+    assert not PreparedPair("x", prepare(opened.primary), prepare(opened.secondary), opened.options,
+                            opened.source).prefiltered
     result = api.sweep(PRIMARY, secondary, grid={"compare_timeout": "150,1500"}, bpf_filter="tcp",
                        with_summary=True, jobs=1)
     _check_rows_equal_replays(tmp_path, PRIMARY, secondary, result.rows, result.summaries, ["--filter", "tcp"])

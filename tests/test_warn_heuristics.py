@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from colo_replay.captures import Batch, open_capture
 from colo_replay.captures.writer import PcapngWriter
-from colo_replay.api import _sample_heuristics
+from colo_replay.offline.replay_warnings import sample_heuristics
 from colo_replay.offline import align, rewriter
 from tests.support import warn_reference as ref
 from tests.support.frames import arp_reply, eth, ip4, ipv4, ipv6_udp, vlan
@@ -57,12 +57,12 @@ def assert_same(primary, secondary, vnet: int = 0, **open_kw) -> tuple:
     assert new[0] == old[0]
     assert new[1] == old[1]
     assert new[2] == old[2]
-    # the replay's warnings read each sample once for both (api._sample_heuristics): the same
+    # the replay's warnings read each sample once for both (offline.replay_warnings.sample_heuristics): the same
     # tables and alignment (None where estimate_alignment raises), and either one alone too
-    both = _sample_heuristics(rd(primary), rd(secondary), vnet, True, True)
+    both = sample_heuristics(rd(primary), rd(secondary), vnet, True, True)
     assert both == ([old[0], old[1]], None if isinstance(old[2], str) else old[2])
-    assert _sample_heuristics(rd(primary), rd(secondary), vnet, True, False) == ([old[0], old[1]], None)
-    assert _sample_heuristics(rd(primary), rd(secondary), vnet, False, True) == ([{}, {}], both[1])
+    assert sample_heuristics(rd(primary), rd(secondary), vnet, True, False) == ([old[0], old[1]], None)
+    assert sample_heuristics(rd(primary), rd(secondary), vnet, False, True) == ([{}, {}], both[1])
     return old
 
 
@@ -318,13 +318,13 @@ def test_fingerprint_collisions_pair_only_equal_keys():
 
 
 def test_the_warnings_sample_is_the_first_frames_whatever_the_chunk_size():
-    """api._Head: exactly the first ``limit`` frames (a batch cut by Batch.head), so the warnings'
+    """offline.replay_warnings.Head: exactly the first ``limit`` frames (a batch cut by Batch.head), so the warnings'
     sample does not depend on how the reader chunks the file."""
-    from colo_replay.api import _Head
+    from colo_replay.offline.replay_warnings import Head
 
     whole = list(open_capture(SAMPLES[0]))
     for chunk in (64, 1000, 1 << 20):
-        got = [row for batch in _Head(open_capture(SAMPLES[0], chunk_size=chunk), 37).batches() for row in batch]
+        got = [row for batch in Head(open_capture(SAMPLES[0], chunk_size=chunk), 37).batches() for row in batch]
         assert got == whole[:37], chunk
     # a list batch (pcapng, chardev) is cut the same way
     rows = whole[:5]

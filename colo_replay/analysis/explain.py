@@ -162,6 +162,7 @@ class Explanation:
     app_fields: str
     selection: dict
     frames: dict = _dc_field(default_factory=dict, repr=False)   # side -> {number: Picked} fetched
+    timeline: object = _dc_field(default=None, repr=False)      # the replay explained (api.explain)
 
     @property
     def roots(self) -> pd.DataFrame:
@@ -176,6 +177,10 @@ class Explanation:
                          _neg(d.payload_offset), f.get("name", ""), _s(f.get("primary")), _s(f.get("secondary")),
                          d.consequences, d.checkpoints, "; ".join(d.notes)))
         return pd.DataFrame(rows, columns=list(DIVERGENCE_COLUMNS))
+
+    def to_frame(self) -> pd.DataFrame:
+        """The selected divergences as a DataFrame (``roots``)."""
+        return self.roots
 
     def to_dict(self) -> dict:
         """The JSON document (``SCHEMA``)::

@@ -63,6 +63,8 @@ from dataclasses import dataclass
 from itertools import product
 
 from ..engine.constants import MS
+# a manifest's columns are the command line's option names (without --), each a Settings field
+from ..offline.settings import MANIFEST_FIELDS
 
 SCHEMA_VERSION = 1
 
@@ -175,24 +177,6 @@ def grid(specs: dict) -> tuple[dict, list[dict]]:
 
 # -- batches of pairs ----------------------------------------------------------------------------
 
-# manifest column -> (api.sweep keyword, kind)
-MANIFEST_FIELDS = {
-    "filter_rewriter": ("filter_rewriter", "bool"), "peer_isn": ("peer_isn", "bool"),
-    "guest": ("guest", "str"), "align": ("align", "str"), "filter": ("bpf_filter", "str"),
-    "qemu": ("qemu", "str"), "vnet_hdr_support": ("vnet_hdr_support", "bool"),
-    "vnet_hdr_len": ("vnet_hdr_len", "int"),
-    "primary_offset": ("primary_offset_ns", "duration"), "secondary_offset": ("secondary_offset_ns", "duration"),
-    "primary_delay": ("primary_delay_ns", "duration"), "secondary_delay": ("secondary_delay_ns", "duration"),
-    "scan_phase": ("scan_phase_ns", "duration"), "checkpoints_at": ("checkpoints_at", "path"),
-    "until": ("end_ns", "str"),
-    # knobs, when the grid does not sweep them: fixed per pair
-    "compare_timeout": ("compare_timeout", "int"), "expired_scan_cycle": ("expired_scan_cycle", "int"),
-    "max_queue_size": ("max_queue_size", "int"),
-    "checkpoint_duration": ("checkpoint_duration_ns", "duration"),
-    "checkpoint_delay": ("checkpoint_delay_ns", "duration"),
-}
-
-
 def read_manifest(path) -> list[dict]:
     """The pairs of a manifest, as ``api.sweep(pairs=...)`` takes them.
 
@@ -265,7 +249,7 @@ def _manifest_value(value, kind: str, where: str, base):
         m = re.fullmatch(r"\s*(-?)(.*)", str(value))
         n = _number(m.group(2), "duration", where)
         return -n if m.group(1) else n
-    if kind == "path":
+    if kind in ("path", "times"):              # --checkpoints-at: a file, relative to the manifest
         return str(base / str(value))
     return str(value)
 

@@ -11,15 +11,11 @@ import sys
 
 import click
 
-from .options import bad_input, epilog, fail, ports
+from .options import bad_input, epilog, fail, ports, take_settings
 from .replay import replay as _replay_command
 
 # replay's parameters that explain has no use for
 _NOT_HERE = {"output", "summary_json", "max_checkpoints", "max_held_p99", "progress"}
-_PAIR_ONLY = {"primary_offset": "--primary-offset", "secondary_offset": "--secondary-offset",
-              "primary_delay": "--primary-delay", "secondary_delay": "--secondary-delay",
-              "vnet_hdr_len": "--vnet-hdr-len", "filter_rewriter": "--filter-rewriter", "peer_isn": "--peer-isn",
-              "guest": "--guest"}
 
 
 @click.command(epilog=epilog())
@@ -45,40 +41,21 @@ def explain(as_json, request_n, frame_sel, flow_sel, limit, evidence, use_tshark
     the fields covering it, a hex window; then the divergence classes with hints.
 
     """
-    chardev = kw.pop("chardev")
-    primary, secondary = kw.pop("primary"), kw.pop("secondary")
+    chardev, primary, secondary = kw.pop("chardev"), kw.pop("primary"), kw.pop("secondary")
     port_args = (kw.pop("primary_in_port"), kw.pop("secondary_in_port"), kw.pop("outdev_port"), kw.pop("notify_port"))
-    flushes = kw.pop("flushes")
-    align = kw.pop("align")
+    allow_empty = kw.pop("allow_empty")
+    settings = take_settings(kw)
     if chardev is not None:
         if primary is not None or secondary is not None:
             fail("give either PRIMARY SECONDARY or --chardev CAPTURE, not both")
-        bad = [flag for name, flag in _PAIR_ONLY.items() if kw.get(name)]
-        if align == "auto":
-            bad.append("--align auto")
-        if kw.get("after_checkpoint") == "resync":
-            bad.append("--after-checkpoint resync")
-        if bad:
-            fail(f"{', '.join(bad)} not applicable with --chardev: its streams are colo-compare's own input, "
-                 f"on its clock, already reflecting the checkpoints")
     elif primary is None or secondary is None:
         fail("missing PRIMARY and SECONDARY captures (or --chardev CAPTURE)")
-    options = dict(
-        qemu=kw["qemu"], compare_timeout=kw["compare_timeout"], expired_scan_cycle=kw["expired_scan_cycle"],
-        max_queue_size=kw["max_queue_size"], vnet_hdr_support=kw["vnet_hdr_support"], scan_phase_ns=kw["scan_phase"],
-        checkpoint_duration_ns=kw["checkpoint_duration"], checkpoint_delay_ns=kw["checkpoint_delay"],
-        checkpoints_at=kw["checkpoints_at"], end_ns=kw["until"], bpf_filter=kw["bpf_filter"],
-        allow_gaps=kw["allow_gaps"])
-    if chardev is None:
-        options.update(filter_rewriter=kw["filter_rewriter"], peer_isn=kw["peer_isn"], guest=kw["guest"], align=align,
-                       vnet_hdr_len=kw["vnet_hdr_len"], primary_offset_ns=kw["primary_offset"],
-                       secondary_offset_ns=kw["secondary_offset"], primary_delay_ns=kw["primary_delay"],
-                       secondary_delay_ns=kw["secondary_delay"], after_checkpoint=kw["after_checkpoint"])
     from .. import api
     with bad_input(evidence):
         result = api.explain(primary, secondary, chardev=chardev, ports=ports(*port_args) if chardev else None,
-                             flushes=flushes, request=request_n, frame=frame_sel, flow=flow_sel, limit=limit,
-                             other_profile=other_profile, tshark=use_tshark, evidence=evidence, **options)
+                             flushes=kw.pop("flushes"), request=request_n, frame=frame_sel, flow=flow_sel,
+                             limit=limit, other_profile=other_profile, tshark=use_tshark, evidence=evidence,
+                             settings=settings)
     if use_tshark and result.app_fields != "tshark":
         click.echo(f"colo-replay: {result.app_fields}; the L2-L4 fields are still named", err=True)
     if as_json:
@@ -89,10 +66,10 @@ def explain(as_json, request_n, frame_sel, flow_sel, limit, evidence, use_tshark
     tl = result.timeline
     if tl.error is not None:
         click.echo(f"colo-replay: error: {tl.error} (explained up to it)", err=True)
-    elif tl.summary["nothing_compared"] and not kw["allow_empty"]:
+    elif tl.summary["nothing_compared"] and not allow_empty:
         click.echo(f"colo-replay: error: nothing was compared: {tl.summary['nothing_compared']} "
                    f"(--allow-empty accepts it)", err=True)
-    sys.exit(tl.exit_status(allow_empty=kw["allow_empty"]))
+    sys.exit(tl.exit_status(allow_empty=allow_empty))
 
 
 explain.params[0:0] = [p for p in _replay_command.params if p.name not in _NOT_HERE]

@@ -17,7 +17,8 @@ import sys
 
 import click
 
-from .options import DURATION, QEMU_OPTION, VNET_OPTION, bad_input, check_output_path, epilog, write_json
+from .options import (DURATION, QEMU_OPTION, VNET_OPTION, bad_input, check_output_path, echo_warnings, epilog,
+                      take_settings, write_json)
 
 PROG = "colo-replay live"
 
@@ -56,9 +57,8 @@ PROG = "colo-replay live"
               help="Bytes waiting for outdev above which the inputs are paused (back-pressure).")
 @click.option("--allow-empty", is_flag=True,
               help="A run in which primary_in or secondary_in never sent a frame is not exit status 2.")
-def live(primary_in, secondary_in, outdev, notify_dev, allow_remote, qemu, compare_timeout, expired_scan_cycle,
-         max_queue_size, vnet_hdr_support, flush_on_request, stats_s, record_dir, output, summary_json,
-         log_format, log_level, duration_ns, max_send_buffer, allow_empty):
+def live(primary_in, secondary_in, outdev, notify_dev, allow_remote, flush_on_request, stats_s, record_dir, output,
+         summary_json, log_format, log_level, duration_ns, max_send_buffer, allow_empty, **kw):
     """Run colo-compare live: read primary_in and secondary_in, release on outdev.
 
     Endpoints are QEMU chardev specs; colo-replay connects to (server=off, the default) or
@@ -66,15 +66,11 @@ def live(primary_in, secondary_in, outdev, notify_dev, allow_remote, qemu, compa
     """
     from .. import api
 
+    settings = take_settings(kw, PROG)
     check_output_path(output, PROG, summary_json=summary_json)
-    if max_queue_size is not None and max_queue_size > 0xFFFFFFFF and qemu != "4.1":
-        # QEMU parses max_queue_size as uint64 and stores it in a uint32 (engine/profiles.py)
-        click.echo(f"{PROG}: warning: --max-queue-size {max_queue_size} does not fit QEMU's uint32: QEMU {qemu} "
-                   f"truncates it to {max_queue_size & 0xFFFFFFFF}, and so does live", err=True)
+    echo_warnings(settings.warnings("live"), PROG)
     with bad_input(prog=PROG):
-        run = api.live(primary_in, secondary_in, outdev, notify_dev, allow_remote=allow_remote, qemu=qemu,
-                       compare_timeout=compare_timeout, expired_scan_cycle=expired_scan_cycle,
-                       max_queue_size=max_queue_size, vnet_hdr_support=vnet_hdr_support,
+        run = api.live(primary_in, secondary_in, outdev, notify_dev, settings=settings, allow_remote=allow_remote,
                        flush_on_request_ns=flush_on_request, stats_interval=stats_s, record_dir=record_dir,
                        timeline=output is not None, log_format=log_format, log_level=log_level,
                        duration_ns=duration_ns, max_send_buffer=max_send_buffer, allow_empty=allow_empty)
@@ -83,7 +79,7 @@ def live(primary_in, secondary_in, outdev, notify_dev, allow_remote, qemu, compa
                    err=True)
     if output is not None:
         with bad_input(output, PROG):
-            run.write(None if output == "-" else output, sys.stdout)
+            run.write(output)           # - : JSON Lines on stdout
     if log_format == "json":
         run.compare.log.info("summary", **run.summary)
     else:

@@ -128,19 +128,50 @@ AFTER_CHECKPOINT_OPTION = click.option(
          "for --chardev captures (taken under a real COLO run).")
 
 # The options that say how a pair's captures become colo-compare's input, shared by every command
-# that replays a pair (replay, sweep; explain and report take replay's own parameters).
+# that replays a pair (replay, sweep; explain and report take replay's own parameters).  Every
+# option of a replay is a field of ``offline.settings.Settings``, and its click parameter has the
+# field's name: ``take_settings`` builds the one Settings from them, with no mapping by hand.
 INPUT_CLOCK_OPTIONS = options(
     click.option("--vnet-hdr-len", type=click.IntRange(min=0), default=0,
                  help="The captured frames start with a vnet header of this many bytes (implies vnet_hdr_support)."),
-    click.option("--primary-offset", type=DURATION, default=0, help="Added to every primary timestamp (ms or 12ms/1.5s)."),
-    click.option("--secondary-offset", type=DURATION, default=0, help="Added to every secondary timestamp (clock skew)."),
+    click.option("--primary-offset", "primary_offset_ns", type=DURATION, default=0,
+                 help="Added to every primary timestamp (ms or 12ms/1.5s)."),
+    click.option("--secondary-offset", "secondary_offset_ns", type=DURATION, default=0,
+                 help="Added to every secondary timestamp (clock skew)."),
     click.option("--align", type=click.Choice(["none", "auto"]), default="none", show_default=True,
                  help="auto: estimate the secondary's clock offset from frames with the same content on both sides."),
-    click.option("--primary-delay", type=DURATION, default=0, help="Transport delay primary -> colo-compare."),
-    click.option("--secondary-delay", type=DURATION, default=0, help="Transport delay secondary -> colo-compare."),
-    click.option("--scan-phase", type=DURATION, default=0,
+    click.option("--primary-delay", "primary_delay_ns", type=DURATION, default=0,
+                 help="Transport delay primary -> colo-compare."),
+    click.option("--secondary-delay", "secondary_delay_ns", type=DURATION, default=0,
+                 help="Transport delay secondary -> colo-compare."),
+    click.option("--scan-phase", "scan_phase_ns", type=DURATION, default=0,
                  help="Start of the expiry-scan tick grid, after the first arrival."),
 )
+
+CHECKPOINTS_AT_OPTION = click.option(
+    "--checkpoints-at", type=click.Path(dir_okay=False),
+    help="Measured flush times (one per line, epoch seconds) replacing the checkpoint model; an empty file: "
+         "a run with no flush.")
+UNTIL_OPTION = click.option(
+    "--until", "end_ns",
+    help="Keep the clock running to this time after the last frame (epoch seconds, nanoseconds with 'ns', or "
+         "+DURATION after the last frame, e.g. +5s): the expiry scans and flushes up to then happen too.  Before "
+         "the last frame, or more than a day after it, is an error.")
+ALLOW_GAPS_OPTION = click.option(
+    "--allow-gaps", is_flag=True,
+    help="Accept timestamps that jump forward (or back) by more than a day, and an --until that far after the "
+         "last frame (an error otherwise, naming the frame and its byte offset).")
+
+
+def take_settings(kw: dict, prog: str = "colo-replay"):
+    """Pop every ``Settings`` field from a command's parameters (``kw``, changed in place) and
+    build the one ``Settings``; a value it refuses is one line and exit 2."""
+    from ..offline.settings import SETTINGS_FIELDS, Settings
+
+    given = {name: kw.pop(name) for name in list(kw) if name in SETTINGS_FIELDS}
+    with bad_input(prog=prog):
+        return Settings(**given)
+
 
 PAIR_SELECTION_OPTIONS = options(
     click.option("--filter", "bpf_filter", help="Keep only frames matching this BPF expression (libpcap syntax)."),
@@ -173,7 +204,11 @@ def ports(primary_in_port, secondary_in_port, outdev_port, notify_port) -> dict:
 
 def check_output_path(output: str | None, prog: str = "colo-replay", summary_json: str | None = None) -> None:
     """Refuse an ``-o`` whose extension we cannot write, or any output file (``-o``,
-    ``--summary-json``) that cannot be written, before any work is done."""
+    ``--summary-json``) that cannot be written, before any work is done (``-o -``: stdout)."""
+    if output == "":
+        fail("-o: an output path must not be empty", prog)
+    if summary_json == "":
+        fail("--summary-json: an output path must not be empty", prog)
     if output is not None and output != "-":
         from ..output.timeline import check_timeline_path
         with bad_input(prog=prog):

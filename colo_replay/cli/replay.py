@@ -7,10 +7,10 @@ import sys
 
 import click
 
-from .options import (AFTER_CHECKPOINT_OPTION, COMPARE_OPTIONS, DURATION, EXIT_INTERRUPTED,
-                      INPUT_CLOCK_OPTIONS, PAIR_SELECTION_OPTIONS, PORT_OPTIONS, bad_input,
-                      check_output_path, check_threshold, echo_chardev, echo_source, echo_warnings, epilog, fail,
-                      ports, write_json)
+from .options import (AFTER_CHECKPOINT_OPTION, ALLOW_GAPS_OPTION, CHECKPOINTS_AT_OPTION, COMPARE_OPTIONS, DURATION,
+                      EXIT_INTERRUPTED, INPUT_CLOCK_OPTIONS, PAIR_SELECTION_OPTIONS, PORT_OPTIONS, UNTIL_OPTION,
+                      bad_input, check_output_path, check_threshold, echo_chardev, echo_source, echo_warnings,
+                      epilog, fail, ports, take_settings, write_json)
 
 
 @click.command(epilog=epilog())
@@ -23,62 +23,42 @@ from .options import (AFTER_CHECKPOINT_OPTION, COMPARE_OPTIONS, DURATION, EXIT_I
               help="Chardev capture: flush at the captured COLO_CHECKPOINT times, or use the checkpoint model.")
 @COMPARE_OPTIONS
 @INPUT_CLOCK_OPTIONS
-@click.option("--checkpoint-duration", type=DURATION, default="100ms", show_default=True,
+@click.option("--checkpoint-duration", "checkpoint_duration_ns", type=DURATION, default="100ms", show_default=True,
               help="How long a modelled checkpoint stops the VM before compare is flushed.")
-@click.option("--checkpoint-delay", type=DURATION, default=None,
+@click.option("--checkpoint-delay", "checkpoint_delay_ns", type=DURATION, default=None,
               help="x-checkpoint-delay: periodic checkpoint this long after the last one (default 20000 ms; 0 = off).")
-@click.option("--checkpoints-at", type=click.Path(dir_okay=False),
-              help="Measured flush times (one per line, epoch seconds) replacing the checkpoint model.")
-@click.option("--until", "until",
-              help="Keep the clock running to this time after the last frame (epoch seconds, nanoseconds "
-                   "with 'ns', or +DURATION after the last frame, e.g. +5s): the expiry scans and flushes "
-                   "up to then happen too.  Before the last frame, or more than a day after it, is an error.")
-@click.option("--allow-gaps", is_flag=True,
-              help="Accept timestamps that jump forward (or back) by more than a day, and an --until that "
-                   "far after the last frame (an error otherwise, naming the frame and its byte offset).")
+@CHECKPOINTS_AT_OPTION
+@UNTIL_OPTION
+@ALLOW_GAPS_OPTION
 @click.option("--allow-empty", is_flag=True,
               help="Nothing compared (a side without frames after reading, --filter or --guest, or no "
                    "primary frame that met a secondary one) is not exit status 2.")
 @AFTER_CHECKPOINT_OPTION
 @PAIR_SELECTION_OPTIONS
-@click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="Timeline file: .parquet, .csv or .jsonl (default: JSON Lines on stdout).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Timeline file: .parquet, .csv or .jsonl; - or none: JSON Lines on stdout.")
 @click.option("--summary-json", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")
 @click.option("--max-checkpoints", type=click.IntRange(min=0), help="Exit 1 when more checkpoints were performed.")
 @click.option("--max-held-p99", type=float, help="Exit 1 when the p99 held time exceeds this many ms.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
 def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outdev_port, notify_port, flushes,
-           qemu, compare_timeout, expired_scan_cycle, max_queue_size, vnet_hdr_support,
-           vnet_hdr_len, primary_offset, secondary_offset, align, primary_delay, secondary_delay, scan_phase,
-           checkpoint_duration, checkpoint_delay, checkpoints_at, until, allow_gaps, allow_empty, after_checkpoint,
-           bpf_filter, guest, filter_rewriter, peer_isn, output, summary_json, max_checkpoints, max_held_p99, progress):
+           allow_empty, output, summary_json, max_checkpoints, max_held_p99, progress, **kw):
     """Replay PRIMARY and SECONDARY captures (or one --chardev capture); write the timeline,
     print the summary.
 
     A read error, an --until that cannot be honoured or an interruption (Ctrl-C) print their
     error line first on stderr, then the summary; the timeline written is marked partial.
     """
+    settings = take_settings(kw)
     if chardev is not None:
         if primary is not None or secondary is not None:
             fail("give either PRIMARY SECONDARY or --chardev CAPTURE, not both")
-        clock_opts = {"--primary-offset": primary_offset, "--secondary-offset": secondary_offset,
-                      "--primary-delay": primary_delay, "--secondary-delay": secondary_delay,
-                      "--vnet-hdr-len": vnet_hdr_len, "--align auto": align == "auto",
-                      "--filter-rewriter": filter_rewriter, "--peer-isn": peer_isn, "--guest": guest,
-                      "--after-checkpoint resync": after_checkpoint == "resync"}
-        bad = [name for name, value in clock_opts.items() if value]
-        if bad:
-            fail(f"{', '.join(bad)} not applicable with --chardev: its streams are on colo-compare's own clock "
-                 f"and carry their vnet lengths (and colo-compare's input is already rewritten and outbound only)")
+        with bad_input():
+            settings.check_chardev()
     elif primary is None or secondary is None:
         fail("missing PRIMARY and SECONDARY captures (or --chardev CAPTURE)")
     check_output_path(output, summary_json=summary_json)
     check_threshold(max_held_p99, "--max-held-p99")
-    options = dict(
-        qemu=qemu, compare_timeout=compare_timeout, expired_scan_cycle=expired_scan_cycle,
-        max_queue_size=max_queue_size, vnet_hdr_support=vnet_hdr_support, scan_phase_ns=scan_phase,
-        checkpoint_duration_ns=checkpoint_duration, checkpoint_delay_ns=checkpoint_delay,
-        checkpoints_at=checkpoints_at, end_ns=until, bpf_filter=bpf_filter)
     bar = None
     if sys.stderr.isatty() if progress is None else progress:
         from .progress import ProgressBar
@@ -88,15 +68,10 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
         with bad_input():
             if chardev is not None:
                 timeline = api.replay_chardev(chardev, ports(primary_in_port, secondary_in_port, outdev_port,
-                                                             notify_port), progress=bar, flushes=flushes,
-                                              allow_gaps=allow_gaps, output=output, **options)
+                                                             notify_port), bar, flushes, settings=settings,
+                                              output=output)
             else:
-                timeline = api.replay(primary, secondary, progress=bar, filter_rewriter=filter_rewriter,
-                                      peer_isn=peer_isn, guest=guest, align=align, vnet_hdr_len=vnet_hdr_len,
-                                      primary_offset_ns=primary_offset, secondary_offset_ns=secondary_offset,
-                                      primary_delay_ns=primary_delay, secondary_delay_ns=secondary_delay,
-                                      allow_gaps=allow_gaps, after_checkpoint=after_checkpoint, output=output,
-                                      **options)
+                timeline = api.replay(primary, secondary, bar, settings=settings, output=output)
     except KeyboardInterrupt:
         # Ctrl-C outside the replay loop (which keeps its results): nothing to write yet.
         click.echo("colo-replay: error: interrupted before the replay started", err=True)
@@ -117,7 +92,7 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
     _echo_source(timeline)
     echo_warnings(summary["warnings"])
     with bad_input(output):
-        timeline.write(output, sys.stdout)
+        timeline.write(output)          # a file the replay wrote already: nothing to do; else stdout
     click.echo(timeline.format_summary(), err=True)
     if summary_json:
         write_json(summary_json, summary, newline=False)
@@ -135,7 +110,6 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
 
 def _echo_source(timeline) -> None:
     """What the API resolved on the way (chardev streams, guest selection, filter-rewriter), on stderr."""
-    capture = getattr(timeline, "capture", None)
-    if capture is not None:
-        echo_chardev(capture)
-    echo_source(getattr(timeline.result, "source", None) or {})
+    if timeline.capture is not None:
+        echo_chardev(timeline.capture)
+    echo_source(timeline.result.source or {})

@@ -12,38 +12,11 @@ import sys
 
 import click
 
-from .options import bad_input, fail, ports
+from .options import bad_input, fail, ports, take_settings
 from .replay import replay as _replay_command
 
-# replay's parameters that a report takes too (its outputs and thresholds are the report's own)
-_REPLAY_PARAMS = ("primary", "secondary", "chardev", "primary_in_port", "secondary_in_port", "outdev_port",
-                  "notify_port", "flushes", "qemu", "compare_timeout", "expired_scan_cycle", "max_queue_size",
-                  "vnet_hdr_support", "vnet_hdr_len", "primary_offset", "secondary_offset", "align",
-                  "primary_delay", "secondary_delay", "scan_phase", "checkpoint_duration", "checkpoint_delay",
-                  "checkpoints_at", "until", "allow_gaps", "allow_empty", "after_checkpoint", "bpf_filter", "guest",
-                  "filter_rewriter", "peer_isn", "progress")
-
-# as ``replay`` refuses them with --chardev
-_NOT_WITH_CHARDEV = ("primary_offset", "secondary_offset", "primary_delay", "secondary_delay", "vnet_hdr_len",
-                     "align", "filter_rewriter", "peer_isn", "guest")
-
-
-def _replay_options(kw: dict) -> dict:
-    """The ``api.report`` keywords for the replay (as ``colo-replay replay`` passes them)."""
-    g = kw.get
-    common = dict(qemu=g("qemu"), compare_timeout=g("compare_timeout"), expired_scan_cycle=g("expired_scan_cycle"),
-                  max_queue_size=g("max_queue_size"), vnet_hdr_support=g("vnet_hdr_support") or False,
-                  scan_phase_ns=g("scan_phase") or 0, checkpoint_duration_ns=g("checkpoint_duration"),
-                  checkpoint_delay_ns=g("checkpoint_delay"), checkpoints_at=g("checkpoints_at"), end_ns=g("until"),
-                  bpf_filter=g("bpf_filter"), allow_gaps=g("allow_gaps") or False)
-    if g("chardev") is not None:
-        return dict(common, ports=ports(g("primary_in_port"), g("secondary_in_port"), g("outdev_port"),
-                                        g("notify_port")), flushes=g("flushes"))
-    return dict(common, filter_rewriter=g("filter_rewriter") or False, peer_isn=g("peer_isn") or False,
-                guest=g("guest"), align=g("align"), vnet_hdr_len=g("vnet_hdr_len") or 0,
-                after_checkpoint=g("after_checkpoint"),
-                primary_offset_ns=g("primary_offset") or 0, secondary_offset_ns=g("secondary_offset") or 0,
-                primary_delay_ns=g("primary_delay") or 0, secondary_delay_ns=g("secondary_delay") or 0)
+# replay's parameters that a report does not take (its outputs and thresholds are the report's own)
+_NOT_HERE = {"output", "summary_json", "max_checkpoints", "max_held_p99"}
 
 
 def _write(path: str, content: str) -> None:
@@ -57,7 +30,8 @@ def _write(path: str, content: str) -> None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="The HTML report (one self-contained file).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True),
+              help="The HTML report (one self-contained file; '-': stdout).")
 @click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False, allow_dash=True),
               help="Also write a short GitHub-flavoured Markdown report here ('-': stdout), for a PR comment.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True),
@@ -88,13 +62,15 @@ def report(ctx, output, markdown_path, json_path, timeline_path, summary_path, b
     """
     if not (output or markdown_path or json_path):
         fail("nothing to write: give -o REPORT.html, --markdown FILE or --json FILE")
-    if [markdown_path, json_path].count("-") > 1:
-        fail("--markdown - and --json - cannot both go to stdout")
+    if [output, markdown_path, json_path].count("-") > 1:
+        fail("only one of -o, --markdown and --json can go to stdout (-)")
+    for flag, path in (("-o", output), ("--markdown", markdown_path), ("--json", json_path)):
+        if path == "":
+            fail(f"{flag}: an output path must not be empty")
     if summary_path is not None and timeline_path is None:
         fail("--summary goes with --timeline (the saved run's summary JSON)")
     if tolerance and baseline is None:
         fail("--tolerance goes with --baseline")
-    from click.core import ParameterSource
     if baseline is not None:          # refused before a replay that may take minutes
         from ..analysis.report.baseline import load_baseline, parse_rules
         with bad_input(baseline):
@@ -104,33 +80,32 @@ def report(ctx, output, markdown_path, json_path, timeline_path, summary_path, b
         from ..analysis.sweep import read_json
         with bad_input(sweep_path):
             read_json(sweep_path)
+    primary, secondary, chardev = kw.pop("primary"), kw.pop("secondary"), kw.pop("chardev")
+    port_args = (kw.pop("primary_in_port"), kw.pop("secondary_in_port"), kw.pop("outdev_port"), kw.pop("notify_port"))
+    allow_empty, progress, flushes = kw.pop("allow_empty"), kw.pop("progress"), kw.pop("flushes")
+    settings = take_settings(kw)
     bar = None
     if timeline_path is not None:
-        given = [p.opts[0] if p.opts else p.name for p in ctx.command.params
-                 if p.name in _REPLAY_PARAMS and p.name != "progress"
-                 and ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE]
-        if given:
-            fail(f"{', '.join(given)} not applicable with --timeline: the saved run is reported as it was replayed")
+        # (ports and --flushes given on the command line are refused with the settings)
+        from click.core import ParameterSource
+        chardev_given = [p.opts[0] for p in ctx.command.params
+                         if p.name in ("primary_in_port", "secondary_in_port", "outdev_port", "notify_port", "flushes")
+                         and ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE]
+        if chardev_given:
+            fail(f"{', '.join(chardev_given)} not applicable with --timeline: the saved run is reported as it was "
+                 f"replayed")
         call = dict(timeline=timeline_path, summary=summary_path)
     else:
-        if kw.get("chardev") is not None:
-            given = [p.opts[0] for p in ctx.command.params if p.name in _NOT_WITH_CHARDEV
-                     and ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE]
-            if kw.get("after_checkpoint") == "resync":
-                given.append("--after-checkpoint resync")
-            if given:
-                fail(f"{', '.join(given)} not applicable with --chardev: its streams are on colo-compare's own "
-                     f"clock and carry their vnet lengths (and its input is already rewritten and outbound only)")
-        call = dict(primary=kw.get("primary"), secondary=kw.get("secondary"), chardev=kw.get("chardev"),
-                    **_replay_options(kw))
-        progress = kw.get("progress")
+        call = dict(primary=primary, secondary=secondary, chardev=chardev, flushes=flushes,
+                    ports=ports(*port_args) if chardev is not None else None)
         if sys.stderr.isatty() if progress is None else progress:
             from .progress import ProgressBar
             bar = call["progress"] = ProgressBar()
     from .. import api
     try:
         with bad_input():
-            rep = api.report(baseline=baseline, tolerance=tolerance, top=top, sweep=sweep_path, **call)
+            rep = api.report(baseline=baseline, tolerance=tolerance, top=top, sweep=sweep_path, settings=settings,
+                             **call)
     finally:
         if bar is not None:
             bar.close()
@@ -145,8 +120,7 @@ def report(ctx, output, markdown_path, json_path, timeline_path, summary_path, b
         click.echo(f"colo-replay: baseline {baseline}: {rep.data['baseline']['text']}", err=True)
     if rep.data["verdict"]["status"] == "partial":
         click.echo("colo-replay: error: the replay stopped at a read error (the report is partial)", err=True)
-    sys.exit(rep.exit_code(allow_empty=bool(kw.get("allow_empty"))))
+    sys.exit(rep.exit_code(allow_empty=allow_empty))
 
 
-_by_name = {p.name: p for p in _replay_command.params}
-report.params.extend(_by_name[n] for n in _REPLAY_PARAMS if n in _by_name)
+report.params.extend(p for p in _replay_command.params if p.name not in _NOT_HERE)

@@ -14,13 +14,16 @@ import sys
 
 import click
 
-from .options import (AFTER_CHECKPOINT_OPTION, EXIT_BAD_INPUT, EXIT_INTERRUPTED,
-                      INPUT_CLOCK_OPTIONS, PAIR_SELECTION_OPTIONS, QEMU_OPTION, VNET_OPTION,
-                      bad_input, echo_source, epilog, fail)
+from .options import (AFTER_CHECKPOINT_OPTION, ALLOW_GAPS_OPTION, CHECKPOINTS_AT_OPTION, EXIT_BAD_INPUT,
+                      EXIT_INTERRUPTED, INPUT_CLOCK_OPTIONS, PAIR_SELECTION_OPTIONS, QEMU_OPTION, UNTIL_OPTION,
+                      VNET_OPTION, bad_input, echo_source, epilog, fail, take_settings)
+
+_GRID = "grid_"       # the grid's parameters (knob specs, not settings): grid_compare_timeout, ...
 
 
 def _grid_option(name: str, what: str):
-    return click.option(f"--{name}", help=f"{what}: a list (a,b,c) or a range (start:stop:xF / start:stop:+step).")
+    return click.option(f"--{name}", _GRID + name.replace("-", "_"),
+                        help=f"{what}: a list (a,b,c) or a range (start:stop:xF / start:stop:+step).")
 
 
 @click.command(epilog=epilog())
@@ -36,25 +39,20 @@ def _grid_option(name: str, what: str):
 @QEMU_OPTION
 @VNET_OPTION
 @INPUT_CLOCK_OPTIONS
-@click.option("--checkpoints-at", type=click.Path(dir_okay=False),
-              help="Measured flush times (one per line, epoch seconds) replacing the checkpoint model.")
-@click.option("--until", "until", help="Keep the clock running to this time after the last frame.")
-@click.option("--allow-gaps", is_flag=True,
-              help="Accept timestamps that jump forward (or back) by more than a day (as replay --allow-gaps).")
+@CHECKPOINTS_AT_OPTION
+@UNTIL_OPTION
+@ALLOW_GAPS_OPTION
 @AFTER_CHECKPOINT_OPTION
 @PAIR_SELECTION_OPTIONS
-@click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="The table: .csv, .parquet or .json (rows + recommendations + the grid). Default: CSV on stdout.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True),
+              help="The table: .csv, .parquet or .json (rows + recommendations + the grid); - or none: CSV on stdout.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Draw checkpoints/min vs held p99: .svg or .png.")
 @click.option("--max-held-p99", type=float,
               help="Recommend the fewest checkpoints/min whose held p99 stays at most this many ms.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), help="Worker processes (default: every core).")
 @click.option("--dask", "dask_address", metavar="SCHEDULER",
               help="Run the settings on a dask.distributed cluster (tcp://host:8786) instead of local processes.")
-def sweep(primary, secondary, manifest, compare_timeout, expired_scan_cycle, max_queue_size, checkpoint_duration,
-          checkpoint_delay, qemu, vnet_hdr_support, vnet_hdr_len, primary_offset, secondary_offset, align,
-          primary_delay, secondary_delay, scan_phase, checkpoints_at, until, allow_gaps, after_checkpoint, bpf_filter,
-          guest, filter_rewriter, peer_isn, output, plot, max_held_p99, jobs, dask_address):
+def sweep(primary, secondary, manifest, output, plot, max_held_p99, jobs, dask_address, **kw):
     """Replay PRIMARY and SECONDARY (or every pair of --pairs) under each setting of a grid,
     parsing the captures once; one row per pair and setting, the Pareto front of checkpoints
     per minute vs held p99, and a recommendation with its rule on stderr.
@@ -68,35 +66,27 @@ def sweep(primary, secondary, manifest, compare_timeout, expired_scan_cycle, max
         fail("missing PRIMARY and SECONDARY captures (or --pairs MANIFEST)")
     if manifest is not None and (primary is not None or secondary is not None):
         fail("give either PRIMARY SECONDARY or --pairs MANIFEST, not both")
-    grid = {"compare_timeout": compare_timeout, "expired_scan_cycle": expired_scan_cycle,
-            "max_queue_size": max_queue_size, "checkpoint_duration": checkpoint_duration,
-            "checkpoint_delay": checkpoint_delay}
+    grid = {name[len(_GRID):]: kw.pop(name) for name in list(kw) if name.startswith(_GRID)}
     grid = {k: v for k, v in grid.items() if v is not None}
+    settings = take_settings(kw)
+    if output == "" or plot == "":
+        fail(f"{'-o' if output == '' else '--plot'}: an output path must not be empty")
     with bad_input():
         if output not in (None, "-"):
             check_path(output)
         if plot is not None and not plot.lower().endswith((".svg", ".png")):
             raise ValueError(f"{plot}: the plot is written as .svg or .png")
         pairs = read_manifest(manifest) if manifest is not None else None
-    options = dict(qemu=qemu, vnet_hdr_support=vnet_hdr_support, vnet_hdr_len=vnet_hdr_len,
-                   primary_offset_ns=primary_offset, secondary_offset_ns=secondary_offset,
-                   primary_delay_ns=primary_delay, secondary_delay_ns=secondary_delay, scan_phase_ns=scan_phase,
-                   checkpoints_at=checkpoints_at, end_ns=until, bpf_filter=bpf_filter, guest=guest, align=align,
-                   filter_rewriter=filter_rewriter, peer_isn=peer_isn, allow_gaps=allow_gaps,
-                   after_checkpoint=after_checkpoint)
     from .. import api
     try:
         with bad_input():
-            result = api.sweep(primary, secondary, grid=grid, pairs=pairs, jobs=jobs, dask=dask_address,
-                               max_held_p99=max_held_p99, **options)
+            result = api.sweep(primary, secondary, grid=grid, settings=settings, pairs=pairs, jobs=jobs,
+                               dask=dask_address, max_held_p99=max_held_p99)
     except KeyboardInterrupt:
         click.echo("colo-replay: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     with bad_input(output):
-        if output in (None, "-"):
-            result.frame.to_csv(sys.stdout, index=False)
-        else:
-            result.write(output)
+        result.write(output)            # - or none: CSV on stdout
     with bad_input(plot):
         if plot is not None:
             result.plot(plot)

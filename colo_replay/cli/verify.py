@@ -8,8 +8,8 @@ import sys
 
 import click
 
-from .options import (COMPARE_OPTIONS, DURATION, PORT_OPTIONS, bad_input, check_output_path, check_threshold,
-                      echo_chardev, echo_warnings, epilog, exit_status, ports)
+from .options import (ALLOW_GAPS_OPTION, COMPARE_OPTIONS, DURATION, PORT_OPTIONS, bad_input, check_output_path,
+                      check_threshold, echo_chardev, echo_warnings, epilog, exit_status, fail, ports, take_settings)
 
 
 @click.command(epilog=epilog("For verify the threshold is the captured outdev: 1 means the replay's releases "
@@ -17,19 +17,17 @@ from .options import (COMPARE_OPTIONS, DURATION, PORT_OPTIONS, bad_input, check_
 @click.argument("capture", type=click.Path(dir_okay=False))
 @PORT_OPTIONS
 @COMPARE_OPTIONS
-@click.option("--scan-phase", type=DURATION, default=0,
+@click.option("--scan-phase", "scan_phase_ns", type=DURATION, default=0,
               help="Shift of the expiry-scan tick grid from the first SYN on the chardev ports.")
 @click.option("--request-window", type=float, default=None,
               help="ms within which a DO_CHECKPOINT counts as matched (default expired_scan_cycle + 5).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="Also write the replay's timeline: .parquet, .csv or .jsonl.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Also write the replay's timeline: .parquet, .csv or .jsonl (- : JSON Lines on stdout).")
 @click.option("--json", "as_json", is_flag=True, help="Print the verification result as JSON on stdout.")
 @click.option("--allow-empty", is_flag=True, help="No frame on primary_in or secondary_in is not exit status 2.")
-@click.option("--allow-gaps", is_flag=True,
-              help="Accept timestamps that jump forward (or back) by more than a day (as replay --allow-gaps).")
-def verify(capture, primary_in_port, secondary_in_port, outdev_port, notify_port, qemu, compare_timeout,
-           expired_scan_cycle, max_queue_size, vnet_hdr_support, scan_phase, request_window, output, as_json,
-           allow_empty, allow_gaps):
+@ALLOW_GAPS_OPTION
+def verify(capture, primary_in_port, secondary_in_port, outdev_port, notify_port, request_window, output, as_json,
+           allow_empty, **kw):
     """Replay a chardev-stream CAPTURE and check its releases against the captured outdev.
 
     The replay reads primary_in and secondary_in as colo-compare did and flushes when
@@ -41,13 +39,14 @@ def verify(capture, primary_in_port, secondary_in_port, outdev_port, notify_port
     """
     from .. import api
 
+    settings = take_settings(kw)
     check_output_path(output, "colo-replay")
+    if output == "-" and as_json:
+        fail("-o - and --json cannot both go to stdout")
     check_threshold(request_window, "--request-window")
     with bad_input():
         outcome = api.verify(capture, ports(primary_in_port, secondary_in_port, outdev_port, notify_port),
-                             request_window, qemu=qemu, compare_timeout=compare_timeout,
-                             expired_scan_cycle=expired_scan_cycle, max_queue_size=max_queue_size,
-                             vnet_hdr_support=vnet_hdr_support, scan_phase_ns=scan_phase, allow_gaps=allow_gaps)
+                             request_window, settings=settings)
     cap = outcome.capture
     summary = outcome.timeline.summary
     if cap.read_error is not None:
@@ -61,7 +60,7 @@ def verify(capture, primary_in_port, secondary_in_port, outdev_port, notify_port
         with bad_input(output):
             outcome.timeline.write(output)
     if as_json:
-        click.echo(json.dumps(outcome.result.as_dict(), default=str))
+        click.echo(json.dumps(outcome.to_dict(), default=str))
     click.echo(outcome.format(), err=True)
     sys.exit(exit_status(requests=0, exceeded=not outcome.ok,
                          nothing_compared=summary["nothing_compared"], allow_empty=allow_empty,

@@ -289,3 +289,25 @@ def _trial_decode(streams, vnet: bool):
         for chunk in st.chunks:
             frames.extend(item.data for item in dec.feed(chunk.data) if not isinstance(item, Oversized))
     return frames, dec
+
+
+def resolve_options(cap: ChardevCapture, opts, flushes: str) -> dict:
+    """Fit the driver's ``ReplayOptions`` ``opts`` to a chardev capture, and return the summary's
+    ``source``: the vnet setting it was decoded with; ``flushes="measured"`` (unless
+    ``checkpoints_at`` was given): the times colo-compare was sent ``COLO_CHECKPOINT``; the clock
+    kept running to the capture's end (scans and flushes after the last input frame count too);
+    the expiry-scan grid from the first SYN on the chardev ports (about when colo-compare was
+    created), plus ``scan_phase_ns``."""
+    if flushes not in ("measured", "model"):
+        raise ValueError(f"flushes must be 'measured' or 'model', not {flushes!r}")
+    opts.vnet_hdr_support = cap.vnet_hdr_support
+    if flushes == "measured" and opts.checkpoints_at is None and cap.notify_to.frames:
+        opts.checkpoints_at = cap.flush_times()
+    if opts.end_ns is None and cap.read_error is None:
+        opts.end_ns = cap.end_ns
+    firsts = [s.times[0] for s in (cap.primary_in, cap.secondary_in) if s.times]
+    if cap.start_ns is not None and firsts:
+        opts.scan_phase_ns += cap.start_ns - min(firsts)
+    return {"chardev": cap.path, "ports": dict(cap.ports), "warnings": list(cap.warnings),
+            "flushes": "measured (COLO_CHECKPOINT on notify_dev)"
+            if opts.checkpoints_at is not None and flushes == "measured" else "model"}

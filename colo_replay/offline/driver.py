@@ -110,6 +110,8 @@ class ReplayResult:
     interrupted: bool = False          # stopped by KeyboardInterrupt (SIGINT): results up to it
     warnings: list = field(default_factory=list)   # surprising situations, one line each
     resync: dict | None = None         # --after-checkpoint resync: superseded / trimmed / requeued counts
+    source: dict = field(default_factory=dict)     # how the input was had: guest selection, filter-rewriter,
+                                                   # chardev streams (the summary's "source")
 
     def as_dict(self) -> dict:
         d = asdict(self)

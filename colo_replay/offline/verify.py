@@ -160,3 +160,30 @@ def format_verify(result: VerifyResult, capture: ChardevCapture) -> str:
                  f"{result.requests_qemu}, {result.requests_matched} of QEMU's within "
                  f"±{result.request_window_ms:g} ms of one of ours (informational)")
     return "\n".join(lines)
+
+
+class Verification:
+    """The outcome of ``api.verify``: the replay's ``timeline``, the ``result`` (``ok``, the
+    first ``mismatch``, request matching) and the ``capture``.  ``to_dict()`` is what
+    ``verify --json`` prints, ``to_frame()`` the replay's events, ``format()`` the text."""
+
+    def __init__(self, capture: ChardevCapture, timeline, result: VerifyResult):
+        self.capture = capture
+        self.timeline = timeline
+        self.result = result
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+    def to_dict(self) -> dict:
+        return self.result.as_dict()
+
+    def to_frame(self):
+        return self.timeline.to_frame()
+
+    def format(self) -> str:
+        return format_verify(self.result, self.capture)
+
+    def __repr__(self) -> str:
+        return f"<Verification {'OK' if self.ok else 'MISMATCH'}>"
