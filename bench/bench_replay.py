@@ -75,7 +75,10 @@ def child_replay(paths: list[str], out: str) -> dict:
     c0 = _cpu()
     tree = os.environ.get("COLO_REPLAY_TREE") or ROOT
     sys.path.insert(0, tree)
-    from colo_replay.api import Timeline
+    try:
+        from colo_replay.offline.outcome import Timeline
+    except ImportError:         # a tree from before issue 19 (Timeline lived in api.py)
+        from colo_replay.api import Timeline
     from colo_replay.captures import open_capture
     if os.path.exists(os.path.join(tree, "colo_replay", "offline")):
         from colo_replay.offline.driver import ReplayOptions, replay_partial

@@ -19,7 +19,7 @@ cdef class EventLog:
     cdef long long[::1] _pf
     cdef long long[::1] _sf
     cdef long long[::1] _held
-    cdef int[::1] _size
+    cdef long long[::1] _size
     cdef int[::1] _osize
     cdef long long[::1] _seq
     cdef long long[::1] _end

@@ -9,7 +9,7 @@ engine writes a matched pair's two rows itself, without making its two ``Event``
 Columns (one ``array.array`` each per block of ``block_rows`` rows; numpy reads them back):
 
     time_ns int64, kind int16, cause int16, side int8, conn int32, primary_frame int64,
-    secondary_frame int64, held_ns int64, size int32, other_size int32, tcp_seq int64,
+    secondary_frame int64, held_ns int64, size int64, other_size int32, tcp_seq int64,
     tcp_seq_end int64, detail int64
 
 (meaning: ``output/timeline.py``).  A full block is kept, or handed to ``spill`` when one is set
@@ -29,9 +29,12 @@ from .packet import Packet
 
 COLUMNS = ("time_ns", "kind", "cause", "side", "conn", "primary_frame", "secondary_frame",
            "held_ns", "size", "other_size", "tcp_seq", "tcp_seq_end", "detail")
-DTYPES = ("<i8", "<i2", "<i2", "i1", "<i4", "<i8", "<i8", "<i8", "<i4", "<i4", "<i8", "<i8", "<i8")
-TYPECODES = ("q", "h", "h", "b", "i", "q", "q", "q", "i", "i", "q", "q", "q")   # array module, same widths
-ROW_BYTES = sum(int(d[-1]) for d in DTYPES)          # 73
+# size is int64: an uncomparable row's size is the record's original length as the capture says it,
+# up to 2^32 - 1 (an impossible value is warned about by the reader, and kept); other_size is only
+# ever a frame colo-compare read (at most NET_BUFSIZE), int32 is plenty
+DTYPES = ("<i8", "<i2", "<i2", "i1", "<i4", "<i8", "<i8", "<i8", "<i8", "<i4", "<i8", "<i8", "<i8")
+TYPECODES = ("q", "h", "h", "b", "i", "q", "q", "q", "q", "i", "q", "q", "q")   # array module, same widths
+ROW_BYTES = sum(int(d[-1]) for d in DTYPES)          # 77
 BLOCK_ROWS = 65536                                    # ~4.8 MB a block
 _ZERO = (0,)
 

@@ -65,7 +65,7 @@ class VerifyResult:
     requests_qemu: int
     requests_matched: int               # QEMU requests with a replay request within the window
     request_window_ms: float
-    timeline: object                    # the api.Timeline of the replay
+    timeline: object                    # the offline.outcome.Timeline of the replay
 
     @property
     def ok(self) -> bool:

@@ -11,7 +11,7 @@ DataFrame.
 A Ctrl-C that lands while a block is being written is held until the block is both written and
 counted (see ``_sigint_held``): the file and the summary then hold the same rows.  One noticed
 as the spill begins (before anything was done) leaves the block in the ``EventLog``, which
-``api.Timeline`` hands over at the end with the rows not yet written.
+``offline.outcome.Timeline`` hands over at the end with the rows not yet written.
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ Columns (the DataFrame has the same names):
     primary_frame    int64    primary capture frame number (Wireshark numbering), -1 if none
     secondary_frame  int64    secondary capture frame number, -1 if none
     held_ns          int64    releases: release time minus the primary's arrival; else -1
-    size             int32    the frame's length in bytes (vnet header included), -1 if none;
-                              at most 2^31 - 1 (an uncomparable record claiming more is clamped)
+    size             int64    the frame's length in bytes (vnet header included), -1 if none;
+                              an uncomparable row: the record's original length as the capture
+                              says it, however impossible (the reader warns about it)
     other_size       int32    the second frame's length, -1 if none
     tcp_seq          int64    TCP: the frame's sequence number, -1 otherwise
     tcp_seq_end      int64    TCP: seq + payload length (mod 2^32, padding included), -1 otherwise
@@ -56,7 +57,6 @@ CAUSE_NAMES = {int(c): c.name.lower() for c in Cause}
 # CheckpointModel's cause strings -> the checkpoint rows' cause
 CHECKPOINT_CAUSE_CODES = {"requested": Cause.REQUESTED, "periodic": Cause.PERIODIC, "measured": Cause.MEASURED}
 
-_INT32_MAX = 0x7FFFFFFF
 KIND_CODES = {name: code for code, name in KIND_NAMES.items()}
 CAUSE_CODES = {name: code for code, name in CAUSE_NAMES.items()}
 SIDE_CODES = {"": -1, "primary": 0, "secondary": 1}
@@ -89,10 +89,10 @@ def code_columns(data) -> dict:
 class TimelineCollector(EventLog):
     """Collects timeline rows; cheap enough for the per-frame path.
 
-    The rows live in the engine's ``EventLog`` column blocks (73 bytes a row, no Python object
+    The rows live in the engine's ``EventLog`` column blocks (77 bytes a row, no Python object
     per row); the replay driver hands the log to its engine, which writes a matched pair's two
     rows itself.  ``to_frame()`` wraps the columns without copying them.  The frames themselves
-    are never kept: only their numbers, sizes and sequence numbers, ~73 MB per million rows.
+    are never kept: only their numbers, sizes and sequence numbers, ~77 MB per million rows.
     """
 
     __slots__ = ()
@@ -113,10 +113,8 @@ class TimelineCollector(EventLog):
 
     def add_row(self, t: int, kind: int, cause: int, side: int = -1, frame: int = -1, size: int = -1,
                 detail: int = 0) -> None:
-        """A driver row (checkpoint start/end, uncomparable frame).  A size beyond int32 (a
-        record's orig_len can say up to 2^32 - 1) is stored as 2^31 - 1, the column's largest."""
-        if size > _INT32_MAX:
-            size = _INT32_MAX
+        """A driver row (checkpoint start/end, uncomparable frame: ``size`` is its original
+        length as the capture says it, up to 2^32 - 1, kept as it is)."""
         self.row(t, kind, cause, side, -1, frame if side == 0 else -1, frame if side == 1 else -1, -1, size,
                  -1, -1, -1, detail)
 
