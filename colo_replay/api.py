@@ -75,7 +75,7 @@ def replay(primary, secondary, progress=None, *, settings: Settings | None = Non
     result.source = pair.finished_source()
     timeline = Timeline(result, stream)
     timeline.finish(output)
-    result.warnings = settings.warnings()
+    result.warnings = settings.warnings() + result.warnings       # the readers' come from the driver
     if not result.interrupted:
         result.warnings += replay_warnings(timeline, primary, secondary, pair.options, settings.filter_rewriter,
                                            settings.align)
@@ -117,7 +117,7 @@ def replay_chardev(capture, ports: dict | None = None, progress=None, flushes: s
     if cap.read_error is not None and not result.partial:
         result.partial, result.error = True, str(cap.read_error)
     result.source = source
-    result.warnings = settings.warnings()
+    result.warnings = settings.warnings() + result.warnings
     timeline = Timeline(result, stream, capture=cap)
     timeline.finish(output)
     return timeline

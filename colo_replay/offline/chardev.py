@@ -136,6 +136,7 @@ class ChardevCapture:
             streams = rs.finish(truncated=self.read_error is not None)
         except StreamGap as exc:
             raise ChardevError(str(exc)) from None
+        self.warnings += getattr(reader, "warnings", None) or ()     # the capture reader's (odd records)
         # A connection belongs to the role of its well-known port (whichever end has it).
         conns: dict = {role: [] for role in ROLES}
         for st in streams:

@@ -112,6 +112,7 @@ class ReplayResult:
     resync: dict | None = None         # --after-checkpoint resync: superseded / trimmed / requeued counts
     source: dict = field(default_factory=dict)     # how the input was had: guest selection, filter-rewriter,
                                                    # chardev streams (the summary's "source")
+    connections: list = field(default_factory=list)   # (index, ip_proto, key) of the table's connections
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -329,11 +330,14 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
         if gc_was_on:
             gc.enable()
     error = failed[0] if failed else None
+    reader_warnings = []
     for side, st in zip(sides, (pstats, sstats)):
         rd = side.reader
         st.format = getattr(rd, "format", "")
         st.linktypes = sorted(getattr(rd, "linktypes", ()))
         st.synthesised_ethernet = bool(getattr(rd, "synthesised_ethernet", False))
+        # what the capture reader found odd but read on (an impossible original length ...)
+        reader_warnings += getattr(rd, "warnings", None) or ()
     result = ReplayResult(
         collector=rec, options=opts, knobs={"qemu": profile.name, **resolved.as_dict(),
                                             "checkpoint_duration_ms": opts.checkpoint_duration_ns / MS,
@@ -352,10 +356,10 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
         checkpoint_requests=model.requests,
         partial=error is not None or interrupted, error=str(error) if error else None,
         still_queued=engine.queue_lengths(), interrupted=interrupted,
-        resync=resync.stats.as_dict() if resync is not None else None)
-    # (index, ip_proto, key) of the connections in the table at the end, for reports naming
-    # them by 5-tuple without reading the captures again (the key holds the addresses and ports)
-    result.connections = [(c.index, c.ip_proto, c.key) for c in engine.conn_list]
+        resync=resync.stats.as_dict() if resync is not None else None, warnings=reader_warnings,
+        # (index, ip_proto, key) of the connections in the table at the end, for reports naming
+        # them by 5-tuple without reading the captures again (the key holds the addresses and ports)
+        connections=[(c.index, c.ip_proto, c.key) for c in engine.conn_list])
     return result, error
 
 
