@@ -180,7 +180,7 @@ def memory(args) -> None:
                 runs.setdefault((n, label), []).append(res)
                 print(f"  round {r + 1}, {n:,} frames, {label}: CPU {res['cpu']:.2f} s, "
                       f"peak RSS {res['rss_mib']:.0f} MiB", flush=True)
-    print(f"\n| pair (primary frames) | what | CPU s (median) | CPU / dpkt | peak RSS MiB (max) |")
+    print("\n| pair (primary frames) | what | CPU s (median) | CPU / dpkt | peak RSS MiB (max) |")
     print("|---|---|---|---|---|")
     for n in sizes:
         dpkt = statistics.median(x["cpu"] for x in runs[(n, "dpkt")])
@@ -304,7 +304,7 @@ def main() -> None:
                    f"  = {med(dp, 'process_seconds') / med(cl, 'process_seconds'):.2f}x dpkt (wall), "
                    f"{med(dp, 'cpu') / med(cl, 'cpu'):.2f}x (CPU)", cpu=med(cl, "cpu")))
         ratios = [a["cpu"] / b["cpu"] for a, b in zip(dp, cl)]
-        print(f"    CLI vs dpkt process by round (CPU): " + ", ".join(f"{x:.2f}x" for x in ratios))
+        print("    CLI vs dpkt process by round (CPU): " + ", ".join(f"{x:.2f}x" for x in ratios))
     if args.tree:
         tr = results["tree"]
         print(line(f"--tree {args.tree}", frames, med(tr, "seconds"), max(x["rss_mib"] for x in tr),

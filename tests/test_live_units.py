@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from colo_replay import NET_BUFSIZE, Frame, FrameDecoder, Oversized, encode_frame
+from colo_replay import NET_BUFSIZE, Frame, FrameDecoder, encode_frame
 from colo_replay.captures import open_capture
 from colo_replay.live.checkpoint_sim import CheckpointSim
 from colo_replay.live.clock import LiveClock

@@ -275,7 +275,7 @@ class ChardevCapture:
                          f"{len(st.connections)} connection(s)"
                          + (f", vnet_hdr_len {'/'.join(map(str, sorted(set(st.vnet_lens))))}"
                             if self.vnet_hdr_support and st.vnet_lens else "")
-                         + (f", DISABLED by an oversized frame" if st.disabled_message else ""))
+                         + (", DISABLED by an oversized frame" if st.disabled_message else ""))
         lines.append(f"  notify_dev    port {self.ports['notify_dev']}: {len(self.flush_times())} "
                      f"COLO_CHECKPOINT in, {len(self.request_times())} DO_CHECKPOINT out")
         return "\n".join(lines)
