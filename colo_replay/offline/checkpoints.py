@@ -248,7 +248,11 @@ def _check_times(times: list[int], where) -> list[int]:
 def read_checkpoint_times(path) -> list[int]:
     """A ``--checkpoints-at`` file: one flush time per line, seconds since the epoch (replay
     clock) as a decimal number, or integer nanoseconds with an ``ns`` suffix; ``#`` starts a
-    comment.  ValueError naming the file and line for anything else; OSError if unreadable."""
+    comment.  ValueError naming the file and line for anything else; OSError if unreadable.
+
+    A file without a time (empty, or only blank lines and comments) is the record of a run in
+    which no checkpoint happened (``live --record`` leaves checkpoints.txt so): an empty list,
+    measured flushes none of which came, so the replay flushes nothing; never "use the model"."""
     times = []
     lines = []
     with open(path, encoding="utf-8") as fh:
@@ -262,8 +266,6 @@ def read_checkpoint_times(path) -> list[int]:
                 raise ValueError(f"{path}: line {lineno}: {text!r} is not a time "
                                  f"(seconds, or nanoseconds with 'ns')") from None
             lines.append(lineno)
-    if not times:
-        raise ValueError(f"{path}: --checkpoints-at file holds no time (one flush time per line)")
     return _check_times(times, lambda i: f"{path}: line {lines[i]}")
 
 
