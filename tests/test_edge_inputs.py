@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
+
+from colo_replay.captures import open_capture
+from colo_replay.captures import base as capture_base
+
+MAX_ORIG_LEN = 262144                   # libpcap's and Wireshark's largest frame
+WARNINGS_PER_KIND = getattr(capture_base, "WARNINGS_PER_KIND", 5)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 P, S = os.path.join(REPO, "sample_pcaps/primary.pcap"), os.path.join(REPO, "sample_pcaps/secondary.pcap")
@@ -67,3 +74,161 @@ def test_read_checkpoint_times_of_an_empty_file_is_an_empty_list(tmp_path):
     assert read_checkpoint_times(tmp_path / "c.txt") == []
     assert checkpoint_times(str(tmp_path / "c.txt")) == []
     assert checkpoint_times(None) is None
+
+
+# ------------------------------------------------------------------ impossible original lengths
+
+def sample_records(path=P):
+    """The sample pcap (little-endian, microseconds): its file header and [sec, usec, caplen,
+    orig, data] per record."""
+    data = open(path, "rb").read()
+    out, pos = [], 24
+    while pos < len(data):
+        sec, usec, caplen, orig = struct.unpack_from("<IIII", data, pos)
+        out.append([sec, usec, caplen, orig, data[pos + 16:pos + 16 + caplen]])
+        pos += 16 + caplen
+    return data[:24], out
+
+
+def pcap_file(path, recs, order="<", nanos=False, header=None, snaplen=262144, linktype=1):
+    """A pcap of ``recs`` ([sec, usec, caplen, orig, data]); returns each record's byte offset."""
+    magic = 0xA1B23C4D if nanos else 0xA1B2C3D4
+    out = [struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)]
+    offsets, pos = [], 24
+    for sec, usec, caplen, orig, data in recs:
+        offsets.append(pos)
+        out.append(struct.pack(order + "IIII", sec, usec * 1000 if nanos else usec, caplen, orig) + data)
+        pos += 16 + caplen
+    path.write_bytes(b"".join(out))
+    return offsets
+
+
+def _pad4(b):
+    return b + bytes(-len(b) & 3)
+
+
+def ng_block(btype, body):
+    body = _pad4(body)
+    return struct.pack("<II", btype, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+
+
+NG_HEAD = (ng_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+           + ng_block(1, struct.pack("<HHI", 1, 0, 0)))
+
+
+def ng_epb(t_us, data, orig):
+    return ng_block(6, struct.pack("<IIIII", 0, t_us >> 32, t_us & 0xFFFFFFFF, len(data), orig) + data)
+
+
+def ng_pb(t_us, data, orig):
+    return ng_block(2, struct.pack("<HHIIII", 0, 0, t_us >> 32, t_us & 0xFFFFFFFF, len(data), orig) + data)
+
+
+def ng_spb(data, orig):
+    return ng_block(3, struct.pack("<I", orig) + data)
+
+
+def cut(recs, i, orig, keep=40):
+    """Record ``i`` (0-based) cut to ``keep`` captured bytes, claiming ``orig`` on the wire."""
+    recs[i][2] = keep
+    recs[i][4] = recs[i][4][:keep]
+    recs[i][3] = orig
+
+
+ODD = {4: 4294967295, 8: 2 ** 31, 12: MAX_ORIG_LEN + 1}     # record index -> impossible orig_len
+
+
+def check_warnings(reader, path, expected):
+    """``expected``: [(frame number, byte offset, orig_len)], in order."""
+    assert len(reader.warnings) == len(expected), reader.warnings
+    for line, (frame, offset, orig) in zip(reader.warnings, expected):
+        assert line.startswith(f"{path}: frame {frame} at byte offset {offset}: "), line
+        assert f"original length of {orig} bytes" in line and "\n" not in line
+
+
+@pytest.mark.parametrize("order, nanos", [("<", False), (">", False), ("<", True), (">", True)])
+@pytest.mark.parametrize("chunk", [1 << 20, 300])
+def test_pcap_impossible_orig_len_is_a_warning_and_kept(tmp_path, order, nanos, chunk):
+    _, recs = sample_records()
+    for i, orig in ODD.items():
+        cut(recs, i, orig)
+    cut(recs, 20, 1514)                 # an honest snaplen cut: no warning
+    path = tmp_path / "p.pcap"
+    offsets = pcap_file(path, recs, order, nanos)
+    reader = open_capture(path, chunk_size=chunk)
+    rows = list(reader)
+    assert len(rows) == len(recs)
+    origs = {number: orig for number, _t, _f, orig, _i in rows}
+    for i, orig in ODD.items():
+        assert origs[i + 1] == orig                 # kept as it is
+    assert origs[21] == 1514 and reader.truncated_frames == len(ODD) + 1
+    check_warnings(reader, path, [(i + 1, offsets[i], orig) for i, orig in ODD.items()])
+
+
+def test_pcap_impossible_orig_lens_beyond_the_first_few_are_counted(tmp_path):
+    _, recs = sample_records()
+    for i in range(10, 10 + WARNINGS_PER_KIND + 7):
+        cut(recs, i, 4294967295)
+    path = tmp_path / "p.pcap"
+    offsets = pcap_file(path, recs)
+    reader = open_capture(path)
+    list(reader.batches())
+    assert len(reader.warnings) == WARNINGS_PER_KIND + 1
+    for k, line in enumerate(reader.warnings[:-1]):
+        assert line.startswith(f"{path}: frame {11 + k} at byte offset {offsets[10 + k]}: ")
+    assert reader.warnings[-1] == (f"{path}: 7 more frames with an impossible original length after the "
+                                   f"{WARNINGS_PER_KIND} above")
+
+
+def test_a_whole_frame_or_an_honest_cut_gives_no_warning(tmp_path):
+    _, recs = sample_records()
+    cut(recs, 3, MAX_ORIG_LEN)          # the largest possible: a snaplen cut of a 256 KiB frame
+    path = tmp_path / "p.pcap"
+    pcap_file(path, recs)
+    reader = open_capture(path)
+    list(reader)
+    assert reader.warnings == [] and reader.truncated_frames == 1
+    reader = open_capture(P)
+    list(reader)
+    assert reader.warnings == []
+
+
+def test_pcapng_impossible_orig_len_is_a_warning_and_kept(tmp_path):
+    _, recs = sample_records()
+    frames = [r[4] for r in recs[:12]]
+    t0 = recs[0][0] * 1_000_000 + recs[0][1]
+    blocks = [NG_HEAD]
+    blocks.append(ng_epb(t0, frames[0], len(frames[0])))
+    blocks.append(ng_epb(t0 + 1, frames[1][:30], 4294967295))             # frame 2
+    blocks.append(ng_pb(t0 + 2, frames[2][:30], 2 ** 31))                 # frame 3
+    blocks.append(ng_spb(frames[3][:30], MAX_ORIG_LEN + 7))               # frame 4 (SPB: caplen from the block)
+    blocks.append(ng_epb(t0 + 4, frames[4][:30], 1514))                   # an honest cut
+    blocks.append(ng_epb(t0 + 5, frames[5], len(frames[5])))
+    offsets = [sum(map(len, blocks[:k])) for k in range(1, len(blocks))]
+    path = tmp_path / "p.pcapng"
+    path.write_bytes(b"".join(blocks))
+    reader = open_capture(path)
+    rows = list(reader)
+    assert [r[3] for r in rows[1:4]] == [4294967295, 2 ** 31, MAX_ORIG_LEN + 7]
+    check_warnings(reader, path, [(2, offsets[1], 4294967295), (3, offsets[2], 2 ** 31),
+                                  (4, offsets[3], MAX_ORIG_LEN + 7)])
+    assert "Enhanced Packet Block declares" in reader.warnings[0]
+    assert "Packet Block declares" in reader.warnings[1] and "Simple Packet Block" in reader.warnings[2]
+
+
+@pytest.mark.wireshark
+def test_impossible_orig_len_warning_names_the_frame_and_offset_wireshark_shows(tmp_path):
+    """The frame number and byte offset in the warning are Wireshark's (frame.number,
+    frame.file_off)."""
+    _, recs = sample_records()
+    cut(recs, 6, 4294967295)
+    path = tmp_path / "p.pcap"
+    pcap_file(path, recs)
+    r = subprocess.run(["tshark", "-o", "frame.show_file_off:TRUE", "-r", str(path), "-Y", "frame.number == 7",
+                        "-T", "fields", "-e", "frame.number", "-e", "frame.file_off"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    number, offset = r.stdout.split()
+    reader = open_capture(path)
+    list(reader)
+    assert reader.warnings[0].startswith(f"{path}: frame {number} at byte offset {offset}: ")

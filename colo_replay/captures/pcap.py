@@ -42,7 +42,7 @@ except ImportError:                 # Cython absent: the decorators below are no
         wraparound = boundscheck
 
 from . import linktypes
-from .base import Batch, CaptureReader, Interface
+from .base import MAX_ORIG_LEN, Batch, CaptureReader, Interface
 from .source import ChunkSource
 
 HEADER_LEN = 24
@@ -119,8 +119,10 @@ class PcapReader(CaptureReader):
                 starts = array("q", ts)
                 caps = array("q", ts)
                 origs = array("q", ts)
-                truncated, ts_min, ts_max = _fill(buf, pos, n, big, frac_ns, ts, starts, caps, origs,
-                                                  unpack4)
+                truncated, ts_min, ts_max, odd = _fill(buf, pos, n, big, frac_ns, MAX_ORIG_LEN, ts, starts,
+                                                       caps, origs, unpack4)
+                if odd >= 0:
+                    self._impossible_orig_lens(odd, number, base, starts, caps, origs)
                 self.frames_read += n
                 self.truncated_frames += truncated
                 if convert is None:
@@ -159,6 +161,15 @@ class PcapReader(CaptureReader):
             base += end
             buf = chunk
             pos = 0
+
+    def _impossible_orig_lens(self, first: int, number: int, base: int, starts, caps, origs) -> None:
+        """A warning for each frame of the batch from index ``first`` on whose original length is
+        above ``MAX_ORIG_LEN`` (``_fill`` found the first; the batch's first frame is ``number``,
+        ``base`` the stream offset of its buffer)."""
+        for i in range(first, len(origs)):
+            if caps[i] < origs[i] and origs[i] > MAX_ORIG_LEN:
+                self._impossible_orig_len(origs[i], number + i, base + starts[i] - RECORD_HEADER_LEN,
+                                          "record header")
 
     def _caplen_error(self, caplen: int, number: int, offset: int):
         if self.snaplen and caplen > self.snaplen and caplen <= self.max_caplen:
@@ -252,16 +263,22 @@ def _count(buf: bytes, pos: int, big: bool, maxcap: int, frac_lim: int, unpack2)
 @cython.locals(p=cython.p_uchar, pos=cython.Py_ssize_t, n=cython.Py_ssize_t, i=cython.Py_ssize_t,
                q=cython.Py_ssize_t, sec=cython.longlong, frac=cython.longlong, caplen=cython.longlong,
                orig=cython.longlong, t=cython.longlong, lo=cython.longlong, hi=cython.longlong,
-               frac_ns=cython.longlong, cut=cython.Py_ssize_t, big=cython.bint,
+               frac_ns=cython.longlong, maxorig=cython.longlong, cut=cython.Py_ssize_t, odd=cython.Py_ssize_t,
+               big=cython.bint,
                ts=cython.longlong[::1], starts=cython.longlong[::1], caps=cython.longlong[::1],
                origs=cython.longlong[::1])
-def _fill(buf: bytes, pos: int, n: int, big: bool, frac_ns: int, ts, starts, caps, origs, unpack4):
+def _fill(buf: bytes, pos: int, n: int, big: bool, frac_ns: int, maxorig: int, ts, starts, caps, origs,
+          unpack4):
     """Write the ``n`` records from ``buf[pos:]`` (counted by ``_count``) into the columns:
     timestamp (ns), offset of the frame in ``buf``, captured and original length.  Returns
-    ``(cut, ts_min, ts_max)``: how many frames a snaplen cut, the smallest and largest time.
+    ``(cut, ts_min, ts_max, odd)``: how many frames a snaplen cut, the smallest and largest time,
+    and the index of the first frame whose original length is above ``maxorig`` (-1: none).
+    Only frames a snaplen cut are checked (an impossible original length is above any captured
+    one): no test at all for a whole frame, one more for a cut one.
     ``unpack4``: the four header fields from ``buf`` at an offset (interpreted only)."""
     p = buf
     cut = 0
+    odd = -1
     lo = hi = 0
     for i in range(n):
         q = pos
@@ -285,8 +302,10 @@ def _fill(buf: bytes, pos: int, n: int, big: bool, frac_ns: int, ts, starts, cap
         origs[i] = orig
         if caplen < orig:
             cut += 1
+            if orig > maxorig and odd < 0:
+                odd = i
         pos = q + 16 + caplen
-    return cut, lo, hi
+    return cut, lo, hi, odd
 
 
 @cython.boundscheck(False)

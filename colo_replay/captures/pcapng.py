@@ -19,7 +19,7 @@ from struct import Struct
 from typing import Iterator
 
 from . import linktypes
-from .base import Batch, CaptureReader, Interface
+from .base import MAX_ORIG_LEN, Batch, CaptureReader, Interface
 from .errors import CaptureError
 from .source import ChunkSource
 
@@ -166,6 +166,9 @@ class PcapngReader(CaptureReader):
                     data = buf[pos + 28:pos + 28 + caplen]
                     if caplen < olen:
                         truncated += 1
+                        if olen > MAX_ORIG_LEN:         # (only a cut frame can claim that much)
+                            self._impossible_orig_len(olen, number + len(frames), base + pos,
+                                                      BLOCK_NAMES[EPB])
                     if convert is not None:
                         data = convert(data)
                         olen += delta
@@ -237,6 +240,8 @@ class PcapngReader(CaptureReader):
                         data = buf[start:start + caplen]
                         if caplen < olen:
                             truncated += 1
+                            if olen > MAX_ORIG_LEN:
+                                self._impossible_orig_len(olen, frame_no, base + pos, BLOCK_NAMES[btype])
                         if info[4] is not None:
                             data = info[4](data)
                             olen += info[5]
