@@ -100,7 +100,8 @@ class PcapReader(CaptureReader):
         frac_ns = self._frac_ns
         frac_lim = 1_000_000_000 // frac_ns     # ts_usec < 10^6, ts_nsec < 10^9
         snaplen = self.snaplen
-        # snaplen 0 is written by some tools for "unlimited"
+        # snaplen 0 is written by some tools for "unlimited".  A record above the snaplen (but not
+        # above max_caplen) is read in full after one warning (_over_snaplen), as Wireshark does.
         maxcap = min(snaplen, self.max_caplen) if snaplen else self.max_caplen
         convert, delta = self._link.convert, self._link.delta
         unpack2 = Struct(self.byte_order + "II").unpack_from      # the interpreted loops' readers
@@ -138,7 +139,15 @@ class PcapReader(CaptureReader):
             if bad:
                 at = base + end
                 if bad == _BAD_CAPLEN:
-                    err = self._caplen_error(_u32(buf, end + 8, big), number, at)
+                    caplen = _u32(buf, end + 8, big)
+                    if maxcap < caplen <= self.max_caplen:
+                        # above the file's snaplen only: said once, then every frame up to
+                        # max_caplen is read (the loop's check stays one comparison)
+                        self._over_snaplen(caplen, number, at)
+                        maxcap = self.max_caplen
+                        pos = end
+                        continue
+                    err = self._caplen_error(caplen, number, at)
                 else:
                     err = self._frac_error(_u32(buf, end + 4, big), number, at)
                 raise self._check_stream(err)
@@ -171,13 +180,17 @@ class PcapReader(CaptureReader):
                 self._impossible_orig_len(origs[i], number + i, base + starts[i] - RECORD_HEADER_LEN,
                                           "record header")
 
+    def _over_snaplen(self, caplen: int, number: int, offset: int) -> None:
+        """A record holds more bytes than the file header's snaplen (a writer that put a wrong
+        snaplen there): valid, Wireshark reads such frames whole and so does this reader (libpcap
+        cuts them to the snaplen).  One warning, at the first of them."""
+        self._warn("snaplen", f"record header declares {caplen} captured bytes, more than the file's snaplen "
+                              f"{self.snaplen}: read in full, as Wireshark does (this frame and any other up to "
+                              f"{self.max_caplen} bytes)", number, offset, "frames above the snaplen")
+
     def _caplen_error(self, caplen: int, number: int, offset: int):
-        if self.snaplen and caplen > self.snaplen and caplen <= self.max_caplen:
-            why = f"more than the file's snaplen {self.snaplen}"
-        else:
-            why = f"more than the {self.max_caplen} bytes any frame can have"
-        return self._error(f"record header declares {caplen} captured bytes, {why}",
-                           number, offset)
+        return self._error(f"record header declares {caplen} captured bytes, more than the "
+                           f"{self.max_caplen} bytes any frame can have", number, offset)
 
     def _record_offset(self, number: int) -> int | None:
         from .locate import pcap_record_offset
