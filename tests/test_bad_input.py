@@ -20,6 +20,7 @@ import pytest
 
 from colo_replay.cli.options import describe_oserror
 from colo_replay.live.session import session_exit_status
+from tests.support.tools import require
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 P, S = os.path.join(REPO, "sample_pcaps/primary.pcap"), os.path.join(REPO, "sample_pcaps/secondary.pcap")
@@ -357,12 +358,13 @@ def test_one_contract_for_every_command():
         assert "130 interrupted" in " ".join(r.stdout.split()), cmd
 
 
+@pytest.mark.wireshark
 def test_pcapng_jump_names_the_packet_block_offset(tmp_path):
     """The same jump in a pcapng file (converted by Wireshark's editcap): the offset is that of
     frame 50's Enhanced Packet Block."""
     pcap = _jump(200 * DAY)(tmp_path)[0]
     ng = tmp_path / "p.pcapng"
-    subprocess.run(["editcap", "-F", "pcapng", pcap, str(ng)], check=True)
+    subprocess.run([require("editcap"), "-F", "pcapng", pcap, str(ng)], check=True)
     r = cli("replay", ng, S)
     assert r.returncode == 2
     line = first_line(r)
