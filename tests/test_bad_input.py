@@ -184,12 +184,17 @@ def test_bad_input_case(tmp_path, case):
         assert line.startswith("colo-replay: error: ")
 
 
-def test_orig_len_beyond_int32_is_clamped_in_the_timeline(tmp_path):
+@pytest.mark.xfail(strict=True, reason="issue 19: the timeline's size column keeps values beyond int32 "
+                                       "(engine/eventlog.py, output/timeline.py: see the report)")
+def test_orig_len_beyond_int32_is_kept_in_the_timeline(tmp_path):
+    """The record's original length as the file says it (it was clamped to 2^31 - 1), with the
+    reader's warning naming the frame (tests/test_edge_inputs.py checks the warning itself)."""
     r = cli("replay", *_huge_orig(tmp_path))
     import pandas as pd
     df = pd.read_csv(tmp_path / "t.csv")
     row = df[df.kind == "uncomparable"]
-    assert len(row) == 1 and row["size"].iloc[0] == 2 ** 31 - 1 and row["primary_frame"].iloc[0] == 5
+    assert len(row) == 1 and row["size"].iloc[0] == 2 ** 31 + 5 and row["primary_frame"].iloc[0] == 5
+    assert f"p.pcap: frame 5 at byte offset {_offset_of(5)}: record header declares an original length" in r.stderr
     assert r.returncode == 1
 
 
