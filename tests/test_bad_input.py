@@ -14,7 +14,6 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -170,9 +169,9 @@ CASES = [
 def test_bad_input_case(tmp_path, case):
     _id, make_args, status, first, anywhere = case
     (tmp_path / "d.csv").mkdir()
-    t0 = time.monotonic()
-    r = cli("replay", *make_args(tmp_path), timeout=60)
-    assert time.monotonic() - t0 < 30          # bounded, whatever the timestamps say
+    # Bounded whatever the timestamps say: an absurd jump is refused at its frame (the status and
+    # the line below), never replayed; ``cli``'s timeout only catches a hang, generously.
+    r = cli("replay", *make_args(tmp_path), timeout=600)
     assert r.returncode == status, r.stderr
     assert "Traceback" not in r.stderr and "None" not in r.stderr
     line = first_line(r)
@@ -199,14 +198,19 @@ def test_orig_len_beyond_int32_is_kept_in_the_timeline(tmp_path):
 
 
 def test_gaps_are_accepted_with_allow_gaps_and_cost_nothing(tmp_path):
+    """Five idle years cost nothing because they are folded, not because a stopwatch says so: the
+    ~7.9 million periodic checkpoints are counted, and the timeline holds a few rows for them."""
+    import pandas as pd
     args = _jump(5 * 365 * DAY)(tmp_path)
-    t0 = time.monotonic()
-    r = cli("replay", *args, "--allow-gaps", "--summary-json", tmp_path / "s.json", "-o", tmp_path / "t.parquet")
-    assert time.monotonic() - t0 < 30
+    r = cli("replay", *args, "--allow-gaps", "--summary-json", tmp_path / "s.json", "-o", tmp_path / "t.parquet",
+            timeout=600)
     assert r.returncode == 1, r.stderr
     summ = json.loads((tmp_path / "s.json").read_text())
     assert summ["checkpoints_by_cause"]["periodic"] > 5 * 365 * DAY // 20 - 100
     assert os.path.getsize(tmp_path / "t.parquet") < 200_000        # one row for the idle years
+    ev = pd.read_parquet(tmp_path / "t.parquet")
+    idle = ev[ev["kind"] == "idle_checkpoints"]
+    assert len(ev) < 2000 and idle["detail"].sum() > 5 * 365 * DAY // 20 - 200
 
 
 def test_until_relative_to_the_end(tmp_path):
