@@ -282,3 +282,26 @@ def test_impossible_orig_len_through_the_api(tmp_path):
         assert any(w.startswith(f"{path}: frame 5 at byte offset {offset}: ") for w in tl.summary["warnings"])
         row = tl.events[tl.events["kind"] == "uncomparable"]
         assert list(row["size"]) == [4294967295]
+
+
+# ------------------------------------------------------------------ --checkpoints-at, exactly
+
+def test_checkpoints_at_messages_show_the_times_exactly(tmp_path):
+    """A time is said to the nanosecond, as given (a float would print 1795653485.000000000 for
+    1795653485000000001ns, and a user would copy a wrong time)."""
+    from colo_replay.offline.checkpoints import read_checkpoint_times
+    (tmp_path / "c.txt").write_text("1795653485000000001ns\n1795653485\n")
+    with pytest.raises(ValueError) as info:
+        read_checkpoint_times(tmp_path / "c.txt")
+    assert str(info.value) == (f"{tmp_path / 'c.txt'}: line 2: 1795653485.000000000 is before the time above it "
+                               f"(1795653485.000000001): times must be in order")
+    (tmp_path / "c.txt").write_text("-0.000000007\n")
+    with pytest.raises(ValueError, match=r"line 1: negative time -0\.000000007$"):
+        read_checkpoint_times(tmp_path / "c.txt")
+
+
+def test_checkpoints_at_file_with_a_byte_order_mark(tmp_path):
+    """A file saved by an editor that writes a UTF-8 byte-order mark is the same file."""
+    from colo_replay.offline.checkpoints import read_checkpoint_times
+    (tmp_path / "c.txt").write_bytes("\ufeff1795653482.5\r\n1795653483000000000ns\r\n".encode())
+    assert read_checkpoint_times(tmp_path / "c.txt") == [1795653482_500000000, 1795653483_000000000]
