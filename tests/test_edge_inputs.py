@@ -2,7 +2,14 @@
 must not hide.
 
 * an empty ``--checkpoints-at`` file is the honest record of a run without a checkpoint (``live
-  --record`` leaves checkpoints.txt empty then): measured flushes, none of them; never the model;
+  --record`` leaves checkpoints.txt empty then): measured flushes, none of them; never the model (the recorder writes a comment line
+  first: a file of comments and blank lines is empty too);
+* a record whose original length is impossible (above 262144, up to 2^32 - 1) is a warning of
+  the reader naming the file, Wireshark's frame number and the record's byte offset, and the
+  value is kept as it is (pcap, both byte orders and resolutions; pcapng Enhanced, Simple and
+  obsolete Packet Blocks; the record loops of both cores: tests/test_captures_columnar.py);
+* ``--checkpoints-at`` says a time exactly as given (never through a float), and takes a file
+  with a UTF-8 byte-order mark and CRLF line ends.
 """
 
 from __future__ import annotations
