@@ -312,3 +312,52 @@ def test_checkpoints_at_file_with_a_byte_order_mark(tmp_path):
     from colo_replay.offline.checkpoints import read_checkpoint_times
     (tmp_path / "c.txt").write_bytes("\ufeff1795653482.5\r\n1795653483000000000ns\r\n".encode())
     assert read_checkpoint_times(tmp_path / "c.txt") == [1795653482_500000000, 1795653483_000000000]
+
+
+# ------------------------------------------------------------------ accepted as they are (issue 19's list)
+
+def test_captures_without_a_frame_are_read_as_empty(tmp_path):
+    """A pcap of its file header only, a pcapng of a Section Header Block only, or with an
+    interface and no packet: zero frames, no error (tshark reads all three; the replay then
+    says "nothing compared", exit 2, which --allow-empty turns off)."""
+    header, _ = sample_records()
+    files = {"hdr.pcap": header,
+             "shb.pcapng": NG_HEAD[:28],
+             "shb_idb.pcapng": NG_HEAD}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        reader = open_capture(tmp_path / name)
+        assert list(reader) == [] and reader.warnings == [], name
+    r = cli("replay", tmp_path / "hdr.pcap", tmp_path / "shb_idb.pcapng", "--allow-empty")
+    assert r.returncode == 0 and "NOTHING COMPARED" in r.stderr and "error" not in r.stderr, r.stderr
+    r = cli("replay", tmp_path / "hdr.pcap", S)
+    assert r.returncode == 2 and "holds no frames" in r.stderr.splitlines()[0]
+
+
+@pytest.mark.parametrize("snaplen", [0, 65535, 262144, 262145, 2 ** 31 - 1, 2 ** 32 - 1])
+def test_any_snaplen_in_the_header_is_fine(tmp_path, snaplen):
+    """0 ("no limit", some writers) and values above 262144 (libpcap and Wireshark use their own
+    largest then) read the same frames, silently."""
+    _, recs = sample_records()
+    path = tmp_path / "p.pcap"
+    pcap_file(path, recs, snaplen=snaplen)
+    reader = open_capture(path)
+    assert [r[2] for r in reader] == [r[4] for r in recs] and reader.warnings == []
+
+
+def test_zero_length_and_zero_caplen_frames_are_read(tmp_path):
+    """caplen 0 (orig 0: an empty frame; orig 66: all of it cut) is a record like any other."""
+    _, recs = sample_records()
+    recs[4][2:5] = [0, 0, b""]
+    recs[6][2], recs[6][4] = 0, b""
+    path = tmp_path / "p.pcap"
+    pcap_file(path, recs)
+    rows = list(open_capture(path))
+    assert rows[4][2:4] == (b"", 0) and rows[6][2] == b"" and rows[6][3] == recs[6][3] > 0
+
+
+def test_until_exactly_the_last_frame_is_accepted():
+    last = max(r[1] for path in (P, S) for r in open_capture(path))
+    assert cli("replay", P, S, "--until", f"{last}ns").returncode == 1
+    r = cli("replay", P, S, "--until", f"{last - 1}ns")
+    assert r.returncode == 2 and "before the last frame" in r.stderr.splitlines()[0]
