@@ -183,8 +183,6 @@ def test_bad_input_case(tmp_path, case):
         assert line.startswith("colo-replay: error: ")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 19: the timeline's size column keeps values beyond int32 "
-                                       "(engine/eventlog.py, output/timeline.py: see the report)")
 def test_orig_len_beyond_int32_is_kept_in_the_timeline(tmp_path):
     """The record's original length as the file says it (it was clamped to 2^31 - 1), with the
     reader's warning naming the frame (tests/test_edge_inputs.py checks the warning itself)."""

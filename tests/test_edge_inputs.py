@@ -241,13 +241,8 @@ def test_impossible_orig_len_warning_names_the_frame_and_offset_wireshark_shows(
     assert reader.warnings[0].startswith(f"{path}: frame {number} at byte offset {offset}: ")
 
 
-# The reader's warnings in the replay's summary and on stderr, and the true value in the timeline:
-# these need changes outside the capture readers (offline/driver.py, api.py, the event log's size
-# column and output/timeline.py's clamp), described in issue 19's report; strict, so that they fail
-# the day those changes land and the marker must go.
-NEEDS_DRIVER_AND_TIMELINE = pytest.mark.xfail(
-    strict=True, reason="issue 19: reader warnings reach the summary (driver.replay_partial, api.replay) and the "
-                        "timeline's size column keeps values beyond int32 (engine/eventlog.py, output/timeline.py)")
+# The reader's warnings in the replay's summary and on stderr (the driver collects both readers'),
+# and the true value in the timeline (its size column is int64).
 
 
 def _huge_primary(tmp_path, fmt):
@@ -264,7 +259,6 @@ def _huge_primary(tmp_path, fmt):
     return path, offset
 
 
-@NEEDS_DRIVER_AND_TIMELINE
 @pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
 def test_impossible_orig_len_warned_on_stderr_and_in_the_summary_and_kept_in_the_timeline(tmp_path, fmt):
     path, offset = _huge_primary(tmp_path, fmt)
@@ -280,7 +274,6 @@ def test_impossible_orig_len_warned_on_stderr_and_in_the_summary_and_kept_in_the
     assert list(row["primary_frame"]) == [5] and list(row["size"]) == [4294967295]
 
 
-@NEEDS_DRIVER_AND_TIMELINE
 def test_impossible_orig_len_through_the_api(tmp_path):
     from colo_replay import api
     path, offset = _huge_primary(tmp_path, "pcap")
