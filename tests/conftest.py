@@ -6,7 +6,9 @@ tool's marker here, so ``-m`` selects it truthfully (markers are registered in p
 * ``caps`` (tests/test_captures.py) captures on the loopback interface with tcpdump and converts
   the capture with Wireshark's editcap / mergecap / text2pcap: ``tcpdump`` and ``wireshark``;
 * ``two_way_capture`` (tests/test_guest_and_rewriter.py) runs tcpdump in a network namespace:
-  ``tcpdump``.
+  ``tcpdump``;
+* ``sample_raw`` (tests/test_explain.py) explains the sample pair with tshark's application
+  fields: ``wireshark``.
 
 Tests that call a tool themselves carry the marker as a decorator.
 """
@@ -18,6 +20,7 @@ import pytest
 FIXTURE_MARKS = {
     "caps": ("tcpdump", "wireshark"),
     "two_way_capture": ("tcpdump",),
+    "sample_raw": ("wireshark",),
 }
 
 

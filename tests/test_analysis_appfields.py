@@ -1,8 +1,6 @@
 """analysis.appfields against the real tshark on the sample pair, and the L2-L4 naming of the
 sample's real divergences."""
 
-import shutil
-
 import pytest
 
 from colo_replay.analysis.appfields import AppFields, app_field_at, app_fields, frame_filter
@@ -10,9 +8,9 @@ from colo_replay.analysis.fields import (compare_start, dissect, explaining_diff
                                          first_difference, payload_offset)
 from colo_replay.analysis.hexdiff import hexdiff
 from tests.support.pcapread import read_pcap_frames
+from tests.support.tools import require
 
 PRI, SEC = "sample_pcaps/primary.pcap", "sample_pcaps/secondary.pcap"
-needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 
 
 def test_frame_filter_folds_ranges():
@@ -25,8 +23,9 @@ def test_without_tshark_returns_a_reason():
     assert app_fields(PRI, []) == AppFields({}, "")
 
 
-@needs_tshark
+@pytest.mark.wireshark
 def test_http_date_position_and_value():
+    require("tshark")
     frames = read_pcap_frames(PRI)
     # the HTTP responses of the sample: the ones whose payload starts with a status line
     http = [n for n, b in frames.items()
@@ -47,8 +46,9 @@ def test_http_date_position_and_value():
         assert payload_offset(data, date.pos) == date.pos - dissect(data).payload_off
 
 
-@needs_tshark
+@pytest.mark.wireshark
 def test_offsets_keep_only_covering_fields_and_errors_do_not_raise():
+    require("tshark")
     frames = read_pcap_frames(PRI)
     n = next(n for n, b in frames.items() if b"\r\nDate: " in b)
     pos = frames[n].index(b"\r\nDate: ") + 2

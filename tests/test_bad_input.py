@@ -14,12 +14,12 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 
 import pytest
 
 from colo_replay.cli.options import describe_oserror
 from colo_replay.live.session import session_exit_status
+from tests.support.tools import require
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 P, S = os.path.join(REPO, "sample_pcaps/primary.pcap"), os.path.join(REPO, "sample_pcaps/secondary.pcap")
@@ -149,7 +149,8 @@ CASES = [
     ("checkpoints-at-negative", _ckpts("1795653482\n-5\n"), 2, ["c.txt: line 2: negative time"], []),
     ("checkpoints-at-unsorted", _ckpts("1795653485\n1795653482\n"), 2, ["c.txt: line 2", "before the time above"],
      []),
-    ("checkpoints-at-empty", _ckpts("# nothing\n\n"), 2, ["c.txt: --checkpoints-at file holds no time"], []),
+    # (an empty file is valid: a recorded run without a checkpoint; no flush at all, issue 19)
+    ("checkpoints-at-empty", _ckpts("# nothing\n\n"), 1, [], ["checkpoints    0 performed (none)"]),
     ("max-queue-size-truncated", lambda tmp: [P, S, "--max-queue-size", "99999999999"], 1,
      ["warning: --max-queue-size 99999999999", "truncates it to 1215752191"], []),
     ("until-in-the-past", lambda tmp: [P, S, "--until", "1795653000"], 2, ["--until", "before the last frame"], []),
@@ -168,9 +169,9 @@ CASES = [
 def test_bad_input_case(tmp_path, case):
     _id, make_args, status, first, anywhere = case
     (tmp_path / "d.csv").mkdir()
-    t0 = time.monotonic()
-    r = cli("replay", *make_args(tmp_path), timeout=60)
-    assert time.monotonic() - t0 < 30          # bounded, whatever the timestamps say
+    # Bounded whatever the timestamps say: an absurd jump is refused at its frame (the status and
+    # the line below), never replayed; ``cli``'s timeout only catches a hang, generously.
+    r = cli("replay", *make_args(tmp_path), timeout=600)
     assert r.returncode == status, r.stderr
     assert "Traceback" not in r.stderr and "None" not in r.stderr
     line = first_line(r)
@@ -182,24 +183,32 @@ def test_bad_input_case(tmp_path, case):
         assert line.startswith("colo-replay: error: ")
 
 
-def test_orig_len_beyond_int32_is_clamped_in_the_timeline(tmp_path):
+def test_orig_len_beyond_int32_is_kept_in_the_timeline(tmp_path):
+    """The record's original length as the file says it (it was clamped to 2^31 - 1), with the
+    reader's warning naming the frame (tests/test_edge_inputs.py checks the warning itself)."""
     r = cli("replay", *_huge_orig(tmp_path))
     import pandas as pd
     df = pd.read_csv(tmp_path / "t.csv")
     row = df[df.kind == "uncomparable"]
-    assert len(row) == 1 and row["size"].iloc[0] == 2 ** 31 - 1 and row["primary_frame"].iloc[0] == 5
+    assert len(row) == 1 and row["size"].iloc[0] == 2 ** 31 + 5 and row["primary_frame"].iloc[0] == 5
+    assert f"p.pcap: frame 5 at byte offset {_offset_of(5)}: record header declares an original length" in r.stderr
     assert r.returncode == 1
 
 
 def test_gaps_are_accepted_with_allow_gaps_and_cost_nothing(tmp_path):
+    """Five idle years cost nothing because they are folded, not because a stopwatch says so: the
+    ~7.9 million periodic checkpoints are counted, and the timeline holds a few rows for them."""
+    import pandas as pd
     args = _jump(5 * 365 * DAY)(tmp_path)
-    t0 = time.monotonic()
-    r = cli("replay", *args, "--allow-gaps", "--summary-json", tmp_path / "s.json", "-o", tmp_path / "t.parquet")
-    assert time.monotonic() - t0 < 30
+    r = cli("replay", *args, "--allow-gaps", "--summary-json", tmp_path / "s.json", "-o", tmp_path / "t.parquet",
+            timeout=600)
     assert r.returncode == 1, r.stderr
     summ = json.loads((tmp_path / "s.json").read_text())
     assert summ["checkpoints_by_cause"]["periodic"] > 5 * 365 * DAY // 20 - 100
     assert os.path.getsize(tmp_path / "t.parquet") < 200_000        # one row for the idle years
+    ev = pd.read_parquet(tmp_path / "t.parquet")
+    idle = ev[ev["kind"] == "idle_checkpoints"]
+    assert len(ev) < 2000 and idle["detail"].sum() > 5 * 365 * DAY // 20 - 200
 
 
 def test_until_relative_to_the_end(tmp_path):
@@ -356,12 +365,13 @@ def test_one_contract_for_every_command():
         assert "130 interrupted" in " ".join(r.stdout.split()), cmd
 
 
+@pytest.mark.wireshark
 def test_pcapng_jump_names_the_packet_block_offset(tmp_path):
     """The same jump in a pcapng file (converted by Wireshark's editcap): the offset is that of
     frame 50's Enhanced Packet Block."""
     pcap = _jump(200 * DAY)(tmp_path)[0]
     ng = tmp_path / "p.pcapng"
-    subprocess.run(["editcap", "-F", "pcapng", pcap, str(ng)], check=True)
+    subprocess.run([require("editcap"), "-F", "pcapng", pcap, str(ng)], check=True)
     r = cli("replay", ng, S)
     assert r.returncode == 2
     line = first_line(r)

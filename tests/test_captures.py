@@ -635,15 +635,25 @@ def test_error_partial_frame_data(caps, tmp_path):
                     f"record header declares {caplen} captured bytes, file ends after 120")
 
 
-def test_error_caplen_over_snaplen(caps, tmp_path):
-    good = read_all(caps["eth_snap"])
-    offs = offsets(caps["eth_snap"])
-    p = corrupt(caps["eth_snap"], tmp_path / "over_snap.pcap",
-                lambda d: struct.pack_into("<I", d, offs[5] + 8, 200))
+def test_caplen_over_snaplen_is_read_in_full_with_a_warning(caps, tmp_path):
+    """A record larger than the file's snaplen (a writer that put a wrong snaplen in the header)
+    is valid: Wireshark reads it whole, libpcap reads it too (cut to the snaplen).  The reader
+    reads it whole after one warning naming the first such frame (issue 19: it was refused)."""
+    full = read_all(caps["eth_us"])
+    offs = offsets(caps["eth_us"])
+    p = corrupt(caps["eth_us"], tmp_path / "over_snap.pcap", lambda d: struct.pack_into("<I", d, 16, 96))
+    first = next(k for k, row in enumerate(full) if len(row[2]) > 96)
+    reader = open_capture(p)
+    assert list(reader) == full
+    assert reader.warnings == [f"{p}: frame {first + 1} at byte offset {offs[first]}: record header declares "
+                               f"{len(full[first][2])} captured bytes, more than the file's snaplen 96: read in "
+                               f"full, as Wireshark does (this frame and any other up to 262144 bytes)"]
+    assert [r[2] for r in tshark_rows(p)] == [len(r[2]) for r in full]      # Wireshark: whole frames
+    # above the largest frame, it is still an error
+    p = corrupt(p, tmp_path / "over_max.pcap", lambda d: struct.pack_into("<I", d, offs[first + 2] + 8, 300_000))
     rows, err, msg = read_until_error(p)
-    assert rows == good[:5]
-    check_error(err, msg, 6, offs[5], "over_snap.pcap",
-                "declares 200 captured bytes, more than the file's snaplen 96")
+    assert rows == full[:first + 2]
+    check_error(err, msg, first + 3, offs[first + 2], "declares 300000 captured bytes, more than the 262144 bytes")
 
 
 def test_error_absurd_caplen(caps, tmp_path):
@@ -768,19 +778,29 @@ def test_error_pcapng_option_overrun(caps, tmp_path):
     check_error(err, msg, None, 28 + 16, "option 2 of 400 bytes runs past the end")
 
 
-def test_error_pcapng_caplen_over_snaplen(caps, tmp_path):
+def test_pcapng_caplen_over_snaplen_is_read_in_full_with_a_warning(caps, tmp_path):
+    """An Enhanced Packet Block larger than its interface's snaplen: Wireshark reads it whole
+    (libpcap refuses it); the reader reads it whole after one warning per interface."""
     frames = [row[2] for row in read_all(caps["eth_us"])]
     small = [f for f in frames if len(f) <= 64][:2]
-    big = next(f for f in frames if len(f) > 100)
+    big = [f for f in frames if len(f) > 100][:2]
     p = tmp_path / "snap64.pcapng"
     blocks = [ng_shb("<"), ng_idb("<", 1, 64)] + [ng_epb("<", 0, 7, f, len(f)) for f in small]
-    p.write_bytes(b"".join(blocks) + ng_epb("<", 0, 8, big, len(big)))
-    rows, err, msg = read_until_error(p)
-    assert [r[2] for r in rows] == small
+    p.write_bytes(b"".join(blocks) + b"".join(ng_epb("<", 0, 8 + k, f, len(f)) for k, f in enumerate(big)))
+    reader = open_capture(p)
+    assert [r[2] for r in reader] == small + big
     offset = sum(map(len, blocks))
-    check_error(err, msg, 3, offset, "snap64.pcapng",
-                f"declares {len(big)} captured bytes, more than interface 0's snaplen 64")
-    # the absurd-size limit is a parameter
+    assert reader.warnings == [f"{p}: frame 3 at byte offset {offset}: Enhanced Packet Block declares {len(big[0])} "
+                               f"captured bytes, more than interface 0's snaplen 64: read in full, as Wireshark "
+                               f"does (this frame and any other of the interface up to 262144 bytes)"]
+    assert [r[3] for r in tshark_rows(p)] == [len(f) for f in small + big]
+    # an obsolete Packet Block the same way
+    p2 = tmp_path / "snap64_pb.pcapng"
+    p2.write_bytes(b"".join(blocks) + ng_pb("<", 0, 8, big[0], len(big[0])))
+    reader = open_capture(p2)
+    assert [r[2] for r in reader] == small + big[:1] and len(reader.warnings) == 1
+    assert "Packet Block declares" in reader.warnings[0]
+    # the absurd-size limit is a parameter, and beyond it an error still
     rows, err, msg = read_until_error(caps["eth_pcapng"], max_caplen=100)
     first_big = next(k for k, f in enumerate(frames) if len(f) > 100)
     assert len(rows) == first_big

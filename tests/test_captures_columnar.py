@@ -215,10 +215,6 @@ def test_bad_record_headers(core, tmp_path, order, nsec):
     data = bytearray(pcap_file(tmp_path / "whole.pcap", records, order=order, nsec=nsec,
                                snaplen=1600).read_bytes())
     bad = tmp_path / "bad.pcap"
-    over = bytearray(data)
-    struct.pack_into(order + "I", over, offs[6] + 8, 1601)
-    bad.write_bytes(over)
-    expect_error(bad, records, 6, offs[6], "declares 1601 captured bytes, more than the file's snaplen 1600")
     absurd = bytearray(data)
     struct.pack_into(order + "I", absurd, offs[3] + 8, 0xFFFFFFFF)
     bad.write_bytes(absurd)
@@ -229,6 +225,51 @@ def test_bad_record_headers(core, tmp_path, order, nsec):
     bad.write_bytes(frac)
     expect_error(bad, records, 8, offs[8],
                  f"invalid timestamp: {'ts_nsec' if nsec else 'ts_usec'} {lim} is not below {lim}")
+
+
+# ---------------------------------------------------------------------------------------
+# Valid but surprising (issue 19): a warning naming the frame and the record's offset, the
+# same at every chunk size, and the frames read as they are.
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("nsec", [False, True])
+def test_frames_above_the_snaplen_are_read_whole_after_one_warning(core, tmp_path, order, nsec):
+    """A header whose snaplen is smaller than its frames (Wireshark reads them whole, libpcap
+    cuts them): read whole, one warning at the first of them."""
+    records = make_records(23 + nsec, 30, nsec)
+    path = pcap_file(tmp_path / "small_snaplen.pcap", records, order=order, nsec=nsec, snaplen=1000)
+    first = next(k for k, (_t, f, _o) in enumerate(records) if len(f) > 1000)
+    want = (f"{path}: frame {first + 1} at byte offset {offsets_of(records)[first]}: record header declares "
+            f"{len(records[first][1])} captured bytes, more than the file's snaplen 1000: read in full")
+    for size in CHUNKS:
+        reader = open_capture(path, chunk_size=size, max_gap_ns=None)
+        rows = [row for b in reader.batches() for row in b]
+        assert rows == [(i, t, f, o, 0) for i, (t, f, o) in enumerate(records, 1)], size
+        assert len(reader.warnings) == 1 and reader.warnings[0].startswith(want), (size, reader.warnings)
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("nsec", [False, True])
+def test_impossible_original_lengths_are_warned_and_kept(core, tmp_path, order, nsec):
+    """An original length above 262144 (up to 2^32 - 1: the field's largest) on a cut frame:
+    a warning per frame (frame number, record offset), the value in ``orig_lens`` as it is."""
+    records = make_records(31 + nsec, 30, nsec)
+    odd = {3: 0xFFFFFFFF, 4: 2**31, 17: 262145, 29: 2**31 - 1}
+    for k, orig in odd.items():
+        t, f, _o = records[k]
+        records[k] = (t, f[:50], orig)
+    records[9] = (records[9][0], records[9][1][:10], 262144)           # possible: no warning
+    path = pcap_file(tmp_path / "odd.pcap", records, order=order, nsec=nsec)
+    offs = offsets_of(records)
+    for size in CHUNKS:
+        reader = open_capture(path, chunk_size=size, max_gap_ns=None)
+        rows = [row for b in reader.batches() for row in b]
+        assert rows == [(i, t, f, o, 0) for i, (t, f, o) in enumerate(records, 1)], size
+        assert [w.split(": ")[1] for w in reader.warnings] == \
+            [f"frame {k + 1} at byte offset {offs[k]}" for k in odd], (size, reader.warnings)
+        for w, orig in zip(reader.warnings, odd.values()):
+            assert w.startswith(f"{path}: ") and f"declares an original length of {orig} bytes" in w
 
 
 def test_gzip_truncated_after_the_good_frames(core, tmp_path):

@@ -52,6 +52,7 @@ def sample_raw():
     return colo_replay.explain(P, S, filter_rewriter=True, after_checkpoint="raw")
 
 
+@pytest.mark.wireshark
 def test_tools_are_here():
     assert shutil.which("tshark"), "tshark is required (apt-get install tshark)"
 

@@ -14,13 +14,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from colo_replay.api import replay
-from colo_replay.captures import open_capture
+from colo_replay.captures import CaptureError, open_capture
 from colo_replay.offline.guest import detect_guest, guest_bpf
+from tests.support.polling import wait_until
 
 GUEST_MAC, PEER_MAC = "52:54:00:12:34:56", "02:00:00:00:00:01"
 GUEST_IP, PEER_IP = "10.201.0.2", "10.201.0.1"
@@ -81,7 +81,9 @@ def two_way_capture(tmp_path_factory):
         procs.append(server)
         assert server.stdout.readline().strip() == "ready"
         _run("ip", "netns", "exec", p, sys.executable, "-c", _PEER_CLIENT.replace("GUEST", GUEST_IP))
-        time.sleep(0.3)
+        # tcpdump -U writes each frame as it comes: wait until the file holds the TCP exchange's end
+        # (a FIN from each side), not a fixed time
+        wait_until(lambda: _fins(out) >= {GUEST_MAC, PEER_MAC}, "both FINs of the TCP exchange in the capture")
     finally:
         for proc in reversed(procs):
             # tcpdump writes what it has and exits on SIGINT
@@ -93,6 +95,21 @@ def two_way_capture(tmp_path_factory):
         subprocess.run(["ip", "netns", "del", g], capture_output=True)
         subprocess.run(["ip", "netns", "del", p], capture_output=True)
     return str(out)
+
+
+def _fins(path) -> set:
+    """The source MACs of the TCP FINs in the capture so far (a record still being written ends
+    the reading)."""
+    out = set()
+    try:
+        for _n, _t, f, _o, _i in open_capture(path):
+            if len(f) >= 48 and f[12:14] == b"\x08\x00" and f[23] == 6:
+                flags = f[14 + (f[14] & 15) * 4 + 13]
+                if flags & 1:
+                    out.add(f[6:12].hex(":"))
+    except (CaptureError, OSError):
+        pass
+    return out
 
 
 def _sources(path):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -42,13 +41,18 @@ def test_idle_rows_count_exactly_what_stepping_counts(monkeypatch, qemu, delay_m
 
 
 def test_a_year_idle_is_one_row_and_fast():
-    t0 = time.perf_counter()
+    """Fast because folded: the year's ~1.6 million periodic checkpoints are a handful of rows
+    (the cost follows the rows, not the time; no stopwatch, which a loaded machine would fool)."""
     tl = api.replay(PRIMARY, SECONDARY, end_ns=LAST_NS + 365 * 86400 * 10**9, allow_gaps=True)
     assert tl.error is None
-    assert time.perf_counter() - t0 < 5
     s = tl.summary
     assert s["checkpoints_by_cause"]["periodic"] > 365 * 86400 // 20 - 10
     assert len(tl) < 1000
+    ev = tl.events
+    idle = ev[ev["kind"] == "idle_checkpoints"]
+    starts = ev[ev["kind"] == "checkpoint_start"]
+    assert len(idle) >= 1 and idle["detail"].sum() > 365 * 86400 // 20 - 100
+    assert idle["detail"].sum() + len(starts) == s["checkpoints"]
 
 
 @pytest.mark.parametrize("delay_ms,until_s", [(100, 30), (50, 20), (1, 5), (30, 12)])

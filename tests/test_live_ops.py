@@ -5,13 +5,27 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
 import pandas as pd
 import pytest
 
 from tests.support import frames as F
 from tests.support.live_harness import LiveHarness, live_on_unix_listeners
+from tests.support.polling import wait_until
+
+
+def json_records(text: str, event: str) -> list[dict]:
+    """The complete JSON log records of ``event`` in ``text`` (a line still being written is
+    left out)."""
+    out = []
+    for line in text.splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and rec.get("event") == event:
+            out.append(rec)
+    return out
 
 
 def test_stats_json_logs_timeline_and_sigint_summary(tmp_path):
@@ -22,7 +36,9 @@ def test_stats_json_logs_timeline_and_sigint_summary(tmp_path):
         h.step(("P", F.udp(b"b", sport=2)))
         h.step(("S", F.udp(b"B", sport=2)))      # mismatch: one DO_CHECKPOINT
         h.step(("FLUSH",))
-        time.sleep(0.35)
+        # --stats 0.1: wait for two stats records, one of them after the mismatch (not 0.35 s)
+        wait_until(lambda: (lambda st: len(st) >= 2 and st[-1]["checkpoint_requests"] == 1)(
+            json_records(h.stderr_text(), "stats")), "two stats records, the last one after the request")
         rc, err = h.stop(sig=signal.SIGINT)
     recs = [json.loads(line) for line in err.splitlines() if line.strip()]
     assert all({"ts", "level", "event"} <= set(r) for r in recs), err
@@ -45,7 +61,8 @@ def test_text_stats_line_and_clean_exit_0():
     with LiveHarness(extra_args=("--stats", "0.1")) as h:
         h.step(("P", F.udp(b"a")))
         h.step(("S", F.udp(b"a")))
-        time.sleep(0.25)
+        wait_until(lambda: any(" stats " in ln and "released=" in ln for ln in h.stderr_text().splitlines()),
+                   "a --stats line")
         rc, err = h.stop()
     lines = [l for l in err.splitlines() if " stats " in l]
     assert lines and "in=pri:" in lines[-1] and "released=" in lines[-1] and "checkpoint_requests=0" in lines[-1]

@@ -5,13 +5,13 @@ truncated frames; read back by tshark and by our own reader."""
 from __future__ import annotations
 
 import io
-import shutil
 import subprocess
 
 import pytest
 
 from colo_replay.captures import open_capture
 from colo_replay.captures.writer import PcapngWriter
+from tests.support.tools import require
 
 T0 = 1_795_000_000_123_456_789
 ETH = bytes.fromhex("525400123456" "525400abcdef" "0800") + bytes(46)
@@ -35,13 +35,14 @@ def test_our_reader_reads_it_back(tmp_path):
                     (T0 + 9, ETH[:20], len(ETH), 1), (0, b"\x02" * 61, 61, 0)]
 
 
-@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+@pytest.mark.wireshark
 def test_tshark_reads_comments_interfaces_and_ns_stamps(tmp_path):
+    tshark = require("tshark")
     p = tmp_path / "e.pcapng"
     _evidence(p)
     out = None
     for field in ("frame.comment", "pkt_comment"):       # Wireshark >= 3.6 / older
-        r = subprocess.run(["tshark", "-r", str(p), "-T", "fields", "-E", "separator=|", "-e", field,
+        r = subprocess.run([tshark, "-r", str(p), "-T", "fields", "-E", "separator=|", "-e", field,
                             "-e", "frame.interface_name", "-e", "frame.time_epoch", "-e", "frame.len",
                             "-e", "frame.cap_len"], capture_output=True, text=True)
         if r.returncode == 0:

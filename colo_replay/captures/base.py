@@ -14,6 +14,15 @@ from .source import ChunkSource
 # (NET_BUFSIZE is 69632); anything larger in a record header is corruption.
 MAX_CAPLEN = 256 * 1024
 
+# A record's original length (the frame's length on the wire) above this is impossible for a
+# frame colo-compare could read (and above what libpcap or Wireshark take as a captured length):
+# a corrupt record header, most likely.  It is kept as it is, with a warning (``warnings``).
+MAX_ORIG_LEN = MAX_CAPLEN
+
+# How many warnings of one kind a reader gives frame by frame; the rest are counted in one more
+# line at the end of the file (a corrupt file could otherwise say the same thing a million times).
+WARNINGS_PER_KIND = 5
+
 # A timestamp step between consecutive frames larger than this (either way) is an error by
 # default: the replay's cost may not grow with replayed time, and such a jump is corruption or a
 # clock step far more often than a real idle day.  ``CaptureReader.max_gap_ns = None`` accepts it.
@@ -152,6 +161,10 @@ class CaptureReader:
     * ``linktypes``: the link-type numbers declared (pcap header, pcapng IDBs);
     * ``synthesised_ethernet``: True when some yielded frame got a made-up Ethernet header;
     * ``interfaces``: list of ``Interface``;
+    * ``warnings``: what is surprising in the file but not wrong enough to stop reading (an
+      impossible original length, a frame larger than the snaplen), one line each naming the
+      file, the frame number and the record's byte offset, as errors do; the first
+      ``WARNINGS_PER_KIND`` of a kind one by one, then one line counting the rest;
     * ``frames_read``, ``truncated_frames`` (caplen < orig_len) and
       ``untimestamped_frames`` (pcapng Simple Packet Blocks, which carry no time: their
       timestamp is 0 where Wireshark shows none), ``non_packet_records`` (pcapng
@@ -173,6 +186,8 @@ class CaptureReader:
         self.truncated_frames = 0
         self.untimestamped_frames = 0
         self.non_packet_records = 0
+        self.warnings: list[str] = []
+        self._warned: dict[str, list] = {}      # kind -> [count, what the rest are called]
         self._source = source
         self._started = False
 
@@ -206,7 +221,36 @@ class CaptureReader:
                     prev = ts[-1] or next((t for t in reversed(ts) if t), prev)
                 yield batch
         finally:
+            self._count_warnings()
             self.close()
+
+    # -- warnings (cold paths: called only for the odd record)
+
+    def _warn(self, kind: str, reason: str, frame_number: int | None, byte_offset: int | None,
+              rest: str) -> None:
+        """A warning of ``kind`` about one record, in the error's one-line form (``file: frame N at
+        byte offset B: reason``); beyond ``WARNINGS_PER_KIND`` of the kind only counted, and
+        ``rest`` says what those are in the line that counts them."""
+        seen = self._warned.setdefault(kind, [0, rest])
+        seen[0] += 1
+        if seen[0] <= WARNINGS_PER_KIND:
+            self.warnings.append(str(self._error(reason, frame_number, byte_offset)))
+
+    def _count_warnings(self) -> None:
+        for count, rest in self._warned.values():
+            if count > WARNINGS_PER_KIND:
+                self.warnings.append(f"{self.path}: {count - WARNINGS_PER_KIND} more {rest} after the "
+                                     f"{WARNINGS_PER_KIND} above")
+        self._warned = {}
+
+    def _impossible_orig_len(self, orig: int, frame_number: int, byte_offset: int, what: str) -> None:
+        """Frame ``frame_number`` (its record at ``byte_offset``) claims an original length above
+        ``MAX_ORIG_LEN``: a warning; the length is kept as it is (the frame is shorter than it,
+        so it counts as cut by a snaplen and is never compared)."""
+        self._warn("orig_len", f"{what} declares an original length of {orig} bytes, more than any frame can "
+                               f"have ({MAX_ORIG_LEN}): a corrupt record header? Kept as it is (the frame "
+                               f"counts as cut by a snaplen, never compared)",
+                   frame_number, byte_offset, "frames with an impossible original length")
 
     def _record_offset(self, number: int) -> int | None:
         """Where frame ``number``'s record starts (for error messages only; None if unknown)."""

@@ -42,7 +42,7 @@ except ImportError:                 # Cython absent: the decorators below are no
         wraparound = boundscheck
 
 from . import linktypes
-from .base import Batch, CaptureReader, Interface
+from .base import MAX_ORIG_LEN, Batch, CaptureReader, Interface
 from .source import ChunkSource
 
 HEADER_LEN = 24
@@ -100,7 +100,8 @@ class PcapReader(CaptureReader):
         frac_ns = self._frac_ns
         frac_lim = 1_000_000_000 // frac_ns     # ts_usec < 10^6, ts_nsec < 10^9
         snaplen = self.snaplen
-        # snaplen 0 is written by some tools for "unlimited"
+        # snaplen 0 is written by some tools for "unlimited".  A record above the snaplen (but not
+        # above max_caplen) is read in full after one warning (_over_snaplen), as Wireshark does.
         maxcap = min(snaplen, self.max_caplen) if snaplen else self.max_caplen
         convert, delta = self._link.convert, self._link.delta
         unpack2 = Struct(self.byte_order + "II").unpack_from      # the interpreted loops' readers
@@ -119,8 +120,10 @@ class PcapReader(CaptureReader):
                 starts = array("q", ts)
                 caps = array("q", ts)
                 origs = array("q", ts)
-                truncated, ts_min, ts_max = _fill(buf, pos, n, big, frac_ns, ts, starts, caps, origs,
-                                                  unpack4)
+                truncated, ts_min, ts_max, odd = _fill(buf, pos, n, big, frac_ns, MAX_ORIG_LEN, ts, starts,
+                                                       caps, origs, unpack4)
+                if odd >= 0:
+                    self._impossible_orig_lens(odd, number, base, starts, caps, origs)
                 self.frames_read += n
                 self.truncated_frames += truncated
                 if convert is None:
@@ -136,7 +139,15 @@ class PcapReader(CaptureReader):
             if bad:
                 at = base + end
                 if bad == _BAD_CAPLEN:
-                    err = self._caplen_error(_u32(buf, end + 8, big), number, at)
+                    caplen = _u32(buf, end + 8, big)
+                    if maxcap < caplen <= self.max_caplen:
+                        # above the file's snaplen only: said once, then every frame up to
+                        # max_caplen is read (the loop's check stays one comparison)
+                        self._over_snaplen(caplen, number, at)
+                        maxcap = self.max_caplen
+                        pos = end
+                        continue
+                    err = self._caplen_error(caplen, number, at)
                 else:
                     err = self._frac_error(_u32(buf, end + 4, big), number, at)
                 raise self._check_stream(err)
@@ -160,13 +171,26 @@ class PcapReader(CaptureReader):
             buf = chunk
             pos = 0
 
+    def _impossible_orig_lens(self, first: int, number: int, base: int, starts, caps, origs) -> None:
+        """A warning for each frame of the batch from index ``first`` on whose original length is
+        above ``MAX_ORIG_LEN`` (``_fill`` found the first; the batch's first frame is ``number``,
+        ``base`` the stream offset of its buffer)."""
+        for i in range(first, len(origs)):
+            if caps[i] < origs[i] and origs[i] > MAX_ORIG_LEN:
+                self._impossible_orig_len(origs[i], number + i, base + starts[i] - RECORD_HEADER_LEN,
+                                          "record header")
+
+    def _over_snaplen(self, caplen: int, number: int, offset: int) -> None:
+        """A record holds more bytes than the file header's snaplen (a writer that put a wrong
+        snaplen there): valid, Wireshark reads such frames whole and so does this reader (libpcap
+        cuts them to the snaplen).  One warning, at the first of them."""
+        self._warn("snaplen", f"record header declares {caplen} captured bytes, more than the file's snaplen "
+                              f"{self.snaplen}: read in full, as Wireshark does (this frame and any other up to "
+                              f"{self.max_caplen} bytes)", number, offset, "frames above the snaplen")
+
     def _caplen_error(self, caplen: int, number: int, offset: int):
-        if self.snaplen and caplen > self.snaplen and caplen <= self.max_caplen:
-            why = f"more than the file's snaplen {self.snaplen}"
-        else:
-            why = f"more than the {self.max_caplen} bytes any frame can have"
-        return self._error(f"record header declares {caplen} captured bytes, {why}",
-                           number, offset)
+        return self._error(f"record header declares {caplen} captured bytes, more than the "
+                           f"{self.max_caplen} bytes any frame can have", number, offset)
 
     def _record_offset(self, number: int) -> int | None:
         from .locate import pcap_record_offset
@@ -252,16 +276,22 @@ def _count(buf: bytes, pos: int, big: bool, maxcap: int, frac_lim: int, unpack2)
 @cython.locals(p=cython.p_uchar, pos=cython.Py_ssize_t, n=cython.Py_ssize_t, i=cython.Py_ssize_t,
                q=cython.Py_ssize_t, sec=cython.longlong, frac=cython.longlong, caplen=cython.longlong,
                orig=cython.longlong, t=cython.longlong, lo=cython.longlong, hi=cython.longlong,
-               frac_ns=cython.longlong, cut=cython.Py_ssize_t, big=cython.bint,
+               frac_ns=cython.longlong, maxorig=cython.longlong, cut=cython.Py_ssize_t, odd=cython.Py_ssize_t,
+               big=cython.bint,
                ts=cython.longlong[::1], starts=cython.longlong[::1], caps=cython.longlong[::1],
                origs=cython.longlong[::1])
-def _fill(buf: bytes, pos: int, n: int, big: bool, frac_ns: int, ts, starts, caps, origs, unpack4):
+def _fill(buf: bytes, pos: int, n: int, big: bool, frac_ns: int, maxorig: int, ts, starts, caps, origs,
+          unpack4):
     """Write the ``n`` records from ``buf[pos:]`` (counted by ``_count``) into the columns:
     timestamp (ns), offset of the frame in ``buf``, captured and original length.  Returns
-    ``(cut, ts_min, ts_max)``: how many frames a snaplen cut, the smallest and largest time.
+    ``(cut, ts_min, ts_max, odd)``: how many frames a snaplen cut, the smallest and largest time,
+    and the index of the first frame whose original length is above ``maxorig`` (-1: none).
+    Only frames a snaplen cut are checked (an impossible original length is above any captured
+    one): no test at all for a whole frame, one more for a cut one.
     ``unpack4``: the four header fields from ``buf`` at an offset (interpreted only)."""
     p = buf
     cut = 0
+    odd = -1
     lo = hi = 0
     for i in range(n):
         q = pos
@@ -285,8 +315,10 @@ def _fill(buf: bytes, pos: int, n: int, big: bool, frac_ns: int, ts, starts, cap
         origs[i] = orig
         if caplen < orig:
             cut += 1
+            if orig > maxorig and odd < 0:
+                odd = i
         pos = q + 16 + caplen
-    return cut, lo, hi
+    return cut, lo, hi, odd
 
 
 @cython.boundscheck(False)

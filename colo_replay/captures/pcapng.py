@@ -19,7 +19,7 @@ from struct import Struct
 from typing import Iterator
 
 from . import linktypes
-from .base import Batch, CaptureReader, Interface
+from .base import MAX_ORIG_LEN, Batch, CaptureReader, Interface
 from .errors import CaptureError
 from .source import ChunkSource
 
@@ -158,14 +158,20 @@ class PcapngReader(CaptureReader):
                         gid, mul, div, off, convert, delta, maxcap = ifaces[iid]
                         cur = iid
                     if caplen > maxcap or caplen > blen - 32:
-                        err = self._caplen_error(caplen, blen - 32, ifaces[iid], EPB,
-                                                 number + len(frames), base + pos)
-                        break
+                        if not self._over_snaplen(caplen, blen - 32, ifaces, iid, EPB,
+                                                  number + len(frames), base + pos):
+                            err = self._caplen_error(caplen, blen - 32, ifaces[iid], EPB,
+                                                     number + len(frames), base + pos)
+                            break
+                        maxcap = ifaces[iid][6]
                     t = ((hi << 32) | lo) * mul
                     ts_append((t if div == 1 else t // div) + off)
                     data = buf[pos + 28:pos + 28 + caplen]
                     if caplen < olen:
                         truncated += 1
+                        if olen > MAX_ORIG_LEN:         # (only a cut frame can claim that much)
+                            self._impossible_orig_len(olen, number + len(frames), base + pos,
+                                                      BLOCK_NAMES[EPB])
                     if convert is not None:
                         data = convert(data)
                         olen += delta
@@ -226,9 +232,14 @@ class PcapngReader(CaptureReader):
                                 caplen = min(caplen, snaplen)   # ... and by the snaplen
                         room = blen - (start - pos) - 4
                         if caplen > info[6] or caplen > room:
-                            err = self._caplen_error(caplen, room, info, btype, frame_no,
-                                                     base + pos)
-                            break
+                            if not self._over_snaplen(caplen, room, ifaces, iid, btype, frame_no,
+                                                      base + pos):
+                                err = self._caplen_error(caplen, room, info, btype, frame_no,
+                                                         base + pos)
+                                break
+                            info = ifaces[iid]
+                            if iid == cur:
+                                maxcap = info[6]
                         if ts is None:
                             ts_append(0)
                             untimestamped += 1
@@ -237,6 +248,8 @@ class PcapngReader(CaptureReader):
                         data = buf[start:start + caplen]
                         if caplen < olen:
                             truncated += 1
+                            if olen > MAX_ORIG_LEN:
+                                self._impossible_orig_len(olen, frame_no, base + pos, BLOCK_NAMES[btype])
                         if info[4] is not None:
                             data = info[4](data)
                             olen += info[5]
@@ -383,6 +396,22 @@ class PcapngReader(CaptureReader):
         return self._error(f"packet block references interface {iid}, but its section "
                            f"defines {defined} interface(s)", frame_no, offset)
 
+    def _over_snaplen(self, caplen, room, ifaces, iid, btype, frame_no, offset) -> bool:
+        """A packet block holding more bytes than its interface's snaplen (``if_snaplen`` in the
+        IDB) but no more than its block and ``max_caplen``: valid, Wireshark reads it whole, and
+        so does this reader (libpcap refuses it), after one warning per interface: its limit is
+        raised to ``max_caplen`` (``ifaces[iid]``).  False when that is not the case (an error)."""
+        info = ifaces[iid]
+        if info[6] < 0 or caplen > room or caplen > self.max_caplen:
+            return False
+        iface = self.interfaces[info[0]]
+        self._warn("snaplen", f"{BLOCK_NAMES[btype]} declares {caplen} captured bytes, more than interface "
+                              f"{iface.interface_id}'s snaplen {iface.snaplen}: read in full, as Wireshark does "
+                              f"(this frame and any other of the interface up to {self.max_caplen} bytes)",
+                   frame_no, offset, "interfaces with frames above their snaplen")
+        ifaces[iid] = info[:6] + (self.max_caplen,)
+        return True
+
     def _caplen_error(self, caplen, room, info, btype, frame_no, offset) -> CaptureError:
         iface = self.interfaces[info[0]]
         if info[6] < 0:
@@ -392,9 +421,6 @@ class PcapngReader(CaptureReader):
         what = BLOCK_NAMES[btype]
         if caplen > room:
             why = f"{what} declares {caplen} captured bytes, but the block holds only {room}"
-        elif iface.snaplen and caplen > iface.snaplen and caplen <= self.max_caplen:
-            why = (f"{what} declares {caplen} captured bytes, more than interface "
-                   f"{iface.interface_id}'s snaplen {iface.snaplen}")
         else:
             why = (f"{what} declares {caplen} captured bytes, more than the "
                    f"{self.max_caplen} bytes any frame can have")

@@ -219,6 +219,15 @@ def parse_time(text, what: str = "time") -> int:
         raise ValueError(f"{what} {text!r} is not a time (epoch seconds, or nanoseconds with 'ns')") from None
 
 
+def seconds_text(ns: int) -> str:
+    """A time in ns as exact decimal seconds (``1795653485.000000001``): what ``parse_time``
+    reads back to the same ns.  (``ns / 1e9`` is a float: 53 bits hold only ~16 digits, so an
+    epoch time loses its last nanoseconds and a user copying it gets another time.)"""
+    sign = "-" if ns < 0 else ""
+    whole, frac = divmod(abs(ns), 1_000_000_000)
+    return f"{sign}{whole}.{frac:09d}"
+
+
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 
 
@@ -238,20 +247,25 @@ def _check_times(times: list[int], where) -> list[int]:
     """Flush times must be positive and in order: a typo there silently moves every flush."""
     for i, t in enumerate(times):
         if t < 0:
-            raise ValueError(f"{where(i)}: negative time {t / 1e9:.9f}")
+            raise ValueError(f"{where(i)}: negative time {seconds_text(t)}")
         if i and t < times[i - 1]:
-            raise ValueError(f"{where(i)}: {t / 1e9:.9f} is before the time above it ({times[i - 1] / 1e9:.9f}): "
-                             f"times must be in order")
+            raise ValueError(f"{where(i)}: {seconds_text(t)} is before the time above it "
+                             f"({seconds_text(times[i - 1])}): times must be in order")
     return times
 
 
 def read_checkpoint_times(path) -> list[int]:
     """A ``--checkpoints-at`` file: one flush time per line, seconds since the epoch (replay
     clock) as a decimal number, or integer nanoseconds with an ``ns`` suffix; ``#`` starts a
-    comment.  ValueError naming the file and line for anything else; OSError if unreadable."""
+    comment; a UTF-8 byte-order mark and CRLF line ends are fine.  ValueError naming the file and
+    line for anything else; OSError if unreadable.
+
+    A file without a time (empty, or only blank lines and comments) is the record of a run in
+    which no checkpoint happened (``live --record`` leaves checkpoints.txt so): an empty list,
+    measured flushes none of which came, so the replay flushes nothing; never "use the model"."""
     times = []
     lines = []
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8-sig") as fh:     # a byte-order mark (some editors) is not text
         for lineno, line in enumerate(fh, 1):
             text = line.split("#", 1)[0].strip().rstrip(",")
             if not text:
@@ -262,8 +276,6 @@ def read_checkpoint_times(path) -> list[int]:
                 raise ValueError(f"{path}: line {lineno}: {text!r} is not a time "
                                  f"(seconds, or nanoseconds with 'ns')") from None
             lines.append(lineno)
-    if not times:
-        raise ValueError(f"{path}: --checkpoints-at file holds no time (one flush time per line)")
     return _check_times(times, lambda i: f"{path}: line {lines[i]}")
 
 
