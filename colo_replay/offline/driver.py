@@ -23,7 +23,7 @@ from typing import Callable
 
 from ..captures.base import DEFAULT_MAX_GAP_NS
 from ..captures.errors import CaptureError
-from .checkpoints import CheckpointModel
+from .checkpoints import CheckpointModel, seconds_text
 from .resync import SUPERSEDE, TRIM, Resync
 from ..engine.compare import Engine
 from ..engine.constants import MS, NEVER as _NEVER
@@ -651,11 +651,11 @@ def _check_end(end_ns, opts: ReplayOptions, lasts: list, failed: list):
     if opts.end_ns is None:
         return end_ns                   # the last measured flush time: no --until given
     if end_ns < last:
-        failed.append(UntilError(f"--until {end_ns / 1e9:.9f} is {(last - end_ns) / 1e9:.9g} s before the last "
-                                 f"frame (at {last / 1e9:.9f}): give a later time, or +DURATION after the end"))
+        failed.append(UntilError(f"--until {seconds_text(end_ns)} is {(last - end_ns) / 1e9:.9g} s before the last "
+                                 f"frame (at {seconds_text(last)}): give a later time, or +DURATION after the end"))
         return None
     if opts.max_gap_ns is not None and end_ns - last > opts.max_gap_ns:
-        failed.append(UntilError(f"--until {end_ns / 1e9:.9f} is {(end_ns - last) / 1e9:.9g} s after the last frame, "
+        failed.append(UntilError(f"--until {seconds_text(end_ns)} is {(end_ns - last) / 1e9:.9g} s after the last frame, "
                                  f"more than the {opts.max_gap_ns / 1e9:g} s gap threshold (seconds since the "
                                  f"epoch, or nanoseconds with 'ns'; --allow-gaps accepts it)"))
         return None

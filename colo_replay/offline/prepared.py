@@ -89,6 +89,7 @@ class PreparedCapture:
         self.format = attrs.get("format", "")
         self.linktypes = attrs.get("linktypes", set())
         self.synthesised_ethernet = attrs.get("synthesised_ethernet", False)
+        self.warnings = attrs.get("warnings", [])      # the capture reader's (CaptureReader.warnings)
         self.first_ns = first_ns
         self.last_ns = last_ns
         self.ordered = True            # timestamps never decrease (set by ``prepare``)
@@ -113,6 +114,7 @@ class PreparedReader:
         self.format = prepared.format
         self.linktypes = prepared.linktypes
         self.synthesised_ethernet = prepared.synthesised_ethernet
+        self.warnings = prepared.warnings          # (the driver puts them in each replay's summary)
 
     def batches(self):
         for stored in self.prepared._batches:
@@ -148,7 +150,8 @@ def prepare(reader) -> PreparedCapture:
     except CaptureError as exc:
         error = exc
     attrs = {"format": getattr(reader, "format", ""), "linktypes": set(getattr(reader, "linktypes", ())),
-             "synthesised_ethernet": bool(getattr(reader, "synthesised_ethernet", False))}
+             "synthesised_ethernet": bool(getattr(reader, "synthesised_ethernet", False)),
+             "warnings": list(getattr(reader, "warnings", ()))}
     prep = PreparedCapture(reader.path, stored, error, frames, 0, False, attrs, first_ns, last_ns)
     prep.ordered = ordered
     return prep
