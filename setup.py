@@ -4,12 +4,18 @@ The modules named in ``colo_replay.COMPILED_MODULES`` (colo_replay/__init__.py) 
 mode: the ``.py`` files are the source, nothing is hand-written in C) when Cython and a working
 C compiler are present.  Otherwise the package installs as pure Python, with one line saying so:
 the interpreted modules are the same engine, only slower.
+
+The modules are translated (Cython) and compiled (the C compiler) in parallel, one job per CPU:
+``cythonize(nthreads=...)`` and ``build_ext``'s ``parallel`` when no ``-j`` was given.
 """
 
 import os
 import sys
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+JOBS = os.cpu_count() or 1
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -44,7 +50,7 @@ def _ext_modules():
     from setuptools import Extension
     exts = [Extension(name, [os.path.join(*name.split(".")) + ".py"]) for name in _core_modules()]
     return cythonize(
-        exts, language_level=3, quiet=True,
+        exts, language_level=3, quiet=True, nthreads=JOBS if JOBS > 1 else 0,
         compiler_directives={
             # The annotations are for readers and type checkers; Cython must not turn them into
             # C types or exact-type checks (an int annotation would refuse a numpy integer).
@@ -73,5 +79,16 @@ def _have_compiler():
     return True
 
 
+class ParallelBuildExt(build_ext):
+    """``build_ext`` compiling the extensions in parallel (one job per CPU) unless ``-j N`` (or
+    ``build -j N``) says otherwise; pip's builds never pass one."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None and JOBS > 1:
+            self.parallel = JOBS
+
+
 # The generated C files are build products, not package data.
-setup(ext_modules=_ext_modules(), exclude_package_data={"": ["*.c"]})
+setup(ext_modules=_ext_modules(), cmdclass={"build_ext": ParallelBuildExt},
+      exclude_package_data={"": ["*.c"]})
