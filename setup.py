@@ -5,8 +5,10 @@ mode: the ``.py`` files are the source, nothing is hand-written in C) when Cytho
 C compiler are present.  Otherwise the package installs as pure Python, with one line saying so:
 the interpreted modules are the same engine, only slower.
 
-The modules are translated (Cython) and compiled (the C compiler) in parallel, one job per CPU:
-``cythonize(nthreads=...)`` and ``build_ext``'s ``parallel`` when no ``-j`` was given.
+The C compiler builds the modules in parallel, one job per CPU (``build_ext``'s ``parallel`` when
+no ``-j`` was given): on 2 CPUs ``pip install -e .`` went from about 100-110 s to 60-67 s.  The
+translation to C stays serial: it is about 6 s for the twelve, and ``cythonize(nthreads=2)``
+was slower on 2 CPUs (6.7 s against 5.4 s serial).
 """
 
 import os
@@ -15,7 +17,8 @@ import sys
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-JOBS = os.cpu_count() or 1
+# the CPUs this process may run on (a container's share, not the host's count)
+JOBS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -50,7 +53,7 @@ def _ext_modules():
     from setuptools import Extension
     exts = [Extension(name, [os.path.join(*name.split(".")) + ".py"]) for name in _core_modules()]
     return cythonize(
-        exts, language_level=3, quiet=True, nthreads=JOBS if JOBS > 1 else 0,
+        exts, language_level=3, quiet=True,
         compiler_directives={
             # The annotations are for readers and type checkers; Cython must not turn them into
             # C types or exact-type checks (an int annotation would refuse a numpy integer).
