@@ -4,12 +4,21 @@ The modules named in ``colo_replay.COMPILED_MODULES`` (colo_replay/__init__.py) 
 mode: the ``.py`` files are the source, nothing is hand-written in C) when Cython and a working
 C compiler are present.  Otherwise the package installs as pure Python, with one line saying so:
 the interpreted modules are the same engine, only slower.
+
+The C compiler builds the modules in parallel, one job per CPU (``build_ext``'s ``parallel`` when
+no ``-j`` was given): on 2 CPUs ``pip install -e .`` went from about 100-110 s to 60-67 s.  The
+translation to C stays serial: it is about 6 s for the twelve, and ``cythonize(nthreads=2)``
+was slower on 2 CPUs (6.7 s against 5.4 s serial).
 """
 
 import os
 import sys
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+# the CPUs this process may run on (a container's share, not the host's count)
+JOBS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -73,5 +82,16 @@ def _have_compiler():
     return True
 
 
+class ParallelBuildExt(build_ext):
+    """``build_ext`` compiling the extensions in parallel (one job per CPU) unless ``-j N`` (or
+    ``build -j N``) says otherwise; pip's builds never pass one."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None and JOBS > 1:
+            self.parallel = JOBS
+
+
 # The generated C files are build products, not package data.
-setup(ext_modules=_ext_modules(), exclude_package_data={"": ["*.c"]})
+setup(ext_modules=_ext_modules(), cmdclass={"build_ext": ParallelBuildExt},
+      exclude_package_data={"": ["*.c"]})

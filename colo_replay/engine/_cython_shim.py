@@ -4,6 +4,9 @@ The compiled core (setup.py) reads ``@cython.locals(...)`` as C types for a func
 variables, ``@cython.ccall`` as "callable from C too" and ``cython.compiled`` as True;
 interpreted, the decorators return the function unchanged and ``compiled`` is False, so the
 same ``.py`` source runs either way with the same results.
+
+Every ``cython.<name>`` the package uses must be here: tests/test_shim.py reads the sources and
+fails on a name this module lacks (the interpreted core could not even be imported).
 """
 
 compiled = False
@@ -42,5 +45,8 @@ class _TypeName:
         return self
 
 
-# Type names used in ``cython.locals`` (only their names matter to Cython)
+# Type names used in ``cython.locals`` and ``cython.declare`` (only their names matter to Cython)
 longlong = ulonglong = Py_ssize_t = bint = p_uchar = uchar = int_ = _TypeName()
+
+# ``cython.int`` (C int): last, as nothing below may mean the builtin ``int`` once it is shadowed
+int = _TypeName()  # noqa: A001 - the name Cython gives it
