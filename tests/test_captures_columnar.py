@@ -1,8 +1,8 @@
 """The pcap reader's columnar batches: the chunk kept whole (``buf``) with ``array('q')`` columns
 of time, frame offset, captured and original length, and ``frames`` cut from ``buf`` only when
 asked.  Checked on both cores in one run: the module Python loaded (compiled when built) and
-its ``.py`` source loaded beside it (tests/test_core.py runs this file again under the other
-core), against records these tests wrote themselves, for every read chunk size from 1 to 64
+its ``.py`` source loaded beside it (scripts/test runs this file again on the interpreted core
+a machine without a C compiler installs), against records these tests wrote themselves, for every read chunk size from 1 to 64
 bytes (records straddle every chunk boundary, and are larger than a chunk), both byte orders,
 micro- and nanosecond files, gzip, truncated records and corrupt headers.
 """

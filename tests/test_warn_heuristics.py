@@ -10,7 +10,7 @@ or the same ``ValueError``, on the sample pair and on generated captures full of
 padding, snaplen cuts, vnet headers, fingerprint collisions, duplicates), read as pcap in big and
 tiny chunks (one frame a batch: frames straddle nothing, gathers run off the buffer's end), as
 pcapng (list batches) and as hand-made batches (memoryview buffers, gaps between frames, times
-that do not fit int64).  tests/test_core.py runs this file under the other core too (the pcap
+that do not fit int64).  scripts/test runs this file on the interpreted install too (the pcap
 reader's batches come from the compiled or the interpreted reader).
 """
 

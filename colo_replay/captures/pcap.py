@@ -21,25 +21,7 @@ from typing import Iterator
 try:
     import cython
 except ImportError:                 # Cython absent: the decorators below are no-ops
-    from ..engine import _cython_shim as _shim
-
-    class _Type:
-        """A C type name in a decorator (``cython.longlong[::1]`` included): unused here."""
-
-        def __class_getitem__(cls, _item):
-            return cls
-
-    class cython:  # noqa: N801 - stands for the module
-        """What this module uses of Cython's pure-Python mode, as no-ops."""
-        compiled = False
-        locals = staticmethod(_shim.locals)
-        longlong = Py_ssize_t = bint = p_uchar = _Type
-
-        @staticmethod
-        def boundscheck(_flag):
-            return lambda func: func
-
-        wraparound = boundscheck
+    from ..engine import _cython_shim as cython
 
 from . import linktypes
 from .base import MAX_ORIG_LEN, Batch, CaptureReader, Interface
