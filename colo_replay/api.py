@@ -32,6 +32,7 @@ from .offline.pair import is_path, open_pair, open_side
 from .offline.replay_warnings import replay_warnings
 from .offline.settings import NOT_WITH_CHARDEV, PEER_ISN_NEEDS_REWRITER, Settings, split_settings
 from .offline.verify import Verification
+from .output.files import check_outputs
 
 __all__ = ["Settings", "Timeline", "Verification", "Sweep", "LiveRun", "LiveStartError", "replay",
            "replay_chardev", "verify", "explain", "report", "sweep", "live", "live_async",
@@ -65,6 +66,7 @@ def replay(primary, secondary, progress=None, *, settings: Settings | None = Non
     """
     settings = Settings.of(settings, **options)
     check_output(output)
+    check_outputs({"output": output}, {"primary capture": primary, "secondary capture": secondary})
     output = _stream_target(output)
     pair = open_pair(primary, secondary, settings)
     prd, srd = pair.primary, pair.secondary
@@ -106,6 +108,7 @@ def replay_chardev(capture, ports: dict | None = None, progress=None, flushes: s
     settings = Settings.of(settings, **options)
     settings.check_chardev()
     check_output(output)
+    check_outputs({"output": output}, {"chardev capture": getattr(capture, "path", capture)})
     output = _stream_target(output)
     opts = settings.replay_options(after_checkpoint="raw")
     cap = capture if isinstance(capture, ChardevCapture) else ChardevCapture(
@@ -173,6 +176,8 @@ def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = 
     if evidence is not None and (not os.fspath(evidence) or is_stdout(evidence)):
         raise ValueError(f"--evidence {os.fspath(evidence)!r}: give a pcapng file to write (stdout carries the "
                          f"explanation)")
+    check_outputs({"--evidence": evidence}, {"primary capture": primary, "secondary capture": secondary,
+                                             "chardev capture": chardev})
     if chardev is not None:
         if primary is not None or secondary is not None:
             raise ValueError("give either PRIMARY SECONDARY or chardev=, not both")

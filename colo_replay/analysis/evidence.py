@@ -55,7 +55,8 @@ def write_evidence(path, explanation, fetch=None, *, vnet_hdr_len: int = 0, offs
             if pk is not None:
                 rows.append((pk.time_ns + offsets_ns[side], side, n, pk))
     rows.sort(key=lambda r: (r[0], r[1], r[2]))
-    with PcapngWriter(str(path), ["primary", "secondary"]) as w:
+    from ..output.files import replacing
+    with replacing(path, "wb", buffering=1 << 20) as fh, PcapngWriter(fh, ["primary", "secondary"]) as w:
         for _t, side, n, pk in rows:
             v = pk.vnet_hdr_len if pk.vnet_hdr_len is not None else vnet_hdr_len
             text = "; ".join(comments[(side, n)])

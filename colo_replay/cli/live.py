@@ -17,8 +17,8 @@ import sys
 
 import click
 
-from .options import (DURATION, QEMU_OPTION, VNET_OPTION, bad_input, check_output_path, echo_warnings, epilog,
-                      take_settings, write_json)
+from .options import (DURATION, QEMU_OPTION, VNET_OPTION, bad_input, check_output_path, check_outputs,
+                      echo_warnings, epilog, take_settings, write_json)
 
 PROG = "colo-replay live"
 
@@ -68,6 +68,7 @@ def live(primary_in, secondary_in, outdev, notify_dev, allow_remote, flush_on_re
 
     settings = take_settings(kw, PROG)
     check_output_path(output, PROG, summary_json=summary_json)
+    check_outputs({"-o": output, "--summary-json": summary_json}, {}, PROG)
     echo_warnings(settings.warnings("live"), PROG)
     with bad_input(prog=PROG):
         run = api.live(primary_in, secondary_in, outdev, notify_dev, settings=settings, allow_remote=allow_remote,

@@ -217,6 +217,14 @@ def check_output_path(output: str | None, prog: str = "colo-replay", summary_jso
     check_writable(summary_json, "--summary-json", prog)
 
 
+def check_outputs(outputs: dict, inputs: dict, prog: str = "colo-replay") -> None:
+    """Before any work: no output file may be one of the inputs (symlinks followed) or another
+    output (``output.files.check_outputs``); one line, exit 2."""
+    from ..output.files import check_outputs as check
+    with bad_input(prog=prog):
+        check(outputs, inputs)
+
+
 def check_threshold(value: float | None, name: str, prog: str = "colo-replay") -> None:
     """A threshold must be a number at or above 0 (NaN would make every comparison false)."""
     import math
@@ -228,8 +236,10 @@ def check_threshold(value: float | None, name: str, prog: str = "colo-replay") -
 def write_json(path: str, data: dict, newline: bool = True, prog: str = "colo-replay") -> None:
     """``--summary-json`` (an OSError is one line, exit 2)."""
     import json
+
+    from ..output.files import replacing
     with bad_input(path, prog):
-        with open(path, "w", encoding="utf-8") as fh:
+        with replacing(path, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=2, default=str)
             if newline:
                 fh.write("\n")

@@ -9,8 +9,8 @@ import click
 
 from .options import (AFTER_CHECKPOINT_OPTION, ALLOW_GAPS_OPTION, CHECKPOINTS_AT_OPTION, COMPARE_OPTIONS, DURATION,
                       EXIT_INTERRUPTED, INPUT_CLOCK_OPTIONS, PAIR_SELECTION_OPTIONS, PORT_OPTIONS, UNTIL_OPTION,
-                      bad_input, check_output_path, check_threshold, echo_chardev, echo_source, echo_warnings,
-                      epilog, fail, ports, take_settings, write_json)
+                      bad_input, check_output_path, check_outputs, check_threshold, echo_chardev, echo_source,
+                      echo_warnings, epilog, fail, ports, take_settings, write_json)
 
 
 @click.command(epilog=epilog())
@@ -49,6 +49,7 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
     A read error, an --until that cannot be honoured or an interruption (Ctrl-C) print their
     error line first on stderr, then the summary; the timeline written is marked partial.
     """
+    checkpoints_file = kw.get("checkpoints_at")          # (Settings keeps the times it holds)
     settings = take_settings(kw)
     if chardev is not None:
         if primary is not None or secondary is not None:
@@ -58,6 +59,9 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
     elif primary is None or secondary is None:
         fail("missing PRIMARY and SECONDARY captures (or --chardev CAPTURE)")
     check_output_path(output, summary_json=summary_json)
+    check_outputs({"-o": output, "--summary-json": summary_json},
+                  {"primary capture": primary, "secondary capture": secondary, "chardev capture": chardev,
+                   "--checkpoints-at file": checkpoints_file})
     check_threshold(max_held_p99, "--max-held-p99")
     bar = None
     if sys.stderr.isatty() if progress is None else progress:

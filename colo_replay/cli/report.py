@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from .options import bad_input, fail, ports, take_settings
+from .options import bad_input, check_outputs, fail, ports, take_settings
 from .replay import replay as _replay_command
 
 # replay's parameters that a report does not take (its outputs and thresholds are the report's own)
@@ -24,8 +24,9 @@ def _write(path: str, content: str) -> None:
         sys.stdout.write(content)
         sys.stdout.flush()
         return
+    from ..output.files import replacing
     with bad_input(path):
-        with open(path, "w", encoding="utf-8") as fh:
+        with replacing(path, "w", encoding="utf-8") as fh:
             fh.write(content)
 
 
@@ -71,6 +72,11 @@ def report(ctx, output, markdown_path, json_path, timeline_path, summary_path, b
         fail("--summary goes with --timeline (the saved run's summary JSON)")
     if tolerance and baseline is None:
         fail("--tolerance goes with --baseline")
+    check_outputs({"-o": output, "--markdown": markdown_path, "--json": json_path},
+                  {"primary capture": kw.get("primary"), "secondary capture": kw.get("secondary"),
+                   "chardev capture": kw.get("chardev"), "--checkpoints-at file": kw.get("checkpoints_at"),
+                   "saved timeline": timeline_path, "summary": summary_path, "baseline": baseline,
+                   "sweep": sweep_path})
     if baseline is not None:          # refused before a replay that may take minutes
         from ..analysis.report.baseline import load_baseline, parse_rules
         with bad_input(baseline):

@@ -9,7 +9,8 @@ import sys
 import click
 
 from .options import (ALLOW_GAPS_OPTION, COMPARE_OPTIONS, DURATION, PORT_OPTIONS, bad_input, check_output_path,
-                      check_threshold, echo_chardev, echo_warnings, epilog, exit_status, fail, ports, take_settings)
+                      check_outputs, check_threshold, echo_chardev, echo_warnings, epilog, exit_status, fail, ports,
+                      take_settings)
 
 
 @click.command(epilog=epilog("For verify the threshold is the captured outdev: 1 means the replay's releases "
@@ -41,6 +42,7 @@ def verify(capture, primary_in_port, secondary_in_port, outdev_port, notify_port
 
     settings = take_settings(kw)
     check_output_path(output, "colo-replay")
+    check_outputs({"-o": output}, {"capture": capture})
     if output == "-" and as_json:
         fail("-o - and --json cannot both go to stdout")
     check_threshold(request_window, "--request-window")

@@ -41,6 +41,8 @@ class ParquetStream:
         if not self.path.lower().endswith(".parquet"):
             raise ValueError(f"{self.path}: only a .parquet timeline is streamed")
         self.tally = Tally(keep_cascade)
+        self._tmp = None           # the file being written, beside ``path`` (renamed there at close)
+        self._final = None         # the file it is renamed to (``path``, a symlink resolved)
         self.rows = 0
         self.closed = False
         self._writer = None
@@ -69,8 +71,15 @@ class ParquetStream:
     def _open(self, schema) -> None:
         if self._writer is None:
             import pyarrow.parquet as pq
+
+            from .files import replace_target, temporary_beside
             with self._named():
-                self._writer = pq.ParquetWriter(self.path, schema, use_dictionary=DICTIONARY_COLUMNS)
+                # written beside its place and renamed there at close: a killed run leaves the
+                # file that was there (a run that ends, even partial, closes a whole file); a
+                # FIFO or a device is written in place
+                self._final = replace_target(self.path)
+                self._tmp = None if self._final is None else temporary_beside(self._final)
+                self._writer = pq.ParquetWriter(self._tmp or self.path, schema, use_dictionary=DICTIONARY_COLUMNS)
 
     def _finish_pending(self) -> None:
         """Wait for the row group being written; its error (a full disk) is raised here."""
@@ -109,8 +118,9 @@ class ParquetStream:
                     self._writer.add_key_value_metadata(_marked(self._writer.schema,
                                                                 partial or f"{type(exc).__name__}: {exc}"))
                     self._writer.close()
+                    self._commit()
                 except Exception:       # noqa: BLE001 - the write error is the one to report
-                    pass
+                    self._discard()
                 self.closed = True
                 raise
             self._stop_thread()
@@ -121,7 +131,20 @@ class ParquetStream:
                 self._writer.add_key_value_metadata(_marked(self._writer.schema, partial))
             with self._named():
                 self._writer.close()
+            self._commit()
             self.closed = True
+
+    def _commit(self) -> None:
+        from .files import commit
+        tmp, self._tmp = self._tmp, None
+        if tmp is not None:
+            commit(tmp, self._final)
+
+    def _discard(self) -> None:
+        from .files import discard
+        tmp, self._tmp = self._tmp, None
+        if tmp is not None:
+            discard(tmp)
 
     def _stop_thread(self) -> None:
         if self._pool is not None:

@@ -212,7 +212,9 @@ def write_timeline(df, path: str | None, stream=None, partial: str | None = None
         meta[PARTIAL_KEY] = b"true"
         meta[ERROR_KEY] = partial.encode()
         table = table.replace_schema_metadata(meta)
-    pq.write_table(table, path, use_dictionary=dict_cols)
+    from .files import replacing_path
+    with replacing_path(path) as tmp:       # the file there stays whole until this one is
+        pq.write_table(table, tmp, use_dictionary=dict_cols)
 
 
 def write_timeline_blocks(blocks: list, path: str | None, stream=None, partial: str | None = None) -> None:
@@ -233,19 +235,23 @@ def _write_text(frames, path: str | None, stream, partial: str | None) -> None:
         return
     import os
 
+    from .files import replacing
+
     check_timeline_path(path)
+    # (each file is written beside its place and renamed there once complete: an interrupted
+    # write leaves the file that was there)
     if path.lower().endswith(".csv"):
         # (newline="": pandas writes its own line ends, as when it opens the file itself)
-        with open(path, "w", encoding="utf-8", newline="") as fh:
+        with replacing(path, "w", encoding="utf-8", newline="") as fh:
             for i, df in enumerate(frames):
                 df.to_csv(fh, index=False, header=i == 0)
     else:
-        with open(path, "w", encoding="utf-8") as fh:
+        with replacing(path, "w", encoding="utf-8") as fh:
             for df in frames:
                 _write_jsonl(df, fh)
     sidecar = path + PARTIAL_SUFFIX
     if partial is not None:
-        with open(sidecar, "w", encoding="utf-8") as fh:
+        with replacing(sidecar, "w", encoding="utf-8") as fh:
             fh.write(partial + "\n")
     elif os.path.exists(sidecar):
         os.remove(sidecar)
