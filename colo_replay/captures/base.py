@@ -341,3 +341,23 @@ def _head(batch: Batch, n: int) -> Batch:
                      caps=batch.caps[:n])
     return Batch(batch.first_frame, batch.timestamps[:n], batch.frames[:n], batch.orig_lens[:n],
                  batch.interface_ids[:n], vnets, None)
+
+
+class UpToError:
+    """A capture reader's batches up to its first read error (kept in ``error``), for the looks
+    ahead a replay makes before it starts (``--guest auto``, ``--align auto``, the
+    filter-rewriter's SYN|ACKs): they use what can be read, and the replay then meets the error
+    itself and gives everything before it, marked partial, as it does without them."""
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.error = None
+
+    def __getattr__(self, name):
+        return getattr(self.reader, name)
+
+    def batches(self):
+        try:
+            yield from self.reader.batches()
+        except CaptureError as exc:
+            self.error = exc

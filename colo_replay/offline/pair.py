@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..captures.base import UpToError
 from .settings import Settings
 
 
@@ -79,7 +80,8 @@ def open_pair(primary, secondary, settings: Settings) -> PairInput:
         if not paths:
             raise ValueError("--align auto needs both captures as paths (they are read twice)")
         from .align import estimate_alignment
-        found = estimate_alignment(_open(primary, settings), _open(secondary, settings), opts.vnet_hdr_len)
+        found = estimate_alignment(UpToError(_open(primary, settings)), UpToError(_open(secondary, settings)),
+                                   opts.vnet_hdr_len)
         opts.secondary_offset_ns = found.offset_ns
         opts.alignment = "auto: " + found.describe()
     prd = _open(primary, settings) if is_path(primary) else primary
@@ -103,7 +105,7 @@ def guest_selection(spec: str, primary, secondary, settings: Settings) -> dict:
         return {"guest": spec, "filter": guest_bpf(spec), "how": "given"}
     if not (is_path(primary) and is_path(secondary)):
         raise ValueError("--guest auto needs both captures as paths (they are read twice)")
-    found = [detect_guest(_open(path, settings)) for path in (primary, secondary)]
+    found = [detect_guest(UpToError(_open(path, settings))) for path in (primary, secondary)]
     macs = sorted({g.mac for g in found})
     if len(macs) > 1:
         # The secondary VM is a replica of the primary: same MAC.  Two different answers mean one

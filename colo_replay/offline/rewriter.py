@@ -209,5 +209,7 @@ def rewrite_secondary(secondary_reader, primary_path, vnet: int = 0, peer_isn: b
     """The secondary capture's reader behind filter-rewriter: the primary capture (a path; it is
     read once more here, for its SYN|ACKs) gives ``ISN_pri`` per connection."""
     from ..captures import open_capture
-    return RewrittenReader(secondary_reader, synack_table(open_capture(primary_path, **open_options), vnet), vnet,
-                           peer_isn)
+    from ..captures.base import UpToError
+    # (up to a read error: the replay meets it in the primary itself and gives what came before)
+    primary = UpToError(open_capture(primary_path, **open_options))
+    return RewrittenReader(secondary_reader, synack_table(primary, vnet), vnet, peer_isn)
