@@ -222,6 +222,10 @@ class Engine(TcpCompare):
         self._ckeys: list = [None] * _CACHE_SLOTS    # feed's connection cache (compiled core): keys ...
         self._cconns: list = [None] * _CACHE_SLOTS   # ... and their connections, by slot
         self.conn_list: list[Connection] = []   # QEMU conn_list: first-seen order
+        # The connections a frame was queued to since the last flush (``Connection.occupied``
+        # says which): a flush or a scan walks these, in conn_list order, not the whole list
+        # (16,384 connections walked at every flush made a checkpoint per frame quadratic).
+        self._occupied: list[Connection] = []
         self._next_conn_index = 0
         self.queued = 0                          # frames in all queues (lets idle scans be skipped)
         self.now = start_ns
@@ -452,6 +456,9 @@ class Engine(TcpCompare):
                 pkt = _queued_packet(self._lazy if self.lazy_frames and not other else None, buf, off, size,
                                      side, ident, time_ns, proto, 0, 0, 0, 0, 0, 0)
             self.queued += 1
+            if not conn.occupied:
+                conn.occupied = True
+                self._occupied.append(conn)
             _append(queue, pkt)
         else:
             if self._ack_umax:                               # seed: unsigned max
@@ -470,7 +477,7 @@ class Engine(TcpCompare):
                 # general scan gives the same answer, only slower.
                 pkt = _fast_packet(_frame(buf, off, size), size, side, ident, time_ns, proto, seq, ack, hs, ps,
                                    end, flags)
-                self.queued += 1
+                self.queued += 1            # (the queue holds frames: conn is occupied already)
                 # (seq_not_before(seq, head seq), inlined: this is the per-segment path)
                 if self._tcp_tail and (seq - queue[0].tcp_seq) & _U32 < _S32:
                     _appendleft(queue, pkt)
@@ -579,6 +586,9 @@ class Engine(TcpCompare):
             pkt = _queued_packet(self._lazy if self.lazy_frames and not other else None, buf, off, size, side,
                                  ident, time_ns, proto, seq, ack, hs, ps, end, flags)
             self.queued += 1
+            if not conn.occupied:
+                conn.occupied = True
+                self._occupied.append(conn)
             _append(queue, pkt)
             if other:
                 self._compare_tcp(conn, time_ns)
@@ -683,6 +693,9 @@ class Engine(TcpCompare):
         proto = conn.ip_proto
         if len(queue) <= self._max_queue:
             self.queued += 1
+            if not conn.occupied:
+                conn.occupied = True
+                self._occupied.append(conn)
             if proto == IPPROTO_TCP:
                 fill_tcp_info(pkt, self._subtract_vnet)
                 ack = pkt.tcp_ack
@@ -720,6 +733,7 @@ class Engine(TcpCompare):
                 self.queued -= len(old.primary) + len(old.secondary)
             self.table.clear()
             self.conn_list.clear()
+            self._occupied = []
             self._ckeys = [None] * _CACHE_SLOTS
             self._cconns = [None] * _CACHE_SLOTS
         conn = Connection(self._next_conn_index, ip_proto, key)

@@ -8,3 +8,4 @@ cdef class Connection:
     cdef public long long pack
     cdef public long long sack
     cdef public object key
+    cdef public bint occupied

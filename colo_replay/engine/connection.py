@@ -8,7 +8,7 @@ from collections import deque
 class Connection:
     """QEMU ``Connection``: the two queues of one flow and its TCP bookkeeping."""
 
-    __slots__ = ("index", "ip_proto", "primary", "secondary", "compare_seq", "pack", "sack", "key")
+    __slots__ = ("index", "ip_proto", "primary", "secondary", "compare_seq", "pack", "sack", "key", "occupied")
 
     def __init__(self, index: int, ip_proto: int, key: bytes):
         self.index = index            # position in first-seen order, never reused
@@ -19,3 +19,4 @@ class Connection:
         self.compare_seq = 0          # 0 doubles as "unset" in QEMU
         self.pack = 0
         self.sack = 0
+        self.occupied = False         # in the engine's list of connections that may hold frames

@@ -21,6 +21,10 @@ except ImportError:                 # Cython absent: the @cython.locals below ar
 _I64_MAX = (1 << 63) - 1      # _tick_c's "never" (NEVER itself does not fit a C integer)
 
 
+def _index(conn) -> int:
+    return conn.index
+
+
 class ScanAndFlush(EngineState):
     """Expiry scan and flush of ``Engine`` (a part of it; the state is ``EngineState``'s)."""
 
@@ -38,6 +42,35 @@ class ScanAndFlush(EngineState):
                 p.chunk = None
         lazy.clear()
 
+    def _holding(self) -> list:
+        """The connections that hold frames, in conn_list order (QEMU walks the whole conn_list;
+        a connection with empty queues does nothing there).  ``_occupied`` has every connection
+        a frame was queued to since it was last found empty, in the order they were first
+        occupied; conn_list is in creation order, which is ``index`` order, so sorting by index
+        gives QEMU's order.  The ones found empty leave the list.  Should the frames counted
+        there ever differ from ``queued`` (an enqueue that did not mark its connection), the
+        whole conn_list is walked instead, as QEMU does: never a frame missed."""
+        occupied = self._occupied
+        keep = []
+        held = 0
+        for conn in occupied:
+            n = len(conn.primary) + len(conn.secondary)
+            if n:
+                keep.append(conn)
+                held += n
+            else:
+                conn.occupied = False
+        if held != self.queued:
+            for conn in occupied:
+                conn.occupied = False
+            keep = [c for c in self.conn_list if c.primary or c.secondary]
+            for conn in keep:
+                conn.occupied = True
+        elif len(keep) > 1:
+            keep.sort(key=_index)
+        self._occupied = keep
+        return keep
+
     def _flush(self, t: int) -> None:
         """colo_flush_packets() for every connection in conn_list order (2.9).  compare_seq,
         pack, sack, the table and the scan phase survive a flush."""
@@ -45,7 +78,7 @@ class ScanAndFlush(EngineState):
             self.settle()
         out = self._out
         out.append(_new_event(Event, (EventKind.FLUSH, Cause.CHECKPOINT, t, None, None, -1, 0)))
-        for conn in self.conn_list:
+        for conn in self._holding():
             tail = self._tcp_tail if conn.ip_proto == IPPROTO_TCP else self._other_tail
             pl = conn.primary
             sl = conn.secondary
@@ -60,6 +93,8 @@ class ScanAndFlush(EngineState):
                 for s in order:
                     out.append(_new_event(Event, (_SDROP, _C_FLUSH, t, s, None, ci, 0)))
                 sl.clear()
+            conn.occupied = False
+        self._occupied = []
         self.queued = 0
 
     def _retick(self) -> None:
@@ -106,7 +141,7 @@ class ScanAndFlush(EngineState):
             out.append(_new_event(Event, (EventKind.SCAN, Cause.TICK, tick_ns, None, None, -1, 0)))
         if not self.queued:
             return
-        for conn in self.conn_list:
+        for conn in self._holding():
             for p in conn.primary:
                 if now_ms - p.creation_ms > timeout:
                     out.append(_new_event(Event, (_CKPT, Cause.EXPIRED, tick_ns, p, None, conn.index,

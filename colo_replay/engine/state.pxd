@@ -20,6 +20,7 @@ cdef class EngineState:
     cdef public bint _key_ips
     cdef public dict table
     cdef public list conn_list
+    cdef public list _occupied
     cdef public long long _next_conn_index
     cdef public long long queued
     cdef public long long now

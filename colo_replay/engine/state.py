@@ -18,6 +18,6 @@ class EngineState:
     # Slots: the per-frame path reads and writes a dozen of these; slot access is the cheapest.
     __slots__ = ("profile", "config", "emit_scans", "_timeout_ms", "_cycle_ns", "_max_queue", "_vnet",
                  "_inverted", "_subtract_vnet", "_ack_umax", "_gate_sack", "_tcp_tail", "_other_tail",
-                 "_key_ips", "table", "conn_list", "_next_conn_index", "queued", "now", "_start_ns",
+                 "_key_ips", "table", "conn_list", "_occupied", "_next_conn_index", "queued", "now", "_start_ns",
                  "_paused_ns", "_stopped_at", "_deadline", "_tick_ns", "_tick_c", "_out", "compact_pairs", "lazy_frames", "_lazy", "rows",
                  "_ckeys", "_cconns")
