@@ -339,6 +339,15 @@ class PcapngReader(CaptureReader):
             if code == IF_TSRESOL and value:
                 exp = value[0] & 0x7F
                 units = 2**exp if value[0] & 0x80 else 10**exp
+                if units > 1 << 64:
+                    # Finer than any clock and than a 64-bit count of units per second (10^-19,
+                    # 2^-64): every timestamp of the interface reads as about 0 s.  Wireshark reads
+                    # it so too; say it, since the replay's clock then means nothing.
+                    res = f"2^-{exp}" if value[0] & 0x80 else f"10^-{exp}"
+                    self._warn("tsresol", f"Interface Description Block {len(self.interfaces)} says "
+                                          f"if_tsresol {res} s, finer than any clock: its timestamps "
+                                          f"read as about 0 s (as in Wireshark)", None, base + pos,
+                               "interfaces with an absurd if_tsresol")
             elif code == IF_TSOFFSET and len(value) >= 8:
                 tsoffset = order.i64(value, 0)[0]
             elif code == IF_NAME:

@@ -180,6 +180,7 @@ class ChardevCapture:
 
     def _decode(self, out: DecodedStream, streams, vnet: bool) -> None:
         dec = FrameDecoder(vnet_hdr=vnet)
+        fed = []            # (stream offset, capture frame number) of each chunk: names a frame's start
         for st in streams:
             out.connections.append(st.name)
             if dec.mid_frame and not dec.disabled:
@@ -187,6 +188,7 @@ class ChardevCapture:
                     f"{out.role}: a new connection ({st.name}) starts while a frame is unfinished; "
                     f"like QEMU (SocketReadState is never reset) its bytes continue that frame")
             for chunk in st.chunks:
+                fed.append((dec.consumed, chunk.frame_number))
                 out.nbytes += len(chunk.data)
                 for item in dec.feed(chunk.data):
                     if isinstance(item, Oversized):
@@ -201,9 +203,16 @@ class ChardevCapture:
                     out.vnet_lens.append(item.vnet_hdr_len)
         out.ignored_bytes = dec.ignored
         if dec.mid_frame and not dec.disabled:
+            from bisect import bisect_right
             out.leftover = dec.index + len(dec._hdr)
-            self.warnings.append(f"{out.role}: the stream ends inside a frame ({out.leftover} bytes of it "
-                                 f"captured); colo-compare never saw that frame complete")
+            start = dec._frame_start
+            k = bisect_right([off for off, _ in fed], start) - 1
+            where = f" (its length word in capture frame {fed[k][1]}, stream byte {start})" if k >= 0 else ""
+            announced = f", announced {dec.packet_len} bytes" if dec.state == 2 else ""
+            # QEMU's net_fill_rstate fails on an oversized length only once the bytes past its
+            # buffer arrive: a length word beyond NET_BUFSIZE near the stream's end just waits
+            self.warnings.append(f"{out.role}: the stream ends inside a frame{where}{announced}, {out.leftover} "
+                                 f"bytes of it captured; colo-compare never saw that frame complete")
 
     def _check_vnet_setting(self) -> None:
         """A wrong vnet_hdr_support decodes garbage (every length word is off by the vnet word)
