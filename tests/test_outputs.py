@@ -191,3 +191,15 @@ def test_devices_and_symlinks_are_written_through(tmp_path):
     api.replay(P, S, filter_rewriter=True).write(fifo)
     out, _ = reader.communicate(timeout=60)
     assert out.count(b"\n") > 100 and stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_summary_json_dash_is_stdout_when_stdout_is_free(tmp_path):
+    import json
+
+    r = cli("replay", P, S, "--filter-rewriter", "-o", "t.parquet", "--summary-json", "-", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert json.loads(r.stdout)["checkpoint_requests"] == 10
+    for out in ([], ["-o", "-"]):
+        r = cli("replay", P, S, *out, "--summary-json", "-", cwd=tmp_path)
+        assert r.returncode == 2 and r.stdout == "" and len(r.stderr.splitlines()) == 1, r.stderr
+        assert "cannot both go to stdout" in r.stderr

@@ -48,7 +48,8 @@ PROG = "colo-replay live"
               help="Record every stream (pcapng) and the flush times here, replayable with colo-replay replay.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True),
               help="Timeline at exit: .parquet, .csv, .jsonl, or - for JSON Lines on stdout.")
-@click.option("--summary-json", type=click.Path(dir_okay=False), help="Also write the final summary here.")
+@click.option("--summary-json", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Also write the final summary here ('-': stdout, when the timeline does not go there).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)

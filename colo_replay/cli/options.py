@@ -209,6 +209,10 @@ def check_output_path(output: str | None, prog: str = "colo-replay", summary_jso
         fail("-o: an output path must not be empty", prog)
     if summary_json == "":
         fail("--summary-json: an output path must not be empty", prog)
+    if summary_json == "-" and (output is None or output == "-") and prog == "colo-replay":
+        fail("--summary-json - and the timeline cannot both go to stdout: give -o FILE", prog)
+    if summary_json == "-" and output == "-":
+        fail("--summary-json - and -o - cannot both go to stdout", prog)
     if output is not None and output != "-":
         from ..output.timeline import check_timeline_path
         with bad_input(prog=prog):
@@ -234,10 +238,16 @@ def check_threshold(value: float | None, name: str, prog: str = "colo-replay") -
 
 
 def write_json(path: str, data: dict, newline: bool = True, prog: str = "colo-replay") -> None:
-    """``--summary-json`` (an OSError is one line, exit 2)."""
+    """``--summary-json`` (``-``: stdout; an OSError is one line, exit 2)."""
     import json
 
     from ..output.files import replacing
+    if path == "-":
+        with bad_input(None, prog):
+            json.dump(data, sys.stdout, indent=2, default=str)
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        return
     with bad_input(path, prog):
         with replacing(path, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=2, default=str)

@@ -37,7 +37,8 @@ from .options import (AFTER_CHECKPOINT_OPTION, ALLOW_GAPS_OPTION, CHECKPOINTS_AT
 @PAIR_SELECTION_OPTIONS
 @click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True),
               help="Timeline file: .parquet, .csv or .jsonl; - or none: JSON Lines on stdout.")
-@click.option("--summary-json", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")
+@click.option("--summary-json", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Also write the summary as JSON here ('-': stdout, when the timeline goes to a file).")
 @click.option("--max-checkpoints", type=click.IntRange(min=0), help="Exit 1 when more checkpoints were performed.")
 @click.option("--max-held-p99", type=float, help="Exit 1 when the p99 held time exceeds this many ms.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
