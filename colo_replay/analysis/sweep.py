@@ -60,6 +60,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
 from itertools import product
 
 from ..engine.constants import MS
@@ -90,143 +91,309 @@ ROW_COLUMNS = (("pair",) + KNOB_COLUMNS
                   "still_queued_secondary", "partial", "error", "pareto", "recommended"))
 
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": MS, "s": 1_000_000_000}
-_MAX_VALUES = 10_000
+_MAX_VALUES = 10_000            # values one knob's spec may give
+MAX_SETTINGS = 10_000           # replays (settings x pairs) a sweep runs unless told more (max_settings)
+_MAX_INT = (1 << 64) - 1        # the largest whole-number knob QEMU parses (a uint64; settings say more)
+_MAX_NS = (1 << 63) - 1         # the largest duration (int64 nanoseconds, ~292 years)
+_NUMBER = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ns|us|µs|ms|s)?\s*")
+_SHOWN = 40                     # characters of a bad value quoted in a message
 
 
 # -- the grid ------------------------------------------------------------------------------------
 
+def _shown(text) -> str:
+    """``text`` quoted for a message, cut to ``_SHOWN`` characters (a hostile value can be long)."""
+    text = str(text).strip()
+    return repr(text) if len(text) <= _SHOWN else repr(text[:_SHOWN]) + f"... ({len(text)} characters)"
+
+
 def _number(text: str, kind: str, where: str):
-    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ns|us|µs|ms|s)?\s*", text)
+    """A whole number (``kind`` "int") or a duration in ns ("duration": units allowed, a bare
+    number is ms), exactly (decimal arithmetic: no float overflow, no rounding of large values);
+    ValueError naming ``where`` for anything else, or a value beyond ``_MAX_INT`` / ``_MAX_NS``."""
+    m = _NUMBER.fullmatch(text)
     if not m or (kind == "int" and m.group(2)):
         what = "a whole number" if kind == "int" else "a duration (e.g. 100, 250ms, 1.5s)"
-        raise ValueError(f"{where}: {text.strip()!r} is not {what}")
+        raise ValueError(f"{where}: {_shown(text)} is not {what}")
+    digits = m.group(1)
+    limit = _MAX_INT if kind == "int" else _MAX_NS
+    if len(digits.split(".")[0].lstrip("0")) > len(str(limit)):       # before any arithmetic
+        raise ValueError(f"{where}: {_shown(text)} is too large{_limit_text(kind)}")
+    value = Decimal(digits)
     if kind == "int":
-        value = float(m.group(1))
-        if value != int(value):
-            raise ValueError(f"{where}: {text.strip()!r} is not a whole number")
-        return int(value)
-    return int(round(float(m.group(1)) * _UNITS[m.group(2) or "ms"]))
+        if value != value.to_integral_value():
+            raise ValueError(f"{where}: {_shown(text)} is not a whole number")
+        n = int(value)
+    else:
+        n = int((value * _UNITS[m.group(2) or "ms"]).to_integral_value(rounding=ROUND_HALF_EVEN))
+    if n > limit:
+        raise ValueError(f"{where}: {_shown(text)} is too large{_limit_text(kind)}")
+    return n
+
+
+def _limit_text(kind: str) -> str:
+    return f" (at most {_MAX_INT})" if kind == "int" else f" (at most {_MAX_NS // 1_000_000_000} s)"
+
+
+def _factor(step: str, where: str) -> float:
+    """A geometric range's factor (``x2``, ``x1.5``): a finite number above 1."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*", step[1:])
+    factor = float(m.group(1)) if m and len(m.group(1)) <= 30 else None
+    if factor is None or not 1 < factor < math.inf:
+        raise ValueError(f"{where}: geometric step {_shown(step)} needs a factor above 1 (e.g. x2, x1.5)")
+    return factor
+
+
+def _parts(knob: str, spec: str):
+    """The parts of one knob's spec, parsed, none generated: ``(start, stop, None, None)`` for a
+    single value, ``(start, stop, inc, None)`` for an arithmetic range, ``(start, stop, None,
+    factor)`` for a geometric one; ValueError naming the option and the bad part."""
+    option = "--" + knob.replace("_", "-")
+    kind = KNOBS[knob][1]
+    where = f"{option} {_shown(spec)}"
+    out = []
+    for part in str(spec).split(","):
+        if not part.strip():
+            raise ValueError(f"{where}: empty value")
+        if ":" not in part:
+            v = _number(part, kind, where)
+            out.append((v, v, None, None))
+            continue
+        bits = part.split(":")
+        if len(bits) != 3:
+            raise ValueError(f"{where}: a range is START:STOP:xFACTOR or START:STOP:+STEP, not {_shown(part)}")
+        start, stop = _number(bits[0], kind, where), _number(bits[1], kind, where)
+        step = bits[2].strip()
+        if stop < start:
+            raise ValueError(f"{where}: range {_shown(part)} ends before it starts")
+        if step[:1] in ("x", "*"):
+            factor = _factor(step, where)
+            if start <= 0:
+                raise ValueError(f"{where}: a geometric range starts above 0")
+            out.append((start, stop, None, factor))
+        elif step[:1] == "+":
+            inc = _number(step[1:], kind, where)
+            if inc <= 0:
+                raise ValueError(f"{where}: arithmetic step {_shown(step)} must be above 0")
+            out.append((start, stop, inc, None))
+        else:
+            raise ValueError(f"{where}: range step {_shown(step)} is xFACTOR (geometric) or +STEP (arithmetic)")
+    return where, kind, out
+
+
+def _count(start: int, stop: int, inc, factor) -> int:
+    """How many values a part gives (a geometric range: estimated from logarithms, exact to
+    within one), computed without making them."""
+    if inc is not None:
+        return (stop - start) // inc + 1
+    if factor is not None:
+        return math.floor(math.log((stop + 0.5) / start) / math.log(factor)) + 1
+    return 1
+
+
+def count_values(knob: str, spec: str) -> int:
+    """How many values ``spec`` gives (before duplicates are dropped), without making them."""
+    return sum(_count(*p) for p in _parts(knob, spec)[2])
 
 
 def parse_values(knob: str, spec: str) -> list:
     """The values of one knob's spec (see the module docstring); ``ValueError`` with one line
-    naming the option and the bad part.  Durations come back in ns, the other knobs as given."""
-    option = "--" + knob.replace("_", "-")
-    kind = KNOBS[knob][1]
+    naming the option and the bad part.  Durations come back in ns, the other knobs as given.
+    A spec giving more than ``_MAX_VALUES`` values is refused before they are made."""
+    where, kind, parts = _parts(knob, spec)
+    if sum(_count(*p) for p in parts) > _MAX_VALUES + len(parts):     # (+1 a part: the estimate's slack)
+        raise ValueError(f"{where}: more than {_MAX_VALUES} values")
     values: list = []
-    for part in str(spec).split(","):
-        where = f"{option} {spec!r}"
-        if not part.strip():
-            raise ValueError(f"{where}: empty value")
-        if ":" not in part:
-            values.append(_number(part, kind, where))
-            continue
-        bits = part.split(":")
-        if len(bits) != 3:
-            raise ValueError(f"{where}: a range is START:STOP:xFACTOR or START:STOP:+STEP, not {part.strip()!r}")
-        start, stop = _number(bits[0], kind, where), _number(bits[1], kind, where)
-        step = bits[2].strip()
-        if stop < start:
-            raise ValueError(f"{where}: range {part.strip()!r} ends before it starts")
-        if step[:1] in ("x", "*"):
-            try:
-                factor = float(step[1:])
-            except ValueError:
-                factor = 0.0
-            if not factor > 1:
-                raise ValueError(f"{where}: geometric step {step!r} needs a factor above 1 (e.g. x2)")
-            if start <= 0:
-                raise ValueError(f"{where}: a geometric range starts above 0")
-            v = float(start)
-            while round(v) <= stop:
-                values.append(int(round(v)))
-                v *= factor
-                if len(values) > _MAX_VALUES:
-                    break
-        elif step[:1] == "+":
-            inc = _number(step[1:], kind, where)
-            if inc <= 0:
-                raise ValueError(f"{where}: arithmetic step {step!r} must be above 0")
+    for start, stop, inc, factor in parts:
+        if inc is not None:
             values.extend(range(start, stop + 1, inc))
+        elif factor is not None:
+            v = float(start)
+            while v < stop + 1:                 # (a float compare first: v may be huge, even inf)
+                r = round(v)
+                if r > stop:
+                    break
+                values.append(r)
+                v *= factor
         else:
-            raise ValueError(f"{where}: range step {step!r} is xFACTOR (geometric) or +STEP (arithmetic)")
+            values.append(start)
         if len(values) > _MAX_VALUES:
             raise ValueError(f"{where}: more than {_MAX_VALUES} values")
     if kind == "int" and min(values) < 1:
-        raise ValueError(f"{option} {spec!r}: values must be at least 1")
+        raise ValueError(f"{where}: values must be at least 1")
     return list(dict.fromkeys(values))          # duplicates once, first position kept
 
 
-def grid(specs: dict) -> tuple[dict, list[dict]]:
-    """``specs``: knob -> spec text or list of values (None or missing: not swept).  Returns
-    ``(swept, settings)``: knob -> values, and the cartesian product as ``ReplayOptions``
-    keyword dicts (``{"compare_timeout": 300, "checkpoint_duration_ns": 100000000}``)."""
+def grid_values(specs: dict) -> dict:
+    """``specs``: knob -> spec text, a value, or a list of values (None or missing: not swept).
+    Returns knob -> values, in ``KNOBS`` order; nothing of the product is made."""
+    unknown = set(specs) - set(KNOBS)
+    if unknown:
+        raise ValueError(f"not sweepable: {', '.join(sorted(map(str, unknown)))} (sweepable: {', '.join(KNOBS)})")
     swept = {}
     for knob in KNOBS:
         spec = specs.get(knob)
         if spec is None:
             continue
-        swept[knob] = parse_values(knob, spec) if isinstance(spec, str) else list(spec)
-    unknown = set(specs) - set(KNOBS)
-    if unknown:
-        raise ValueError(f"not sweepable: {', '.join(sorted(unknown))} (sweepable: {', '.join(KNOBS)})")
+        if isinstance(spec, str):
+            swept[knob] = parse_values(knob, spec)
+            continue
+        values = [spec] if isinstance(spec, (int, float)) else list(spec)
+        if not values:
+            raise ValueError(f"--{knob.replace('_', '-')}: no values")
+        if len(values) > _MAX_VALUES:
+            raise ValueError(f"--{knob.replace('_', '-')}: more than {_MAX_VALUES} values")
+        swept[knob] = values
+    return swept
+
+
+def grid_size(swept: dict) -> int:
+    """How many settings the product of ``swept`` (knob -> values) holds, without making it."""
+    return math.prod(len(v) for v in swept.values())
+
+
+def check_size(settings: int, pairs: int, max_settings: int | None = None) -> None:
+    """ValueError when ``settings`` x ``pairs`` replays are more than ``max_settings`` (default
+    ``MAX_SETTINGS``), saying both numbers and how to raise the cap."""
+    cap = MAX_SETTINGS if max_settings is None else max_settings
+    if settings * pairs > cap:
+        raise ValueError(f"a sweep of {settings} setting{'s' * (settings != 1)} x {pairs} pair{'s' * (pairs != 1)} "
+                         f"is {settings * pairs} replays, more than the cap of {cap} (--max-settings N, or "
+                         f"max_settings=N, raises it)")
+
+
+def grid(specs: dict, max_settings: int | None = None, pairs: int = 1) -> tuple[dict, list[dict]]:
+    """``specs``: knob -> spec text or list of values (None or missing: not swept).  Returns
+    ``(swept, settings)``: knob -> values, and the cartesian product as ``ReplayOptions``
+    keyword dicts (``{"compare_timeout": 300, "checkpoint_duration_ns": 100000000}``).  The
+    product's size (times ``pairs``) is checked against ``max_settings`` (``check_size``) before
+    it is made."""
+    swept = grid_values(specs)
+    check_size(grid_size(swept), pairs, max_settings)
+    return swept, product_of(swept)
+
+
+def product_of(swept: dict) -> list[dict]:
+    """The cartesian product of ``swept`` (knob -> values) as ``ReplayOptions`` keyword dicts, in
+    knob order (check its size first: ``grid_size``, ``check_size``)."""
     fields = [KNOBS[k][0] for k in swept]
-    settings = [dict(zip(fields, combo)) for combo in product(*swept.values())] if swept else [{}]
-    return swept, settings
+    return [dict(zip(fields, combo)) for combo in product(*swept.values())] if swept else [{}]
 
 
 # -- batches of pairs ----------------------------------------------------------------------------
 
-def read_manifest(path) -> list[dict]:
+class ManifestPair(dict):
+    """One pair of a manifest: the dict ``api.sweep(pairs=...)`` takes, plus ``where`` (the
+    manifest and row it came from, ``m.csv: row 3``) for the sweep's messages."""
+
+    where: str | None = None
+
+
+def read_manifest(path, *, settings: int = 1, max_settings: int | None = None) -> list[dict]:
     """The pairs of a manifest, as ``api.sweep(pairs=...)`` takes them.
 
     CSV: a header row with ``name,primary,secondary`` and any of ``MANIFEST_FIELDS`` (an empty
     cell: not given).  TOML: ``[[pair]]`` tables with the same keys.  Capture and
     ``checkpoints_at`` paths are relative to the manifest's directory.  Durations as on the
     command line (``12ms``, ``1.5s``, a bare number is ms); booleans true/false/yes/no/1/0.
-    ``ValueError`` names the manifest, the pair (row) and the field."""
+    Every pair has its own name.  ``ValueError`` names the manifest, the pair (row) and the
+    field.  With ``max_settings``, reading stops (ValueError, as ``check_size``) at the first
+    pair that takes the sweep past that many replays of ``settings`` settings each.
+    Nothing here opens a capture."""
     from pathlib import Path
 
     path = Path(path)
     base = path.parent
-    if path.suffix.lower() == ".toml":
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
         import tomllib
         try:
-            with open(path, "rb") as fh:
-                doc = tomllib.load(fh)
+            doc = tomllib.loads(path.read_bytes().decode("utf-8-sig"))
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not UTF-8 text (byte offset {exc.start}: {exc.reason}): a pairs manifest "
+                             f"is a CSV or TOML text file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path}: not TOML ({exc})") from None
-        entries = doc.get("pair")
-        if not isinstance(entries, list):
+        tables = doc.get("pair")
+        if not isinstance(tables, list):
             raise ValueError(f"{path}: no [[pair]] tables")
-        where = [f"{path}: [[pair]] {i + 1}" for i in range(len(entries))]
-    elif path.suffix.lower() == ".csv":
-        import csv
-        with open(path, newline="", encoding="utf-8") as fh:
-            entries = [{k.strip(): v.strip() for k, v in row.items() if k is not None and v is not None and v.strip()}
-                       for row in csv.DictReader(fh)]
-        where = [f"{path}: row {i + 2}" for i in range(len(entries))]
+        entries = ((f"{path}: [[pair]] {i + 1}", entry) for i, entry in enumerate(tables))
+    elif suffix == ".csv":
+        fh = open(path, encoding="utf-8-sig", newline="")      # (a BOM, as spreadsheets write, is no column name)
+        entries = _csv_entries(path, fh)
     else:
         raise ValueError(f"{path}: a pairs manifest is .csv or .toml")
-    if not entries:
+    pairs: list = []
+    try:
+        _pairs_of(entries, pairs, base, settings, max_settings)
+    finally:
+        if hasattr(entries, "close"):
+            entries.close()                     # the CSV file, when a row was refused
+    if not pairs:
         raise ValueError(f"{path}: no pairs")
-    pairs = []
-    for at, entry in zip(where, entries):
-        missing = [k for k in ("name", "primary", "secondary") if not entry.get(k)]
+    return pairs
+
+
+def _pairs_of(entries, pairs: list, base, settings: int, max_settings: int | None) -> None:
+    names: dict = {}
+    cap = None if max_settings is None else max(max_settings // max(settings, 1), 0)
+    for at, entry in entries:
+        if not isinstance(entry, dict):
+            raise ValueError(f"{at}: not a table of name, primary, secondary, ...")
+        if cap is not None and len(pairs) >= cap:
+            n = len(pairs) + 1
+            raise ValueError(f"{at}: a sweep of {settings} setting{'s' * (settings != 1)} x {n} pair{'s' * (n != 1)} "
+                             f"or more is {settings * n} replays or more, more than the cap of {max_settings} "
+                             f"(--max-settings N, or max_settings=N, raises it)")
+        missing = [k for k in ("name", "primary", "secondary") if entry.get(k) in (None, "")]
         if missing:
             raise ValueError(f"{at}: missing {', '.join(missing)}")
-        pair = {"name": str(entry["name"]), "primary": str(base / str(entry["primary"])),
-                "secondary": str(base / str(entry["secondary"]))}
+        for key in ("name", "primary", "secondary"):
+            value = entry[key]
+            if not isinstance(value, str) and not (key == "name" and isinstance(value, int)):
+                raise ValueError(f"{at}: {key}: {_shown(value)} is not {'a name' if key == 'name' else 'a path'} "
+                                 f"(a string)")
+        for key, value in entry.items():
+            if isinstance(value, str) and "\x00" in value:
+                raise ValueError(f"{at}: {key}: contains a NUL byte")
+        name = str(entry["name"])
+        if name in names:
+            raise ValueError(f"{at}: name {_shown(name)} is already that of {names[name]} (every pair needs its "
+                             f"own name)")
+        names[name] = at.rsplit(": ", 1)[-1]
+        pair = ManifestPair(name=name, primary=str(base / entry["primary"]), secondary=str(base / entry["secondary"]))
+        pair.where = at
         for key, value in entry.items():
             if key in ("name", "primary", "secondary"):
                 continue
             if key not in MANIFEST_FIELDS:
-                raise ValueError(f"{at}: unknown field {key!r} (known: name, primary, secondary, "
+                raise ValueError(f"{at}: unknown field {_shown(key)} (known: name, primary, secondary, "
                                  f"{', '.join(MANIFEST_FIELDS)})")
             field, kind = MANIFEST_FIELDS[key]
             pair[field] = _manifest_value(value, kind, f"{at}: {key}", base)
         pairs.append(pair)
-    return pairs
+
+
+def _csv_entries(path, fh):
+    """``(where, {column: cell})`` of each row of a CSV manifest (empty cells left out), read
+    lazily from ``fh`` (closed at the end); a CSV or decoding error names the line."""
+    import csv
+
+    with fh:
+        reader = csv.DictReader(fh)
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{path}: not UTF-8 text (after line {reader.line_num}: {exc.reason}): a pairs "
+                                 f"manifest is a CSV or TOML text file") from None
+            except csv.Error as exc:
+                raise ValueError(f"{path}: line {reader.line_num + 1}: not CSV ({exc})") from None
+            yield (f"{path}: row {reader.line_num}",
+                   {k.strip(): v.strip() for k, v in row.items()
+                    if isinstance(k, str) and isinstance(v, str) and v.strip()})
 
 
 def _manifest_value(value, kind: str, where: str, base):
@@ -239,13 +406,17 @@ def _manifest_value(value, kind: str, where: str, base):
         if text in ("false", "no", "0", "off"):
             return False
         raise ValueError(f"{where}: {value!r} is not true or false")
+    if isinstance(value, float):               # TOML: inf, nan, 1e300 are floats
+        if not math.isfinite(value):
+            raise ValueError(f"{where}: {value!r} is not a finite number")
+        value = format(Decimal(value), "f")     # exactly, as text: the same checks as a CSV cell
     if kind == "int":
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         return _number(str(value), "int", where)
     if kind == "duration":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return int(round(value * MS))
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
         m = re.fullmatch(r"\s*(-?)(.*)", str(value))
         n = _number(m.group(2), "duration", where)
         return -n if m.group(1) else n
