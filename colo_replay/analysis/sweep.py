@@ -476,8 +476,11 @@ def minutes_of(pair) -> float:
 
 
 def run_one(pair, setting: dict, with_summary: bool = False):
-    """Replay one ``PreparedPair`` under one setting: the row (and the summary when asked)."""
+    """Replay one ``PreparedPair`` under one setting: the row (and the summary when asked).
+    A replay stopped by Ctrl-C (the driver keeps what it had) is no row: KeyboardInterrupt."""
     result, _exc = pair.replay(**setting)
+    if getattr(result, "interrupted", False):
+        raise KeyboardInterrupt
     row, summary = row_of(pair.name, result, minutes_of(pair))
     return (row, summary) if with_summary else (row, None)
 
@@ -485,6 +488,8 @@ def run_one(pair, setting: dict, with_summary: bool = False):
 # -- the fan-out ---------------------------------------------------------------------------------
 
 _PAIRS: list = []          # the prepared pairs, seen by forked workers (set before the pool starts)
+JOBS_PER_CORE = 1          # the replays are CPU-bound: a worker more than the cores adds memory, not speed
+DASK_TIMEOUT_S = 10        # to reach a Dask scheduler, and for its first worker to be there
 
 
 def cores() -> int:
@@ -495,66 +500,164 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def max_jobs() -> int:
+    """The most worker processes a sweep starts: ``JOBS_PER_CORE`` per core this process may use."""
+    return max(1, cores() * JOBS_PER_CORE)
+
+
 def _task(i: int, setting: dict, with_summary: bool):
     return run_one(_PAIRS[i], setting, with_summary)
 
 
 def _init_worker(pairs) -> None:
-    """Spawned workers: the pairs, unpickled once per worker."""
+    """Every worker: Ctrl-C is the parent's to handle (it keeps the rows finished so far and
+    stops the workers), so SIGINT is ignored here, then unblocked (the parent blocked it while
+    the workers started).  Spawned workers: the pairs, unpickled once per worker."""
+    import signal
+
     global _PAIRS
-    _PAIRS = pairs
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if pairs is not None:
+        _PAIRS = pairs
 
 
 def run(pairs: list, settings: list[dict], jobs: int | None = None, *, dask: str | None = None,
-        start_method: str | None = None, with_summary: bool = False) -> list[tuple[dict, dict | None]]:
+        start_method: str | None = None, with_summary: bool = False,
+        done: list | None = None) -> list[tuple[dict, dict | None]]:
     """Every (pair, setting), in that order (pair-major): ``[(row, summary_or_None), ...]``.
 
-    ``jobs``: worker processes (default ``cores()``, every core this process may use; 1 = in this
-    process).
+    ``jobs``: worker processes (default ``max_jobs()``, one per core this process may use; 1 =
+    in this process); never more than ``max_jobs()`` nor than there are tasks.
     ``start_method``: ``"fork"`` (the default where available: the pairs are shared
     copy-on-write) or ``"spawn"`` (each worker unpickles the pairs once).  ``dask``: a
-    dask.distributed scheduler address; ``jobs`` is then ignored."""
+    dask.distributed scheduler address; ``jobs`` is then ignored.
+
+    ``done``: a list the results are appended to as they are had (returned too).  On Ctrl-C
+    (KeyboardInterrupt) the workers are stopped at once, ``done`` holds every task finished so
+    far (in task order, with gaps where a task had not finished) and KeyboardInterrupt is raised
+    again."""
+    out = [] if done is None else done
     tasks = [(i, s) for i in range(len(pairs)) for s in settings]
     if dask is not None:
-        return _run_dask(dask, pairs, tasks, with_summary)
-    jobs = jobs or cores()
-    jobs = min(jobs, len(tasks))
+        return _run_dask(dask, pairs, tasks, with_summary, out)
+    jobs = min(jobs or max_jobs(), max_jobs(), len(tasks))
     if jobs <= 1:
-        return [run_one(pairs[i], s, with_summary) for i, s in tasks]
+        for i, s in tasks:
+            out.append(run_one(pairs[i], s, with_summary))
+        return out
     import multiprocessing as mp
+    import signal
     from concurrent.futures import ProcessPoolExecutor
 
     global _PAIRS
     method = start_method or ("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     ctx = mp.get_context(method)
-    if method == "fork":
-        _PAIRS = pairs
-        pool = ProcessPoolExecutor(jobs, mp_context=ctx)
-    else:
-        pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(pairs,))
+    futures: list = []
+    pool = None
+    base = len(out)
     try:
-        futures = [pool.submit(_task, i, s, with_summary) for i, s in tasks]
-        return [f.result() for f in futures]
+        # The workers start with SIGINT blocked (a Ctrl-C while they start is the parent's alone);
+        # each ignores it and unblocks it before its first task (_init_worker).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            if method == "fork":
+                _PAIRS = pairs
+            pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
+                                       initargs=(None if method == "fork" else pairs,))
+            futures = [pool.submit(_task, i, s, with_summary) for i, s in tasks]
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        for f in futures:
+            out.append(f.result())
+        return out
+    except KeyboardInterrupt:
+        first = len(out) - base     # the futures before this one are in ``out`` already
+        for f in futures[first:]:
+            f.cancel()
+        out.extend(f.result() for f in futures[first:] if f.done() and not f.cancelled() and f.exception() is None)
+        if pool is not None:
+            _stop_workers(pool)
+        raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         _PAIRS = []
 
 
-def _run_dask(address: str, pairs: list, tasks: list, with_summary: bool):
+def _stop_workers(pool) -> None:
+    """Terminate a ProcessPoolExecutor's workers now (Ctrl-C: their tasks are abandoned)."""
+    stop = getattr(pool, "terminate_workers", None)          # Python 3.14
+    if stop is not None:
+        stop()
+        return
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            proc.terminate()
+        except Exception:       # already gone
+            pass
+
+
+def _run_dask(address: str, pairs: list, tasks: list, with_summary: bool, out: list):
+    if not str(address).strip():
+        raise ValueError("--dask: a scheduler address must not be empty (e.g. tcp://10.0.0.5:8786)")
     try:
         from distributed import Client
     except ImportError:
         raise ValueError("--dask needs dask.distributed: pip install 'colo-replay[dask]'") from None
+    client = _connect(Client, address)
+    futures: list = []
     try:
-        client = Client(address, timeout=30)
-    except (OSError, TimeoutError) as exc:
-        raise ValueError(f"--dask {address}: cannot reach the scheduler ({exc})") from None
-    try:
+        try:
+            client.wait_for_workers(1, timeout=DASK_TIMEOUT_S)
+        except (OSError, TimeoutError) as exc:
+            raise ValueError(f"--dask {address}: the scheduler has no worker (none came within "
+                             f"{DASK_TIMEOUT_S} s: {_one_line(exc)})") from None
         remote = client.scatter(list(pairs), broadcast=True)     # each pair sent once to each worker
         futures = [client.submit(run_one, remote[i], s, with_summary, pure=False) for i, s in tasks]
-        return client.gather(futures)
+        out.extend(client.gather(futures))
+        return out
+    except KeyboardInterrupt:
+        out.extend(f.result() for f in futures if f.status == "finished")
+        client.cancel(futures)
+        raise
     finally:
         client.close()
+
+
+def _connect(Client, address: str):
+    """A dask.distributed ``Client`` of ``address``, or ValueError naming it within about
+    ``DASK_TIMEOUT_S``.  Client's own timeout covers the TCP connection, not the handshake after
+    it: a listener that accepts and never speaks (or speaks another protocol) would hold it
+    forever.  So the client is made in a daemon thread, given up on after the timeout."""
+    import threading
+
+    box: dict = {}
+
+    def connect():
+        try:
+            box["client"] = Client(address, timeout=DASK_TIMEOUT_S)
+        except BaseException as exc:          # (handed to the caller)
+            box["error"] = exc
+
+    thread = threading.Thread(target=connect, name="colo-replay dask connect", daemon=True)
+    thread.start()
+    thread.join(DASK_TIMEOUT_S + 2)
+    if thread.is_alive():
+        raise ValueError(f"--dask {address}: no Dask scheduler answered within {DASK_TIMEOUT_S} s (connected, but "
+                         f"no handshake: another service on that port?)")
+    exc = box.get("error")
+    if isinstance(exc, Exception):      # whatever connecting raised is about the address (a refused
+        # connection, a timeout, a bad address, another protocol's bytes read as a frame length ...)
+        raise ValueError(f"--dask {address}: cannot reach the scheduler ({type(exc).__name__}: "
+                         f"{_one_line(exc)[:200]})") from None
+    if exc is not None:
+        raise exc                       # (KeyboardInterrupt, SystemExit)
+    return box["client"]
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 # -- the front and the recommendation ------------------------------------------------------------
@@ -669,24 +772,47 @@ def to_frame(rows: list[dict]):
     return pd.DataFrame(rows, columns=[c for c in ROW_COLUMNS if not rows or c in rows[0]])
 
 
-def write_rows(path: str, rows: list[dict], meta: dict | None = None) -> None:
-    """The rows as .csv / .parquet, or .json with ``meta`` (see the module docstring)."""
+def write_rows(path: str, rows: list[dict], meta: dict | None = None, partial: str | None = None) -> None:
+    """The rows as .csv / .parquet, or .json with ``meta`` (see the module docstring).
+
+    ``partial`` (the line saying why: an interruption) marks the file as the timelines are
+    marked (``output.timeline``): JSON ``"partial": true, "interrupted": true, "error": <the
+    line>``; Parquet key-value metadata ``colo_replay.partial = true`` and ``colo_replay.error``;
+    CSV a sidecar ``<path>.partial`` holding the line.  A complete write removes a stale sidecar."""
     import json
+
+    from ..output.timeline import ERROR_KEY, PARTIAL_KEY, PARTIAL_SUFFIX
+
     low = str(path).lower()
     if low.endswith(".json"):
-        doc = {"schema": "colo-replay-sweep", "schema_version": SCHEMA_VERSION, **(meta or {}),
-               "rows": [{k: _json_value(v) for k, v in r.items()} for r in rows]}
+        doc = {"schema": "colo-replay-sweep", "schema_version": SCHEMA_VERSION, **(meta or {})}
+        if partial is not None:
+            doc.update(partial=True, interrupted=True, error=partial)
+        doc["rows"] = [{k: _json_value(v) for k, v in r.items()} for r in rows]
         with open(path, "w", encoding="utf-8") as fh:
             json.dump(doc, fh, indent=1, allow_nan=False)
             fh.write("\n")
         return
+    check_path(path)
     df = to_frame(rows)
     if low.endswith(".parquet"):
-        df.to_parquet(path, index=False)
-    elif low.endswith(".csv"):
-        df.to_csv(path, index=False)
-    else:
-        check_path(path)
+        if partial is None:
+            df.to_parquet(path, index=False)
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), PARTIAL_KEY: b"true",
+                                               ERROR_KEY: partial.encode()})
+        pq.write_table(table, path)
+        return
+    df.to_csv(path, index=False)
+    sidecar = str(path) + PARTIAL_SUFFIX
+    if partial is not None:
+        with open(sidecar, "w", encoding="utf-8") as fh:
+            fh.write(partial + "\n")
+    elif os.path.exists(sidecar):
+        os.remove(sidecar)
 
 
 def _json_value(v):
