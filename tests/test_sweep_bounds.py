@@ -181,13 +181,31 @@ def test_unreachable_dask_is_one_line_within_the_timeout(address):
     one_line_error(proc, f"--dask {address}")
 
 
-def test_a_silent_listener_is_no_dask_scheduler():
+@pytest.mark.parametrize("banner", [None, b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"])
+def test_a_listener_that_is_no_dask_scheduler_is_one_line(banner):
+    """A port that accepts and never speaks (distributed's handshake has no timeout of its own),
+    or speaks another protocol (its first bytes read as an exabyte frame length)."""
+    conns = []
     with socket.socket() as srv:
         srv.bind(("127.0.0.1", 0))
         srv.listen(8)
         port = srv.getsockname()[1]
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = srv.accept()
+                except OSError:
+                    return
+                conns.append(conn)
+                if banner:
+                    conn.sendall(banner)
+
+        threading.Thread(target=serve, daemon=True).start()
         proc = cli("sweep", PRIMARY, SECONDARY, "--compare-timeout", "100", "--dask", f"tcp://127.0.0.1:{port}",
-                   timeout=sw.DASK_TIMEOUT_S + 20)
+                   timeout=sw.DASK_TIMEOUT_S + 20, memory=2 * GiB)
+    for conn in conns:
+        conn.close()
     one_line_error(proc, f"--dask tcp://127.0.0.1:{port}")
 
 
