@@ -365,3 +365,60 @@ def test_api_pairs_name_their_index():
 def test_max_held_p99_must_be_a_number_of_ms(value):
     proc = cli("sweep", PRIMARY, SECONDARY, "--compare-timeout", "100", "--max-held-p99", value)
     one_line_error(proc, "--max-held-p99", value)
+
+
+# -- many rows: the front and the recommendations in n log n -------------------------------------
+
+def _brute_pareto(rows):
+    marks = []
+    for r in rows:
+        p = sw._point(r)
+        marks.append(p is not None and not any(
+            (q := sw._point(o)) is not None and o is not r and o["pair"] == r["pair"]
+            and q[0] <= p[0] and q[1] <= p[1] and (q[0] < p[0] or q[1] < p[1]) for o in rows))
+    return marks
+
+
+def test_pareto_in_one_pass_equals_the_definition():
+    import random
+
+    rng = random.Random(24)
+    for _ in range(200):
+        rows = [{"pair": rng.choice("abc"), "checkpoints_per_min": rng.choice([rng.randint(0, 5), float("nan")]),
+                 "held_p99_ms": rng.choice([rng.randint(0, 5), rng.randint(0, 5), float("nan")]), "partial": False}
+                for _ in range(rng.randint(0, 25))]
+        assert sw.pareto(rows) == _brute_pareto(rows), rows
+
+
+def test_a_sweep_of_many_pairs_is_marked_in_n_log_n():
+    """200,000 rows of 100,000 pairs: the front, the recommendations and the marks (n^2 before:
+    4 * 10^10 comparisons)."""
+    code = ("import random\n"
+            "from colo_replay.analysis import sweep as sw\n"
+            "rng = random.Random(1)\n"
+            "rows = [{'pair': f'p{i // 2}', 'checkpoints_per_min': rng.random(), 'held_p99_ms': rng.random(),\n"
+            "         'partial': False, **{c: 1 for c in sw.KNOB_COLUMNS}} for i in range(200_000)]\n"
+            "recs = sw.recommend(rows, 0.5)\n"
+            "sw.mark(rows, recs)\n"
+            "print(sum(r['pareto'] for r in rows), len(recs))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=_env(),
+                          preexec_fn=_limits(memory=2 * GiB))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    front, recs = map(int, proc.stdout.split())
+    assert recs == 100_000 and 100_000 <= front <= 200_000
+
+
+def test_the_memory_budget_is_counted_once_a_pair(tmp_path, monkeypatch):
+    """Each pair's bytes are added to the group's once (summed over the whole group for every
+    new pair before: n^2 for a manifest of many small pairs)."""
+    from colo_replay.offline.prepared import PreparedCapture
+
+    _tiny_pair(tmp_path)
+    calls = []
+    real = PreparedCapture.nbytes
+    monkeypatch.setattr(PreparedCapture, "nbytes", property(lambda self: calls.append(1) or real.fget(self)))
+    pairs = [{"name": f"p{i}", "primary": str(tmp_path / "p.pcap"), "secondary": str(tmp_path / "s.pcap")}
+             for i in range(60)]
+    rows = api.sweep(grid={"compare_timeout": "300"}, pairs=pairs, jobs=1).rows
+    assert len(rows) == 60
+    assert len(calls) <= 2 * 60
