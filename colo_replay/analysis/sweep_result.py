@@ -157,6 +157,7 @@ def run_sweep(primary, secondary, grid: dict, settings: Settings, *, pairs: list
     # need them all at once.
     out: list = []
     group: list = []
+    held = 0                            # bytes of frames the group holds
     sources: dict = {}
     interrupted = False
     try:
@@ -168,10 +169,12 @@ def run_sweep(primary, secondary, grid: dict, settings: Settings, *, pairs: list
             p, s = prepare(pair.primary), prepare(pair.secondary)     # (drained: their files closed)
             source = sources[spec["name"]] = pair.finished_source()
             group.append(PreparedPair(spec["name"], p, s, pair.options, source))
-            if k == len(resolved) - 1 or sum(g.primary.nbytes + g.secondary.nbytes for g in group) >= PREPARED_BUDGET:
+            held += p.nbytes + s.nbytes
+            if k == len(resolved) - 1 or held >= PREPARED_BUDGET:
                 sw.run(group, grid_settings, jobs, dask=dask, start_method=start_method, with_summary=with_summary,
                        done=out)
                 group = []
+                held = 0
     except KeyboardInterrupt:
         interrupted = True
     del resolved, group
