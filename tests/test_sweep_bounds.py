@@ -272,6 +272,23 @@ def test_ctrl_c_on_stdout_keeps_the_rows_and_says_so(tmp_path):
     assert lines[0].startswith("pair,") and 1 < len(lines) < 4001
 
 
+def test_ctrl_c_on_dask_keeps_the_rows_gathered(tmp_path):
+    """The tasks are gathered as they finish: on Ctrl-C those finished are kept, the rest
+    cancelled, and distributed leaves no traceback on stderr (an interrupted gather did)."""
+    from distributed import LocalCluster
+
+    with LocalCluster(host="127.0.0.1", n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        code, _, err = _interrupt(["sweep", PRIMARY, SECONDARY, *GRID_4000, "--dask", cluster.scheduler_address,
+                                   "-o", tmp_path / "s.json"], after_s=10)
+    assert code == 130 and "Traceback" not in err, err
+    assert err.startswith("colo-replay: error: interrupted")
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert doc["partial"] is True and 0 < len(doc["rows"]) < 4000
+    cts = [r["compare_timeout"] for r in doc["rows"]]
+    assert cts == sorted(set(cts))
+
+
 def test_api_interrupt_returns_the_rows_so_far(monkeypatch):
     """In this process: a KeyboardInterrupt during the third replay ends the sweep there."""
     real = sw.run_one
