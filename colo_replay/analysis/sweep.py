@@ -606,7 +606,10 @@ def _run_dask(address: str, pairs: list, tasks: list, with_summary: bool, out: l
     except ImportError:
         raise ValueError("--dask needs dask.distributed: pip install 'colo-replay[dask]'") from None
     client = _connect(Client, address)
+    from distributed import as_completed
+
     futures: list = []
+    results: dict = {}
     try:
         try:
             client.wait_for_workers(1, timeout=DASK_TIMEOUT_S)
@@ -615,10 +618,15 @@ def _run_dask(address: str, pairs: list, tasks: list, with_summary: bool, out: l
                              f"{DASK_TIMEOUT_S} s: {_one_line(exc)})") from None
         remote = client.scatter(list(pairs), broadcast=True)     # each pair sent once to each worker
         futures = [client.submit(run_one, remote[i], s, with_summary, pure=False) for i, s in tasks]
-        out.extend(client.gather(futures))
+        # As they come (not one gather: a gather interrupted by Ctrl-C leaves distributed's waiting
+        # tasks to die with tracebacks on stderr), put back in task order at the end.
+        index = {f.key: k for k, f in enumerate(futures)}
+        for future, result in as_completed(futures, with_results=True):
+            results[index[future.key]] = result
+        out.extend(results[k] for k in range(len(futures)))
         return out
     except KeyboardInterrupt:
-        out.extend(f.result() for f in futures if f.status == "finished")
+        out.extend(results[k] for k in sorted(results))
         client.cancel(futures)
         raise
     finally:
