@@ -439,3 +439,15 @@ def test_the_memory_budget_is_counted_once_a_pair(tmp_path, monkeypatch):
     rows = api.sweep(grid={"compare_timeout": "300"}, pairs=pairs, jobs=1).rows
     assert len(rows) == 60
     assert len(calls) <= 2 * 60
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"jobs": "4"}, r"jobs '4': must be a whole number"),
+    ({"jobs": 0}, r"jobs 0: must be a whole number"),
+    ({"start_method": "threads"}, r"start_method 'threads': must be fork, spawn or forkserver"),
+    ({"max_held_p99": float("nan")}, r"--max-held-p99 nan: must be a number at or above 0"),
+    ({"max_settings": 2.5}, r"max_settings 2.5: must be a whole number"),
+])
+def test_api_arguments_are_refused_by_name(kw, message):
+    with pytest.raises(ValueError, match=message):
+        sweep_result.run_sweep(PRIMARY, SECONDARY, {"compare_timeout": "100"}, Settings(), **kw)

@@ -124,6 +124,10 @@ def run_sweep(primary, secondary, grid: dict, settings: Settings, *, pairs: list
     if max_settings is not None and (isinstance(max_settings, bool) or not isinstance(max_settings, int)
                                      or max_settings < 1):
         raise ValueError(f"max_settings {max_settings!r}: must be a whole number at least 1 (--max-settings)")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs {jobs!r}: must be a whole number at least 1 (-j)")
+    if start_method not in (None, "fork", "spawn", "forkserver"):
+        raise ValueError(f"start_method {start_method!r}: must be fork, spawn or forkserver")
     if max_held_p99 is not None and (isinstance(max_held_p99, bool) or not isinstance(max_held_p99, (int, float))
                                      or math.isnan(max_held_p99) or max_held_p99 < 0):
         raise ValueError(f"--max-held-p99 {max_held_p99!r}: must be a number at or above 0")
