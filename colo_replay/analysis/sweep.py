@@ -8,6 +8,15 @@ lists and ranges alike (``100ms:1s:+300ms``).  The settings are the cartesian pr
 order the knobs are listed in ``KNOBS`` and the values in their spec.  Settings that change what
 is parsed (vnet header, filter, guest, rewriter, offsets) are not sweepable: they are the pair's.
 
+**Bounds.**  Numbers are plain decimals, parsed exactly (no exponent, inf or nan; at most a
+uint64, or 2^63 - 1 ns); a geometric factor is a finite number above 1.  A spec's number of
+values is counted before they are made (``count_values``: at most ``_MAX_VALUES``), and the
+grid's size (``grid_size``) times the pairs is checked against ``MAX_SETTINGS`` replays (or
+``max_settings``) before the product is made (``check_size``).  ``run`` starts at most
+``max_jobs()`` workers (one per core) and never more than the tasks; Dask gets
+``DASK_TIMEOUT_S`` to connect and to have a worker.  Ctrl-C: the tasks finished so far are kept
+(``run(done=...)``), the workers stopped.
+
 **Parse once.**  Each pair is read, rewritten, filtered and merged into memory once
 (``offline.prepared.PreparedPair``); each setting then runs ``offline.driver.replay_partial``,
 the same call as ``colo-replay replay``, over the prepared frames, and the row is made from
@@ -51,7 +60,10 @@ setting meets the bound.  Without it: the fewest checkpoints per minute, ties br
      "recommendations": [{"pair": ..., "rule": "...", "row": 3 | null, "setting": {...} | null}],
      "rows": [{<ROW_COLUMNS>}, ...]}                      # NaN written as null
 
-CSV and Parquet hold the rows only.
+An interrupted sweep's JSON also holds ``"partial": true, "interrupted": true, "error": "interrupted:
+N of M rows finished"``.  CSV and Parquet hold the rows only; an interrupted sweep's Parquet has the
+timelines' key-value metadata (``colo_replay.partial``, ``colo_replay.error``), its CSV a sidecar
+``<path>.partial`` holding the line (``write_rows``).
 """
 
 from __future__ import annotations
