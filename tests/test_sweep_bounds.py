@@ -451,3 +451,71 @@ def test_the_memory_budget_is_counted_once_a_pair(tmp_path, monkeypatch):
 def test_api_arguments_are_refused_by_name(kw, message):
     with pytest.raises(ValueError, match=message):
         sweep_result.run_sweep(PRIMARY, SECONDARY, {"compare_timeout": "100"}, Settings(), **kw)
+
+
+# -- outputs never replace an input (issue 24, 1: README "Outputs never destroy inputs") ---------
+
+@pytest.mark.parametrize("target", ["manifest", "capture", "checkpoints", "plot-is-output"])
+def test_sweep_outputs_never_replace_an_input(tmp_path, target):
+    import shutil
+
+    for f in (PRIMARY, SECONDARY):
+        shutil.copy(f, tmp_path)
+    (tmp_path / "flush.txt").write_text("")
+    (tmp_path / "m.csv").write_text("name,primary,secondary,checkpoints_at\nx,primary.pcap,secondary.pcap,"
+                                    "flush.txt\n")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    out = {"manifest": "m.csv", "capture": "secondary.pcap", "checkpoints": "flush.txt",
+           "plot-is-output": "s.csv"}[target]
+    link = tmp_path / ("plot.svg" if target == "plot-is-output" else "out.csv")   # the file a symlink names
+    os.symlink(tmp_path / out, link)
+    args = ["sweep", "--pairs", tmp_path / "m.csv", "--compare-timeout", "300", "-j", "1"]
+    if target == "plot-is-output":
+        args += ["-o", tmp_path / "s.csv", "--plot", link]
+        message = "name the same file"
+    else:
+        args += ["-o", link]
+        message = "destroy the input"
+    proc = cli(*args)
+    one_line_error(proc, message)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name in before} == before
+
+
+def test_sweep_outputs_are_written_beside_and_renamed(tmp_path, monkeypatch):
+    """A write that fails leaves the file that was there (the table is written beside it and
+    renamed into place once complete), for the table and the plot; no temporary file is left."""
+    import shutil
+
+    import matplotlib.figure
+    import pandas.core.generic
+
+    for f in (PRIMARY, SECONDARY):
+        shutil.copy(f, tmp_path)
+    secondary = tmp_path / "secondary.pcap"
+    result = api.sweep(str(tmp_path / "primary.pcap"), str(secondary), grid={"compare_timeout": "300,3000"}, jobs=1)
+
+    def boom(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    for name in ("s.csv", "s.json", "s.parquet", "s.svg"):
+        path = tmp_path / name
+        path.write_text("the old file\n")
+        with monkeypatch.context() as m:
+            m.setattr(pandas.core.generic.NDFrame, "to_csv", boom)
+            m.setattr(pd.DataFrame, "to_parquet", boom)
+            m.setattr(json, "dump", boom)
+            m.setattr(matplotlib.figure.Figure, "savefig", boom)
+            with pytest.raises(OSError):
+                result.plot(path) if name.endswith(".svg") else result.write(path)
+        assert path.read_text() == "the old file\n", name
+        assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")], name
+        result.plot(path) if name.endswith(".svg") else result.write(path)
+        assert path.read_bytes() != b"the old file\n"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    # the API refuses to write over the captures too
+    before = secondary.read_bytes()
+    with pytest.raises(ValueError, match="destroy the input"):
+        result.write(secondary)
+    with pytest.raises(ValueError, match="destroy the input"):
+        result.plot(secondary)
+    assert secondary.read_bytes() == before
