@@ -816,35 +816,41 @@ def write_rows(path: str, rows: list[dict], meta: dict | None = None, partial: s
     CSV a sidecar ``<path>.partial`` holding the line.  A complete write removes a stale sidecar."""
     import json
 
+    from ..output.files import replacing, replacing_path
     from ..output.timeline import ERROR_KEY, PARTIAL_KEY, PARTIAL_SUFFIX
 
-    low = str(path).lower()
+    path = os.fspath(path)
+    low = path.lower()
+    check_path(path)
+    # Each file is written beside its target and renamed into place once complete
+    # (output.files): a failed or interrupted write leaves the file that was there.
     if low.endswith(".json"):
         doc = {"schema": "colo-replay-sweep", "schema_version": SCHEMA_VERSION, **(meta or {})}
         if partial is not None:
             doc.update(partial=True, interrupted=True, error=partial)
         doc["rows"] = [{k: _json_value(v) for k, v in r.items()} for r in rows]
-        with open(path, "w", encoding="utf-8") as fh:
+        with replacing(path, "w", encoding="utf-8") as fh:
             json.dump(doc, fh, indent=1, allow_nan=False)
             fh.write("\n")
         return
-    check_path(path)
     df = to_frame(rows)
     if low.endswith(".parquet"):
-        if partial is None:
-            df.to_parquet(path, index=False)
-            return
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-        table = pa.Table.from_pandas(df, preserve_index=False)
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), PARTIAL_KEY: b"true",
-                                               ERROR_KEY: partial.encode()})
-        pq.write_table(table, path)
+        with replacing_path(path) as tmp:
+            if partial is None:
+                df.to_parquet(tmp, index=False)
+                return
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), PARTIAL_KEY: b"true",
+                                                   ERROR_KEY: partial.encode()})
+            pq.write_table(table, tmp)
         return
-    df.to_csv(path, index=False)
-    sidecar = str(path) + PARTIAL_SUFFIX
+    with replacing(path, "w", encoding="utf-8", newline="") as fh:     # (pandas writes its own line ends)
+        df.to_csv(fh, index=False)
+    sidecar = path + PARTIAL_SUFFIX
     if partial is not None:
-        with open(sidecar, "w", encoding="utf-8") as fh:
+        with replacing(sidecar, "w", encoding="utf-8") as fh:
             fh.write(partial + "\n")
     elif os.path.exists(sidecar):
         os.remove(sidecar)
@@ -864,11 +870,17 @@ def plot(path: str, rows: list[dict], recommendations: list[Recommendation], tit
         raise ValueError(f"{path}: the plot is written as .svg or .png")
     import matplotlib.pyplot as plt
 
+    from ..output.files import replacing_path
+
     fig = figure(rows, recommendations, title)
     # No creation date, fixed SVG ids: the same sweep draws the same file.
     plt.rcParams["svg.hashsalt"] = "colo-replay-sweep"
-    fig.savefig(path, metadata={"Date": None} if low.endswith(".svg") else {"Software": None})
-    plt.close(fig)
+    try:
+        with replacing_path(path) as tmp:         # beside the target, renamed once complete
+            fig.savefig(tmp, format="svg" if low.endswith(".svg") else "png",
+                        metadata={"Date": None} if low.endswith(".svg") else {"Software": None})
+    finally:
+        plt.close(fig)
 
 
 _LABELLED = 10          # pairs named in the plot's legend, recommendations ringed and annotated

@@ -96,12 +96,20 @@ class Sweep:
         if path is None:
             self.frame.to_csv(stream, index=False)
             return
+        self._check_output("output", path)
         sw.write_rows(path, self.rows, self.meta(), partial=self.error if self.interrupted else None)
 
     def plot(self, path: str, title: str = "") -> None:
         """Checkpoints per minute vs held p99: the settings, the front, the recommendation."""
+        self._check_output("plot", path)
         sw.plot(os.fspath(path), self.rows, self.recommendations,
                 title or ("" if not self.interrupted else f"colo-replay sweep ({self.error})"))
+
+    def _check_output(self, what: str, path) -> None:
+        """ValueError when ``path`` is one of the sweep's captures (symlinks followed)."""
+        from ..output.files import check_outputs
+        check_outputs({what: path}, {"primary capture": [p["primary"] for p in self.pairs],
+                                     "secondary capture": [p["secondary"] for p in self.pairs]})
 
     def __repr__(self) -> str:
         return (f"<Sweep {len(self.settings)} settings x {len(self.pairs)} pairs"

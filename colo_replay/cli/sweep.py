@@ -23,8 +23,8 @@ import click
 from ..analysis.sweep import MAX_SETTINGS        # (light: no pandas, no replay machinery)
 from .options import (AFTER_CHECKPOINT_OPTION, ALLOW_GAPS_OPTION, CHECKPOINTS_AT_OPTION, EXIT_BAD_INPUT,
                       EXIT_INTERRUPTED, INPUT_CLOCK_OPTIONS, PAIR_SELECTION_OPTIONS, QEMU_OPTION, UNTIL_OPTION,
-                      VNET_OPTION, bad_input, check_threshold, check_writable, echo_source, epilog, fail,
-                      take_settings)
+                      VNET_OPTION, bad_input, check_outputs, check_threshold, check_writable, echo_source, epilog,
+                      fail, take_settings)
 
 _GRID = "grid_"       # the grid's parameters (knob specs, not settings): grid_compare_timeout, ...
 
@@ -83,6 +83,7 @@ def sweep(primary, secondary, manifest, output, plot, max_held_p99, jobs, max_se
         fail("give either PRIMARY SECONDARY or --pairs MANIFEST, not both")
     grid = {name[len(_GRID):]: kw.pop(name) for name in list(kw) if name.startswith(_GRID)}
     grid = {k: v for k, v in grid.items() if v is not None}
+    checkpoints_file = kw.get("checkpoints_at")          # (Settings keeps the times it holds)
     settings = take_settings(kw)
     if output == "" or plot == "":
         fail(f"{'-o' if output == '' else '--plot'}: an output path must not be empty")
@@ -96,10 +97,18 @@ def sweep(primary, secondary, manifest, output, plot, max_held_p99, jobs, max_se
             raise ValueError(f"{plot}: the plot is written as .svg or .png")
     check_writable(output, "-o")
     check_writable(plot, "--plot")
+    check_outputs({"-o": output, "--plot": plot},
+                  {"primary capture": primary, "secondary capture": secondary, "--pairs manifest": manifest,
+                   "--checkpoints-at file": checkpoints_file})
     with bad_input():
         n_settings = sw.grid_size(sw.grid_values(grid))        # (the grid's errors, before the manifest's)
         pairs = (read_manifest(manifest, settings=n_settings, max_settings=max_settings or MAX_SETTINGS)
                  if manifest is not None else None)
+    if pairs is not None:               # every file the manifest names is an input too
+        check_outputs({"-o": output, "--plot": plot},
+                      {"primary capture": [p["primary"] for p in pairs],
+                       "secondary capture": [p["secondary"] for p in pairs],
+                       "--checkpoints-at file": [p["checkpoints_at"] for p in pairs if p.get("checkpoints_at")]})
     if jobs is not None and jobs > sw.max_jobs() and dask_address is None:
         cores = sw.cores()
         click.echo(f"colo-replay: warning: -j {jobs}: this process may use {cores} core{'s' * (cores != 1)}: "
