@@ -399,8 +399,9 @@ def _csv_entries(path, fh):
             except StopIteration:
                 return
             except UnicodeDecodeError as exc:
-                raise ValueError(f"{path}: not UTF-8 text (after line {reader.line_num}: {exc.reason}): a pairs "
-                                 f"manifest is a CSV or TOML text file") from None
+                where = f"after line {reader.line_num}" if reader.line_num else "near its start"
+                raise ValueError(f"{path}: not UTF-8 text ({exc.reason} {where}): a pairs manifest is a CSV or "
+                                 f"TOML text file") from None
             except csv.Error as exc:
                 raise ValueError(f"{path}: line {reader.line_num + 1}: not CSV ({exc})") from None
             yield (f"{path}: row {reader.line_num}",
