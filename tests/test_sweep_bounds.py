@@ -366,7 +366,12 @@ def test_binary_manifest_is_named(tmp_path, suffix):
     path = tmp_path / ("bin" + suffix)
     path.write_bytes(Path(PRIMARY).read_bytes()[:300])
     proc = cli("sweep", "--pairs", path, "--compare-timeout", "100")
-    one_line_error(proc, str(path), "UTF-8")
+    one_line_error(proc, str(path), "UTF-8", "line 1")
+    # a bad byte further on: its line (text mode decodes ahead of the row being read)
+    good = ("name,primary,secondary\nx,a,b\n" if suffix == ".csv" else '[[pair]]\nname = "x"\n').encode()
+    path.write_bytes(good + b'y,\xff\xfe,c\n' if suffix == ".csv" else good + b'primary = "\xff"\n')
+    proc = cli("sweep", "--pairs", path, "--compare-timeout", "100")
+    one_line_error(proc, str(path), "line 3: not UTF-8", f"byte offset {len(good) + (2 if suffix == '.csv' else 11)}")
 
 
 def test_api_pairs_name_their_index():

@@ -319,11 +319,13 @@ def read_manifest(path, *, settings: int = 1, max_settings: int | None = None) -
     suffix = path.suffix.lower()
     if suffix == ".toml":
         import tomllib
+        raw = path.read_bytes()
         try:
-            doc = tomllib.loads(path.read_bytes().decode("utf-8-sig"))
+            doc = tomllib.loads(raw.decode("utf-8-sig"))
         except UnicodeDecodeError as exc:
-            raise ValueError(f"{path}: not UTF-8 text (byte offset {exc.start}: {exc.reason}): a pairs manifest "
-                             f"is a CSV or TOML text file") from None
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise ValueError(f"{path}: line {line}: not UTF-8 text ({exc.reason} at "
+                             f"byte offset {exc.start}): a pairs manifest is a CSV or TOML text file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path}: not TOML ({exc})") from None
         tables = doc.get("pair")
@@ -399,14 +401,27 @@ def _csv_entries(path, fh):
             except StopIteration:
                 return
             except UnicodeDecodeError as exc:
-                where = f"after line {reader.line_num}" if reader.line_num else "near its start"
-                raise ValueError(f"{path}: not UTF-8 text ({exc.reason} {where}): a pairs manifest is a CSV or "
-                                 f"TOML text file") from None
+                raise ValueError(f"{path}: {_bad_utf8(path, exc)}: a pairs manifest is a CSV or TOML text "
+                                 f"file") from None
             except csv.Error as exc:
                 raise ValueError(f"{path}: line {reader.line_num + 1}: not CSV ({exc})") from None
             yield (f"{path}: row {reader.line_num}",
                    {k.strip(): v.strip() for k, v in row.items()
                     if isinstance(k, str) and isinstance(v, str) and v.strip()})
+
+
+def _bad_utf8(path, exc: UnicodeDecodeError) -> str:
+    """Where a file stops being UTF-8: its line and byte offset (found again in the raw bytes:
+    text mode decodes ahead of the line being read)."""
+    offset = 0
+    with open(path, "rb") as fh:
+        for n, line in enumerate(fh, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                return f"line {n}: not UTF-8 text ({bad.reason} at byte offset {offset + bad.start})"
+            offset += len(line)
+    return f"not UTF-8 text ({exc.reason})"
 
 
 def _manifest_value(value, kind: str, where: str, base):
