@@ -8,6 +8,15 @@ lists and ranges alike (``100ms:1s:+300ms``).  The settings are the cartesian pr
 order the knobs are listed in ``KNOBS`` and the values in their spec.  Settings that change what
 is parsed (vnet header, filter, guest, rewriter, offsets) are not sweepable: they are the pair's.
 
+**Bounds.**  Numbers are plain decimals, parsed exactly (no exponent, inf or nan; at most a
+uint64, or 2^63 - 1 ns); a geometric factor is a finite number above 1.  A spec's number of
+values is counted before they are made (``count_values``: at most ``_MAX_VALUES``), and the
+grid's size (``grid_size``) times the pairs is checked against ``MAX_SETTINGS`` replays (or
+``max_settings``) before the product is made (``check_size``).  ``run`` starts at most
+``max_jobs()`` workers (one per core) and never more than the tasks; Dask gets
+``DASK_TIMEOUT_S`` to connect and to have a worker.  Ctrl-C: the tasks finished so far are kept
+(``run(done=...)``), the workers stopped.
+
 **Parse once.**  Each pair is read, rewritten, filtered and merged into memory once
 (``offline.prepared.PreparedPair``); each setting then runs ``offline.driver.replay_partial``,
 the same call as ``colo-replay replay``, over the prepared frames, and the row is made from
@@ -51,7 +60,10 @@ setting meets the bound.  Without it: the fewest checkpoints per minute, ties br
      "recommendations": [{"pair": ..., "rule": "...", "row": 3 | null, "setting": {...} | null}],
      "rows": [{<ROW_COLUMNS>}, ...]}                      # NaN written as null
 
-CSV and Parquet hold the rows only.
+An interrupted sweep's JSON also holds ``"partial": true, "interrupted": true, "error": "interrupted:
+N of M rows finished"``.  CSV and Parquet hold the rows only; an interrupted sweep's Parquet has the
+timelines' key-value metadata (``colo_replay.partial``, ``colo_replay.error``), its CSV a sidecar
+``<path>.partial`` holding the line (``write_rows``).
 """
 
 from __future__ import annotations
@@ -60,6 +72,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
 from itertools import product
 
 from ..engine.constants import MS
@@ -90,143 +103,325 @@ ROW_COLUMNS = (("pair",) + KNOB_COLUMNS
                   "still_queued_secondary", "partial", "error", "pareto", "recommended"))
 
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": MS, "s": 1_000_000_000}
-_MAX_VALUES = 10_000
+_MAX_VALUES = 10_000            # values one knob's spec may give
+MAX_SETTINGS = 10_000           # replays (settings x pairs) a sweep runs unless told more (max_settings)
+_MAX_INT = (1 << 64) - 1        # the largest whole-number knob QEMU parses (a uint64; settings say more)
+_MAX_NS = (1 << 63) - 1         # the largest duration (int64 nanoseconds, ~292 years)
+_NUMBER = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ns|us|µs|ms|s)?\s*")
+_SHOWN = 40                     # characters of a bad value quoted in a message
 
 
 # -- the grid ------------------------------------------------------------------------------------
 
+def _shown(text) -> str:
+    """``text`` quoted for a message, cut to ``_SHOWN`` characters (a hostile value can be long)."""
+    text = str(text).strip()
+    return repr(text) if len(text) <= _SHOWN else repr(text[:_SHOWN]) + f"... ({len(text)} characters)"
+
+
 def _number(text: str, kind: str, where: str):
-    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ns|us|µs|ms|s)?\s*", text)
+    """A whole number (``kind`` "int") or a duration in ns ("duration": units allowed, a bare
+    number is ms), exactly (decimal arithmetic: no float overflow, no rounding of large values);
+    ValueError naming ``where`` for anything else, or a value beyond ``_MAX_INT`` / ``_MAX_NS``."""
+    m = _NUMBER.fullmatch(text)
     if not m or (kind == "int" and m.group(2)):
         what = "a whole number" if kind == "int" else "a duration (e.g. 100, 250ms, 1.5s)"
-        raise ValueError(f"{where}: {text.strip()!r} is not {what}")
+        raise ValueError(f"{where}: {_shown(text)} is not {what}")
+    digits = m.group(1)
+    limit = _MAX_INT if kind == "int" else _MAX_NS
+    if len(digits.split(".")[0].lstrip("0")) > len(str(limit)):       # before any arithmetic
+        raise ValueError(f"{where}: {_shown(text)} is too large{_limit_text(kind)}")
+    value = Decimal(digits)
     if kind == "int":
-        value = float(m.group(1))
-        if value != int(value):
-            raise ValueError(f"{where}: {text.strip()!r} is not a whole number")
-        return int(value)
-    return int(round(float(m.group(1)) * _UNITS[m.group(2) or "ms"]))
+        if value != value.to_integral_value():
+            raise ValueError(f"{where}: {_shown(text)} is not a whole number")
+        n = int(value)
+    else:
+        n = int((value * _UNITS[m.group(2) or "ms"]).to_integral_value(rounding=ROUND_HALF_EVEN))
+    if n > limit:
+        raise ValueError(f"{where}: {_shown(text)} is too large{_limit_text(kind)}")
+    return n
+
+
+def _limit_text(kind: str) -> str:
+    return f" (at most {_MAX_INT})" if kind == "int" else f" (at most {_MAX_NS // 1_000_000_000} s)"
+
+
+def _factor(step: str, where: str) -> float:
+    """A geometric range's factor (``x2``, ``x1.5``): a finite number above 1."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*", step[1:])
+    factor = float(m.group(1)) if m and len(m.group(1)) <= 30 else None
+    if factor is None or not 1 < factor < math.inf:
+        raise ValueError(f"{where}: geometric step {_shown(step)} needs a factor above 1 (e.g. x2, x1.5)")
+    return factor
+
+
+def _parts(knob: str, spec: str):
+    """The parts of one knob's spec, parsed, none generated: ``(start, stop, None, None)`` for a
+    single value, ``(start, stop, inc, None)`` for an arithmetic range, ``(start, stop, None,
+    factor)`` for a geometric one; ValueError naming the option and the bad part."""
+    option = "--" + knob.replace("_", "-")
+    kind = KNOBS[knob][1]
+    where = f"{option} {_shown(spec)}"
+    out = []
+    for part in str(spec).split(","):
+        if not part.strip():
+            raise ValueError(f"{where}: empty value")
+        if ":" not in part:
+            v = _number(part, kind, where)
+            out.append((v, v, None, None))
+            continue
+        bits = part.split(":")
+        if len(bits) != 3:
+            raise ValueError(f"{where}: a range is START:STOP:xFACTOR or START:STOP:+STEP, not {_shown(part)}")
+        start, stop = _number(bits[0], kind, where), _number(bits[1], kind, where)
+        step = bits[2].strip()
+        if stop < start:
+            raise ValueError(f"{where}: range {_shown(part)} ends before it starts")
+        if step[:1] in ("x", "*"):
+            factor = _factor(step, where)
+            if start <= 0:
+                raise ValueError(f"{where}: a geometric range starts above 0")
+            out.append((start, stop, None, factor))
+        elif step[:1] == "+":
+            inc = _number(step[1:], kind, where)
+            if inc <= 0:
+                raise ValueError(f"{where}: arithmetic step {_shown(step)} must be above 0")
+            out.append((start, stop, inc, None))
+        else:
+            raise ValueError(f"{where}: range step {_shown(step)} is xFACTOR (geometric) or +STEP (arithmetic)")
+    return where, kind, out
+
+
+def _count(start: int, stop: int, inc, factor) -> int:
+    """How many values a part gives (a geometric range: estimated from logarithms, exact to
+    within one), computed without making them."""
+    if inc is not None:
+        return (stop - start) // inc + 1
+    if factor is not None:
+        return math.floor(math.log((stop + 0.5) / start) / math.log(factor)) + 1
+    return 1
+
+
+def count_values(knob: str, spec: str) -> int:
+    """How many values ``spec`` gives (before duplicates are dropped), without making them."""
+    return sum(_count(*p) for p in _parts(knob, spec)[2])
 
 
 def parse_values(knob: str, spec: str) -> list:
     """The values of one knob's spec (see the module docstring); ``ValueError`` with one line
-    naming the option and the bad part.  Durations come back in ns, the other knobs as given."""
-    option = "--" + knob.replace("_", "-")
-    kind = KNOBS[knob][1]
+    naming the option and the bad part.  Durations come back in ns, the other knobs as given.
+    A spec giving more than ``_MAX_VALUES`` values is refused before they are made."""
+    where, kind, parts = _parts(knob, spec)
+    if sum(_count(*p) for p in parts) > _MAX_VALUES + len(parts):     # (+1 a part: the estimate's slack)
+        raise ValueError(f"{where}: more than {_MAX_VALUES} values")
     values: list = []
-    for part in str(spec).split(","):
-        where = f"{option} {spec!r}"
-        if not part.strip():
-            raise ValueError(f"{where}: empty value")
-        if ":" not in part:
-            values.append(_number(part, kind, where))
-            continue
-        bits = part.split(":")
-        if len(bits) != 3:
-            raise ValueError(f"{where}: a range is START:STOP:xFACTOR or START:STOP:+STEP, not {part.strip()!r}")
-        start, stop = _number(bits[0], kind, where), _number(bits[1], kind, where)
-        step = bits[2].strip()
-        if stop < start:
-            raise ValueError(f"{where}: range {part.strip()!r} ends before it starts")
-        if step[:1] in ("x", "*"):
-            try:
-                factor = float(step[1:])
-            except ValueError:
-                factor = 0.0
-            if not factor > 1:
-                raise ValueError(f"{where}: geometric step {step!r} needs a factor above 1 (e.g. x2)")
-            if start <= 0:
-                raise ValueError(f"{where}: a geometric range starts above 0")
-            v = float(start)
-            while round(v) <= stop:
-                values.append(int(round(v)))
-                v *= factor
-                if len(values) > _MAX_VALUES:
-                    break
-        elif step[:1] == "+":
-            inc = _number(step[1:], kind, where)
-            if inc <= 0:
-                raise ValueError(f"{where}: arithmetic step {step!r} must be above 0")
+    for start, stop, inc, factor in parts:
+        if inc is not None:
             values.extend(range(start, stop + 1, inc))
+        elif factor is not None:
+            v = float(start)
+            while v < stop + 1:                 # (a float compare first: v may be huge, even inf)
+                r = round(v)
+                if r > stop:
+                    break
+                values.append(r)
+                v *= factor
         else:
-            raise ValueError(f"{where}: range step {step!r} is xFACTOR (geometric) or +STEP (arithmetic)")
+            values.append(start)
         if len(values) > _MAX_VALUES:
             raise ValueError(f"{where}: more than {_MAX_VALUES} values")
     if kind == "int" and min(values) < 1:
-        raise ValueError(f"{option} {spec!r}: values must be at least 1")
+        raise ValueError(f"{where}: values must be at least 1")
     return list(dict.fromkeys(values))          # duplicates once, first position kept
 
 
-def grid(specs: dict) -> tuple[dict, list[dict]]:
-    """``specs``: knob -> spec text or list of values (None or missing: not swept).  Returns
-    ``(swept, settings)``: knob -> values, and the cartesian product as ``ReplayOptions``
-    keyword dicts (``{"compare_timeout": 300, "checkpoint_duration_ns": 100000000}``)."""
+def grid_values(specs: dict) -> dict:
+    """``specs``: knob -> spec text, a value, or a list of values (None or missing: not swept).
+    Returns knob -> values, in ``KNOBS`` order; nothing of the product is made."""
+    unknown = set(specs) - set(KNOBS)
+    if unknown:
+        raise ValueError(f"not sweepable: {', '.join(sorted(map(str, unknown)))} (sweepable: {', '.join(KNOBS)})")
     swept = {}
     for knob in KNOBS:
         spec = specs.get(knob)
         if spec is None:
             continue
-        swept[knob] = parse_values(knob, spec) if isinstance(spec, str) else list(spec)
-    unknown = set(specs) - set(KNOBS)
-    if unknown:
-        raise ValueError(f"not sweepable: {', '.join(sorted(unknown))} (sweepable: {', '.join(KNOBS)})")
+        if isinstance(spec, str):
+            swept[knob] = parse_values(knob, spec)
+            continue
+        values = [spec] if isinstance(spec, (int, float)) else list(spec)
+        if not values:
+            raise ValueError(f"--{knob.replace('_', '-')}: no values")
+        if len(values) > _MAX_VALUES:
+            raise ValueError(f"--{knob.replace('_', '-')}: more than {_MAX_VALUES} values")
+        swept[knob] = values
+    return swept
+
+
+def grid_size(swept: dict) -> int:
+    """How many settings the product of ``swept`` (knob -> values) holds, without making it."""
+    return math.prod(len(v) for v in swept.values())
+
+
+def check_size(settings: int, pairs: int, max_settings: int | None = None) -> None:
+    """ValueError when ``settings`` x ``pairs`` replays are more than ``max_settings`` (default
+    ``MAX_SETTINGS``), saying both numbers and how to raise the cap."""
+    cap = MAX_SETTINGS if max_settings is None else max_settings
+    if settings * pairs > cap:
+        raise ValueError(f"a sweep of {settings} setting{'s' * (settings != 1)} x {pairs} pair{'s' * (pairs != 1)} "
+                         f"is {settings * pairs} replays, more than the cap of {cap} (--max-settings N, or "
+                         f"max_settings=N, raises it)")
+
+
+def grid(specs: dict, max_settings: int | None = None, pairs: int = 1) -> tuple[dict, list[dict]]:
+    """``specs``: knob -> spec text or list of values (None or missing: not swept).  Returns
+    ``(swept, settings)``: knob -> values, and the cartesian product as ``ReplayOptions``
+    keyword dicts (``{"compare_timeout": 300, "checkpoint_duration_ns": 100000000}``).  The
+    product's size (times ``pairs``) is checked against ``max_settings`` (``check_size``) before
+    it is made."""
+    swept = grid_values(specs)
+    check_size(grid_size(swept), pairs, max_settings)
+    return swept, product_of(swept)
+
+
+def product_of(swept: dict) -> list[dict]:
+    """The cartesian product of ``swept`` (knob -> values) as ``ReplayOptions`` keyword dicts, in
+    knob order (check its size first: ``grid_size``, ``check_size``)."""
     fields = [KNOBS[k][0] for k in swept]
-    settings = [dict(zip(fields, combo)) for combo in product(*swept.values())] if swept else [{}]
-    return swept, settings
+    return [dict(zip(fields, combo)) for combo in product(*swept.values())] if swept else [{}]
 
 
 # -- batches of pairs ----------------------------------------------------------------------------
 
-def read_manifest(path) -> list[dict]:
+class ManifestPair(dict):
+    """One pair of a manifest: the dict ``api.sweep(pairs=...)`` takes, plus ``where`` (the
+    manifest and row it came from, ``m.csv: row 3``) for the sweep's messages."""
+
+    where: str | None = None
+
+
+def read_manifest(path, *, settings: int = 1, max_settings: int | None = None) -> list[dict]:
     """The pairs of a manifest, as ``api.sweep(pairs=...)`` takes them.
 
     CSV: a header row with ``name,primary,secondary`` and any of ``MANIFEST_FIELDS`` (an empty
     cell: not given).  TOML: ``[[pair]]`` tables with the same keys.  Capture and
     ``checkpoints_at`` paths are relative to the manifest's directory.  Durations as on the
     command line (``12ms``, ``1.5s``, a bare number is ms); booleans true/false/yes/no/1/0.
-    ``ValueError`` names the manifest, the pair (row) and the field."""
+    Every pair has its own name.  ``ValueError`` names the manifest, the pair (row) and the
+    field.  With ``max_settings``, reading stops (ValueError, as ``check_size``) at the first
+    pair that takes the sweep past that many replays of ``settings`` settings each.
+    Nothing here opens a capture."""
     from pathlib import Path
 
     path = Path(path)
     base = path.parent
-    if path.suffix.lower() == ".toml":
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
         import tomllib
+        raw = path.read_bytes()
         try:
-            with open(path, "rb") as fh:
-                doc = tomllib.load(fh)
+            doc = tomllib.loads(raw.decode("utf-8-sig"))
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise ValueError(f"{path}: line {line}: not UTF-8 text ({exc.reason} at "
+                             f"byte offset {exc.start}): a pairs manifest is a CSV or TOML text file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path}: not TOML ({exc})") from None
-        entries = doc.get("pair")
-        if not isinstance(entries, list):
+        tables = doc.get("pair")
+        if not isinstance(tables, list):
             raise ValueError(f"{path}: no [[pair]] tables")
-        where = [f"{path}: [[pair]] {i + 1}" for i in range(len(entries))]
-    elif path.suffix.lower() == ".csv":
-        import csv
-        with open(path, newline="", encoding="utf-8") as fh:
-            entries = [{k.strip(): v.strip() for k, v in row.items() if k is not None and v is not None and v.strip()}
-                       for row in csv.DictReader(fh)]
-        where = [f"{path}: row {i + 2}" for i in range(len(entries))]
+        entries = ((f"{path}: [[pair]] {i + 1}", entry) for i, entry in enumerate(tables))
+    elif suffix == ".csv":
+        fh = open(path, encoding="utf-8-sig", newline="")      # (a BOM, as spreadsheets write, is no column name)
+        entries = _csv_entries(path, fh)
     else:
         raise ValueError(f"{path}: a pairs manifest is .csv or .toml")
-    if not entries:
+    pairs: list = []
+    try:
+        _pairs_of(entries, pairs, base, settings, max_settings)
+    finally:
+        if hasattr(entries, "close"):
+            entries.close()                     # the CSV file, when a row was refused
+    if not pairs:
         raise ValueError(f"{path}: no pairs")
-    pairs = []
-    for at, entry in zip(where, entries):
-        missing = [k for k in ("name", "primary", "secondary") if not entry.get(k)]
+    return pairs
+
+
+def _pairs_of(entries, pairs: list, base, settings: int, max_settings: int | None) -> None:
+    names: dict = {}
+    cap = None if max_settings is None else max(max_settings // max(settings, 1), 0)
+    for at, entry in entries:
+        if not isinstance(entry, dict):
+            raise ValueError(f"{at}: not a table of name, primary, secondary, ...")
+        if cap is not None and len(pairs) >= cap:
+            n = len(pairs) + 1
+            raise ValueError(f"{at}: a sweep of {settings} setting{'s' * (settings != 1)} x {n} pair{'s' * (n != 1)} "
+                             f"or more is {settings * n} replays or more, more than the cap of {max_settings} "
+                             f"(--max-settings N, or max_settings=N, raises it)")
+        missing = [k for k in ("name", "primary", "secondary") if entry.get(k) in (None, "")]
         if missing:
             raise ValueError(f"{at}: missing {', '.join(missing)}")
-        pair = {"name": str(entry["name"]), "primary": str(base / str(entry["primary"])),
-                "secondary": str(base / str(entry["secondary"]))}
+        for key in ("name", "primary", "secondary"):
+            value = entry[key]
+            if not isinstance(value, str) and not (key == "name" and isinstance(value, int)):
+                raise ValueError(f"{at}: {key}: {_shown(value)} is not {'a name' if key == 'name' else 'a path'} "
+                                 f"(a string)")
+        for key, value in entry.items():
+            if isinstance(value, str) and "\x00" in value:
+                raise ValueError(f"{at}: {key}: contains a NUL byte")
+        name = str(entry["name"])
+        if name in names:
+            raise ValueError(f"{at}: name {_shown(name)} is already that of {names[name]} (every pair needs its "
+                             f"own name)")
+        names[name] = at.rsplit(": ", 1)[-1]
+        pair = ManifestPair(name=name, primary=str(base / entry["primary"]), secondary=str(base / entry["secondary"]))
+        pair.where = at
         for key, value in entry.items():
             if key in ("name", "primary", "secondary"):
                 continue
             if key not in MANIFEST_FIELDS:
-                raise ValueError(f"{at}: unknown field {key!r} (known: name, primary, secondary, "
+                raise ValueError(f"{at}: unknown field {_shown(key)} (known: name, primary, secondary, "
                                  f"{', '.join(MANIFEST_FIELDS)})")
             field, kind = MANIFEST_FIELDS[key]
             pair[field] = _manifest_value(value, kind, f"{at}: {key}", base)
         pairs.append(pair)
-    return pairs
+
+
+def _csv_entries(path, fh):
+    """``(where, {column: cell})`` of each row of a CSV manifest (empty cells left out), read
+    lazily from ``fh`` (closed at the end); a CSV or decoding error names the line."""
+    import csv
+
+    with fh:
+        reader = csv.DictReader(fh)
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{path}: {_bad_utf8(path, exc)}: a pairs manifest is a CSV or TOML text "
+                                 f"file") from None
+            except csv.Error as exc:
+                raise ValueError(f"{path}: line {reader.line_num + 1}: not CSV ({exc})") from None
+            yield (f"{path}: row {reader.line_num}",
+                   {k.strip(): v.strip() for k, v in row.items()
+                    if isinstance(k, str) and isinstance(v, str) and v.strip()})
+
+
+def _bad_utf8(path, exc: UnicodeDecodeError) -> str:
+    """Where a file stops being UTF-8: its line and byte offset (found again in the raw bytes:
+    text mode decodes ahead of the line being read)."""
+    offset = 0
+    with open(path, "rb") as fh:
+        for n, line in enumerate(fh, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                return f"line {n}: not UTF-8 text ({bad.reason} at byte offset {offset + bad.start})"
+            offset += len(line)
+    return f"not UTF-8 text ({exc.reason})"
 
 
 def _manifest_value(value, kind: str, where: str, base):
@@ -239,13 +434,17 @@ def _manifest_value(value, kind: str, where: str, base):
         if text in ("false", "no", "0", "off"):
             return False
         raise ValueError(f"{where}: {value!r} is not true or false")
+    if isinstance(value, float):               # TOML: inf, nan, 1e300 are floats
+        if not math.isfinite(value):
+            raise ValueError(f"{where}: {value!r} is not a finite number")
+        value = format(Decimal(value), "f")     # exactly, as text: the same checks as a CSV cell
     if kind == "int":
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         return _number(str(value), "int", where)
     if kind == "duration":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return int(round(value * MS))
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
         m = re.fullmatch(r"\s*(-?)(.*)", str(value))
         n = _number(m.group(2), "duration", where)
         return -n if m.group(1) else n
@@ -305,8 +504,11 @@ def minutes_of(pair) -> float:
 
 
 def run_one(pair, setting: dict, with_summary: bool = False):
-    """Replay one ``PreparedPair`` under one setting: the row (and the summary when asked)."""
+    """Replay one ``PreparedPair`` under one setting: the row (and the summary when asked).
+    A replay stopped by Ctrl-C (the driver keeps what it had) is no row: KeyboardInterrupt."""
     result, _exc = pair.replay(**setting)
+    if getattr(result, "interrupted", False):
+        raise KeyboardInterrupt
     row, summary = row_of(pair.name, result, minutes_of(pair))
     return (row, summary) if with_summary else (row, None)
 
@@ -314,6 +516,8 @@ def run_one(pair, setting: dict, with_summary: bool = False):
 # -- the fan-out ---------------------------------------------------------------------------------
 
 _PAIRS: list = []          # the prepared pairs, seen by forked workers (set before the pool starts)
+JOBS_PER_CORE = 1          # the replays are CPU-bound: a worker more than the cores adds memory, not speed
+DASK_TIMEOUT_S = 10        # to reach a Dask scheduler, and for its first worker to be there
 
 
 def cores() -> int:
@@ -324,66 +528,172 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def max_jobs() -> int:
+    """The most worker processes a sweep starts: ``JOBS_PER_CORE`` per core this process may use."""
+    return max(1, cores() * JOBS_PER_CORE)
+
+
 def _task(i: int, setting: dict, with_summary: bool):
     return run_one(_PAIRS[i], setting, with_summary)
 
 
 def _init_worker(pairs) -> None:
-    """Spawned workers: the pairs, unpickled once per worker."""
+    """Every worker: Ctrl-C is the parent's to handle (it keeps the rows finished so far and
+    stops the workers), so SIGINT is ignored here, then unblocked (the parent blocked it while
+    the workers started).  Spawned workers: the pairs, unpickled once per worker."""
+    import signal
+
     global _PAIRS
-    _PAIRS = pairs
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if pairs is not None:
+        _PAIRS = pairs
 
 
 def run(pairs: list, settings: list[dict], jobs: int | None = None, *, dask: str | None = None,
-        start_method: str | None = None, with_summary: bool = False) -> list[tuple[dict, dict | None]]:
+        start_method: str | None = None, with_summary: bool = False,
+        done: list | None = None) -> list[tuple[dict, dict | None]]:
     """Every (pair, setting), in that order (pair-major): ``[(row, summary_or_None), ...]``.
 
-    ``jobs``: worker processes (default ``cores()``, every core this process may use; 1 = in this
-    process).
+    ``jobs``: worker processes (default ``max_jobs()``, one per core this process may use; 1 =
+    in this process); never more than ``max_jobs()`` nor than there are tasks.
     ``start_method``: ``"fork"`` (the default where available: the pairs are shared
     copy-on-write) or ``"spawn"`` (each worker unpickles the pairs once).  ``dask``: a
-    dask.distributed scheduler address; ``jobs`` is then ignored."""
+    dask.distributed scheduler address; ``jobs`` is then ignored.
+
+    ``done``: a list the results are appended to as they are had (returned too).  On Ctrl-C
+    (KeyboardInterrupt) the workers are stopped at once, ``done`` holds every task finished so
+    far (in task order, with gaps where a task had not finished) and KeyboardInterrupt is raised
+    again."""
+    out = [] if done is None else done
     tasks = [(i, s) for i in range(len(pairs)) for s in settings]
     if dask is not None:
-        return _run_dask(dask, pairs, tasks, with_summary)
-    jobs = jobs or cores()
-    jobs = min(jobs, len(tasks))
+        return _run_dask(dask, pairs, tasks, with_summary, out)
+    jobs = min(jobs or max_jobs(), max_jobs(), len(tasks))
     if jobs <= 1:
-        return [run_one(pairs[i], s, with_summary) for i, s in tasks]
+        for i, s in tasks:
+            out.append(run_one(pairs[i], s, with_summary))
+        return out
     import multiprocessing as mp
+    import signal
     from concurrent.futures import ProcessPoolExecutor
 
     global _PAIRS
     method = start_method or ("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     ctx = mp.get_context(method)
-    if method == "fork":
-        _PAIRS = pairs
-        pool = ProcessPoolExecutor(jobs, mp_context=ctx)
-    else:
-        pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(pairs,))
+    futures: list = []
+    pool = None
+    base = len(out)
     try:
-        futures = [pool.submit(_task, i, s, with_summary) for i, s in tasks]
-        return [f.result() for f in futures]
+        # The workers start with SIGINT blocked (a Ctrl-C while they start is the parent's alone);
+        # each ignores it and unblocks it before its first task (_init_worker).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            if method == "fork":
+                _PAIRS = pairs
+            pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
+                                       initargs=(None if method == "fork" else pairs,))
+            futures = [pool.submit(_task, i, s, with_summary) for i, s in tasks]
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        for f in futures:
+            out.append(f.result())
+        return out
+    except KeyboardInterrupt:
+        first = len(out) - base     # the futures before this one are in ``out`` already
+        for f in futures[first:]:
+            f.cancel()
+        out.extend(f.result() for f in futures[first:] if f.done() and not f.cancelled() and f.exception() is None)
+        if pool is not None:
+            _stop_workers(pool)
+        raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         _PAIRS = []
 
 
-def _run_dask(address: str, pairs: list, tasks: list, with_summary: bool):
+def _stop_workers(pool) -> None:
+    """Terminate a ProcessPoolExecutor's workers now (Ctrl-C: their tasks are abandoned)."""
+    stop = getattr(pool, "terminate_workers", None)          # Python 3.14
+    if stop is not None:
+        stop()
+        return
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            proc.terminate()
+        except Exception:       # already gone
+            pass
+
+
+def _run_dask(address: str, pairs: list, tasks: list, with_summary: bool, out: list):
+    if not str(address).strip():
+        raise ValueError("--dask: a scheduler address must not be empty (e.g. tcp://10.0.0.5:8786)")
     try:
         from distributed import Client
     except ImportError:
         raise ValueError("--dask needs dask.distributed: pip install 'colo-replay[dask]'") from None
+    client = _connect(Client, address)
+    from distributed import as_completed
+
+    futures: list = []
+    results: dict = {}
     try:
-        client = Client(address, timeout=30)
-    except (OSError, TimeoutError) as exc:
-        raise ValueError(f"--dask {address}: cannot reach the scheduler ({exc})") from None
-    try:
+        try:
+            client.wait_for_workers(1, timeout=DASK_TIMEOUT_S)
+        except (OSError, TimeoutError) as exc:
+            raise ValueError(f"--dask {address}: the scheduler has no worker (none came within "
+                             f"{DASK_TIMEOUT_S} s: {_one_line(exc)})") from None
         remote = client.scatter(list(pairs), broadcast=True)     # each pair sent once to each worker
         futures = [client.submit(run_one, remote[i], s, with_summary, pure=False) for i, s in tasks]
-        return client.gather(futures)
+        # As they come (not one gather: a gather interrupted by Ctrl-C leaves distributed's waiting
+        # tasks to die with tracebacks on stderr), put back in task order at the end.
+        index = {f.key: k for k, f in enumerate(futures)}
+        for future, result in as_completed(futures, with_results=True):
+            results[index[future.key]] = result
+        out.extend(results[k] for k in range(len(futures)))
+        return out
+    except KeyboardInterrupt:
+        out.extend(results[k] for k in sorted(results))
+        client.cancel(futures)
+        raise
     finally:
         client.close()
+
+
+def _connect(Client, address: str):
+    """A dask.distributed ``Client`` of ``address``, or ValueError naming it within about
+    ``DASK_TIMEOUT_S``.  Client's own timeout covers the TCP connection, not the handshake after
+    it: a listener that accepts and never speaks (or speaks another protocol) would hold it
+    forever.  So the client is made in a daemon thread, given up on after the timeout."""
+    import threading
+
+    box: dict = {}
+
+    def connect():
+        try:
+            box["client"] = Client(address, timeout=DASK_TIMEOUT_S)
+        except BaseException as exc:          # (handed to the caller)
+            box["error"] = exc
+
+    thread = threading.Thread(target=connect, name="colo-replay dask connect", daemon=True)
+    thread.start()
+    thread.join(DASK_TIMEOUT_S + 2)
+    if thread.is_alive():
+        raise ValueError(f"--dask {address}: no Dask scheduler answered within {DASK_TIMEOUT_S} s (connected, but "
+                         f"no handshake: another service on that port?)")
+    exc = box.get("error")
+    if isinstance(exc, Exception):      # whatever connecting raised is about the address (a refused
+        # connection, a timeout, a bad address, another protocol's bytes read as a frame length ...)
+        raise ValueError(f"--dask {address}: cannot reach the scheduler ({type(exc).__name__}: "
+                         f"{_one_line(exc)[:200]})") from None
+    if exc is not None:
+        raise exc                       # (KeyboardInterrupt, SystemExit)
+    return box["client"]
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 # -- the front and the recommendation ------------------------------------------------------------
@@ -395,24 +705,38 @@ def _point(row) -> tuple[float, float] | None:
     return x, y
 
 
+def _by_pair(rows: list[dict]) -> dict:
+    """pair name -> the indices of its rows, in order (pairs in order of first appearance)."""
+    groups: dict = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(r["pair"], []).append(i)
+    return groups
+
+
 def pareto(rows: list[dict]) -> list[bool]:
     """For each row, True when it is on its pair's Pareto front (fewer checkpoints per minute vs
-    lower held p99); rows without a held p99 (nothing released) are never on it."""
-    marks = []
-    for r in rows:
-        p = _point(r)
-        if p is None:
-            marks.append(False)
-            continue
-        dominated = False
-        for o in rows:
-            q = _point(o)
-            if o is r or q is None or o["pair"] != r["pair"]:
-                continue
-            if q[0] <= p[0] and q[1] <= p[1] and (q[0] < p[0] or q[1] < p[1]):
-                dominated = True
-                break
-        marks.append(not dominated)
+    lower held p99); rows without a held p99 (nothing released) are never on it.
+
+    A row is dominated when another row of its pair has both fewer-or-equal checkpoints per
+    minute and a lower-or-equal held p99, one of them strictly: some row with strictly fewer
+    checkpoints per minute and a held p99 at most its own, or one with as many and a strictly
+    lower p99.  Sorted by checkpoints per minute, that is one pass (n log n, not n^2: a sweep
+    of 10,000 settings or pairs)."""
+    marks = [False] * len(rows)
+    for indices in _by_pair(rows).values():
+        points = sorted((p, i) for i in indices if (p := _point(rows[i])) is not None)
+        best_left = math.inf            # the lowest p99 among strictly fewer checkpoints per minute
+        k = 0
+        while k < len(points):
+            x = points[k][0][0]
+            same = k
+            while same < len(points) and points[same][0][0] == x:
+                same += 1
+            lowest_here = points[k][0][1]          # (sorted: the first of the run has the lowest p99)
+            for (_, y), i in points[k:same]:
+                marks[i] = not (best_left <= y or lowest_here < y)
+            best_left = min(best_left, lowest_here)
+            k = same
     return marks
 
 
@@ -444,11 +768,12 @@ def recommend(rows: list[dict], max_held_p99: float | None = None,
     for the rule).  ``swept``: the row columns to report as the setting (default: all knobs)."""
     cols = swept or list(KNOB_COLUMNS)
     out = []
-    for name in dict.fromkeys(r["pair"] for r in rows):
+    for name, indices in _by_pair(rows).items():
         best = None
-        for i, r in enumerate(rows):
+        for i in indices:
+            r = rows[i]
             p = _point(r)
-            if r["pair"] != name or p is None or r["partial"]:
+            if p is None or r["partial"]:
                 continue
             if max_held_p99 is not None and p[1] > max_held_p99:
                 continue
@@ -498,24 +823,53 @@ def to_frame(rows: list[dict]):
     return pd.DataFrame(rows, columns=[c for c in ROW_COLUMNS if not rows or c in rows[0]])
 
 
-def write_rows(path: str, rows: list[dict], meta: dict | None = None) -> None:
-    """The rows as .csv / .parquet, or .json with ``meta`` (see the module docstring)."""
+def write_rows(path: str, rows: list[dict], meta: dict | None = None, partial: str | None = None) -> None:
+    """The rows as .csv / .parquet, or .json with ``meta`` (see the module docstring).
+
+    ``partial`` (the line saying why: an interruption) marks the file as the timelines are
+    marked (``output.timeline``): JSON ``"partial": true, "interrupted": true, "error": <the
+    line>``; Parquet key-value metadata ``colo_replay.partial = true`` and ``colo_replay.error``;
+    CSV a sidecar ``<path>.partial`` holding the line.  A complete write removes a stale sidecar."""
     import json
-    low = str(path).lower()
+
+    from ..output.files import replacing, replacing_path
+    from ..output.timeline import ERROR_KEY, PARTIAL_KEY, PARTIAL_SUFFIX
+
+    path = os.fspath(path)
+    low = path.lower()
+    check_path(path)
+    # Each file is written beside its target and renamed into place once complete
+    # (output.files): a failed or interrupted write leaves the file that was there.
     if low.endswith(".json"):
-        doc = {"schema": "colo-replay-sweep", "schema_version": SCHEMA_VERSION, **(meta or {}),
-               "rows": [{k: _json_value(v) for k, v in r.items()} for r in rows]}
-        with open(path, "w", encoding="utf-8") as fh:
+        doc = {"schema": "colo-replay-sweep", "schema_version": SCHEMA_VERSION, **(meta or {})}
+        if partial is not None:
+            doc.update(partial=True, interrupted=True, error=partial)
+        doc["rows"] = [{k: _json_value(v) for k, v in r.items()} for r in rows]
+        with replacing(path, "w", encoding="utf-8") as fh:
             json.dump(doc, fh, indent=1, allow_nan=False)
             fh.write("\n")
         return
     df = to_frame(rows)
     if low.endswith(".parquet"):
-        df.to_parquet(path, index=False)
-    elif low.endswith(".csv"):
-        df.to_csv(path, index=False)
-    else:
-        check_path(path)
+        with replacing_path(path) as tmp:
+            if partial is None:
+                df.to_parquet(tmp, index=False)
+                return
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), PARTIAL_KEY: b"true",
+                                                   ERROR_KEY: partial.encode()})
+            pq.write_table(table, tmp)
+        return
+    with replacing(path, "w", encoding="utf-8", newline="") as fh:     # (pandas writes its own line ends)
+        df.to_csv(fh, index=False)
+    sidecar = path + PARTIAL_SUFFIX
+    if partial is not None:
+        with replacing(sidecar, "w", encoding="utf-8") as fh:
+            fh.write(partial + "\n")
+    elif os.path.exists(sidecar):
+        os.remove(sidecar)
 
 
 def _json_value(v):
@@ -532,26 +886,40 @@ def plot(path: str, rows: list[dict], recommendations: list[Recommendation], tit
         raise ValueError(f"{path}: the plot is written as .svg or .png")
     import matplotlib.pyplot as plt
 
+    from ..output.files import replacing_path
+
     fig = figure(rows, recommendations, title)
     # No creation date, fixed SVG ids: the same sweep draws the same file.
     plt.rcParams["svg.hashsalt"] = "colo-replay-sweep"
-    fig.savefig(path, metadata={"Date": None} if low.endswith(".svg") else {"Software": None})
-    plt.close(fig)
+    try:
+        with replacing_path(path) as tmp:         # beside the target, renamed once complete
+            fig.savefig(tmp, format="svg" if low.endswith(".svg") else "png",
+                        metadata={"Date": None} if low.endswith(".svg") else {"Software": None})
+    finally:
+        plt.close(fig)
+
+
+_LABELLED = 10          # pairs named in the plot's legend, recommendations ringed and annotated
 
 
 def figure(rows: list[dict], recommendations: list[Recommendation], title: str = ""):
-    """The sweep's plot as a matplotlib figure (``plot`` writes it; the report embeds it)."""
+    """The sweep's plot as a matplotlib figure (``plot`` writes it; the report embeds it).  Of
+    many pairs, the first ``_LABELLED`` are named in the legend and have their recommendation
+    ringed (a legend of thousands of pairs would take longer to draw than the sweep)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    names = list(dict.fromkeys(r["pair"] for r in rows))
+    groups = _by_pair(rows)
+    names = list(groups)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for n, name in enumerate(names):
+    for n, (name, indices) in enumerate(groups.items()):
         c = colours[n % len(colours)]
-        pts = [(r, _point(r)) for r in rows if r["pair"] == name and _point(r) is not None]
+        pts = [(rows[i], p) for i in indices if (p := _point(rows[i])) is not None]
         label = name if len(names) > 1 else "settings (area: how many give that point)"
+        if n >= _LABELLED:
+            label = None
         counts: dict = {}
         for _, p in pts:
             counts[p] = counts.get(p, 0) + 1
@@ -560,8 +928,8 @@ def figure(rows: list[dict], recommendations: list[Recommendation], title: str =
         front = sorted(p for r, p in pts if r.get("pareto"))
         if front:
             ax.plot([p[0] for p in front], [p[1] for p in front], "-", color=c, lw=1.2,
-                    label="Pareto front" + (f" ({name})" if len(names) > 1 else ""))
-    for rec in recommendations:
+                    label=None if n >= _LABELLED else "Pareto front" + (f" ({name})" if len(names) > 1 else ""))
+    for rec in recommendations[:_LABELLED]:
         if rec.row is not None:
             p = _point(rows[rec.row])
             ax.scatter([p[0]], [p[1]], s=160, facecolors="none", edgecolors="crimson", linewidths=2,
