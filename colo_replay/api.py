@@ -286,7 +286,7 @@ def _fspath_or_none(path):
 def sweep(primary=None, secondary=None, *, grid: dict, settings: Settings | None = None,
           pairs: list[dict] | None = None, jobs: int | None = None, dask: str | None = None,
           max_held_p99: float | None = None, start_method: str | None = None, with_summary: bool = False,
-          name: str | None = None, **options) -> Sweep:
+          name: str | None = None, max_settings: int | None = None, **options) -> Sweep:
     """Replay a pair (or each of ``pairs``) under every setting of ``grid``, parsing each pair once.
 
     ``grid``: knob -> spec text (``"100,300"``, ``"100:3000:x2"``, ``"100:1000:+300"``) or list
@@ -296,12 +296,16 @@ def sweep(primary=None, secondary=None, *, grid: dict, settings: Settings | None
     ``name``, ``primary``, ``secondary`` and per-pair ``Settings`` fields overriding those
     (``analysis.sweep.read_manifest`` reads them from a CSV or TOML file).  ``jobs``, ``dask``,
     ``start_method``: see ``analysis.sweep.run``.  ``max_held_p99`` (ms): the recommendation's
-    bound.  ``with_summary``: keep each row's full summary (``Sweep.summaries``).
+    bound.  ``with_summary``: keep each row's full summary (``Sweep.summaries``).  ``max_settings``:
+    refuse (ValueError, before anything is read) more than this many replays, settings x pairs
+    (default ``analysis.sweep.MAX_SETTINGS``, 10000).  Ctrl-C returns the rows finished so far:
+    ``Sweep.interrupted``, ``exit_status`` 130.
 
     Each row is what ``replay(primary, secondary, **options, **setting)`` would report.  Bad
     grids and settings raise ``ValueError`` before anything is read."""
     return run_sweep(primary, secondary, grid, Settings.of(settings, **options), pairs=pairs, jobs=jobs, dask=dask,
-                     max_held_p99=max_held_p99, start_method=start_method, with_summary=with_summary, name=name)
+                     max_held_p99=max_held_p99, start_method=start_method, with_summary=with_summary, name=name,
+                     max_settings=max_settings)
 
 
 def _live_session(primary_in, secondary_in, outdev, notify_dev, settings, options: dict):

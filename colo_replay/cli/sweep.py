@@ -1,5 +1,5 @@
-"""``colo-replay sweep``: parse the grid and the replay options, one call to ``run_sweep`` (what
-``api.sweep`` calls), write the table, print the recommendation, exit 0/1/2/130.
+"""``colo-replay sweep``: parse the grid and the replay options, one call to ``api.sweep``, write
+the table, print the recommendation, exit 0/1/2/130.
 
 Every swept knob takes a list (``100,300,1000``) or a range (``100:3000:x2`` geometric,
 ``100:1000:+300`` arithmetic); the settings are their cartesian product.  Exit status: 0 no
@@ -75,7 +75,7 @@ def sweep(primary, secondary, manifest, output, plot, max_held_p99, jobs, max_se
     """
     from ..analysis import sweep as sw
     from ..analysis.sweep import read_manifest
-    from ..analysis.sweep_result import run_sweep
+    from .. import api
 
     if manifest is None and (primary is None or secondary is None):
         fail("missing PRIMARY and SECONDARY captures (or --pairs MANIFEST)")
@@ -115,9 +115,8 @@ def sweep(primary, secondary, manifest, output, plot, max_held_p99, jobs, max_se
                    f"at most {sw.max_jobs()} worker processes (the replays are CPU-bound)", err=True)
     try:
         with bad_input():
-            # (api.sweep with max_settings: run_sweep is what it calls)
-            result = run_sweep(primary, secondary, grid, settings, pairs=pairs, jobs=jobs, dask=dask_address,
-                               max_held_p99=max_held_p99, max_settings=max_settings)
+            result = api.sweep(primary, secondary, grid=grid, settings=settings, pairs=pairs, jobs=jobs,
+                               dask=dask_address, max_held_p99=max_held_p99, max_settings=max_settings)
     except KeyboardInterrupt:           # before the sweep could keep anything
         click.echo("colo-replay: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
