@@ -227,6 +227,7 @@ CASES = {
                                             + lines[5:], "line 5", "detail", "missing"),
     "jsonl-list-value": _timeline_case("t.jsonl", edited(detail={6: [1, 2]}), "line 7", "detail", "list"),
     "jsonl-not-json-line": _text_case("t.jsonl", '{"time_ns": 1}\n{"time_ns": 2\n', "line 2", "JSON"),
+    "json-array-not-lines": _text_case("t.json", '[\n {"time_ns": 1}\n]\n', "line 1", "one JSON object a line"),
     "jsonl-not-an-object": _text_case("t.jsonl", '{"time_ns": 1}\n[1, 2]\n', "line 2", "object"),
     "jsonl-huge-int": _text_case("t.jsonl", '{"time_ns": 1}\n{"time_ns": 18446744073709551616}\n', "line 2"),
     "parquet-string-column": _timeline_case("t.parquet", lambda df: edited(conn={0: "zz"})(

@@ -194,19 +194,22 @@ def _validated(df: pd.DataFrame, path: str, text: bool) -> pd.DataFrame:
 
 
 def _check_columns(names, path: str) -> None:
+    """ValueError unless ``names`` are the timeline's columns, each once (in any order)."""
+    from collections import Counter
+
     names = [str(n) for n in names]
     missing = [c for c in COLUMNS if c not in names]
     unknown = [n for n in names if n not in COLUMNS]
     if missing:
         raise ValueError(f"{path}: not a colo-replay timeline (missing columns: {', '.join(missing)})")
     if unknown:
-        names = ", ".join(shown(n, 40) for n in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5
-                                                                 else "")
-        raise ValueError(f"{path}: not a colo-replay timeline (unknown columns: {names}; a timeline has "
+        listed = ", ".join(shown(n, 40) for n in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5
+                                                                  else "")
+        raise ValueError(f"{path}: not a colo-replay timeline (unknown columns: {listed}; a timeline has "
                          f"{', '.join(COLUMNS)})")
-    if len(names) != len(set(names)):
-        dup = sorted({n for n in names if n in COLUMNS and names.count(n) > 1})
-        raise ValueError(f"{path}: not a colo-replay timeline (columns given twice: {', '.join(dup)})")
+    twice = sorted(n for n, k in Counter(names).items() if k > 1)
+    if twice:
+        raise ValueError(f"{path}: not a colo-replay timeline (columns given twice: {', '.join(twice)})")
 
 
 # -- where a data row is in the file (only when there is something to say about it) -------------
@@ -369,7 +372,9 @@ def _jsonl_problem(path: str) -> str | None:
             except RecursionError:
                 return f"{path}: line {n}: not readable JSON: nested too deep"
             except json.JSONDecodeError as exc:
-                return f"{path}: line {n}: not JSON: {exc.msg} at column {exc.colno}"
+                column = min(exc.pos, len(line.rstrip("\r\n"))) + 1
+                return (f"{path}: line {n}: not JSON: {exc.msg} at column {column} (a JSON Lines timeline "
+                        f"has one JSON object a line)")
             except ValueError as exc:
                 return f"{path}: line {n}: not readable JSON: {str(exc).splitlines()[0]}"
             if not isinstance(obj, dict):
