@@ -123,6 +123,16 @@ def _parquet_bomb(tmp):
     return ["--timeline", "t.parquet"], "t.parquet", ("rows",)
 
 
+def _parquet_corrupt_footer(tmp):
+    """Four bytes of the sample's footer (its thrift metadata) inverted: pyarrow raises an OSError
+    without an errno, which is about the file's content, not about opening it."""
+    data = bytearray(SAMPLE_TIMELINE.read_bytes())
+    for i in range(len(data) - 18, len(data) - 14):
+        data[i] ^= 0xFF
+    (tmp / "t.parquet").write_bytes(bytes(data))
+    return ["--timeline", "t.parquet"], "t.parquet", ("not a readable timeline",)
+
+
 def _csv_not_utf8(tmp):
     """The sample CSV with one byte of its third data row's kind made Latin-1: named by its offset
     in the file (pandas' own message counts from the start of its chunk)."""
@@ -237,6 +247,7 @@ CASES = {
     "csv-not-utf8": _csv_not_utf8,
     "jsonl-binary": _bytes_case("t.jsonl", BINARY, "not UTF-8 text", "byte offset 0"),
     "parquet-bomb": _parquet_bomb,
+    "parquet-corrupt-footer": _parquet_corrupt_footer,
     "parquet-not-parquet": _text_case("t.parquet", "time_ns,kind\n", "not a readable timeline"),
     # summaries
     "summary-binary": _json_case("--summary", "s.json", BINARY, "not UTF-8 text", "byte offset 0"),

@@ -274,11 +274,12 @@ def _read_parquet(path: str) -> tuple[pd.DataFrame, bool]:
         pf = pq.ParquetFile(path)
         meta = pf.metadata
         names = pf.schema_arrow.names
-    except OSError:
-        raise
+    except OSError as exc:
+        if exc.errno is not None:  # the file itself (not there, not readable): bad_input names it
+            raise
+        raise _unreadable(path, exc) from None      # pyarrow's OSError: a corrupt footer (thrift)
     except Exception as exc:       # ArrowInvalid: not Parquet
-        raise ValueError(f"{path}: not a readable timeline ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise _unreadable(path, exc) from None
     _check_columns([n for n in names if not _PANDAS_INDEX.fullmatch(str(n))], path)
     size = os.path.getsize(path)
     rows = meta.num_rows
@@ -293,9 +294,18 @@ def _read_parquet(path: str) -> tuple[pd.DataFrame, bool]:
     try:
         table = pf.read(columns=list(COLUMNS))
         return table.to_pandas(), False
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable timeline ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    except OSError as exc:
+        if exc.errno is not None:
+            raise
+        raise _unreadable(path, exc) from None
+    except Exception as exc:       # corrupt pages, a decompression error, memory
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: str, exc: Exception) -> ValueError:
+    text = str(exc).strip()
+    return ValueError(f"{path}: not a readable timeline ({type(exc).__name__}: "
+                      f"{shown(text.splitlines()[0], 200) if text else 'no reason given'})")
 
 
 def _read_csv(path: str) -> tuple[pd.DataFrame, bool]:
@@ -311,8 +321,7 @@ def _read_csv(path: str) -> tuple[pd.DataFrame, bool]:
     except OSError:
         raise
     except Exception as exc:
-        raise ValueError(f"{path}: not a readable timeline ({type(exc).__name__}: "
-                         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
+        raise _unreadable(path, exc) from None
     _check_columns(head.columns, path)
     try:
         return pd.read_csv(path, keep_default_na=False, na_filter=False, dtype=dtype), True
@@ -321,9 +330,8 @@ def _read_csv(path: str) -> tuple[pd.DataFrame, bool]:
     except OSError:
         raise
     except Exception as exc:
-        raise ValueError(_csv_problem(path, len(head.columns))
-                         or f"{path}: not a readable timeline ({type(exc).__name__}: "
-                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
+        problem = _csv_problem(path, len(head.columns))
+        raise (ValueError(problem) if problem else _unreadable(path, exc)) from None
 
 
 def _csv_problem(path: str, fields: int) -> str | None:
@@ -350,9 +358,8 @@ def _read_jsonl(path: str) -> tuple[pd.DataFrame, bool]:
     except OSError:
         raise
     except Exception as exc:       # ujson's own errors and pandas' on a line that is no object
-        raise ValueError(_jsonl_problem(path)
-                         or f"{path}: not a readable timeline ({type(exc).__name__}: "
-                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
+        problem = _jsonl_problem(path)
+        raise (ValueError(problem) if problem else _unreadable(path, exc)) from None
     if not len(df.columns) and not len(df):       # an empty file: a run without events
         df = pd.DataFrame({c: pd.Series(dtype="int64" if c not in _CATEGORICAL else object) for c in COLUMNS})
     return df, False
