@@ -246,10 +246,10 @@ def test_tolerance_rules_parse_and_refuse():
     (("report", "--timeline", "missing.parquet", "-o", "x.html"), "missing.parquet"),
     (("report", "--timeline", PRIMARY, "-o", "x.html"), "unknown timeline format"),
     (("report", PRIMARY, SECONDARY, "-o", "x.html", "--tolerance", "checkpoints=+0"), "--tolerance goes with"),
-    (("report", PRIMARY, SECONDARY, "-o", "x.html", "--baseline", PRIMARY), "not JSON"),
+    (("report", PRIMARY, SECONDARY, "-o", "x.html", "--baseline", PRIMARY), "not UTF-8 text (byte offset 0)"),
     (("report", "--chardev", CHARDEV, "--guest", "auto", "-o", "x.html"), "not applicable with --chardev"),
     (("report", "--timeline", "t.parquet", "--qemu", "4.1", "-o", "x.html"), "not applicable with --timeline"),
-    (("report", PRIMARY, SECONDARY, "-o", "x.html", "--sweep", CHARDEV), "not JSON"),
+    (("report", PRIMARY, SECONDARY, "-o", "x.html", "--sweep", CHARDEV), "not UTF-8 text (byte offset 0)"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
     r = cli(*args, cwd=tmp_path)

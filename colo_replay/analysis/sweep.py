@@ -948,16 +948,53 @@ def figure(rows: list[dict], recommendations: list[Recommendation], title: str =
 
 def read_json(path: str) -> tuple[list[dict], list[Recommendation], dict]:
     """A sweep's JSON (``sweep -o sweep.json``): its rows, recommendations and the rest (what was
-    swept, the pairs, the latency bound).  ValueError naming the file when it is not one."""
-    import json
+    swept, the pairs, the latency bound).  ValueError, one line naming the file and the key path,
+    when it is not one: not UTF-8 (``byte offset N``), not JSON (line, column), another schema,
+    a ``schema_version`` this version does not read, or a value of the wrong type where the report
+    and the plot read it (``rows[3].pair: expected a string, got a number``)."""
+    from .report.checks import Doc, kind_of, read_json as _read_json, shown
 
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("schema") != "colo-replay-sweep" or not isinstance(data.get("rows"), list):
-        raise ValueError(f"{path}: not a colo-replay sweep JSON (no \"schema\": \"colo-replay-sweep\" with rows)")
-    recs = [Recommendation(r["pair"], r["rule"], r["row"], r["setting"]) for r in data.get("recommendations", [])]
+    data = _read_json(path, "a sweep's JSON (sweep -o sweep.json)")
+    doc = Doc(path)
+    what = "a colo-replay sweep JSON (sweep -o sweep.json)"
+    if not isinstance(data, dict):
+        doc.fail("", f"not {what}: a JSON object is expected, got {kind_of(data)}")
+    schema = data.get("schema")
+    if schema != "colo-replay-sweep":
+        if isinstance(schema, str) and schema.startswith("colo-replay-"):
+            doc.fail("", f"a {shown(schema.split('/')[0])} JSON (schema {shown(schema)}), not {what}")
+        doc.fail("", f"not {what} (no \"schema\": \"colo-replay-sweep\" with rows)")
+    version = doc.integer(data, "schema_version", required=True, null=False)
+    if version != SCHEMA_VERSION:
+        doc.fail("", f"schema_version {version} is {'newer than' if version > SCHEMA_VERSION else 'not'} what this "
+                     f"version reads ({SCHEMA_VERSION})")
+    rows = doc.objects(data, "rows", required=True)
+    if rows is None:
+        doc.fail("rows", "expected a list, got null")
+    flags = ("pareto", "recommended", "partial")
+    numbers = [c for c in ROW_COLUMNS if c not in flags and c not in ("pair", "error")]
+    for i, r in enumerate(rows):
+        where = doc.item("rows", i)
+        doc.string(r, "pair", where, required=True, null=False)
+        doc.string(r, "error", where)
+        for c in numbers:
+            doc.number(r, c, where)
+        for c in flags:
+            doc.boolean(r, c, where)
+        for c in ("checkpoints_per_min", "held_p99_ms"):
+            if c not in r:
+                doc.fail(doc.key(where, c), "missing")
+    doc.object(data, "swept")
+    doc.number(data, "max_held_p99_ms")
+    recs = []
+    for i, r in enumerate(doc.objects(data, "recommendations") or ()):
+        where = doc.item("recommendations", i)
+        pair = doc.string(r, "pair", where, required=True, null=False)
+        rule = doc.string(r, "rule", where, required=True, null=False)
+        row = doc.integer(r, "row", where, required=True, lo=0, hi=len(rows) - 1)
+        setting = doc.object(r, "setting", where, required=True)
+        if row is not None and (rows[row]["checkpoints_per_min"] is None or rows[row]["held_p99_ms"] is None):
+            doc.fail(doc.key(where, "row"), f"row {row} has no checkpoints_per_min and held_p99_ms to recommend")
+        recs.append(Recommendation(pair, rule, row, setting))
     meta = {k: v for k, v in data.items() if k not in ("rows", "recommendations")}
-    return data["rows"], recs, meta
+    return rows, recs, meta

@@ -102,7 +102,7 @@ class Sources:
         import os
         files = [("timeline", timeline_path)] + ([("summary", summary_path)] if summary_path else [])
         src = summary.get("source") or {}
-        if src.get("chardev") and os.path.exists(src["chardev"]):
+        if src.get("chardev") and os.path.isfile(src["chardev"]):      # (a FIFO or a device: never read)
             from ...offline.chardev import ChardevCapture
             out = cls(files + [("chardev", src["chardev"])], {})
             knobs = summary.get("knobs") or {}
@@ -180,12 +180,19 @@ def build_report(events, summary: dict, sources: Sources, *, mode: str, result=N
     ``baseline``: an earlier report's JSON path, gated by the ``tolerance`` rules
     (``baseline.parse_rules``); ``top``: rows of long tables; ``version``: the tool's (default:
     the installed package's); ``sweep``: a ``sweep -o sweep.json`` to include (its table, plot and
-    recommendation: section ``sweep``).  ValueError for a bad baseline, rule or sweep file."""
+    recommendation: section ``sweep``).  ValueError for a bad baseline, rule or sweep file, and
+    for a saved run (``mode="saved"``) whose timeline has a time gap beyond the replay's bound
+    (``load.check_gaps``; ``options["allow_gaps"]`` or the summary's knobs allow it)."""
     from .plots import draw_all
 
     swept = _sweep_section(sweep) if sweep is not None else None
     rules = _baseline.parse_rules(tolerance) if baseline is not None else None
     old = _baseline.load_baseline(baseline) if baseline is not None else None
+    if mode == "saved":
+        # a saved timeline gets the replay's bound on time, as its summary (or options) allow
+        from .load import check_gaps, max_gap_of
+        path = next((p for role, p in sources.files if role == "timeline"), "the timeline")
+        check_gaps(events, path, max_gap_of(summary, options))
     knobs = dict(summary.get("knobs") or {})
     conn = _model.connections(events, top)
     stats = {"primary": getattr(result, "primary", None), "secondary": getattr(result, "secondary", None)}
@@ -284,7 +291,7 @@ def _sweep_section(path: str) -> tuple[dict, dict]:
     from .plots import _png
 
     rows, recs, meta = _sweep.read_json(path)
-    knobs = [k for k in (meta.get("swept") or {}) if rows and k in rows[0]]
+    knobs = [k for k in (meta.get("swept") or {}) if rows and k in rows[0] and k in _sweep.KNOB_COLUMNS]
     fig = _sweep.figure(rows, recs)
     try:
         plot = _png(fig)

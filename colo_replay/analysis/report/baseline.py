@@ -62,15 +62,28 @@ def _rule_text(name: str, rule) -> str:
 
 
 def load_baseline(path: str) -> dict:
-    """An earlier report's JSON (``--json``); ValueError (naming the file) when it is not one."""
-    from .load import read_json
+    """An earlier report's JSON (``--json``); ValueError (one line naming the file, and the key
+    path of a bad value: ``b.json: numbers.checkpoints: expected a number, got a list``) when it is
+    not one: not UTF-8, not JSON, another schema or a newer one, or a value ``compare`` reads of
+    the wrong type (numbers finite and within +-2^63, classes' names strings)."""
+    from .checks import Doc, kind_of, read_json, schema_of
 
-    data = read_json(path)
-    schema = data.get("schema") if isinstance(data, dict) else None
-    if not isinstance(schema, str) or not schema.startswith("colo-replay-report/"):
-        raise ValueError(f"{path}: not a colo-replay report JSON (no \"schema\": \"colo-replay-report/N\")")
-    if schema.split("/", 1)[1].split(".")[0] != "1":
-        raise ValueError(f"{path}: report schema {schema} is not supported (this version reads colo-replay-report/1)")
+    data = read_json(path, "a report's JSON (--json)")
+    doc = Doc(path)
+    what = "a colo-replay report JSON (--json of report)"
+    if not isinstance(data, dict):
+        doc.fail("", f"not {what}: a JSON object is expected, got {kind_of(data)}")
+    schema_of(doc, data, "colo-replay-report", 1, what)
+    doc.string(data, "generated")
+    numbers = doc.object(data, "numbers", required=True, null=False)
+    for key in METRICS.values():
+        if key is not None:
+            doc.number(numbers, key, "numbers")
+    div = doc.object(data, "divergences")
+    if div is not None:
+        for i, c in enumerate(doc.objects(div, "classes", "divergences") or ()):
+            for k in ("cause", "protocol", "field"):
+                doc.string(c, k, f"divergences.classes[{i}]")
     return data
 
 

@@ -100,7 +100,17 @@ def connections(events: pd.DataFrame, top: int) -> dict:
     has = conn >= 0
     if not has.any():
         return {"total": 0, "shown": 0, "rows": []}
-    n = int(conn[has].max()) + 1
+    # one bin per connection: the numbers themselves while they are dense (as the replay numbers
+    # them, 0, 1, 2, ...), else their ranks (a saved timeline's numbers can be anything up to
+    # 2^31 - 1: never a bin per number)
+    top_conn = int(conn[has].max())
+    if top_conn < 4 * len(conn) + 1024:
+        ids, dense, n = None, conn, top_conn + 1
+    else:
+        ids, inverse = np.unique(conn[has], return_inverse=True)
+        dense = np.full(len(conn), -1, dtype=np.int64)
+        dense[has] = inverse.reshape(-1)
+        n = len(ids)
     term = mask(kind, *_TERMINAL) & has
     is_p = mask(side, "primary")
     is_s = mask(side, "secondary")
@@ -109,7 +119,7 @@ def connections(events: pd.DataFrame, top: int) -> dict:
     is_req = mask(kind, "checkpoint_request") & has
 
     def count(m, weights=None):
-        return np.bincount(conn[m], weights=None if weights is None else weights[m], minlength=n)
+        return np.bincount(dense[m], weights=None if weights is None else weights[m], minlength=n)
 
     frames_p, frames_s = count(term & is_p), count(term & is_s)
     bytes_p, bytes_s = count(term & is_p, size), count(term & is_s, size)
@@ -119,10 +129,11 @@ def connections(events: pd.DataFrame, top: int) -> dict:
     order = order[seen[order] > 0]
     total = len(order)
     shown = order[:top]
+    number = (lambda i: int(i)) if ids is None else (lambda i: int(ids[i]))     # bin -> connection number
     rows = []
     if len(shown):
-        sub_m = has & np.isin(conn, shown)
-        sub = pd.DataFrame({"conn": conn[sub_m], "t": events["time_ns"].to_numpy()[sub_m],
+        sub_m = has & np.isin(dense, shown)
+        sub = pd.DataFrame({"conn": dense[sub_m], "t": events["time_ns"].to_numpy()[sub_m],
                             "pf": events["primary_frame"].to_numpy()[sub_m],
                             "sf": events["secondary_frame"].to_numpy()[sub_m]})
         g = sub.groupby("conn")
@@ -130,11 +141,11 @@ def connections(events: pd.DataFrame, top: int) -> dict:
         pf = sub[sub["pf"] >= 0].groupby("conn")["pf"].min()
         sf = sub[sub["sf"] >= 0].groupby("conn")["sf"].min()
         rel_m = is_rel & sub_m
-        rel = pd.DataFrame({"conn": conn[rel_m], "h": events["held_ns"].to_numpy()[rel_m]})
+        rel = pd.DataFrame({"conn": dense[rel_m], "h": events["held_ns"].to_numpy()[rel_m]})
         q = rel.groupby("conn")["h"].quantile([0.5, 0.99]).unstack() if len(rel) else None
         req_m = is_req & sub_m
         # the categorical column indexed first: .to_numpy() of all of it would build millions of strings
-        req = pd.DataFrame({"conn": conn[req_m], "cause": events["cause"][req_m].astype(str).to_numpy()})
+        req = pd.DataFrame({"conn": dense[req_m], "cause": events["cause"][req_m].astype(str).to_numpy()})
         by_cause = {}
         for (c, cause), v in req.groupby(["conn", "cause"]).size().items():
             if v:
@@ -143,7 +154,7 @@ def connections(events: pd.DataFrame, top: int) -> dict:
             c = int(c)
             has_q = q is not None and c in q.index
             rows.append({
-                "conn": c, "flow": None,
+                "conn": number(c), "flow": None,
                 "frames_primary": int(frames_p[c]), "frames_secondary": int(frames_s[c]),
                 "bytes_primary": int(bytes_p[c]), "bytes_secondary": int(bytes_s[c]),
                 "released": int(released[c]), "requests": int(requests[c]),

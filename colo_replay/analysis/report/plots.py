@@ -39,9 +39,16 @@ DPI = 100
 
 
 def time_bins(t0: int, t1: int, target: int = 240) -> tuple[int, int]:
-    """(bin width ns, number of bins): a round width giving about ``target`` bins over [t0, t1]."""
-    span = max(1, t1 - t0)
-    width = next((w for w in _NICE_NS if span / w <= target), _NICE_NS[-1])
+    """(bin width ns, number of bins): a round width giving at most ``target`` bins (plus the
+    one holding t1) over [t0, t1], whatever the span: beyond the hour of ``_NICE_NS`` the width is
+    1, 2 or 5 times a power of ten of ns (a saved run with an accepted ten-year gap gets its
+    few hundred bins, not one an hour)."""
+    span = max(1, int(t1) - int(t0))
+    width = next((w for w in _NICE_NS if span / w <= target), None)
+    if width is None:
+        need = -(-span // target)                   # ceil: the narrowest width that fits
+        mag = 10 ** (len(str(need)) - 1)
+        width = next(m * mag for m in (1, 2, 5, 10) if m * mag >= need)
     return width, int(span // width) + 1
 
 
@@ -74,8 +81,20 @@ def _figure(height: float = 3.4, right: float = 0.98):
 
 
 def _unit(width: int) -> tuple[float, str]:
-    """Seconds axis, or minutes for long runs."""
+    """Seconds axis, minutes for long runs, hours and days for longer ones."""
+    if width >= 12 * 3_600_000 * MS:
+        return 86_400e9, "days"
+    if width >= 600_000 * MS:
+        return 3_600e9, "h"
     return (60e9, "min") if width >= 10_000 * MS else (1e9, "s")
+
+
+def _width_text(width: int) -> str:
+    """A bin width in words: ms up to the hour, then h, then days."""
+    for size, name in ((86_400_000 * MS, "days"), (3_600_000 * MS, "h")):
+        if width > size * (2 if name == "days" else 1):
+            return f"{width / size:g} {name}"
+    return f"{width / MS:g} ms"
 
 
 def _spans(events, kinds) -> tuple[np.ndarray, np.ndarray]:
@@ -136,12 +155,12 @@ def activity(events, side_times: dict, t0: int, t1: int) -> dict:
                     label=f"request: {name} ({int(c.sum())})")
     ax.set_xlim(0, n * width / unit)
     ax.set_ylim(bottom=0)
-    ax.set_xlabel(f"time since start ({uname}); bins of {width / MS:g} ms")
+    ax.set_xlabel(f"time since start ({uname}); bins of {_width_text(width)}")
     ax.set_ylabel("frames per second")
     ax.set_title("Activity: frames per side, releases, checkpoint requests and checkpoints")
     ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
     out = _png(fig)
-    out["alt"] = (f"Activity over time in bins of {width / MS:g} ms: frames per second on each side, releases, "
+    out["alt"] = (f"Activity over time in bins of {_width_text(width)}: frames per second on each side, releases, "
                   f"{int(is_req.sum())} checkpoint requests as markers, {len(starts)} checkpoints shaded")
     return out
 
@@ -184,8 +203,12 @@ def checkpoints(events, t0: int, t1: int) -> dict:
     kind, cause = events["kind"], events["cause"]
     t = events["time_ns"].to_numpy()
     s = mask(kind, "checkpoint_start")
-    span = max(1, t1 - t0)
-    width = 60_000 * MS if span >= 10 * 60_000 * MS else time_bins(t0, t1, 40)[0]
+    span = max(1, int(t1) - int(t0))
+    # one bar a minute from ten minutes to four hours; else about 40 (short) or 240 (long) bars
+    if 10 * 60_000 * MS <= span <= 240 * 60_000 * MS:
+        width = 60_000 * MS
+    else:
+        width = time_bins(t0, t1, 40 if span < 10 * 60_000 * MS else 240)[0]
     n = int(span // width) + 1
     unit, uname = _unit(width)
     x = np.arange(n) * width / unit
@@ -203,11 +226,11 @@ def checkpoints(events, t0: int, t1: int) -> dict:
     else:
         ax.legend(loc="upper right", fontsize=8)
     ax.set_xlim(0, n * width / unit)
-    ax.set_xlabel(f"time since start ({uname}); bins of {width / MS:g} ms")
+    ax.set_xlabel(f"time since start ({uname}); bins of {_width_text(width)}")
     ax.set_ylabel("checkpoints per minute")
     ax.set_title("Checkpoints per minute")
     out = _png(fig)
-    out["alt"] = f"Checkpoints per minute over time in bins of {width / MS:g} ms, {int(s.sum())} checkpoints"
+    out["alt"] = f"Checkpoints per minute over time in bins of {_width_text(width)}, {int(s.sum())} checkpoints"
     return out
 
 
