@@ -472,3 +472,22 @@ def test_valid_inputs_still_load(tmp_path):
     (tmp_path / "e.csv").write_text(",".join(want.columns) + "\n")
     assert len(load_timeline(str(tmp_path / "e.csv"))) == 0
     assert load_summary(str(SAMPLE_SUMMARY))["profile"] == "7.2"
+
+
+def test_report_allow_gaps_with_a_saved_timeline_and_replay_recording_it(tmp_path):
+    """``report --timeline T --allow-gaps`` accepts the gap (the option is the saved run's, not a
+    replay setting refused as "not applicable"), and a replay with --allow-gaps records it in the
+    summary's knobs, so its saved run reports without the flag."""
+    df = sample_frame()
+    df.loc[len(df) - 1, "time_ns"] = int(df["time_ns"].iloc[-1]) + TEN_YEARS_NS
+    write_timeline(df, tmp_path / "t.csv")
+    (tmp_path / "s.json").write_text(json.dumps(sample_summary()))
+    r = cli("report", "--timeline", "t.csv", "--summary", "s.json", "--json", "o.json", cwd=tmp_path)
+    assert r.returncode == 2 and "--allow-gaps accepts it" in r.stderr, r.stderr
+    r = cli("report", "--timeline", "t.csv", "--summary", "s.json", "--json", "o.json", "--allow-gaps", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr[-3000:]
+    from colo_replay import api
+    tl = api.replay(ROOT / "sample_pcaps/primary.pcap", ROOT / "sample_pcaps/secondary.pcap", allow_gaps=True)
+    assert tl.summary["knobs"]["allow_gaps"] is True
+    assert api.replay(ROOT / "sample_pcaps/primary.pcap",
+                      ROOT / "sample_pcaps/secondary.pcap").summary["knobs"]["allow_gaps"] is False

@@ -432,7 +432,8 @@ def check_gaps(events: pd.DataFrame, path: str, max_gap_ns: int | None) -> None:
     raise ValueError(f"{path}: time_ns jumps {int(gaps[k]) / 1e9:.9g} s from {where[a]} at {int(st[k])} ns to "
                      f"{where[b]} at {int(st[k + 1])} ns, the next row in time: more than the "
                      f"{max_gap_ns / 1e9:g} s gap threshold of a replay (a clock step or a corrupt row; "
-                     f"accepted when the summary's knobs have \"allow_gaps\": true, as a replay with --allow-gaps)")
+                     f"--allow-gaps accepts it, and so does a summary whose knobs have \"allow_gaps\": true, "
+                     f"as a replay with --allow-gaps writes)")
 
 
 def max_gap_of(summary: dict, options: dict | None = None) -> int | None:
