@@ -19,7 +19,6 @@ import json
 import os
 import pickle
 import random
-import shutil
 import socket
 import struct
 import subprocess
@@ -31,6 +30,7 @@ import pytest
 
 from colo_replay.captures import BpfFilter, CaptureError, open_capture, read_all
 from colo_replay.captures import linktypes
+from tests.support.tools import require
 
 TOOLS = ("tcpdump", "tshark", "editcap", "mergecap", "text2pcap")
 SIZES = (0, 1, 100, 1400, 3000, 9000)      # UDP payload sizes, cycled
@@ -39,11 +39,7 @@ SLL_HDR = {linktypes.LINUX_SLL: 16, linktypes.LINUX_SLL2: 20}
 
 
 def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed: these tests need the real tools "
-                    f"(apt-get install tcpdump tshark)", pytrace=False)
-    return path
+    return require(name)        # fails, never skips, without it
 
 
 def run(*args: str) -> str:

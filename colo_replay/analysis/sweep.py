@@ -832,7 +832,7 @@ def write_rows(path: str, rows: list[dict], meta: dict | None = None, partial: s
     CSV a sidecar ``<path>.partial`` holding the line.  A complete write removes a stale sidecar."""
     import json
 
-    from ..output.files import replacing, replacing_path
+    from ..output.files import mark_partial, replacing, replacing_path
     from ..output.timeline import ERROR_KEY, PARTIAL_KEY, PARTIAL_SUFFIX
 
     path = os.fspath(path)
@@ -864,12 +864,7 @@ def write_rows(path: str, rows: list[dict], meta: dict | None = None, partial: s
         return
     with replacing(path, "w", encoding="utf-8", newline="") as fh:     # (pandas writes its own line ends)
         df.to_csv(fh, index=False)
-    sidecar = path + PARTIAL_SUFFIX
-    if partial is not None:
-        with replacing(sidecar, "w", encoding="utf-8") as fh:
-            fh.write(partial + "\n")
-    elif os.path.exists(sidecar):
-        os.remove(sidecar)
+    mark_partial(path, partial, PARTIAL_SUFFIX)
 
 
 def _json_value(v):

@@ -61,6 +61,17 @@ def check_outputs(outputs: dict, inputs: dict) -> None:
                 raise ValueError(f"{opt} and {opt2} name the same file ({out}): give each output its own path")
 
 
+def mark_partial(path: str, partial: str | None, suffix: str = ".partial") -> None:
+    """The sidecar ``<path>.partial`` of a text table (CSV, JSON Lines) holding the line that says
+    why it is partial; a complete write (``partial`` None) removes a stale one."""
+    sidecar = path + suffix
+    if partial is not None:
+        with replacing(sidecar, "w", encoding="utf-8") as fh:
+            fh.write(partial + "\n")
+    elif os.path.exists(sidecar):
+        os.remove(sidecar)
+
+
 def temporary_beside(path: str) -> str:
     """A new, empty file's name in ``path``'s directory (``.NAME.XXXX.tmp``), for a writer that
     must be given a path (pyarrow, matplotlib); ``commit`` or ``discard`` it."""

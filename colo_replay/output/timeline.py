@@ -233,9 +233,7 @@ def _write_text(frames, path: str | None, stream, partial: str | None) -> None:
         for df in frames:
             _write_jsonl(df, stream)
         return
-    import os
-
-    from .files import replacing
+    from .files import mark_partial, replacing
 
     check_timeline_path(path)
     # (each file is written beside its place and renamed there once complete: an interrupted
@@ -249,12 +247,7 @@ def _write_text(frames, path: str | None, stream, partial: str | None) -> None:
         with replacing(path, "w", encoding="utf-8") as fh:
             for df in frames:
                 _write_jsonl(df, fh)
-    sidecar = path + PARTIAL_SUFFIX
-    if partial is not None:
-        with replacing(sidecar, "w", encoding="utf-8") as fh:
-            fh.write(partial + "\n")
-    elif os.path.exists(sidecar):
-        os.remove(sidecar)
+    mark_partial(path, partial, PARTIAL_SUFFIX)
 
 
 def _arrow_table(cols: dict):
