@@ -51,8 +51,9 @@ def _opt(default, flag: str, kind: str, group: str, pair: bool = False):
     return field(default=default, metadata={"flag": flag, "kind": kind, "group": group, "pair": pair})
 
 
-def _is_path(value) -> bool:
-    return isinstance(value, (str, bytes)) or hasattr(value, "__fspath__")
+class _Times(tuple):
+    """``checkpoints_at`` once read and checked: ``replace`` passes it on as it is, so that a
+    sweep's thousands of settings do not parse the same flush times again each."""
 
 
 @dataclass(frozen=True)
@@ -114,9 +115,9 @@ class Settings:
                              f"whole number of milliseconds (0 = off)")
         # what QEMU's property setters refuse, and the knobs this QEMU has no property for
         self.compare_config().resolve(get_profile(self.qemu))
-        if self.checkpoints_at is not None:
+        if self.checkpoints_at is not None and not isinstance(self.checkpoints_at, _Times):
             # a path is read now (a bad line is refused before any frame is read); the times are kept
-            self._set("checkpoints_at", tuple(checkpoint_times(self.checkpoints_at)))
+            self._set("checkpoints_at", _Times(checkpoint_times(self.checkpoints_at)))
         if self.end_ns is not None:
             parse_until(self.end_ns)
 

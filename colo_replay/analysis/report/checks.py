@@ -135,37 +135,26 @@ class Doc:
             return None
         return obj[key]
 
-    def object(self, obj, key, where="", required=False, null=True) -> dict | None:
+    def _typed(self, obj, key, where, required, null, types, expected: str):
+        """``obj[key]`` when it is one of ``types`` (None when absent or null and ``null``)."""
         v = self.get(obj, key, where, required)
         if v is None and null:
             return None
-        if not isinstance(v, dict):
-            self.fail(self.key(where, key), f"expected an object, got {kind_of(v)}")
+        if not isinstance(v, types):
+            self.fail(self.key(where, key), f"expected {expected}, got {kind_of(v)}")
         return v
+
+    def object(self, obj, key, where="", required=False, null=True) -> dict | None:
+        return self._typed(obj, key, where, required, null, dict, "an object")
 
     def list(self, obj, key, where="", required=False, null=True) -> list | None:
-        v = self.get(obj, key, where, required)
-        if v is None and null:
-            return None
-        if not isinstance(v, list):
-            self.fail(self.key(where, key), f"expected a list, got {kind_of(v)}")
-        return v
+        return self._typed(obj, key, where, required, null, list, "a list")
 
     def string(self, obj, key, where="", required=False, null=True) -> str | None:
-        v = self.get(obj, key, where, required)
-        if v is None and null:
-            return None
-        if not isinstance(v, str):
-            self.fail(self.key(where, key), f"expected a string, got {kind_of(v)}")
-        return v
+        return self._typed(obj, key, where, required, null, str, "a string")
 
     def boolean(self, obj, key, where="", required=False, null=True) -> bool | None:
-        v = self.get(obj, key, where, required)
-        if v is None and null:
-            return None
-        if not isinstance(v, bool):
-            self.fail(self.key(where, key), f"expected true or false, got {kind_of(v)}")
-        return v
+        return self._typed(obj, key, where, required, null, bool, "true or false")
 
     def number(self, obj, key, where="", required=False, null=True, integer=False, lo=None, hi=None):
         v = self.get(obj, key, where, required)
