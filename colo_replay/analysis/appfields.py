@@ -3,13 +3,16 @@
 The L2-L4 fields are the package's own (``fields``); naming a differing byte inside a payload
 (``ntp.xmt``, ``http.date``, ``dns.id``, ``tls.handshake.random``) needs Wireshark's
 dissectors.  This module runs **raw tshark** (not pyshark: PDML already gives every field's
-``name``, ``pos``, ``size`` and ``show``, and one subprocess needs no extra package) ONCE over
-only the frames involved:
+``name``, ``pos``, ``size`` and ``show``, and one subprocess needs no extra package) once over
+the frames asked for (all of a file written for it, or a display filter):
 
     tshark -n -r FILE -o tcp.desegment_tcp_streams:FALSE -o ip.defragment:FALSE
-           -o tcp.analyze_sequence_numbers:FALSE -Y 'frame.number in {…}' -T pdml
+           -o tcp.analyze_sequence_numbers:FALSE [-Y 'frame.number in {…}'] -T pdml
 
-and parses the PDML with ``xml.etree.ElementTree.iterparse`` (standard library).
+and parses the PDML with ``xml.etree.ElementTree.iterparse`` (standard library) **as it
+streams out** of the pipe, keeping only the fields at the offsets asked for: memory is what is
+kept, never tshark's whole output.  A watchdog kills tshark at a deadline that scales with the
+frames (``tshark_timeout``): a hung tshark costs seconds.
 
 Reassembly is switched off on purpose: with it, a field of a PDU spanning segments is
 reported in the last segment at a position in the *reassembled* buffer, not in the frame.
@@ -24,14 +27,15 @@ Failure is an answer, not an exception: without tshark, on a timeout or an error
 
 from __future__ import annotations
 
-import io
 import shutil
 import subprocess
+import tempfile
+import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Iterable, Mapping, NamedTuple
 
-__all__ = ["AppField", "AppFields", "app_fields", "app_field_at", "frame_filter"]
+__all__ = ["AppField", "AppFields", "app_fields", "app_field_at", "frame_filter", "tshark_timeout"]
 
 # PDML protos that describe the capture, not the frame's bytes
 _SKIP_PROTOS = {"geninfo", "frame", "fake-field-wrapper"}
@@ -75,70 +79,121 @@ def frame_filter(frames: Iterable[int]) -> str:
     return "frame.number in {" + ",".join(parts) + "}"
 
 
-def app_fields(capture: str, frames: Iterable[int], offsets: Mapping[int, Iterable[int]] | None = None,
-               *, tshark: str | None = None, timeout: float = 120.0) -> AppFields:
-    """The fields of the given frames (Wireshark 1-based numbers) of ``capture``.
+TSHARK_START_S = 10.0
+"""The part of tshark's timeout that does not depend on the work: start-up (loading every
+dissector takes ~0.4 s here, several seconds on a loaded machine) with a wide margin."""
+TSHARK_PER_FRAME_S = 0.002
+"""The part per frame dissected: tshark writes the PDML of a frame in ~0.1 ms, so 2 ms is
+twenty times that.  A hung tshark is given up after ``tshark_timeout(n)``, never a fixed
+two minutes."""
+
+
+def tshark_timeout(frames: int) -> float:
+    """Seconds to allow one tshark run over ``frames`` frames (see the two constants)."""
+    return TSHARK_START_S + TSHARK_PER_FRAME_S * max(0, int(frames))
+
+
+def app_fields(capture: str, frames: Iterable[int] | None, offsets: Mapping[int, Iterable[int]] | None = None,
+               *, tshark: str | None = None, timeout: float | None = None) -> AppFields:
+    """The fields of the given frames (Wireshark 1-based numbers) of ``capture``; ``None``:
+    every frame of it (no display filter: the caller wrote just those frames to the file).
 
     ``offsets`` (frame -> byte offsets), when given, keeps only the fields covering one of the
-    offsets of that frame: what naming a differing byte needs, and much less to hold.
-    ``tshark``: the binary (default: found on ``PATH``).  One tshark run for all frames; a
-    frame tshark did not output (a number past the end of the capture) is absent.
+    offsets of that frame: what naming a differing byte needs, and much less to hold (the
+    filter is applied while the PDML streams in, so memory is the fields kept, not tshark's
+    output).  ``tshark``: the binary (default: found on ``PATH``); ``timeout``: seconds
+    (default ``tshark_timeout`` of the frames asked for, or of the offsets' frames).  One
+    tshark run for all frames; a frame tshark did not output (a number past the end of the
+    capture) is absent.
     """
-    wanted = sorted({int(n) for n in frames if int(n) > 0})
-    if not wanted:
-        return AppFields({}, "")
+    if frames is None:
+        wanted = None
+        count = len(offsets) if offsets is not None else 0
+    else:
+        wanted = sorted({int(n) for n in frames if int(n) > 0})
+        if not wanted:
+            return AppFields({}, "")
+        count = len(wanted)
     exe = tshark or shutil.which("tshark")
     if not exe:
         return AppFields(None, "tshark not found: application fields (DNS, NTP, HTTP, TLS) not named")
-    flt = frame_filter(wanted)
-    out, err = _run(exe, capture, flt, timeout)
-    if out is None and err.startswith("filter:"):
+    if timeout is None:
+        timeout = tshark_timeout(count)
+    keep = None if offsets is None else {int(k): [int(o) for o in v] for k, v in offsets.items()}
+    flt = frame_filter(wanted) if wanted is not None else None
+    parsed, err = _run(exe, capture, flt, timeout, keep)
+    if parsed is None and err.startswith("filter:"):
         # tshark < 4.0 separates set elements with spaces
-        out, err = _run(exe, capture, flt.replace(",", " "), timeout)
-    if out is None:
+        parsed, err = _run(exe, capture, flt.replace(",", " "), timeout, keep)
+    if parsed is None:
         return AppFields(None, err.removeprefix("filter:"))
-    try:
-        parsed = _parse_pdml(out)
-    except ET.ParseError as exc:
-        return AppFields(None, f"tshark output not understood: {exc}")
-    if offsets is not None:
-        keep = {int(k): [int(o) for o in v] for k, v in offsets.items()}
-        parsed = {n: [f for f in fl if any(f.pos <= o < f.end for o in keep.get(n, ()))]
-                  for n, fl in parsed.items()}
     return AppFields(parsed, "")
 
 
-def _run(exe: str, capture: str, flt: str, timeout: float) -> tuple[bytes | None, str]:
+def _run(exe: str, capture: str, flt: str | None, timeout: float,
+         keep: dict[int, list[int]] | None) -> tuple[dict | None, str]:
+    """Run tshark and parse its PDML as it streams out: ``(fields by frame, "")`` or
+    ``(None, one line saying why)`` (``"filter:"`` in front when the display filter was refused)."""
     # No sequence analysis either: with it, a frame whose segment tshark saw before (the
     # secondary's copy of a primary, next to it in an explain's file) is a "retransmission"
     # and its payload is not dissected.
     cmd = [exe, "-n", "-r", str(capture), "-o", "tcp.desegment_tcp_streams:FALSE",
-           "-o", "ip.defragment:FALSE", "-o", "tcp.analyze_sequence_numbers:FALSE", "-Y", flt, "-T", "pdml"]
-    try:
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return None, f"tshark timed out after {timeout:g} s"
-    except OSError as exc:
-        return None, f"tshark could not run: {exc}"
-    if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.decode("utf-8", "replace").splitlines()
-                 if ln.strip() and "Running as user" not in ln]
-        msg = lines[0].strip() if lines else f"exit status {proc.returncode}"
-        is_filter = any("unexpected" in ln or "isn't a valid display filter" in ln for ln in lines)
-        return None, ("filter:" if is_filter else "") + f"tshark failed: {msg}"
-    return proc.stdout, ""
+           "-o", "ip.defragment:FALSE", "-o", "tcp.analyze_sequence_numbers:FALSE"]
+    cmd += (["-Y", flt] if flt is not None else []) + ["-T", "pdml"]
+    with tempfile.TemporaryFile() as errfile:
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errfile)
+        except OSError as exc:
+            return None, f"tshark could not run: {exc}"
+        # the watchdog: a tshark that hangs (or a capture that makes it crawl) is killed at the
+        # deadline, which ends the PDML stream and so the parse below
+        timed_out = threading.Event()
+
+        def kill() -> None:
+            timed_out.set()
+            proc.kill()
+        timer = threading.Timer(timeout, kill)
+        timer.daemon = True
+        timer.start()
+        parsed = problem = None
+        try:
+            parsed = _parse_pdml(proc.stdout, keep)
+        except ET.ParseError as exc:
+            problem = exc
+        finally:
+            if problem is not None or parsed is None:
+                proc.kill()                  # nothing more is read: do not leave it writing
+            proc.stdout.close()
+            rc = proc.wait()
+            timer.cancel()
+        if timed_out.is_set():
+            return None, f"tshark timed out after {timeout:g} s"
+        if rc != 0:
+            errfile.seek(0)
+            lines = [ln for ln in errfile.read(1 << 16).decode("utf-8", "replace").splitlines()
+                     if ln.strip() and "Running as user" not in ln]
+            msg = lines[0].strip() if lines else f"exit status {rc}"
+            is_filter = any("unexpected" in ln or "isn't a valid display filter" in ln for ln in lines)
+            return None, ("filter:" if is_filter else "") + f"tshark failed: {msg}"
+        if problem is not None:
+            return None, f"tshark output not understood: {problem}"
+        return parsed, ""
 
 
-def _parse_pdml(data: bytes) -> dict[int, list[AppField]]:
-    """Frame number -> fields, from PDML; only named, visible, non-empty fields that lie
-    inside the frame."""
+def _parse_pdml(stream, keep: dict[int, list[int]] | None = None) -> dict[int, list[AppField]]:
+    """Frame number -> fields, from a PDML stream (read incrementally); only named, visible,
+    non-empty fields that lie inside the frame, and with ``keep`` (frame -> offsets) only the
+    fields covering one of that frame's offsets (a frame absent from ``keep`` keeps none)."""
     result: dict[int, list[AppField]] = {}
     stack: list[str] = []                    # the names of the open <proto>s
     num = caplen = None
     current: list[AppField] = []
-    for event, el in ET.iterparse(io.BytesIO(data), events=("start", "end")):
+    root = None
+    for event, el in ET.iterparse(stream, events=("start", "end")):
         tag = el.tag
         if event == "start":
+            if root is None:
+                root = el                    # <pdml>: cleared of each finished packet below
             if tag == "proto":
                 stack.append(el.get("name", ""))
             elif tag == "packet":
@@ -161,9 +216,15 @@ def _parse_pdml(data: bytes) -> dict[int, list[AppField]]:
                 if pos is not None and size:
                     current.append(AppField(name, pos, size, el.get("show", "")))
         elif tag == "packet":
-            if num is not None:
-                result[num] = [f for f in current if caplen is None or f.end <= caplen]
-            el.clear()                       # keep memory flat on big outputs
+            if num is not None and (keep is None or num in keep):
+                fl = [f for f in current if caplen is None or f.end <= caplen]
+                if keep is not None:
+                    offs = keep[num]
+                    fl = [f for f in fl if any(f.pos <= o < f.end for o in offs)]
+                result[num] = fl
+            current = []
+            el.clear()                       # keep memory flat on big outputs: the packet's
+            root.clear()                     # fields, and its (emptied) element in <pdml>
     return result
 
 

@@ -16,9 +16,8 @@ captures, stream order for chardev streams), the first differing byte as colo-co
 from both payloads' starts when they do not; UDP / ICMP: from the
 L4 header; other protocols: the whole frame after the vnet header; differences in checksums
 skipped when another byte differs), its offset in the frame and in the L4 payload, a hex window
-and the fields covering it on both sides: the application field tshark named (one tshark run
-per explain over the involved frames, written to a temporary pcapng) and the package's own
-L2-L4 field.  By cause: a size mismatch gives both sizes and what is extra; an ACK gate both
+and the fields covering it on both sides: the application field tshark named and the package's
+own L2-L4 field.  By cause: a size mismatch gives both sizes and what is extra; an ACK gate both
 ACK numbers; an expired frame its age and the nearest frame of its connection on the other
 side with their first difference (nearest by the time the timeline shows it, the best the
 timeline knows).  With ``other`` (the timeline of a replay of the same captures with the other
@@ -28,6 +27,18 @@ reported as 4.1's inverted TCP test (spec Q1).
 
 Then the **classes** (``classes.group_classes``) and the JSON schema (``SCHEMA``, documented
 in ``Explanation.to_dict``).  Pure analysis: no replay is run here (``api.explain`` wires).
+
+**What it costs is what it shows.**  Every divergence gets the cheap part (flow, first
+differing byte, L2-L4 field: what the selection by flow and the classes need).  The rest is
+done for the divergences shown only: the hex window, and tshark, which dissects just their
+frames plus one *representative* per group of the divergences not shown (same cause, protocol,
+L2-L4 field, service port and payload offset: the same application field in practice), at most
+``NAMED_GROUPS`` groups, largest first.  The other members of a group take its representative's
+application field name for the classes (``named_from`` in their field entry); divergences beyond
+those groups keep their L2-L4 name.  tshark runs over temporary pcapngs of at most
+``TSHARK_BATCH`` frames each, its PDML streamed (``appfields``), each run with a timeout that
+scales with its frames.  So ``--limit``, ``--request`` and ``--frame`` bound the dissection, and
+a hung or crawling tshark costs seconds, not minutes.
 """
 
 from __future__ import annotations
@@ -50,6 +61,14 @@ from .hexdiff import hexdiff
 __all__ = ["SCHEMA", "Selection", "Divergence", "Explanation", "explain_timeline", "DIVERGENCE_COLUMNS"]
 
 SCHEMA = "colo-replay/explain/1"
+
+NAMED_GROUPS = 256
+"""At most this many groups of divergences not shown get an application field name from a
+representative (two frames each in tshark): enough for every distinct field of a real pair,
+bounded for a hostile one."""
+TSHARK_BATCH = 2000
+"""Frames per tshark run (one temporary pcapng each): bounds what one run holds and how long a
+run may take before its timeout (``appfields.tshark_timeout``)."""
 
 DIVERGENCE_COLUMNS = ("request", "episode", "concurrent", "time_ns", "cause", "side", "conn", "protocol",
                       "src", "dst", "sport", "dport", "primary_frame", "secondary_frame", "offset",
@@ -276,9 +295,9 @@ def explain_timeline(events: pd.DataFrame, fetch: Callable[[int, Iterable[int]],
     req = req.assign(request=np.arange(1, n_req + 1))
     div_mask = (req["role"] == "root").to_numpy() | req["new_conn"].to_numpy(dtype=bool)
     group = pd.Series(list(zip(req["episode"].to_numpy(), req["conn"].to_numpy())), index=req.index)
-    per_group = group.value_counts()
+    per_group = group.value_counts().to_dict()
     divs = req[div_mask]
-    roots = eps.roots.set_index("episode")
+    root_checkpoints = dict(zip(eps.roots["episode"].tolist(), eps.roots["checkpoints"].tolist()))
     counts = {"episodes": int(len(eps.roots)), "divergences": int(len(divs)),
               "concurrent": int(div_mask.sum() - len(eps.roots)), "requests": int(n_req),
               "checkpoints": int(_count(events, "checkpoint_start"))}
@@ -288,7 +307,8 @@ def explain_timeline(events: pd.DataFrame, fetch: Callable[[int, Iterable[int]],
     selected = _select(divs, req, group, selection)
     expired_peer = _expired_candidates(events, divs)
     need = {0: set(), 1: set()}
-    for idx, row in divs.iterrows():
+    records = list(zip(divs.index, divs.to_dict("records")))
+    for idx, row in records:
         for side, col in ((0, "primary_frame"), (1, "secondary_frame")):
             if row[col] >= 1:
                 need[side].add(int(row[col]))
@@ -298,7 +318,7 @@ def explain_timeline(events: pd.DataFrame, fetch: Callable[[int, Iterable[int]],
     frames = {side: (fetch(side, sorted(nums)) if nums else {}) for side, nums in need.items()}
 
     built = []
-    for idx, row in divs.iterrows():
+    for idx, row in records:
         ep = int(row["episode"])
         concurrent = row["role"] != "root"
         d = Divergence(
@@ -306,17 +326,19 @@ def explain_timeline(events: pd.DataFrame, fetch: Callable[[int, Iterable[int]],
             cause=str(row["cause"]), side=str(row["side"]), conn=int(row["conn"]), flow={}, protocol="",
             primary_frame=int(row["primary_frame"]), secondary_frame=int(row["secondary_frame"]),
             consequences=int(per_group[(row["episode"], row["conn"])]) - 1,
-            checkpoints=0 if concurrent else int(roots.loc[ep, "checkpoints"]))
+            checkpoints=0 if concurrent else int(root_checkpoints[ep]))
         _explain_one(d, row, frames, vnet_hdr_len, inverted_tcp, expired_peer.get(idx))
         built.append((idx, d))
 
-    # application fields for all of them (the classes need them): one tshark run
-    app_note = _name_app_fields([d for _i, d in built], frames, vnet_hdr_len) if tshark else \
-        "application fields not asked for (tshark off)"
     words = selection.flow.lower().split() if selection.flow else []
     chosen = [d for idx, d in built if idx in selected and _flow_matches(d, words)]
     if selection.limit is not None:
         chosen = chosen[:max(0, selection.limit)]
+    for d in chosen:
+        _hex_into(d, frames)
+    # application fields: the divergences shown, plus a representative per group for the classes
+    app_note = _name_app_fields(chosen, [d for _i, d in built], frames, vnet_hdr_len) if tshark else \
+        "application fields not asked for (tshark off)"
     classes = group_classes(pd.DataFrame(
         [{"cause": d.cause, "protocol": d.protocol, "field": d.field, "time_ns": d.time_ns,
           "primary_frame": d.primary_frame, "secondary_frame": d.secondary_frame,
@@ -429,7 +451,8 @@ def _explain_one(d: Divergence, row, frames: dict, vnet: int, inverted_tcp: bool
             d.secondary_frame = cnum
         else:
             d.primary_frame = cnum
-        _difference_into(d, pp, ss, _vnet(pp, vnet), _vnet(ss, vnet), inverted_tcp=False)
+        _difference_into(d, pp, ss, _vnet(pp, vnet), _vnet(ss, vnet), inverted_tcp=False,
+                         p_dis=dis if pp is base else None)
         d.details["candidate_difference"] = ({"offset": d.offset, "field": d.field} if d.offset is not None
                                              else "identical as compared")
         return
@@ -443,13 +466,13 @@ def _explain_one(d: Divergence, row, frames: dict, vnet: int, inverted_tcp: bool
         d.fields = [{"name": "tcp.ack", "primary": pa, "secondary": sa}]
         d.notes.append("payload equal; the primary acknowledges data the secondary has not acknowledged yet")
         return
-    _difference_into(d, p, s, pv, sv, inverted_tcp)
+    _difference_into(d, p, s, pv, sv, inverted_tcp, p_dis=dis if p is base else None)
     if cause == "size_mismatch":
         d.details.update(_size_details(p.data, s.data, pv))
 
 
-def _difference_into(d: Divergence, p, s, pv: int, sv: int, inverted_tcp: bool) -> None:
-    pd_ = _f.dissect(p.data, pv)
+def _difference_into(d: Divergence, p, s, pv: int, sv: int, inverted_tcp: bool, p_dis=None) -> None:
+    pd_ = p_dis if p_dis is not None else _f.dissect(p.data, pv)
     sd = _f.dissect(s.data, sv)
     off = s_off = None
     if pd_.ip_proto == 6 and sd.ip_proto == 6 and pd_.payload_off is not None and sd.payload_off is not None:
@@ -482,7 +505,7 @@ def _difference_into(d: Divergence, p, s, pv: int, sv: int, inverted_tcp: bool) 
     else:
         start = _f.compare_start(p.data, pv, pd_)
         d.details["compared_from"] = start
-        first = _f.explaining_difference(p.data, s.data, start, start, pv)
+        first = _f.explaining_difference(p.data, s.data, start, start, pv, pd_)
         if first is not None:
             off = s_off = first
     if off is None:
@@ -503,7 +526,17 @@ def _difference_into(d: Divergence, p, s, pv: int, sv: int, inverted_tcp: bool) 
             pv_ = _val(fp) if fp is not None else None
             sv_ = _val(fs) if fs is not None and fs.name == name else (None if fs is None else f"{fs.name} = {_val(fs)}")
         d.fields = [{"name": name, "primary": pv_, "secondary": sv_}]
-    d.hex = hexdiff(p.data, s.data, off, s_off)
+
+
+def _hex_into(d: Divergence, frames: dict) -> None:
+    """The hex window of a divergence shown (its frames as ``_difference_into`` compared them:
+    for an expired frame, the waiting one and its candidate)."""
+    if d.offset is None:
+        return
+    p = frames[0].get(d.primary_frame)
+    s = frames[1].get(d.secondary_frame)
+    if p is not None and s is not None:
+        d.hex = hexdiff(p.data, s.data, d.offset, d.secondary_offset)
 
 
 def _size_details(p: bytes, s: bytes, vnet: int) -> dict:
@@ -547,39 +580,35 @@ def _vnet(picked, vnet: int) -> int:
 # ---------------------------------------------------------------------------------- tshark
 
 
-def _name_app_fields(divs: list, frames: dict, vnet: int) -> str:
-    """One tshark run over the frames of ``divs`` (written to a temporary pcapng without their
-    vnet headers): the innermost application field covering each differing byte is put first
-    in ``fields``.  Returns "tshark" or the one line saying why not."""
-    from ..captures.writer import PcapngWriter
-
+def _name_app_fields(shown: list, every: list, frames: dict, vnet: int) -> str:
+    """Name application fields with tshark (see the module docstring): the innermost field
+    covering each differing byte of the divergences ``shown``, and of one representative per
+    group of the others (``every``), is put first in ``fields``; a group's other members get
+    its name (for the classes).  Returns "tshark" or the one line saying why not."""
+    shown_ids = {id(d) for d in shown}
+    groups: dict[tuple, list] = {}
+    for d in every:
+        if d.offset is not None:
+            groups.setdefault(_group_key(d), []).append(d)
+    reps: dict[tuple, Divergence] = {}
+    for key, members in sorted(groups.items(), key=lambda kv: -len(kv[1]))[:NAMED_GROUPS]:
+        reps[key] = next((m for m in members if id(m) in shown_ids), members[0])
+    todo = list(shown) + [r for r in reps.values() if id(r) not in shown_ids]
     order = []          # (div, side, picked, vnet, offset)
-    for d in divs:
+    for d in todo:
         if d.offset is None:
             continue
         for side, num, off in ((0, d.primary_frame, d.offset), (1, d.secondary_frame, d.secondary_offset)):
             pk = frames[side].get(num)
             if pk is not None:
                 order.append((d, side, pk, _vnet(pk, vnet), off))
-    if not order:
-        return "tshark"
-    fd, path = tempfile.mkstemp(suffix=".pcapng", prefix="colo-explain-")
-    os.close(fd)
-    try:
-        with PcapngWriter(path, "explain") as w:
-            for _d, _side, pk, v, _off in order:
-                w.write(pk.time_ns, pk.data[v:])
-        offsets = {i + 1: [off - v] for i, (_d, _s, _pk, v, off) in enumerate(order)}
-        found = app_fields(path, offsets.keys(), offsets)
-    finally:
-        os.unlink(path)
-    if found.frames is None:
-        return found.reason
     named: dict = {}
-    for i, (d, side, _pk, v, off) in enumerate(order):
-        af = app_field_at(found.frames.get(i + 1, ()), off - v)
-        named[(id(d), side)] = af
-    for d in divs:
+    for i in range(0, len(order), TSHARK_BATCH):
+        reason = _dissect_batch(order[i:i + TSHARK_BATCH], named)
+        if reason:
+            return reason
+    inserted = set()
+    for d in todo:
         ap = named.get((id(d), 0))
         # only a field narrower than the package's own names more (a payload's HTTP header, not
         # tshark's second name for the same two bytes, e.g. icmp.seq_le for icmp.seq)
@@ -589,7 +618,49 @@ def _name_app_fields(divs: list, frames: dict, vnet: int) -> str:
         sp = named.get((id(d), 1))
         d.fields.insert(0, {"name": ap.name, "primary": ap.show,
                             "secondary": sp.show if sp is not None and sp.name == ap.name else None})
+        inserted.add(id(d))
+    for key, rep in reps.items():
+        if id(rep) not in inserted:
+            continue                 # tshark named nothing narrower for this group
+        for m in groups[key]:
+            if m is not rep and id(m) not in shown_ids:
+                m.fields.insert(0, {"name": rep.fields[0]["name"], "primary": None, "secondary": None,
+                                    "named_from": f"#{rep.request}"})
     return "tshark"
+
+
+def _group_key(d: Divergence) -> tuple:
+    """Divergences whose differing byte is in the same application field in practice: same
+    cause, protocol, L2-L4 field, payload offset and service port (the lower of the two ports:
+    the other is a client's ephemeral one, different on every connection)."""
+    ports = [p for p in (d.flow.get("sport"), d.flow.get("dport")) if p is not None]
+    return (d.cause, d.protocol, d.fields[0]["name"] if d.fields else "", d.payload_offset,
+            min(ports) if ports else None)
+
+
+def _dissect_batch(order: list, named: dict) -> str:
+    """One tshark run over a temporary pcapng of ``order``'s frames (without their vnet
+    headers); ``named[(id(div), side)]`` gets the innermost field at each offset.  Returns ""
+    or the one line saying why tshark gave nothing."""
+    from ..captures.writer import PcapngWriter
+
+    if not order:
+        return ""
+    fd, path = tempfile.mkstemp(suffix=".pcapng", prefix="colo-explain-")
+    os.close(fd)
+    try:
+        with PcapngWriter(path, "explain") as w:
+            for _d, _side, pk, v, _off in order:
+                w.write(pk.time_ns, pk.data[v:])
+        offsets = {i + 1: [off - v] for i, (_d, _s, _pk, v, off) in enumerate(order)}
+        found = app_fields(path, None, offsets)
+    finally:
+        os.unlink(path)
+    if found.frames is None:
+        return found.reason
+    for i, (d, side, _pk, v, off) in enumerate(order):
+        named[(id(d), side)] = app_field_at(found.frames.get(i + 1, ()), off - v)
+    return ""
 
 
 # ---------------------------------------------------------------------------------- other profile

@@ -458,15 +458,16 @@ _CHECKSUMS = ("ip.checksum", "tcp.checksum", "udp.checksum", "icmp.checksum")
 
 
 def explaining_difference(p: bytes, s: bytes, compare_from: int = 0, s_compare_from: int | None = None,
-                          vnet_hdr_len: int = 0) -> int | None:
+                          vnet_hdr_len: int = 0, dissection: Dissection | None = None) -> int | None:
     """Like ``first_difference``, but skips differences inside checksum fields of the primary
     when a difference follows elsewhere: a checksum differs *because* other bytes do (UDP and
     ICMP compares start at the L4 header, so ``udp.checksum`` is usually the first differing
-    byte and names nothing useful).  When only checksums differ, that offset is returned."""
+    byte and names nothing useful).  When only checksums differ, that offset is returned.  Pass
+    ``dissection`` (of ``p``) to reuse an earlier ``dissect``."""
     first = first_difference(p, s, compare_from, s_compare_from)
     if first is None:
         return None
-    d = dissect(p, vnet_hdr_len)
+    d = dissection if dissection is not None else dissect(p, vnet_hdr_len)
     skip = [f for f in d.fields if f.name in _CHECKSUMS]
     cf = max(0, int(compare_from))
     shift = (cf if s_compare_from is None else max(0, int(s_compare_from))) - cf
