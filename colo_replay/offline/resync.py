@@ -53,6 +53,18 @@ UDP, ICMP and other protocols, per connection:
     frame that late would have expired under QEMU too.  Secondaries left unpaired were ahead:
     they are requeued.
 
+    Pairing in arrival order is a guess, and on a fast flow it is often wrong: the dropped
+    secondary may be a **residue**, the counterpart of an *earlier* primary (one a table reset
+    discarded, or an extra frame of the SVM), and the primary's real counterpart is still to
+    come.  Had the guess stood, that counterpart would be fed after the flush and compared with
+    the *next* primary, and so on at every later flush: one residue shifts the whole flow by
+    one frame for good (an ICMP pinger at 23 Hz gave a checkpoint per echo reply).  So a
+    primary paired by arrival order stays owed **by content only**: a later secondary with its
+    exact bytes (within ``compare_timeout``) is its counterpart, behind, and is superseded, as a
+    resynchronised SVM would not send it; a secondary with other bytes is fed (the guess was
+    right).  Under real COLO the flush leaves no residue: after it both VMs answer the next
+    request alike, and this is what the rule restores.
+
 The model is a driver-level approximation: it assumes the free-running VMs emit the same
 streams modulo the divergences (which is what a pair capture is for).  ``raw`` replays keep the
 streams exactly as captured; that is right for captures taken under a real COLO run.
@@ -107,7 +119,7 @@ class _Owed:
     """Datagram flows: primaries a flush released whose secondary counterpart has not come."""
 
     until_ns: int                                   # forget entries after this time
-    items: deque = field(default_factory=deque)     # (size, off, tail bytes) per primary
+    items: deque = field(default_factory=deque)     # (size, off, tail bytes, by content only) per primary
 
 
 @dataclass
@@ -221,17 +233,21 @@ class Resync:
                     break
             else:
                 left_s.append(s)
-        n = min(len(left_p), len(left_s))          # then differing counterparts, in order
+        n = min(len(left_p), len(left_s))          # then differing counterparts, in order:
+        guessed = left_p[:n]                       # a guess, so owed by content only
         left_p = left_p[n:]
         left_s = left_s[n:]
-        if left_p:
+        if left_p or guessed:
             owed = self.owed.get(key)
             if owed is None:
                 owed = self.owed[key] = _Owed(t + self._window_ns)
             owed.until_ns = t + self._window_ns
+            for p in guessed:
+                off = _datagram_offset(p, proto)
+                owed.items.append((p.size, off, p.data[off:], True))
             for p in left_p:
                 off = _datagram_offset(p, proto)
-                owed.items.append((p.size, off, p.data[off:]))
+                owed.items.append((p.size, off, p.data[off:], False))
         return [Requeue(s.data, s.vnet_hdr_len, s.ident) for s in left_s]
 
     # ------------------------------------------------------------------ per secondary frame
@@ -271,7 +287,7 @@ class Resync:
         if owed is None:
             return _FEED
         items = owed.items
-        for i, (size, off, tail) in enumerate(items):
+        for i, (size, off, tail, _by_content) in enumerate(items):
             if size == pkt.size and data[off:] == tail:
                 del items[i]
                 break
@@ -279,7 +295,14 @@ class Resync:
             if t > owed.until_ns:
                 del self.owed[key]                 # too late to be a counterpart
                 return _FEED
-            items.popleft()
+            # the differing counterpart of the oldest primary owed by time; primaries owed by
+            # content only wait for their exact copy
+            for i, item in enumerate(items):
+                if not item[3]:
+                    del items[i]
+                    break
+            else:
+                return _FEED
         if not items:
             del self.owed[key]
         self.stats.superseded += 1
