@@ -631,6 +631,12 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
         catch_up(end_ns)
     if model.running_until is not None:
         catch_up(model.running_until)
+    # resync: a request among the frames held during a checkpoint begins the next one, which
+    # holds the rest again.  They were captured, so they are fed after it, checkpoint after
+    # checkpoint, until none is left: every frame read gets its fate (each round feeds at
+    # least the frame that requested, so this ends).
+    while resync is not None and resync.held and model.running_until is not None:
+        catch_up(model.running_until)
     if progress is not None:
         progress(done)
     return end_ns           # where the clock was run to (--until, resolved), or None
