@@ -66,6 +66,16 @@ NAMED_GROUPS = 256
 """At most this many groups of divergences not shown get an application field name from a
 representative (two frames each in tshark): enough for every distinct field of a real pair,
 bounded for a hostile one."""
+ORDER_WINDOW = 8
+"""A datagram miscompare is checked against this many frames either side of each of its frames
+(same capture) for the compare-order artefact: enough for the frames a flow has waiting at
+once in practice (a few), bounded per divergence."""
+ORDER_FRAMES = 200_000
+"""At most this many neighbouring frames are read for that check over the whole explain (the
+first divergences in time are checked; the rest are not, and ``counts`` says how many)."""
+FIFO_ROWS = "QEMU 4.1.0 to 6.2.x (behaviour rows A to G)"
+"""The releases whose non-TCP queues are compared oldest primary first (no tail pop: 7.0's
+a5f038e2c5 made it newest first), so two waiting primaries meet their copies in order."""
 TSHARK_BATCH = 2000
 """Frames per tshark run (one temporary pcapng each): bounds what one run holds and how long a
 run may take before its timeout (``appfields.tshark_timeout``)."""
@@ -142,9 +152,12 @@ class Divergence:
 
     @property
     def field(self) -> str:
-        """The class's field: the innermost field named, or a marker (``inverted-tcp-test``)."""
+        """The class's field: the innermost field named, or a marker (``inverted-tcp-test``,
+        ``compare-order``)."""
         if self.details.get("inverted_tcp_test"):
             return "inverted-tcp-test"
+        if self.details.get("compare_order"):
+            return "compare-order"
         return self.fields[0]["name"] if self.fields else ""
 
     @property
@@ -206,14 +219,17 @@ class Explanation:
 
             {"schema": "colo-replay/explain/1",
              "replay": {profile, after_checkpoint, ...}, "counts": {episodes, divergences,
-             concurrent, requests, checkpoints}, "app_fields": "tshark" | reason,
+             concurrent, requests, checkpoints, compare_order (divergences that are the
+             compare-order artefact), order_unchecked (divergences not checked for it:
+             beyond ORDER_FRAMES)}, "app_fields": "tshark" | reason,
              "selection": {request, frame, flow, limit},
              "divergences": [{request, episode, concurrent, time_ns, time, cause, side, conn,
                  flow: {proto (tcp, udp, icmp, ip-<n>, ...), src, dst, sport, dport (null when
                  the protocol has none), ip_proto}, primary_frame, secondary_frame (null
                  when none), offset, secondary_offset, payload_offset (null when none),
                  fields: [{name, primary, secondary}] (innermost first), class: {cause,
-                 protocol, field}, consequences, checkpoints, details: {...by cause},
+                 protocol, field}, consequences, checkpoints, details: {...by cause;
+                 compare_order: {matching_frame, compared_with, copy_of, oldest_first_pairs_them}},
                  other_profile: {profile, verdict, differs} | null, notes: [...],
                  hex: {offset, s_offset, width, rows: [...]} | null}],
              "classes": [{cause, protocol, field, count, share, checkpoints, first_ns, last_ns,
@@ -315,6 +331,7 @@ def explain_timeline(events: pd.DataFrame, fetch: Callable[[int, Iterable[int]],
         cand = expired_peer.get(idx)
         if cand is not None:
             need[cand[0]].add(cand[1])
+    order_checked = _order_neighbours(records, need)
     frames = {side: (fetch(side, sorted(nums)) if nums else {}) for side, nums in need.items()}
 
     built = []
@@ -328,7 +345,11 @@ def explain_timeline(events: pd.DataFrame, fetch: Callable[[int, Iterable[int]],
             consequences=int(per_group[(row["episode"], row["conn"])]) - 1,
             checkpoints=0 if concurrent else int(root_checkpoints[ep]))
         _explain_one(d, row, frames, vnet_hdr_len, inverted_tcp, expired_peer.get(idx))
+        if idx in order_checked:
+            _compare_order_into(d, frames, vnet_hdr_len)
         built.append((idx, d))
+    counts["compare_order"] = sum(1 for _i, d in built if d.details.get("compare_order"))
+    counts["order_unchecked"] = sum(1 for idx, _d in built if idx not in order_checked)
 
     words = selection.flow.lower().split() if selection.flow else []
     chosen = [d for idx, d in built if idx in selected and _flow_matches(d, words)]
@@ -537,6 +558,82 @@ def _hex_into(d: Divergence, frames: dict) -> None:
     s = frames[1].get(d.secondary_frame)
     if p is not None and s is not None:
         d.hex = hexdiff(p.data, s.data, d.offset, d.secondary_offset)
+
+
+def _order_neighbours(records: list, need: dict) -> set:
+    """Add to ``need`` the frames around each miscompare's frames (``ORDER_WINDOW`` either
+    side, ``ORDER_FRAMES`` in all); returns the timeline indexes whose neighbours were added."""
+    checked = set()
+    budget = ORDER_FRAMES
+    for idx, row in records:
+        pf, sf = int(row["primary_frame"]), int(row["secondary_frame"])
+        if row["cause"] != "miscompare" or pf < 1 or sf < 1:
+            continue
+        if budget < 4 * ORDER_WINDOW + 2:
+            break
+        for side, num in ((0, pf), (1, sf)):
+            need[side].update(range(max(1, num - ORDER_WINDOW), num + ORDER_WINDOW + 1))
+        budget -= 4 * ORDER_WINDOW + 2
+        checked.add(idx)
+    return checked
+
+
+def _compare_order_into(d: Divergence, frames: dict, vnet: int) -> None:
+    """The compare-order artefact of a datagram miscompare: the primary's compared bytes are
+    those of *another* secondary frame of its flow, near it in the secondary capture.  Then the
+    data never diverged; colo-compare compared the primary with the wrong copy (7.0+'s newest-
+    first non-TCP queues with two primaries waiting, or a residue: an extra secondary frame, a
+    copy whose primary a table reset discarded).  Sets ``details["compare_order"]`` (the
+    matching frame, and whether an oldest-first queue would have paired them)."""
+    if d.protocol in ("tcp", "") or d.primary_frame < 1 or d.secondary_frame < 1:
+        return
+    p = frames[0].get(d.primary_frame)
+    s = frames[1].get(d.secondary_frame)
+    if p is None or s is None:
+        return
+    pv, sv = _vnet(p, vnet), _vnet(s, vnet)
+    start = _f.compare_start(p.data, pv)
+    match = _same_compared(p, frames[1], d.secondary_frame, start, d.flow, vnet)
+    if match is None:
+        return
+    # an oldest-first queue compares the older waiting primary first: if the secondary colo-
+    # compare used is the copy of an *older* primary of the flow, that one would have met it
+    older = _same_compared(s, frames[0], d.primary_frame, _f.compare_start(s.data, sv), d.flow, vnet,
+                           before_only=True)
+    d.details["compare_order"] = {
+        "matching_frame": _label("S", match), "compared_with": _label("S", d.secondary_frame),
+        "copy_of": _label("P", older) if older is not None else None,
+        "oldest_first_pairs_them": older is not None,
+    }
+    text = (f"compare order, not a divergence: the primary's compared bytes are those of {_label('S', match)}, "
+            f"its copy in the same flow; colo-compare compared it with {_label('S', d.secondary_frame)}")
+    if older is not None:
+        text += (f", the copy of the older {_label('P', older)} that was still waiting: {FIFO_ROWS} compare the "
+                 f"oldest waiting primary first and would have paired them")
+    else:
+        text += " (a residue: a copy whose primary never reached the comparison, or an extra frame of the SVM)"
+    d.notes.append(text)
+
+
+def _same_compared(frame, others: dict, around: int, start: int, flow: dict, default_vnet: int,
+                   before_only: bool = False):
+    """The number of the frame of ``others`` (``ORDER_WINDOW`` around ``around``, not it)
+    whose bytes from ``start`` equal ``frame``'s, of the same size and flow; nearest first."""
+    data = frame.data
+    tail = data[start:]
+    lo = around - ORDER_WINDOW
+    hi = -1 if before_only else around + ORDER_WINDOW
+    for k in sorted(range(lo, max(hi, around - 1) + 1), key=lambda n: abs(n - around)):
+        if k == around or k < 1 or (before_only and k > around):
+            continue
+        o = others.get(k)
+        if o is None or len(o.data) != len(data) or o.data[start:] != tail:
+            continue
+        od = _f.dissect(o.data, _vnet(o, default_vnet))
+        if (od.src, od.dst, od.sport, od.dport, od.ip_proto) == \
+                (flow.get("src"), flow.get("dst"), flow.get("sport"), flow.get("dport"), flow.get("ip_proto")):
+            return k
+    return None
 
 
 def _size_details(p: bytes, s: bytes, vnet: int) -> dict:

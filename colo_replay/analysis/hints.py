@@ -15,6 +15,11 @@ whose TCP window starts in the TCP header's tail).
 from __future__ import annotations
 
 FIELD_HINTS: dict[str, str] = {
+    "compare-order":
+        "Not a divergence in the guest: the primary's datagram has an identical copy on the secondary "
+        "that colo-compare did not pair with it (7.0+ compares the newest waiting primary first, "
+        "a5f038e2c5; or a residue after a connection-table reset). Look at the flow's rate against "
+        "the secondary's lag, not at the guest's data.",
     "inverted-tcp-test":
         "Not a divergence: QEMU 4.1's TCP payload test is inverted (spec Q1), so identical TCP data "
         "requests a checkpoint; 4.1.1 and 4.2 on have the fix (1e907a32b7): upgrade, or expect a "
