@@ -136,8 +136,13 @@ def test_class_keys_and_hints():
     assert hint_for("miscompare", "ip-99", "") and hint_for("miscompare", "udp", "dhcp.id")
     for key in ("tcp.options.timestamp.tsval", "ip.id", "dns.id", "ntp.xmt", "ntp.rec", "ntp.org",
                 "http.date", "tls.handshake.random", "tcp.window_size_value", "icmp.ident", "icmp.seq",
-                "dhcp.id", "tcp.srcport", "udp.srcport", "tcp.payload"):
+                "dhcp.id", "tcp.srcport", "udp.srcport", "tcp.payload", "tls.handshake.session_id",
+                "ssh.cookie", "http.set_cookie", "http.last_modified", "compare-order"):
         assert FIELD_HINTS[key].endswith(".")
+    # the real causes of issue 22 each have their own hint, not a prefix's or the generic one
+    assert "KEXINIT" in hint_for("miscompare", "tcp", "ssh.cookie")
+    assert hint_for("miscompare", "tcp", "ssh.encrypted_packet").startswith("SSH output is randomised")
+    assert "session ID" in hint_for("miscompare", "tcp", "tls.handshake.session_id")
 
 
 def test_group_classes():

@@ -55,6 +55,20 @@ FIELD_HINTS: dict[str, str] = {
     "tls.handshake.random":
         "TLS randoms differ by design, so every TLS handshake diverges: terminate TLS outside the "
         "protected VM (a proxy in front of it) if checkpoints per connection are too costly.",
+    "tls.handshake.session_id":
+        "The TLS session ID is random per handshake (a server's new session, or a client's resumption "
+        "ticket): every TLS connection diverges at its ServerHello; terminate TLS outside the protected "
+        "VM, and count the connection's later records as consequences, not new causes.",
+    "ssh.cookie":
+        "The SSH key-exchange cookie is 16 random bytes per connection: every SSH session diverges "
+        "at KEXINIT, and its encrypted packets after it differ as a consequence; expect one "
+        "checkpoint per SSH connection, or reach the VM through a jump host outside it.",
+    "http.set_cookie":
+        "The session cookie the server sets is random per client (a session id): make it derive from "
+        "the request, or keep session state out of the protected VM.",
+    "http.last_modified":
+        "Last-Modified comes from each guest's file times: give both VMs the same files with the same "
+        "mtimes (one image, no rewrites at boot).",
     "icmp.ident":
         "ICMP echo identifiers are chosen per process in each guest: pings sent by the guests "
         "diverge; send them from a fixed identifier or outside the VM.",
@@ -91,6 +105,8 @@ PREFIX_HINTS: dict[str, str] = {
             "named here.",
     "http.": "An HTTP field differs: look at the header named here and make it deterministic.",
     "tls.": "TLS output is randomised by design: terminate TLS outside the protected VM.",
+    "ssh.": "SSH output is randomised and encrypted per session: a difference after the key "
+            "exchange is a consequence of the session's first one.",
     "dhcp.": "DHCP client state differs: use static addressing in protected VMs.",
     "tcp.options.": "A TCP option differs between the guests; colo-compare ignores options for "
                     "TCP payload compares.",
