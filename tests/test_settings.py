@@ -50,7 +50,7 @@ def test_settings_are_validated_when_built_and_frozen():
     with pytest.raises(FrozenInstanceError):
         s.compare_timeout = 3
     assert s.replace(compare_timeout=200).compare_timeout == 200 and s.compare_timeout == 100
-    for bad, message in (({"qemu": "4.1", "compare_timeout": 100}, "QEMU 4.1 colo-compare has no compare_timeout"),
+    for bad, message in (({"qemu": "4.1", "compare_timeout": 100}, "--compare-timeout 100: QEMU 4.1 \\(row A\\) colo-compare has no compare_timeout"),
                          ({"compare_timeout": 0}, "compare_timeout must be a positive 32-bit integer"),
                          ({"checkpoint_duration_ns": -1}, "must not be negative"),
                          ({"checkpoint_delay_ns": 1}, "whole number of milliseconds"),

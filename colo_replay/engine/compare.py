@@ -59,8 +59,9 @@ from .packet import (
     fill_tcp_info, parse_packet_early,
 )
 from .profiles import (
-    ACK_UMAX, GATE_SACK, OVERFLOW_CRASH, ZERO_SIGSEGV, CompareConfig, Profile, get_profile,
+    ACK_UMAX, GATE_SACK, OVERFLOW_CRASH, ZERO_REJECT, ZERO_SIGABRT, CompareConfig, Profile,
 )
+from .releases import get_profile
 from .tcp import TcpCompare
 
 HASHTABLE_MAX_SIZE = 16384   # net/colo.h
@@ -172,7 +173,8 @@ def _equal_at(abuf: bytes, ao: int, bbuf: bytes, bo: int, n: int) -> bool:
 class Engine(TcpCompare):
     """An exact, deterministic colo-compare for one QEMU profile.
 
-    ``profile`` is a name ("4.1", "7.2") or a ``Profile``; ``config`` a ``CompareConfig``
+    ``profile`` is a profile name ("4.1", "7.2"), a release string ("6.2.0", "row:G";
+    ``releases.get_profile``) or a ``Profile``; ``config`` a ``CompareConfig``
     (QEMU's property names) or ``None`` for the profile's defaults.  ``start_ns`` is when
     the colo-compare object was created: the expiry-scan grid starts there (first scan one
     ``expired_scan_cycle`` later).  With ``emit_scans=True`` every scan is an event too.
@@ -208,6 +210,11 @@ class Engine(TcpCompare):
         self.config = (config or CompareConfig()).resolve(prof)
         self.emit_scans = emit_scans
         self._timeout_ms = self.config.compare_timeout
+        if prof.old_packet_timeout_broken:
+            # 5.0.x-5.1.x: the scan compares the age with *(int64_t *)&s->compare_timeout, i.e.
+            # compare_timeout + 2**32 * expired_scan_cycle on a little-endian host (the two uint32
+            # fields are adjacent): the scan runs, no old-packet request ever comes in practice.
+            self._timeout_ms = self.config.compare_timeout + (self.config.expired_scan_cycle << 32)
         self._cycle_ns = self.config.expired_scan_cycle * MS
         self._max_queue = self.config.max_queue_size
         self._vnet = self.config.vnet_hdr_support
@@ -663,13 +670,18 @@ class Engine(TcpCompare):
         side = pkt.side
         prof = self.profile
         if pkt.size == 0:
-            # A zero-length frame kills QEMU: NULL deref (seed) / assert(data) (7.2).
-            crash = Cause.SIGSEGV_NULL_FRAME if prof.zero_length == ZERO_SIGSEGV else Cause.SIGABRT_ASSERT_DATA
-            out.append(_new_event(Event, (EventKind.QEMU_CRASH, crash, t, pkt, None, -1, 0)))
+            # A zero-length frame: NULL deref (4.1-7.0) / assert(data) (7.2+) kill QEMU.  7.1
+            # (ZERO_REJECT) finds data == NULL + vnet_hdr_len: NULL (no vnet header) is an
+            # unsupported frame, anything else is dereferenced as before.
+            zero = prof.zero_length
+            if zero != ZERO_REJECT or pkt.vnet_hdr_len:
+                crash = Cause.SIGABRT_ASSERT_DATA if zero == ZERO_SIGABRT else Cause.SIGSEGV_NULL_FRAME
+                out.append(_new_event(Event, (EventKind.QEMU_CRASH, crash, t, pkt, None, -1, 0)))
             out.append(_new_event(Event, (EventKind.UNSUPPORTED, Cause.ZERO_LENGTH, t, pkt, None, -1, 0)))
             if side == SECONDARY:
                 out.append(_new_event(Event, (_SDROP, Cause.UNSUPPORTED_FRAME, t, pkt, None, -1, 0)))
-            # A primary of size 0 has nothing to write (compare_chr_send returns on !size).
+            # A primary of size 0 is written nowhere: compare_chr_send returns on !size (7.1: -1,
+            # since 0656fbc7dd), so it is neither released nor queued.
             return
         why = parse_packet_early(pkt, prof)
         if why:
