@@ -58,7 +58,7 @@ def test_settings_are_validated_when_built_and_frozen():
                          ({"align": "auto", "secondary_offset_ns": 1}, "do not give --secondary-offset too"),
                          ({"after_checkpoint": "sometimes"}, "after_checkpoint must be 'resync' or 'raw'"),
                          ({"end_ns": "+soon"}, "is not [+]DURATION after the last frame"),
-                         ({"qemu": "9.9"}, "unknown QEMU profile")):
+                         ({"qemu": "9.9"}, "--qemu 9.9: there is no QEMU 9.9 release")):
         with pytest.raises(ValueError, match=message):
             Settings(**bad)
         with pytest.raises(ValueError, match=message):      # replace() validates again

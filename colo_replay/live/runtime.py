@@ -52,7 +52,8 @@ from ..engine.framing import (
     COLO_CHECKPOINT, COLO_COMPARE_GET_XEN_INIT, COLO_USERSPACE_PROXY_INIT, DO_CHECKPOINT, NET_BUFSIZE,
     OVERSIZE_LOG, Frame, FrameDecoder,
 )
-from ..engine.profiles import CompareConfig, get_profile
+from ..engine.profiles import CompareConfig, Profile, switches
+from ..engine.releases import Release, get_profile, resolve_release
 from .channel import READ_SIZE, Channel
 from .checkpoint_sim import CheckpointSim
 from .clock import LiveClock
@@ -88,11 +89,16 @@ class LiveCompare:
 
     def __init__(self, endpoints: dict, qemu: str = "7.2", config: CompareConfig | None = None,
                  log=None, flush_on_request_ns: int | None = None, stats_interval: float | None = None,
-                 recorder=None, timeline=None, max_send_buffer: int = 64 << 20):
+                 recorder=None, timeline=None, max_send_buffer: int = 64 << 20, release: Release | None = None):
         self.endpoints = endpoints
-        self.profile = get_profile(qemu)
+        # ``release`` (Settings.release) wins over ``qemu`` (a release string or a Profile)
+        if release is None and not isinstance(qemu, Profile):
+            release = resolve_release(qemu)
+        self.release = release
+        self.profile = release.profile if release is not None else get_profile(qemu)
         self.config = config or CompareConfig()
-        self.resolved = self.config.resolve(self.profile)    # raises ValueError like QEMU's setters
+        # raises ValueError like QEMU's setters
+        self.resolved = self.config.resolve(self.profile, release.given if release is not None else None)
         self.vnet = self.resolved.vnet_hdr_support
         self.log = log
         self.stats = LiveStats()
@@ -541,7 +547,10 @@ class LiveCompare:
         if "outdev" in self.channels:
             self.stats.bytes_out = self.channels["outdev"].sent_bytes
         s = self.stats.as_dict()
-        s["qemu"] = self.profile.name
+        p = self.profile
+        s["qemu"] = (self.release.as_dict() if self.release is not None else
+                     {"release": p.name, "row": p.row, "switches": switches(p)})
+        s["profile"] = p.name
         s.update(self.resolved.as_dict())
         s["still_queued"] = list(self.engine.queue_lengths()) if self.engine else [0, 0]
         if "outdev" in self.channels:
