@@ -262,6 +262,19 @@ def test_text_summary_names_release_row_and_differences():
     assert "  KVM COLO       cannot run on this release" in err
 
 
+def test_readme_summary_excerpt_is_what_the_summary_prints():
+    """README's --qemu 6.2.0 / 8.2.2 excerpt, line by line (its KVM COLO line is shortened)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("## QEMU releases", 1)[1].split("differs from 7.2", 1)[1].split("```")[1]
+    printed = ""
+    for release in ("6.2.0", "8.2.2"):
+        printed += cli("replay", PRIMARY, SECONDARY, "--filter-rewriter", "--qemu", release)[2]
+    lines = [ln for ln in block.splitlines() if ln.strip() and "(...)" not in ln]
+    assert len(lines) == 8
+    for ln in lines:
+        assert ln + "\n" in printed, ln
+
+
 def test_timeline_metadata_report_and_explain_carry_the_qemu_object(tmp_path):
     from colo_replay import api
     from colo_replay.output.timeline import read_timeline_qemu
