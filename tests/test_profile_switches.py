@@ -101,7 +101,8 @@ def test_ack_tracking():
 
 
 def test_ack_gate():
-    """min_ack: MIN(pack, sack) (seed, 7.2.15+) vs always sack (6.2-7.2.14)."""
+    """min_ack: MIN(pack, sack) (4.1-6.1; 9.2+ and 7.2.15+, 8.2.8+, 9.0.4, 9.1.2+) vs always sack
+    (6.2.0 .. 9.1.1 otherwise)."""
     steps = _ack_steps(505, 500, 510)      # pack = 500 (last), sack = 510
     sack_gate = derive(QEMU_7_2, "sack", ack_gate=GATE_SACK)
     assert run_steps(sack_gate, steps)[1][2].released == ["p1", "p2"]

@@ -80,7 +80,7 @@ class Profile:
 
     # --- parse_packet_early ----------------------------------------------------------------
     min_frame_len: int
-    """Frames shorter than this (after the vnet header) are unsupported: 14 (ETH_HLEN, seed), 18 (7.2)."""
+    """Frames shorter than this (after the vnet header) are unsupported: 14 (ETH_HLEN, 4.1-7.1), 18 (7.2+)."""
     max_vnet_hdr_len: int | None
     """7.2 (3772cf0d1b): vnet_hdr_len > sizeof(virtio_net_hdr_v1_hash) = 20 is unsupported; seed: no bound."""
     size_check_before_l2_parse: bool

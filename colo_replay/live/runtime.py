@@ -83,6 +83,14 @@ READ_FRAMES = 512
 MIN_READ_SIZE = 16 * 1024
 
 
+# What the real QEMU does at a QEMU_CRASH event, by its cause (the profile decides which cause)
+_CRASH_WHY = {
+    Cause.SIGABRT_ASSERT_DATA: "aborts here (net/colo.c parse_packet_early: Assertion 'data' failed)",
+    Cause.SIGSEGV_NULL_FRAME: "crashes here (SIGSEGV: eth_get_l2_hdr_length reads a zero-length frame)",
+    Cause.DOUBLE_FREE: "aborts here (the connection table reset frees every connection twice)",
+}
+
+
 class LiveCompare:
     """One live colo-compare.  ``endpoints``: dict with primary_in, secondary_in, outdev and
     optionally notify_dev (``Endpoint`` objects)."""
@@ -369,8 +377,8 @@ class LiveCompare:
                 self.log.warning("qemu_would_crash", cause=Cause(ev[1]).name,
                                  side=SIDE_NAMES[f.side] if f is not None else "",
                                  frame=f.ident if f is not None else "",
-                                 msg="real QEMU 7.2 aborts here (net/colo.c parse_packet_early: "
-                                     "Assertion 'data' failed); colo-replay flags it and carries on")
+                                 msg=f"real QEMU {self.profile.name} {_CRASH_WHY.get(ev[1], 'crashes here')}; "
+                                     f"colo-replay flags it and carries on")
             elif k is _RESET:
                 st.table_resets += 1
                 self.log.warning("connection_table_reset", connections=ev[6])
