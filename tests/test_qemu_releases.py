@@ -166,7 +166,8 @@ def test_auto_asks_the_debian_binary(tmp_path):
     assert s["qemu"] == {"release": line, "row": "K", "switches": switches(QEMU_7_2), "binary": DEBIAN_QEMU}
     # found on PATH without the variable
     r = run("replay", PRIMARY, SECONDARY, "--filter-rewriter", "--qemu", "auto", "-o", tmp_path / "t.csv",
-            "--summary-json", tmp_path / "a.json", env={"PATH": os.path.dirname(DEBIAN_QEMU) + ":" + os.environ["PATH"]})
+            "--summary-json", tmp_path / "a.json",
+            env={"PATH": os.path.dirname(DEBIAN_QEMU) + ":" + os.environ["PATH"]})
     assert r.returncode == 1 and json.loads((tmp_path / "a.json").read_text())["qemu"]["row"] == "K"
 
 

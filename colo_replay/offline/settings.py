@@ -214,10 +214,11 @@ class Settings:
         after = self.after_checkpoint or after_checkpoint or ("raw" if self.checkpoints_at is not None else "resync")
         end_ns, end_after_ns = parse_until(self.end_ns) if self.end_ns is not None else (None, None)
         return ReplayOptions(
-            qemu=self.qemu, release=self.release, compare_timeout=self.compare_timeout, expired_scan_cycle=self.expired_scan_cycle,
-            max_queue_size=self.max_queue_size, vnet_hdr_support=self.vnet_hdr_support,
-            vnet_hdr_len=self.vnet_hdr_len, primary_offset_ns=self.primary_offset_ns,
-            secondary_offset_ns=self.secondary_offset_ns, primary_delay_ns=self.primary_delay_ns,
+            qemu=self.qemu, release=self.release, compare_timeout=self.compare_timeout,
+            expired_scan_cycle=self.expired_scan_cycle, max_queue_size=self.max_queue_size,
+            vnet_hdr_support=self.vnet_hdr_support, vnet_hdr_len=self.vnet_hdr_len,
+            primary_offset_ns=self.primary_offset_ns, secondary_offset_ns=self.secondary_offset_ns,
+            primary_delay_ns=self.primary_delay_ns,
             secondary_delay_ns=self.secondary_delay_ns, scan_phase_ns=self.scan_phase_ns,
             checkpoint_duration_ns=self.checkpoint_duration_ns, checkpoint_delay_ns=self.checkpoint_delay_ns,
             checkpoints_at=None if self.checkpoints_at is None else list(self.checkpoints_at),
