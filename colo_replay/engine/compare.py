@@ -8,8 +8,9 @@ file or socket and never reads a clock.  The caller
   capture's read chunk: the frame is copied out only if it is queued),
 * tells it that time advanced: ``advance(time_ns)`` (the expiry scans that fall due run),
 * tells it that a checkpoint completed: ``checkpoint(time_ns)`` (every queue is flushed),
-* for the 4.1 profile, tells it when the VM stops and runs again: ``vm_stop`` / ``vm_resume``
-  (4.1 scans on QEMU_CLOCK_VIRTUAL, which stands still while the VM is stopped),
+* for the profiles that scan on the VM clock (4.1-5.1, ``scan_on_vm_clock``), tells it when the
+  VM stops and runs again: ``vm_stop`` / ``vm_resume`` (QEMU_CLOCK_VIRTUAL stands still while
+  the VM is stopped),
 
 and gets back a list of ``Event`` for every decision QEMU makes.  The same inputs always
 give the same events.  With ``rows`` set (an ``EventLog``), a pair matched the moment its second
@@ -636,8 +637,9 @@ class Engine(TcpCompare):
         return out
 
     def vm_stop(self, time_ns: int) -> list[Event]:
-        """The primary VM stopped (a checkpoint began).  On the 4.1 profile the scan timer's
-        clock (QEMU_CLOCK_VIRTUAL) stands still from here until ``vm_resume``."""
+        """The primary VM stopped (a checkpoint began).  On the profiles that scan on the VM
+        clock (4.1-5.1) the scan timer's clock (QEMU_CLOCK_VIRTUAL) stands still from here until
+        ``vm_resume``."""
         out = self.advance(time_ns)
         if self._stopped_at is None:
             self._stopped_at = time_ns
@@ -653,7 +655,8 @@ class Engine(TcpCompare):
         return self.advance(time_ns)
 
     def next_scan_ns(self) -> int | None:
-        """Host time (ns) of the next expiry scan, or None while a 4.1 VM is stopped."""
+        """Host time (ns) of the next expiry scan, or None while the VM of a VM-clock profile
+        (4.1-5.1) is stopped."""
         t = self._tick_ns
         return None if t == NEVER else t
 

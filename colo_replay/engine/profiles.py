@@ -42,7 +42,8 @@ ZERO_SIGABRT = "sigabrt"  # 7.2+ (3772cf0d1b): assert(data) in parse_packet_earl
 
 @dataclass(frozen=True)
 class Profile:
-    """The observable behaviour of one QEMU version's colo-compare, as switches."""
+    """The observable behaviour of one behaviour row's colo-compare (the releases of
+    ``description``), as switches."""
 
     name: str
     description: str
@@ -154,7 +155,8 @@ QEMU_4_1 = Profile(
 
 QEMU_7_2 = Profile(
     name="7.2",
-    description="QEMU 7.2.15+ as shipped by Debian 12 (= v7.2.0 + MIN(pack, sack) fix; same logic as upstream)",
+    description="QEMU 7.2.15+ as shipped by Debian 12 (= v7.2.0 + MIN(pack, sack) fix), 8.2.8+, 9.0.4+, 9.1.2+, "
+                "9.2.0 .. 10.2.0 (the same logic)",
     tcp_compare_inverted=False,
     header_size_subtracts_vnet=False,
     ack_tracking=ACK_LAST,

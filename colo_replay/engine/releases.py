@@ -137,10 +137,6 @@ class Release:
             d["kvm_colo"] = self.kvm_colo
         return d
 
-    def describe(self) -> str:
-        """One line: the release, its row and the row's releases, e.g. for the summary."""
-        return f"QEMU {self.given} = row {self.row} (profile {self.profile.name}: {ROW_RELEASES[self.row]})"
-
 
 class ReleaseError(ValueError):
     """A release string that maps to no row, or to two."""

@@ -33,7 +33,7 @@ Back-pressure: QEMU's send queue is unbounded (the guest's traffic is bounded by
 per-connection queues only).  We bound it: when more than ``max_send_buffer`` bytes wait for
 outdev, primary_in and secondary_in are no longer read (their peers stall by TCP/unix-socket
 back-pressure) until the backlog is down to half.  Nothing that QEMU would release is lost;
-frames simply arrive later.  The 4.1 profile writes synchronously (``send_synchronous``): the
+frames simply arrive later.  4.1-5.0 write synchronously (``send_synchronous``): the
 seed's ``qemu_chr_fe_write_all`` blocks the compare thread, so there any backlog pauses the
 inputs.
 """
