@@ -337,3 +337,15 @@ def test_qemu_releases_command():
     code, _, err = cli("qemu-releases", "8.2")
     assert code == 2 and "ambiguous" in err
     assert releases.ROW_CHANGES.keys() == ROWS.keys() == releases.ROW_RELEASES.keys()
+
+
+def test_live_summary_carries_the_qemu_object():
+    from colo_replay.live.runtime import LiveCompare
+    from colo_replay.offline.settings import Settings
+
+    lc = LiveCompare({}, release=Settings(qemu="5.0.1").release)
+    s = lc.summary()
+    assert s["qemu"] == resolve_release("5.0.1").as_dict() and s["profile"] == "5.0"
+    assert lc.profile.old_packet_timeout_broken
+    s = LiveCompare({}, qemu="7.2").summary()                   # a release string, as before
+    assert s["qemu"]["row"] == "K" and s["profile"] == "7.2"
