@@ -168,7 +168,7 @@ def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = 
     """
     from .analysis.explain import Selection, explain_timeline
     from .captures.pick import pick_frames
-    from .engine.profiles import get_profile
+    from .engine.releases import get_profile
 
     settings = Settings.of(settings, **options)
     selection = Selection(request, frame, flow, limit)
@@ -202,7 +202,7 @@ def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = 
     tl = run(settings)
     knobs = tl.result.knobs
     profile = knobs["qemu"]
-    replay_info.update(profile=profile, after_checkpoint=knobs.get("after_checkpoint"),
+    replay_info.update(profile=profile, qemu=tl.result.qemu, after_checkpoint=knobs.get("after_checkpoint"),
                        checkpoints=knobs.get("checkpoints"), partial=tl.partial)
     warning = (tl.summary.get("after_checkpoint") or {}).get("warning")
     if warning:

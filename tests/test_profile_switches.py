@@ -16,8 +16,8 @@ import pytest
 from colo_replay import Cause, CompareConfig, Engine, EventKind, PRIMARY, SECONDARY
 from colo_replay.engine.compare import HASHTABLE_MAX_SIZE
 from colo_replay.engine.profiles import (
-    ACK_LAST, ACK_UMAX, GATE_SACK, OVERFLOW_CRASH, QEMU_4_1,
-    QEMU_7_2, derive,
+    ACK_LAST, ACK_UMAX, GATE_SACK, OVERFLOW_CRASH, QEMU_4_1, QEMU_5_0, QEMU_5_1, QEMU_7_1,
+    QEMU_7_2, ZERO_REJECT, derive,
 )
 from tests.support.frames import eth, ipv4, pad, tcp, udp, with_vnet
 from tests.support.steps import all_released, all_requests, run_steps
@@ -37,6 +37,7 @@ TESTED_ELSEWHERE = {
     "configurable": "tests/test_replay_options.py::test_41_refuses_knobs_it_never_had",
     "name": "tests/test_replay_options.py::test_41_expiry_scan_is_3000ms_on_the_vm_clock",
     "description": "",
+    "row": "tests/test_qemu_releases.py::test_rows_are_derived_one_from_the_other",
 }
 
 
@@ -100,7 +101,8 @@ def test_ack_tracking():
 
 
 def test_ack_gate():
-    """min_ack: MIN(pack, sack) (seed, 7.2.15+) vs always sack (6.2-7.2.14)."""
+    """min_ack: MIN(pack, sack) (4.1-6.1; 9.2+ and 7.2.15+, 8.2.8+, 9.0.4, 9.1.2+) vs always sack
+    (6.2.0 .. 9.1.1 otherwise)."""
     steps = _ack_steps(505, 500, 510)      # pack = 500 (last), sack = 510
     sack_gate = derive(QEMU_7_2, "sack", ack_gate=GATE_SACK)
     assert run_steps(sack_gate, steps)[1][2].released == ["p1", "p2"]
@@ -221,6 +223,60 @@ def test_zero_length_switch():
     # per profile: tests/test_engine_examples.py::test_J_zero_length_frame_is_a_flagged_crash
     _, res = run_steps(derive(QEMU_7_2, "x", zero_length="sigsegv"), [("P", b"", "z")])
     assert res[0].kinds(EventKind.QEMU_CRASH)[0].cause == Cause.SIGSEGV_NULL_FRAME
+
+
+def test_zero_length_reject():
+    """7.1 (8bdab83b34): data = NULL + vnet_hdr_len.  Without a vnet header the frame is unsupported
+    and nothing crashes: the primary is neither released nor queued (compare_chr_send(size 0)
+    writes nothing), the secondary is dropped.  With a vnet header the pointer is not NULL and
+    eth_get_l2_hdr_length faults (SIGSEGV), as before 7.1."""
+    rej = derive(QEMU_7_2, "x", zero_length=ZERO_REJECT)
+    eng, res = run_steps(rej, [("P", b"", "z"), ("S", b"", "sz"), ("P", udp(b"after"), "p")])
+    assert not [e for r in res for e in r.kinds(EventKind.QEMU_CRASH)]
+    assert [e.cause for e in res[0].kinds(EventKind.UNSUPPORTED)] == [Cause.ZERO_LENGTH]
+    assert res[0].released == [] and not res[0].kinds(EventKind.PRIMARY_LOST)
+    assert res[1].kinds(EventKind.SECONDARY_DROPPED)[0].cause == Cause.UNSUPPORTED_FRAME
+    assert eng.queue_lengths() == (1, 0)           # only the later frame is queued
+    vnet = CompareConfig(vnet_hdr_support=True)
+    _, res = run_steps(rej, [("P", b"", "z", 12), ("S", b"", "sz", 12)], vnet)
+    assert [e.cause for r in res for e in r.kinds(EventKind.QEMU_CRASH)] == [Cause.SIGSEGV_NULL_FRAME] * 2
+    _, res = run_steps(rej, [("P", b"", "z", 0)], vnet)        # vnet_hdr_support on, length word 0
+    assert not res[0].kinds(EventKind.QEMU_CRASH)
+    # the 7.1 row has it; 7.2's assert(data) aborts on any zero-length frame
+    _, res = run_steps(QEMU_7_1, [("P", b"", "z")])
+    assert not res[0].kinds(EventKind.QEMU_CRASH) and res[0].kinds(EventKind.UNSUPPORTED)
+
+
+def test_old_packet_timeout_broken():
+    """5.0.x-5.1.x (9cc43c94b3, fixed by 0c4266ef26): the age limit is read as an int64 over
+    compare_timeout and expired_scan_cycle, i.e. compare_timeout + 2**32 * expired_scan_cycle ms:
+    the scan still runs on its grid, but no frame is ever old enough."""
+    broken = derive(QEMU_7_2, "broken", old_packet_timeout_broken=True)
+    for side in ("P", "S"):                         # a lone primary, a lone secondary (5.2+ scans both)
+        steps = [(side, udp(b"x"), "x"), ("WAIT", 60_000)]
+        assert all_requests(run_steps(QEMU_7_2, steps)[1]) > 0
+        assert all_requests(run_steps(broken, steps)[1]) == 0
+    eng = Engine(broken, CompareConfig(compare_timeout=200, expired_scan_cycle=100), emit_scans=True)
+    eng.feed(PRIMARY, udp(b"p"), 0)
+    scans = [e for e in eng.advance(1000 * MS) if e.kind == EventKind.SCAN]
+    assert [e.time // MS for e in scans] == list(range(100, 1001, 100))      # the scan runs
+    assert eng._timeout_ms == 200 + (100 << 32)     # the effective limit (~13.6 years here)
+    # the rows that have it: 5.0 and 5.1 (their scan: 3000 ms on the VM clock, primaries only)
+    for row in (QEMU_5_0, QEMU_5_1):
+        assert all_requests(run_steps(row, [("P", udp(b"p"), "p"), ("WAIT", 60_000)])[1]) == 0
+    assert all_requests(run_steps(QEMU_4_1, [("P", udp(b"p"), "p"), ("WAIT", 60_000)])[1]) > 0
+
+
+def test_max_queue_size_truncates():
+    """5.2+ (0c4266ef26) parses max_queue_size as uint64 into the uint32 global; 5.1's setter
+    (a2e5cb7a87) is a uint32 and refuses larger values."""
+    big = CompareConfig(max_queue_size=(1 << 32) + 7)
+    assert Engine(QEMU_7_2, big).config.max_queue_size == 7
+    with pytest.raises(ValueError, match="positive 32-bit"):
+        Engine(derive(QEMU_7_2, "u32", max_queue_size_truncates=False), big)
+    with pytest.raises(ValueError, match="positive 32-bit"):
+        Engine(QEMU_5_1, big)
+    assert Engine(QEMU_5_1, CompareConfig(max_queue_size=5)).config.max_queue_size == 5
 
 
 def test_scan_secondary():

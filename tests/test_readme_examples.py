@@ -52,6 +52,7 @@ NOT_RUN = {
     "colo-replay explain": "tests/test_explain.py runs README's explain example against reports/explain-sample.txt",
     "colo-replay sweep": "tests/test_sweep.py runs the README's sweeps (test_readme_sweep_examples), against replays",
     "dask ": "starts a Dask cluster (tests/test_sweep.py runs a loopback one)",
+    "colo-replay qemu-releases": "tests/test_qemu_releases.py::test_qemu_releases_command runs it",
 }
 
 

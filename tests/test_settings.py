@@ -50,7 +50,7 @@ def test_settings_are_validated_when_built_and_frozen():
     with pytest.raises(FrozenInstanceError):
         s.compare_timeout = 3
     assert s.replace(compare_timeout=200).compare_timeout == 200 and s.compare_timeout == 100
-    for bad, message in (({"qemu": "4.1", "compare_timeout": 100}, "QEMU 4.1 colo-compare has no compare_timeout"),
+    for bad, message in (({"qemu": "4.1", "compare_timeout": 100}, "--compare-timeout 100: QEMU 4.1 \\(row A\\) colo-compare has no compare_timeout"),
                          ({"compare_timeout": 0}, "compare_timeout must be a positive 32-bit integer"),
                          ({"checkpoint_duration_ns": -1}, "must not be negative"),
                          ({"checkpoint_delay_ns": 1}, "whole number of milliseconds"),
@@ -58,7 +58,7 @@ def test_settings_are_validated_when_built_and_frozen():
                          ({"align": "auto", "secondary_offset_ns": 1}, "do not give --secondary-offset too"),
                          ({"after_checkpoint": "sometimes"}, "after_checkpoint must be 'resync' or 'raw'"),
                          ({"end_ns": "+soon"}, "is not [+]DURATION after the last frame"),
-                         ({"qemu": "9.9"}, "unknown QEMU profile")):
+                         ({"qemu": "9.9"}, "--qemu 9.9: there is no QEMU 9.9 release")):
         with pytest.raises(ValueError, match=message):
             Settings(**bad)
         with pytest.raises(ValueError, match=message):      # replace() validates again

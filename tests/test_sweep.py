@@ -195,7 +195,7 @@ def test_grid_is_the_cartesian_product_in_knob_order():
     (["--compare-timeout", "10ms"], "'10ms' is not a whole number"),
     (["--checkpoint-duration", "fast"], "'fast' is not a duration"),
     (["--compare-timeout", "1:9:+2:4"], "a range is START:STOP"),
-    (["--compare-timeout", "100", "--qemu", "4.1"], "QEMU 4.1 colo-compare has no compare_timeout"),
+    (["--compare-timeout", "100", "--qemu", "4.1"], "QEMU 4.1 (row A) colo-compare has no compare_timeout"),
     (["--compare-timeout", "100", "-o", "x.txt"], "x.txt: the sweep table is written as .csv, .parquet or .json"),
     (["--compare-timeout", "100", "--plot", "x.pdf"], "x.pdf: the plot is written as .svg or .png"),
 ])

@@ -35,9 +35,10 @@ PROG = "colo-replay live"
               help="notify_dev (Xen-style COLO frame): DO_CHECKPOINT out, COLO_CHECKPOINT in.")
 @click.option("--allow-remote", is_flag=True, help="Allow listening on addresses that are not loopback.")
 @QEMU_OPTION
-@click.option("--compare-timeout", type=int, help="compare_timeout, ms (7.2 only; default 3000).")
-@click.option("--expired-scan-cycle", type=int, help="expired_scan_cycle, ms (7.2 only; default 1000).")
-@click.option("--max-queue-size", type=int, help="max_queue_size (7.2 only; default 1024).")
+@click.option("--compare-timeout", type=int, help="compare_timeout, ms (a property from QEMU 5.0; default 3000).")
+@click.option("--expired-scan-cycle", type=int,
+              help="expired_scan_cycle, ms (a property from QEMU 5.0; default 1000, 3000 before 5.2).")
+@click.option("--max-queue-size", type=int, help="max_queue_size (a property from QEMU 5.1; default 1024).")
 @VNET_OPTION
 @click.option("--flush-on-request", type=DURATION, default=None,
               help="Without --notify-dev: answer every checkpoint request with a simulated checkpoint "

@@ -1,6 +1,7 @@
 """The ``colo-replay`` click group and the registration of its commands, nothing else.
 
-Each command lives in its own module (``replay``, ``verify``, ``live``, ``explain``): it parses its options,
+Each command lives in its own module (``replay``, ``verify``, ``live``, ``explain``, ``releases`` for
+``qemu-releases``): it parses its options,
 makes one call to ``colo_replay.api`` and prints.  What they share (exit codes, the duration
 type, option lists, the bad-input handler) is in ``options``.  Data goes to stdout (the
 timeline as JSON Lines when no ``-o`` is given), the summary, progress and diagnostics to
@@ -28,6 +29,7 @@ import click  # noqa: E402
 from ..engine.core_info import describe as _describe_core
 from .explain import explain
 from .live import live
+from .releases import qemu_releases
 from .replay import replay
 from .report import report
 from .sweep import sweep
@@ -69,6 +71,7 @@ main.add_command(live)
 main.add_command(explain)
 main.add_command(sweep)
 main.add_command(report)
+main.add_command(qemu_releases)
 
 
 if __name__ == "__main__":

@@ -105,18 +105,25 @@ def options(*decorators):
     return apply
 
 
-QEMU_OPTION = click.option("--qemu", type=click.Choice(["4.1", "7.2"]), default="7.2", show_default=True,
-                           help="QEMU version whose colo-compare to reproduce.")
+QEMU_OPTION = click.option(
+    "--qemu", metavar="RELEASE", default="7.2", show_default=True,
+    help="QEMU release whose colo-compare to reproduce: an upstream release (6.2.0, 8.2.2, 10.2.0), what "
+         "`qemu-system-x86_64 --version` prints, a Debian/Ubuntu package version (1:8.2.2+ds-0ubuntu1.4, "
+         "1:7.2+dfsg-7+deb12u18), 'auto' (ask the local qemu-system-x86_64, or $COLO_REPLAY_QEMU), or a "
+         "row pin row:A .. row:K for a distro-patched build.  Each maps to one of eleven behaviour rows "
+         "(`colo-replay qemu-releases`).  A bare 8.2 / 9.0 / 9.1 spans two rows and is refused; 4.1 and 7.2 "
+         "keep their old meaning as profile names: 4.1 = 4.1.0 (row A), 7.2 = 7.2.15+ (row K).")
 VNET_OPTION = click.option("--vnet-hdr-support/--no-vnet-hdr-support", default=False,
                            help="vnet_hdr_support as on colo-compare.")
 
 COMPARE_OPTIONS = options(
     QEMU_OPTION,
     click.option("--compare-timeout", type=click.IntRange(min=1),
-                 help="compare_timeout, ms (7.2 only; default 3000)."),
+                 help="compare_timeout, ms (a property from QEMU 5.0; default 3000)."),
     click.option("--expired-scan-cycle", type=click.IntRange(min=1),
-                 help="expired_scan_cycle, ms (7.2 only; default 1000)."),
-    click.option("--max-queue-size", type=click.IntRange(min=1), help="max_queue_size (7.2 only; default 1024)."),
+                 help="expired_scan_cycle, ms (a property from QEMU 5.0; default 1000, 3000 before 5.2)."),
+    click.option("--max-queue-size", type=click.IntRange(min=1),
+                 help="max_queue_size (a property from QEMU 5.1; default 1024)."),
     VNET_OPTION,
 )
 

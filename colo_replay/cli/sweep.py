@@ -39,9 +39,9 @@ def _grid_option(name: str, what: str):
 @click.argument("secondary", type=click.Path(dir_okay=False), required=False)
 @click.option("--pairs", "manifest", type=click.Path(dir_okay=False),
               help="Sweep every pair of this manifest (CSV or TOML: name, primary, secondary, per-pair options).")
-@_grid_option("compare-timeout", "compare_timeout values, ms (7.2)")
-@_grid_option("expired-scan-cycle", "expired_scan_cycle values, ms (7.2)")
-@_grid_option("max-queue-size", "max_queue_size values (7.2)")
+@_grid_option("compare-timeout", "compare_timeout values, ms (a property from QEMU 5.0)")
+@_grid_option("expired-scan-cycle", "expired_scan_cycle values, ms (a property from QEMU 5.0)")
+@_grid_option("max-queue-size", "max_queue_size values (a property from QEMU 5.1)")
 @_grid_option("checkpoint-duration", "Modelled checkpoint durations (ms, or 50ms / 1.5s)")
 @_grid_option("checkpoint-delay", "x-checkpoint-delay values (ms, or 20s; 0 = no periodic checkpoints)")
 @QEMU_OPTION

@@ -10,7 +10,8 @@
 * ``constants``  MS, NEVER and QEMU's 32-bit sequence arithmetic (``seq_after`` = after())
 * ``packet``     ``Packet``: one frame and the header fields QEMU parses from it
 * ``events``     ``Event``, ``EventKind``, ``Cause``: what the engine reports
-* ``profiles``   one table of behaviour switches per QEMU version, and ``CompareConfig``
+* ``profiles``   one table of behaviour switches per behaviour row (A..K), and ``CompareConfig``
+* ``releases``   release strings ("6.2.0", "1:8.2.2+ds-0ubuntu1.4", "row:G") -> row and profile
 * ``framing``    the chardev byte-stream codec (``FrameDecoder``, ``encode_frame``, notify messages)
 * ``fastframes`` a fast front for ``framing`` used by live mode's read loop
 
@@ -26,11 +27,13 @@ from .framing import (
     NET_BUFSIZE, Frame, FrameDecoder, Oversized, encode_frame,
 )
 from .packet import PRIMARY, SECONDARY, Packet
-from .profiles import DEFAULT_PROFILE, PROFILES, CompareConfig, Profile, get_profile
+from .profiles import DEFAULT_PROFILE, PROFILES, ROWS, CompareConfig, Profile
+from .releases import Release, get_profile, release_profile, resolve_release
 
 __all__ = [
     "Engine", "Connection", "Event", "EventKind", "Cause", "Packet", "PRIMARY", "SECONDARY",
-    "PROFILES", "DEFAULT_PROFILE", "Profile", "CompareConfig", "get_profile",
+    "PROFILES", "DEFAULT_PROFILE", "ROWS", "Profile", "CompareConfig", "get_profile",
+    "Release", "resolve_release", "release_profile",
     "FrameDecoder", "Frame", "Oversized", "encode_frame", "NET_BUFSIZE",
     "DO_CHECKPOINT", "COLO_CHECKPOINT", "COLO_USERSPACE_PROXY_INIT", "COLO_COMPARE_GET_XEN_INIT",
 ]

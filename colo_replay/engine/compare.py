@@ -8,8 +8,9 @@ file or socket and never reads a clock.  The caller
   capture's read chunk: the frame is copied out only if it is queued),
 * tells it that time advanced: ``advance(time_ns)`` (the expiry scans that fall due run),
 * tells it that a checkpoint completed: ``checkpoint(time_ns)`` (every queue is flushed),
-* for the 4.1 profile, tells it when the VM stops and runs again: ``vm_stop`` / ``vm_resume``
-  (4.1 scans on QEMU_CLOCK_VIRTUAL, which stands still while the VM is stopped),
+* for the profiles that scan on the VM clock (4.1-5.1, ``scan_on_vm_clock``), tells it when the
+  VM stops and runs again: ``vm_stop`` / ``vm_resume`` (QEMU_CLOCK_VIRTUAL stands still while
+  the VM is stopped),
 
 and gets back a list of ``Event`` for every decision QEMU makes.  The same inputs always
 give the same events.  With ``rows`` set (an ``EventLog``), a pair matched the moment its second
@@ -59,8 +60,9 @@ from .packet import (
     fill_tcp_info, parse_packet_early,
 )
 from .profiles import (
-    ACK_UMAX, GATE_SACK, OVERFLOW_CRASH, ZERO_SIGSEGV, CompareConfig, Profile, get_profile,
+    ACK_UMAX, GATE_SACK, OVERFLOW_CRASH, ZERO_REJECT, ZERO_SIGABRT, CompareConfig, Profile,
 )
+from .releases import get_profile
 from .tcp import TcpCompare
 
 HASHTABLE_MAX_SIZE = 16384   # net/colo.h
@@ -172,7 +174,8 @@ def _equal_at(abuf: bytes, ao: int, bbuf: bytes, bo: int, n: int) -> bool:
 class Engine(TcpCompare):
     """An exact, deterministic colo-compare for one QEMU profile.
 
-    ``profile`` is a name ("4.1", "7.2") or a ``Profile``; ``config`` a ``CompareConfig``
+    ``profile`` is a profile name ("4.1", "7.2"), a release string ("6.2.0", "row:G";
+    ``releases.get_profile``) or a ``Profile``; ``config`` a ``CompareConfig``
     (QEMU's property names) or ``None`` for the profile's defaults.  ``start_ns`` is when
     the colo-compare object was created: the expiry-scan grid starts there (first scan one
     ``expired_scan_cycle`` later).  With ``emit_scans=True`` every scan is an event too.
@@ -208,6 +211,11 @@ class Engine(TcpCompare):
         self.config = (config or CompareConfig()).resolve(prof)
         self.emit_scans = emit_scans
         self._timeout_ms = self.config.compare_timeout
+        if prof.old_packet_timeout_broken:
+            # 5.0.x-5.1.x: the scan compares the age with *(int64_t *)&s->compare_timeout, i.e.
+            # compare_timeout + 2**32 * expired_scan_cycle on a little-endian host (the two uint32
+            # fields are adjacent): the scan runs, no old-packet request ever comes in practice.
+            self._timeout_ms = self.config.compare_timeout + (self.config.expired_scan_cycle << 32)
         self._cycle_ns = self.config.expired_scan_cycle * MS
         self._max_queue = self.config.max_queue_size
         self._vnet = self.config.vnet_hdr_support
@@ -629,8 +637,9 @@ class Engine(TcpCompare):
         return out
 
     def vm_stop(self, time_ns: int) -> list[Event]:
-        """The primary VM stopped (a checkpoint began).  On the 4.1 profile the scan timer's
-        clock (QEMU_CLOCK_VIRTUAL) stands still from here until ``vm_resume``."""
+        """The primary VM stopped (a checkpoint began).  On the profiles that scan on the VM
+        clock (4.1-5.1) the scan timer's clock (QEMU_CLOCK_VIRTUAL) stands still from here until
+        ``vm_resume``."""
         out = self.advance(time_ns)
         if self._stopped_at is None:
             self._stopped_at = time_ns
@@ -646,7 +655,8 @@ class Engine(TcpCompare):
         return self.advance(time_ns)
 
     def next_scan_ns(self) -> int | None:
-        """Host time (ns) of the next expiry scan, or None while a 4.1 VM is stopped."""
+        """Host time (ns) of the next expiry scan, or None while the VM of a VM-clock profile
+        (4.1-5.1) is stopped."""
         t = self._tick_ns
         return None if t == NEVER else t
 
@@ -663,13 +673,18 @@ class Engine(TcpCompare):
         side = pkt.side
         prof = self.profile
         if pkt.size == 0:
-            # A zero-length frame kills QEMU: NULL deref (seed) / assert(data) (7.2).
-            crash = Cause.SIGSEGV_NULL_FRAME if prof.zero_length == ZERO_SIGSEGV else Cause.SIGABRT_ASSERT_DATA
-            out.append(_new_event(Event, (EventKind.QEMU_CRASH, crash, t, pkt, None, -1, 0)))
+            # A zero-length frame: NULL deref (4.1-7.0) / assert(data) (7.2+) kill QEMU.  7.1
+            # (ZERO_REJECT) finds data == NULL + vnet_hdr_len: NULL (no vnet header) is an
+            # unsupported frame, anything else is dereferenced as before.
+            zero = prof.zero_length
+            if zero != ZERO_REJECT or pkt.vnet_hdr_len:
+                crash = Cause.SIGABRT_ASSERT_DATA if zero == ZERO_SIGABRT else Cause.SIGSEGV_NULL_FRAME
+                out.append(_new_event(Event, (EventKind.QEMU_CRASH, crash, t, pkt, None, -1, 0)))
             out.append(_new_event(Event, (EventKind.UNSUPPORTED, Cause.ZERO_LENGTH, t, pkt, None, -1, 0)))
             if side == SECONDARY:
                 out.append(_new_event(Event, (_SDROP, Cause.UNSUPPORTED_FRAME, t, pkt, None, -1, 0)))
-            # A primary of size 0 has nothing to write (compare_chr_send returns on !size).
+            # A primary of size 0 is written nowhere: compare_chr_send returns on !size (7.1: -1,
+            # since 0656fbc7dd), so it is neither released nor queued.
             return
         why = parse_packet_early(pkt, prof)
         if why:

@@ -86,8 +86,8 @@ class Cause(IntEnum):
     ACK_GATE = 12            # TCP: payload equal, but the primary ACKs data the secondary has not ACKed
     EXPIRED = 13             # expiry scan found a frame older than compare_timeout (detail = age ms)
     # UNSUPPORTED causes
-    TOO_SHORT = 20           # shorter than ETH_HLEN (4.1) / 18 bytes (7.2) after the vnet header
-    VNET_TOO_LONG = 21       # vnet_hdr_len > 20 (7.2)
+    TOO_SHORT = 20           # shorter than ETH_HLEN (4.1-7.1) / 18 bytes (7.2+) after the vnet header
+    VNET_TOO_LONG = 21       # vnet_hdr_len > 20 (7.2+)
     VLAN = 22                # 802.1Q tag (0x8100): "COLO-proxy don't support vlan"
     NOT_IPV4 = 23            # ARP, IPv6, anything not ethertype 0x0800
     IP_HEADER_TRUNCATED = 24  # frame shorter than l2 + 4*ip_hl

@@ -2,8 +2,8 @@
 colo_flush_packets().
 
 ``ScanAndFlush`` is the first part of ``Engine`` (compare.py), which inherits these methods; the
-state they use (the scan deadline, the VM-stopped bookkeeping of the 4.1 profile, the queues) is
-``state.EngineState``'s.
+state they use (the scan deadline, the VM-stopped bookkeeping of the VM-clock profiles 4.1-5.1,
+the queues) is ``state.EngineState``'s.
 """
 
 from __future__ import annotations

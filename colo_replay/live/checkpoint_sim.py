@@ -9,7 +9,7 @@ checkpoint after it (5.1+ ``QemuEvent``, ``checkpoint_requests_coalesce``), or e
 another (4.1's counting semaphore), as offline: this is the offline model
 (``colo_replay.offline.checkpoints.CheckpointModel``, without periodic checkpoints), driven on
 the live clock through its ``request`` / ``finish``.  For the
-4.1 profile the scan clock (QEMU_CLOCK_VIRTUAL) is stopped meanwhile (``runtime``).
+4.1-5.1 profiles the scan clock (QEMU_CLOCK_VIRTUAL) is stopped meanwhile (``runtime``).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ Back-pressure: QEMU's send queue is unbounded (the guest's traffic is bounded by
 per-connection queues only).  We bound it: when more than ``max_send_buffer`` bytes wait for
 outdev, primary_in and secondary_in are no longer read (their peers stall by TCP/unix-socket
 back-pressure) until the backlog is down to half.  Nothing that QEMU would release is lost;
-frames simply arrive later.  The 4.1 profile writes synchronously (``send_synchronous``): the
+frames simply arrive later.  4.1-5.0 write synchronously (``send_synchronous``): the
 seed's ``qemu_chr_fe_write_all`` blocks the compare thread, so there any backlog pauses the
 inputs.
 """
@@ -52,7 +52,8 @@ from ..engine.framing import (
     COLO_CHECKPOINT, COLO_COMPARE_GET_XEN_INIT, COLO_USERSPACE_PROXY_INIT, DO_CHECKPOINT, NET_BUFSIZE,
     OVERSIZE_LOG, Frame, FrameDecoder,
 )
-from ..engine.profiles import CompareConfig, get_profile
+from ..engine.profiles import CompareConfig, Profile, switches
+from ..engine.releases import Release, get_profile, resolve_release
 from .channel import READ_SIZE, Channel
 from .checkpoint_sim import CheckpointSim
 from .clock import LiveClock
@@ -82,17 +83,30 @@ READ_FRAMES = 512
 MIN_READ_SIZE = 16 * 1024
 
 
+# What the real QEMU does at a QEMU_CRASH event, by its cause (the profile decides which cause)
+_CRASH_WHY = {
+    Cause.SIGABRT_ASSERT_DATA: "aborts here (net/colo.c parse_packet_early: Assertion 'data' failed)",
+    Cause.SIGSEGV_NULL_FRAME: "crashes here (SIGSEGV: eth_get_l2_hdr_length reads a zero-length frame)",
+    Cause.DOUBLE_FREE: "aborts here (the connection table reset frees every connection twice)",
+}
+
+
 class LiveCompare:
     """One live colo-compare.  ``endpoints``: dict with primary_in, secondary_in, outdev and
     optionally notify_dev (``Endpoint`` objects)."""
 
     def __init__(self, endpoints: dict, qemu: str = "7.2", config: CompareConfig | None = None,
                  log=None, flush_on_request_ns: int | None = None, stats_interval: float | None = None,
-                 recorder=None, timeline=None, max_send_buffer: int = 64 << 20):
+                 recorder=None, timeline=None, max_send_buffer: int = 64 << 20, release: Release | None = None):
         self.endpoints = endpoints
-        self.profile = get_profile(qemu)
+        # ``release`` (Settings.release) wins over ``qemu`` (a release string or a Profile)
+        if release is None and not isinstance(qemu, Profile):
+            release = resolve_release(qemu)
+        self.release = release
+        self.profile = release.profile if release is not None else get_profile(qemu)
         self.config = config or CompareConfig()
-        self.resolved = self.config.resolve(self.profile)    # raises ValueError like QEMU's setters
+        # raises ValueError like QEMU's setters
+        self.resolved = self.config.resolve(self.profile, release.given if release is not None else None)
         self.vnet = self.resolved.vnet_hdr_support
         self.log = log
         self.stats = LiveStats()
@@ -363,8 +377,8 @@ class LiveCompare:
                 self.log.warning("qemu_would_crash", cause=Cause(ev[1]).name,
                                  side=SIDE_NAMES[f.side] if f is not None else "",
                                  frame=f.ident if f is not None else "",
-                                 msg="real QEMU 7.2 aborts here (net/colo.c parse_packet_early: "
-                                     "Assertion 'data' failed); colo-replay flags it and carries on")
+                                 msg=f"real QEMU {self.profile.name} {_CRASH_WHY.get(ev[1], 'crashes here')}; "
+                                     f"colo-replay flags it and carries on")
             elif k is _RESET:
                 st.table_resets += 1
                 self.log.warning("connection_table_reset", connections=ev[6])
@@ -541,7 +555,10 @@ class LiveCompare:
         if "outdev" in self.channels:
             self.stats.bytes_out = self.channels["outdev"].sent_bytes
         s = self.stats.as_dict()
-        s["qemu"] = self.profile.name
+        p = self.profile
+        s["qemu"] = (self.release.as_dict() if self.release is not None else
+                     {"release": p.name, "row": p.row, "switches": switches(p)})
+        s["profile"] = p.name
         s.update(self.resolved.as_dict())
         s["still_queued"] = list(self.engine.queue_lengths()) if self.engine else [0, 0]
         if "outdev" in self.channels:

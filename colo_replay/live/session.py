@@ -107,7 +107,7 @@ def prepare(primary_in: str, secondary_in: str, outdev: str, notify_dev: str | N
     if log is None:
         log = Log(log_format, log_level)
     # (the properties were checked as QEMU's setters check them when the settings were made)
-    return LiveCompare(endpoints, qemu=settings.qemu, config=settings.compare_config(), log=log,
+    return LiveCompare(endpoints, release=settings.release, config=settings.compare_config(), log=log,
                        flush_on_request_ns=flush_on_request_ns, stats_interval=stats_interval, timeline=collector,
                        max_send_buffer=max_send_buffer)
 
@@ -124,7 +124,8 @@ async def run_session(lc, record_dir, duration_ns, done: dict) -> LiveRun:
         from .recorder import Recorder
         r = lc.resolved
         try:
-            lc.recorder = Recorder(record_dir, {"qemu": lc.profile.name, **r.as_dict(),
+            qemu = lc.release.given if lc.release is not None else lc.profile.name
+            lc.recorder = Recorder(record_dir, {"qemu": qemu, **r.as_dict(),
                                                 "compare_timeout": lc.config.compare_timeout,
                                                 "expired_scan_cycle": lc.config.expired_scan_cycle,
                                                 "max_queue_size": lc.config.max_queue_size,

@@ -28,7 +28,8 @@ from .resync import SUPERSEDE, TRIM, Resync
 from ..engine.compare import Engine
 from ..engine.constants import MS, NEVER as _NEVER
 from ..engine.events import Cause, EventKind
-from ..engine.profiles import CompareConfig, get_profile
+from ..engine.profiles import CompareConfig
+from ..engine.releases import Release, resolve_release
 from ..output.timeline import CHECKPOINT_CAUSE_CODES, TimelineCollector
 
 try:
@@ -52,7 +53,8 @@ _SUPERSEDE, _TRIM = SUPERSEDE, TRIM
 class ReplayOptions:
     """Everything a replay can be told.  Times are integer nanoseconds unless named _ms."""
 
-    qemu: str = "7.2"
+    qemu: str = "7.2"                      # the release string as given (engine.releases)
+    release: Release | None = None         # ... resolved (Settings does; else resolved from qemu here)
     compare_timeout: int | None = None
     expired_scan_cycle: int | None = None
     max_queue_size: int | None = None
@@ -113,6 +115,7 @@ class ReplayResult:
     source: dict = field(default_factory=dict)     # how the input was had: guest selection, filter-rewriter,
                                                    # chardev streams (the summary's "source")
     connections: list = field(default_factory=list)   # (index, ip_proto, key) of the table's connections
+    qemu: dict = field(default_factory=dict)       # the release replayed: Release.as_dict() (release, row, switches)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -264,9 +267,10 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
     """Like ``run_replay`` but returns ``(result, exception_or_None)``; on a read error the result
     holds everything up to the bad frame and is marked ``partial``."""
     opts = options or ReplayOptions()
-    profile = get_profile(opts.qemu)
+    release = opts.release if opts.release is not None else resolve_release(opts.qemu)
+    profile = release.profile
     config = opts.compare_config()
-    resolved = config.resolve(profile)       # raises ValueError on knobs QEMU lacks
+    resolved = config.resolve(profile, release.given)       # raises ValueError on knobs QEMU lacks
     vnet = opts.vnet_hdr_len
     if vnet and not resolved.vnet_hdr_support:
         raise ValueError("--vnet-hdr-len needs vnet_hdr_support")
@@ -358,6 +362,7 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
         partial=error is not None or interrupted, error=str(error) if error else None,
         still_queued=engine.queue_lengths(), interrupted=interrupted,
         resync=resync.stats.as_dict() if resync is not None else None, warnings=reader_warnings,
+        qemu=release.as_dict(),
         # (index, ip_proto, key) of the connections in the table at the end, for reports naming
         # them by 5-tuple without reading the captures again (the key holds the addresses and ports)
         connections=[(c.index, c.ip_proto, c.key) for c in engine.conn_list])

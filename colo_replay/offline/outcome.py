@@ -12,7 +12,7 @@ import sys
 from functools import cached_property
 
 from ..output.summary import format_summary, summarise
-from ..output.timeline import write_timeline, write_timeline_blocks
+from ..output.timeline import timeline_metadata, write_timeline, write_timeline_blocks
 from ..output.verdict import exit_status
 from .driver import ReplayOptions, ReplayResult, replay_partial
 
@@ -59,8 +59,11 @@ class Timeline:
     def events(self):
         if self.stream is not None:
             import pandas as pd
-            return pd.read_parquet(self.stream.path)      # the rows were not kept: the file has them
-        return self.result.collector.to_frame()
+            df = pd.read_parquet(self.stream.path)      # the rows were not kept: the file has them
+        else:
+            df = self.result.collector.to_frame()
+        df.attrs["qemu"] = self.result.qemu       # the release replayed (as the Parquet file's metadata)
+        return df
 
     def to_frame(self):
         """The events as a pandas DataFrame (``events``)."""
@@ -132,11 +135,12 @@ class Timeline:
             # DataFrame or text first.  Parquet: a row group each, as a streamed run writes them.
             if path is not None and path.lower().endswith(".parquet"):
                 from ..output.stream import ParquetStream
-                self._write_blocks(ParquetStream(path))
+                self._write_blocks(ParquetStream(path, metadata=timeline_metadata(self.result.qemu)))
             else:
                 write_timeline_blocks(self.result.collector.blocks(), path, stream, partial=self._why_partial())
             return
-        write_timeline(self.events, path, stream, partial=self._why_partial())
+        write_timeline(self.events, path, stream, partial=self._why_partial(),
+                       metadata=timeline_metadata(self.result.qemu))
 
     def _write_blocks(self, out) -> None:
         """Hand the collector's blocks, in order, to the ParquetStream ``out`` and close it
@@ -186,7 +190,10 @@ def parquet_stream(output, opts: ReplayOptions):
     if output is None or hasattr(output, "write") or not os.fspath(output).lower().endswith(".parquet"):
         return None
     from ..output.stream import ParquetStream
-    return ParquetStream(output, keep_cascade=opts.after_checkpoint != "resync" and opts.checkpoints_at is None)
+    from ..output.timeline import timeline_metadata
+    qemu = opts.release.as_dict() if opts.release is not None else None
+    return ParquetStream(output, keep_cascade=opts.after_checkpoint != "resync" and opts.checkpoints_at is None,
+                         metadata=timeline_metadata(qemu))
 
 
 def run_streamed(stream, prd, srd, opts: ReplayOptions, progress) -> ReplayResult:

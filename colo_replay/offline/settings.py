@@ -14,7 +14,10 @@ alignment or a chardev capture's measured flushes); ``Settings.replay_options()`
 Fields are grouped as the command line's help groups them:
 
 * colo-compare's properties: ``qemu``, ``compare_timeout``, ``expired_scan_cycle``,
-  ``max_queue_size``, ``vnet_hdr_support`` (QEMU's own names; live takes only these);
+  ``max_queue_size``, ``vnet_hdr_support`` (QEMU's own names; live takes only these).  ``qemu`` is
+  the release string as given ("7.2", "6.2.0", "1:8.2.2+ds-0ubuntu1.4", "row:G", "auto"); the row
+  it maps to is ``settings.release`` (``engine.releases.Release``; "auto" asks the local binary,
+  ``offline.localqemu``);
 * which frames: ``bpf_filter``, ``guest``, ``filter_rewriter``, ``peer_isn``, ``vnet_hdr_len``,
   ``allow_gaps``;
 * clocks: ``primary_offset_ns``, ``secondary_offset_ns``, ``primary_delay_ns``,
@@ -34,7 +37,8 @@ import os
 from dataclasses import dataclass, field, fields
 
 from ..engine.constants import MS
-from ..engine.profiles import CompareConfig, get_profile
+from ..engine.profiles import CompareConfig
+from ..engine.releases import Release, resolve_release
 
 # The one message for options a chardev capture cannot take (replay, explain, report and the API).
 NOT_WITH_CHARDEV = ("not applicable with --chardev: its streams are colo-compare's own input, on its clock, "
@@ -113,13 +117,39 @@ class Settings:
         if self.checkpoint_delay_ns and self.checkpoint_delay_ns % MS:
             raise ValueError(f"--checkpoint-delay {self.checkpoint_delay_ns} ns: QEMU's x-checkpoint-delay is a "
                              f"whole number of milliseconds (0 = off)")
-        # what QEMU's property setters refuse, and the knobs this QEMU has no property for
-        self.compare_config().resolve(get_profile(self.qemu))
+        # the release and its row; what QEMU's property setters refuse, and the knobs this QEMU
+        # has no property for
+        release = self._resolve_release()
+        self._set("_release", release)
+        self.compare_config().resolve(release.profile, release.given)
+        if release.kvm_colo is not None and self.checkpoints_at is None:
+            modelled = [flag for name, flag in (("checkpoint_delay_ns", "--checkpoint-delay"),
+                                                ("checkpoint_duration_ns", "--checkpoint-duration"))
+                        if getattr(self, name) != SETTINGS_DEFAULTS[name]]
+            if self.after_checkpoint == "resync":
+                modelled.append("--after-checkpoint resync")
+            if modelled:
+                raise ValueError(
+                    f"--qemu {release.given}: {', '.join(modelled)} model KVM COLO checkpoints, which this release "
+                    f"cannot take ({release.kvm_colo}); give measured flushes (--checkpoints-at, e.g. of a Xen "
+                    f"COLO run) or a release where KVM COLO runs")
         if self.checkpoints_at is not None and not isinstance(self.checkpoints_at, _Times):
             # a path is read now (a bad line is refused before any frame is read); the times are kept
             self._set("checkpoints_at", _Times(checkpoint_times(self.checkpoints_at)))
         if self.end_ns is not None:
             parse_until(self.end_ns)
+
+    def _resolve_release(self) -> Release:
+        if str(self.qemu).strip().lower() == "auto":
+            from .localqemu import local_release
+            return local_release()
+        return resolve_release(self.qemu)
+
+    @property
+    def release(self) -> Release:
+        """The QEMU release ``qemu`` names: its row, profile and switches (``Release.as_dict()``
+        is the ``qemu`` object of every output), its warnings and KVM-COLO availability."""
+        return self._release
 
     def _set(self, name: str, value) -> None:
         object.__setattr__(self, name, value)          # normalising a frozen value while it is built
@@ -184,10 +214,11 @@ class Settings:
         after = self.after_checkpoint or after_checkpoint or ("raw" if self.checkpoints_at is not None else "resync")
         end_ns, end_after_ns = parse_until(self.end_ns) if self.end_ns is not None else (None, None)
         return ReplayOptions(
-            qemu=self.qemu, compare_timeout=self.compare_timeout, expired_scan_cycle=self.expired_scan_cycle,
-            max_queue_size=self.max_queue_size, vnet_hdr_support=self.vnet_hdr_support,
-            vnet_hdr_len=self.vnet_hdr_len, primary_offset_ns=self.primary_offset_ns,
-            secondary_offset_ns=self.secondary_offset_ns, primary_delay_ns=self.primary_delay_ns,
+            qemu=self.qemu, release=self.release, compare_timeout=self.compare_timeout,
+            expired_scan_cycle=self.expired_scan_cycle, max_queue_size=self.max_queue_size,
+            vnet_hdr_support=self.vnet_hdr_support, vnet_hdr_len=self.vnet_hdr_len,
+            primary_offset_ns=self.primary_offset_ns, secondary_offset_ns=self.secondary_offset_ns,
+            primary_delay_ns=self.primary_delay_ns,
             secondary_delay_ns=self.secondary_delay_ns, scan_phase_ns=self.scan_phase_ns,
             checkpoint_duration_ns=self.checkpoint_duration_ns, checkpoint_delay_ns=self.checkpoint_delay_ns,
             checkpoints_at=None if self.checkpoints_at is None else list(self.checkpoints_at),
@@ -195,13 +226,19 @@ class Settings:
             after_checkpoint=after)
 
     def warnings(self, who: str = "the replay") -> list[str]:
-        """Values QEMU would take but change: said before the work, kept in the summary."""
+        """Values QEMU would take but change, and what the release says of itself (newer than
+        the verified ones, KVM COLO unavailable): said before the work, kept in the summary."""
+        release = self.release
+        out = list(release.warnings)
+        if release.kvm_colo is not None:
+            out.append(f"--qemu {release.given}: {release.kvm_colo}; colo-compare itself runs (and Xen COLO "
+                       f"via notify_dev), so {who} still says what it would release and request")
         mqs = self.max_queue_size
-        if mqs is not None and mqs > 0xFFFFFFFF and self.qemu != "4.1":
-            # QEMU parses max_queue_size as uint64 and stores it in a uint32 (engine/profiles.py)
-            return [f"--max-queue-size {mqs} does not fit QEMU's uint32: QEMU {self.qemu} truncates it to "
-                    f"{mqs & 0xFFFFFFFF}, and so does {who}"]
-        return []
+        if mqs is not None and mqs > 0xFFFFFFFF and release.profile.max_queue_size_truncates:
+            # QEMU 5.2+ parses max_queue_size as uint64 and stores it in a uint32 (engine/profiles.py)
+            out.append(f"--max-queue-size {mqs} does not fit QEMU's uint32: QEMU {release.given} truncates it "
+                       f"to {mqs & 0xFFFFFFFF}, and so does {who}")
+        return out
 
     def report_options(self) -> dict:
         """``as_dict`` for a report's run options: measured flush times counted, not listed."""
@@ -224,6 +261,7 @@ def _group(name: str) -> str:
 
 
 SETTINGS_FIELDS = {f.name: f for f in fields(Settings)}
+SETTINGS_DEFAULTS = {f.name: f.default for f in fields(Settings)}
 
 # sweep --pairs: a manifest's keys are the command line's option names (without "--", "_" for "-")
 MANIFEST_FIELDS = {f.metadata["flag"][2:].replace("-", "_"): (f.name, f.metadata["kind"]) for f in fields(Settings)}

@@ -35,8 +35,9 @@ class ParquetStream:
     leaves no file behind.
     """
 
-    def __init__(self, path, keep_cascade: bool = False):
+    def __init__(self, path, keep_cascade: bool = False, metadata: dict | None = None):
         self.path = os.fspath(path)
+        self.metadata = metadata   # key-value metadata of the file (timeline_metadata: the QEMU release)
         check_timeline_path(self.path)
         if not self.path.lower().endswith(".parquet"):
             raise ValueError(f"{self.path}: only a .parquet timeline is streamed")
@@ -79,6 +80,8 @@ class ParquetStream:
                 # FIFO or a device is written in place
                 self._final = replace_target(self.path)
                 self._tmp = None if self._final is None else temporary_beside(self._final)
+                if self.metadata:
+                    schema = schema.with_metadata({**(schema.metadata or {}), **self.metadata})
                 self._writer = pq.ParquetWriter(self._tmp or self.path, schema, use_dictionary=DICTIONARY_COLUMNS)
 
     def _finish_pending(self) -> None:

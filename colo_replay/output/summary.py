@@ -45,6 +45,7 @@ def summarise(df, result) -> dict:
     compared = released_by_cause.get("compared_equal", 0) + divergences
     out = {
         "profile": result.knobs["qemu"],
+        "qemu": getattr(result, "qemu", None) or qemu_object(result.knobs["qemu"]),
         "knobs": result.knobs,
         "frames": {"primary": result.primary.frames, "secondary": result.secondary.frames},
         "released": count("release"),
@@ -146,6 +147,7 @@ def format_summary(s: dict) -> str:
     lines.append(f"colo-replay summary ({status})")
     lines.append(f"  verdict        {s['verdict']}")
     lines.append(_profile_row(s["profile"], k))
+    lines += qemu_rows(s.get("qemu"))
     lines.append(f"  checkpoints    {k['checkpoints']}: duration={k['checkpoint_duration_ms']:g} ms "
                  f"x-checkpoint-delay={k['checkpoint_delay_ms']:g} ms" if k["checkpoint_delay_ms"] is not None
                  else f"  checkpoints    {k['checkpoints']}")
@@ -197,6 +199,31 @@ def _profile_row(profile: str, k: dict) -> str:
             f"vnet_hdr_support={'on' if k['vnet_hdr_support'] else 'off'}")
 
 
+def qemu_object(release: str) -> dict:
+    """The ``qemu`` object (``Release.as_dict()``) of a release string (a result made without one)."""
+    from ..engine.releases import resolve_release
+    return resolve_release(release).as_dict()
+
+
+def qemu_rows(q) -> list[str]:
+    """The summary's lines on the release: its row and what makes that row differ from its
+    neighbours and from the default (7.2, row K)."""
+    if not isinstance(q, dict):
+        return []
+    from ..engine.releases import row_differences
+    row = q["row"]
+    near, versus = row_differences(row)
+    lines = [f"  qemu           {q['release']} = row {row} ({near['releases']})"]
+    if q.get("binary"):
+        lines[0] += f", asked {q['binary']}"
+    for label, text in near["neighbours"]:
+        lines.append(f"  {label:<14} {text}")
+    lines.append(f"  vs 7.2 (row K) {versus}")
+    if q.get("kvm_colo"):
+        lines.append(f"  KVM COLO       cannot run on this release: {q['kvm_colo']}")
+    return lines
+
+
 def _still_queued_row(primary: int, secondary: int, when: str) -> str:
     return f"  still queued   {primary} primary, {secondary} secondary {when}"
 
@@ -210,7 +237,8 @@ def _format_live(s: dict) -> str:
     counters only sockets have (bytes, outdev / notify losses, inputs disabled, reconnects)."""
     lines = [
         f"colo-replay live summary (stopped by {s['stop_reason'] or '?'} after {s['runtime_s']} s)",
-        _profile_row(s["qemu"], s),
+        _profile_row(s.get("profile") or s["qemu"], s),
+        *qemu_rows(s.get("qemu")),
         f"  frames in      primary {s['frames_in'][0]}, secondary {s['frames_in'][1]} "
         f"(bytes {s['bytes_in'][0]} / {s['bytes_in'][1]})",
         f"  released       {s['released']} (pass-through {s['passthrough']}), {s['bytes_out']} bytes to outdev",

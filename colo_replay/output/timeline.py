@@ -184,9 +184,31 @@ def check_timeline_path(path: str) -> None:
 PARTIAL_KEY = b"colo_replay.partial"       # Parquet key-value metadata of a partial timeline
 ERROR_KEY = b"colo_replay.error"
 PARTIAL_SUFFIX = ".partial"                # CSV / JSON Lines: the sidecar file of a partial timeline
+QEMU_KEY = b"colo_replay.qemu"             # Parquet key-value metadata: the release replayed (JSON)
 
 
-def write_timeline(df, path: str | None, stream=None, partial: str | None = None) -> None:
+def timeline_metadata(qemu: dict | None) -> dict:
+    """The Parquet key-value metadata of a timeline: ``colo_replay.qemu`` = the ``qemu`` object
+    (``engine.releases.Release.as_dict()``: release, row, switches) as JSON."""
+    if not qemu:
+        return {}
+    import json
+    return {QEMU_KEY: json.dumps(qemu, sort_keys=True).encode()}
+
+
+def read_timeline_qemu(path) -> dict | None:
+    """The ``qemu`` object a Parquet timeline was written with (None: not Parquet, or none)."""
+    import json
+    if not str(path).lower().endswith(".parquet"):
+        return None
+    import pyarrow.parquet as pq
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(QEMU_KEY)
+    return None if raw is None else json.loads(raw)
+
+
+def write_timeline(df, path: str | None, stream=None, partial: str | None = None,
+                   metadata: dict | None = None) -> None:
     """Write by extension: .parquet, .csv, .jsonl / .json (JSON Lines); ``None`` = JSON Lines on
     ``stream``.  (A Parquet file without pandas, from the collector's blocks: ``output.stream``;
     CSV and JSON Lines from them: ``write_timeline_blocks``.)
@@ -195,7 +217,8 @@ def write_timeline(df, path: str | None, stream=None, partial: str | None = None
     partial: Parquet key-value metadata ``colo_replay.partial = "true"`` and
     ``colo_replay.error = <the line>``; for CSV and JSON Lines a sidecar file ``<path>.partial``
     holding the line (the table itself keeps its columns).  A complete write removes a stale
-    sidecar.  On ``stream`` the marker is the error line on stderr only."""
+    sidecar.  On ``stream`` the marker is the error line on stderr only.  ``metadata``: more
+    Parquet key-value metadata (``timeline_metadata``)."""
     if path is None or not path.lower().endswith(".parquet"):
         _write_text([df], path, stream, partial)
         return
@@ -207,6 +230,8 @@ def write_timeline(df, path: str | None, stream=None, partial: str | None = None
     # int64 columns, whose values are mostly distinct, costs ~40% of the write.
     dict_cols = [c for c in df.columns if str(df[c].dtype) == "category"]
     table = pa.Table.from_pandas(df, preserve_index=False)
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     if partial is not None:
         meta = dict(table.schema.metadata or {})
         meta[PARTIAL_KEY] = b"true"

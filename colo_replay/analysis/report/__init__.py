@@ -15,7 +15,9 @@ replay clock (capture time + offsets; ``t0_ns`` is the first frame's), durations
     title         what the report is about (the inputs' file names)
     tool          {name, version}
     generated     ISO 8601 UTC time the report was made
-    run           {mode: "replay" | "chardev" | "saved", profile: "7.2" | "4.1",
+    run           {mode: "replay" | "chardev" | "saved", profile: the row's profile name ("7.2", "6.2", ...),
+                   qemu: {release (as given), row "A".."K", switches {Profile field: value}} | null
+                   (null: a saved run whose summary predates it),
                    options: {every option of the run, as the replay resolved it}}
     inputs        [{role: primary | secondary | chardev | primary_in | secondary_in | timeline |
                     summary, path, name, size (bytes), sha256, frames, first_ns, last_ns, span_s}]
@@ -254,7 +256,8 @@ def build_report(events, summary: dict, sources: Sources, *, mode: str, result=N
         run_opts = {k: v for k, v in summary.items() if isinstance(v, (str, int, float, bool)) or v is None}
     for k, v in (options or {}).items():
         run_opts.setdefault(k, v)
-    profile = summary.get("profile") or summary.get("qemu") or knobs.get("qemu")
+    qemu = summary.get("qemu") if isinstance(summary.get("qemu"), dict) else None
+    profile = summary.get("profile") or (summary.get("qemu") if qemu is None else None) or knobs.get("qemu")
     named = [i["name"] for i in inputs if i["role"] in ("primary", "secondary")]
     title = " vs ".join(named) or next((i["name"] for i in inputs if i["role"] in ("chardev", "timeline")), mode)
     data = {
@@ -262,7 +265,8 @@ def build_report(events, summary: dict, sources: Sources, *, mode: str, result=N
         "title": title,
         "tool": {"name": "colo-replay", "version": version or _version()},
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "run": {"mode": mode, "profile": profile, "options": {k: _jsonable(v) for k, v in run_opts.items()}},
+        "run": {"mode": mode, "profile": profile, "qemu": qemu,
+                "options": {k: _jsonable(v) for k, v in run_opts.items()}},
         "inputs": inputs,
         "t0_ns": int(t0),
         "verdict": _model.verdict(numbers, summary),

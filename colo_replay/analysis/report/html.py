@@ -159,7 +159,8 @@ def _summary(d: dict) -> str:
     opts = run.get("options") or {}
     parts.append("<h3>What was run</h3>" + _kv([
         ("tool", text(f"{d['tool']['name']} {d['tool']['version']}")),
-        ("mode", text(run["mode"])), ("profile", text(f"QEMU {run.get('profile')}")),
+        ("mode", text(run["mode"])), ("profile", text(f"QEMU {run.get('profile')}" + (
+            f" (release {run['qemu']['release']}, row {run['qemu']['row']})" if run.get("qemu") else ""))),
         ("generated", text(d.get("generated") or "")),
     ]))
     if opts:
@@ -337,7 +338,18 @@ def _inputs(d: dict) -> str:
                      f"<span class=sha>{text(i.get('sha256') or 'not available')}</span>"])
     return ("<section id=inputs><h2>Inputs</h2>"
             + _table(["role", "file", "size", "frames", "first", "last", "span", "SHA-256"], rows)
-            + "</section>")
+            + _qemu(d["run"].get("qemu")) + "</section>")
+
+
+def _qemu(q) -> str:
+    """The QEMU release replayed: its row and every switch (run.qemu)."""
+    if not q:
+        return ""
+    head = f"<h3>QEMU {text(q['release'])}: row {text(q['row'])}</h3>"
+    if q.get("kvm_colo"):
+        head += f"<p>KVM COLO cannot run on this release: {text(q['kvm_colo'])}</p>"
+    return head + "<details><summary>Switches (" + text(len(q["switches"])) + ")</summary>" + _kv(
+        [(k, f"<code>{text(v)}</code>") for k, v in q["switches"].items()]) + "</details>"
 
 
 def render(d: dict, plots: dict) -> str:

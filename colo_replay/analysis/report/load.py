@@ -476,8 +476,15 @@ def check_summary(data, path) -> dict:
     if schema_of(doc, data, SUMMARY_SCHEMA, 1, what, required=False) is None \
             and "knobs" not in data and "frames_in" not in data:
         doc.fail("", f"not {what}: neither \"knobs\" (replay's) nor \"frames_in\" (live's)")
-    for key in ("profile", "qemu", "error", "nothing_compared", "stop_reason"):
+    for key in ("profile", "error", "nothing_compared", "stop_reason"):
         doc.string(data, key)
+    if isinstance(data.get("qemu"), dict):
+        # the release replayed (engine.releases.Release.as_dict)
+        for key in ("release", "row"):
+            doc.string(data["qemu"], key, "qemu", required=True)
+        doc.object(data["qemu"], "switches", "qemu", required=True)
+    else:
+        doc.string(data, "qemu")     # a live summary made before the qemu object: the profile's name
     doc.boolean(data, "interrupted")
     doc.boolean(data, "partial")
     doc.number(data, "runtime_s", lo=0)

@@ -49,7 +49,7 @@ def render(d: dict, top: int = 5) -> str:
         setting = ", ".join(f"{k}={v}" for k, v in (rec["setting"] or {}).items()) or "none qualifies"
         out += [f"**Sweep, recommended for {md(rec['pair'])}:** {md(setting)} ({md(rec['rule'])})", ""]
     out += ["| | |", "|---|---|",
-            f"| profile | QEMU {md(d['run'].get('profile'))}, {md(d['run']['mode'])} |",
+            f"| profile | QEMU {md(d['run'].get('profile'))}, {md(d['run']['mode'])}{_release(d['run'].get('qemu'))} |",
             f"| frames (primary / secondary) | {_n(n['frames_primary'])} / {_n(n['frames_secondary'])} |",
             f"| checkpoint requests | {_n(n['checkpoint_requests'])} "
             f"({md(', '.join(f'{k} {c}' for k, c in n['requests_by_cause'].items()) or 'none')}) |",
@@ -91,3 +91,8 @@ def render(d: dict, top: int = 5) -> str:
         out.append("")
     out.append(f"<sub>{md(d['tool']['name'])} {md(d['tool']['version'])}; report schema {md(d['schema'])}</sub>")
     return "\n".join(out) + "\n"
+
+
+def _release(q) -> str:
+    """``; release X = row Y`` for the profile row (run.qemu), or nothing."""
+    return f"; release {md(q['release'])} = row {md(q['row'])}" if q else ""
