@@ -331,7 +331,9 @@ def explain_timeline(events: pd.DataFrame, fetch: Callable[[int, Iterable[int]],
         cand = expired_peer.get(idx)
         if cand is not None:
             need[cand[0]].add(cand[1])
-    order_checked = _order_neighbours(records, need)
+    # (neighbours only among the frames the replay read: past them a capture may not be readable)
+    order_checked = _order_neighbours(records, need, (int(events["primary_frame"].max()),
+                                                      int(events["secondary_frame"].max())))
     frames = {side: (fetch(side, sorted(nums)) if nums else {}) for side, nums in need.items()}
 
     built = []
@@ -560,9 +562,10 @@ def _hex_into(d: Divergence, frames: dict) -> None:
         d.hex = hexdiff(p.data, s.data, d.offset, d.secondary_offset)
 
 
-def _order_neighbours(records: list, need: dict) -> set:
+def _order_neighbours(records: list, need: dict, last: tuple) -> set:
     """Add to ``need`` the frames around each miscompare's frames (``ORDER_WINDOW`` either
-    side, ``ORDER_FRAMES`` in all); returns the timeline indexes whose neighbours were added."""
+    side, none past ``last``, the highest frame number of each side in the timeline;
+    ``ORDER_FRAMES`` in all); returns the timeline indexes whose neighbours were added."""
     checked = set()
     budget = ORDER_FRAMES
     for idx, row in records:
@@ -572,7 +575,7 @@ def _order_neighbours(records: list, need: dict) -> set:
         if budget < 4 * ORDER_WINDOW + 2:
             break
         for side, num in ((0, pf), (1, sf)):
-            need[side].update(range(max(1, num - ORDER_WINDOW), num + ORDER_WINDOW + 1))
+            need[side].update(range(max(1, num - ORDER_WINDOW), min(num + ORDER_WINDOW, last[side]) + 1))
         budget -= 4 * ORDER_WINDOW + 2
         checked.add(idx)
     return checked

@@ -436,11 +436,13 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
         stopped are sent when they resume: fed now, in arrival order (secondaries through the
         resync rules).  A request among them may start the next checkpoint: the rest waits for it."""
         resync.holding = False
-        items, resync.held = resync.held, []
-        for k, (side, data, vnet, ident) in enumerate(items):
-            if resync.holding:
-                resync.held.extend(items[k:])
-                return
+        held = resync.held
+        pop = held.popleft
+        # one deque, taken from the front: what stays (a request began the next checkpoint)
+        # stays in place, and what arrives during that checkpoint goes behind it, so a long
+        # run of checkpoints costs each frame once (a copy of the rest per round was quadratic)
+        while held and not resync.holding:
+            side, data, vnet, ident = pop()
             if side == 1 and resync.active:
                 data = resynced(data, vnet, ident, t)
                 if data is None:

@@ -153,7 +153,7 @@ class Resync:
         self.stats = ResyncStats()
         self._requeued: set = set()             # idents requeued once (never twice)
         self.holding = False                    # a modelled checkpoint runs: the VMs are stopped
-        self.held: list = []                    # (side, data, vnet_hdr_len, ident) sent meanwhile
+        self.held: deque = deque()              # (side, data, vnet_hdr_len, ident) sent meanwhile
 
     @property
     def active(self) -> bool:
