@@ -432,24 +432,28 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                 handle(ev)
 
     def release_held(t):
-        """--after-checkpoint resync: the frames that arrived while the checkpoint had the VMs
-        stopped are sent when they resume: fed now, in arrival order (secondaries through the
-        resync rules).  A request among them may start the next checkpoint: the rest waits for it."""
+        """--after-checkpoint resync: the VMs resume at ``t``.  The frames captured while they
+        were stopped (before ``t``, still unread: the replay waited at the first of them, see
+        ``slow``) are sent now: fed at ``t``, in arrival order, the secondaries through the
+        resync rules.  A request among them may start the next checkpoint: the rest waits for
+        its end.  Nothing is copied aside, so memory does not grow with a run of checkpoints."""
+        nonlocal rs_on
         resync.holding = False
-        held = resync.held
-        pop = held.popleft
-        # one deque, taken from the front: what stays (a request began the next checkpoint)
-        # stays in place, and what arrives during that checkpoint goes behind it, so a long
-        # run of checkpoints costs each frame once (a copy of the rest per round was quadratic)
-        while held and not resync.holding:
-            side, data, vnet, ident = pop()
-            if side == 1 and resync.active:
-                data = resynced(data, vnet, ident, t)
-                if data is None:
-                    continue
-            (pstats, sstats)[side].fed += 1
-            for ev in feed(side, data, t, vnet, ident):
-                handle(ev)
+        while not resync.holding:
+            # the next frame in arrival order, if it was captured before t: _stretch feeds
+            # nothing when no side is fast, it only finds the frame (or a batch to refill)
+            code, k, _tc = _stretch(engine, p, s, have[0], have[1], t, max(min(limit, _I64_MAX), -_I64_MAX - 1),
+                                    False, False, None)
+            if code == _REFILL:
+                if not refill():
+                    return
+            elif code == _SLOW:
+                cur = s if k else p
+                cur.stats.held += 1
+                rs_on = resync.active       # this flush may have set rules (the loop's copy is older)
+                feed_next(k, cur, t)
+            else:
+                return              # captured at or after t (_WAKE), or past a failed capture's end
 
     def modes(t) -> tuple:
         """(rs_on, hold): a resync rule is pending (secondaries are checked); a modelled
@@ -493,7 +497,7 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
             else:
                 # (resync: frames held while a checkpoint runs are fed at its end, so the VMs
                 # are not idle until they are)
-                if not engine.queued and (resync is None or not resync.held):
+                if not engine.queued and not waiting:
                     if model.running_until == tm:
                         if busy_run(t):
                             continue
@@ -548,16 +552,37 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
     wake = wake_time()
     rs_on = False           # resync has a rule pending: secondaries are checked before feeding
     hold = False            # resync: a modelled checkpoint runs, frames wait for its end
+    waiting = False         # resync: the replay waits at a frame for the running checkpoint's end
     pstats, sstats = p.stats, s.stats
     done = 0
     next_progress = 65536
     feed_at = engine.feed_at
 
     def slow(k: int, cur: _Side, t: int) -> None:
-        """Feed the next frame of side ``k`` with every check the fast stretch leaves out: a
-        snaplen cut or a filter (``admit``), a vnet header, a checkpoint holding frames, a
-        resync rule; then handle its events."""
-        nonlocal rs_on, hold
+        """The next frame of side ``k`` needs more than the fast stretch does: a checkpoint has
+        the VMs stopped (resync), or see ``feed_next``."""
+        nonlocal rs_on, hold, wake, waiting
+        if hold:
+            # resync: the VMs are stopped, so this frame (and the ones after it) waits for them
+            # to resume: the replay stops here and runs the checkpoint to its end, where
+            # release_held feeds what was captured meanwhile (this frame among them)
+            end = model.running_until
+            if end is None:
+                resync.holding = False
+            else:
+                waiting = True          # frames wait: the VMs are not idle (no folding)
+                catch_up(end)
+                waiting = False
+            wake = wake_time()
+            rs_on, hold = modes(end if end is not None else t)
+            return
+        feed_next(k, cur, t)
+
+    def feed_next(k: int, cur: _Side, t: int) -> None:
+        """Feed the next frame of side ``k`` at ``t`` with every check the fast stretch leaves
+        out: a snaplen cut or a filter (``admit``), a vnet header, a resync rule; then handle
+        its events."""
+        nonlocal rs_on
         i = cur.i
         cur.i = i + 1
         ident = cur.first + i
@@ -569,10 +594,6 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
             if vnet is None:
                 return
         frame = cur.frame(i)
-        if hold:
-            st.held += 1
-            resync.held.append((k, frame, vnet, ident))
-            return
         if k == 1 and rs_on:
             frame = resynced(frame, vnet, ident, t)
             rs_on = resync.active
@@ -594,7 +615,9 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                 wake = wake_time()  # a checkpoint may have started: the model's clock moved
                 rs_on, hold = modes(t)
 
-    while True:
+    def refill() -> bool:
+        """Load the next batch of each side whose batch ran out; False when both have ended."""
+        nonlocal limit
         for k, cur in ((0, p), (1, s)):
             if have[k] and cur.i >= cur.n:
                 engine.settle()     # (a frame queued lazily would keep the old buffer alive)
@@ -605,7 +628,10 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                     failed.append(exc)
                     last = cur.stats.last_ns
                     limit = min(limit, -_NEVER if last is None else last)
-        if not have[0] and not have[1]:
+        return have[0] or have[1]
+
+    while True:
+        if not refill():
             break
         fed_before = pstats.fed + sstats.fed
         code, k, t = _stretch(engine, p, s, have[0], have[1], min(wake, _I64_MAX),
@@ -637,12 +663,6 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
     if end_ns is not None and not failed:
         catch_up(end_ns)
     if model.running_until is not None:
-        catch_up(model.running_until)
-    # resync: a request among the frames held during a checkpoint begins the next one, which
-    # holds the rest again.  They were captured, so they are fed after it, checkpoint after
-    # checkpoint, until none is left: every frame read gets its fate (each round feeds at
-    # least the frame that requested, so this ends).
-    while resync is not None and resync.held and model.running_until is not None:
         catch_up(model.running_until)
     if progress is not None:
         progress(done)

@@ -20,6 +20,9 @@ While a checkpoint runs (from its start to its flush) the VMs are stopped:
     checkpoint holds the rest again.  So a diverged connection that goes on sending does not
     request again against the miscompared pair still at its queues' heads (which, with 5.1+
     coalescing, would cost a second checkpoint); its frames are compared after the flush.
+    (The driver holds them by waiting: it stops at the first such frame, runs the checkpoint
+    to its end and feeds from there, late frames at the time the VMs resumed.  Nothing is
+    copied aside, so memory does not grow with a run of checkpoints.)
 
 TCP, by sequence space, per connection:
     ``mark`` = the furthest point the primary had sent: the latest ``seq_end`` of the primaries
@@ -153,7 +156,6 @@ class Resync:
         self.stats = ResyncStats()
         self._requeued: set = set()             # idents requeued once (never twice)
         self.holding = False                    # a modelled checkpoint runs: the VMs are stopped
-        self.held: deque = deque()              # (side, data, vnet_hdr_len, ident) sent meanwhile
 
     @property
     def active(self) -> bool:
