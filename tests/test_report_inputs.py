@@ -224,12 +224,17 @@ CASES = {
                                             "out of range"),
     "csv-time-beyond-int64": _timeline_case("t.csv", edited(time_ns={7: 2**64}), "line 9", "row 8", "time_ns",
                                             "out of range"),
+    "csv-integer-of-2m-digits": _edited_text(          # int() refuses > 4300 digits: was a line naming nothing
+        "t.csv", lambda lines: lines[:5] + [",".join(["1" * 2_000_000] + lines[5].split(",")[1:])] + lines[6:],
+        "line 6", "row 5", "time_ns", "out of range"),
     "csv-unknown-kind": _timeline_case("t.csv", edited(kind={2: "zz"}), "line 4", "row 3", "kind", "'zz'"),
     "csv-unknown-column": _timeline_case("t.csv", lambda df: df.assign(extra=1), "unknown column", "extra"),
     "csv-missing-column": _timeline_case("t.csv", lambda df: df.drop(columns=["held_ns"]), "missing column",
                                          "held_ns"),
     "csv-ragged-row": _edited_text("t.csv", lambda lines: lines[:3] + [lines[3] + ",5"] + lines[4:], "line 4",
                                    "14 fields"),
+    "csv-ragged-row-with-a-long-field": _edited_text("t.csv", lambda lines: lines[:3] + [lines[3] + "," + "x" * 200_000]
+                                                     + lines[4:], "line 4", "14 fields"),   # (csv's 128 KiB limit)
     "jsonl-string-in-int-column": _timeline_case("t.jsonl", edited(conn={4: "zz"}), "line 5", "conn", "'zz'"),
     "jsonl-missing-key": _timeline_case("t.jsonl", lambda df: df.drop(columns=["detail"]), "missing column",
                                         "detail"),
