@@ -354,6 +354,7 @@ def test_value_counts_are_known_before_the_values_are_made():
     ("types.toml", '[[pair]]\nname = "x"\nprimary = {x = 1}\nsecondary = "b"\n',
      ["types.toml: [[pair]] 1", "primary"]),
     ("big.csv", "name,primary,secondary\n" + "a" * 200_000 + ",a,b\n", ["big.csv", "line 2"]),
+    ("deep.toml", "a = " + "[" * 100_000, ["deep.toml", "not TOML", "nested too deep"]),    # (was RecursionError)
 ])
 def test_manifest_messages_name_the_row(tmp_path, name, text, parts):
     (tmp_path / name).write_text(text)

@@ -328,6 +328,8 @@ def read_manifest(path, *, settings: int = 1, max_settings: int | None = None) -
                              f"byte offset {exc.start}): a pairs manifest is a CSV or TOML text file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path}: not TOML ({exc})") from None
+        except RecursionError:          # tomllib parses nested arrays and tables recursively
+            raise ValueError(f"{path}: not TOML that can be read: nested too deep") from None
         tables = doc.get("pair")
         if not isinstance(tables, list):
             raise ValueError(f"{path}: no [[pair]] tables")
