@@ -496,3 +496,30 @@ def test_report_allow_gaps_with_a_saved_timeline_and_replay_recording_it(tmp_pat
     assert tl.summary["knobs"]["allow_gaps"] is True
     assert api.replay(ROOT / "sample_pcaps/primary.pcap",
                       ROOT / "sample_pcaps/secondary.pcap").summary["knobs"]["allow_gaps"] is False
+
+
+# -- a saved run that says it is partial, empty or interrupted (found by tests/test_fuzz_saved_inputs.py)
+
+@pytest.mark.parametrize("change, status, fragments", [
+    ({"error": "p.pcap: frame 9 at byte offset 200: cut", "partial": True}, "partial",
+     ["p.pcap: frame 9 at byte offset 200", "t.parquet", "partial"]),
+    ({"error": "p.pcap: frame 9\nTraceback (most recent call last):\x1b[31m"}, "partial",      # a line end in a file
+     ["p.pcap: frame 9\\nTraceback", "\\x1b[31m"]),
+    ({"nothing_compared": "one side has no frame"}, "empty", ["nothing was compared in t.parquet", "--allow-empty"]),
+    ({"interrupted": True}, "interrupted", ["saved run t.parquet was interrupted", "partial"]),
+])
+def test_saved_run_partial_empty_or_interrupted_is_exit_2_with_its_error_line(tmp_path, change, status, fragments):
+    """Exit 2 (not 130: the report was not interrupted), the report written and marked, and the
+    last stderr line the error naming what and where (it was the verdict, or a line naming nothing);
+    every stderr line the tool's own, whatever the saved strings hold."""
+    (tmp_path / "t.parquet").write_bytes(SAMPLE_TIMELINE.read_bytes())
+    (tmp_path / "s.json").write_text(json.dumps({**sample_summary(), **change}))
+    r = cli("report", "--timeline", "t.parquet", "--summary", "s.json", "--json", "out.json", cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().split("\n")
+    assert all(line.startswith("colo-replay: ") for line in lines), r.stderr
+    assert lines[-1].startswith("colo-replay: error: "), r.stderr
+    for f in fragments:
+        assert f in lines[-1], f"{f!r} not in {lines[-1]!r}"
+    verdict = json.loads((tmp_path / "out.json").read_text())["verdict"]
+    assert verdict["status"] == status and verdict["exit_status"] == 2

@@ -265,7 +265,7 @@ def build_report(events, summary: dict, sources: Sources, *, mode: str, result=N
         "run": {"mode": mode, "profile": profile, "options": {k: _jsonable(v) for k, v in run_opts.items()}},
         "inputs": inputs,
         "t0_ns": int(t0),
-        "verdict": _model.verdict(numbers, summary),
+        "verdict": _model.verdict(numbers, summary, saved=mode == "saved"),
         "numbers": numbers,
         "connections": conn,
         "divergences": div,
