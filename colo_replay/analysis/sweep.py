@@ -897,24 +897,31 @@ def plot(path: str, rows: list[dict], recommendations: list[Recommendation], tit
 
 
 _LABELLED = 10          # pairs named in the plot's legend, recommendations ringed and annotated
+_NAME_CHARS = 40        # of a pair's name in the plot's legend and title
 
 
 def figure(rows: list[dict], recommendations: list[Recommendation], title: str = ""):
     """The sweep's plot as a matplotlib figure (``plot`` writes it; the report embeds it).  Of
     many pairs, the first ``_LABELLED`` are named in the legend and have their recommendation
     ringed (a legend of thousands of pairs would take longer to draw than the sweep)."""
+    import warnings
+
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .report.checks import shown
+
     fig, ax = plt.subplots(figsize=(7, 4.5))
     groups = _by_pair(rows)
     names = list(groups)
+    # a pair's name may be any length (a manifest's): the legend and the title show it cut
+    shown_names = [shown(n, _NAME_CHARS) for n in names[:_LABELLED]]
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for n, (name, indices) in enumerate(groups.items()):
         c = colours[n % len(colours)]
         pts = [(rows[i], p) for i in indices if (p := _point(rows[i])) is not None]
-        label = name if len(names) > 1 else "settings (area: how many give that point)"
+        label = shown_names[n] if n < _LABELLED and len(names) > 1 else "settings (area: how many give that point)"
         if n >= _LABELLED:
             label = None
         counts: dict = {}
@@ -925,7 +932,8 @@ def figure(rows: list[dict], recommendations: list[Recommendation], title: str =
         front = sorted(p for r, p in pts if r.get("pareto"))
         if front:
             ax.plot([p[0] for p in front], [p[1] for p in front], "-", color=c, lw=1.2,
-                    label=None if n >= _LABELLED else "Pareto front" + (f" ({name})" if len(names) > 1 else ""))
+                    label=None if n >= _LABELLED else "Pareto front" + (f" ({shown_names[n]})" if len(names) > 1
+                                                                          else ""))
     for rec in recommendations[:_LABELLED]:
         if rec.row is not None:
             p = _point(rows[rec.row])
@@ -936,10 +944,13 @@ def figure(rows: list[dict], recommendations: list[Recommendation], title: str =
     ax.set_xlabel("checkpoints per minute")
     ax.set_ylabel("held p99 (ms)")
     n_set = len(rows) // max(len(names), 1)
-    ax.set_title(title or f"colo-replay sweep: {', '.join(names)}, {n_set} settings", fontsize=10)
+    more = f" and {len(names) - _LABELLED} more" if len(names) > _LABELLED else ""
+    ax.set_title(title or f"colo-replay sweep: {', '.join(shown_names)}{more}, {n_set} settings", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
+    with warnings.catch_warnings():          # what still cannot fit is drawn as it is, not said on stderr
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
     return fig
 
 
