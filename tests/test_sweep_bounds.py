@@ -355,6 +355,11 @@ def test_value_counts_are_known_before_the_values_are_made():
      ["types.toml: [[pair]] 1", "primary"]),
     ("big.csv", "name,primary,secondary\n" + "a" * 200_000 + ",a,b\n", ["big.csv", "line 2"]),
     ("deep.toml", "a = " + "[" * 100_000, ["deep.toml", "not TOML", "nested too deep"]),    # (was RecursionError)
+    # a checkpoints_at file that cannot be read: the row and the field (the line named the file only)
+    ("ckdir.csv", "name,primary,secondary,checkpoints_at\nx,a,b,.\n", ["ckdir.csv: row 2", "checkpoints_at",
+                                                                     "Is a directory"]),
+    ("ckmissing.toml", '[[pair]]\nname="x"\nprimary="a"\nsecondary="b"\ncheckpoints_at="none.txt"\n',
+     ["ckmissing.toml: [[pair]] 1", "checkpoints_at", "none.txt", "No such file"]),
 ])
 def test_manifest_messages_name_the_row(tmp_path, name, text, parts):
     (tmp_path / name).write_text(text)
