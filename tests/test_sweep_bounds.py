@@ -358,6 +358,8 @@ def test_value_counts_are_known_before_the_values_are_made():
     # a checkpoints_at file that cannot be read: the row and the field (the line named the file only)
     ("ckdir.csv", "name,primary,secondary,checkpoints_at\nx,a,b,.\n", ["ckdir.csv: row 2", "checkpoints_at",
                                                                      "Is a directory"]),
+    ("cktable.toml", '[[pair]]\nname="x"\nprimary="a"\nsecondary="b"\ncheckpoints_at={x="."}\n',    # (was "in/{'x': '.'}")
+     ["cktable.toml: [[pair]] 1", "checkpoints_at", "not a path"]),
     ("ckmissing.toml", '[[pair]]\nname="x"\nprimary="a"\nsecondary="b"\ncheckpoints_at="none.txt"\n',
      ["ckmissing.toml: [[pair]] 1", "checkpoints_at", "none.txt", "No such file"]),
 ])

@@ -451,7 +451,9 @@ def _manifest_value(value, kind: str, where: str, base):
         n = _number(m.group(2), "duration", where)
         return -n if m.group(1) else n
     if kind in ("path", "times"):              # --checkpoints-at: a file, relative to the manifest
-        return str(base / str(value))
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{where}: {_shown(value)} is not a path (a file name, relative to the manifest)")
+        return str(base / value)
     return str(value)
 
 
