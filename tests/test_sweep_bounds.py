@@ -546,3 +546,21 @@ def test_plot_of_pairs_with_long_names_is_bounded_and_quiet(tmp_path):
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert all(line.startswith("colo-replay: ") for line in proc.stderr.splitlines()), proc.stderr[:2000]
     assert (tmp_path / "p.svg").stat().st_size < 200_000
+
+
+def test_plot_of_thousands_of_pairs_draws_a_bounded_number_of_artists():
+    """5,000 pairs (a sweep JSON given to report --sweep, or a manifest under --max-settings):
+    the pairs beyond the labelled ones share one scatter and one line collection (an artist per
+    pair took 30 s to draw; found by tests/test_fuzz_saved_inputs.py's kind of input)."""
+    import matplotlib.pyplot as plt
+
+    one = {"checkpoints_per_min": 60.0, "held_p99_ms": 100.0, "pareto": True}
+    rows = [{**one, "pair": f"p{k}", "checkpoints_per_min": 60.0 + s} for k in range(5000) for s in (0, 1)]
+    recs = [sw.Recommendation(pair=f"p{k}", rule="r", row=2 * k, setting={"compare_timeout": 1000})
+            for k in range(5000)]
+    fig = sw.figure(rows, recs)
+    try:
+        ax = fig.axes[0]
+        assert len(ax.collections) + len(ax.lines) <= 2 * sw._LABELLED + sw._LABELLED + 2
+    finally:
+        plt.close(fig)
