@@ -592,6 +592,19 @@ def mutate_manifest_toml(data: bytes, rng) -> tuple[bytes, int]:
     return ("\n".join(lines) + "\n").encode(), cap
 
 
+def many_pairs_sweep(data: bytes, n: int) -> bytes:
+    """The sweep JSON's rows, recommendations and pairs repeated for ``n`` pairs."""
+    doc = json.loads(data)
+    rows, recs, pairs = [], [], []
+    for k in range(n):
+        for r in doc["rows"]:
+            rows.append({**r, "pair": f"p{k}"})
+        pairs.append({**doc["pairs"][0], "name": f"p{k}"})
+        recs.append({**doc["recommendations"][0], "pair": f"p{k}", "row": len(rows) - 1})
+    doc.update(rows=rows, pairs=pairs, recommendations=recs)
+    return json.dumps(doc).encode()
+
+
 def odd_but_valid_manifest(kind: str, rng) -> tuple[bytes, int]:
     """A manifest every row of which is valid, some of them odd: long or hostile names, paths
     spelled another way, the other profile, options at their ends, many pairs under the cap."""
@@ -644,6 +657,7 @@ def mutate_capture(data: bytes, rng) -> bytes:
 def report_case(rng, originals) -> dict:
     """``report --timeline T --summary S [--baseline B] [--sweep SW]``, one or two inputs mutated."""
     fmt = rng.choice(["parquet", "parquet", "csv", "csv", "jsonl"])
+    mutated = []
     files = {f"t.{fmt}": originals[f"t.{fmt}"], "s.json": originals["s.json"]}
     argv = ["report", "--timeline", f"in/t.{fmt}"]
     if rng.random() < 0.85:
@@ -660,9 +674,11 @@ def report_case(rng, originals) -> dict:
     if rng.random() < 0.25:
         files["sw.json"] = originals["sw.json"]
         argv += ["--sweep", "in/sw.json"]
+        if rng.random() < 0.2:            # valid, of thousands of pairs: the plot and table stay bounded
+            files["sw.json"] = many_pairs_sweep(originals["sw.json"], rng.choice([500, 3000]))
+            mutated.append("sw.json:many-pairs")
     if rng.random() < 0.15:
         argv += rng.choice([["--allow-gaps"], ["--top", "1"], ["--top", "999999999999"], ["--allow-empty"]])
-    mutated = []
     if "s.json" in files and rng.random() < 0.2:      # a saved run that says it is partial, empty, interrupted
         doc = json.loads(files["s.json"])
         key = rng.choice(["error", "nothing_compared", "interrupted", "partial", "warnings"])
