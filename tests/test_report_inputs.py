@@ -523,3 +523,24 @@ def test_saved_run_partial_empty_or_interrupted_is_exit_2_with_its_error_line(tm
         assert f in lines[-1], f"{f!r} not in {lines[-1]!r}"
     verdict = json.loads((tmp_path / "out.json").read_text())["verdict"]
     assert verdict["status"] == status and verdict["exit_status"] == 2
+
+
+def test_report_of_a_sweep_of_thousands_of_pairs_is_bounded(tmp_path):
+    """report --sweep of a sweep of 3,000 pairs (valid: a --pairs manifest's): the page's table
+    and the Markdown comment hold the first --top pairs and say how many more (every pair's rows
+    and recommendation made a 4.8 MB page and a 940 KB PR comment at 5,000 pairs)."""
+    from colo_replay import api
+
+    doc = sample_sweep()
+    rows, recs = [], []
+    for k in range(3000):
+        rows += [{**r, "pair": f"p{k}"} for r in doc["rows"]]
+        recs.append({**doc["recommendations"][0], "pair": f"p{k}", "row": len(rows) - 1})
+    doc.update(rows=rows, recommendations=recs, pairs=[{**doc["pairs"][0], "name": f"p{k}"} for k in range(3000)])
+    (tmp_path / "w.json").write_text(json.dumps(doc))
+    rep = api.report(timeline=SAMPLE_TIMELINE, summary=SAMPLE_SUMMARY, sweep=tmp_path / "w.json", top=20)
+    sweep = rep.data["sweep"]
+    assert (sweep["pairs"], sweep["shown_pairs"], len(sweep["recommendations"])) == (3000, 20, 20)
+    assert {r["pair"] for r in sweep["rows"]} == {f"p{k}" for k in range(20)}
+    assert len(rep.markdown()) < 20_000 and "2,995 more pairs" in rep.markdown()
+    assert len(rep.html()) < 1_000_000 and "2,980 more pairs" in rep.html()
