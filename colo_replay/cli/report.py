@@ -50,7 +50,7 @@ def _write(path: str, content: str) -> None:
 @click.option("--sweep", "sweep_path", type=click.Path(dir_okay=False),
               help="Include a sweep (the JSON of sweep -o sweep.json): its table, plot and recommendation.")
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True,
-              help="Rows of long tables (connections, divergences, notes); the totals are always given.")
+              help="Rows of long tables (connections, divergences, notes, sweep pairs); the totals are always given.")
 @click.pass_context
 def report(ctx, output, markdown_path, json_path, timeline_path, summary_path, baseline, tolerance, sweep_path, top,
            **kw):
