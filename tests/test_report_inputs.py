@@ -544,3 +544,21 @@ def test_report_of_a_sweep_of_thousands_of_pairs_is_bounded(tmp_path):
     assert {r["pair"] for r in sweep["rows"]} == {f"p{k}" for k in range(20)}
     assert len(rep.markdown()) < 20_000 and "2,995 more pairs" in rep.markdown()
     assert len(rep.html()) < 1_000_000 and "2,980 more pairs" in rep.html()
+
+
+def test_report_of_names_the_font_lacks_is_quiet(tmp_path):
+    """A sweep whose pairs are named in CJK (DejaVu Sans has no such glyph): the report's plot
+    draws boxes, and matplotlib's "Glyph missing" warnings stay off stderr (found by
+    tests/test_fuzz_saved_inputs.py)."""
+    doc = sample_sweep()
+    names = {r["pair"] for r in doc["rows"]}
+    cjk = {n: f"名前{i}" for i, n in enumerate(sorted(names))}
+    for r in doc["rows"]:
+        r["pair"] = cjk[r["pair"]]
+    for rec in doc["recommendations"]:
+        rec["pair"] = cjk[rec["pair"]]
+    (tmp_path / "w.json").write_text(json.dumps(doc))
+    r = cli("report", "--timeline", SAMPLE_TIMELINE, "--summary", SAMPLE_SUMMARY, "--sweep", "w.json", "-o", "r.html",
+            cwd=tmp_path)
+    assert r.returncode in (0, 1), r.stderr
+    assert all(line.startswith("colo-replay: ") for line in r.stderr.splitlines()), r.stderr[:2000]

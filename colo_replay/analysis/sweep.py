@@ -883,6 +883,8 @@ def plot(path: str, rows: list[dict], recommendations: list[Recommendation], tit
     low = str(path).lower()
     if not low.endswith((".svg", ".png")):
         raise ValueError(f"{path}: the plot is written as .svg or .png")
+    import warnings
+
     import matplotlib.pyplot as plt
 
     from ..output.files import replacing_path
@@ -891,7 +893,9 @@ def plot(path: str, rows: list[dict], recommendations: list[Recommendation], tit
     # No creation date, fixed SVG ids: the same sweep draws the same file.
     plt.rcParams["svg.hashsalt"] = "colo-replay-sweep"
     try:
-        with replacing_path(path) as tmp:         # beside the target, renamed once complete
+        with replacing_path(path) as tmp, warnings.catch_warnings():     # beside the target, renamed once complete
+            # a glyph the font lacks (a pair named in CJK) is drawn as a box, not said on stderr
+            warnings.simplefilter("ignore", UserWarning)
             fig.savefig(tmp, format="svg" if low.endswith(".svg") else "png",
                         metadata={"Date": None} if low.endswith(".svg") else {"Software": None})
     finally:

@@ -780,6 +780,8 @@ def make_case(rng, originals) -> dict:
     case = (report_case if r < 0.45 else sweep_case if r < 0.75 else explain_case)(rng, originals)
     # some outputs exist already: a failed run must leave them as they were
     case["existing"] = {p: b"EXISTING " + p.encode() + b"\n" for p in case["outputs"] if rng.random() < 0.3}
+    for p in [p for p in case["existing"] if case["outputs"][p] == "sweep-csv"]:
+        case["existing"][p + ".partial"] = b"a stale sidecar: a complete run removes it\n"
     return case
 
 
@@ -885,10 +887,15 @@ def _check_output(path, kind, status, existing) -> list:
     if status in (0, 1):
         if not exists or data == existing:
             return [f"{os.path.basename(path)}: asked for, exit {status}, not written"]
+        if kind == "sweep-csv" and os.path.exists(path + ".partial"):
+            return [f"{os.path.basename(path)}: complete (exit {status}), but a .partial sidecar is left beside it"]
         return []
     if status != 2 or untouched:
         return []
-    partial = _marked_partial(path, kind, data)
+    try:
+        partial = _marked_partial(path, kind, data)
+    except Exception as exc:       # noqa: BLE001 - an output its own format cannot read: not marked
+        return [f"{os.path.basename(path)}: written on exit 2 and unreadable ({type(exc).__name__}: {exc})"]
     if partial is None:
         return []
     return [] if partial else [f"{os.path.basename(path)}: written on exit 2 but not marked partial"]
