@@ -224,12 +224,17 @@ CASES = {
                                             "out of range"),
     "csv-time-beyond-int64": _timeline_case("t.csv", edited(time_ns={7: 2**64}), "line 9", "row 8", "time_ns",
                                             "out of range"),
+    "csv-integer-of-2m-digits": _edited_text(          # int() refuses > 4300 digits: was a line naming nothing
+        "t.csv", lambda lines: lines[:5] + [",".join(["1" * 2_000_000] + lines[5].split(",")[1:])] + lines[6:],
+        "line 6", "row 5", "time_ns", "out of range"),
     "csv-unknown-kind": _timeline_case("t.csv", edited(kind={2: "zz"}), "line 4", "row 3", "kind", "'zz'"),
     "csv-unknown-column": _timeline_case("t.csv", lambda df: df.assign(extra=1), "unknown column", "extra"),
     "csv-missing-column": _timeline_case("t.csv", lambda df: df.drop(columns=["held_ns"]), "missing column",
                                          "held_ns"),
     "csv-ragged-row": _edited_text("t.csv", lambda lines: lines[:3] + [lines[3] + ",5"] + lines[4:], "line 4",
                                    "14 fields"),
+    "csv-ragged-row-with-a-long-field": _edited_text("t.csv", lambda lines: lines[:3] + [lines[3] + "," + "x" * 200_000]
+                                                     + lines[4:], "line 4", "14 fields"),   # (csv's 128 KiB limit)
     "jsonl-string-in-int-column": _timeline_case("t.jsonl", edited(conn={4: "zz"}), "line 5", "conn", "'zz'"),
     "jsonl-missing-key": _timeline_case("t.jsonl", lambda df: df.drop(columns=["detail"]), "missing column",
                                         "detail"),
@@ -491,3 +496,69 @@ def test_report_allow_gaps_with_a_saved_timeline_and_replay_recording_it(tmp_pat
     assert tl.summary["knobs"]["allow_gaps"] is True
     assert api.replay(ROOT / "sample_pcaps/primary.pcap",
                       ROOT / "sample_pcaps/secondary.pcap").summary["knobs"]["allow_gaps"] is False
+
+
+# -- a saved run that says it is partial, empty or interrupted (found by tests/test_fuzz_saved_inputs.py)
+
+@pytest.mark.parametrize("change, status, fragments", [
+    ({"error": "p.pcap: frame 9 at byte offset 200: cut", "partial": True}, "partial",
+     ["p.pcap: frame 9 at byte offset 200", "t.parquet", "partial"]),
+    ({"error": "p.pcap: frame 9\nTraceback (most recent call last):\x1b[31m"}, "partial",      # a line end in a file
+     ["p.pcap: frame 9\\nTraceback", "\\x1b[31m"]),
+    ({"nothing_compared": "one side has no frame"}, "empty", ["nothing was compared in t.parquet", "--allow-empty"]),
+    ({"interrupted": True}, "interrupted", ["saved run t.parquet was interrupted", "partial"]),
+])
+def test_saved_run_partial_empty_or_interrupted_is_exit_2_with_its_error_line(tmp_path, change, status, fragments):
+    """Exit 2 (not 130: the report was not interrupted), the report written and marked, and the
+    last stderr line the error naming what and where (it was the verdict, or a line naming nothing);
+    every stderr line the tool's own, whatever the saved strings hold."""
+    (tmp_path / "t.parquet").write_bytes(SAMPLE_TIMELINE.read_bytes())
+    (tmp_path / "s.json").write_text(json.dumps({**sample_summary(), **change}))
+    r = cli("report", "--timeline", "t.parquet", "--summary", "s.json", "--json", "out.json", cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().split("\n")
+    assert all(line.startswith("colo-replay: ") for line in lines), r.stderr
+    assert lines[-1].startswith("colo-replay: error: "), r.stderr
+    for f in fragments:
+        assert f in lines[-1], f"{f!r} not in {lines[-1]!r}"
+    verdict = json.loads((tmp_path / "out.json").read_text())["verdict"]
+    assert verdict["status"] == status and verdict["exit_status"] == 2
+
+
+def test_report_of_a_sweep_of_thousands_of_pairs_is_bounded(tmp_path):
+    """report --sweep of a sweep of 3,000 pairs (valid: a --pairs manifest's): the page's table
+    and the Markdown comment hold the first --top pairs and say how many more (every pair's rows
+    and recommendation made a 4.8 MB page and a 940 KB PR comment at 5,000 pairs)."""
+    from colo_replay import api
+
+    doc = sample_sweep()
+    rows, recs = [], []
+    for k in range(3000):
+        rows += [{**r, "pair": f"p{k}"} for r in doc["rows"]]
+        recs.append({**doc["recommendations"][0], "pair": f"p{k}", "row": len(rows) - 1})
+    doc.update(rows=rows, recommendations=recs, pairs=[{**doc["pairs"][0], "name": f"p{k}"} for k in range(3000)])
+    (tmp_path / "w.json").write_text(json.dumps(doc))
+    rep = api.report(timeline=SAMPLE_TIMELINE, summary=SAMPLE_SUMMARY, sweep=tmp_path / "w.json", top=20)
+    sweep = rep.data["sweep"]
+    assert (sweep["pairs"], sweep["shown_pairs"], len(sweep["recommendations"])) == (3000, 20, 20)
+    assert {r["pair"] for r in sweep["rows"]} == {f"p{k}" for k in range(20)}
+    assert len(rep.markdown()) < 20_000 and "2,995 more pairs" in rep.markdown()
+    assert len(rep.html()) < 1_000_000 and "2,980 more pairs" in rep.html()
+
+
+def test_report_of_names_the_font_lacks_is_quiet(tmp_path):
+    """A sweep whose pairs are named in CJK (DejaVu Sans has no such glyph): the report's plot
+    draws boxes, and matplotlib's "Glyph missing" warnings stay off stderr (found by
+    tests/test_fuzz_saved_inputs.py)."""
+    doc = sample_sweep()
+    names = {r["pair"] for r in doc["rows"]}
+    cjk = {n: f"名前{i}" for i, n in enumerate(sorted(names))}
+    for r in doc["rows"]:
+        r["pair"] = cjk[r["pair"]]
+    for rec in doc["recommendations"]:
+        rec["pair"] = cjk[rec["pair"]]
+    (tmp_path / "w.json").write_text(json.dumps(doc))
+    r = cli("report", "--timeline", SAMPLE_TIMELINE, "--summary", SAMPLE_SUMMARY, "--sweep", "w.json", "-o", "r.html",
+            cwd=tmp_path)
+    assert r.returncode in (0, 1), r.stderr
+    assert all(line.startswith("colo-replay: ") for line in r.stderr.splitlines()), r.stderr[:2000]

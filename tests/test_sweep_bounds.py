@@ -354,6 +354,14 @@ def test_value_counts_are_known_before_the_values_are_made():
     ("types.toml", '[[pair]]\nname = "x"\nprimary = {x = 1}\nsecondary = "b"\n',
      ["types.toml: [[pair]] 1", "primary"]),
     ("big.csv", "name,primary,secondary\n" + "a" * 200_000 + ",a,b\n", ["big.csv", "line 2"]),
+    ("deep.toml", "a = " + "[" * 100_000, ["deep.toml", "not TOML", "nested too deep"]),    # (was RecursionError)
+    # a checkpoints_at file that cannot be read: the row and the field (the line named the file only)
+    ("ckdir.csv", "name,primary,secondary,checkpoints_at\nx,a,b,.\n", ["ckdir.csv: row 2", "checkpoints_at",
+                                                                     "Is a directory"]),
+    ("cktable.toml", '[[pair]]\nname="x"\nprimary="a"\nsecondary="b"\ncheckpoints_at={x="."}\n',    # (was "in/{'x': '.'}")
+     ["cktable.toml: [[pair]] 1", "checkpoints_at", "not a path"]),
+    ("ckmissing.toml", '[[pair]]\nname="x"\nprimary="a"\nsecondary="b"\ncheckpoints_at="none.txt"\n',
+     ["ckmissing.toml: [[pair]] 1", "checkpoints_at", "none.txt", "No such file"]),
 ])
 def test_manifest_messages_name_the_row(tmp_path, name, text, parts):
     (tmp_path / name).write_text(text)
@@ -524,3 +532,36 @@ def test_sweep_outputs_are_written_beside_and_renamed(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="destroy the input"):
         result.plot(secondary)
     assert secondary.read_bytes() == before
+
+
+@pytest.mark.parametrize("names", [["x" * 10_000, "y" * 10_000], ["名前", "ペア"]])
+def test_plot_of_pairs_with_long_names_is_bounded_and_quiet(tmp_path, names):
+    """Pair names of 10,000 characters (a manifest may hold any): the plot's legend and title cut
+    them, so matplotlib does not warn on stderr that its layout cannot fit them (it did, with a
+    2.4 MB SVG); names in a script the font lacks are drawn as boxes, without matplotlib's glyph
+    warnings on stderr (found by tests/test_fuzz_saved_inputs.py)."""
+    (tmp_path / "m.csv").write_text("name,primary,secondary\n" + "".join(f"{n},{PRIMARY},{SECONDARY}\n"
+                                                                        for n in names))
+    proc = cli("sweep", "--pairs", tmp_path / "m.csv", "--compare-timeout", "1000", "-j", "1", "-o",
+               tmp_path / "s.csv", "--plot", tmp_path / "p.svg")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert all(line.startswith("colo-replay: ") for line in proc.stderr.splitlines()), proc.stderr[:2000]
+    assert (tmp_path / "p.svg").stat().st_size < 200_000
+
+
+def test_plot_of_thousands_of_pairs_draws_a_bounded_number_of_artists():
+    """5,000 pairs (a sweep JSON given to report --sweep, or a manifest under --max-settings):
+    the pairs beyond the labelled ones share one scatter and one line collection (an artist per
+    pair took 30 s to draw; found by tests/test_fuzz_saved_inputs.py's kind of input)."""
+    import matplotlib.pyplot as plt
+
+    one = {"checkpoints_per_min": 60.0, "held_p99_ms": 100.0, "pareto": True}
+    rows = [{**one, "pair": f"p{k}", "checkpoints_per_min": 60.0 + s} for k in range(5000) for s in (0, 1)]
+    recs = [sw.Recommendation(pair=f"p{k}", rule="r", row=2 * k, setting={"compare_timeout": 1000})
+            for k in range(5000)]
+    fig = sw.figure(rows, recs)
+    try:
+        ax = fig.axes[0]
+        assert len(ax.collections) + len(ax.lines) <= 2 * sw._LABELLED + sw._LABELLED + 2
+    finally:
+        plt.close(fig)

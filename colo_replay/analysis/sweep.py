@@ -328,6 +328,8 @@ def read_manifest(path, *, settings: int = 1, max_settings: int | None = None) -
                              f"byte offset {exc.start}): a pairs manifest is a CSV or TOML text file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path}: not TOML ({exc})") from None
+        except RecursionError:          # tomllib parses nested arrays and tables recursively
+            raise ValueError(f"{path}: not TOML that can be read: nested too deep") from None
         tables = doc.get("pair")
         if not isinstance(tables, list):
             raise ValueError(f"{path}: no [[pair]] tables")
@@ -449,7 +451,9 @@ def _manifest_value(value, kind: str, where: str, base):
         n = _number(m.group(2), "duration", where)
         return -n if m.group(1) else n
     if kind in ("path", "times"):              # --checkpoints-at: a file, relative to the manifest
-        return str(base / str(value))
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{where}: {_shown(value)} is not a path (a file name, relative to the manifest)")
+        return str(base / value)
     return str(value)
 
 
@@ -879,6 +883,8 @@ def plot(path: str, rows: list[dict], recommendations: list[Recommendation], tit
     low = str(path).lower()
     if not low.endswith((".svg", ".png")):
         raise ValueError(f"{path}: the plot is written as .svg or .png")
+    import warnings
+
     import matplotlib.pyplot as plt
 
     from ..output.files import replacing_path
@@ -887,7 +893,9 @@ def plot(path: str, rows: list[dict], recommendations: list[Recommendation], tit
     # No creation date, fixed SVG ids: the same sweep draws the same file.
     plt.rcParams["svg.hashsalt"] = "colo-replay-sweep"
     try:
-        with replacing_path(path) as tmp:         # beside the target, renamed once complete
+        with replacing_path(path) as tmp, warnings.catch_warnings():     # beside the target, renamed once complete
+            # a glyph the font lacks (a pair named in CJK) is drawn as a box, not said on stderr
+            warnings.simplefilter("ignore", UserWarning)
             fig.savefig(tmp, format="svg" if low.endswith(".svg") else "png",
                         metadata={"Date": None} if low.endswith(".svg") else {"Software": None})
     finally:
@@ -895,35 +903,55 @@ def plot(path: str, rows: list[dict], recommendations: list[Recommendation], tit
 
 
 _LABELLED = 10          # pairs named in the plot's legend, recommendations ringed and annotated
+_NAME_CHARS = 40        # of a pair's name in the plot's legend and title
 
 
 def figure(rows: list[dict], recommendations: list[Recommendation], title: str = ""):
     """The sweep's plot as a matplotlib figure (``plot`` writes it; the report embeds it).  Of
     many pairs, the first ``_LABELLED`` are named in the legend and have their recommendation
     ringed (a legend of thousands of pairs would take longer to draw than the sweep)."""
+    import warnings
+
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .report.checks import shown
+
     fig, ax = plt.subplots(figsize=(7, 4.5))
     groups = _by_pair(rows)
     names = list(groups)
+    # a pair's name may be any length (a manifest's): the legend and the title show it cut
+    shown_names = [shown(n, _NAME_CHARS) for n in names[:_LABELLED]]
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    # the pairs after the first _LABELLED: their points in one scatter, their fronts in one line
+    # collection (an artist per pair cost 4 ms a pair to draw: 30 s for 5,000 pairs)
+    rest_xy, rest_size, rest_colour, rest_fronts, rest_front_colour = [], [], [], [], []
     for n, (name, indices) in enumerate(groups.items()):
         c = colours[n % len(colours)]
         pts = [(rows[i], p) for i in indices if (p := _point(rows[i])) is not None]
-        label = name if len(names) > 1 else "settings (area: how many give that point)"
-        if n >= _LABELLED:
-            label = None
         counts: dict = {}
         for _, p in pts:
             counts[p] = counts.get(p, 0) + 1
-        ax.scatter([p[0] for p in counts], [p[1] for p in counts], s=[22 * n for n in counts.values()],
-                   color=c, alpha=0.6, label=label)
         front = sorted(p for r, p in pts if r.get("pareto"))
+        if n >= _LABELLED:
+            rest_xy += counts
+            rest_size += [22 * k for k in counts.values()]
+            rest_colour += [c] * len(counts)
+            if front:
+                rest_fronts.append(front)
+                rest_front_colour.append(c)
+            continue
+        label = shown_names[n] if len(names) > 1 else "settings (area: how many give that point)"
+        ax.scatter([p[0] for p in counts], [p[1] for p in counts], s=[22 * k for k in counts.values()],
+                   color=c, alpha=0.6, label=label)
         if front:
             ax.plot([p[0] for p in front], [p[1] for p in front], "-", color=c, lw=1.2,
-                    label=None if n >= _LABELLED else "Pareto front" + (f" ({name})" if len(names) > 1 else ""))
+                    label="Pareto front" + (f" ({shown_names[n]})" if len(names) > 1 else ""))
+    if rest_xy:
+        from matplotlib.collections import LineCollection
+        ax.scatter([p[0] for p in rest_xy], [p[1] for p in rest_xy], s=rest_size, color=rest_colour, alpha=0.6)
+        ax.add_collection(LineCollection(rest_fronts, colors=rest_front_colour, linewidths=1.2))
     for rec in recommendations[:_LABELLED]:
         if rec.row is not None:
             p = _point(rows[rec.row])
@@ -934,10 +962,13 @@ def figure(rows: list[dict], recommendations: list[Recommendation], title: str =
     ax.set_xlabel("checkpoints per minute")
     ax.set_ylabel("held p99 (ms)")
     n_set = len(rows) // max(len(names), 1)
-    ax.set_title(title or f"colo-replay sweep: {', '.join(names)}, {n_set} settings", fontsize=10)
+    more = f" and {len(names) - _LABELLED} more" if len(names) > _LABELLED else ""
+    ax.set_title(title or f"colo-replay sweep: {', '.join(shown_names)}{more}, {n_set} settings", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
+    with warnings.catch_warnings():          # what still cannot fit is drawn as it is, not said on stderr
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
     return fig
 
 

@@ -250,6 +250,11 @@ def _check_pair(spec: dict, label: str | None, settings: Settings, grid_settings
                 checked.add(key)
     except ValueError as exc:
         raise ValueError(prefix + str(exc)) from None
+    except OSError as exc:               # the pair's checkpoints_at file (read with its settings)
+        if label is None:
+            raise
+        name = os.fsdecode(exc.filename) if exc.filename is not None else str(own.get("checkpoints_at"))
+        raise ValueError(f"{prefix}checkpoints_at {name}: {exc.strerror or exc}") from None
     for side in ("primary", "secondary"):
         capture = spec[side]
         if not is_path(capture):

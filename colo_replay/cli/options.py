@@ -40,9 +40,18 @@ class Duration(click.ParamType):
 DURATION = Duration()
 
 
+def one_line(text) -> str:
+    """``text`` fit for one line of stderr: line ends and other control characters (a file's
+    content, a saved run's strings) escaped as Python writes them (``\\n``, ``\\x1b``)."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def fail(message: str, prog: str = "colo-replay") -> None:
     """One line on stderr, exit 2."""
-    click.echo(f"{prog}: error: {message}", err=True)
+    click.echo(f"{prog}: error: {one_line(message)}", err=True)
     sys.exit(EXIT_BAD_INPUT)
 
 

@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from .options import bad_input, check_outputs, fail, ports, take_settings
+from .options import EXIT_BAD_INPUT, bad_input, check_outputs, fail, one_line, ports, take_settings
 from .replay import replay as _replay_command
 
 # replay's parameters that a report does not take (its outputs and thresholds are the report's own)
@@ -50,7 +50,7 @@ def _write(path: str, content: str) -> None:
 @click.option("--sweep", "sweep_path", type=click.Path(dir_okay=False),
               help="Include a sweep (the JSON of sweep -o sweep.json): its table, plot and recommendation.")
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True,
-              help="Rows of long tables (connections, divergences, notes); the totals are always given.")
+              help="Rows of long tables (connections, divergences, notes, sweep pairs); the totals are always given.")
 @click.pass_context
 def report(ctx, output, markdown_path, json_path, timeline_path, summary_path, baseline, tolerance, sweep_path, top,
            **kw):
@@ -121,12 +121,24 @@ def report(ctx, output, markdown_path, json_path, timeline_path, summary_path, b
         _write(markdown_path, rep.markdown())
     if json_path:
         _write(json_path, rep.json())
-    click.echo(f"colo-replay: {rep.data['verdict']['text']}", err=True)
+    verdict = rep.data["verdict"]
+    click.echo(f"colo-replay: {one_line(verdict['text'])}", err=True)
     if rep.regressed is not None:
         click.echo(f"colo-replay: baseline {baseline}: {rep.data['baseline']['text']}", err=True)
-    if rep.data["verdict"]["status"] == "partial":
-        click.echo("colo-replay: error: the replay stopped at a read error (the report is partial)", err=True)
-    sys.exit(rep.exit_code(allow_empty=allow_empty))
+    code = rep.exit_code(allow_empty=allow_empty)
+    # exit 2 (or 130): the last line says why, naming the file and place, as replay's does
+    of = f" of {timeline_path}" if timeline_path is not None else ""
+    if verdict["status"] == "partial":
+        error = next((n["messages"][0] for n in rep.data["notes"] if n["kind"] == "read_error"), "a read error")
+        click.echo(f"colo-replay: error: {one_line(error)} (the report{of} is partial: results up to it)", err=True)
+    elif verdict["status"] == "interrupted":
+        what = f"the saved run {timeline_path} was interrupted" if timeline_path is not None else "interrupted"
+        click.echo(f"colo-replay: error: {what} (the report is partial: results up to the interruption)", err=True)
+    elif verdict["status"] == "empty" and code == EXIT_BAD_INPUT:
+        where = f" in {timeline_path}" if timeline_path is not None else ""
+        click.echo(f"colo-replay: error: nothing was compared{where}: {one_line(verdict['nothing_compared'])} "
+                   f"(--allow-empty accepts it)", err=True)
+    sys.exit(code)
 
 
 report.params.extend(p for p in _replay_command.params if p.name not in _NOT_HERE)

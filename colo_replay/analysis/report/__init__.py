@@ -47,8 +47,11 @@ replay clock (capture time + offsets; ``t0_ns`` is the first frame's), durations
                     frames [{time_ns, side, frame, cause}], messages?}]
     baseline      (with --baseline) {path, generated, rules, metrics [{name, old, new, delta,
                    delta_pct, rule, regressed}], classes_new, classes_gone, regressed, text}
+    sweep         (with --sweep) {path, swept, max_held_p99_ms, knobs, columns, pairs (in all),
+                   shown_pairs, recommendations [{pair, rule, row, setting}], rows [{pair, knobs...,
+                   columns...}]}   the rows and recommendations of the first ``top`` pairs
 
-Long lists (connections, divergences, note frames) hold the first ``top`` entries and the total.
+Long lists (connections, divergences, note frames, sweep pairs) hold the first ``top`` entries and the total.
 """
 
 from __future__ import annotations
@@ -187,7 +190,7 @@ def build_report(events, summary: dict, sources: Sources, *, mode: str, result=N
     (``load.check_gaps``; ``options["allow_gaps"]`` or the summary's knobs allow it)."""
     from .plots import draw_all
 
-    swept = _sweep_section(sweep) if sweep is not None else None
+    swept = _sweep_section(sweep, top) if sweep is not None else None
     rules = _baseline.parse_rules(tolerance) if baseline is not None else None
     old = _baseline.load_baseline(baseline) if baseline is not None else None
     if mode == "saved":
@@ -269,7 +272,7 @@ def build_report(events, summary: dict, sources: Sources, *, mode: str, result=N
                 "options": {k: _jsonable(v) for k, v in run_opts.items()}},
         "inputs": inputs,
         "t0_ns": int(t0),
-        "verdict": _model.verdict(numbers, summary),
+        "verdict": _model.verdict(numbers, summary, saved=mode == "saved"),
         "numbers": numbers,
         "connections": conn,
         "divergences": div,
@@ -287,8 +290,10 @@ def build_report(events, summary: dict, sources: Sources, *, mode: str, result=N
 SWEEP_COLUMNS = ("checkpoints_per_min", "held_p99_ms", "checkpoints", "requests", "roots", "pareto", "recommended")
 
 
-def _sweep_section(path: str) -> tuple[dict, dict]:
-    """A sweep's JSON as the report's ``sweep`` data and its plot (``analysis.sweep.figure``)."""
+def _sweep_section(path: str, top: int = 20) -> tuple[dict, dict]:
+    """A sweep's JSON as the report's ``sweep`` data and its plot (``analysis.sweep.figure``, of
+    every row): the rows and recommendations of its first ``top`` pairs, as long lists are (a
+    sweep of 5,000 pairs made a 4.8 MB page and a 940 KB Markdown comment)."""
     import matplotlib.pyplot as plt
 
     from .. import sweep as _sweep
@@ -302,11 +307,13 @@ def _sweep_section(path: str) -> tuple[dict, dict]:
     finally:
         plt.close(fig)
     plot["alt"] = "checkpoints per minute against held p99 of every swept setting, the Pareto front, the recommendation"
+    pairs = list(_sweep._by_pair(rows))
+    shown = set(pairs[:top])
     data = {"path": str(path), "swept": meta.get("swept"), "max_held_p99_ms": meta.get("max_held_p99_ms"),
-            "knobs": knobs, "columns": list(SWEEP_COLUMNS),
-            "recommendations": [r.as_dict() for r in recs],
+            "knobs": knobs, "columns": list(SWEEP_COLUMNS), "pairs": len(pairs), "shown_pairs": len(shown),
+            "recommendations": [r.as_dict() for r in recs if r.pair in shown],
             "rows": [{"pair": r.get("pair"), **{k: r.get(k) for k in knobs}, **{k: r.get(k) for k in SWEEP_COLUMNS}}
-                     for r in rows]}
+                     for r in rows if r.get("pair") in shown]}
     return data, plot
 
 

@@ -324,7 +324,9 @@ def _sweep(d: dict, plots: dict) -> str:
         rows.append([text(r["pair"])] + [(_n(r[k]), "n") for k in sw["knobs"]]
                     + [text("yes" if r[k] else "") if isinstance(r[k], bool) else (_n(r[k]), "n")
                        for k in sw["columns"]])
-    parts.append(_table(head, rows) + "</section>")
+    more = sw.get("pairs", 0) - sw.get("shown_pairs", 0)
+    parts.append(_table(head, rows) + (f"<p class=small>… and {more:,} more pairs (--top; the sweep's JSON holds "
+                                       f"every row)</p>" if more > 0 else "") + "</section>")
     return "".join(parts)
 
 

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -47,6 +49,7 @@ _RANGES = {c: ((-2**31, 2**31 - 1) if d == "<i4" else (-2**63, 2**63 - 1)) for c
 # time_ns and held_ns within +-(2^62 - 1): a difference of two times, or a time minus a held time,
 # stays within int64
 _RANGES["time_ns"] = _RANGES["held_ns"] = (-_TIME_LIMIT + 1, _TIME_LIMIT - 1)
+_INT_DIGITS = 19               # digits of the largest int64: more is out of every column's range
 _FLOAT_EXACT = 2**53           # beyond it a float is no exact integer
 _INT_TEXT = re.compile(r"\s*[+-]?\d+\s*")
 _PANDAS_INDEX = re.compile(r"__index_level_\d+__")     # DataFrame.to_parquet's index column, not data
@@ -113,6 +116,8 @@ def value_problem(column: str, v, text: bool = False) -> str | None:
             return "missing value"
         if not _INT_TEXT.fullmatch(v):
             return f"expected an integer, got {_short(v)}"
+        if len(v.strip().lstrip("+-").lstrip("0")) > _INT_DIGITS:     # (int() refuses > 4300 digits)
+            return f"{_short(v.strip())} is out of range ({lo} to {hi})"
         v = int(v)
     if _missing(v) or (isinstance(v, str) and not v):
         return "missing value"
@@ -214,13 +219,26 @@ def _check_columns(names, path: str) -> None:
 
 # -- where a data row is in the file (only when there is something to say about it) -------------
 
+@contextmanager
+def _csv_fields_unbounded():
+    """The csv module without its 128 KiB field limit (a csv.Error, not a line number, on a long
+    field pandas has read already), restored afterwards."""
+    import csv
+
+    was = csv.field_size_limit(sys.maxsize)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(was)
+
+
 def _csv_lines(path: str, rows) -> dict:
     """``{data row (0-based): first line of its record}`` in a CSV file, as pandas counts records
     (blank lines skipped, quoted line ends inside a record)."""
     import csv
 
     want, out = set(rows), {}
-    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh, _csv_fields_unbounded():
         reader = csv.reader(fh)
         start, r = 1, -1                # the header is record -1
         for record in reader:
@@ -253,9 +271,11 @@ def _jsonl_lines(path: str, rows) -> dict:
 def _where(path: str, rows) -> dict:
     """``{data row: "line L (row R)"}`` (CSV, JSON Lines) or ``"row R"`` (Parquet)."""
     fmt = _fmt(path)
+    import csv
+
     try:
         lines = _csv_lines(path, rows) if fmt == "csv" else _jsonl_lines(path, rows) if fmt == "jsonl" else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, csv.Error):
         lines = {}
     return {r: (f"line {lines[r]} (row {r + 1})" if r in lines else f"row {r + 1}") for r in rows}
 
@@ -338,15 +358,18 @@ def _csv_problem(path: str, fields: int) -> str | None:
     """The first record of a CSV file whose field count is not the header's."""
     import csv
 
-    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh, _csv_fields_unbounded():
         reader = csv.reader(fh)
         start, r = 1, -1
-        for record in reader:
-            if record:
-                if r >= 0 and len(record) != fields:
-                    return f"{path}: line {start} (row {r + 1}): {len(record)} fields, the header has {fields}"
-                r += 1
-            start = reader.line_num + 1
+        try:
+            for record in reader:
+                if record:
+                    if r >= 0 and len(record) != fields:
+                        return f"{path}: line {start} (row {r + 1}): {len(record)} fields, the header has {fields}"
+                    r += 1
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            return f"{path}: line {start}" + (f" (row {r + 1})" if r >= 0 else "") + f": {exc}"
     return None
 
 

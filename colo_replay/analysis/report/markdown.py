@@ -45,9 +45,14 @@ def render(d: dict, top: int = 5) -> str:
     b = d.get("baseline")
     if b:
         out += [f"{'❌' if b['regressed'] else '✅'} **Baseline:** {md(b['text'])}", ""]
-    for rec in (d.get("sweep") or {}).get("recommendations", ()):
+    sweep = d.get("sweep") or {}
+    recs = sweep.get("recommendations", ())
+    for rec in recs[:top]:
         setting = ", ".join(f"{k}={v}" for k, v in (rec["setting"] or {}).items()) or "none qualifies"
         out += [f"**Sweep, recommended for {md(rec['pair'])}:** {md(setting)} ({md(rec['rule'])})", ""]
+    more = max(len(recs) - top, 0) + sweep.get("pairs", 0) - sweep.get("shown_pairs", 0)
+    if recs and more > 0:
+        out += [f"… and {more:,} more pairs of the sweep", ""]
     out += ["| | |", "|---|---|",
             f"| profile | QEMU {md(d['run'].get('profile'))}, {md(d['run']['mode'])}{_release(d['run'].get('qemu'))} |",
             f"| frames (primary / secondary) | {_n(n['frames_primary'])} / {_n(n['frames_secondary'])} |",

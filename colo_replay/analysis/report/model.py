@@ -13,7 +13,7 @@ import pandas as pd
 
 from ...engine.constants import MS
 from ...engine.packet import PORTED_PROTOCOLS
-from ...output.verdict import exit_status, verdict_line
+from ...output.verdict import EXIT_BAD_INPUT, EXIT_INTERRUPTED, exit_status, verdict_line
 from ..fields import flow as _flow
 
 __all__ = ["mask", "key_numbers", "connections", "side_times", "add_flows", "notes", "verdict", "flow_of_key", "PROTOCOLS"]
@@ -267,11 +267,13 @@ def notes(events: pd.DataFrame, summary: dict, top: int) -> list[dict]:
     return out
 
 
-def verdict(numbers: dict, summary: dict) -> dict:
+def verdict(numbers: dict, summary: dict, saved: bool = False) -> dict:
     """``status`` (interrupted / partial / empty / diverged / clean), one ``text`` line and the
     ``exit_status`` of the project's exit-code contract (``output.verdict``): 0 no checkpoint
     request, 1 requests, 2 a read error or nothing compared, 130 interrupted.  ``nothing_compared``
-    is the summary's reason (a saved summary from before it existed: no frame on either side)."""
+    is the summary's reason (a saved summary from before it existed: no frame on either side).
+    ``saved``: a saved run that was interrupted is 2, partial results (130 would say that the
+    report itself was interrupted)."""
     req, ck = numbers["checkpoint_requests"], numbers["checkpoints"]
     nothing = summary.get("nothing_compared")
     if "nothing_compared" not in summary and not numbers["released"] and not req \
@@ -279,6 +281,8 @@ def verdict(numbers: dict, summary: dict) -> dict:
         nothing = "no frame reached colo-compare"
     error, interrupted = summary.get("error"), bool(summary.get("interrupted"))
     code = exit_status(requests=req, nothing_compared=nothing, error=error, interrupted=interrupted)
+    if saved and code == EXIT_INTERRUPTED:
+        code = EXIT_BAD_INPUT
     line = verdict_line(numbers["requests_by_cause"], nothing, error, interrupted)
     crash = f"; {numbers['qemu_crashes']} frames would crash QEMU" if numbers["qemu_crashes"] else ""
     status = ("interrupted" if interrupted else "partial" if error is not None else "empty" if nothing is not None

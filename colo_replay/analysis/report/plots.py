@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import io
+import warnings
 
 import numpy as np
 
@@ -63,7 +64,9 @@ def _png(fig) -> dict:
 
     canvas = FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    canvas.print_png(buf)
+    with warnings.catch_warnings():      # a glyph the font lacks (a CJK file or pair name): a box, not stderr
+        warnings.simplefilter("ignore", UserWarning)
+        canvas.print_png(buf)
     w, h = canvas.get_width_height()
     return {"src": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"),
             "width": int(w), "height": int(h)}
