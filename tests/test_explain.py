@@ -254,11 +254,17 @@ def test_without_tshark_one_line_and_l2_l4_fields_still_named(tmp_path):
 
 def test_cli_refusals_are_one_line_exit_2():
     for args in (("explain", P, S, "--frame", "Q#1"), ("explain", P, S, "--request", "999"),
+                 # int() would refuse these with its own line, naming no option (found by the fuzz)
+                 ("explain", P, S, "--frame", "P#\u00b2"), ("explain", P, S, "--frame", "P#" + "9" * 5000),
+                 # past the frames the replay read: refused as a request past the last is
+                 ("explain", P, S, "--frame", "P#99999999999999999"), ("explain", P, S, "--frame", "S#0"),
                  ("explain", "--chardev", CHARDEV, "--after-checkpoint", "resync"),
                  ("explain", "no-such.pcap", S)):
         r = _cli(*args)
         assert r.returncode == 2 and r.stderr.count("\n") == 1, (args, r.stderr)
         assert "Traceback" not in r.stderr
+        if "--frame" in args:
+            assert r.stderr.startswith("colo-replay: error: --frame "), r.stderr
 
 
 def test_chardev_resync_refused_by_the_api():

@@ -118,9 +118,14 @@ class Selection:
         if self.frame is None:
             return None
         text = self.frame.strip().upper()
-        if len(text) < 3 or text[0] not in "PS" or text[1] != "#" or not text[2:].isdigit():
-            raise ValueError(f"--frame {self.frame!r}: expected P#N or S#N (a primary or secondary frame number)")
-        return (0 if text[0] == "P" else 1), int(text[2:])
+        digits = text[2:]
+        # ASCII digits only (str.isdigit takes '²'), and no more than a frame number can have
+        # (int() refuses 4,300 digits with a line naming no option)
+        if len(text) < 3 or text[0] not in "PS" or text[1] != "#" or not (digits.isascii() and digits.isdigit()) \
+                or len(digits) > 19:
+            raise ValueError(f"--frame {_short(self.frame, 40)!r}: expected P#N or S#N (a primary or secondary "
+                             f"frame number)")
+        return (0 if text[0] == "P" else 1), int(digits)
 
 
 @dataclass
@@ -320,7 +325,9 @@ def explain_timeline(events: pd.DataFrame, fetch: Callable[[int, Iterable[int]],
 
     # every divergence gets its protocol and field (the classes cover all); the selected ones
     # get the full explanation.  Frames are fetched once for all of them.
-    selected = _select(divs, req, group, selection)
+    # the highest frame number of each side in the timeline: the frames the replay read
+    last = tuple(int(events[c].max()) if len(events) else 0 for c in ("primary_frame", "secondary_frame"))
+    selected = _select(divs, req, group, selection, last)
     expired_peer = _expired_candidates(events, divs)
     need = {0: set(), 1: set()}
     records = list(zip(divs.index, divs.to_dict("records")))
@@ -332,8 +339,7 @@ def explain_timeline(events: pd.DataFrame, fetch: Callable[[int, Iterable[int]],
         if cand is not None:
             need[cand[0]].add(cand[1])
     # (neighbours only among the frames the replay read: past them a capture may not be readable)
-    order_checked = _order_neighbours(records, need, (int(events["primary_frame"].max()),
-                                                      int(events["secondary_frame"].max())))
+    order_checked = _order_neighbours(records, need, last)
     frames = {side: (fetch(side, sorted(nums)) if nums else {}) for side, nums in need.items()}
 
     built = []
@@ -385,9 +391,10 @@ def _count(events: pd.DataFrame, kind: str) -> int:
     return int((events["kind"] == kind).sum())
 
 
-def _select(divs: pd.DataFrame, req: pd.DataFrame, group: pd.Series, sel: Selection) -> set:
+def _select(divs: pd.DataFrame, req: pd.DataFrame, group: pd.Series, sel: Selection, last: tuple) -> set:
     """Timeline indexes of the divergences selected by request and frame (flow and limit are
-    applied once the divergences are dissected)."""
+    applied once the divergences are dissected); ``last``: the highest frame number of each
+    side in the timeline (a frame past it is refused, as a request past the last is)."""
     keep = list(divs.index)
     by_group = {g: i for i, g in zip(divs.index, group[divs.index])}
     if sel.request is not None:
@@ -398,6 +405,9 @@ def _select(divs: pd.DataFrame, req: pd.DataFrame, group: pd.Series, sel: Select
     fr = sel.parse_frame()
     if fr is not None:
         side, num = fr
+        if not 1 <= num <= last[side]:
+            raise ValueError(f"--frame {sel.frame}: the replay's timeline has {('primary', 'secondary')[side]} frames "
+                             f"1..{last[side]}")
         col = "primary_frame" if side == 0 else "secondary_frame"
         hits = req.index[req[col].to_numpy() == num]
         wanted = {by_group[group[i]] for i in hits}

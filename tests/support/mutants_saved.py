@@ -53,20 +53,10 @@ RSS_LIMIT_MB = 700            # the contract's bound (a normal case peaks at ~15
 
 
 
-def _frame_digits(argv) -> str:
-    return argv[argv.index("--frame") + 1].strip()[2:] if "--frame" in argv else ""
-
-
-# Known breaks in code another engineer owns (analysis/explain.py, analysis/appfields.py,
-# api.explain, being rewritten): what they are -> which cases show them.  Those cases run and
-# are listed ("known"), not asserted.
-EXPLAIN_KNOWN = {
-    "explain --frame P#N, N of more than 4300 digits or digits int() does not take ('²'): "
-    "analysis/explain.py Selection.parse_frame lets int()'s own ValueError through, a line naming "
-    "no option ('colo-replay: error: invalid literal for int() with base 10: ...')":
-        lambda argv: (len(_frame_digits(argv)) > 4300
-                      or (_frame_digits(argv).isdigit() and not _frame_digits(argv).isascii())),
-}
+# Known breaks in code another engineer owns: what they are -> which cases show them.  Those
+# cases run and are listed ("known"), not asserted.  None today: --frame's digits (more than
+# 4,300, or '²') were one, fixed in Selection.parse_frame.
+EXPLAIN_KNOWN: dict = {}
 
 
 def cli(*args) -> list:
