@@ -8,6 +8,8 @@
 # receives src/VERSION, build/VERSION, bin/qemu-system-x86_64-VERSION and logs/VERSION.*.
 # Sources come from git directories, not the network:
 #   QEMU_GIT          a git dir with the release tags (default: the jasowang/qemu mirror)
+#   QEMU_REF          what to archive (default: the tag vVERSION; e.g. a release commit of a
+#                     mirror without tags: 10.2.0 = 698104725e in pbo-linaro/qemu-ci)
 #   KEYCODEMAPDB_GIT  a git dir of qemu/keycodemapdb (the commit the tree pins is archived)
 # Debian 12 packages: gcc make meson ninja-build pkg-config libglib2.0-dev libpixman-1-dev
 #   libslirp-dev libfdt-dev flex bison python3-distlib python3-tomli.
@@ -18,6 +20,7 @@ set -euo pipefail
 V=${1:?usage: build_qemu_release.sh VERSION [WORKDIR]}
 W=${2:-/work/qemu-builds}
 QEMU_GIT=${QEMU_GIT:-/work/.mirror/jasowang+qemu/repo}
+REF=${QEMU_REF:-v$V}
 KEYCODEMAPDB_GIT=${KEYCODEMAPDB_GIT:-/work/.mirror/qemu+keycodemapdb/repo}
 JOBS=${JOBS:-2}
 SRC=$W/src/$V
@@ -28,16 +31,17 @@ mkdir -p "$W/src" "$W/build" "$W/bin" "$W/logs"
 export PATH=/usr/bin:/bin:$PATH
 
 t0=$(date +%s)
+echo "source $QEMU_GIT $REF ($(git --git-dir="$QEMU_GIT" rev-parse "$REF^{commit}"))"
 rm -rf "$SRC" "$BLD"
 mkdir -p "$SRC" "$BLD"
-git --git-dir="$QEMU_GIT" archive "v$V" | tar -x -C "$SRC"
+git --git-dir="$QEMU_GIT" archive "$REF" | tar -x -C "$SRC"
 
 # keycodemapdb (a submodule / subproject, absent from the archive): the pinned commit.
 if [ -f "$SRC/subprojects/keycodemapdb.wrap" ]; then
     kc=$(sed -n 's/^revision *= *//p' "$SRC/subprojects/keycodemapdb.wrap")
     kdir=$SRC/subprojects/keycodemapdb
 else
-    kc=$(git --git-dir="$QEMU_GIT" ls-tree "v$V" ui/keycodemapdb | awk '{print $3}')
+    kc=$(git --git-dir="$QEMU_GIT" ls-tree "$REF" ui/keycodemapdb | awk '{print $3}')
     kdir=$SRC/ui/keycodemapdb
 fi
 rm -rf "$kdir"; mkdir -p "$kdir"
