@@ -262,7 +262,10 @@ def zero_length_case(binary: str, side: str, vnet: bool = False, vnet_len: int =
             "before": "P udp 'before' (queued)"}
     with QemuOracle(binary=binary, vnet_hdr_support=vnet) as q:
         case["before_step"] = encode_capture(q.step(("P", F.udp(b"before"))))
-        case.update(_after_bad_input(q, lambda q: q.send_raw(side, zero_length_frame_bytes(vnet, vnet_len))))
+        # The frame's header only: the barrier frame written next is what makes QEMU finalise it
+        # (zero_length_frame_bytes' extra byte would shift the framing of every later frame).
+        header = zero_length_frame_bytes(vnet, vnet_len)[:-1]
+        case.update(_after_bad_input(q, lambda q: q.send_raw(side, header)))
     return case
 
 
