@@ -5,7 +5,8 @@
         [--configure-args FILE] [--source TEXT] [--no-crash-cases]
 
 Runs every scenario of tests/support/scenarios.py that RELEASE's colo-compare can run (a scenario
-setting a property the release lacks is listed under "skipped"), then the crash cases (zero-length
+setting a property the release lacks is listed under "skipped") and recordings.extra_scenarios()
+(timers at their defaults), then the crash cases (zero-length
 frames, connection-table overflow), and writes tests/data/qemu-recordings/RELEASE.json.gz (format:
 tests/support/recordings.py; how the binaries were built: scripts/build_qemu_release.sh and the
 README beside the recordings).  --configure-args names the file build_qemu_release.sh wrote
@@ -42,7 +43,7 @@ def main(argv=None) -> int:
         with open(a.configure_args) as f:
             line = f.read().split()
         configure = line[1:] if line and line[0] == "configure" else line
-    scenarios = all_scenarios()
+    scenarios = all_scenarios() + recordings.extra_scenarios()
     if a.only:
         scenarios = [s for s in scenarios if s.name in set(a.only)]
     out = a.out or os.path.join(ROOT, "tests", "data", "qemu-recordings", f"{a.release}.json.gz")

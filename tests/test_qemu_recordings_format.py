@@ -19,7 +19,7 @@ from tests.support.scenarios import all_scenarios
 
 HERE = os.path.join(os.path.dirname(__file__), "data", "qemu-recordings")
 FILES = sorted(glob.glob(os.path.join(HERE, "*.json.gz")))
-SCENARIOS = all_scenarios()
+SCENARIOS = all_scenarios() + R.extra_scenarios()
 
 
 def test_there_are_recordings():
