@@ -14,7 +14,8 @@
 # Debian 12 packages: gcc make meson ninja-build pkg-config libglib2.0-dev libpixman-1-dev
 #   libslirp-dev libfdt-dev flex bison python3-distlib python3-tomli.
 # Meson releases (5.2+): configure + ninja; older ones: configure + make.  Configure gets the
-# §9 options (plus --disable-debug-info: faster, same code), each only where that release's configure knows it.  Runs under nice -n 10, -j2.
+# §9 options (plus --disable-debug-info: faster, same code), each only where that release's
+# configure knows it.  Runs under nice -n 10, -j2.
 set -euo pipefail
 
 V=${1:?usage: build_qemu_release.sh VERSION [WORKDIR]}
