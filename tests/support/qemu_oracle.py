@@ -640,8 +640,9 @@ def _no_core_dumps() -> None:
         pass
 
 
-def zero_length_frame_bytes(vnet: bool = False) -> bytes:
+def zero_length_frame_bytes(vnet: bool = False, vnet_hdr_len: int = 0) -> bytes:
     """A zero-length frame on the wire plus one more byte: QEMU's reader finalises a zero-length
-    frame only when at least one further byte arrives (net_fill_rstate loops while size > 0)."""
-    hdr = struct.pack("!II", 0, 0) if vnet else struct.pack("!I", 0)
+    frame only when at least one further byte arrives (net_fill_rstate loops while size > 0).
+    With ``vnet`` the frame's vnet length word is ``vnet_hdr_len`` (7.1 tells 0 from > 0)."""
+    hdr = struct.pack("!II", 0, vnet_hdr_len) if vnet else struct.pack("!I", 0)
     return hdr + b"\x00"
