@@ -167,6 +167,7 @@ def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = 
     the filter-rewriter).
     """
     from .analysis.explain import Selection, explain_timeline
+    from .engine.profiles import CompareConfig
     from .captures.pick import pick_frames
     from .engine.releases import get_profile
 
@@ -215,13 +216,18 @@ def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = 
         except ValueError as exc:           # a knob the other profile lacks (4.1: compare_timeout ...)
             replay_info["other_profile"] = f"not replayed: {exc}"
             other = None
-    result = explain_timeline(tl.events, fetch, replay=replay_info, vnet_hdr_len=tl.result.options.vnet_hdr_len,
+    o = tl.result.options
+    result = explain_timeline(tl.events, fetch, replay=replay_info, vnet_hdr_len=o.vnet_hdr_len,
                               inverted_tcp=get_profile(profile).tcp_compare_inverted, other=other,
-                              other_profile=other_name, selection=selection, tshark=tshark)
+                              other_profile=other_name, selection=selection, tshark=tshark,
+                              qemu_row=o.release.row if o.release is not None else None,
+                              config=CompareConfig(o.compare_timeout, o.expired_scan_cycle, o.max_queue_size,
+                                                   o.vnet_hdr_support),
+                              offsets_ns=(o.primary_offset_ns + o.primary_delay_ns,
+                                          o.secondary_offset_ns + o.secondary_delay_ns))
     result = dataclasses.replace(result, timeline=tl)
     if evidence is not None:
         from .analysis.evidence import write_evidence
-        o = tl.result.options
         write_evidence(os.fspath(evidence), result, fetch, vnet_hdr_len=o.vnet_hdr_len,
                        offsets_ns=(o.primary_offset_ns + o.primary_delay_ns,
                                    o.secondary_offset_ns + o.secondary_delay_ns))

@@ -298,7 +298,8 @@ class Explanation:
 def explain_timeline(events: pd.DataFrame, fetch: Callable[[int, Iterable[int]], dict], *,
                      replay: dict | None = None, vnet_hdr_len: int = 0, inverted_tcp: bool = False,
                      other: pd.DataFrame | None = None, other_profile: str | None = None,
-                     selection: Selection | None = None, tshark: bool = True) -> Explanation:
+                     selection: Selection | None = None, tshark: bool = True, qemu_row: str | None = None,
+                     config=None, offsets_ns: tuple = (0, 0)) -> Explanation:
     """Explain the divergences of a replay's timeline.
 
     ``fetch(side, numbers)`` returns ``{number: Picked}`` (``captures.pick``) for side 0
@@ -307,7 +308,10 @@ def explain_timeline(events: pd.DataFrame, fetch: Callable[[int, Iterable[int]],
     (when ``Picked`` carries none); ``inverted_tcp``: the replay's profile has 4.1's inverted
     TCP test; ``other``/``other_profile``: the timeline of the other profile's replay and its
     name; ``selection``: which divergences to detail (the classes always cover all);
-    ``tshark``: name application fields (one tshark run).
+    ``tshark``: name application fields (one tshark run); ``qemu_row``, ``config``, ``offsets_ns``:
+    the replay's behaviour row, its ``CompareConfig`` and each side's clock offset: with them,
+    each divergence shown says which rows would decide differently (``row_verdicts``, in
+    ``details["releases"]``).
     """
     selection = selection or Selection()
     eps = episodes(events)
@@ -365,6 +369,8 @@ def explain_timeline(events: pd.DataFrame, fetch: Callable[[int, Iterable[int]],
         chosen = chosen[:max(0, selection.limit)]
     for d in chosen:
         _hex_into(d, frames)
+    if qemu_row is not None and config is not None:
+        _releases_into(chosen, events, fetch, qemu_row, config, offsets_ns)
     # application fields: the divergences shown, plus a representative per group for the classes
     app_note = _name_app_fields(chosen, [d for _i, d in built], frames, vnet_hdr_len) if tshark else \
         "application fields not asked for (tshark off)"
@@ -559,6 +565,50 @@ def _difference_into(d: Divergence, p, s, pv: int, sv: int, inverted_tcp: bool, 
             pv_ = _val(fp) if fp is not None else None
             sv_ = _val(fs) if fs is not None and fs.name == name else (None if fs is None else f"{fs.name} = {_val(fs)}")
         d.fields = [{"name": name, "primary": pv_, "secondary": sv_}]
+
+
+def _releases_into(chosen: list, events: pd.DataFrame, fetch, row: str, config, offsets_ns: tuple) -> None:
+    """``details["releases"]`` and a note for each divergence shown: its connection's frames from
+    the flush before it up to it, replayed in every behaviour row (``row_verdicts``)."""
+    from .row_verdicts import MAX_FRAMES, row_verdicts
+
+    times = events["time_ns"].to_numpy()
+    flushes = times[(events["kind"] == "flush").to_numpy()]
+    conn_col = events["conn"].to_numpy()
+    pf, sf = events["primary_frame"].to_numpy(), events["secondary_frame"].to_numpy()
+    spans, need = [], {0: set(), 1: set()}
+    for d in chosen:
+        if d.cause not in ("miscompare", "size_mismatch", "ack_gate") or d.primary_frame < 1:
+            continue
+        before = flushes[flushes < d.time_ns]
+        after = flushes[flushes > d.time_ns]
+        lo = before.max() if len(before) else np.iinfo(np.int64).min
+        hi = after.min() if len(after) else np.iinfo(np.int64).max
+        mask = (conn_col == d.conn) & (times > lo) & (times <= hi)
+        nums = ({int(n) for n in pf[mask] if n >= 1}, {int(n) for n in sf[mask] if n >= 1})
+        if len(nums[0]) + len(nums[1]) > MAX_FRAMES:
+            continue
+        need[0] |= nums[0]
+        need[1] |= nums[1]
+        spans.append((d, nums))
+    if not spans:
+        return
+    got = {side: (fetch(side, sorted(n)) if n else {}) for side, n in need.items()}
+    for d, nums in spans:
+        frames = []
+        for side in (0, 1):
+            for n in nums[side]:
+                pk = got[side].get(n)
+                if pk is not None and pk.time_ns + offsets_ns[side] <= d.time_ns:
+                    frames.append((pk.time_ns + offsets_ns[side], side, n, pk))
+        found = row_verdicts(frames, d.primary_frame, d.cause, row, config)
+        if found is None:
+            continue
+        d.details["releases"] = found
+        other = [g for g in found["rows"] if not g["same_as_replay"]]
+        if other:
+            d.notes.append("other releases, on its connection's frames alone: " + "; ".join(
+                f"rows {g['rows']} ({g['releases']}): {g['verdict']}" for g in other))
 
 
 def _hex_into(d: Divergence, frames: dict) -> None:
