@@ -532,15 +532,23 @@ class Generator:
         if self.armed["icmp_payload"]:
             j = 16 + self.rnd.randrange(40)
             sdata = data[:j] + bytes((data[j] ^ 0x40,)) + data[j + 1:]
-            s = self.icmp(f, f.ipid, seq, sdata)
-            tag = self.plant("icmp_payload", f, t, p, s)
-            self.push_p(t, p, tag)
-            self.push_s(t, f, s, tag)
+            self.emit(t, f, p, self.icmp(f, f.ipid, seq, sdata), "icmp_payload")
         else:
-            self.push_p(t, p)
-            self.push_s(t, f, p)
+            self.emit(t, f, p)
         f.ipid = (f.ipid + 1) & 0xFFFF
         self.at(t + 1e6 / self.icmp_hz + self.rnd.randrange(-300, 300), self.ping, f)
+
+    def emit(self, t: int, f: Flow, p: bytes, s: bytes | None = None, kind: str | None = None) -> None:
+        """Push primary frame ``p`` and its secondary twin: ``p`` itself, or with a plant of
+        ``kind`` the changed frame ``s`` (``None``: the secondary sends none)."""
+        if kind is None:
+            self.push_p(t, p)
+            self.push_s(t, f, p)
+            return
+        tag = self.plant(kind, f, t, p if s is not None else None, s)
+        self.push_p(t, p, tag)
+        if s is not None:
+            self.push_s(t, f, s, tag)
 
     def rtp(self, t: int, f: Flow):
         """An RTP-like datagram (PCMU, 160 bytes) of the stream."""
@@ -555,18 +563,13 @@ class Generator:
         self.count("rtp")
         self._lag()
         if self.armed["missing_secondary"]:
-            tag = self.plant("missing_secondary", f, t, None, None)
-            self.push_p(t, p, tag)
+            self.emit(t, f, p, None, "missing_secondary")
         elif self.armed["udp_byte"]:
             j = 12 + rnd.randrange(160)
             sp = payload[:j] + bytes((payload[j] ^ 0x01,)) + payload[j + 1:]
-            s = self.udp(f, f.ipid, sp)
-            tag = self.plant("udp_byte", f, t, p, s)
-            self.push_p(t, p, tag)
-            self.push_s(t, f, s, tag)
+            self.emit(t, f, p, self.udp(f, f.ipid, sp), "udp_byte")
         else:
-            self.push_p(t, p)
-            self.push_s(t, f, p)
+            self.emit(t, f, p)
         f.ipid = (f.ipid + 1) & 0xFFFF
         self.at(t + 1e6 / self.udp_hz + rnd.randrange(-40, 40), self.rtp, f)
 
@@ -607,12 +610,9 @@ class Generator:
         else:
             s = p
         if kind in ("dns_id", "size"):
-            tag = self.plant(kind, f, t, p, s)
-            self.push_p(t, p, tag)
-            self.push_s(t, f, s, tag)
+            self.emit(t, f, p, s, kind)
         else:
-            self.push_p(t, p)
-            self.push_s(t, f, p)
+            self.emit(t, f, p)
             if kind == "missing_primary":                        # the secondary answers twice
                 dup = self.udp(f, (f.ipid + 1) & 0xFFFF, reply(qid, 1))
                 tag = self.plant(kind, f, t, None, None)
