@@ -135,10 +135,12 @@ class CheckpointModel:
     def busy_run(self, t: int):
         """Jump over checkpoints that follow each other back to back, in O(1): for a driver with
         nothing queued, when the periodic timer fires at least once per checkpoint
-        (``delay_ns <= duration_ns``) and requests coalesce (5.1+; 4.1's semaphore owes one
-        checkpoint per firing, a debt that only grows).  Then the running checkpoint ends at
-        ``r = running_until`` and, whatever is pending, another starts at once, at ``r + k *
-        duration_ns`` for every k (each span of ``duration_ns`` holds a firing).
+        (``delay_ns <= duration_ns``).  Then the running checkpoint ends at ``r = running_until``
+        and another starts at once, at ``r + k * duration_ns`` for every k (each span of
+        ``duration_ns`` holds a firing).  With 5.1+'s coalescing one checkpoint is owed however
+        many firings; 4.1's semaphore owes one per firing, a debt that grows by the firings
+        less the checkpoints (back to back from ``r`` on as soon as one is owed at ``r``, or the
+        timer fires at ``r``).
 
         Returns None when that does not apply or fewer than two would be skipped; else
         ``(end, n, last_end, start)``: the running checkpoint's "end" action at ``r``; ``n``
@@ -146,22 +148,32 @@ class CheckpointModel:
         "start" action at ``last_end`` of the one now running.  The model is left as stepping
         would leave it after everything at or before ``last_end``."""
         d, delay, r = self.duration_ns, self.delay_ns, self.running_until
-        if (self.measured is not None or r is None or not self.coalesce or not delay or delay > d
+        if (self.measured is not None or r is None or not delay or delay > d
                 or d <= 0 or t - r < 2 * d):
             return None
+        q = self.periodic_at
+        if not self.coalesce and not (self.pending >= 1 or q == r):
+            return None             # nothing owed at r: the next one waits for the timer
         n = (t - r) // d
         last = r + n * d
         end = CheckpointAction("end", r, self.running_cause, self.count)
         self.count += n
-        q = self.periodic_at
-        if q <= last:
-            # every firing before ``last`` happened, each re-arming the timer; one exactly at
-            # ``last`` fires after the checkpoint that starts then (end first, as in advance)
-            k = (last - q) // delay + 1
-            self.periodic_at = q + k * delay
-            self.pending = 1 if (last - q) % delay == 0 else 0
+        if self.coalesce:
+            if q <= last:
+                # every firing before ``last`` happened, each re-arming the timer; one exactly at
+                # ``last`` fires after the checkpoint that starts then (end first, as in advance)
+                k = (last - q) // delay + 1
+                self.periodic_at = q + k * delay
+                self.pending = 1 if (last - q) % delay == 0 else 0
+            else:
+                self.pending = 0
         else:
-            self.pending = 0
+            # each firing in [r, last] owes one (or starts one when none was owed), and each of
+            # the n + 1 starts at r, r + d, .., last (the one below too) pays one: stepping's
+            # debt in one sum (a firing at ``last`` comes after that start, end first)
+            fired = (last - q) // delay + 1 if q <= last else 0
+            self.periodic_at = q + fired * delay
+            self.pending = self.pending + fired - (n + 1)
         self.pending_cause = PERIODIC
         start = self._start(last, PERIODIC)[0]
         return end, n, last, start

@@ -538,6 +538,13 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
         end, n, last, start = run
         apply([end])
         add_row(end.time, _IDLE, Cause.PERIODIC, detail=n)
+        if vm_on_clock:
+            # 4.1: stepping resumes and stops the VM at the same instant between checkpoints, so
+            # the scan timer's clock stands still from the first start to the last end
+            for ev in engine.vm_stop(end.time):
+                handle(ev)
+            for ev in engine.vm_resume(last):
+                handle(ev)
         for ev in engine.checkpoint(last):
             add(ev)
         apply([start])
