@@ -448,10 +448,8 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                 if not refill():
                     return
             elif code == _SLOW:
-                cur = s if k else p
-                cur.stats.held += 1
                 rs_on = resync.active       # this flush may have set rules (the loop's copy is older)
-                feed_next(k, cur, t)
+                feed_next(k, s if k else p, t, True)
             else:
                 return              # captured at or after t (_WAKE), or past a failed capture's end
 
@@ -585,10 +583,11 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
             return
         feed_next(k, cur, t)
 
-    def feed_next(k: int, cur: _Side, t: int) -> None:
+    def feed_next(k: int, cur: _Side, t: int, held: bool = False) -> None:
         """Feed the next frame of side ``k`` at ``t`` with every check the fast stretch leaves
         out: a snaplen cut or a filter (``admit``), a vnet header, a resync rule; then handle
-        its events."""
+        its events.  ``held``: it was sent while a checkpoint had the VMs stopped (counted once
+        it is known to be fed, as every count of fed frames)."""
         nonlocal rs_on
         i = cur.i
         cur.i = i + 1
@@ -600,6 +599,8 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
             vnet = cur.admit(i, t, k, add_row)
             if vnet is None:
                 return
+        if held:
+            st.held += 1
         frame = cur.frame(i)
         if k == 1 and rs_on:
             frame = resynced(frame, vnet, ident, t)
