@@ -211,11 +211,20 @@ def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = 
     other = other_name = None
     if other_profile:
         other_name = "4.1" if profile != "4.1" else "7.2"
-        try:
-            other = run(settings.replace(qemu=other_name)).events
-        except ValueError as exc:           # a knob the other profile lacks (4.1: compare_timeout ...)
-            replay_info["other_profile"] = f"not replayed: {exc}"
-            other = None
+
+        def other(primary_frames: set, secondary_frames: set):
+            """The other profile's timeline rows about these frames.  Only those are kept: its
+            whole timeline (as big as this one, bigger under 4.1) is not held beside this one."""
+            import numpy as np
+            from .output.timeline import frame_from_columns
+            try:
+                cols = run(settings.replace(qemu=other_name)).columns
+            except ValueError as exc:       # a knob the other profile lacks (4.1: compare_timeout ...)
+                replay_info["other_profile"] = f"not replayed: {exc}"
+                return None
+            keep = np.isin(cols["primary_frame"], sorted(primary_frames)) | \
+                np.isin(cols["secondary_frame"], sorted(secondary_frames))
+            return frame_from_columns({name: col[keep] for name, col in cols.items()})
     o = tl.result.options
     result = explain_timeline(tl.events, fetch, replay=replay_info, vnet_hdr_len=o.vnet_hdr_len,
                               inverted_tcp=get_profile(profile).tcp_compare_inverted, other=other,

@@ -306,8 +306,10 @@ def explain_timeline(events: pd.DataFrame, fetch: Callable[[int, Iterable[int]],
     (primary) or 1 (secondary), with the bytes as the replay fed them.  ``replay``: what to
     report of the replay (profile, options); ``vnet_hdr_len``: the frames' vnet header length
     (when ``Picked`` carries none); ``inverted_tcp``: the replay's profile has 4.1's inverted
-    TCP test; ``other``/``other_profile``: the timeline of the other profile's replay and its
-    name; ``selection``: which divergences to detail (the classes always cover all);
+    TCP test; ``other``/``other_profile``: the timeline of the other profile's replay (or a
+    function of the divergences' primary and secondary frame numbers giving its rows about
+    them, or None) and its name; ``selection``: which divergences to detail (the classes
+    always cover all);
     ``tshark``: name application fields (one tshark run); ``qemu_row``, ``config``, ``offsets_ns``:
     the replay's behaviour row, its ``CompareConfig`` and each side's clock offset: with them,
     each divergence shown says which rows would decide differently (``row_verdicts``, in
@@ -378,8 +380,12 @@ def explain_timeline(events: pd.DataFrame, fetch: Callable[[int, Iterable[int]],
         [{"cause": d.cause, "protocol": d.protocol, "field": d.field, "time_ns": d.time_ns,
           "primary_frame": d.primary_frame, "secondary_frame": d.secondary_frame,
           "checkpoints": d.checkpoints if not d.concurrent else 0} for _i, d in built]))
-    if other is not None:
-        _other_verdicts(chosen, other, other_profile or "other")
+    if other is not None and chosen:
+        if callable(other):
+            other = other({d.primary_frame for d in chosen if d.primary_frame >= 1},
+                          {d.secondary_frame for d in chosen if d.secondary_frame >= 1})
+        if other is not None:
+            _other_verdicts(chosen, other, other_profile or "other")
     fr = selection.parse_frame()
     fate = None
     if fr is not None and not chosen:
