@@ -442,8 +442,7 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
         while not resync.holding:
             # the next frame in arrival order, if it was captured before t: _stretch feeds
             # nothing when no side is fast, it only finds the frame (or a batch to refill)
-            code, k, _tc = _stretch(engine, p, s, have[0], have[1], t, max(min(limit, _I64_MAX), -_I64_MAX - 1),
-                                    False, False, None)
+            code, k, _tc = _stretch(engine, p, s, have[0], have[1], t, _int64(limit), False, False, None)
             if code == _REFILL:
                 if not refill():
                     return
@@ -643,7 +642,7 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
             break
         fed_before = pstats.fed + sstats.fed
         code, k, t = _stretch(engine, p, s, have[0], have[1], min(wake, _I64_MAX),
-                              max(min(limit, _I64_MAX), -_I64_MAX - 1), p.simple and not hold,
+                              _int64(limit), p.simple and not hold,
                               s.simple and not hold and not rs_on,
                               (resync.marks, resync.owed) if rs_on and s.simple and not hold else None)
         if code == _STOP:
@@ -805,6 +804,11 @@ def _stretch(engine, p: _Side, s: _Side, php: bool, shs: bool, wake: int, limit:
 
 
 _NO_TIMES = array("q")
+
+
+def _int64(t: int) -> int:
+    """``t`` clamped into int64, as _stretch's C arguments need (a limit may be +-_NEVER)."""
+    return max(min(t, _I64_MAX), -_I64_MAX - 1)
 
 
 @cython.locals(off=cython.Py_ssize_t, size=cython.Py_ssize_t, proto=cython.int)
