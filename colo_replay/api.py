@@ -114,6 +114,8 @@ def replay_chardev(capture, ports: dict | None = None, progress=None, flushes: s
     cap = capture if isinstance(capture, ChardevCapture) else ChardevCapture(
         capture, ports, settings.vnet_hdr_support, max_gap_ns=settings.max_gap_ns)
     source = resolve_options(cap, opts, flushes)
+    if settings.qemu_trace is not None:
+        source["flushes"] = "measured (the QEMU trace's checkpoints)"
     primary, secondary = cap.side_readers()
     stream = parquet_stream(output, opts)
     result = run_streamed(stream, primary, secondary, opts, progress)
@@ -127,13 +129,20 @@ def replay_chardev(capture, ports: dict | None = None, progress=None, flushes: s
 
 
 def verify(capture, ports: dict | None = None, request_window: float | None = None, *,
-           settings: Settings | None = None, **options) -> Verification:
+           settings: Settings | None = None, request_tolerance: float = 10.0, max_missed_pct: float = 2.0,
+           max_extra_pct: float = 2.0, **options) -> Verification:
     """Replay a chardev-stream capture (a path or a ``ChardevCapture``) with its measured
     flushes and check the releases against its captured outdev stream: same bytes, vnet lengths
     and order.  ``request_window`` (ms) is how close a replayed checkpoint request must be to a
     ``DO_CHECKPOINT`` to count as matched (default expired_scan_cycle + 5).  Settings as for
     ``replay_chardev`` (pass the compare_timeout / expired_scan_cycle / vnet_hdr_support
-    colo-compare ran with).  ValueError when the capture has no outdev stream to verify against."""
+    colo-compare ran with).  ValueError when the capture has no outdev stream to verify against.
+
+    With ``qemu_trace`` (the real run's QEMU trace, a ``Settings`` field) the flushes are the
+    trace's, and the replay's checkpoint requests are judged against the real ones
+    (``offline.request_judge``): ``request_tolerance`` ms apart at most, at most
+    ``max_missed_pct`` % of colo-compare's real requests missed and ``max_extra_pct`` % of the
+    predicted ones extra, or ``Verification.ok`` is false."""
     from .offline.chardev import ChardevCapture
     from .offline.verify import verify_capture
 
@@ -145,7 +154,17 @@ def verify(capture, ports: dict | None = None, request_window: float | None = No
         raise ValueError(f"{cap.path}: no outdev stream on port {cap.ports['outdev']}: nothing to verify "
                          f"against (see --outdev-port)")
     timeline = replay_chardev(cap, settings=settings)
-    return Verification(cap, timeline, verify_capture(cap, timeline, request_window))
+    judgement = None
+    if settings.trace is not None:
+        from .offline.request_judge import judge_requests
+
+        delay = settings.checkpoint_delay_ns
+        judgement = judge_requests(timeline.events, settings.trace,
+                                   coalescing=settings.release.profile.checkpoint_requests_coalesce,
+                                   delay_ms=None if delay is None else delay // 1_000_000,
+                                   tolerance_ms=request_tolerance, max_missed_pct=max_missed_pct,
+                                   max_extra_pct=max_extra_pct)
+    return Verification(cap, timeline, verify_capture(cap, timeline, request_window), judgement)
 
 
 def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = None, flushes: str = "measured",

@@ -450,6 +450,11 @@ def _manifest_value(value, kind: str, where: str, base):
         m = re.fullmatch(r"\s*(-?)(.*)", str(value))
         n = _number(m.group(2), "duration", where)
         return -n if m.group(1) else n
+    if kind == "traces":                       # --qemu-trace: one file or a list, relative to the manifest
+        items = value if isinstance(value, list) else [value]
+        if not items or not all(isinstance(v, str) and v for v in items):
+            raise ValueError(f"{where}: {_shown(value)} is not a path or a list of paths (relative to the manifest)")
+        return [str(base / v) for v in items]
     if kind in ("path", "times"):              # --checkpoints-at: a file, relative to the manifest
         if not isinstance(value, str) or not value:
             raise ValueError(f"{where}: {_shown(value)} is not a path (a file name, relative to the manifest)")

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from .options import bad_input, check_outputs, epilog, fail, ports, take_settings
+from .options import bad_input, check_outputs, epilog, fail, ports, take_settings, trace_inputs
 from .replay import replay as _replay_command
 
 # replay's parameters that explain has no use for
@@ -45,6 +45,7 @@ def explain(as_json, request_n, frame_sel, flow_sel, limit, evidence, use_tshark
     port_args = (kw.pop("primary_in_port"), kw.pop("secondary_in_port"), kw.pop("outdev_port"), kw.pop("notify_port"))
     allow_empty = kw.pop("allow_empty")
     checkpoints_file = kw.get("checkpoints_at")          # (Settings keeps the times it holds)
+    traces = trace_inputs(kw)
     settings = take_settings(kw)
     if chardev is not None:
         if primary is not None or secondary is not None:
@@ -52,7 +53,7 @@ def explain(as_json, request_n, frame_sel, flow_sel, limit, evidence, use_tshark
     elif primary is None or secondary is None:
         fail("missing PRIMARY and SECONDARY captures (or --chardev CAPTURE)")
     check_outputs({"--evidence": evidence}, {"primary capture": primary, "secondary capture": secondary,
-                                             "chardev capture": chardev, "--checkpoints-at file": checkpoints_file})
+                                             "chardev capture": chardev, "--checkpoints-at file": checkpoints_file, **traces})
     from .. import api
     with bad_input(evidence):
         result = api.explain(primary, secondary, chardev=chardev, ports=ports(*port_args) if chardev else None,

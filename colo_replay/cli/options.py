@@ -168,6 +168,12 @@ CHECKPOINTS_AT_OPTION = click.option(
     "--checkpoints-at", type=click.Path(dir_okay=False),
     help="Measured flush times (one per line, epoch seconds) replacing the checkpoint model; an empty file: "
          "a run with no flush.")
+QEMU_TRACE_OPTION = click.option(
+    "--qemu-trace", multiple=True, type=click.Path(dir_okay=False), callback=lambda _c, _p, v: v or None,
+    help="A real COLO run's QEMU trace (-trace enable=colo_* -msg timestamp=on -D FILE), the primary's and/or the "
+         "secondary's (repeat the option): its checkpoints are the measured flushes (instead of --checkpoints-at), "
+         "its expiry-scan firings pin the scan ticks, and verify judges the replay's checkpoint requests against "
+         "its real ones.")
 UNTIL_OPTION = click.option(
     "--until", "end_ns",
     help="Keep the clock running to this time after the last frame (epoch seconds, nanoseconds with 'ns', or "
@@ -177,6 +183,13 @@ ALLOW_GAPS_OPTION = click.option(
     "--allow-gaps", is_flag=True,
     help="Accept timestamps that jump forward (or back) by more than a day, and an --until that far after the "
          "last frame (an error otherwise, naming the frame and its byte offset).")
+
+
+def trace_inputs(kw: dict) -> dict:
+    """The ``--qemu-trace`` files among a command's parameters, as ``check_outputs`` takes
+    inputs (an output must not overwrite one)."""
+    traces = kw.get("qemu_trace") or ()
+    return {f"--qemu-trace file {i}" if i else "--qemu-trace file": p for i, p in enumerate(traces)}
 
 
 def take_settings(kw: dict, prog: str = "colo-replay"):

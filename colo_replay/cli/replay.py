@@ -8,9 +8,9 @@ import sys
 import click
 
 from .options import (AFTER_CHECKPOINT_OPTION, ALLOW_GAPS_OPTION, CHECKPOINTS_AT_OPTION, COMPARE_OPTIONS, DURATION,
-                      EXIT_INTERRUPTED, INPUT_CLOCK_OPTIONS, PAIR_SELECTION_OPTIONS, PORT_OPTIONS, UNTIL_OPTION,
-                      bad_input, check_output_path, check_outputs, check_threshold, echo_chardev, echo_source,
-                      echo_warnings, epilog, fail, ports, take_settings, write_json)
+                      EXIT_INTERRUPTED, INPUT_CLOCK_OPTIONS, PAIR_SELECTION_OPTIONS, PORT_OPTIONS, QEMU_TRACE_OPTION,
+                      UNTIL_OPTION, bad_input, check_output_path, check_outputs, check_threshold, echo_chardev,
+                      echo_source, echo_warnings, epilog, fail, ports, take_settings, trace_inputs, write_json)
 
 
 @click.command(epilog=epilog())
@@ -28,6 +28,7 @@ from .options import (AFTER_CHECKPOINT_OPTION, ALLOW_GAPS_OPTION, CHECKPOINTS_AT
 @click.option("--checkpoint-delay", "checkpoint_delay_ns", type=DURATION, default=None,
               help="x-checkpoint-delay: periodic checkpoint this long after the last one (default 20000 ms; 0 = off).")
 @CHECKPOINTS_AT_OPTION
+@QEMU_TRACE_OPTION
 @UNTIL_OPTION
 @ALLOW_GAPS_OPTION
 @click.option("--allow-empty", is_flag=True,
@@ -51,6 +52,7 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
     error line first on stderr, then the summary; the timeline written is marked partial.
     """
     checkpoints_file = kw.get("checkpoints_at")          # (Settings keeps the times it holds)
+    traces = trace_inputs(kw)
     settings = take_settings(kw)
     if chardev is not None:
         if primary is not None or secondary is not None:
@@ -61,7 +63,7 @@ def replay(primary, secondary, chardev, primary_in_port, secondary_in_port, outd
     check_output_path(output, summary_json=summary_json)
     check_outputs({"-o": output, "--summary-json": summary_json},
                   {"primary capture": primary, "secondary capture": secondary, "chardev capture": chardev,
-                   "--checkpoints-at file": checkpoints_file})
+                   "--checkpoints-at file": checkpoints_file, **traces})
     check_threshold(max_held_p99, "--max-held-p99")
     bar = None
     if sys.stderr.isatty() if progress is None else progress:

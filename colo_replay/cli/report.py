@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from .options import EXIT_BAD_INPUT, bad_input, check_outputs, fail, one_line, ports, take_settings
+from .options import EXIT_BAD_INPUT, bad_input, check_outputs, fail, one_line, ports, take_settings, trace_inputs
 from .replay import replay as _replay_command
 
 # replay's parameters that a report does not take (its outputs and thresholds are the report's own)
@@ -74,7 +74,7 @@ def report(ctx, output, markdown_path, json_path, timeline_path, summary_path, b
         fail("--tolerance goes with --baseline")
     check_outputs({"-o": output, "--markdown": markdown_path, "--json": json_path},
                   {"primary capture": kw.get("primary"), "secondary capture": kw.get("secondary"),
-                   "chardev capture": kw.get("chardev"), "--checkpoints-at file": kw.get("checkpoints_at"),
+                   "chardev capture": kw.get("chardev"), "--checkpoints-at file": kw.get("checkpoints_at"), **trace_inputs(kw),
                    "saved timeline": timeline_path, "summary": summary_path, "baseline": baseline,
                    "sweep": sweep_path})
     if baseline is not None:          # refused before a replay that may take minutes

@@ -22,9 +22,9 @@ import click
 
 from ..analysis.sweep import MAX_SETTINGS        # (light: no pandas, no replay machinery)
 from .options import (AFTER_CHECKPOINT_OPTION, ALLOW_GAPS_OPTION, CHECKPOINTS_AT_OPTION, EXIT_BAD_INPUT,
-                      EXIT_INTERRUPTED, INPUT_CLOCK_OPTIONS, PAIR_SELECTION_OPTIONS, QEMU_OPTION, UNTIL_OPTION,
-                      VNET_OPTION, bad_input, check_outputs, check_threshold, check_writable, echo_source, epilog,
-                      fail, take_settings)
+                      EXIT_INTERRUPTED, INPUT_CLOCK_OPTIONS, PAIR_SELECTION_OPTIONS, QEMU_OPTION, QEMU_TRACE_OPTION,
+                      UNTIL_OPTION, VNET_OPTION, bad_input, check_outputs, check_threshold, check_writable,
+                      echo_source, epilog, fail, take_settings, trace_inputs)
 
 _GRID = "grid_"       # the grid's parameters (knob specs, not settings): grid_compare_timeout, ...
 
@@ -48,6 +48,7 @@ def _grid_option(name: str, what: str):
 @VNET_OPTION
 @INPUT_CLOCK_OPTIONS
 @CHECKPOINTS_AT_OPTION
+@QEMU_TRACE_OPTION
 @UNTIL_OPTION
 @ALLOW_GAPS_OPTION
 @AFTER_CHECKPOINT_OPTION
@@ -84,6 +85,7 @@ def sweep(primary, secondary, manifest, output, plot, max_held_p99, jobs, max_se
     grid = {name[len(_GRID):]: kw.pop(name) for name in list(kw) if name.startswith(_GRID)}
     grid = {k: v for k, v in grid.items() if v is not None}
     checkpoints_file = kw.get("checkpoints_at")          # (Settings keeps the times it holds)
+    traces = trace_inputs(kw)
     settings = take_settings(kw)
     if output == "" or plot == "":
         fail(f"{'-o' if output == '' else '--plot'}: an output path must not be empty")
@@ -99,7 +101,7 @@ def sweep(primary, secondary, manifest, output, plot, max_held_p99, jobs, max_se
     check_writable(plot, "--plot")
     check_outputs({"-o": output, "--plot": plot},
                   {"primary capture": primary, "secondary capture": secondary, "--pairs manifest": manifest,
-                   "--checkpoints-at file": checkpoints_file})
+                   "--checkpoints-at file": checkpoints_file, **traces})
     with bad_input():
         n_settings = sw.grid_size(sw.grid_values(grid))        # (the grid's errors, before the manifest's)
         pairs = (read_manifest(manifest, settings=n_settings, max_settings=max_settings or MAX_SETTINGS)

@@ -248,11 +248,29 @@ class Engine(TcpCompare):
         else:
             self._deadline = (start_ns // MS) * MS + self._cycle_ns
         self._tick_ns = 0                # host time of the next scan (_next_tick_host_ns), cached
+        self._ticks = None               # a measured tick schedule (set_scan_ticks), else the grid
+        self._tick_i = 0
         self._retick()
         self._out: list = []
         self.rows: EventLog | None = None      # matched pairs' rows go here (feed_at), if set
 
     # ------------------------------------------------------------------ public API
+    def set_scan_ticks(self, ticks: list[int]) -> None:
+        """Fire the expiry scan at these host times (ns, ascending) instead of on the
+        ``expired_scan_cycle`` grid, and after the last one every cycle again.  A real run's
+        timer drifts (check_old_packet_regular re-arms it at now_ms + cycle from when it ran);
+        the offline driver gives the ticks a QEMU trace pins (offline/qemutrace.py).  Host-clock
+        profiles only (5.2+): the seed's scan timer runs on the VM clock."""
+        if self.profile.scan_on_vm_clock:
+            raise ValueError("a measured scan schedule needs a host-clock scan timer (QEMU 5.2+)")
+        ticks = sorted(int(t) for t in ticks)
+        if not ticks:
+            return
+        self._ticks = ticks
+        self._tick_i = 0
+        self._deadline = ticks[0]
+        self._retick()
+
     def feed(self, side: int, data: bytes, time_ns: int, vnet_hdr_len: int = 0,
              ident=None) -> list[Event]:
         """A frame fully read from primary_in (side 0) or secondary_in (side 1) at ``time_ns``.

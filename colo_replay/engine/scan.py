@@ -120,13 +120,43 @@ class ScanAndFlush(EngineState):
                 return
             if not self.queued and not self.emit_scans:
                 # Nothing queued: every scan up to until_ns finds nothing.  Skip them at once.
-                n = (until_ns - tick) // cycle + 1
-                self._deadline += n * cycle
+                if self._ticks is not None:
+                    self._skip_scheduled(until_ns)
+                else:
+                    n = (until_ns - tick) // cycle + 1
+                    self._deadline += n * cycle
                 self._retick()
                 continue
             self._scan(tick)
-            self._deadline += cycle
+            if self._ticks is not None:
+                self._next_scheduled()
+            else:
+                self._deadline += cycle
             self._retick()
+
+    def _next_scheduled(self) -> None:
+        """The deadline after the current one of a measured schedule (``set_scan_ticks``)."""
+        ticks = self._ticks
+        self._tick_i += 1
+        if self._tick_i < len(ticks):
+            self._deadline = ticks[self._tick_i]
+        else:
+            self._deadline += self._cycle_ns
+
+    def _skip_scheduled(self, until_ns: int) -> None:
+        """Pass every scheduled tick up to ``until_ns`` (none of them finds anything)."""
+        from bisect import bisect_right
+
+        ticks = self._ticks
+        i = bisect_right(ticks, until_ns, self._tick_i)
+        if i < len(ticks):
+            self._tick_i = i
+            self._deadline = ticks[i]
+        else:
+            self._tick_i = len(ticks)
+            last = max(ticks[-1], self._deadline)
+            cycle = self._cycle_ns
+            self._deadline = last + ((until_ns - last) // cycle + 1) * cycle
 
     def _scan(self, tick_ns: int) -> None:
         """colo_old_packet_check(): stop at the first connection holding a frame older than

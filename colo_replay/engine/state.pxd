@@ -37,3 +37,5 @@ cdef class EngineState:
     cdef public EventLog rows
     cdef public list _ckeys
     cdef public list _cconns
+    cdef public list _ticks
+    cdef public long long _tick_i

@@ -310,6 +310,7 @@ def resolve_options(cap: ChardevCapture, opts, flushes: str) -> dict:
     created), plus ``scan_phase_ns``."""
     if flushes not in ("measured", "model"):
         raise ValueError(f"flushes must be 'measured' or 'model', not {flushes!r}")
+    given = opts.checkpoints_at is not None
     opts.vnet_hdr_support = cap.vnet_hdr_support
     if flushes == "measured" and opts.checkpoints_at is None and cap.notify_to.frames:
         opts.checkpoints_at = cap.flush_times()
@@ -319,5 +320,5 @@ def resolve_options(cap: ChardevCapture, opts, flushes: str) -> dict:
     if cap.start_ns is not None and firsts:
         opts.scan_phase_ns += cap.start_ns - min(firsts)
     return {"chardev": cap.path, "ports": dict(cap.ports), "warnings": list(cap.warnings),
-            "flushes": "measured (COLO_CHECKPOINT on notify_dev)"
+            "flushes": "measured (given)" if given else "measured (COLO_CHECKPOINT on notify_dev)"
             if opts.checkpoints_at is not None and flushes == "measured" else "model"}

@@ -74,6 +74,8 @@ class ReplayOptions:
     bpf_filter: str | None = None
     alignment: str | None = None           # how secondary_offset_ns was obtained (--align auto)
     after_checkpoint: str = "raw"          # "resync": model what a checkpoint does to the SVM (offline/resync.py)
+    scan_anchors_ns: list[int] | None = None  # times a real run's scan timer fired (a QEMU trace's
+                                           # colo_old_packet_check_found): the ticks are pinned there
     first_arrival_ns: int | None = None    # the first frame's arrival when the readers start after it
                                            # (sweep: frames filtered out when the pair was prepared)
 
@@ -301,6 +303,8 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
     start = (min(firsts) if firsts else 0) + opts.scan_phase_ns
     engine = Engine(profile, config, start_ns=start)
     engine.rows = rec          # matched pairs are written there by the engine itself
+    if opts.scan_anchors_ns and not profile.scan_on_vm_clock:
+        _pin_scan_ticks(engine, opts, start)
     # Frames queued on the fast path keep their bytes in the batch buffer until settle(), which
     # the loop calls before a side loads its next batch (and at the end): a pair matched on its
     # second frame's arrival then costs no copy of the first.
@@ -804,6 +808,17 @@ def _stretch(engine, p: _Side, s: _Side, php: bool, shs: bool, wake: int, limit:
 
 
 _NO_TIMES = array("q")
+
+
+def _pin_scan_ticks(engine, opts, start: int) -> None:
+    """The expiry-scan ticks of a real run, pinned where its trace shows the timer firing
+    (offline/qemutrace.py, ``scan_schedule``: the timer drifts, a fixed grid does not)."""
+    from .qemutrace import scan_schedule
+
+    cycle = engine._cycle_ns
+    horizon = max(max(opts.scan_anchors_ns), max(opts.checkpoints_at or [0]), opts.end_ns or 0) + 10 * cycle
+    ticks, _drift = scan_schedule(opts.scan_anchors_ns, cycle, start, horizon)
+    engine.set_scan_ticks([t for t in ticks if t >= start])
 
 
 def _int64(t: int) -> int:

@@ -60,6 +60,17 @@ class _Times(tuple):
     sweep's thousands of settings do not parse the same flush times again each."""
 
 
+class _TraceTimes(_Times):
+    """``checkpoints_at`` taken from ``qemu_trace`` (not given by the user)."""
+
+
+class _Traces(tuple):
+    """``qemu_trace`` once read: the paths, with the parsed ``QemuTrace`` as ``.trace``
+    (``replace`` passes it on, unparsed again)."""
+
+    trace = None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every option of a replay (and the colo-compare properties of a live run), validated.
@@ -94,6 +105,7 @@ class Settings:
     checkpoint_duration_ns: int = _opt(100 * MS, "--checkpoint-duration", "duration", CHECKPOINTS)
     checkpoint_delay_ns: int | None = _opt(None, "--checkpoint-delay", "duration", CHECKPOINTS)
     checkpoints_at: tuple | None = _opt(None, "--checkpoints-at", "times", CHECKPOINTS)
+    qemu_trace: tuple | None = _opt(None, "--qemu-trace", "traces", CHECKPOINTS)
     end_ns: int | str | None = _opt(None, "--until", "until", CHECKPOINTS)
     after_checkpoint: str | None = _opt(None, "--after-checkpoint", "str", CHECKPOINTS)
 
@@ -122,6 +134,8 @@ class Settings:
         release = self._resolve_release()
         self._set("_release", release)
         self.compare_config().resolve(release.profile, release.given)
+        if self.qemu_trace is not None:
+            self._take_trace(release)
         if release.kvm_colo is not None and self.checkpoints_at is None:
             modelled = [flag for name, flag in (("checkpoint_delay_ns", "--checkpoint-delay"),
                                                 ("checkpoint_duration_ns", "--checkpoint-duration"))
@@ -138,6 +152,35 @@ class Settings:
             self._set("checkpoints_at", _Times(checkpoint_times(self.checkpoints_at)))
         if self.end_ns is not None:
             parse_until(self.end_ns)
+
+    def _take_trace(self, release: Release) -> None:
+        """Read ``qemu_trace`` (once) and take its flushes as the measured ones: colo-compare was
+        flushed at 'vmstate-received' in 5.1+, at the VM stop before (offline/qemutrace.py)."""
+        from .qemutrace import TraceError, read_traces
+
+        traces = self.qemu_trace
+        if not isinstance(traces, _Traces):
+            paths = [traces] if isinstance(traces, (str, bytes, os.PathLike)) else list(traces)
+            try:
+                parsed = read_traces(paths)
+            except OSError as exc:
+                name = os.fsdecode(exc.filename) if exc.filename is not None else "?"
+                raise ValueError(f"--qemu-trace {name}: {exc.strerror or exc}") from None
+            except TraceError as exc:
+                raise ValueError(str(exc)) from None
+            traces = _Traces(os.fspath(p) if not isinstance(p, bytes) else os.fsdecode(p) for p in paths)
+            traces.trace = parsed
+            self._set("qemu_trace", traces)
+        if self.checkpoints_at is not None and not isinstance(self.checkpoints_at, _TraceTimes):
+            raise ValueError("--qemu-trace gives the measured flushes (the real checkpoints): do not give "
+                             "--checkpoints-at too")
+        flushes = traces.trace.flush_times(release.profile.checkpoint_requests_coalesce)
+        self._set("checkpoints_at", _TraceTimes(sorted(flushes)))
+
+    @property
+    def trace(self):
+        """The ``offline.qemutrace.QemuTrace`` of ``qemu_trace`` (None without one)."""
+        return None if self.qemu_trace is None else self.qemu_trace.trace
 
     def _resolve_release(self) -> Release:
         if str(self.qemu).strip().lower() == "auto":
@@ -223,7 +266,7 @@ class Settings:
             checkpoint_duration_ns=self.checkpoint_duration_ns, checkpoint_delay_ns=self.checkpoint_delay_ns,
             checkpoints_at=None if self.checkpoints_at is None else list(self.checkpoints_at),
             end_ns=end_ns, end_after_ns=end_after_ns, max_gap_ns=self.max_gap_ns, bpf_filter=self.bpf_filter,
-            after_checkpoint=after)
+            after_checkpoint=after, scan_anchors_ns=None if self.trace is None else self.trace.scan_anchors())
 
     def warnings(self, who: str = "the replay") -> list[str]:
         """Values QEMU would take but change, and what the release says of itself (newer than
@@ -244,7 +287,8 @@ class Settings:
         """``as_dict`` for a report's run options: measured flush times counted, not listed."""
         d = self.as_dict()
         if d["checkpoints_at"] is not None:
-            d["checkpoints_at"] = f"{len(d['checkpoints_at'])} measured flush times"
+            d["checkpoints_at"] = f"{len(d['checkpoints_at'])} measured flush times" + (
+                " (from --qemu-trace)" if self.qemu_trace is not None else "")
         return d
 
     def as_dict(self) -> dict:

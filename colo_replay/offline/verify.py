@@ -144,7 +144,7 @@ def _match_within(a: list, b: list, window_ns: int) -> int:
     return count
 
 
-def format_verify(result: VerifyResult, capture: ChardevCapture) -> str:
+def format_verify(result: VerifyResult, capture: ChardevCapture, judged: bool = False) -> str:
     lines = []
     if result.ok:
         lines.append(f"verify: OK: the replay released the same {result.released_qemu} frames as QEMU "
@@ -156,9 +156,10 @@ def format_verify(result: VerifyResult, capture: ChardevCapture) -> str:
         l = result.lag_ms
         lines.append(f"  outdev write minus replay release time: p50 {l['p50']:.3f} ms, p99 {l['p99']:.3f} ms, "
                      f"range {l['min']:.3f} .. {l['max']:.3f} ms")
-    lines.append(f"  checkpoint requests: replay {result.requests_replay}, QEMU DO_CHECKPOINT "
-                 f"{result.requests_qemu}, {result.requests_matched} of QEMU's within "
-                 f"±{result.request_window_ms:g} ms of one of ours (informational)")
+    if not judged or result.requests_qemu:
+        lines.append(f"  checkpoint requests: replay {result.requests_replay}, QEMU DO_CHECKPOINT "
+                     f"{result.requests_qemu}, {result.requests_matched} of QEMU's within "
+                     f"±{result.request_window_ms:g} ms of one of ours (informational)")
     return "\n".join(lines)
 
 
@@ -167,23 +168,37 @@ class Verification:
     first ``mismatch``, request matching) and the ``capture``.  ``to_dict()`` is what
     ``verify --json`` prints, ``to_frame()`` the replay's events, ``format()`` the text."""
 
-    def __init__(self, capture: ChardevCapture, timeline, result: VerifyResult):
+    def __init__(self, capture: ChardevCapture, timeline, result: VerifyResult, requests=None):
         self.capture = capture
         self.timeline = timeline
         self.result = result
+        self.requests = requests            # offline.request_judge.RequestJudgement (with a QEMU trace)
+
+    @property
+    def releases_ok(self) -> bool:
+        """The replay released what QEMU's outdev did."""
+        return self.result.ok
 
     @property
     def ok(self) -> bool:
-        return self.result.ok
+        """The releases agree, and (with a QEMU trace) so do the checkpoint requests."""
+        return self.result.ok and (self.requests is None or self.requests.ok)
 
     def to_dict(self) -> dict:
-        return self.result.as_dict()
+        d = self.result.as_dict()
+        d["releases_ok"] = d["ok"]
+        d["ok"] = self.ok
+        d["checkpoint_requests"] = None if self.requests is None else self.requests.as_dict()
+        return d
 
     def to_frame(self):
         return self.timeline.to_frame()
 
     def format(self) -> str:
-        return format_verify(self.result, self.capture)
+        text = format_verify(self.result, self.capture, judged=self.requests is not None)
+        if self.requests is not None:
+            text += "\n" + self.requests.format()
+        return text
 
     def __repr__(self) -> str:
         return f"<Verification {'OK' if self.ok else 'MISMATCH'}>"
