@@ -64,6 +64,7 @@ class RequestJudgement:
     notifications: int = 0
     max_missed_pct: float = 2.0
     max_extra_pct: float = 2.0
+    cross_check: dict = field(default_factory=dict)   # colo-compare's own trace events vs the replay
 
     @property
     def after_input(self) -> int:
@@ -114,7 +115,8 @@ class RequestJudgement:
                 "extra": len(self.extra), "extra_by_cause": dict(self.extra_by_cause()),
                 "extra_pct": round(self.extra_pct, 3), "max_missed_pct": self.max_missed_pct,
                 "max_extra_pct": self.max_extra_pct, "notifications": self.notifications,
-                "absorbed": self.absorbed, "missed_list": self.missed, "extra_list": self.extra}
+                "absorbed": self.absorbed, "cross_check": self.cross_check, "missed_list": self.missed,
+                "extra_list": self.extra}
 
     def format(self) -> str:
         def by(c: Counter) -> str:
@@ -134,6 +136,9 @@ class RequestJudgement:
                  f"colo-compare's; at most {self.max_extra_pct:g}%): {by(self.extra_by_cause())}",
                  f"  notifications  {self.notifications} from the replay, {self.absorbed} absorbed by a "
                  f"checkpoint already running ({'coalescing event, 5.1+' if self.coalescing else 'semaphore, 4.1-5.0: none absorbed'})"]
+        for name, c in self.cross_check.items():
+            lines.append(f"  trace check    {name}: {c['agree']} of {c['trace']} in the trace agree with the replay "
+                         f"({c['replay']} in the replay){'; first disagreement: ' + c['first'] if c.get('first') else ''}")
         for m in [m for m in self.missed if m["why"] != AFTER_INPUT][:10]:
             lines.append(f"    missed  {_clock(m['time_ns'])}  trace line {m['line']}: {m['why']}")
         for e in self.extra[:10]:
@@ -214,7 +219,55 @@ def judge_requests(timeline_events, trace, *, coalescing: bool, delay_ms: int | 
     extra = [{"time_ns": p.time_ns, "cause": p.cause, "conn": p.conn, "primary_frame": p.primary_frame,
               "secondary_frame": p.secondary_frame} for p, u in zip(predicted, used) if not u]
     return RequestJudgement(tolerance_ms, delay_ms, source, coalescing, len(real), len(predicted), matched, missed,
-                            extra, absorbed, len(notes), max_missed_pct, max_extra_pct)
+                            extra, absorbed, len(notes), max_missed_pct, max_extra_pct,
+                            cross_check(ev, trace, tol))
+
+
+def cross_check(ev, trace, tol: int) -> dict:
+    """colo-compare's own trace events against the replay's decisions, where they overlap:
+
+    * ``colo_old_packet_check_found`` (a scan found a frame older than compare_timeout): the
+      replay's ``expired`` notification at the same tick (within ``tol``);
+    * ``colo_compare_udp_miscompare`` / ``icmp`` (both sides' frame sizes, in order): the
+      replay's non-TCP miscompares, the same sizes in the same order.
+
+    (TCP miscompares have no event of their own; ``colo_compare_tcp_info`` marks every
+    successful TCP mark, with both sides' seq/ack: it is read, not yet cross-checked.)"""
+    out = {}
+    req = ev[ev["kind"] == "checkpoint_request"]
+    expired = sorted(req.loc[req["cause"] == "expired", "time_ns"].astype("int64").tolist())
+    found = trace.scan_anchors()
+    agree, first = 0, None
+    for t in found:
+        j = bisect_left(expired, t - tol)
+        if j < len(expired) and expired[j] <= t + tol:
+            agree += 1
+        elif first is None:
+            first = f"the scan at {_clock(t)} found an old frame, the replay none"
+    scans = len({round(t / tol) for t in expired})
+    out["old_packet_check_found"] = {"trace": len(found), "replay": scans, "agree": agree, "first": first}
+    sizes = []
+    pending = None
+    for e in trace.compare_events():
+        if e.kind in ("compare_udp_miscompare", "compare_icmp_miscompare"):
+            if e.fields["what"].lower().startswith("primary"):
+                pending = e.fields["size"]
+            elif pending is not None:
+                sizes.append((pending, e.fields["size"]))
+                pending = None
+    mis = req[(req["cause"] == "miscompare") & (req["tcp_seq"] < 0)]
+    ours = list(zip(mis["size"].tolist(), mis["other_size"].tolist()))
+    agree = 0
+    first = None
+    for k, (a, b) in enumerate(zip(sizes, ours)):
+        if tuple(a) == tuple(b):
+            agree += 1
+        elif first is None:
+            first = f"#{k + 1}: trace sizes {a[0]}/{a[1]}, replay {b[0]}/{b[1]}"
+    if first is None and len(sizes) != len(ours):
+        first = f"the trace has {len(sizes)}, the replay {len(ours)}"
+    out["udp/icmp miscompares"] = {"trace": len(sizes), "replay": len(ours), "agree": agree, "first": first}
+    return out
 
 
 def _colo_thread(notes, cps, coalescing: bool, delay_ns: int, start_ns: int, end_ns: int, tol: int):
