@@ -253,7 +253,8 @@ def _synthetic(checkpoints, start=1_000_000, delay_ms=None):
 
 def _notes(times_ms, cause="miscompare"):
     return pd.DataFrame({"time_ns": [t * MS for t in times_ms], "kind": "checkpoint_request", "cause": cause,
-                         "conn": 0, "primary_frame": 1, "secondary_frame": 1})
+                         "conn": 0, "primary_frame": 1, "secondary_frame": 1, "size": 60, "other_size": 60,
+                         "tcp_seq": 1000})
 
 
 def test_a_notification_before_the_flush_is_absorbed_one_after_it_is_the_next_checkpoint():
