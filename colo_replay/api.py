@@ -164,6 +164,11 @@ def verify(capture, ports: dict | None = None, request_window: float | None = No
                                    delay_ms=None if delay is None else delay // 1_000_000,
                                    tolerance_ms=request_tolerance, max_missed_pct=max_missed_pct,
                                    max_extra_pct=max_extra_pct)
+        tc = timeline.result.trace_check
+        if tc is not None:
+            judgement.cross_check["tcp payload compares (ip_info/tcp_info)"] = {
+                "trace": tc["trace"], "replay": tc["replay"], "agree": tc["agree"] - tc["outcome_disagreements"],
+                "first": tc["first"], "undefined_resolved": tc["undefined_resolved"]}
     return Verification(cap, timeline, verify_capture(cap, timeline, request_window), judgement)
 
 

@@ -250,6 +250,7 @@ class Engine(TcpCompare):
         self._tick_ns = 0                # host time of the next scan (_next_tick_host_ns), cached
         self._ticks = None               # a measured tick schedule (set_scan_ticks), else the grid
         self._tick_i = 0
+        self._oracle = None              # a real run's record of each TCP memcmp (offline/trace_oracle.py)
         self._retick()
         self._out: list = []
         self.rows: EventLog | None = None      # matched pairs' rows go here (feed_at), if set
@@ -548,8 +549,8 @@ class Engine(TcpCompare):
                 if pseq == pend:
                     matched = sseq == send                  # both zero-payload
                     cause = _C_ZERO
-                elif pseq != sseq or pend != send or self._inverted:
-                    matched = False
+                elif pseq != sseq or pend != send or self._inverted or self._oracle is not None:
+                    matched = False     # (a trace oracle walks every memcmp: the general path makes them)
                 else:
                     if side == _PRI:
                         phs = hs

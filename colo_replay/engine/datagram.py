@@ -50,7 +50,7 @@ class DatagramCompare(ScanAndFlush):
                     continue
                 if same_size < 0:
                     same_size = i
-                if self._payload_equal(p, off, s, off, length, t):
+                if self._payload_equal(p, off, s, off, length, t, -1):
                     match = i
                     break
             if match >= 0:

@@ -39,3 +39,4 @@ cdef class EngineState:
     cdef public list _cconns
     cdef public list _ticks
     cdef public long long _tick_i
+    cdef public object _oracle

@@ -20,4 +20,4 @@ class EngineState:
                  "_inverted", "_subtract_vnet", "_ack_umax", "_gate_sack", "_tcp_tail", "_other_tail",
                  "_key_ips", "table", "conn_list", "_occupied", "_next_conn_index", "queued", "now", "_start_ns",
                  "_paused_ns", "_stopped_at", "_deadline", "_tick_ns", "_tick_c", "_out", "compact_pairs", "lazy_frames", "_lazy", "rows",
-                 "_ckeys", "_cconns", "_ticks", "_tick_i")
+                 "_ckeys", "_cconns", "_ticks", "_tick_i", "_oracle")

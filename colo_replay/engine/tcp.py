@@ -92,7 +92,7 @@ class TcpCompare(DatagramCompare):
         # QEMU computes min_ack once per call, before any packet is popped; pack and sack do
         # not change during the call, so it is computed when first needed (by _mark_tcp).
         min_ack = None
-        fast_equal = not self._inverted
+        fast_equal = not self._inverted and self._oracle is None     # (the oracle sees every memcmp)
         ci = conn.index
         ppkt = None
         need_pri = True
@@ -183,16 +183,24 @@ class TcpCompare(DatagramCompare):
                 return
 
     @cython.locals(p=Packet, s=Packet)
-    def _payload_equal(self, p: Packet, poff: int, s: Packet, soff: int, length: int, t: int) -> bool:
+    def _payload_equal(self, p: Packet, poff: int, s: Packet, soff: int, length: int, t: int,
+                       tcp_gate: int = 1) -> bool:
         """memcmp(p.data + poff, s.data + soff, len) == 0, all three uint16_t as in
-        colo_compare_packet_payload(); reads past either frame see zero bytes and are flagged."""
+        colo_compare_packet_payload(); reads past either frame see zero bytes and are flagged,
+        unless a real run's trace says what QEMU found there (``_oracle``, offline/trace_oracle.py).
+        ``tcp_gate``: 1 a TCP memcmp an equal payload would make a successful mark, 0 one whose
+        ACK gate would fail anyway, -1 not TCP (the oracle walks TCP memcmps only)."""
         poff &= 0xFFFF
         soff &= 0xFFFF
         length &= 0xFFFF
         pe = poff + length
         se = soff + length
+        oracle = self._oracle if tcp_gate >= 0 else None
         if pe <= p.size and se <= s.size:
-            return p.data[poff:pe] == s.data[soff:se]
+            equal = p.data[poff:pe] == s.data[soff:se]
+            if oracle is not None:
+                oracle.compared(p.size, s.size, equal)
+            return equal
         out = self._out
         if pe > p.size:
             p.undefined = True
@@ -200,7 +208,12 @@ class TcpCompare(DatagramCompare):
         if se > s.size:
             s.undefined = True
             out.append(_new_event(Event, (_UNDEF, Cause.OOB_READ, t, s, p, -1, length)))
-        return padded(p.data, pe)[poff:pe] == padded(s.data, se)[soff:se]
+        equal = padded(p.data, pe)[poff:pe] == padded(s.data, se)[soff:se]
+        if oracle is not None:
+            qemu = oracle.undefined(p.size, s.size, equal, tcp_gate == 1)
+            if qemu is not None:
+                return qemu
+        return equal
 
     @cython.locals(p=Packet, s=Packet)
     def _mark_tcp(self, p: Packet, s: Packet, max_ack: int, t: int) -> int:
@@ -212,7 +225,7 @@ class TcpCompare(DatagramCompare):
         if not seq_after(p.seq_end, s.seq_end):
             # one part of the secondary payload still needs to be compared
             if self._payload_equal(p, p.header_size + p.offset, s, s.header_size + s.offset,
-                                   p.payload_size - p.offset, t) != inv:
+                                   p.payload_size - p.offset, t, 0 if seq_after(p.tcp_ack, max_ack) else 1) != inv:
                 if not seq_after(p.tcp_ack, max_ack):
                     s.offset = (s.offset + p.payload_size - p.offset) & 0xFFFF
                     return _FREE_PRIMARY

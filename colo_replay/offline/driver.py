@@ -76,6 +76,8 @@ class ReplayOptions:
     after_checkpoint: str = "raw"          # "resync": model what a checkpoint does to the SVM (offline/resync.py)
     scan_anchors_ns: list[int] | None = None  # times a real run's scan timer fired (a QEMU trace's
                                            # colo_old_packet_check_found): the ticks are pinned there
+    qemu_trace: object = None              # the real run's QemuTrace: its TCP memcmps are walked along
+                                           # (offline/trace_oracle.py), undefined reads take its outcome
     first_arrival_ns: int | None = None    # the first frame's arrival when the readers start after it
                                            # (sweep: frames filtered out when the pair was prepared)
 
@@ -118,6 +120,7 @@ class ReplayResult:
                                                    # chardev streams (the summary's "source")
     connections: list = field(default_factory=list)   # (index, ip_proto, key) of the table's connections
     qemu: dict = field(default_factory=dict)       # the release replayed: Release.as_dict() (release, row, switches)
+    trace_check: dict | None = None                # the TCP memcmps against a real run's trace (TraceOracle.as_dict)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -305,6 +308,10 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
     engine.rows = rec          # matched pairs are written there by the engine itself
     if opts.scan_anchors_ns and not profile.scan_on_vm_clock:
         _pin_scan_ticks(engine, opts, start)
+    oracle = None
+    if opts.qemu_trace is not None:
+        from .trace_oracle import TraceOracle
+        oracle = engine._oracle = TraceOracle(opts.qemu_trace, inverted=profile.tcp_compare_inverted)
     # Frames queued on the fast path keep their bytes in the batch buffer until settle(), which
     # the loop calls before a side loads its next batch (and at the end): a pair matched on its
     # second frame's arrival then costs no copy of the first.
@@ -356,6 +363,8 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
                                             "primary_offset_ms": opts.primary_offset_ns / MS,
                                             "secondary_offset_ms": opts.secondary_offset_ns / MS,
                                             "scan_phase_ms": opts.scan_phase_ns / MS,
+                                            "scan_anchors": len(opts.scan_anchors_ns or ()) if not
+                                            profile.scan_on_vm_clock else 0,
                                             "filter": opts.bpf_filter,
                                             "alignment": opts.alignment,
                                             "after_checkpoint": opts.after_checkpoint,
@@ -369,7 +378,8 @@ def replay_partial(primary_reader, secondary_reader, options: ReplayOptions | No
         qemu=release.as_dict(),
         # (index, ip_proto, key) of the connections in the table at the end, for reports naming
         # them by 5-tuple without reading the captures again (the key holds the addresses and ports)
-        connections=[(c.index, c.ip_proto, c.key) for c in engine.conn_list])
+        connections=[(c.index, c.ip_proto, c.key) for c in engine.conn_list],
+        trace_check=None if oracle is None else oracle.as_dict())
     return result, error
 
 

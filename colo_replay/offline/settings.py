@@ -266,7 +266,8 @@ class Settings:
             checkpoint_duration_ns=self.checkpoint_duration_ns, checkpoint_delay_ns=self.checkpoint_delay_ns,
             checkpoints_at=None if self.checkpoints_at is None else list(self.checkpoints_at),
             end_ns=end_ns, end_after_ns=end_after_ns, max_gap_ns=self.max_gap_ns, bpf_filter=self.bpf_filter,
-            after_checkpoint=after, scan_anchors_ns=None if self.trace is None else self.trace.scan_anchors())
+            after_checkpoint=after, scan_anchors_ns=None if self.trace is None else self.trace.scan_anchors(),
+            qemu_trace=self.trace)
 
     def warnings(self, who: str = "the replay") -> list[str]:
         """Values QEMU would take but change, and what the release says of itself (newer than

@@ -76,6 +76,8 @@ def summarise(df, result) -> dict:
         "compared": compared,
         "nothing_compared": nothing_compared(result, compared),
         "warnings": list(getattr(result, "warnings", ())),
+        # --qemu-trace: the TCP memcmps walked along with the real run's (offline/trace_oracle.py)
+        "qemu_trace": getattr(result, "trace_check", None),
     }
     _after_checkpoint(out, tally, result)
     out["verdict"] = verdict_line(requests_by_cause, out["nothing_compared"], out["error"], out["interrupted"])
@@ -152,7 +154,9 @@ def format_summary(s: dict) -> str:
                  f"x-checkpoint-delay={k['checkpoint_delay_ms']:g} ms" if k["checkpoint_delay_ms"] is not None
                  else f"  checkpoints    {k['checkpoints']}")
     lines.append(f"  clocks         primary offset {k['primary_offset_ms']:g} ms, secondary offset "
-                 f"{k['secondary_offset_ms']:g} ms, scan phase {k['scan_phase_ms']:g} ms"
+                 f"{k['secondary_offset_ms']:g} ms, "
+                 + (f"scan ticks pinned at the trace's {k['scan_anchors']} firings" if k.get("scan_anchors")
+                    else f"scan phase {k['scan_phase_ms']:g} ms")
                  + (f", filter {k['filter']!r}" if k.get("filter") else ""))
     if k.get("alignment"):
         lines.append(f"  alignment      {k['alignment']}")
@@ -174,6 +178,12 @@ def format_summary(s: dict) -> str:
                  f"filtered {nc['filtered']}")
     lines.append(_anomalies_row(s["queue_drops"], s["table_resets"], s["qemu_crashes"])
                  + f"; undefined reads {s['undefined']}")
+    tc = s.get("qemu_trace")
+    if tc:
+        lines.append(f"  qemu trace     {tc['agree']} of {tc['trace']} TCP payload compares in step with the trace's "
+                     f"(ip_info/tcp_info), {tc['outcome_disagreements']} decided otherwise; undefined reads decided "
+                     f"by QEMU's outcome {tc['undefined_resolved']}, by the zero stand-in {tc['undefined_unresolved']}"
+                     + (f"; out of step from {tc['first']}" if tc.get("first") else ""))
     ac = s.get("after_checkpoint")
     if ac is not None:
         lines.append(_after_checkpoint_row(ac))
