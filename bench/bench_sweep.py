@@ -158,11 +158,16 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="rounds (median reported)")
     ap.add_argument("-j", "--jobs", type=int, help="sweep workers (default: every core)")
     ap.add_argument("--spawn", action="store_true", help="also time the sweep with spawned workers")
+    ap.add_argument("--pair", metavar="DIR", help="an existing pair's DIR/primary.pcap and DIR/secondary.pcap (e.g. "
+                                                  "bench/make_free_pair.py's) instead of make_bench_pair's")
     args = ap.parse_args()
 
     sys.path.insert(0, HERE)
-    from make_bench_pair import make_pair
-    paths = [str(p) for p in make_pair(args.dir, args.frames, args.seed)]
+    if args.pair:
+        paths = [os.path.join(args.pair, "primary.pcap"), os.path.join(args.pair, "secondary.pcap")]
+    else:
+        from make_bench_pair import make_pair
+        paths = [str(p) for p in make_pair(args.dir, args.frames, args.seed)]
     print(f"pair: {paths[0]}\n      {paths[1]}\n      {sum(map(os.path.getsize, paths)) / 1e6:,.0f} MB; "
           f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; 12 settings; {args.repeat} round(s)", flush=True)
     res: dict[str, list] = {"replays": [], "sweep": [], "spawn": []}

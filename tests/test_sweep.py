@@ -356,19 +356,31 @@ def test_readme_sweep_examples(tmp_path):
 
 
 def test_pairs_beyond_the_memory_budget_are_swept_a_group_at_a_time(monkeypatch):
-    """With a budget smaller than one pair, each pair is prepared, swept and dropped in turn:
-    the rows are the same, in the same order."""
-    pairs = [{"name": "a", "primary": PRIMARY, "secondary": SECONDARY, "filter_rewriter": True},
-             {"name": "b", "primary": PRIMARY, "secondary": SECONDARY}]
-    grid = {"compare_timeout": "300,3000"}
-    together = api.sweep(grid=grid, pairs=pairs, jobs=2).rows
+    """Pairs given as readers are prepared (read into memory once); with a budget smaller than
+    one pair, each is prepared, swept and dropped in turn: the rows are the same, in the same
+    order.  Pairs given as paths hold nothing (each setting reads the files, streamed): they go
+    together whatever the budget, with the same rows."""
+    from colo_replay.captures import open_capture
+
+    def pairs(readers: bool):
+        def cap(path):
+            return open_capture(path) if readers else path
+        return [{"name": "a", "primary": cap(PRIMARY), "secondary": cap(SECONDARY)},
+                {"name": "b", "primary": cap(PRIMARY), "secondary": cap(SECONDARY)}]
+    grid = {"compare_timeout": "300"}
+    together = api.sweep(grid=grid, pairs=pairs(True), jobs=2).rows
     calls = []
     real_run = sw.run
-    monkeypatch.setattr(sw, "run", lambda group, *a, **k: calls.append([g.name for g in group]) or real_run(group, *a, **k))
+    monkeypatch.setattr(sw, "run", lambda group, *a, **k: calls.append([type(g).__name__ for g in group])
+                        or real_run(group, *a, **k))
     monkeypatch.setattr(sweep_result, "PREPARED_BUDGET", 1)
-    apart = api.sweep(grid=grid, pairs=pairs, jobs=2).rows
-    assert calls == [["a"], ["b"]]
+    apart = api.sweep(grid=grid, pairs=pairs(True), jobs=2).rows
+    assert calls == [["PreparedPair"], ["PreparedPair"]]
     assert _nan_safe(apart) == _nan_safe(together)
+    calls.clear()
+    streamed = api.sweep(grid=grid, pairs=pairs(False), jobs=2).rows
+    assert calls == [["StreamedPair", "StreamedPair"]]
+    assert _nan_safe(streamed) == _nan_safe(together)
 
 
 def test_backward_timestamps_with_a_filter_equal_replay(tmp_path):

@@ -128,6 +128,7 @@ def run_sweep(primary, secondary, grid: dict, settings: Settings, *, pairs: list
     from pathlib import Path
 
     from ..offline.prepared import PreparedPair, prepare
+    from ..offline.streamed import StreamedPair
 
     if max_settings is not None and (isinstance(max_settings, bool) or not isinstance(max_settings, int)
                                      or max_settings < 1):
@@ -178,10 +179,23 @@ def run_sweep(primary, secondary, grid: dict, settings: Settings, *, pairs: list
                 pair = open_pair(spec["primary"], spec["secondary"], pair_settings)
             except ValueError as exc:
                 raise ValueError(f"{label}: {exc}" if label else str(exc)) from None
-            p, s = prepare(pair.primary), prepare(pair.secondary)     # (drained: their files closed)
-            source = sources[spec["name"]] = pair.finished_source()
-            group.append(PreparedPair(spec["name"], p, s, pair.options, source))
-            held += p.nbytes + s.nbytes
+            if dask is None and is_path(spec["primary"]) and is_path(spec["secondary"]):
+                # Each setting reads the files again, streamed (offline/streamed.py): a worker
+                # holds one replay, not the captures; the readers opened here are not needed.
+                if pair.rewriter is not None:
+                    for _batch in pair.secondary.batches():    # its stats: the sweep's source
+                        pass
+                for rd in (pair.primary, pair.secondary):
+                    close = getattr(rd, "close", None)
+                    if close is not None:
+                        close()
+                sources[spec["name"]] = pair.finished_source()
+                group.append(StreamedPair(spec["name"], pair.paths, pair.settings, pair.options, pair.source))
+            else:
+                p, s = prepare(pair.primary), prepare(pair.secondary)     # (drained: their files closed)
+                source = sources[spec["name"]] = pair.finished_source()
+                group.append(PreparedPair(spec["name"], p, s, pair.options, source))
+                held += p.nbytes + s.nbytes
             if k == len(resolved) - 1 or held >= PREPARED_BUDGET:
                 sw.run(group, grid_settings, jobs, dask=dask, start_method=start_method, with_summary=with_summary,
                        done=out)

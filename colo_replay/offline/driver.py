@@ -97,6 +97,7 @@ class SideStats:
     linktypes: list = field(default_factory=list)
     synthesised_ethernet: bool = False
     last_ns: int | None = None   # last arrival read (bounds the other side after a read error)
+    first_ns: int | None = None  # first arrival read (with the side's offset, as last_ns)
     superseded: int = 0          # not fed: a resynchronised SVM would not send it (--after-checkpoint resync)
     held: int = 0                # resync: arrived while a modelled checkpoint had the VMs stopped, fed at its end
 
@@ -202,6 +203,8 @@ class _Side:
             self.i = 0
             self.n = n
             st = self.stats
+            if st.first_ns is None:
+                st.first_ns = int(ts[0])
             st.frames += n
             st.last_ns = int(ts[-1])
             return True
