@@ -89,6 +89,8 @@ def stats(values: list[float], nd: int = 2) -> dict:
 def port_free(port: int, kind: int) -> bool:
     s = socket.socket(socket.AF_INET, kind)
     try:
+        if kind == socket.SOCK_STREAM:  # as QEMU does: TIME_WAIT leftovers of a previous run do not count
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", port))
         return True
     except OSError:
