@@ -569,8 +569,11 @@ class Rig:
         while not self.stop_status.wait(5.0):
             rec = self.status(self.phase_tag)
             st = (rec.get("primary_migrate") or {}).get("status")
-            if st is not None and st != "colo" and self.error is None:
-                self.error = f"primary migration status {st!r}, not 'colo'"
+            if self.error is None:
+                if rec.get("error"):  # e.g. a QEMU whose main loop hangs (a deadlocked COLO thread holds the BQL)
+                    self.error = f"QEMU not answering QMP: {rec['error']}"
+                elif st is not None and st != "colo":
+                    self.error = f"primary migration status {st!r}, not 'colo'"
 
     def start_tcpdump(self) -> None:
         if not self.tcpdump:
@@ -640,11 +643,11 @@ class Rig:
                 for name, cmd in (("primary", pcmd), ("secondary", scmd)):
                     f.write(f"# {name}\n" + " \\\n  ".join(cmd) + "\n\n")
             self.start_tcpdump()
-            self.ev("start-primary")
             self.p["primary"] = self.procs.start("primary", pcmd, stdout=open(self.out / "primary.out", "wb"))
+            self.ev("start-primary", pid=self.p["primary"].pid)
             time.sleep(0.5)
-            self.ev("start-secondary")
             self.p["secondary"] = self.procs.start("secondary", scmd, stdout=open(self.out / "secondary.out", "wb"))
+            self.ev("start-secondary", pid=self.p["secondary"].pid)
             self.q["secondary"] = Qmp("secondary", self.out / "secondary-qmp.sock", self.qmplog)
             self.q["primary"] = Qmp("primary", self.out / "primary-qmp.sock", self.qmplog)
             self.q["secondary"].connect(30, lambda: self.alive("secondary"))
@@ -752,6 +755,7 @@ class Rig:
         C = self.client
         summary = []
         fails = 0
+        completed = False
         try:
             for kind, n in self.phases:
                 self.phase_tag = "traffic"
@@ -765,10 +769,13 @@ class Rig:
                                             "cpu1": self.cpu(), "lat": [], "n": 0, "ok": 0})
                     continue
                 self.ev(f"phase-begin:{kind}", n=n)
-                lats, ok_n = [], 0
+                lats, ok_n, consecutive_fail = [], 0, 0
                 for i in range(n):
-                    if not (self.alive("primary") and self.alive("secondary")):
-                        self.check_pair()
+                    self.check_pair()
+                    if self.error:
+                        raise RigError(self.error)
+                    if consecutive_fail >= 5:
+                        raise RigError(f"{kind}: 5 requests in a row failed; see traffic.jsonl")
                     t_send = now()
                     rec = {"phase": kind, "i": i, "t_send": t_send}
                     try:
@@ -793,7 +800,10 @@ class Rig:
                     tlog.write(rec)
                     if rec["ok"]:
                         ok_n += 1
+                        consecutive_fail = 0
                         lats.append(rec["latency_s"] * 1000)
+                    else:
+                        consecutive_fail += 1
                 secs = now() - t0
                 row = {"phase": kind, "n": n, "ok": ok_n, "fail": n - ok_n, "secs": round(secs, 3),
                        "p50_ms": round(pct(lats, 50), 2) if lats else None,
@@ -806,10 +816,11 @@ class Rig:
                 self.phase_rows.append({"phase": kind, "t0": t0, "t1": now(), "cpu0": cpu0, "cpu1": self.cpu(),
                                         "lat": lats, "n": n, "ok": ok_n})
             tout.write(json.dumps({"summary": summary}) + "\n")
+            completed = True
         finally:
             tlog.close()
             tout.close()
-            self.ev("traffic-end", rc=1 if fails else 0)
+            self.ev("traffic-end", rc=0 if completed and not fails else 1)
         self.phase_tag = "end"
         if fails:
             raise RigError(f"{fails} of {sum(n for k, n in self.phases if k != 'idle')} requests failed; "
