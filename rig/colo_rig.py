@@ -595,6 +595,7 @@ class Rig:
 
     def wait_console(self, side: str, needle: str, deadline: float) -> bool:
         path = self.out / f"{side}-console.log"
+        next_ping = now() + 5
         while now() < deadline:
             try:
                 if needle in path.read_text(errors="replace"):
@@ -602,6 +603,13 @@ class Rig:
             except OSError:
                 pass
             self.check_pair()
+            if now() > next_ping:  # a hung QEMU (e.g. deadlocked at the first checkpoint) stops answering QMP
+                for s in ("primary", "secondary"):
+                    try:
+                        self.q[s].cmd("query-status", timeout=10)
+                    except RigError as e:
+                        raise RigError(f"QEMU not answering QMP while the guest boots: {e}") from None
+                next_ping = now() + 5
             time.sleep(0.1)
         return False
 
