@@ -583,7 +583,9 @@ class Rig:
         chard = " or ".join(f"port {P[k]}" for k in ("compare0", "mirror", "compare1", "compare_out"))
         cli = " or ".join(f"port {p}" for p in C.values())
         for name, flt in (("lo-chardevs.pcap", f"tcp and ({chard})"), ("lo-client.pcap", f"({cli})")):
-            self.procs.start(f"tcpdump-{name}", [self.tcpdump, "-i", "lo", "-n", "-U", "-s", "0", "-Z", "root",
+            # as root, -Z root: tcpdump would otherwise drop to its own user and may not write into DIR
+            z = ["-Z", "root"] if os.geteuid() == 0 else []
+            self.procs.start(f"tcpdump-{name}", [self.tcpdump, "-i", "lo", "-n", "-U", "-s", "0", *z,
                                                  "-w", str(self.out / name), flt],
                              stdout=subprocess.DEVNULL, stderr=err, stop_signal=signal.SIGINT)
         deadline = now() + 10
@@ -939,6 +941,32 @@ class Rig:
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 
+def redact(run_dir: Path, prefixes: list[str]) -> int:
+    """Replace machine paths by <tmp> in a run's text files, as in the reference's recorded runs."""
+    run_dir = run_dir.resolve()
+    pairs = {str(Path(p).resolve()): "<tmp>" for p in prefixes}
+    try:  # where the run was recorded, if it has been moved since
+        recorded = json.loads((run_dir / "meta.json").read_text()).get("run_dir")
+        if recorded and recorded != "<tmp>" and not recorded.startswith("<tmp>/"):
+            pairs[recorded] = "<tmp>/" + Path(recorded).name
+    except (OSError, ValueError):
+        pass
+    prefixes = sorted(pairs, key=len, reverse=True)
+    changed = 0
+    for f in sorted(run_dir.iterdir()):
+        if f.suffix == ".pcap" or not f.is_file():
+            continue
+        text = f.read_text(errors="surrogateescape")
+        new = text
+        for p in prefixes:
+            new = new.replace(p, pairs[p])
+        if new != text:
+            f.write_text(new, errors="surrogateescape")
+            changed += 1
+    print(f"redacted {changed} files in {run_dir} ({', '.join(prefixes)} -> <tmp>)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="colo_rig.py", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -970,7 +998,16 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--quit-timeout", type=float, default=10.0)
     r.add_argument("--no-tcpdump", action="store_true")
     r.add_argument("--keep-disks", action="store_true")
+    rd = sub.add_parser("redact", help="replace machine paths by <tmp> in a run's text files (for sharing)")
+    rd.add_argument("dir")
+    rd.add_argument("--prefix", action="append", default=None,
+                    help="path to replace (repeatable); default: the run dir's parent, this checkout, "
+                         "the rig cache")
     a = ap.parse_args(argv)
+    if a.cmd == "redact":
+        d = Path(a.dir)
+        return redact(d, a.prefix or [str(d.resolve().parent), str(HERE.parent),
+                                      os.environ.get("RIG_CACHE", str(DEFAULT_CACHE))])
     if a.port_base < 1 or a.port_base + 9999 > 65535:
         ap.error("--port-base out of range")
     rig = Rig(a)
