@@ -139,6 +139,7 @@ class Qmp:
         self.events: list[dict] = []
         self.cv = threading.Condition()
         self.closed = False
+        self.broken: str | None = None  # set when a command timed out: later replies could not be matched
         self.lock = threading.Lock()  # one command at a time
 
     def connect(self, timeout: float, alive) -> None:
@@ -190,6 +191,8 @@ class Qmp:
         with self.lock:
             if self.sock is None:
                 raise RigError(f"{self.side} QMP not connected")
+            if self.broken:
+                raise RigError(self.broken)
             self.log.write({"t": now(), "side": self.side, "kind": "cmd", "msg": msg})
             try:
                 self.sock.sendall(json.dumps(msg).encode() + b"\n")
@@ -202,7 +205,8 @@ class Qmp:
                         raise RigError(f"{self.side} QMP closed during {execute}")
                     left = deadline - now()
                     if left <= 0:
-                        raise RigError(f"{self.side} QMP {execute}: no reply in {timeout:.0f} s")
+                        self.broken = f"{self.side} QMP {execute}: no reply in {timeout:.0f} s"
+                        raise RigError(self.broken)
                     self.cv.wait(left)
                 reply = self.replies.pop(0)
         if "error" in reply:
@@ -850,7 +854,7 @@ class Rig:
         for side in ("primary", "secondary"):
             if side not in self.p:
                 continue
-            if self.alive(side) and side in self.q and self.q[side].sock is not None:
+            if self.alive(side) and side in self.q and self.q[side].sock is not None and not self.q[side].broken:
                 try:
                     self.q[side].cmd("quit", timeout=5)
                 except RigError:
