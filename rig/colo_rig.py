@@ -313,6 +313,22 @@ def parse_traffic(spec: str) -> list[tuple[str, float]]:
 
 # --------------------------------------------------------------------------------------------- trace parsing
 
+# Lines on a guest console that mean the guest kernel is in trouble (a secondary with corrupted memory oopses
+# or reports broken virtqueues, e.g. "id N is not a head!").
+CONSOLE_BAD = re.compile(r"Oops|BUG:|Kernel panic|general protection|is not a head|segfault|Call Trace|"
+                         r"invalid opcode|Unable to handle|watchdog: BUG|rcu_sched self-detected")
+
+
+def console_trouble(path: Path) -> str | None:
+    try:
+        for line in path.read_text(errors="replace").splitlines():
+            if CONSOLE_BAD.search(line):
+                return line.strip()[:160]
+    except OSError:
+        pass
+    return None
+
+
 TRACE_RE = re.compile(r"(\d+)@(\d+\.\d+):(\w+)(.*)")
 
 
@@ -579,6 +595,12 @@ class Rig:
                 elif st is not None and st != "colo":
                     self.error = f"primary migration status {st!r}, not 'colo'"
 
+    def check_consoles(self) -> None:
+        for s in ("primary", "secondary"):
+            bad = console_trouble(self.out / f"{s}-console.log")
+            if bad:
+                raise RigError(f"{s} guest kernel trouble on its console: {bad!r}")
+
     def start_tcpdump(self) -> None:
         if not self.tcpdump:
             return
@@ -715,6 +737,7 @@ class Rig:
             threading.Thread(target=self.status_loop, daemon=True, name="status").start()
             self.drive()
             self.check_pair()
+            self.check_consoles()
         except RigError as e:
             self.error = self.error or str(e)
         except KeyboardInterrupt:
