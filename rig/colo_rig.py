@@ -228,6 +228,16 @@ class Qmp:
 
 # --------------------------------------------------------------------------------------------- processes
 
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL if the rig itself dies (even by SIGKILL), so no QEMU or tcpdump
+    of ours outlives it holding the ports. Linux only; harmless elsewhere."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Procs:
     """The processes this run started. Teardown signals them by pid only: SIGTERM (or SIGINT for tcpdump),
     then SIGKILL after a timeout; a hung QEMU (deadlocked COLO thread) is killed the same way."""
@@ -239,7 +249,8 @@ class Procs:
     def start(self, name: str, argv: list[str], stdout, stderr=subprocess.STDOUT,
               stop_signal: int = signal.SIGTERM) -> subprocess.Popen:
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-                             start_new_session=True)  # our own session: a terminal's ^C reaches only us
+                             start_new_session=True,  # our own session: a terminal's ^C reaches only us
+                             preexec_fn=_die_with_parent)
         self.items.append((name, p, stop_signal))
         return p
 
