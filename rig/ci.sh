@@ -8,7 +8,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${1:?usage: rig/ci.sh OUTDIR}
-TRAFFIC=${RIG_TRAFFIC:-det:20,clk:10,udp_det:10,udp_clk:5,udp_disk:5}
+TRAFFIC=${RIG_TRAFFIC:-det:20,clk:10,udp_det:10,udp_clk:5,udp_disk:5,idle:3}
 IDLE=${RIG_IDLE:-5}
 PORT_BASE=${RIG_PORT_BASE:-9000}
 T0=$(date +%s)
