@@ -7,6 +7,7 @@
 # The last line of stdout is always the path of the binary.
 #
 # Options (environment): RIG_CACHE=dir  RIG_JOBS=2  RIG_NICE=10  RIG_NO_APT=1 (never call apt-get)
+#                        RIG_QEMU_VERSION=<Debian source version> (default: the newest apt knows)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -67,7 +68,8 @@ SRC
 T0=$(date +%s)
 ensure_deb_src
 # Highest source version apt knows about.
-VER=$(apt-cache showsrc qemu | sed -n 's/^Version: //p' | sort -V | tail -1)
+# (RIG_QEMU_VERSION pins one, e.g. 1:7.2+dfsg-7+deb12u18; the archive keeps only the newest security update.)
+VER=${RIG_QEMU_VERSION:-$(apt-cache showsrc qemu | sed -n 's/^Version: //p' | sort -V | tail -1)}
 [ -n "$VER" ] || { log "apt-cache showsrc qemu gave no version"; exit 1; }
 PHASH=$(sha256sum "$PATCH" | cut -c1-12)
 KEY="$(echo "$VER" | tr ':~+' '___')-$PHASH"
