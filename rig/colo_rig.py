@@ -620,9 +620,12 @@ class Rig:
         chard = " or ".join(f"port {P[k]}" for k in ("compare0", "mirror", "compare1", "compare_out"))
         cli = " or ".join(f"port {p}" for p in C.values())
         for name, flt in (("lo-chardevs.pcap", f"tcp and ({chard})"), ("lo-client.pcap", f"({cli})")):
-            # as root, -Z root: tcpdump would otherwise drop to its own user and may not write into DIR
+            # as root, -Z root: tcpdump would otherwise drop to its own user and may not write into DIR;
+            # --immediate-mode: each packet written as it comes (libpcap's ring otherwise hands them over
+            # a block at a time, and the last block was lost at SIGINT under load: a run's capture ended
+            # before its traffic did)
             z = ["-Z", "root"] if os.geteuid() == 0 else []
-            self.procs.start(f"tcpdump-{name}", [self.tcpdump, "-i", "lo", "-n", "-U", "-s", "0", *z,
+            self.procs.start(f"tcpdump-{name}", [self.tcpdump, "-i", "lo", "-n", "-U", "--immediate-mode", "-s", "0", *z,
                                                  "-w", str(self.out / name), flt],
                              stdout=subprocess.DEVNULL, stderr=err, stop_signal=signal.SIGINT)
         deadline = now() + 10
