@@ -403,6 +403,9 @@ CASES = {
     "dns-hits": (case_dns_hits, {}, [("dns.txt", None)]),
     "ntp-chrony": (case_ntp, {}, [("ntp.reftime", None)]),  # the servers started 0.7 s apart
     "ssh-kexinit": (case_ssh, {}, [("ssh.cookie", None)]),
+    # the same pair as captured by a tap on the guest's outbound traffic only: tshark cannot
+    # dissect the KEXINIT without the client's side; the truth's field is the two-direction one's
+    "ssh-outbound-only": (None, {"source": "ssh-kexinit"}, [("ssh.cookie", None)]),
 }
 
 
@@ -410,6 +413,11 @@ def record(name: str, out: Path) -> None:
     fn, kw, _exp = CASES[name]
     dest = out / name
     dest.mkdir(parents=True, exist_ok=True)
+    if fn is None:                                       # the guest's direction of another pair
+        for side in ("primary.pcap", "secondary.pcap"):
+            sh("tcpdump", "-r", str(out / kw["source"] / side), "-w", str(dest / side), f"src host {GUEST}",
+               stderr=subprocess.DEVNULL)
+        return
     work = Path(tempfile.mkdtemp(prefix=f"colo-rc-{name}-"))
     procs: list = []
     dumps: list = []
@@ -600,10 +608,27 @@ def innermost(cover: dict, frame: int, offset: int):
 KEYED_ROOTS = ("tls.handshake.random", "ssh.cookie")
 
 
-def write_truth(dest: Path, expected: list, control: bool) -> dict:
+def _guest_numbers(path: Path) -> dict:
+    """Frame number in the guest-only copy of ``path`` -> its number in ``path``."""
+    guest = [n for n, fr in read_pcap(path) if (parse(fr) or {}).get("src") == GUEST]
+    return {i + 1: n for i, n in enumerate(guest)}
+
+
+def _renumbered(cover: dict, numbers: dict) -> dict:
+    back = {orig: k for k, orig in numbers.items()}
+    return {(back[n], off): v for (n, off), v in cover.items() if n in back}
+
+
+def write_truth(dest: Path, expected: list, control: bool, source: Path | None = None) -> dict:
+    """``source``: the two-direction pair ``dest`` is the guest's direction of: tshark names the
+    fields there (both directions), and they are renumbered to ``dest``'s frames."""
     pf, sf = read_pcap(dest / "primary.pcap"), read_pcap(dest / "secondary.pcap")
     diffs = byte_diff(pf, sf)
-    pcover, scover = tshark_fields(dest / "primary.pcap"), tshark_fields(dest / "secondary.pcap")
+    if source is None:
+        pcover, scover = tshark_fields(dest / "primary.pcap"), tshark_fields(dest / "secondary.pcap")
+    else:
+        pcover = _renumbered(tshark_fields(source / "primary.pcap"), _guest_numbers(source / "primary.pcap"))
+        scover = _renumbered(tshark_fields(source / "secondary.pcap"), _guest_numbers(source / "secondary.pcap"))
     roots, consequences, seen = [], [], {}
     for d in diffs:
         key = tuple(d["flow"])
@@ -630,7 +655,11 @@ def write_truth(dest: Path, expected: list, control: bool) -> dict:
                              f"({r['context']}), expected {field} ({ctx})")
         if r["field"] is None or r.get("secondary_field") not in (None, r["field"]):
             raise SystemExit(f"{dest.name}: tshark names no field at P#{r['primary_frame']} offset {r['offset']}")
-    truth = {"case": dest.name, "guest": GUEST, "control": control, "roots": roots, "consequences": consequences,
+    if source is not None:
+        for r in roots:
+            r["likely"] = True          # tshark cannot name it from this capture: explain can only guess
+    truth = {"case": dest.name, "guest": GUEST, "control": control, "one_direction": source is not None,
+             "roots": roots, "consequences": consequences,
              "decided_by": "scripts/make_real_corpus.py: byte diff of the guest's frames (TCP by stream position "
                            "from each side's ISN, UDP from the L4 header, the UDP checksum skipped) and tshark "
                            "(whole capture, both directions, TCP reassembly on) for the field"}
@@ -656,9 +685,9 @@ def main() -> int:
         for n in names:
             print(f"recording {n}", flush=True)
             record(n, out)
-    write_truth = globals()["write_truth"]
     for n in names:
-        t = write_truth(out / n, CASES[n][2], control=not CASES[n][2])
+        src = CASES[n][1].get("source") if CASES[n][0] is None else None
+        t = write_truth(out / n, CASES[n][2], control=not CASES[n][2], source=out / src if src else None)
         print(f"{n}: {len(t['roots'])} roots, {len(t['consequences'])} consequences "
               + ", ".join(f"{r['field']}@P#{r['primary_frame']}/S#{r['secondary_frame']}" for r in t["roots"]))
     return 0

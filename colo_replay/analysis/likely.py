@@ -51,7 +51,7 @@ def _ssh(payload: bytes, offset: int):
     if rel == 5:
         return "ssh.message_code", "the KEXINIT message code"
     if rel < SSH_PACKET_HDR + 1 + SSH_COOKIE_LEN:
-        return "ssh.cookie", "the 16 random bytes of the KEXINIT (key exchange init)"
+        return "ssh.cookie", "the 16 random bytes of the KEXINIT, the key exchange init"
     if rel < 4 + plen:
         return "ssh.kex_algorithms", "the KEXINIT's algorithm lists"
     return None
