@@ -240,6 +240,8 @@ def _parse_pdml(stream, keep: dict[int, list[int]] | None = None) -> dict[int, l
             if tag == "proto":
                 stack.append(el.get("name", ""))
                 protos += 1
+                if pk is not None:
+                    pk.protos[protos] = stack[-1]
             elif tag == "packet":
                 pk = _Packet()
                 ctx = []
@@ -262,13 +264,13 @@ def _parse_pdml(stream, keep: dict[int, list[int]] | None = None) -> dict[int, l
                     pk.num = _int(el.get("show"))
                 elif name == "caplen":
                     pk.caplen = _int(el.get("show"))
-            elif name == "tcp.payload":
+            if name == "tcp.payload":
                 pk.payload = (_int(el.get("pos")), _hex(el.get("value")))
-            elif name == "tcp.segment":
+            if name == "tcp.segment":
                 pk.segments.append((_int(el.get("show")), _int(el.get("pos")), _int(el.get("size"))))
             elif name == "tcp.reassembled.data":
                 pk.reassembled = _hex(el.get("value"))
-            elif proto not in _SKIP_PROTOS and name and not name.startswith("_ws.") \
+            if proto not in _SKIP_PROTOS and name and not name.startswith("_ws.") \
                     and el.get("hide") != "yes":
                 pos, size = _int(el.get("pos")), _int(el.get("size"))
                 if pos is not None and size:
@@ -295,6 +297,9 @@ def _parse_pdml(stream, keep: dict[int, list[int]] | None = None) -> dict[int, l
                 result.setdefault(frame, [])
     return result
 
+
+# the protocols before a frame's TCP payload (its own bytes, never a reassembled buffer's)
+_HEADER_PROTOS = frozenset({"eth", "sll", "vlan", "ip", "ipv6", "tcp"})
 
 # HTTP fields whose name does not say which header they are: the header's name is their context
 _GENERIC_HTTP = ("http.response.line", "http.request.line", "http.unknown_header")
@@ -323,18 +328,21 @@ class _Packet:
     """One PDML packet while it streams in: its number, its TCP payload (position, bytes), the
     segments of a PDU reassembled in it and that PDU's bytes, and its fields."""
 
-    __slots__ = ("num", "caplen", "payload", "segments", "reassembled", "fields")
+    __slots__ = ("num", "caplen", "payload", "segments", "reassembled", "fields", "protos")
 
     def __init__(self):
         self.num = self.caplen = self.payload = self.reassembled = None
         self.segments: list = []
         self.fields: list = []
+        self.protos: dict[int, str] = {}      # serial -> name of the packet's <proto>s
 
     def place(self, payload_at: dict):
         """``(frame, AppField)`` for each part of each field, in PDML order (see ``_parse_pdml``).
         A field whose bytes match only one buffer is in that one; one whose bytes match both
-        (a byte or two that happen to be equal) or neither is in the buffer most of its
-        protocol's fields are in (the frame when none decides)."""
+        (a byte or two that happen to be equal) or that has no bytes to check is in the buffer
+        most of its protocol's fields are in (the frame when none decides); one whose bytes
+        match neither is dropped (another data source)."""
+        protos_of = self.protos
         own = self.payload[1] if self.payload is not None else None
         own_at = self.payload[0] if self.payload is not None else None
         segs = [(n, p, z) for n, p, z in self.segments
@@ -349,17 +357,23 @@ class _Packet:
         where = []
         for name, pos, size, show, value, context, proto in self.fields:
             raw = _hex(value)
-            r_ok = raw is not None and len(raw) == size and reasm[pos:pos + size] == raw
+            if raw is None or len(raw) != size:
+                where.append(None)           # nothing to check: its protocol's buffer
+                continue
+            r_ok = reasm[pos:pos + size] == raw
             if own is None or own_at is None or pos < own_at:
-                f_ok = self.caplen is None or pos + size <= self.caplen     # headers: the frame's
+                # before the frame's TCP payload: only the L2-L4 headers are the frame's there
+                f_ok = protos_of.get(proto) in _HEADER_PROTOS and (self.caplen is None or pos + size <= self.caplen)
             else:
-                f_ok = raw is not None and len(raw) == size and own[pos - own_at:pos - own_at + size] == raw
-            side = "r" if r_ok and not f_ok else "f" if f_ok and not r_ok else None
-            if side is not None:
+                f_ok = own[pos - own_at:pos - own_at + size] == raw
+            side = "r" if r_ok and not f_ok else "f" if f_ok and not r_ok else "both" if r_ok else "neither"
+            if side in ("r", "f"):
                 votes[proto] = votes.get(proto, 0) + (1 if side == "r" else -1)
             where.append(side)
         for (name, pos, size, show, _value, context, proto), side in zip(self.fields, where):
-            if side is None:
+            if side == "neither":
+                continue                     # its bytes are in another data source
+            if side in (None, "both"):
                 side = "r" if votes.get(proto, 0) > 0 else "f"
             if side == "r":
                 if pos + size <= len(reasm):
