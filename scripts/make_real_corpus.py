@@ -194,8 +194,9 @@ http {{ access_log off; server_tokens off; etag off;
     return conf
 
 
-def case_nginx(work: Path, procs: list, diverge: bool) -> None:
-    """nginx static file; ``diverge``: the two requests straddle a second boundary (Date)."""
+def case_nginx(work: Path, procs: list, diverge: bool, method: str = "GET") -> None:
+    """nginx static file; ``diverge``: the two requests straddle a second boundary (Date);
+    ``method`` HEAD: the response announces the file's length and has no body."""
     (work / "www").mkdir(exist_ok=True)
     page = work / "www" / "index.html"
     page.write_bytes(STATIC)
@@ -205,7 +206,7 @@ def case_nginx(work: Path, procs: list, diverge: bool) -> None:
     for ns in NS:
         wait_port(ns, 80)
     socks = tcp_pair(80, 41001)
-    req = b"GET /index.html HTTP/1.1\r\nHost: guest\r\nConnection: close\r\n\r\n"
+    req = method.encode() + b" /index.html HTTP/1.1\r\nHost: guest\r\nConnection: close\r\n\r\n"
     near_second_boundary(before=diverge)
     socks[0].sendall(req)
     if diverge:
@@ -397,6 +398,9 @@ def case_ssh(work: Path, procs: list) -> None:
 CASES = {
     "nginx-date": (case_nginx, {"diverge": True}, [("http.date", None)]),
     "nginx-control": (case_nginx, {"diverge": False}, []),
+    "nginx-head": (case_nginx, {"diverge": True, "method": "HEAD"}, [("http.date", None)]),
+    # a HEAD response alone: tshark waits for the body its Content-Length announces
+    "nginx-head-outbound-only": (None, {"source": "nginx-head"}, [("http.date", None)]),
     "json-api": (case_json, {}, [("json.value.string", "request_id")]),
     "tls-handshake": (case_tls, {}, [("tls.handshake.random", None)]),
     "dns-control": (case_dns_control, {}, []),

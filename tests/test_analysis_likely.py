@@ -21,6 +21,7 @@ def test_ssh_kexinit_cookie_after_the_banner():
     assert likely_field(p, start)[0] == "ssh.packet_length"
     assert likely_field(p, start + 5)[0] == "ssh.message_code"
     assert all(likely_field(p, start + 6 + i)[0] == "ssh.cookie" for i in range(16))
+    assert p[slice(*likely_field(p, start + 9).span)] == b"\x11" * 16
     assert likely_field(p, start + 22)[0] == "ssh.kex_algorithms"
     assert likely_field(_kexinit(b"\x22" * 16), 6)[0] == "ssh.cookie"           # no banner before it
 
@@ -29,11 +30,17 @@ def test_http_headers_and_json_members():
     resp = b"HTTP/1.1 200 OK\r\nDate: Mon, 07 Dec 2026 09:47:04 GMT\r\nX-Request: 42\r\n\r\n"
     body = b'{"status": "ok", "time_ns": 1795653482695441820, "ok": true}'
     p = resp + body
-    assert likely_field(p, resp.index(b"09:47")) == ("http.date", "the HTTP Date header", None)
-    assert likely_field(p, resp.index(b"42")) == ("http.response.line", "the HTTP header line X-Request",
-                                                  "header X-Request")
+    date = likely_field(p, resp.index(b"09:47"))
+    assert date.name == "http.date" and date.context is None
+    assert p[date.span[0]:date.span[1]] == b"Mon, 07 Dec 2026 09:47:04 GMT"
+    line = likely_field(p, resp.index(b"42"))
+    assert (line.name, line.context, p[slice(*line.span)]) == ("http.response.line", "header X-Request", b"42")
     at = len(resp) + body.index(b"2695")
-    assert likely_field(p, at) == ("json.value.number", "the value of JSON member time_ns", "member time_ns")
+    num = likely_field(p, at)
+    assert (num.name, num.what, num.context) == ("json.value.number", "the value of JSON member time_ns",
+                                                 "member time_ns")
+    assert p[slice(*num.span)] == b"1795653482695441820"
+    assert body[slice(*likely_field(body, body.index(b'ok"')).span)] == b"ok"
     # a body in its own segment
     assert likely_field(body, body.index(b"ok\""))[2] == "member status"
     assert likely_field(body, body.index(b"true"))[0] == "json.value.true"

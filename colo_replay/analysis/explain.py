@@ -840,6 +840,7 @@ def _likely_into(d: Divergence, frames: dict, vnet: int, flow: tuple) -> bool:
     direction); say so, and which field it most likely is (``likely.likely_field``)."""
     src, dst = flow
     p = frames[0].get(d.primary_frame)
+    s = frames[1].get(d.secondary_frame)
     guess = None
     if p is not None and d.offset is not None:
         dis = _f.dissect(p.data, _vnet(p, vnet))
@@ -850,16 +851,29 @@ def _likely_into(d: Divergence, frames: dict, vnet: int, flow: tuple) -> bool:
                        f"the connection from {dst} to {src} (capture both directions, e.g. without --guest's "
                        f"filter)")
         return False
-    name, what, context = guess
-    s = frames[1].get(d.secondary_frame)
-    entry = {"name": name, "primary": _around(p.data, d.offset),
+    entry = {"name": guess.name, "primary": _around(p.data, d.offset),
              "secondary": _around(s.data, d.secondary_offset) if s is not None else None, "likely": True}
-    if context:
-        entry["context"] = context
+    if guess.span is not None:
+        # the value where the layout says it is, on each side (the secondary's from its own payload)
+        entry["primary"] = _likely_value(p.data[dis.payload_off:], guess.span)
+        if s is not None:
+            sdis = _f.dissect(s.data, _vnet(s, vnet))
+            sg = likely_field(s.data[sdis.payload_off:], d.secondary_offset - sdis.payload_off) \
+                if sdis.payload_off is not None else None
+            entry["secondary"] = _likely_value(s.data[sdis.payload_off:], sg.span) \
+                if sg is not None and sg.name == guess.name and sg.span is not None else None
+    if guess.context:
+        entry["context"] = guess.context
     d.fields.insert(0, entry)
-    d.notes.append(f"most likely {name} ({what}); tshark needs the other direction to dissect it: the capture "
-                   f"holds no frame of the connection from {dst} to {src}")
+    d.notes.append(f"most likely {guess.name} ({guess.what}); tshark needs the other direction to dissect it: the "
+                   f"capture holds no frame of the connection from {dst} to {src}")
     return True
+
+
+def _likely_value(payload: bytes, span: tuple) -> str:
+    raw = bytes(payload[span[0]:span[1]])
+    text = raw.decode("ascii", "replace")
+    return text if raw.isascii() and text.isprintable() else ":".join(f"{b:02x}" for b in raw)
 
 
 def _group_key(d: Divergence) -> tuple:

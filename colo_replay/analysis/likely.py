@@ -5,7 +5,7 @@ request was HEAD; DNS over TCP and some TLS need both too).
 
 A guess reads the frame's TCP payload itself, for the few layouts that are fixed (an SSH
 KEXINIT, an HTTP/1.x header block, a JSON member).  Each guesser is ``(bytes of the payload,
-offset in it) -> (field, why[, context]) or None``; ``GUESSERS`` is the table
+offset in it) -> Likely (or a (field, why) pair) or None``; ``GUESSERS`` is the table
 ``likely_field`` tries in order.  A guess is reported as such ("most likely"), never as
 tshark's name.
 """
@@ -14,9 +14,20 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import Callable
+from typing import Callable, NamedTuple
 
-__all__ = ["GENERIC_FIELDS", "GUESSERS", "likely_field"]
+__all__ = ["GENERIC_FIELDS", "GUESSERS", "Likely", "likely_field"]
+
+
+class Likely(NamedTuple):
+    """A guess: the field's Wireshark name, what it is (a few words), its context (``member
+    KEY``, ``header NAME``) and, when the layout says, where its value is in the payload
+    (``start``, ``end``)."""
+
+    name: str
+    what: str
+    context: str | None = None
+    span: tuple[int, int] | None = None
 
 GENERIC_FIELDS = frozenset({"", "tcp.payload", "tcp.segment_data", "data", "data.data", "ssh.encrypted_packet"})
 """Names that say only "bytes of a payload": with one of these (or none) from tshark on a
@@ -51,7 +62,9 @@ def _ssh(payload: bytes, offset: int):
     if rel == 5:
         return "ssh.message_code", "the KEXINIT message code"
     if rel < SSH_PACKET_HDR + 1 + SSH_COOKIE_LEN:
-        return "ssh.cookie", "the 16 random bytes of the KEXINIT, the key exchange init"
+        at = start + SSH_PACKET_HDR + 1
+        return Likely("ssh.cookie", "the 16 random bytes of the KEXINIT, the key exchange init", None,
+                      (at, at + SSH_COOKIE_LEN))
     if rel < 4 + plen:
         return "ssh.kex_algorithms", "the KEXINIT's algorithm lists"
     return None
@@ -76,17 +89,19 @@ def _http_json(payload: bytes, offset: int):
             line_start = payload.rfind(b"\r\n", 0, offset + 1)
             line_start = 0 if line_start < 0 else line_start + 2
             if line_start == 0:
-                return "http.response.line", "the HTTP status line", None
+                return Likely("http.response.line", "the HTTP status line")
             m = _HEADER.match(payload, line_start)
             if m is None:
                 return None
             name = m.group(1).decode("ascii")
+            eol = payload.find(b"\r\n", m.end())
+            span = (m.end(), eol if eol >= 0 else len(payload))
             known = {"date": "http.date", "set-cookie": "http.set_cookie", "last-modified": "http.last_modified",
                      "content-length": "http.content_length_header", "server": "http.server"}
             field = known.get(name.lower())
             if field:
-                return field, f"the HTTP {name} header", None
-            return "http.response.line", f"the HTTP header line {name}", f"header {name}"
+                return Likely(field, f"the HTTP {name} header", None, span)
+            return Likely("http.response.line", f"the HTTP header line {name}", f"header {name}", span)
         body_at = end + 4
     body = payload[body_at:]
     if not body.lstrip()[:1] in (b"{", b"["):
@@ -104,19 +119,21 @@ def _http_json(payload: bytes, offset: int):
         return None
     key = last.group(1).decode("utf-8", "replace")
     field = _JSON_VALUE.get(body[start], "json.value.number")
-    return field, f"the value of JSON member {key}", f"member {key}"
+    tok = token.group(0)
+    span = (body_at + start + 1, body_at + start + len(tok) - 1) if tok.startswith(b'"') else \
+        (body_at + start, body_at + start + len(tok))
+    return Likely(field, f"the value of JSON member {key}", f"member {key}", span)
 
 
 GUESSERS: tuple[Callable, ...] = (_ssh, _http_json)
 
 
-def likely_field(payload: bytes, offset: int) -> tuple[str, str, str | None] | None:
-    """``(field, what it is, context or None)`` for the byte at ``offset`` of a TCP
-    ``payload``, or None."""
+def likely_field(payload: bytes, offset: int) -> Likely | None:
+    """The field the byte at ``offset`` of a TCP ``payload`` most likely is, or None."""
     if not 0 <= offset < len(payload):
         return None
     for guess in GUESSERS:
         found = guess(payload, offset)
         if found is not None:
-            return found if len(found) == 3 else (*found, None)
+            return found if isinstance(found, Likely) else Likely(*found)
     return None
