@@ -18,11 +18,13 @@ own initial sequence number), the first differing byte of each pair is found, an
 directions, TCP reassembly on) names the innermost field covering that byte, which must be the
 field the case expects (the generation fails otherwise).  The first differing frame of a flow
 is its root; a later differing frame of the same connection after a TLS or SSH key exchange
-that diverged is a consequence of it (its bytes are encrypted under different keys).  A
-control must have no differing byte at all.
+that diverged is a consequence of it (its bytes are encrypted under different keys), and so is
+a later differing byte of the same server that lies inside the root's differing value again
+(a session id the server set, carried in a later response).  A control must have no differing
+byte at all.
 
 Needs root, ``ip``, ``tcpdump``, ``tshark`` and the Debian packages nginx-light, dnsmasq-base,
-chrony, dropbear-bin, openssl (installed with apt-get when missing).
+chrony, dropbear-bin, openssl, ethtool (installed with apt-get when missing).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ sys.path.insert(0, str(REPO))
 NS = ("colo-rc-p", "colo-rc-s")
 GUEST, CLIENT = "10.77.0.1", "10.77.0.2"
 PACKAGES = {"nginx": "nginx-light", "dnsmasq": "dnsmasq-base", "chronyd": "chrony", "dropbear": "dropbear-bin",
-            "dropbearkey": "dropbear-bin", "openssl": "openssl"}
+            "dropbearkey": "dropbear-bin", "openssl": "openssl", "ethtool": "ethtool"}
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -58,11 +60,14 @@ def sh(*cmd, check=True, **kw):
     return subprocess.run(cmd, check=check, **kw)
 
 
-def make_namespaces() -> None:
+def make_namespaces(mtu: int | None = None) -> None:
+    """``mtu``: the loopback's (1500: segments of an Ethernet's size, so a PDU spans several)."""
     for ns in NS:
         sh("ip", "netns", "del", ns, check=False, stderr=subprocess.DEVNULL)
         sh("ip", "netns", "add", ns)
-        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", ns, "link", "set", "lo", "up", *(("mtu", str(mtu)) if mtu else ()))
+        if mtu:                  # and no segmentation offload: tcpdump sees the segments themselves
+            sh("ip", "netns", "exec", ns, "ethtool", "-K", "lo", "tso", "off", "gso", "off")
         for addr in (GUEST, CLIENT):
             sh("ip", "-n", ns, "addr", "add", f"{addr}/32", "dev", "lo")
 
@@ -258,6 +263,93 @@ def case_json(work: Path, procs: list) -> None:
         s.close()
 
 
+SESSION_SERVER = r'''
+import http.server, json, sys, uuid
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"          # one connection, two requests
+    server_version = "corpus-session/1"
+    sys_version = ""
+    sid = None
+    def do_GET(self):
+        if self.path == "/login":
+            self.sid = str(uuid.uuid4())   # the session this connection holds from now on
+            body = b"welcome\n"
+            extra = [("Set-Cookie", f"sid={self.sid}; Path=/")]
+        else:
+            body = json.dumps({"user": "guest", "session": self.sid}).encode()
+            extra = [("Content-Type", "application/json")]
+        self.send_response(200)
+        for k, v in extra:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer((sys.argv[1], 8081), H).serve_forever()
+'''
+
+
+def case_session(work: Path, procs: list) -> None:
+    """Python's http.server with a session: ``/login`` sets a random session id (Set-Cookie),
+    ``/me`` on the same connection answers JSON carrying it; the same requests to both (the
+    client sends no cookie), in the same second."""
+    src = work / "session.py"
+    src.write_text(SESSION_SERVER)
+    for side, ns in enumerate(NS):
+        procs.append(start(ns, [sys.executable, str(src), GUEST], work / f"session{side}.log"))
+    for ns in NS:
+        wait_port(ns, 8081)
+    socks = tcp_pair(8081, 41008)
+    near_second_boundary(before=False)
+    for path in ("/login", "/me"):
+        req = f"GET {path} HTTP/1.1\r\nHost: guest\r\n\r\n".encode()
+        for s in socks:
+            s.sendall(req)
+        for s in socks:
+            recv_all(s, 0.15)
+    for s in socks:
+        s.close()
+
+
+LARGE_SERVER = r'''
+import http.server, json, sys, uuid
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+    server_version = "corpus-api/1"
+    sys_version = ""
+    def do_GET(self):
+        items = [{"id": i, "name": f"item-{i:04d}", "tags": ["a", "b", "c"]} for i in range(60)]
+        body = json.dumps({"items": items, "request_id": str(uuid.uuid4())}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer((sys.argv[1], 8082), H).serve_forever()
+'''
+
+
+def case_json_large(work: Path, procs: list) -> None:
+    """A JSON body of ~3.4 KB over several 1448-byte segments (loopback MTU 1500), its random
+    ``request_id`` in the last one: the response is one PDU reassembled from all of them."""
+    src = work / "large.py"
+    src.write_text(LARGE_SERVER)
+    for side, ns in enumerate(NS):
+        procs.append(start(ns, [sys.executable, str(src), GUEST], work / f"large{side}.log"))
+    for ns in NS:
+        wait_port(ns, 8082)
+    socks = tcp_pair(8082, 41009)
+    near_second_boundary(before=False)
+    for s in socks:
+        s.sendall(b"GET /api/items HTTP/1.0\r\nHost: guest\r\n\r\n")
+    for s in socks:
+        recv_all(s)
+        s.close()
+
+
 def case_tls(work: Path, procs: list) -> None:
     """openssl s_server (TLS 1.3, the same certificate on both): a handshake, one request and its
     answer.  The ServerHello's random differs, so every later record differs too (other keys)."""
@@ -402,6 +494,8 @@ CASES = {
     # a HEAD response alone: tshark waits for the body its Content-Length announces
     "nginx-head-outbound-only": (None, {"source": "nginx-head"}, [("http.date", None)]),
     "json-api": (case_json, {}, [("json.value.string", "request_id")]),
+    "json-large": (case_json_large, {}, [("json.value.string", "request_id")]),
+    "http-session": (case_session, {}, [("http.set_cookie", None)]),
     "tls-handshake": (case_tls, {}, [("tls.handshake.random", None)]),
     "dns-control": (case_dns_control, {}, []),
     "dns-hits": (case_dns_hits, {}, [("dns.txt", None)]),
@@ -411,6 +505,10 @@ CASES = {
     # dissect the KEXINIT without the client's side; the truth's field is the two-direction one's
     "ssh-outbound-only": (None, {"source": "ssh-kexinit"}, [("ssh.cookie", None)]),
 }
+
+
+MTU = {"json-large": 1500}
+"""The cases whose loopback has an Ethernet's MTU (the others keep 65536)."""
 
 
 def record(name: str, out: Path) -> None:
@@ -426,7 +524,7 @@ def record(name: str, out: Path) -> None:
     procs: list = []
     dumps: list = []
     try:
-        make_namespaces()
+        make_namespaces(MTU.get(name))
         for side, ns in enumerate(NS):
             pc = dest / ("primary.pcap" if side == 0 else "secondary.pcap")
             dumps.append(start(ns, ["tcpdump", "-i", "lo", "-U", "-s", "0", "-w", str(pc), f"host {GUEST}"],
@@ -447,6 +545,11 @@ def record(name: str, out: Path) -> None:
         stop(dumps)
         drop_namespaces()
         shutil.rmtree(work, ignore_errors=True)
+    for side in ("primary.pcap", "secondary.pcap"):
+        payload = [n for n, fr in read_pcap(dest / side)
+                   if (h := parse(fr)) and h["src"] == GUEST and h["end"] > h["payload"]]
+        if not payload:
+            raise SystemExit(f"{name}: {side} holds no frame with data from the guest: record it again")
 
 
 # ------------------------------------------------------------------ the truth, from the bytes
@@ -610,6 +713,31 @@ def innermost(cover: dict, frame: int, offset: int):
 # a later difference on a connection is a consequence of its root when the root's field changed
 # the keys that encrypt what follows
 KEYED_ROOTS = ("tls.handshake.random", "ssh.cookie")
+# ... or when the later differing byte is inside the root's differing value again (a session id
+# the server set, carried in a later response to the same client): a token of at least
+TOKEN_MIN = 8
+TOKEN_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def _token(frame: bytes, offset: int) -> bytes:
+    """The run of token bytes (letters, digits, - and _) around ``offset``."""
+    lo = hi = offset
+    while lo > 0 and frame[lo - 1] in TOKEN_BYTES:
+        lo -= 1
+    while hi < len(frame) and frame[hi] in TOKEN_BYTES:
+        hi += 1
+    return frame[lo:hi]
+
+
+def _inside_token(frame: bytes, offset: int, token: bytes) -> bool:
+    if len(token) < TOKEN_MIN:
+        return False
+    at = frame.find(token)
+    while at >= 0:
+        if at <= offset < at + len(token):
+            return True
+        at = frame.find(token, at + 1)
+    return False
 
 
 def _guest_numbers(path: Path) -> dict:
@@ -627,6 +755,7 @@ def write_truth(dest: Path, expected: list, control: bool, source: Path | None =
     """``source``: the two-direction pair ``dest`` is the guest's direction of: tshark names the
     fields there (both directions), and they are renumbered to ``dest``'s frames."""
     pf, sf = read_pcap(dest / "primary.pcap"), read_pcap(dest / "secondary.pcap")
+    frames_p = dict(pf)
     diffs = byte_diff(pf, sf)
     if source is None:
         pcover, scover = tshark_fields(dest / "primary.pcap"), tshark_fields(dest / "secondary.pcap")
@@ -644,10 +773,18 @@ def write_truth(dest: Path, expected: list, control: bool, source: Path | None =
             d["consequence_of"] = {"primary_frame": root["primary_frame"], "field": root["field"]}
             consequences.append(d)
             continue
+        echoed = next((r for r in roots if r["flow"][:2] == d["flow"][:2]
+                       and _inside_token(frames_p[d["primary_frame"]], d["offset"], r["token"])), None)
+        if echoed is not None:
+            d["consequence_of"] = {"primary_frame": echoed["primary_frame"], "field": echoed["field"],
+                                   "echoes": echoed["token"].decode()}
+            consequences.append(d)
+            continue
         if root is not None:
             raise SystemExit(f"{dest.name}: a second independent difference on flow {key} (P#{d['primary_frame']}): "
                              f"the case is not what it claims")
         seen[key] = d
+        d["token"] = _token(frames_p[d["primary_frame"]], d["offset"])
         roots.append(d)
     if control and diffs:
         raise SystemExit(f"{dest.name}: a control with differing bytes: {diffs}")
@@ -659,6 +796,8 @@ def write_truth(dest: Path, expected: list, control: bool, source: Path | None =
                              f"({r['context']}), expected {field} ({ctx})")
         if r["field"] is None or r.get("secondary_field") not in (None, r["field"]):
             raise SystemExit(f"{dest.name}: tshark names no field at P#{r['primary_frame']} offset {r['offset']}")
+    for r in roots:
+        r.pop("token")
     if source is not None:
         for r in roots:
             r["likely"] = True          # tshark cannot name it from this capture: explain can only guess

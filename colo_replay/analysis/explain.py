@@ -397,7 +397,7 @@ def explain_timeline(events: pd.DataFrame, fetch: Callable[[int, Iterable[int]],
     app_note = _name_app_fields(chosen, [d for _i, d in built], frames, vnet_hdr_len, fetch) if tshark else \
         "application fields not asked for (tshark off)"
     if app_note == "tshark":
-        _chain_consequences(built)
+        _chain_consequences(built, frames)
     chained = sum(1 for _i, d in built if d.consequence_of is not None)
     counts["divergences"] -= chained
     counts["chained"] = chained
@@ -966,33 +966,79 @@ def _dissect_batch(order: list, named: dict, one_way: dict, fetch, vnet: int) ->
     return ""
 
 
-def _chain_consequences(built: list) -> None:
-    """A later divergence on a flow whose earlier divergence changed the flow's state
-    (``hints.STATE_ROOTS``: TLS keys after a handshake difference, ...) is a consequence of
-    that root, not a root: ``consequence_of`` is set to the root's request, the root's
-    ``details["chain"]`` lists it, its checkpoints are added to the root's, and it leaves the
-    classes.  A later divergence in a field outside the root's dependents shows an independent
-    cause and stays a root."""
+TOKEN_MIN = 8
+"""A root's differing value is followed into later frames when it is a token of at least this
+many bytes (a session id, a request id): shorter runs (a digit of a clock) match by chance."""
+_TOKEN_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def _token_at(data: bytes, offset: int) -> bytes:
+    """The run of token bytes (letters, digits, ``-``, ``_``) around ``offset``."""
+    lo = hi = offset
+    while lo > 0 and data[lo - 1] in _TOKEN_BYTES:
+        lo -= 1
+    while hi < len(data) and data[hi] in _TOKEN_BYTES:
+        hi += 1
+    return bytes(data[lo:hi])
+
+
+def _carries(data: bytes, offset: int, token: bytes) -> bool:
+    """``offset`` of ``data`` lies inside an occurrence of ``token``."""
+    at = data.find(token, max(0, offset - len(token) + 1))
+    return 0 <= at <= offset < at + len(token)
+
+
+def _chain_consequences(built: list, frames: dict | None = None) -> None:
+    """A later divergence that follows from an earlier one is a consequence of that root, not a
+    root: ``consequence_of`` is set to the root's request, the root's ``details["chain"]``
+    lists it, its checkpoints and requests are added to the root's, and it leaves the classes.
+
+    * On a flow whose earlier divergence changed the flow's state (``hints.STATE_ROOTS``: TLS
+      keys after a handshake difference, an SSH cookie), a later divergence in one of the
+      root's dependent fields (its encrypted records).
+    * From the same server to the same client (any connection), a later divergence whose
+      differing byte lies inside the root's differing value again (a token of ``TOKEN_MIN``
+      bytes or more, in the primary frame): a session id the server set, carried in a later
+      response.  ``frames`` (side -> {number: Picked}) gives the bytes.
+
+    A later divergence in any other field or value shows an independent cause and stays a root."""
     from .hints import STATE_ROOTS
     state: dict = {}                        # flow -> the divergence that changed its state
+    tokens: list = []                       # (server, client, token, root) of earlier roots
+    primary = (frames or {}).get(0, {})
     for d in sorted((d for _i, d in built), key=lambda d: (d.time_ns, d.request)):
-        key = (d.protocol, d.flow.get("src"), d.flow.get("dst"), d.flow.get("sport"), d.flow.get("dport"))
-        root = state.get(key)
-        if root is not None and d.protocol == "tcp":
-            what, dependents = STATE_ROOTS[root.field]
-            if d.field.startswith(dependents):
-                d.consequence_of = root.request
-                d.details["consequence_of"] = {"request": root.request, "field": root.field, "changed": what}
-                d.notes.append(f"a consequence of #{root.request}: its {root.field} difference changed {what}, "
-                               f"so this connection's later bytes differ too")
-                root.details.setdefault("chain", []).append(
-                    {"request": d.request, "primary_frame": _num(d.primary_frame),
-                     "secondary_frame": _num(d.secondary_frame), "field": d.field})
-                root.checkpoints += d.checkpoints
-                root.consequences += 1 + d.consequences
-                continue
+        fl = d.flow
+        key = (d.protocol, fl.get("src"), fl.get("dst"), fl.get("sport"), fl.get("dport"))
+        server, client = (d.protocol, fl.get("src"), fl.get("sport")), fl.get("dst")
+        pk = primary.get(d.primary_frame)
+        root, why = state.get(key), None
+        if root is not None and d.protocol == "tcp" and d.field.startswith(STATE_ROOTS[root.field][1]):
+            why = f"its {root.field} difference changed {STATE_ROOTS[root.field][0]}, so this connection's " \
+                  f"later bytes differ too"
+            changed = STATE_ROOTS[root.field][0]
+        elif pk is not None and d.offset is not None:
+            root = next((r for srv, cli, tok, r in tokens
+                         if srv == server and cli == client and _carries(pk.data, d.offset, tok)), None)
+            if root is not None:
+                tok = next(t for _s, _c, t, r in tokens if r is root)
+                why = f"the differing bytes are its {root.field} value again ({_short(tok.decode('latin-1'), 40)})"
+                changed = "a value the server carries on"
+        if why is not None:
+            d.consequence_of = root.request
+            d.details["consequence_of"] = {"request": root.request, "field": root.field, "changed": changed}
+            d.notes.append(f"a consequence of #{root.request}: {why}")
+            root.details.setdefault("chain", []).append(
+                {"request": d.request, "primary_frame": _num(d.primary_frame),
+                 "secondary_frame": _num(d.secondary_frame), "field": d.field})
+            root.checkpoints += d.checkpoints
+            root.consequences += 1 + d.consequences
+            continue
         if d.field in STATE_ROOTS and key not in state:
             state[key] = d
+        if pk is not None and d.offset is not None and d.offset < len(pk.data):
+            tok = _token_at(pk.data, d.offset)
+            if len(tok) >= TOKEN_MIN:
+                tokens.append((server, client, tok, d))
 
 
 # ---------------------------------------------------------------------------------- other profile
