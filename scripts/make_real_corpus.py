@@ -19,8 +19,8 @@ directions, TCP reassembly on) names the innermost field covering that byte, whi
 field the case expects (the generation fails otherwise).  The first differing frame of a flow
 is its root; a later differing frame of the same connection after a TLS or SSH key exchange
 that diverged is a consequence of it (its bytes are encrypted under different keys), and so is
-a later differing byte of the same server that lies inside the root's differing value again
-(a session id the server set, carried in a later response).  A control must have no differing
+a later differing byte of the same server that lies inside the session id a root's Set-Cookie
+set (carried in a later response).  A control must have no differing
 byte at all.
 
 Needs root, ``ip``, ``tcpdump``, ``tshark`` and the Debian packages nginx-light, dnsmasq-base,
@@ -713,9 +713,11 @@ def innermost(cover: dict, frame: int, offset: int):
 # a later difference on a connection is a consequence of its root when the root's field changed
 # the keys that encrypt what follows
 KEYED_ROOTS = ("tls.handshake.random", "ssh.cookie")
-# ... or when the later differing byte is inside the root's differing value again (a session id
-# the server set, carried in a later response to the same client): a token of at least
-TOKEN_MIN = 8
+# ... or, after a root that set a session id, when the later differing byte is inside the root's
+# differing value again (the session id carried in a later response to the same client)
+SESSION_ROOTS = ("http.set_cookie",)
+# (the value: the token around the root's differing byte, of at least
+TOKEN_MIN = 8                            # bytes)
 TOKEN_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
@@ -773,7 +775,7 @@ def write_truth(dest: Path, expected: list, control: bool, source: Path | None =
             d["consequence_of"] = {"primary_frame": root["primary_frame"], "field": root["field"]}
             consequences.append(d)
             continue
-        echoed = next((r for r in roots if r["flow"][:2] == d["flow"][:2]
+        echoed = next((r for r in roots if r["flow"][:2] == d["flow"][:2] and r["field"] in SESSION_ROOTS
                        and _inside_token(frames_p[d["primary_frame"]], d["offset"], r["token"])), None)
         if echoed is not None:
             d["consequence_of"] = {"primary_frame": echoed["primary_frame"], "field": echoed["field"],

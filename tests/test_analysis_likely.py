@@ -77,21 +77,33 @@ def test_later_divergences_after_a_key_difference_chain_to_their_root():
 def test_a_value_the_server_set_and_carries_on_chains_to_its_root():
     """A session id set in one response and carried in a later one (another connection of the
     same server and client): the later divergence is a consequence; a different value there
-    (an independent cause), or the same value to another client, is not."""
+    (an independent cause), or the same value to another client, is not; nor is a value that
+    merely recurs after a root in a field that sets nothing (the same bytes differing in every
+    datagram: a class of independent divergences)."""
     from types import SimpleNamespace
     sid = b"a527bb5c-281b-4125-87b0-7478e1c0eda6"
+    sid2 = b"b9fe952b-ad1a-422a-8ecc-2a80742c4a86"
     login = _div(1, "http.set_cookie", sport=8081)
     carried = _div(2, "json.value.string", sport=8081)
     other_value = _div(3, "json.value.string", sport=8081)
     other_client = _div(4, "json.value.string", sport=8081)
     other_client.flow = dict(other_client.flow, dst="10.0.0.9")
-    frames = {0: {}}
+    frames = {0: {}, 1: {}}
     for d, data in ((login, b"Set-Cookie: sid=" + sid + b"; Path=/"), (carried, b'{"session": "' + sid + b'"}'),
                     (other_value, b'{"session": "0fe0c3a1-7d5e-4c1b-9a0e-1b2c3d4e5f60"}'),
                     (other_client, b'{"session": "' + sid + b'"}')):
         frames[0][d.primary_frame] = SimpleNamespace(data=data)
-        d.offset = data.index(b"-") - 3 if d is not login else data.index(sid) + 2
+        frames[1][d.secondary_frame] = SimpleNamespace(data=data.replace(sid, sid2))
+        d.offset = d.secondary_offset = data.index(b"-") - 3 if d is not login else data.index(sid) + 2
     _chain_consequences([(i, d) for i, d in enumerate([login, carried, other_value, other_client])], frames)
     assert carried.consequence_of == 1
     assert other_value.consequence_of is None and other_client.consequence_of is None
     assert [c["request"] for c in login.details["chain"]] == [2]
+    # a recurring value after a root that sets nothing: every datagram is its own root
+    first, again = _div(5, "udp.payload", sport=7000), _div(6, "udp.payload", sport=7000)
+    for d in (first, again):
+        frames[0][d.primary_frame] = SimpleNamespace(data=b"Date: 00000001 xxxxxxxxxxxxxxxx")
+        frames[1][d.secondary_frame] = SimpleNamespace(data=b"Date: 00000001 xxxxxxxxxxxxxxxy")
+        d.offset = d.secondary_offset = 30
+    _chain_consequences([(0, first), (1, again)], frames)
+    assert again.consequence_of is None

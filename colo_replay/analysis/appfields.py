@@ -224,7 +224,7 @@ def _parse_pdml(stream, keep: dict[int, list[int]] | None = None) -> dict[int, l
     one ``AppField`` per frame, with its part there (``pos``/``size``) and the whole field's
     size (``full``).  Which buffer a field is in is decided by its bytes (``value``): those of
     the reassembled buffer at ``pos``, or those of the frame's own TCP payload."""
-    result: dict[int, list[AppField]] = {}
+    result: dict[int, dict[AppField, None]] = {}   # frame -> its fields, in order, once each
     payload_at: dict[int, int] = {}          # frame -> where its TCP payload starts (for the segments)
     stack: list[str] = []                    # the names of the open <proto>s
     ctx: list[str | None] = []               # the context of each open <field> (JSON member key)
@@ -282,20 +282,22 @@ def _parse_pdml(stream, keep: dict[int, list[int]] | None = None) -> dict[int, l
                     payload_at[pk.num] = pk.payload[0]
                 seen.add(pk.num)
                 for frame, f in pk.place(payload_at):
-                    if keep is None or frame in keep:
-                        result.setdefault(frame, []).append(f)
+                    if keep is not None:
+                        offs = keep.get(frame, ())
+                        if offs is not None and not any(f.pos <= o < f.end for o in offs):
+                            continue
+                    got = result.setdefault(frame, {})
+                    got.setdefault(f, None)      # (a field output twice is kept once: memory is
+                                                 # the distinct fields kept, whatever tshark writes)
             pk = None
             el.clear()                       # keep memory flat on big outputs: the packet's
             root.clear()                     # fields, and its (emptied) element in <pdml>
+    out = {frame: list(fl) for frame, fl in result.items()}
     if keep is not None:
-        for frame, fl in list(result.items()):
-            offs = keep[frame]
-            if offs is not None:
-                result[frame] = [f for f in fl if any(f.pos <= o < f.end for o in offs)]
         for frame in keep:
             if frame in seen:
-                result.setdefault(frame, [])
-    return result
+                out.setdefault(frame, [])
+    return out
 
 
 # the protocols before a frame's TCP payload (its own bytes, never a reassembled buffer's)

@@ -1009,33 +1009,36 @@ def _chain_consequences(built: list, frames: dict | None = None) -> None:
     * On a flow whose earlier divergence changed the flow's state (``hints.STATE_ROOTS``: TLS
       keys after a handshake difference, an SSH cookie), a later divergence in one of the
       root's dependent fields (its encrypted records).
-    * From the same server to the same client (any connection), a later divergence whose
-      differing byte lies inside the root's differing value again (a token of ``TOKEN_MIN``
-      bytes or more, in the primary frame): a session id the server set, carried in a later
-      response.  ``frames`` (side -> {number: Picked}) gives the bytes.
+    * From the same server to the same client (any connection), after a root in a field that
+      sets a value the server carries on (``hints.ECHO_ROOTS``: a session id in Set-Cookie), a
+      later divergence whose differing bytes are that value again on both sides (the token of
+      ``TOKEN_MIN`` bytes or more around each side's differing byte).  ``frames`` (side ->
+      {number: Picked}) gives the bytes.
 
     A later divergence in any other field or value shows an independent cause and stays a root."""
-    from .hints import STATE_ROOTS
+    from .hints import ECHO_ROOTS, STATE_ROOTS
     state: dict = {}                        # flow -> the divergence that changed its state
-    tokens: list = []                       # (server, client, token, root) of earlier roots
-    primary = (frames or {}).get(0, {})
+    tokens: list = []                       # (server, client, primary token, secondary token, root)
+    frames = frames or {}
+    primary, secondary = frames.get(0, {}), frames.get(1, {})
     for d in sorted((d for _i, d in built), key=lambda d: (d.time_ns, d.request)):
         fl = d.flow
         key = (d.protocol, fl.get("src"), fl.get("dst"), fl.get("sport"), fl.get("dport"))
         server, client = (d.protocol, fl.get("src"), fl.get("sport")), fl.get("dst")
-        pk = primary.get(d.primary_frame)
+        pk, sk = primary.get(d.primary_frame), secondary.get(d.secondary_frame)
+        both = pk is not None and sk is not None and d.offset is not None and d.secondary_offset is not None
         root, why = state.get(key), None
         if root is not None and d.protocol == "tcp" and d.field.startswith(STATE_ROOTS[root.field][1]):
-            why = f"its {root.field} difference changed {STATE_ROOTS[root.field][0]}, so this connection's " \
-                  f"later bytes differ too"
             changed = STATE_ROOTS[root.field][0]
-        elif pk is not None and d.offset is not None:
-            root = next((r for srv, cli, tok, r in tokens
-                         if srv == server and cli == client and _carries(pk.data, d.offset, tok)), None)
-            if root is not None:
-                tok = next(t for _s, _c, t, r in tokens if r is root)
-                why = f"the differing bytes are its {root.field} value again ({_short(tok.decode('latin-1'), 40)})"
-                changed = "a value the server carries on"
+            why = f"its {root.field} difference changed {changed}, so this connection's later bytes differ too"
+        elif both:
+            hit = next(((ptok, r) for srv, cli, ptok, stok, r in tokens
+                        if srv == server and cli == client and _carries(pk.data, d.offset, ptok)
+                        and _carries(sk.data, d.secondary_offset, stok)), None)
+            if hit is not None:
+                ptok, root = hit
+                changed = ECHO_ROOTS[root.field]
+                why = f"the differing bytes are {changed} again ({_short(ptok.decode('latin-1'), 40)})"
         if why is not None:
             d.consequence_of = root.request
             d.details["consequence_of"] = {"request": root.request, "field": root.field, "changed": changed}
@@ -1048,10 +1051,10 @@ def _chain_consequences(built: list, frames: dict | None = None) -> None:
             continue
         if d.field in STATE_ROOTS and key not in state:
             state[key] = d
-        if pk is not None and d.offset is not None and d.offset < len(pk.data):
-            tok = _token_at(pk.data, d.offset)
-            if len(tok) >= TOKEN_MIN:
-                tokens.append((server, client, tok, d))
+        if d.field in ECHO_ROOTS and both and d.offset < len(pk.data) and d.secondary_offset < len(sk.data):
+            ptok, stok = _token_at(pk.data, d.offset), _token_at(sk.data, d.secondary_offset)
+            if len(ptok) >= TOKEN_MIN and len(stok) >= TOKEN_MIN:
+                tokens.append((server, client, ptok, stok, d))
 
 
 # ---------------------------------------------------------------------------------- other profile

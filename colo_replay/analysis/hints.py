@@ -149,3 +149,12 @@ flow follow from it: field -> (what it changed, the field-name prefixes of the l
 divergences that are its consequences).  A later divergence in any other field (a cleartext
 ``http.date`` after a session id, say) shows an independent cause and stays a root.  Read by
 ``explain`` (``_chain_consequences``)."""
+
+ECHO_ROOTS: dict[str, str] = {
+    "http.set_cookie": "the session id it set",
+}
+"""Fields that set a value the server carries on (a session id): a later divergence from the same
+server to the same client whose differing bytes are that value again, on both sides, is a
+consequence of the root that set it.  Only these fields: a value that merely recurs (the same
+counter digit in every datagram) is a class of independent divergences, not a chain.  Read by
+``explain`` (``_chain_consequences``)."""
