@@ -504,6 +504,8 @@ CASES = {
     # the same pair as captured by a tap on the guest's outbound traffic only: tshark cannot
     # dissect the KEXINIT without the client's side; the truth's field is the two-direction one's
     "ssh-outbound-only": (None, {"source": "ssh-kexinit"}, [("ssh.cookie", None)]),
+    # TLS 1.3's server flight alone: tshark dissects the ServerHello without the ClientHello
+    "tls-outbound-only": (None, {"source": "tls-handshake"}, [("tls.handshake.random", None)]),
 }
 
 
@@ -755,7 +757,9 @@ def _renumbered(cover: dict, numbers: dict) -> dict:
 
 def write_truth(dest: Path, expected: list, control: bool, source: Path | None = None) -> dict:
     """``source``: the two-direction pair ``dest`` is the guest's direction of: tshark names the
-    fields there (both directions), and they are renumbered to ``dest``'s frames."""
+    fields there (both directions), and they are renumbered to ``dest``'s frames; a root whose
+    field tshark does not name from ``dest`` alone is marked ``likely`` (explain can only guess
+    it, and must say that tshark needs the other direction)."""
     pf, sf = read_pcap(dest / "primary.pcap"), read_pcap(dest / "secondary.pcap")
     frames_p = dict(pf)
     diffs = byte_diff(pf, sf)
@@ -801,8 +805,10 @@ def write_truth(dest: Path, expected: list, control: bool, source: Path | None =
     for r in roots:
         r.pop("token")
     if source is not None:
+        # whether tshark names it from this capture alone; if not, explain can only guess
+        alone = tshark_fields(dest / "primary.pcap")
         for r in roots:
-            r["likely"] = True          # tshark cannot name it from this capture: explain can only guess
+            r["likely"] = innermost(alone, r["primary_frame"], r["offset"])[0] != r["field"]
     truth = {"case": dest.name, "guest": GUEST, "control": control, "one_direction": source is not None,
              "roots": roots, "consequences": consequences,
              "decided_by": "scripts/make_real_corpus.py: byte diff of the guest's frames (TCP by stream position "
