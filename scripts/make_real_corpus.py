@@ -426,6 +426,30 @@ def case_dns_hits(work: Path, procs: list) -> None:
             s.recv(512)
 
 
+def case_dns_tcp_hits(work: Path, procs: list) -> None:
+    """``dns-hits`` over TCP (a two-byte length before each message): the primary answered one
+    more lookup before, on its loopback; the TXT answer of ``hits.bind`` differs."""
+    start_dnsmasq(work, procs)
+    for ns in NS:
+        wait_port(ns, 53)
+    with InNs(NS[0]):
+        extra = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    extra.settimeout(5)
+    extra.sendto(dns_query(0x0BAD, "www.guest", 1), ("127.0.0.1", 53))
+    extra.recv(512)
+    extra.close()
+    socks = tcp_pair(53, 41010)
+    for ident, name, qtype, qclass in ((0x3001, "www.guest", 1, 1), (0x3002, "hits.bind", 16, 3)):
+        q = dns_query(ident, name, qtype, qclass)
+        for s in socks:
+            s.sendall(struct.pack("!H", len(q)) + q)
+        for s in socks:
+            n = struct.unpack("!H", s.recv(2))[0]
+            s.recv(n)
+    for s in socks:
+        s.close()
+
+
 def ntp_request(xmt: int) -> bytes:
     # LI 0, VN 4, mode 3 (client); the transmit timestamp is the client's: the same on both
     return struct.pack("!BBbb", 0x23, 0, 6, -20) + b"\x00" * 36 + struct.pack("!Q", xmt)
@@ -499,6 +523,8 @@ CASES = {
     "tls-handshake": (case_tls, {}, [("tls.handshake.random", None)]),
     "dns-control": (case_dns_control, {}, []),
     "dns-hits": (case_dns_hits, {}, [("dns.txt", None)]),
+    "dns-tcp-hits": (case_dns_tcp_hits, {}, [("dns.txt", None)]),
+    "dns-tcp-outbound-only": (None, {"source": "dns-tcp-hits"}, [("dns.txt", None)]),
     "ntp-chrony": (case_ntp, {}, [("ntp.reftime", None)]),  # the servers started 0.7 s apart
     "ssh-kexinit": (case_ssh, {}, [("ssh.cookie", None)]),
     # the same pair as captured by a tap on the guest's outbound traffic only: tshark cannot
