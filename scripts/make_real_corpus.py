@@ -555,7 +555,10 @@ def record(name: str, out: Path) -> None:
         make_namespaces(MTU.get(name))
         for side, ns in enumerate(NS):
             pc = dest / ("primary.pcap" if side == 0 else "secondary.pcap")
-            dumps.append(start(ns, ["tcpdump", "-i", "lo", "-U", "-s", "0", "-w", str(pc), f"host {GUEST}"],
+            # --immediate-mode: each packet is handed over as it comes, so none is left in the
+            # capture ring when tcpdump is stopped (without it, a short case lost its data)
+            dumps.append(start(ns, ["tcpdump", "-i", "lo", "--immediate-mode", "-U", "-s", "0", "-w", str(pc),
+                                    f"host {GUEST}"],
                                work / f"tcpdump{side}.log"))
         for side in (0, 1):                              # tcpdump listening on both
             log = work / f"tcpdump{side}.log"
