@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import colo_replay
+from colo_replay import api
 from tests.support.tools import require
 
 CORPUS = Path(__file__).resolve().parent / "data" / "real-corpus"
@@ -83,3 +84,20 @@ def test_explain_scores_full_marks_on_the_real_corpus(case):
         if d.consequence_of is not None:
             c = next(c for c in t["consequences"] if c["primary_frame"] == d.primary_frame)
             assert d.consequence_of == root_request[c["consequence_of"]["primary_frame"]]
+
+
+@pytest.mark.wireshark
+def test_the_report_lists_the_roots_not_their_chained_consequences():
+    """tls-handshake: the report built on explain shows the ServerHello root only; the later
+    records are its consequences (its checkpoints count for its class)."""
+    require("tshark")
+    t = json.loads((CORPUS / "tls-handshake" / "truth.json").read_text())
+    r = api.report(str(CORPUS / "tls-handshake" / "primary.pcap"),
+                           str(CORPUS / "tls-handshake" / "secondary.pcap"), guest=t["guest"], filter_rewriter=True)
+    doc = json.loads(r.json())
+    rows = doc["divergences"]["rows"]
+    assert [(d["primary_frame"], d["class"]) for d in rows] == \
+        [(t["roots"][0]["primary_frame"], "miscompare/tcp/tls.handshake.random")]
+    assert doc["divergences"]["total"] == 1
+    [cls] = doc["divergences"]["classes"]
+    assert cls["count"] == 1 and cls["checkpoints"] == doc["numbers"]["checkpoints"] == 3
