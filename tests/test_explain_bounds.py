@@ -207,8 +207,8 @@ def test_tcp_context_is_a_bounded_window_of_the_connection(monkeypatch):
     seen = []
     real = explain_mod._context
 
-    def spy(side, nums, fetch, vnet):
-        ctx, one_way = real(side, nums, fetch, vnet)
+    def spy(side, nums, fetch, vnet, last=None):
+        ctx, one_way = real(side, nums, fetch, vnet, last)
         conns = {explain_mod._conn_key(dissect(pk.data)) for n, pk in ctx.items() if n in nums}
         assert all(explain_mod._conn_key(dissect(pk.data)) in conns for pk in ctx.values())
         seen.append((list(nums), sorted(ctx)))

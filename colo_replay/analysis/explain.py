@@ -407,7 +407,7 @@ def explain_timeline(events: pd.DataFrame, fetch: Callable[[int, Iterable[int]],
     if qemu_row is not None and config is not None:
         _releases_into(chosen, events, fetch, qemu_row, config, offsets_ns)
     # application fields: the divergences shown, plus a representative per group for the classes
-    app_note = _name_app_fields(chosen, [d for _i, d in built], frames, vnet_hdr_len, fetch) if tshark else \
+    app_note = _name_app_fields(chosen, [d for _i, d in built], frames, vnet_hdr_len, fetch, last) if tshark else \
         "application fields not asked for (tshark off)"
     if app_note == "tshark":
         _chain_consequences(built, frames)
@@ -785,12 +785,14 @@ def _vnet(picked, vnet: int) -> int:
 # ---------------------------------------------------------------------------------- tshark
 
 
-def _name_app_fields(shown: list, every: list, frames: dict, vnet: int, fetch=None) -> str:
+def _name_app_fields(shown: list, every: list, frames: dict, vnet: int, fetch=None, last: tuple | None = None) -> str:
     """Name application fields with tshark (see the module docstring): the innermost field
     covering each differing byte of the divergences ``shown``, and of one representative per
     group of the others (``every``), is put first in ``fields``; a group's other members get
     its name (for the classes).  ``fetch`` (as ``explain_timeline``'s): the TCP connection's
-    neighbouring frames, both directions, go to tshark with a divergence's frame (``_context``).
+    neighbouring frames, both directions, go to tshark with a divergence's frame (``_context``),
+    none past ``last`` (each side's highest frame number in the timeline: past the frames the
+    replay read, a capture may not be readable).
     Returns "tshark" or the one line saying why not."""
     shown_ids = {id(d) for d in shown}
     groups: dict[tuple, list] = {}
@@ -812,7 +814,7 @@ def _name_app_fields(shown: list, every: list, frames: dict, vnet: int, fetch=No
     named: dict = {}
     one_way: dict = {}
     for i in range(0, len(order), TSHARK_BATCH):
-        reason = _dissect_batch(order[i:i + TSHARK_BATCH], named, one_way, fetch, vnet)
+        reason = _dissect_batch(order[i:i + TSHARK_BATCH], named, one_way, fetch, vnet, last)
         if reason:
             return reason
     inserted = set()
@@ -906,16 +908,17 @@ def _conn_key(dis) -> tuple | None:
     return (a, b) if a <= b else (b, a)
 
 
-def _context(side: int, nums: list, fetch, vnet: int) -> tuple[dict, dict]:
+def _context(side: int, nums: list, fetch, vnet: int, last: int | None = None) -> tuple[dict, dict]:
     """The frames tshark needs with the TCP frames ``nums`` of one side: those of the same
     connection, both directions, from ``CONTEXT_BEFORE`` capture frames before each to
     ``CONTEXT_AFTER`` after it (earlier segments of a PDU and the handshake that tells a
-    dissector what follows; later segments that complete a PDU).  Returns ``({number: Picked}``
+    dissector what follows; later segments that complete a PDU), none past ``last``.  Returns ``({number: Picked}``
     of those frames, ``{number: (src, dst)}`` of the frames in ``nums`` whose connection has
     no frame of the other direction there)."""
     window: set = set()
     for n in nums:
-        window.update(range(max(1, n - CONTEXT_BEFORE), n + CONTEXT_AFTER + 1))
+        hi = n + CONTEXT_AFTER if last is None else min(n + CONTEXT_AFTER, max(n, last))
+        window.update(range(max(1, n - CONTEXT_BEFORE), hi + 1))
     got = fetch(side, sorted(window)) if window else {}
     keys, dirs = {}, {}
     for n, pk in got.items():
@@ -936,7 +939,7 @@ def _context(side: int, nums: list, fetch, vnet: int) -> tuple[dict, dict]:
     return ctx, one_way
 
 
-def _dissect_batch(order: list, named: dict, one_way: dict, fetch, vnet: int) -> str:
+def _dissect_batch(order: list, named: dict, one_way: dict, fetch, vnet: int, last: tuple | None = None) -> str:
     """One tshark run per side over a temporary pcapng of ``order``'s frames of that side
     (without their vnet headers), with their TCP connections' context (``_context``: only with
     ``fetch``); ``named[(id(div), side)]`` gets the innermost field at each offset, and
@@ -952,7 +955,7 @@ def _dissect_batch(order: list, named: dict, one_way: dict, fetch, vnet: int) ->
         tcp = sorted({num for d, _s, num, _pk, _v, _off in mine if d.protocol == "tcp"})
         ways = {}
         if fetch is not None and tcp:
-            ctx, ways = _context(side, tcp, fetch, vnet)
+            ctx, ways = _context(side, tcp, fetch, vnet, last[side] if last is not None else None)
             for num, pk in ctx.items():
                 file_frames.setdefault(num, pk)
         numbers = sorted(file_frames)
