@@ -85,3 +85,80 @@ def test_sample_api_now_divergence_is_tcp_payload():
     off = first_difference(p, s, compare_start(p), compare_start(s))
     assert field_at(p, off).name == "tcp.payload"
     assert p[compare_start(p):off].startswith(b'{"time_ns": ')
+
+
+REAL = "tests/data/real-corpus"
+
+
+@pytest.mark.wireshark
+def test_a_json_body_in_its_own_segment_is_named_by_member_at_its_frame():
+    """json-api: the HTTP headers are frame 6, the JSON body frame 8.  With reassembly tshark
+    dissects the response at frame 8, positions in the reassembled buffer; each field comes
+    back at its own frame and offset (the bytes there are the field's), with the member key."""
+    require("tshark")
+    cap = f"{REAL}/json-api/primary.pcap"
+    frames = read_pcap_frames(cap)
+    body_at = frames[8].index(b'"request_id": "') + len(b'"request_id": ')
+    date_at = frames[6].index(b"Date: ")
+    r = app_fields(cap, None, {8: [body_at + 5], 6: [date_at + 10]})
+    assert r.reason == ""
+    value = app_field_at(r.frames[8], body_at + 5)
+    assert (value.name, value.context, value.pos, value.size) == ("json.value.string", "member request_id",
+                                                                  body_at, 38)
+    assert frames[8][value.pos:value.end] == b'"' + value.show.encode() + b'"'
+    # the Date header is dissected at frame 8 (the PDU's last segment) and put back in frame 6
+    date = app_field_at(r.frames[6], date_at + 10)
+    assert date.name == "http.date" and date.pos == date_at
+    assert frames[6][date.pos:date.end] == b"Date: " + date.show.encode() + b"\r\n"
+    # asking for frame 6 alone outputs frame 8 too (tcp.segment in {6}), for its fields
+    alone = app_fields(cap, [6])
+    assert sorted(alone.frames) == [6]
+    assert app_field_at(alone.frames[6], date_at + 10).name == "http.date"
+
+
+@pytest.mark.wireshark
+def test_ssh_needs_both_directions():
+    """ssh-kexinit: with the client's frames tshark names the KEXINIT cookie; with the server's
+    only (ssh-outbound-only, the same frames) it calls the packet encrypted: why explain gives
+    tshark a connection's both directions, and guesses when the capture has one."""
+    require("tshark")
+    both = app_fields(f"{REAL}/ssh-kexinit/primary.pcap", None, {6: [98]})
+    assert app_field_at(both.frames[6], 98).name == "ssh.cookie"
+    one = app_fields(f"{REAL}/ssh-outbound-only/primary.pcap", None, {3: [98]})
+    assert app_field_at(one.frames[3], 98).name == "ssh.encrypted_packet"
+    assert read_pcap_frames(f"{REAL}/ssh-outbound-only/primary.pcap")[3] == \
+        read_pcap_frames(f"{REAL}/ssh-kexinit/primary.pcap")[6]
+
+
+def test_reassembled_fields_are_placed_by_their_bytes():
+    """PDML of a PDU over two segments (frames 1 and 2: payloads at 66): the fields after the
+    segment list are in the reassembled buffer and are split over the frames they cover; a
+    field whose bytes are not those of the buffer at its position is dropped."""
+    import io
+    from colo_replay.analysis.appfields import _parse_pdml
+    one, two = b"HTTP/1.0 200 OK\r\n\r\n", b'{"id": "abc"}'
+    whole = one + two
+    quoted = b'"abc"'
+
+    def f(name, pos, data, show=""):
+        return f'<field name="{name}" pos="{pos}" size="{len(data)}" show="{show}" value="{data.hex()}"/>'
+    pdml = ('<pdml><packet><proto name="geninfo"><field name="num" show="1"/><field name="caplen" show="'
+            f'{66 + len(one)}"/></proto><proto name="tcp">{f("tcp.payload", 66, one)}</proto></packet>'
+            '<packet><proto name="geninfo"><field name="num" show="2"/><field name="caplen" show="'
+            f'{66 + len(two)}"/></proto><proto name="tcp">{f("tcp.payload", 66, two)}</proto>'
+            '<proto name="fake-field-wrapper"><field name="tcp.segments" pos="0" size="32">'
+            f'<field name="tcp.segment" pos="0" size="{len(one)}" show="1"/>'
+            f'<field name="tcp.segment" pos="{len(one)}" size="{len(two)}" show="2"/>'
+            f'{f("tcp.reassembled.data", 0, whole)}</field></proto>'
+            f'<proto name="http">{f("http.response.version", 0, b"HTTP/1.0")}'
+            f'{f("http.file_data", len(one), two)}{f("http.bogus", 3, b"zz")}</proto>'
+            f'<proto name="json"><field name="json.member" pos="{len(one) + 1}" size="11" show="id">'
+            f'{f("json.value.string", len(one) + 7, quoted, "abc")}</field></proto>'
+            '</packet></pdml>')
+    got = _parse_pdml(io.BytesIO(pdml.encode()))
+    v1 = {x.name: (x.pos, x.size) for x in got[1]}
+    assert v1["http.response.version"] == (66, 8) and "http.bogus" not in v1
+    v2 = {x.name: x for x in got[2]}
+    js = v2["json.value.string"]
+    assert (js.pos, js.size, js.context) == (66 + 7, 5, "member id")
+    assert v2["http.file_data"].pos == 66 and v2["tcp.payload"].pos == 66

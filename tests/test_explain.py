@@ -28,16 +28,16 @@ MS = 1_000_000
 # divergences, 10 episodes (request 6, conn 14, is concurrent with request 5's episode).
 # (request, P, S, frame offset, payload offset, field, concurrent)
 SAMPLE_RAW = [
-    (1, 14, 14, 91, 25, "tcp.payload", False),
+    (1, 14, 14, 91, 25, "json.value.number", False),
     (2, 20, 20, 76, 34, "udp.payload", False),
-    (3, 34, 34, 90, 24, "tcp.payload", False),
+    (3, 34, 34, 90, 24, "json.value.number", False),
     (4, 77, 78, 77, 35, "udp.payload", False),
     (5, 88, 79, 41, None, "icmp.seq", False),
-    (6, 91, 91, 91, 25, "tcp.payload", True),
+    (6, 91, 91, 91, 25, "json.value.number", True),
     (7, 105, 105, 77, 35, "udp.payload", False),
-    (8, 108, 108, 91, 25, "tcp.payload", False),
-    (9, 136, 137, 93, 27, "tcp.payload", False),
-    (10, 141, 142, 90, 24, "tcp.payload", False),
+    (8, 108, 108, 91, 25, "json.value.number", False),
+    (9, 136, 137, 93, 27, "json.value.number", False),
+    (10, 141, 142, 90, 24, "json.value.number", False),
     (11, 158, 160, 79, 37, "udp.payload", False),
 ]
 
@@ -60,7 +60,7 @@ def test_tools_are_here():
 def test_sample_pair_raw_divergences_with_their_fields(sample_raw):
     x = sample_raw
     assert x.counts == {"episodes": 10, "divergences": 11, "concurrent": 1, "requests": 11, "checkpoints": 11,
-                        "compare_order": 0, "order_unchecked": 0}
+                        "compare_order": 0, "order_unchecked": 0, "chained": 0}
     got = [(d.request, d.primary_frame, d.secondary_frame, d.offset, d.payload_offset, d.field, d.concurrent)
            for d in x.divergences]
     assert got == SAMPLE_RAW
@@ -80,13 +80,19 @@ def test_sample_pair_raw_divergences_with_their_fields(sample_raw):
         assert all(any(f.covers(i) for f in sums) for i in earlier)
     icmp = x.divergences[4]
     assert icmp.fields[0] == {"name": "icmp.seq", "primary": 18, "secondary": 16}
-    # the TCP ones differ in the JSON body's time_ns digits
-    assert b"time_ns" in prim[14] and "'" in x.divergences[0].fields[0]["primary"]
+    # the TCP ones differ in the JSON body's time_ns digits: tshark names the member (the body
+    # is its own segment: reassembled with the headers before it), the package the payload
+    assert b"time_ns" in prim[14]
+    first = x.divergences[0].fields
+    assert first[0]["name"] == "json.value.number" and first[0]["context"] == "member time_ns"
+    assert first[0]["primary"].isdigit() and first[0]["primary"] in prim[14].decode("latin-1")
+    assert first[1]["name"] == "tcp.payload" and "'" in first[1]["primary"]
     # classes: the headline a user acts on
     top = x.classes.iloc[0]
-    assert (top["protocol"], top["cause"], top["field"], top["count"]) == ("tcp", "miscompare", "tcp.payload", 6)
+    assert (top["protocol"], top["cause"], top["field"], top["count"]) == \
+        ("tcp", "miscompare", "json.value.number", 6)
     assert list(x.classes["count"]) == [6, 4, 1]
-    assert "headline: 6 of 11: tcp, miscompare, tcp.payload" in x.format()
+    assert "headline: 6 of 11: tcp, miscompare, json.value.number" in x.format()
     assert "10 episodes, 11 distinct divergences (1 concurrent)" in x.format()
 
 

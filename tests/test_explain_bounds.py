@@ -19,6 +19,7 @@ import pytest
 import colo_replay
 from colo_replay.analysis import appfields
 from colo_replay.analysis import explain as explain_mod
+from colo_replay.analysis.fields import dissect
 from tests.support import frames as F
 from tests.support.live_harness import REPO
 from tests.support.pcapwrite import write_pcap
@@ -193,3 +194,30 @@ def test_many_divergences_with_a_limit_stay_small(tmp_path):
     assert doc["app_fields"] == "tshark"
     assert usage.ru_maxrss < 400 * 1024, f"peak RSS {usage.ru_maxrss // 1024} MiB"
     assert took < 120, took
+
+
+@pytest.mark.wireshark
+def test_tcp_context_is_a_bounded_window_of_the_connection(monkeypatch):
+    """A TCP divergence's frame goes to tshark with its connection's frames (both directions)
+    among CONTEXT_BEFORE frames before it and CONTEXT_AFTER after: never more, never another
+    connection; the sample's JSON bodies are still named (their headers are the frame before)."""
+    require("tshark")
+    monkeypatch.setattr(explain_mod, "CONTEXT_BEFORE", 3)
+    monkeypatch.setattr(explain_mod, "CONTEXT_AFTER", 1)
+    seen = []
+    real = explain_mod._context
+
+    def spy(side, nums, fetch, vnet, last=None):
+        ctx, one_way = real(side, nums, fetch, vnet, last)
+        conns = {explain_mod._conn_key(dissect(pk.data)) for n, pk in ctx.items() if n in nums}
+        assert all(explain_mod._conn_key(dissect(pk.data)) in conns for pk in ctx.values())
+        seen.append((list(nums), sorted(ctx)))
+        return ctx, one_way
+    monkeypatch.setattr(explain_mod, "_context", spy)
+    x = colo_replay.explain("sample_pcaps/primary.pcap", "sample_pcaps/secondary.pcap", filter_rewriter=True,
+                            other_profile=False, limit=1)
+    assert x.divergences[0].field == "json.value.number"
+    assert seen and all(ctx for _n, ctx in seen)
+    for nums, ctx in seen:
+        assert all(any(n - 3 <= c <= n + 1 for n in nums) for c in ctx), (nums, ctx)
+        assert len(ctx) <= 5 * len(nums)

@@ -23,7 +23,9 @@ def write_evidence(path, explanation, fetch=None, *, vnet_hdr_len: int = 0, offs
 
     comments: dict[tuple[int, int], list[str]] = {}
     for d in explanation.divergences:
-        tag = f"divergence #{d.request} (episode {d.episode}, {'concurrent root' if d.concurrent else 'root'})"
+        role = f"consequence of #{d.consequence_of}" if d.consequence_of is not None else \
+            "concurrent root" if d.concurrent else "root"
+        tag = f"divergence #{d.request} (episode {d.episode}, {role})"
         where = ""
         if d.offset is not None:
             po = f", payload {d.payload_offset}" if d.payload_offset is not None else ""

@@ -36,9 +36,22 @@ L2-L4 field, service port and payload offset: the same application field in prac
 ``NAMED_GROUPS`` groups, largest first.  The other members of a group take its representative's
 application field name for the classes (``named_from`` in their field entry); divergences beyond
 those groups keep their L2-L4 name.  tshark runs over temporary pcapngs of at most
-``TSHARK_BATCH`` frames each, its PDML streamed (``appfields``), each run with a timeout that
-scales with its frames.  So ``--limit``, ``--request`` and ``--frame`` bound the dissection, and
-a hung or crawling tshark costs seconds, not minutes.
+``TSHARK_BATCH`` divergence frames each, one per side, its PDML streamed (``appfields``), each
+run with a timeout that scales with its frames.  A TCP divergence's frame goes with its
+connection's frames, both directions, among the ``CONTEXT_BEFORE`` capture frames before it and
+the ``CONTEXT_AFTER`` after it (``_context``): the earlier segments of a PDU tshark reassembles
+(its fields are put back in their frames, ``appfields``) and the handshake a dissector needs.  So
+``--limit``, ``--request`` and ``--frame`` bound the dissection, and a hung or crawling tshark
+costs seconds, not minutes.  Measured on ``bench/make_free_pair.py --frames 100000 --seed 1``
+(``explain P S --json --no-other-profile``, 6 divergences, 2 of them TCP): 1.03 s before the
+context, 1.29 s with it (one more read of each capture up to the last frame asked for), the same
+peak RSS (163 MB).
+
+When the capture has only the guest's direction of a connection and tshark names nothing better
+than the payload, ``likely`` guesses the field from the bytes, marked ``likely``, with a note that
+tshark needs the other direction.  After naming, ``_chain_consequences`` makes a later divergence
+that follows from an earlier one (other TLS/SSH keys, a session id carried on) a consequence of
+that root (``consequence_of``; the root's ``details["chain"]``).
 """
 
 from __future__ import annotations
@@ -53,10 +66,11 @@ import numpy as np
 import pandas as pd
 
 from . import fields as _f
-from .appfields import app_field_at, app_fields
+from .appfields import app_field_at, app_fields, tshark_timeout
 from .classes import group_classes
 from .episodes import episodes
 from .hexdiff import hexdiff
+from .likely import GENERIC_FIELDS, likely_field
 
 __all__ = ["SCHEMA", "Selection", "Divergence", "Explanation", "explain_timeline", "DIVERGENCE_COLUMNS"]
 
@@ -76,6 +90,14 @@ first divergences in time are checked; the rest are not, and ``counts`` says how
 FIFO_ROWS = "QEMU 4.1.0 to 6.2.x (behaviour rows A to G)"
 """The releases whose non-TCP queues are compared oldest primary first (no tail pop: 7.0's
 a5f038e2c5 made it newest first), so two waiting primaries meet their copies in order."""
+CONTEXT_BEFORE = 64
+"""With a TCP divergence's frame, tshark is given the frames of its connection (both
+directions) among the ``CONTEXT_BEFORE`` capture frames before it: the earlier segments of a
+PDU spanning segments, and the handshake a dissector needs (SSH, TLS, HTTP responses to HEAD).
+Bounded per divergence, never the whole capture."""
+CONTEXT_AFTER = 16
+"""... and among the ``CONTEXT_AFTER`` frames after it: the later segments that complete the
+PDU (its fields are dissected at its last segment, and put back in this frame)."""
 TSHARK_BATCH = 2000
 """Frames per tshark run (one temporary pcapng each): bounds what one run holds and how long a
 run may take before its timeout (``appfields.tshark_timeout``)."""
@@ -83,7 +105,7 @@ run may take before its timeout (``appfields.tshark_timeout``)."""
 DIVERGENCE_COLUMNS = ("request", "episode", "concurrent", "time_ns", "cause", "side", "conn", "protocol",
                       "src", "dst", "sport", "dport", "primary_frame", "secondary_frame", "offset",
                       "secondary_offset", "payload_offset", "field", "primary_value", "secondary_value",
-                      "consequences", "checkpoints", "note")
+                      "consequences", "checkpoints", "consequence_of", "note")
 """Columns of ``Explanation.roots`` (one row per divergence, in time order):
 
     request          the divergence's request number (1 = the replay's first checkpoint request)
@@ -95,8 +117,11 @@ DIVERGENCE_COLUMNS = ("request", "episode", "concurrent", "time_ns", "cause", "s
                      other side's is the nearest candidate (``details["candidate"]``)
     offset, secondary_offset, payload_offset   the first differing byte (-1 when none)
     field, primary_value, secondary_value      the innermost field covering it, both values
-    consequences     later requests of the episode on the same connection
-    checkpoints      the checkpoints the episode cost (0 for a concurrent root)
+    consequences     later requests of the episode on the same connection, and the divergences
+                     chained to it (``consequence_of``) with theirs
+    checkpoints      the checkpoints the episode cost (0 for a concurrent root), with its chain's
+    consequence_of   the request of the root whose state change this divergence follows from
+                     (a later TLS record after a ServerHello random that differed), -1 for a root
     note             the other profile's differing verdict, 4.1's inverted test, ... ("" if none)
 """
 
@@ -153,6 +178,7 @@ class Divergence:
     details: dict = _dc_field(default_factory=dict)
     notes: list = _dc_field(default_factory=list)
     other_profile: dict | None = None
+    consequence_of: int | None = None                     # the request of the root it follows from
     _field_len: int = 1 << 30                             # length of the L2-L4 field named (if any)
 
     @property
@@ -179,7 +205,7 @@ class Divergence:
             "primary_frame": _num(self.primary_frame), "secondary_frame": _num(self.secondary_frame),
             "offset": self.offset, "secondary_offset": self.secondary_offset, "payload_offset": self.payload_offset,
             "fields": self.fields, "class": self.class_key, "consequences": self.consequences,
-            "checkpoints": self.checkpoints, "details": self.details,
+            "checkpoints": self.checkpoints, "consequence_of": self.consequence_of, "details": self.details,
             "other_profile": self.other_profile, "notes": self.notes,
             "hex": self.hex.to_dict() if self.hex is not None else None,
         }
@@ -212,7 +238,7 @@ class Explanation:
                          fl.get("src"), fl.get("dst"), _neg(fl.get("sport")), _neg(fl.get("dport")),
                          d.primary_frame, d.secondary_frame, _neg(d.offset), _neg(d.secondary_offset),
                          _neg(d.payload_offset), f.get("name", ""), _s(f.get("primary")), _s(f.get("secondary")),
-                         d.consequences, d.checkpoints, "; ".join(d.notes)))
+                         d.consequences, d.checkpoints, _neg(d.consequence_of), "; ".join(d.notes)))
         return pd.DataFrame(rows, columns=list(DIVERGENCE_COLUMNS))
 
     def to_frame(self) -> pd.DataFrame:
@@ -226,14 +252,20 @@ class Explanation:
              "replay": {profile, after_checkpoint, ...}, "counts": {episodes, divergences,
              concurrent, requests, checkpoints, compare_order (divergences that are the
              compare-order artefact), order_unchecked (divergences not checked for it:
-             beyond ORDER_FRAMES)}, "app_fields": "tshark" | reason,
+             beyond ORDER_FRAMES), chained (divergences that are a root's consequence,
+             ``_chain_consequences``: not counted in divergences)}, "app_fields": "tshark" | reason,
              "selection": {request, frame, flow, limit},
              "divergences": [{request, episode, concurrent, time_ns, time, cause, side, conn,
                  flow: {proto (tcp, udp, icmp, ip-<n>, ...), src, dst, sport, dport (null when
                  the protocol has none), ip_proto}, primary_frame, secondary_frame (null
                  when none), offset, secondary_offset, payload_offset (null when none),
-                 fields: [{name, primary, secondary}] (innermost first), class: {cause,
-                 protocol, field}, consequences, checkpoints, details: {...by cause;
+                 fields: [{name, primary, secondary, context (a JSON value's "member KEY", an
+                 HTTP line's "header NAME"; only when there is one), likely (true: guessed from
+                 the bytes, tshark needing the other direction), named_from}] (innermost
+                 first), class: {cause, protocol, field}, consequences, checkpoints,
+                 consequence_of (the request of the root it follows from, or null),
+                 details: {...by cause; chain: [{request, primary_frame, secondary_frame,
+                 field}] of a root; consequence_of: {request, field, changed};
                  compare_order: {matching_frame, compared_with, copy_of, oldest_first_pairs_them}},
                  other_profile: {profile, verdict, differs} | null, notes: [...],
                  hex: {offset, s_offset, width, rows: [...]} | null}],
@@ -253,8 +285,9 @@ class Explanation:
 
     def headline(self) -> str:
         c = self.counts
-        line = (f"{c['episodes']} episodes, {c['divergences']} distinct divergences ({c['concurrent']} concurrent); "
-                f"{c['requests']} checkpoint requests, {c['checkpoints']} checkpoints")
+        chained = f", {c['chained']} chained to a root" if c.get("chained") else ""
+        line = (f"{c['episodes']} episodes, {c['divergences']} distinct divergences ({c['concurrent']} concurrent"
+                f"{chained}); {c['requests']} checkpoint requests, {c['checkpoints']} checkpoints")
         if len(self.classes):
             top = self.classes.iloc[0]
             line += f"\nheadline: {int(top['count'])} of {c['divergences']}: {_class_text(top)}"
@@ -374,12 +407,18 @@ def explain_timeline(events: pd.DataFrame, fetch: Callable[[int, Iterable[int]],
     if qemu_row is not None and config is not None:
         _releases_into(chosen, events, fetch, qemu_row, config, offsets_ns)
     # application fields: the divergences shown, plus a representative per group for the classes
-    app_note = _name_app_fields(chosen, [d for _i, d in built], frames, vnet_hdr_len) if tshark else \
+    app_note = _name_app_fields(chosen, [d for _i, d in built], frames, vnet_hdr_len, fetch, last) if tshark else \
         "application fields not asked for (tshark off)"
+    if app_note == "tshark":
+        _chain_consequences(built, frames)
+    chained = sum(1 for _i, d in built if d.consequence_of is not None)
+    counts["divergences"] -= chained
+    counts["chained"] = chained
     classes = group_classes(pd.DataFrame(
         [{"cause": d.cause, "protocol": d.protocol, "field": d.field, "time_ns": d.time_ns,
           "primary_frame": d.primary_frame, "secondary_frame": d.secondary_frame,
-          "checkpoints": d.checkpoints if not d.concurrent else 0} for _i, d in built]))
+          "checkpoints": d.checkpoints if not d.concurrent else 0} for _i, d in built
+         if d.consequence_of is None]))
     if other is not None and chosen:
         if callable(other):
             other = other({d.primary_frame for d in chosen if d.primary_frame >= 1},
@@ -746,11 +785,15 @@ def _vnet(picked, vnet: int) -> int:
 # ---------------------------------------------------------------------------------- tshark
 
 
-def _name_app_fields(shown: list, every: list, frames: dict, vnet: int) -> str:
+def _name_app_fields(shown: list, every: list, frames: dict, vnet: int, fetch=None, last: tuple | None = None) -> str:
     """Name application fields with tshark (see the module docstring): the innermost field
     covering each differing byte of the divergences ``shown``, and of one representative per
     group of the others (``every``), is put first in ``fields``; a group's other members get
-    its name (for the classes).  Returns "tshark" or the one line saying why not."""
+    its name (for the classes).  ``fetch`` (as ``explain_timeline``'s): the TCP connection's
+    neighbouring frames, both directions, go to tshark with a divergence's frame (``_context``),
+    none past ``last`` (each side's highest frame number in the timeline: past the frames the
+    replay read, a capture may not be readable).
+    Returns "tshark" or the one line saying why not."""
     shown_ids = {id(d) for d in shown}
     groups: dict[tuple, list] = {}
     for d in every:
@@ -760,39 +803,92 @@ def _name_app_fields(shown: list, every: list, frames: dict, vnet: int) -> str:
     for key, members in sorted(groups.items(), key=lambda kv: -len(kv[1]))[:NAMED_GROUPS]:
         reps[key] = next((m for m in members if id(m) in shown_ids), members[0])
     todo = list(shown) + [r for r in reps.values() if id(r) not in shown_ids]
-    order = []          # (div, side, picked, vnet, offset)
+    order = []          # (div, side, number, picked, vnet, offset)
     for d in todo:
         if d.offset is None:
             continue
         for side, num, off in ((0, d.primary_frame, d.offset), (1, d.secondary_frame, d.secondary_offset)):
             pk = frames[side].get(num)
             if pk is not None:
-                order.append((d, side, pk, _vnet(pk, vnet), off))
+                order.append((d, side, num, pk, _vnet(pk, vnet), off))
     named: dict = {}
+    one_way: dict = {}
     for i in range(0, len(order), TSHARK_BATCH):
-        reason = _dissect_batch(order[i:i + TSHARK_BATCH], named)
+        reason = _dissect_batch(order[i:i + TSHARK_BATCH], named, one_way, fetch, vnet, last)
         if reason:
             return reason
     inserted = set()
     for d in todo:
         ap = named.get((id(d), 0))
+        if one_way.get(id(d)) and (ap is None or ap.name in GENERIC_FIELDS):
+            if _likely_into(d, frames, vnet, one_way[id(d)]):
+                inserted.add(id(d))
+            continue
         # only a field narrower than the package's own names more (a payload's HTTP header, not
         # tshark's second name for the same two bytes, e.g. icmp.seq_le for icmp.seq)
         if ap is None or not ap.name or (d.fields and (ap.name == d.fields[0]["name"]
-                                                       or ap.size >= d._field_len)):
+                                                       or ap.whole >= d._field_len)):
             continue
         sp = named.get((id(d), 1))
-        d.fields.insert(0, {"name": ap.name, "primary": ap.show,
-                            "secondary": sp.show if sp is not None and sp.name == ap.name else None})
+        entry = {"name": ap.name, "primary": ap.show,
+                 "secondary": sp.show if sp is not None and sp.name == ap.name else None}
+        if ap.context:
+            entry["context"] = ap.context
+        d.fields.insert(0, entry)
         inserted.add(id(d))
     for key, rep in reps.items():
         if id(rep) not in inserted:
             continue                 # tshark named nothing narrower for this group
         for m in groups[key]:
             if m is not rep and id(m) not in shown_ids:
-                m.fields.insert(0, {"name": rep.fields[0]["name"], "primary": None, "secondary": None,
-                                    "named_from": f"#{rep.request}"})
+                entry = {"name": rep.fields[0]["name"], "primary": None, "secondary": None,
+                         "named_from": f"#{rep.request}"}
+                for k in ("context", "likely"):
+                    if k in rep.fields[0]:
+                        entry[k] = rep.fields[0][k]
+                m.fields.insert(0, entry)
     return "tshark"
+
+
+def _likely_into(d: Divergence, frames: dict, vnet: int, flow: tuple) -> bool:
+    """A one-direction TCP capture: tshark could not dissect the byte (it needs the other
+    direction); say so, and which field it most likely is (``likely.likely_field``)."""
+    src, dst = flow
+    p = frames[0].get(d.primary_frame)
+    s = frames[1].get(d.secondary_frame)
+    guess = None
+    if p is not None and d.offset is not None:
+        dis = _f.dissect(p.data, _vnet(p, vnet))
+        if dis.payload_off is not None:
+            guess = likely_field(p.data[dis.payload_off:], d.offset - dis.payload_off)
+    if guess is None:
+        d.notes.append(f"tshark needs the other direction to name this field: the capture holds no frame of "
+                       f"the connection from {dst} to {src} (capture both directions, e.g. without --guest's "
+                       f"filter)")
+        return False
+    entry = {"name": guess.name, "primary": _around(p.data, d.offset),
+             "secondary": _around(s.data, d.secondary_offset) if s is not None else None, "likely": True}
+    if guess.span is not None:
+        # the value where the layout says it is, on each side (the secondary's from its own payload)
+        entry["primary"] = _likely_value(p.data[dis.payload_off:], guess.span)
+        if s is not None:
+            sdis = _f.dissect(s.data, _vnet(s, vnet))
+            sg = likely_field(s.data[sdis.payload_off:], d.secondary_offset - sdis.payload_off) \
+                if sdis.payload_off is not None else None
+            entry["secondary"] = _likely_value(s.data[sdis.payload_off:], sg.span) \
+                if sg is not None and sg.name == guess.name and sg.span is not None else None
+    if guess.context:
+        entry["context"] = guess.context
+    d.fields.insert(0, entry)
+    d.notes.append(f"most likely {guess.name} ({guess.what}); tshark needs the other direction to dissect it: the "
+                   f"capture holds no frame of the connection from {dst} to {src}")
+    return True
+
+
+def _likely_value(payload: bytes, span: tuple) -> str:
+    raw = bytes(payload[span[0]:span[1]])
+    text = raw.decode("ascii", "replace")
+    return text if raw.isascii() and text.isprintable() else ":".join(f"{b:02x}" for b in raw)
 
 
 def _group_key(d: Divergence) -> tuple:
@@ -804,29 +900,164 @@ def _group_key(d: Divergence) -> tuple:
             min(ports) if ports else None)
 
 
-def _dissect_batch(order: list, named: dict) -> str:
-    """One tshark run over a temporary pcapng of ``order``'s frames (without their vnet
-    headers); ``named[(id(div), side)]`` gets the innermost field at each offset.  Returns ""
-    or the one line saying why tshark gave nothing."""
+def _conn_key(dis) -> tuple | None:
+    """A TCP connection, the same for both directions (None for anything else)."""
+    if dis.ip_proto != 6 or dis.src is None:
+        return None
+    a, b = (dis.src, dis.sport), (dis.dst, dis.dport)
+    return (a, b) if a <= b else (b, a)
+
+
+def _context(side: int, nums: list, fetch, vnet: int, last: int | None = None) -> tuple[dict, dict]:
+    """The frames tshark needs with the TCP frames ``nums`` of one side: those of the same
+    connection, both directions, from ``CONTEXT_BEFORE`` capture frames before each to
+    ``CONTEXT_AFTER`` after it (earlier segments of a PDU and the handshake that tells a
+    dissector what follows; later segments that complete a PDU), none past ``last``.  Returns ``({number: Picked}``
+    of those frames, ``{number: (src, dst)}`` of the frames in ``nums`` whose connection has
+    no frame of the other direction there)."""
+    window: set = set()
+    for n in nums:
+        hi = n + CONTEXT_AFTER if last is None else min(n + CONTEXT_AFTER, max(n, last))
+        window.update(range(max(1, n - CONTEXT_BEFORE), hi + 1))
+    got = fetch(side, sorted(window)) if window else {}
+    keys, dirs = {}, {}
+    for n, pk in got.items():
+        dis = _f.dissect(pk.data, _vnet(pk, vnet))
+        keys[n] = _conn_key(dis)
+        dirs[n] = (dis.src, dis.dst)
+    wanted = {keys.get(n) for n in nums} - {None}
+    ctx = {n: pk for n, pk in got.items() if keys[n] in wanted}
+    one_way = {}
+    for n in nums:
+        k = keys.get(n)
+        if k is None:
+            continue
+        src, dst = dirs[n]
+        lo, hi = n - CONTEXT_BEFORE, n + CONTEXT_AFTER
+        if not any(keys[m] == k and dirs[m] == (dst, src) for m in ctx if lo <= m <= hi):
+            one_way[n] = (src, dst)
+    return ctx, one_way
+
+
+def _dissect_batch(order: list, named: dict, one_way: dict, fetch, vnet: int, last: tuple | None = None) -> str:
+    """One tshark run per side over a temporary pcapng of ``order``'s frames of that side
+    (without their vnet headers), with their TCP connections' context (``_context``: only with
+    ``fetch``); ``named[(id(div), side)]`` gets the innermost field at each offset, and
+    ``one_way[id(div)]`` the (src, dst) of a TCP divergence whose primary's connection has only
+    that direction in the capture.  Returns "" or the one line saying why tshark gave nothing."""
     from ..captures.writer import PcapngWriter
 
-    if not order:
-        return ""
-    fd, path = tempfile.mkstemp(suffix=".pcapng", prefix="colo-explain-")
-    os.close(fd)
-    try:
-        with PcapngWriter(path, "explain") as w:
-            for _d, _side, pk, v, _off in order:
-                w.write(pk.time_ns, pk.data[v:])
-        offsets = {i + 1: [off - v] for i, (_d, _s, _pk, v, off) in enumerate(order)}
-        found = app_fields(path, None, offsets)
-    finally:
-        os.unlink(path)
-    if found.frames is None:
-        return found.reason
-    for i, (d, side, _pk, v, off) in enumerate(order):
-        named[(id(d), side)] = app_field_at(found.frames.get(i + 1, ()), off - v)
+    for side in (0, 1):
+        mine = [o for o in order if o[1] == side]
+        if not mine:
+            continue
+        file_frames = {num: pk for _d, _s, num, pk, _v, _off in mine}
+        tcp = sorted({num for d, _s, num, _pk, _v, _off in mine if d.protocol == "tcp"})
+        ways = {}
+        if fetch is not None and tcp:
+            ctx, ways = _context(side, tcp, fetch, vnet, last[side] if last is not None else None)
+            for num, pk in ctx.items():
+                file_frames.setdefault(num, pk)
+        numbers = sorted(file_frames)
+        index = {num: i + 1 for i, num in enumerate(numbers)}
+        offsets: dict = {}
+        for _d, _s, num, pk, v, off in mine:
+            offsets.setdefault(index[num], []).append(off - v)
+        fd, path = tempfile.mkstemp(suffix=".pcapng", prefix="colo-explain-")
+        os.close(fd)
+        try:
+            with PcapngWriter(path, "explain") as w:
+                for num in numbers:
+                    pk = file_frames[num]
+                    w.write(pk.time_ns, pk.data[_vnet(pk, vnet):])
+            found = app_fields(path, None, offsets, timeout=tshark_timeout(len(numbers)))
+        finally:
+            os.unlink(path)
+        if found.frames is None:
+            return found.reason
+        for d, _s, num, _pk, v, off in mine:
+            named[(id(d), side)] = app_field_at(found.frames.get(index[num], ()), off - v)
+            if side == 0 and num in ways:
+                one_way[id(d)] = ways[num]
     return ""
+
+
+TOKEN_MIN = 8
+"""A root's differing value is followed into later frames when it is a token of at least this
+many bytes (a session id, a request id): shorter runs (a digit of a clock) match by chance."""
+_TOKEN_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def _token_at(data: bytes, offset: int) -> bytes:
+    """The run of token bytes (letters, digits, ``-``, ``_``) around ``offset``."""
+    lo = hi = offset
+    while lo > 0 and data[lo - 1] in _TOKEN_BYTES:
+        lo -= 1
+    while hi < len(data) and data[hi] in _TOKEN_BYTES:
+        hi += 1
+    return bytes(data[lo:hi])
+
+
+def _carries(data: bytes, offset: int, token: bytes) -> bool:
+    """``offset`` of ``data`` lies inside an occurrence of ``token``."""
+    at = data.find(token, max(0, offset - len(token) + 1))
+    return 0 <= at <= offset < at + len(token)
+
+
+def _chain_consequences(built: list, frames: dict | None = None) -> None:
+    """A later divergence that follows from an earlier one is a consequence of that root, not a
+    root: ``consequence_of`` is set to the root's request, the root's ``details["chain"]``
+    lists it, its checkpoints and requests are added to the root's, and it leaves the classes.
+
+    * On a flow whose earlier divergence changed the flow's state (``hints.STATE_ROOTS``: TLS
+      keys after a handshake difference, an SSH cookie), a later divergence in one of the
+      root's dependent fields (its encrypted records).
+    * From the same server to the same client (any connection), after a root in a field that
+      sets a value the server carries on (``hints.ECHO_ROOTS``: a session id in Set-Cookie), a
+      later divergence whose differing bytes are that value again on both sides (the token of
+      ``TOKEN_MIN`` bytes or more around each side's differing byte).  ``frames`` (side ->
+      {number: Picked}) gives the bytes.
+
+    A later divergence in any other field or value shows an independent cause and stays a root."""
+    from .hints import ECHO_ROOTS, STATE_ROOTS
+    state: dict = {}                        # flow -> the divergence that changed its state
+    tokens: list = []                       # (server, client, primary token, secondary token, root)
+    frames = frames or {}
+    primary, secondary = frames.get(0, {}), frames.get(1, {})
+    for d in sorted((d for _i, d in built), key=lambda d: (d.time_ns, d.request)):
+        fl = d.flow
+        key = (d.protocol, fl.get("src"), fl.get("dst"), fl.get("sport"), fl.get("dport"))
+        server, client = (d.protocol, fl.get("src"), fl.get("sport")), fl.get("dst")
+        pk, sk = primary.get(d.primary_frame), secondary.get(d.secondary_frame)
+        both = pk is not None and sk is not None and d.offset is not None and d.secondary_offset is not None
+        root, why = state.get(key), None
+        if root is not None and d.protocol == "tcp" and d.field.startswith(STATE_ROOTS[root.field][1]):
+            changed = STATE_ROOTS[root.field][0]
+            why = f"its {root.field} difference changed {changed}, so this connection's later bytes differ too"
+        elif both:
+            hit = next(((ptok, r) for srv, cli, ptok, stok, r in tokens
+                        if srv == server and cli == client and _carries(pk.data, d.offset, ptok)
+                        and _carries(sk.data, d.secondary_offset, stok)), None)
+            if hit is not None:
+                ptok, root = hit
+                changed = ECHO_ROOTS[root.field]
+                why = f"the differing bytes are {changed} again ({_short(ptok.decode('latin-1'), 40)})"
+        if why is not None:
+            d.consequence_of = root.request
+            d.details["consequence_of"] = {"request": root.request, "field": root.field, "changed": changed}
+            d.notes.append(f"a consequence of #{root.request}: {why}")
+            root.details.setdefault("chain", []).append(
+                {"request": d.request, "primary_frame": _num(d.primary_frame),
+                 "secondary_frame": _num(d.secondary_frame), "field": d.field})
+            root.checkpoints += d.checkpoints
+            root.consequences += 1 + d.consequences
+            continue
+        if d.field in STATE_ROOTS and key not in state:
+            state[key] = d
+        if d.field in ECHO_ROOTS and both and d.offset < len(pk.data) and d.secondary_offset < len(sk.data):
+            ptok, stok = _token_at(pk.data, d.offset), _token_at(sk.data, d.secondary_offset)
+            if len(ptok) >= TOKEN_MIN and len(stok) >= TOKEN_MIN:
+                tokens.append((server, client, ptok, stok, d))
 
 
 # ---------------------------------------------------------------------------------- other profile
@@ -867,7 +1098,8 @@ def _other_verdicts(divs: list, other: pd.DataFrame, profile: str) -> None:
 
 
 def _format_divergence(d: Divergence, hex_window: bool) -> list[str]:
-    tag = "concurrent root" if d.concurrent else "root"
+    tag = f"consequence of #{d.consequence_of}" if d.consequence_of is not None else \
+        "concurrent root" if d.concurrent else "root"
     lines = [f"#{d.request}  {_iso(d.time_ns)}  {d.cause}  {_flow_text(d.flow, d.protocol)}  "
              f"(episode {d.episode}, {tag}, conn {d.conn})"]
     lines.append(f"    frames        {_label('P', d.primary_frame)}  {_label('S', d.secondary_frame)}")
@@ -878,7 +1110,14 @@ def _format_divergence(d: Divergence, hex_window: bool) -> list[str]:
         cf = f"; colo-compare compares from offset {cf}" if cf is not None else ""
         lines.append(f"    first diff    frame offset {d.offset}{so}{po}{cf}")
     for f in d.fields:
-        lines.append(f"    field         {f['name']}  {_short(f['primary'])}  \u2260  {_short(f['secondary'])}")
+        ctx = f" ({f['context']})" if f.get("context") else ""
+        lk = " (most likely)" if f.get("likely") else ""
+        lines.append(f"    field         {f['name']}{ctx}{lk}  {_short(f['primary'])}  \u2260  {_short(f['secondary'])}")
+    chain = d.details.get("chain")
+    if chain:
+        lines.append("    chain         " + ", ".join(
+            f"#{c['request']} {_label('P', c['primary_frame'])}/{_label('S', c['secondary_frame'])} {c['field']}"
+            for c in chain) + f": consequences of this {d.field} difference")
     det = d.details
     if d.cause == "size_mismatch" and det:
         ex = det["extra"]

@@ -100,6 +100,8 @@ FIELD_HINTS: dict[str, str] = {
 }
 
 PREFIX_HINTS: dict[str, str] = {
+    "json.": "A JSON value in the response differs (its member is named here): a clock, a random id "
+             "or a counter; make it derive from the request, or serve it outside the protected VM.",
     "ntp.": "NTP carries each guest's clock: keep NTP out of the protected VM.",
     "dns.": "DNS answers differ between the guests (IDs, TTLs, record order): look at the field "
             "named here.",
@@ -134,3 +136,25 @@ PROTOCOL_HINTS: dict[str, str] = {
 }
 
 GENERIC_HINT = "The frames differ: look at the bytes shown."
+
+STATE_ROOTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "tls.handshake.random": ("the connection's TLS keys", ("tls.", "tcp.payload", "tcp.segment_data", "data")),
+    "tls.handshake.session_id": ("the connection's TLS keys", ("tls.", "tcp.payload", "tcp.segment_data", "data")),
+    "tls.handshake.extensions_key_share_key_exchange":
+        ("the connection's TLS keys", ("tls.", "tcp.payload", "tcp.segment_data", "data")),
+    "ssh.cookie": ("the SSH session's keys", ("ssh.", "tcp.payload", "tcp.segment_data", "data")),
+}
+"""Fields whose difference changes a connection's state, so that later divergences on the same
+flow follow from it: field -> (what it changed, the field-name prefixes of the later
+divergences that are its consequences).  A later divergence in any other field (a cleartext
+``http.date`` after a session id, say) shows an independent cause and stays a root.  Read by
+``explain`` (``_chain_consequences``)."""
+
+ECHO_ROOTS: dict[str, str] = {
+    "http.set_cookie": "the session id it set",
+}
+"""Fields that set a value the server carries on (a session id): a later divergence from the same
+server to the same client whose differing bytes are that value again, on both sides, is a
+consequence of the root that set it.  Only these fields: a value that merely recurs (the same
+counter digit in every datagram) is a class of independent divergences, not a chain.  Read by
+``explain`` (``_chain_consequences``)."""

@@ -78,7 +78,10 @@ def from_explain(explanation) -> dict:
     """``{"source": "explain", "divergences": [...], "classes": [...]}`` from an explain result
     (anything with ``to_dict()``) or its dict."""
     data = explanation.to_dict() if hasattr(explanation, "to_dict") else dict(explanation)
-    divs = sorted((_divergence(r) for r in data.get("divergences") or []), key=lambda r: r["time_ns"] or 0)
+    # a divergence explain chained to a root (``consequence_of``: a later TLS record after a
+    # handshake difference) is that root's consequence, not a root of the report
+    divs = sorted((_divergence(r) for r in data.get("divergences") or [] if r.get("consequence_of") is None),
+                  key=lambda r: r["time_ns"] or 0)
     counts = data.get("counts") or {}
     # explain details the selected divergences; its counts say how many there were in all
     return {"source": "explain", "divergences": divs, "classes": _classes(data.get("classes") or []),
