@@ -45,11 +45,16 @@ class ClassKey(NamedTuple):
     field: str
 
 
+_ARTEFACTS = ("padded-syn-ack", "rewriter-handshake-reset")     # analysis/colo_artefacts.py
+
+
 def class_key(cause: str, protocol: str | None, field: str | None) -> ClassKey:
     """The normalised key: lowercase names, ``""`` for unknowns, and no field for causes that
-    compare no bytes (ack_gate, expired) so that all of them fall in one class per protocol."""
+    compare no bytes (ack_gate, expired) so that all of them fall in one class per protocol,
+    unless a COLO artefact (``_ARTEFACTS``) explains them."""
     cause = str(cause or "").lower()
-    field = "" if cause in _NO_BYTES else str(field or "")
+    # (a COLO artefact names what happened on the frames, also for an ACK-gate failure)
+    field = "" if cause in _NO_BYTES and field not in _ARTEFACTS else str(field or "")
     return ClassKey(cause, str(protocol or "").lower(), field)
 
 

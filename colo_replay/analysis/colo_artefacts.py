@@ -54,16 +54,18 @@ def _tcp(frame: bytes, vnet: int = 0):
     return flags, seq, ack, max(0, len(b) - 14 - total)
 
 
-def artefact(primary: bytes | None, secondary: bytes | None, cause: str, vnet: int = 0) -> dict | None:
-    """The COLO artefact the compared frames show (``{"name", ...what was seen}``), or None."""
+def artefact(primary: bytes | None, secondary: bytes | None, cause: str, pvnet: int = 0,
+             svnet: int = 0) -> dict | None:
+    """The COLO artefact the compared frames show (``{"name", ...what was seen}``), or None;
+    ``pvnet`` / ``svnet``: each frame's vnet header length."""
     if secondary is None or cause not in ("miscompare", "ack_gate"):
         return None
-    s = _tcp(secondary, vnet)
+    s = _tcp(secondary, svnet)
     if s is None:
         return None
     flags, seq, ack, padding = s
     if flags & (TH_SYN | TH_ACK) == TH_SYN | TH_ACK and padding:
-        p = _tcp(primary, vnet) if primary is not None else None
+        p = _tcp(primary, pvnet) if primary is not None else None
         return {"name": "padded-syn-ack", "padding": padding, "secondary_seq": seq,
                 "primary_padding": None if p is None else p[3]}
     if flags & TH_RST and seq == 1:

@@ -184,11 +184,13 @@ class Divergence:
     @property
     def field(self) -> str:
         """The class's field: the innermost field named, or a marker (``inverted-tcp-test``,
-        ``compare-order``)."""
+        ``compare-order``, a COLO artefact: ``padded-syn-ack``, ``rewriter-handshake-reset``)."""
         if self.details.get("inverted_tcp_test"):
             return "inverted-tcp-test"
         if self.details.get("compare_order"):
             return "compare-order"
+        if self.details.get("colo_artefact"):
+            return self.details["colo_artefact"]["name"]
         return self.fields[0]["name"] if self.fields else ""
 
     @property
@@ -549,10 +551,23 @@ def _explain_one(d: Divergence, row, frames: dict, vnet: int, inverted_tcp: bool
         d.details = {"primary_ack": pa, "secondary_ack": sa}
         d.fields = [{"name": "tcp.ack", "primary": pa, "secondary": sa}]
         d.notes.append("payload equal; the primary acknowledges data the secondary has not acknowledged yet")
+        _colo_artefact_into(d, p, s, pv, sv)
         return
     _difference_into(d, p, s, pv, sv, inverted_tcp, p_dis=dis if p is base else None)
     if cause == "size_mismatch":
         d.details.update(_size_details(p.data, s.data, pv))
+    _colo_artefact_into(d, p, s, pv, sv)
+
+
+def _colo_artefact_into(d: Divergence, p, s, pv: int, sv: int) -> None:
+    """A checkpoint COLO itself causes, seen on the two frames compared (colo_artefacts.py):
+    ``details["colo_artefact"]``, a note, and the class's field is its name."""
+    from . import colo_artefacts
+
+    found = colo_artefacts.artefact(p.data, s.data, d.cause, pv, sv)
+    if found is not None:
+        d.details["colo_artefact"] = found
+        d.notes.append(colo_artefacts.note(found))
 
 
 def _difference_into(d: Divergence, p, s, pv: int, sv: int, inverted_tcp: bool, p_dis=None) -> None:

@@ -24,6 +24,17 @@ FIELD_HINTS: dict[str, str] = {
         "Not a divergence: QEMU 4.1's TCP payload test is inverted (spec Q1), so identical TCP data "
         "requests a checkpoint; 4.1.1 and 4.2 on have the fix (1e907a32b7): upgrade, or expect a "
         "checkpoint per TCP segment.",
+    "padded-syn-ack":
+        "Not the guests' data: the secondary's SYN+ACK was padded to 60 bytes by the guest's NIC driver "
+        "(e1000's Linux driver pads short frames) and colo-compare counts padding as TCP payload (every "
+        "release), so it lingers and meets the primary's next segment: one checkpoint per new connection. "
+        "Give the guests a NIC whose driver does not pad (virtio-net), or budget one checkpoint per "
+        "connection.",
+    "rewriter-handshake-reset":
+        "Not the guests' data: a checkpoint during the TCP handshake made QEMU's filter-rewriter lose the "
+        "secondary's ISN (reset_seq_offset, 4.1.0 .. 10.2.0), so the secondary reset the connection (RST seq "
+        "1); it costs one more checkpoint and the connection carries on from the primary. Fewer checkpoints "
+        "mid-handshake (a longer x-checkpoint-delay) make it rarer.",
     "tcp.options.timestamp.tsval":
         "Each guest's TCP timestamp clock differs; colo-compare ignores TCP options, so this only "
         "shows up where the whole frame is compared: disable tcp_timestamps in the guests or keep "
