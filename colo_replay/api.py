@@ -156,20 +156,28 @@ def verify(capture, ports: dict | None = None, request_window: float | None = No
     timeline = replay_chardev(cap, settings=settings)
     judgement = None
     if settings.trace is not None:
-        from .offline.request_judge import judge_requests
-
-        delay = settings.checkpoint_delay_ns
-        judgement = judge_requests(timeline.events, settings.trace,
-                                   coalescing=settings.release.profile.checkpoint_requests_coalesce,
-                                   delay_ms=None if delay is None else delay // 1_000_000,
-                                   tolerance_ms=request_tolerance, max_missed_pct=max_missed_pct,
-                                   max_extra_pct=max_extra_pct)
-        tc = timeline.result.trace_check
-        if tc is not None:
-            judgement.cross_check["tcp payload compares (ip_info/tcp_info)"] = {
-                "trace": tc["trace"], "replay": tc["replay"], "agree": tc["agree"] - tc["outcome_disagreements"],
-                "first": tc["first"], "undefined_resolved": tc["undefined_resolved"]}
+        judgement = _judge_requests(timeline.events, timeline.result, settings, request_tolerance, max_missed_pct,
+                                    max_extra_pct)
     return Verification(cap, timeline, verify_capture(cap, timeline, request_window), judgement)
+
+
+def _judge_requests(events, result, settings: Settings, tolerance_ms: float = 10.0, max_missed_pct: float = 2.0,
+                    max_extra_pct: float = 2.0):
+    """The replay's checkpoint requests judged against the real run of ``settings.trace``
+    (``offline.request_judge``), with the TCP memcmps the replay walked along with the trace."""
+    from .offline.request_judge import judge_requests
+
+    delay = settings.checkpoint_delay_ns
+    judgement = judge_requests(events, settings.trace,
+                               coalescing=settings.release.profile.checkpoint_requests_coalesce,
+                               delay_ms=None if delay is None else delay // 1_000_000, tolerance_ms=tolerance_ms,
+                               max_missed_pct=max_missed_pct, max_extra_pct=max_extra_pct)
+    tc = getattr(result, "trace_check", None)
+    if tc is not None:
+        judgement.cross_check["tcp payload compares (ip_info/tcp_info)"] = {
+            "trace": tc["trace"], "replay": tc["replay"], "agree": tc["agree"] - tc["outcome_disagreements"],
+            "first": tc["first"], "undefined_resolved": tc["undefined_resolved"]}
+    return judgement
 
 
 def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = None, flushes: str = "measured",
@@ -279,7 +287,9 @@ def report(primary=None, secondary=None, *, chardev=None, timeline=None, summary
     of long tables.  The divergences are ``explain``'s (the first ``top`` detailed, the classes
     over all; a saved run: the timeline's roots and classes by cause, no frame is read).  The
     input files are hashed in a thread while the replay runs.  ``sweep``: a ``sweep -o
-    sweep.json`` whose table, plot and recommendation the report includes."""
+    sweep.json`` whose table, plot and recommendation the report includes.  With ``qemu_trace``
+    (a real COLO run's trace) the report has a section "The real run": the replay's checkpoint
+    requests judged against the real ones, as ``verify`` judges them."""
     from .analysis.report import Sources, build_report
     from .analysis.report.load import load_summary, load_timeline
 
@@ -315,9 +325,12 @@ def report(primary=None, secondary=None, *, chardev=None, timeline=None, summary
         events, summ, mode, result = run.events, run.summary, "replay", run.result
     else:
         raise ValueError("missing PRIMARY and SECONDARY captures (or --chardev CAPTURE, or --timeline FILE)")
+    real_run = None
+    if settings.trace is not None:      # (a saved timeline refused --qemu-trace above)
+        real_run = _judge_requests(events, result, settings).as_dict()
     return build_report(events, summ, sources, mode=mode, result=result, explanation=why,
                         options=settings.report_options(), baseline=baseline, tolerance=tolerance, top=top,
-                        sweep=sweep)
+                        sweep=sweep, real_run=real_run)
 
 
 def _fspath_or_none(path):

@@ -63,6 +63,11 @@ print(f"rig-ci: checkpoints={s['checkpoints']} triggers={s['checkpoint_triggers'
       f"boot={s.get('boot_to_ready_s') and round(s['boot_to_ready_s'], 1)}s")
 if ok != reqs:
     bad.append(f"{reqs - ok} requests failed")
+# a capture with holes cannot be replayed: tcpdump must not have dropped a packet
+import re
+dropped = [int(n) for n in re.findall(r"(\d+) packets? dropped by kernel", (d / "tcpdump.err").read_text())]
+if any(dropped):
+    bad.append(f"tcpdump dropped {sum(dropped)} packets (tcpdump.err)")
 if bad:
     sys.exit("rig-ci: " + "; ".join(bad))
 PY

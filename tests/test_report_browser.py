@@ -118,3 +118,18 @@ def test_the_harness_sees_scripts_run_and_not_run(tmp_path):
             b.open(page.as_uri())
             assert b.evaluate(_STATE.replace("document.body.innerText", "''"))["title"] == title
             assert b.evaluate("document.querySelectorAll('[data-pwned]').length") == pwned
+
+
+def test_a_real_runs_report_shows_the_requests_judged(tmp_path):
+    """report --chardev with --qemu-trace (the bundled real COLO run): a section "The real run"
+    with the matched / missed / extra requests, in the browser, the Markdown and the JSON."""
+    run = ROOT / "sample_pcaps" / "colo-run"
+    rep = api.report(chardev=str(run / "lo-chardevs.pcap"), qemu_trace=[str(run / "primary-trace.log")])
+    rr = rep.data["real_run"]
+    assert rr["ok"] and rr["matched_colo_compare"] == rr["colo_compare_triggered"] == 16 and rr["extra"] == 0
+    assert "**The real run (--qemu-trace):** 16 of 16" in rep.markdown()
+    page = tmp_path / "r.html"
+    page.write_text(rep.html(), encoding="utf-8")
+    state = _check_page(page)
+    assert "real_run" in state["sections"]
+    assert "16 of 16 (100.0 %)" in state["text"] and "152 of 152 agree" in state["text"]

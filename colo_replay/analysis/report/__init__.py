@@ -174,7 +174,7 @@ def _shift(options, side: str) -> int:
 
 def build_report(events, summary: dict, sources: Sources, *, mode: str, result=None, explanation=None,
                  options: dict | None = None, baseline: str | None = None, tolerance=(), top: int = 20,
-                 version: str | None = None, sweep: str | None = None) -> Report:
+                 version: str | None = None, sweep: str | None = None, real_run: dict | None = None) -> Report:
     """The report of one run.
 
     ``events`` and ``summary``: its timeline and summary (replay's or live's); ``sources``: where
@@ -185,7 +185,9 @@ def build_report(events, summary: dict, sources: Sources, *, mode: str, result=N
     ``baseline``: an earlier report's JSON path, gated by the ``tolerance`` rules
     (``baseline.parse_rules``); ``top``: rows of long tables; ``version``: the tool's (default:
     the installed package's); ``sweep``: a ``sweep -o sweep.json`` to include (its table, plot and
-    recommendation: section ``sweep``).  ValueError for a bad baseline, rule or sweep file, and
+    recommendation: section ``sweep``); ``real_run``: the replay's checkpoint requests judged
+    against a real COLO run's QEMU trace (``offline.request_judge.RequestJudgement.as_dict()``:
+    section ``real_run``).  ValueError for a bad baseline, rule or sweep file, and
     for a saved run (``mode="saved"``) whose timeline has a time gap beyond the replay's bound
     (``load.check_gaps``; ``options["allow_gaps"]`` or the summary's knobs allow it)."""
     from .plots import draw_all
@@ -283,6 +285,10 @@ def build_report(events, summary: dict, sources: Sources, *, mode: str, result=N
     plots = draw_all(events, side_times, t0, max(t1, t0 + 1), numbers)
     if swept is not None:
         data["sweep"], plots["sweep"] = swept
+    if real_run is not None:
+        data["real_run"] = {k: v for k, v in real_run.items() if k not in ("missed_list", "extra_list")}
+        data["real_run"]["missed_list"] = real_run.get("missed_list", [])[:top]
+        data["real_run"]["extra_list"] = real_run.get("extra_list", [])[:top]
     return Report(data, plots)
 
 

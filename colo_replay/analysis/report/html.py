@@ -330,6 +330,43 @@ def _sweep(d: dict, plots: dict) -> str:
     return "".join(parts)
 
 
+def _real_run(d: dict) -> str:
+    """The replay's checkpoint requests against a real COLO run's (--qemu-trace)."""
+    r = d.get("real_run")
+    if not r:
+        return ""
+    def by(counts: dict) -> str:
+        return text(", ".join(f"{k} {v}" for k, v in counts.items()) or "none")
+    ok = "agree" if r["ok"] else "DISAGREE"
+    rows = [("real checkpoint requests", f"{_n(r['real'])}: {_n(r['colo_compare_triggered'])} triggered by "
+             f"colo-compare, {_n(r['matched'].get('periodic', 0))} periodic (x-checkpoint-delay "
+             f"{_n(r['checkpoint_delay_ms'])} ms, {text(r['checkpoint_delay_source'])})"
+             + (f", {_n(r['after_capture_end'])} after the capture ended (not judged)" if r["after_capture_end"]
+                else "")),
+            ("matched", f"<b>{_n(r['matched_colo_compare'])} of {_n(r['colo_compare_triggered'])} "
+             f"({_n(r['matched_pct'], 1)} %)</b> within {_n(r['tolerance_ms'])} ms: "
+             + by({k: v for k, v in r["matched"].items() if k != "periodic"})),
+            ("missed", f"{_n(r['missed'])}: " + by({k: v for k, v in r["missed_by_why"].items()
+                                                     if not k.startswith("after the capture")})),
+            ("extra", f"{_n(r['extra'])} ({_n(r['extra_pct'], 1)} % of colo-compare's predictions): "
+             + by(r["extra_by_cause"])),
+            ("thresholds", f"at most {_n(r['max_missed_pct'])} % missed, {_n(r['max_extra_pct'])} % extra: {text(ok)}")]
+    for name, c in (r.get("cross_check") or {}).items():
+        rows.append((f"trace check: {name}", f"{_n(c['agree'])} of {_n(c['trace'])} agree ({_n(c['replay'])} in "
+                     f"the replay)" + (f"; first disagreement: {text(c['first'])}" if c.get("first") else "")))
+    parts = ["<section id=real_run><h2>The real run</h2><p class=small>The replay's checkpoint requests against "
+             "the ones in the run's QEMU trace (--qemu-trace): the COLO thread modelled (coalescing, the "
+             "periodic timer), each real request matched with a predicted one.</p>", _kv(rows)]
+    items = [f"<li>missed {_utc(m['time_ns'])} (trace line {_n(m['line'])}): {text(m['why'])}</li>"
+             for m in r["missed_list"] if not m["why"].startswith("after the capture")]
+    items += [f"<li>extra {_utc(e['time_ns'])}: {text(e['cause'])} conn {_n(e['conn'])} P#{_n(e['primary_frame'])} "
+              f"S#{_n(e['secondary_frame'])}</li>" for e in r["extra_list"]]
+    if items:
+        parts.append("<ul>" + "".join(items) + "</ul>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
 def _inputs(d: dict) -> str:
     rows = []
     for i in d["inputs"]:
@@ -359,7 +396,8 @@ def render(d: dict, plots: dict) -> str:
     nav = [("summary", "Summary"), ("activity", "Activity"), ("held", "Held time"),
            ("checkpoints", "Checkpoints"), ("connections", "Connections"), ("divergences", "Divergences"),
            ("notes", "Notes")] + ([("regression", "Regression")] if d.get("baseline") else []) \
-        + ([("sweep", "Sweep")] if d.get("sweep") else []) + [("inputs", "Inputs")]
+        + ([("sweep", "Sweep")] if d.get("sweep") else []) \
+        + ([("real_run", "Real run")] if d.get("real_run") else []) + [("inputs", "Inputs")]
     names = d["title"]
     n = d["numbers"]
     held_extra = (f"<p>p50 {_n(n['held_p50_ms'])} ms, p95 {_n(n['held_p95_ms'])} ms, p99 {_n(n['held_p99_ms'])} ms,"
@@ -377,6 +415,6 @@ def render(d: dict, plots: dict) -> str:
         _plot_section("activity", "Activity over time", plots["activity"]),
         _plot_section("held", "Held time", plots["held"], held_extra),
         _plot_section("checkpoints", "Checkpoints", plots["checkpoints"], ck_extra),
-        _connections(d), _divergences(d), _notes(d), _regression(d), _sweep(d, plots), _inputs(d),
+        _connections(d), _divergences(d), _notes(d), _regression(d), _sweep(d, plots), _real_run(d), _inputs(d),
         "</main></body></html>\n",
     ])

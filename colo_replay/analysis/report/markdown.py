@@ -53,6 +53,12 @@ def render(d: dict, top: int = 5) -> str:
     more = max(len(recs) - top, 0) + sweep.get("pairs", 0) - sweep.get("shown_pairs", 0)
     if recs and more > 0:
         out += [f"… and {more:,} more pairs of the sweep", ""]
+    rr = d.get("real_run")
+    if rr:
+        out += [f"{'✅' if rr['ok'] else '❌'} **The real run (--qemu-trace):** {rr['matched_colo_compare']:,} of "
+                f"{rr['colo_compare_triggered']:,} colo-compare-triggered checkpoint requests predicted within "
+                f"{_n(rr['tolerance_ms'])} ms ({rr['matched_pct']:.1f} %), {rr['extra']:,} extra, "
+                f"{rr['matched'].get('periodic', 0):,} periodic", ""]
     out += ["| | |", "|---|---|",
             f"| profile | QEMU {md(d['run'].get('profile'))}, {md(d['run']['mode'])}{_release(d['run'].get('qemu'))} |",
             f"| frames (primary / secondary) | {_n(n['frames_primary'])} / {_n(n['frames_secondary'])} |",
