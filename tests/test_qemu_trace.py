@@ -338,3 +338,16 @@ def test_explain_names_both_colo_artefacts_on_a_reference_run(runs):
                      limit=0)
     classes = ex.classes.groupby("field")["count"].sum().to_dict()     # (ack_gate 169, miscompare 17)
     assert classes["padded-syn-ack"] == 186 and classes["rewriter-handshake-reset"] == 10
+
+
+def test_a_notification_the_colo_thread_acted_on_late_is_not_extra():
+    """A loaded host delayed the COLO thread by 18 ms: the real request matches colo-compare's
+    re-notification (6 ms before it); the first notification's checkpoint is that one, late,
+    and is not reported extra.  A real request 80 ms later is another checkpoint: extra."""
+    trace = _synthetic([(1_001_018, 1_001_050, 1_001_090)])
+    j = judge_requests(_notes([1_001_000, 1_001_012]), trace, coalescing=True, delay_ms=0)
+    assert j.compare_matched == 1 and not j.missed and not j.extra
+    assert [x["late_ms"] for x in j.late] == [18.0]
+    trace = _synthetic([(1_001_080, 1_001_100, 1_001_150)])
+    j = judge_requests(_notes([1_001_000, 1_001_074]), trace, coalescing=True, delay_ms=0)
+    assert j.compare_matched == 1 and [e["time_ns"] for e in j.extra] == [1_001_000 * MS] and not j.late
