@@ -177,6 +177,9 @@ def _judge_requests(events, result, settings: Settings, tolerance_ms: float = 10
         judgement.cross_check["tcp payload compares (ip_info/tcp_info)"] = {
             "trace": tc["trace"], "replay": tc["replay"], "agree": tc["agree"] - tc["outcome_disagreements"],
             "first": tc["first"], "undefined_resolved": tc["undefined_resolved"]}
+        judgement.cross_check["tcp_info seq/ack/hdlen/pdlen"] = {
+            "trace": tc["tcp_info"], "replay": tc["tcp_info"], "agree": tc["tcp_info_agree"],
+            "first": tc["tcp_info_first"]}
     return judgement
 
 

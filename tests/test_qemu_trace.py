@@ -206,6 +206,8 @@ def test_verify_predicts_the_real_requests(runs, run):
     tc = v.timeline.result.trace_check
     assert tc["trace"] == tc["replay"] == tc["agree"] > 1000 and tc["outcome_disagreements"] == 0
     assert tc["undefined_resolved"] > 100 and tc["first"] is None
+    # both sides' seq/ack, header and payload lengths of every successful mark are the frames'
+    assert tc["tcp_info"] == tc["tcp_info_agree"] > 1000 and tc["tcp_info_first"] is None
     assert j.compare_matched == j.compare_real and not j.extra
     assert [m["why"].split(" (")[0] for m in j.missed] == ["after the capture ended"]
 

@@ -199,7 +199,7 @@ class TcpCompare(DatagramCompare):
         if pe <= p.size and se <= s.size:
             equal = p.data[poff:pe] == s.data[soff:se]
             if oracle is not None:
-                oracle.compared(p.size, s.size, equal)
+                oracle.compared(p, s, equal)
             return equal
         out = self._out
         if pe > p.size:
@@ -210,7 +210,7 @@ class TcpCompare(DatagramCompare):
             out.append(_new_event(Event, (_UNDEF, Cause.OOB_READ, t, s, p, -1, length)))
         equal = padded(p.data, pe)[poff:pe] == padded(s.data, se)[soff:se]
         if oracle is not None:
-            qemu = oracle.undefined(p.size, s.size, equal, tcp_gate == 1)
+            qemu = oracle.undefined(p, s, equal, tcp_gate == 1)
             if qemu is not None:
                 return qemu
         return equal

@@ -13,7 +13,8 @@ The replay makes the same comparisons in the same order when it replays the run 
 along with the engine's (``compared``, called by the engine for every TCP payload comparison):
 
 * the sizes must agree, comparison by comparison (the first disagreement is kept, and the
-  oracle stops: the sequences are no longer the same run);
+  oracle stops: the sequences are no longer the same run), and so must the seq/ack numbers and
+  header and payload lengths of every ``tcp_info`` pair with the two frames';
 * where the replay read past a frame's end (``undefined``: C undefined behaviour, QEMU compared
   whatever the heap held there, spec Q13) QEMU's outcome replaces the zero-padding stand-in.
   Only a ``memcmp`` QEMU's trace shows returning 0, or one whose mark failed although the
@@ -41,7 +42,11 @@ class TraceOracle:
                 if not not_tcp:
                     nxt = events[k + 1] if k + 1 < len(events) else None
                     zero = nxt is not None and nxt.kind == "compare_tcp_info"
-                    calls.append((e.time_ns, e.fields["psize"], e.fields["ssize"], zero, e.line))
+                    sides = {}
+                    for ti in events[k + 1:k + 3] if zero else ():
+                        if ti.kind == "compare_tcp_info":
+                            sides[ti.fields["side"]] = ti
+                    calls.append((e.time_ns, e.fields["psize"], e.fields["ssize"], zero, e.line, sides))
             prev = e
         self.calls = calls
         self.next = 0
@@ -50,6 +55,24 @@ class TraceOracle:
         self.resolved = 0                  # undefined reads decided by QEMU's outcome
         self.unresolved = 0                # undefined reads left to the stand-in
         self.first_disagreement: str | None = None
+        self.tcp_info_agreed = 0           # tcp_info lines whose seq/ack/hdlen/pdlen are the frames'
+        self.tcp_info_first: str | None = None    # the first that are not
+
+    def _check_info(self, call, p, s) -> None:
+        """The mark's ``colo_compare_tcp_info`` lines (both sides' seq/ack, header and payload
+        lengths, as QEMU parsed the frames) against the replay's packets."""
+        for side, pkt in (("pri", p), ("sec", s)):
+            ti = call[5].get(side)
+            if ti is None:
+                continue
+            f = ti.fields
+            want = (f["seq"], f["ack"], f["hdlen"], f["pdlen"])
+            got = (pkt.tcp_seq, pkt.tcp_ack, pkt.header_size & 0xFF, pkt.payload_size & 0xFFFF)
+            if want == got:
+                self.tcp_info_agreed += 1
+            elif self.tcp_info_first is None:
+                self.tcp_info_first = (f"trace line {ti.line}: {side} seq/ack/hdlen/pdlen {want}, the replay's "
+                                       f"frame {got}")
 
     def _take(self, psize: int, ssize: int):
         if self.first_disagreement is not None:
@@ -67,20 +90,24 @@ class TraceOracle:
         self.agreed += 1
         return call
 
-    def compared(self, psize: int, ssize: int, equal: bool) -> None:
-        """A TCP payload comparison the replay could make exactly (both reads within the frames)."""
-        call = self._take(psize, ssize)
-        if call is not None and call[3] and equal == self.inverted:
-            self.outcome_disagreements += 1       # QEMU's mark succeeded on this memcmp, the replay's cannot
+    def compared(self, p, s, equal: bool) -> None:
+        """A TCP payload comparison the replay could make exactly (both reads within the frames
+        ``p`` and ``s``, the engine's Packets)."""
+        call = self._take(p.size, s.size)
+        if call is not None:
+            self._check_info(call, p, s)
+            if call[3] and equal == self.inverted:
+                self.outcome_disagreements += 1   # QEMU's mark succeeded on this memcmp, the replay's cannot
 
-    def undefined(self, psize: int, ssize: int, equal: bool, gate_passes: bool):
+    def undefined(self, p, s, equal: bool, gate_passes: bool):
         """A comparison that read past a frame's end: QEMU's outcome (True: equal, False:
         different), or None to keep the replay's stand-in ``equal``.  ``gate_passes``: the mark
         would succeed on an equal payload (no ACK gate, or one that lets it through)."""
-        call = self._take(psize, ssize)
+        call = self._take(p.size, s.size)
         if call is None:
             self.unresolved += 1
             return None
+        self._check_info(call, p, s)
         if call[3]:                          # the mark succeeded on this memcmp
             self.resolved += 1
             return not self.inverted
@@ -91,6 +118,8 @@ class TraceOracle:
         return None
 
     def as_dict(self) -> dict:
+        infos = sum(len(c[5]) for c in self.calls[:self.next])
         return {"trace": len(self.calls), "replay": self.next, "agree": self.agreed,
+                "tcp_info": infos, "tcp_info_agree": self.tcp_info_agreed, "tcp_info_first": self.tcp_info_first,
                 "outcome_disagreements": self.outcome_disagreements, "undefined_resolved": self.resolved,
                 "undefined_unresolved": self.unresolved, "first": self.first_disagreement}

@@ -181,9 +181,11 @@ def format_summary(s: dict) -> str:
     tc = s.get("qemu_trace")
     if tc:
         lines.append(f"  qemu trace     {tc['agree']} of {tc['trace']} TCP payload compares in step with the trace's "
-                     f"(ip_info/tcp_info), {tc['outcome_disagreements']} decided otherwise; undefined reads decided "
+                     f"(ip_info/tcp_info), {tc['outcome_disagreements']} decided otherwise; tcp_info seq/ack/lengths "
+                     f"{tc.get('tcp_info_agree', 0)} of {tc.get('tcp_info', 0)} the same; undefined reads decided "
                      f"by QEMU's outcome {tc['undefined_resolved']}, by the zero stand-in {tc['undefined_unresolved']}"
-                     + (f"; out of step from {tc['first']}" if tc.get("first") else ""))
+                     + (f"; out of step from {tc['first']}" if tc.get("first") else "")
+                     + (f"; first tcp_info differing: {tc['tcp_info_first']}" if tc.get("tcp_info_first") else ""))
     ac = s.get("after_checkpoint")
     if ac is not None:
         lines.append(_after_checkpoint_row(ac))
