@@ -344,7 +344,8 @@ def sweep(primary=None, secondary=None, *, grid: dict, settings: Settings | None
           pairs: list[dict] | None = None, jobs: int | None = None, dask: str | None = None,
           max_held_p99: float | None = None, start_method: str | None = None, with_summary: bool = False,
           name: str | None = None, max_settings: int | None = None, **options) -> Sweep:
-    """Replay a pair (or each of ``pairs``) under every setting of ``grid``, parsing each pair once.
+    """Replay a pair (or each of ``pairs``) under every setting of ``grid`` (pairs of paths read
+    again for each setting, streamed; readers and Dask: read into memory once).
 
     ``grid``: knob -> spec text (``"100,300"``, ``"100:3000:x2"``, ``"100:1000:+300"``) or list
     of values, for the knobs of ``analysis.sweep.KNOBS`` (compare_timeout, expired_scan_cycle,

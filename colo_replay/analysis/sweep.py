@@ -17,13 +17,16 @@ grid's size (``grid_size``) times the pairs is checked against ``MAX_SETTINGS`` 
 ``DASK_TIMEOUT_S`` to connect and to have a worker.  Ctrl-C: the tasks finished so far are kept
 (``run(done=...)``), the workers stopped.
 
-**Parse once.**  Each pair is read, rewritten, filtered and merged into memory once
-(``offline.prepared.PreparedPair``); each setting then runs ``offline.driver.replay_partial``,
-the same call as ``colo-replay replay``, over the prepared frames, and the row is made from
+**Streamed, or parsed once.**  A pair of paths is resolved once (``open_pair``: guest
+selection, alignment) and every setting reads both files again, streamed
+(``offline.streamed.StreamedPair``: a worker holds one replay, not the captures); a pair of
+readers, or one for Dask, is read, rewritten, filtered and merged into memory once
+(``offline.prepared.PreparedPair``).  Each setting runs ``offline.driver.replay_partial``, the
+same call as ``colo-replay replay``, and the row is made from
 ``output.summary.summarise`` of its timeline and ``analysis.episodes`` of the same DataFrame:
 a row holds exactly what ``replay`` would report for that setting.
 
-**Fan-out.**  Settings run in parallel: in forked worker processes that see the prepared pairs
+**Fan-out.**  Settings run in parallel: in forked worker processes that see the pairs
 through a module global set before the pool starts (copy-on-write: nothing is pickled but the
 setting and the row; see ``offline.prepared`` for why the pages stay shared), in worker processes
 that unpickle the pairs once each (``start_method="spawn"``; where fork is not available), or on

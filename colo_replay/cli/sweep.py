@@ -67,7 +67,7 @@ def _grid_option(name: str, what: str):
               help="Run the settings on a dask.distributed cluster (tcp://host:8786) instead of local processes.")
 def sweep(primary, secondary, manifest, output, plot, max_held_p99, jobs, max_settings, dask_address, **kw):
     """Replay PRIMARY and SECONDARY (or every pair of --pairs) under each setting of a grid,
-    parsing the captures once; one row per pair and setting, the Pareto front of checkpoints
+    each setting reading the captures streamed; one row per pair and setting, the Pareto front of checkpoints
     per minute vs held p99, and a recommendation with its rule on stderr.
 
     Exit status: 0 no setting requested a checkpoint, 1 some did (or no setting meets
