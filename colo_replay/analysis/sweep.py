@@ -467,14 +467,19 @@ def _manifest_value(value, kind: str, where: str, base):
 
 # -- one row -------------------------------------------------------------------------------------
 
-def row_of(name: str, result, minutes: float) -> tuple[dict, dict]:
+def row_of(name: str, result, minutes: float, rows=None) -> tuple[dict, dict]:
     """The row of one replay (and its summary), from its timeline: ``summarise`` and ``episodes``
-    over one DataFrame."""
+    over one DataFrame, or, when the replay's rows went to ``rows`` (an
+    ``output.stream.RowsForEpisodes``), over its tally and the rows it kept."""
     from ..output.summary import summarise
     from .episodes import episodes
 
-    df = result.collector.to_frame()
-    s = summarise(df, result)
+    if rows is not None:
+        s = summarise(rows.tally, result)
+        df = rows.frame()
+    else:
+        df = result.collector.to_frame()
+        s = summarise(df, result)
     if getattr(result, "source", None):
         s["source"] = result.source
     k = s["knobs"]
@@ -518,10 +523,23 @@ def minutes_of(pair) -> float:
 def run_one(pair, setting: dict, with_summary: bool = False):
     """Replay one ``PreparedPair`` under one setting: the row (and the summary when asked).
     A replay stopped by Ctrl-C (the driver keeps what it had) is no row: KeyboardInterrupt."""
-    result, _exc = pair.replay(**setting)
+    from ..output.stream import RowsForEpisodes
+    from ..output.timeline import streaming
+
+    # The rows are counted and dropped block by block as the replay goes (only the few the
+    # episodes need are kept): a worker's memory does not grow with the capture.
+    o = pair.options
+    after = setting.get("after_checkpoint", o.after_checkpoint)
+    measured = setting.get("checkpoints_at", o.checkpoints_at) is not None
+    rows = RowsForEpisodes(keep_cascade=after != "resync" and not measured)
+    with streaming(rows):
+        result, _exc = pair.replay(**setting)
+    result.collector.spill = None
+    for block in result.collector.blocks():       # the last block, not full when the replay ended
+        rows(block)
     if getattr(result, "interrupted", False):
         raise KeyboardInterrupt
-    row, summary = row_of(pair.name, result, minutes_of(pair))
+    row, summary = row_of(pair.name, result, minutes_of(pair), rows)
     return (row, summary) if with_summary else (row, None)
 
 
