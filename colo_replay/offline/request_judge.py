@@ -168,7 +168,7 @@ def infer_checkpoint_delay_ms(request_times: list[int]) -> int | None:
     gaps = Counter(round((b - a) / MS) for a, b in zip(request_times, request_times[1:]) if b - a >= 1000 * MS)
     if not gaps:
         return None
-    gap, n = gaps.most_common(1)[0]
+    gap = gaps.most_common(1)[0][0]
     # a gap a few ms off is the same timer (the request is sent a little after the firing)
     near = sum(v for g, v in gaps.items() if abs(g - gap) <= 2)
     return gap if near >= 2 else None
@@ -235,8 +235,7 @@ def judge_requests(timeline_events, trace, *, coalescing: bool, delay_ms: int | 
             continue
         j = bisect_right(real, p.time_ns)
         if j < len(real) and real[j] - p.time_ns <= WAKE_MS * MS and any(
-                used[m] and p.time_ns < ptimes[m] <= real[j] + tol for m in range(k + 1, len(predicted))
-                if ptimes[m] <= real[j] + tol):
+                used[m] for m in range(k + 1, bisect_right(ptimes, real[j] + tol))):
             used[k] = True
             late.append({"time_ns": p.time_ns, "cause": p.cause, "request_ns": real[j],
                          "late_ms": round((real[j] - p.time_ns) / MS, 3)})
@@ -257,8 +256,8 @@ def cross_check(ev, trace, tol: int) -> dict:
     * ``colo_compare_udp_miscompare`` / ``icmp`` (both sides' frame sizes, in order): the
       replay's non-TCP miscompares, the same sizes in the same order.
 
-    (TCP miscompares have no event of their own; ``colo_compare_tcp_info`` marks every
-    successful TCP mark, with both sides' seq/ack: it is read, not yet cross-checked.)"""
+    (TCP miscompares have no event of their own: the TCP memcmps, ``ip_info`` / ``tcp_info``,
+    are walked by the replay itself, offline/trace_oracle.py.)"""
     out = {}
     req = ev[ev["kind"] == "checkpoint_request"]
     expired = sorted(req.loc[req["cause"] == "expired", "time_ns"].astype("int64").tolist())
