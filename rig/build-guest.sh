@@ -10,17 +10,10 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${RIG_CACHE:-$HERE/.cache}
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 log() { echo "[build-guest $(date -u +%H:%M:%S)] $*" >&2; }
-SUDO=""; [ "$(id -u)" != 0 ] && SUDO=sudo
+. "$HERE/lib.sh"
 
 DEPS="gcc libc6-dev cpio gzip dpkg xz-utils"
-missing=""
-for p in $DEPS; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-    [ -n "${RIG_NO_APT:-}" ] && { log "missing:$missing (RIG_NO_APT set)"; exit 1; }
-    log "installing:$missing"; $SUDO apt-get install -y --no-install-recommends $missing >&2
-fi
+need_packages log "build deps" $DEPS
 
 T0=$(date +%s)
 # The generic kernel the linux-image-amd64 metapackage points at (override: RIG_KERNEL_PKG).

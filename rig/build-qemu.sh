@@ -20,6 +20,7 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 unset PYTHONPATH VIRTUAL_ENV || true
 
 log() { echo "[build-qemu $(date -u +%H:%M:%S)] $*" >&2; }
+. "$HERE/lib.sh"
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 
@@ -28,15 +29,8 @@ DEPS="dpkg-dev build-essential pkg-config meson ninja-build python3 libglib2.0-d
       libslirp-dev zlib1g-dev libfdt-dev flex bison"
 
 ensure_deps() {
-    local missing=""
-    for p in $DEPS; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-    done
-    if [ -n "$missing" ]; then
-        [ -n "${RIG_NO_APT:-}" ] && { log "missing build deps:$missing (RIG_NO_APT set)"; exit 1; }
-        log "installing build deps:$missing"
-        $SUDO apt-get install -y --no-install-recommends $missing >&2
-    fi
+    # shellcheck disable=SC2086  # (the list, split into packages)
+    need_packages log "build deps" $DEPS || exit 1
 }
 
 have_deb_src() {

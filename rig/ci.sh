@@ -15,16 +15,8 @@ T0=$(date +%s)
 step() { echo "[rig-ci $(date -u +%H:%M:%S) +$(( $(date +%s) - T0 ))s] $*"; }
 
 # Runtime packages of a run (firmware for -L /usr/share/qemu -L /usr/share/seabios, qemu-img, tcpdump).
-RUNTIME_DEPS="qemu-system-data seabios qemu-utils tcpdump python3"
-missing=""
-for p in $RUNTIME_DEPS; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-    step "installing runtime deps:$missing"
-    SUDO=""; [ "$(id -u)" != 0 ] && SUDO=sudo
-    $SUDO apt-get install -y --no-install-recommends $missing
-fi
+. "$HERE/lib.sh"
+need_packages step "runtime deps" qemu-system-data seabios qemu-utils tcpdump python3
 
 step "build-qemu"
 QEMU=$("$HERE/build-qemu.sh" | tail -1)
