@@ -222,6 +222,17 @@ def case_nginx(work: Path, procs: list, diverge: bool, method: str = "GET") -> N
         s.close()
 
 
+def serve_python(work: Path, procs: list, name: str, source: str, port: int) -> None:
+    """Run the server program ``source`` (its address is argv[1]) as the guest in both
+    namespaces, logging to ``work/<name><side>.log``, and wait until both listen on ``port``."""
+    src = work / f"{name}.py"
+    src.write_text(source)
+    for side, ns in enumerate(NS):
+        procs.append(start(ns, [sys.executable, str(src), GUEST], work / f"{name}{side}.log"))
+    for ns in NS:
+        wait_port(ns, port)
+
+
 JSON_SERVER = r'''
 import http.server, json, sys, uuid
 class H(http.server.BaseHTTPRequestHandler):
@@ -245,12 +256,7 @@ http.server.HTTPServer((sys.argv[1], 8080), H).serve_forever()
 def case_json(work: Path, procs: list) -> None:
     """Python's http.server answering a JSON body with a random request id (uuid4), the body in
     its own TCP segment; both requests in the same second (the Date headers are equal)."""
-    src = work / "api.py"
-    src.write_text(JSON_SERVER)
-    for side, ns in enumerate(NS):
-        procs.append(start(ns, [sys.executable, str(src), GUEST], work / f"api{side}.log"))
-    for ns in NS:
-        wait_port(ns, 8080)
+    serve_python(work, procs, "api", JSON_SERVER, 8080)
     socks = tcp_pair(8080, 41002)
     for s in socks:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -294,12 +300,7 @@ def case_session(work: Path, procs: list) -> None:
     """Python's http.server with a session: ``/login`` sets a random session id (Set-Cookie),
     ``/me`` on the same connection answers JSON carrying it; the same requests to both (the
     client sends no cookie), in the same second."""
-    src = work / "session.py"
-    src.write_text(SESSION_SERVER)
-    for side, ns in enumerate(NS):
-        procs.append(start(ns, [sys.executable, str(src), GUEST], work / f"session{side}.log"))
-    for ns in NS:
-        wait_port(ns, 8081)
+    serve_python(work, procs, "session", SESSION_SERVER, 8081)
     socks = tcp_pair(8081, 41008)
     near_second_boundary(before=False)
     for path in ("/login", "/me"):
@@ -335,12 +336,7 @@ http.server.HTTPServer((sys.argv[1], 8082), H).serve_forever()
 def case_json_large(work: Path, procs: list) -> None:
     """A JSON body of ~3.4 KB over several 1448-byte segments (loopback MTU 1500), its random
     ``request_id`` in the last one: the response is one PDU reassembled from all of them."""
-    src = work / "large.py"
-    src.write_text(LARGE_SERVER)
-    for side, ns in enumerate(NS):
-        procs.append(start(ns, [sys.executable, str(src), GUEST], work / f"large{side}.log"))
-    for ns in NS:
-        wait_port(ns, 8082)
+    serve_python(work, procs, "large", LARGE_SERVER, 8082)
     socks = tcp_pair(8082, 41009)
     near_second_boundary(before=False)
     for s in socks:
