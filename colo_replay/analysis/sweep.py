@@ -523,15 +523,15 @@ def minutes_of(pair) -> float:
 def run_one(pair, setting: dict, with_summary: bool = False):
     """Replay one ``PreparedPair`` under one setting: the row (and the summary when asked).
     A replay stopped by Ctrl-C (the driver keeps what it had) is no row: KeyboardInterrupt."""
+    from dataclasses import replace
+
+    from ..offline.outcome import keeps_cascade
     from ..output.stream import RowsForEpisodes
     from ..output.timeline import streaming
 
     # The rows are counted and dropped block by block as the replay goes (only the few the
     # episodes need are kept): a worker's memory does not grow with the capture.
-    o = pair.options
-    after = setting.get("after_checkpoint", o.after_checkpoint)
-    measured = setting.get("checkpoints_at", o.checkpoints_at) is not None
-    rows = RowsForEpisodes(keep_cascade=after != "resync" and not measured)
+    rows = RowsForEpisodes(keep_cascade=keeps_cascade(replace(pair.options, **setting)))
     with streaming(rows):
         result, _exc = pair.replay(**setting)
     result.collector.spill = None

@@ -183,17 +183,21 @@ class Timeline:
         return f"<Timeline {len(self)} events, {self.summary['divergences']} divergences>"
 
 
+def keeps_cascade(opts: ReplayOptions) -> bool:
+    """Whether a streamed replay's ``Tally`` keeps the rows of the cascade signature: only when
+    the summary will look for it (``raw`` replay, modelled checkpoints: ``summary._after_checkpoint``)."""
+    return opts.after_checkpoint != "resync" and opts.checkpoints_at is None
+
+
 def parquet_stream(output, opts: ReplayOptions):
-    """The ``ParquetStream`` of a replay whose ``output`` is a Parquet file, else None.  It keeps
-    the rows of the cascade signature only when the summary will look for it (``raw`` replay,
-    modelled checkpoints: ``summary._after_checkpoint``)."""
+    """The ``ParquetStream`` of a replay whose ``output`` is a Parquet file, else None (its
+    tally keeps the cascade rows as ``keeps_cascade`` says)."""
     if output is None or hasattr(output, "write") or not os.fspath(output).lower().endswith(".parquet"):
         return None
     from ..output.stream import ParquetStream
     from ..output.timeline import timeline_metadata
     qemu = opts.release.as_dict() if opts.release is not None else None
-    return ParquetStream(output, keep_cascade=opts.after_checkpoint != "resync" and opts.checkpoints_at is None,
-                         metadata=timeline_metadata(qemu))
+    return ParquetStream(output, keep_cascade=keeps_cascade(opts), metadata=timeline_metadata(qemu))
 
 
 def run_streamed(stream, prd, srd, opts: ReplayOptions, progress) -> ReplayResult:

@@ -98,7 +98,6 @@ class SideTrace:
     colo_start_ns: int | None                     # the first 'stop' => 'run' (COLO running)
     checkpoints: list[TraceCheckpoint]
     compare: list[CompareEvent]
-    counts: dict[str, int]
     last_ns: int                                  # the last event's time
     warnings: list[str] = field(default_factory=list)
 
@@ -229,8 +228,7 @@ def parse_trace(data: bytes, name: str = "<trace>") -> SideTrace:
     checkpoints, colo_start = _checkpoints(events, side, name)
     compare = [_compare_event(t, ev, text, i, name) for t, ev, text, i in events
                if ev.startswith("colo_compare_") or ev == "colo_old_packet_check_found"]
-    counts = _kinds(CompareEvent(0, ev, {}, 0) for _, ev, _, _ in events)
-    return SideTrace(name, side, len(raw_lines), len(events), colo_start, checkpoints, compare, counts,
+    return SideTrace(name, side, len(raw_lines), len(events), colo_start, checkpoints, compare,
                      max(e[0] for e in events), warnings)
 
 

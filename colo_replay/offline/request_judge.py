@@ -241,11 +241,9 @@ def judge_requests(timeline_events, trace, *, coalescing: bool, delay_ms: int | 
                          "late_ms": round((real[j] - p.time_ns) / MS, 3)})
     extra = [{"time_ns": p.time_ns, "cause": p.cause, "conn": p.conn, "primary_frame": p.primary_frame,
               "secondary_frame": p.secondary_frame} for p, u in zip(predicted, used) if not u]
-    judgement = RequestJudgement(tolerance_ms, delay_ms, source, coalescing, len(real), len(predicted), matched,
-                                 missed, extra, absorbed + len(late), len(notes), max_missed_pct, max_extra_pct,
-                                 cross_check(ev, trace, tol))
-    judgement.late = late
-    return judgement
+    return RequestJudgement(tolerance_ms, delay_ms, source, coalescing, len(real), len(predicted), matched,
+                            missed, extra, absorbed + len(late), len(notes), max_missed_pct, max_extra_pct,
+                            cross_check(ev, trace, tol), late)
 
 
 def cross_check(ev, trace, tol: int) -> dict:

@@ -23,7 +23,19 @@ along with the engine's (``compared``, called by the engine for every TCP payloa
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 _NOT_TCP = ("compare udp", "compare icmp", "compare other")
+
+
+class _Memcmp(NamedTuple):
+    """One TCP payload memcmp in the trace."""
+
+    psize: int                 # both frames' sizes (colo_compare_ip_info)
+    ssize: int
+    mark_ok: bool              # a colo_compare_tcp_info follows: the mark succeeded on it
+    line: int                  # the ip_info's line
+    tcp_info: dict             # "pri" / "sec" -> its colo_compare_tcp_info event (when mark_ok)
 
 
 class TraceOracle:
@@ -41,12 +53,12 @@ class TraceOracle:
                            and prev.fields.get("text") in _NOT_TCP)
                 if not not_tcp:
                     nxt = events[k + 1] if k + 1 < len(events) else None
-                    zero = nxt is not None and nxt.kind == "compare_tcp_info"
+                    mark_ok = nxt is not None and nxt.kind == "compare_tcp_info"
                     sides = {}
-                    for ti in events[k + 1:k + 3] if zero else ():
+                    for ti in events[k + 1:k + 3] if mark_ok else ():
                         if ti.kind == "compare_tcp_info":
                             sides[ti.fields["side"]] = ti
-                    calls.append((e.time_ns, e.fields["psize"], e.fields["ssize"], zero, e.line, sides))
+                    calls.append(_Memcmp(e.fields["psize"], e.fields["ssize"], mark_ok, e.line, sides))
             prev = e
         self.calls = calls
         self.next = 0
@@ -62,7 +74,7 @@ class TraceOracle:
         """The mark's ``colo_compare_tcp_info`` lines (both sides' seq/ack, header and payload
         lengths, as QEMU parsed the frames) against the replay's packets."""
         for side, pkt in (("pri", p), ("sec", s)):
-            ti = call[5].get(side)
+            ti = call.tcp_info.get(side)
             if ti is None:
                 continue
             f = ti.fields
@@ -83,9 +95,9 @@ class TraceOracle:
             return None
         call = self.calls[self.next]
         self.next += 1
-        if (call[1], call[2]) != (psize, ssize):
-            self.first_disagreement = (f"comparison #{self.next} (trace line {call[4]}): the trace compared "
-                                       f"{call[1]}/{call[2]} B, the replay {psize}/{ssize} B")
+        if (call.psize, call.ssize) != (psize, ssize):
+            self.first_disagreement = (f"comparison #{self.next} (trace line {call.line}): the trace compared "
+                                       f"{call.psize}/{call.ssize} B, the replay {psize}/{ssize} B")
             return None
         self.agreed += 1
         return call
@@ -96,7 +108,7 @@ class TraceOracle:
         call = self._take(p.size, s.size)
         if call is not None:
             self._check_info(call, p, s)
-            if call[3] and equal == self.inverted:
+            if call.mark_ok and equal == self.inverted:
                 self.outcome_disagreements += 1   # QEMU's mark succeeded on this memcmp, the replay's cannot
 
     def undefined(self, p, s, equal: bool, gate_passes: bool):
@@ -108,7 +120,7 @@ class TraceOracle:
             self.unresolved += 1
             return None
         self._check_info(call, p, s)
-        if call[3]:                          # the mark succeeded on this memcmp
+        if call.mark_ok:                     # the mark succeeded on this memcmp
             self.resolved += 1
             return not self.inverted
         if gate_passes:                      # it failed, and not at the ACK gate: the payloads differed
@@ -118,7 +130,7 @@ class TraceOracle:
         return None
 
     def as_dict(self) -> dict:
-        infos = sum(len(c[5]) for c in self.calls[:self.next])
+        infos = sum(len(c.tcp_info) for c in self.calls[:self.next])
         return {"trace": len(self.calls), "replay": self.next, "agree": self.agreed,
                 "tcp_info": infos, "tcp_info_agree": self.tcp_info_agreed, "tcp_info_first": self.tcp_info_first,
                 "outcome_disagreements": self.outcome_disagreements, "undefined_resolved": self.resolved,
