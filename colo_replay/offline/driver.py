@@ -45,6 +45,7 @@ _SDROP = EventKind.SECONDARY_DROPPED
 _IDLE = EventKind.IDLE_CHECKPOINTS
 _SUPERSEDED = EventKind.SUPERSEDED
 _REQUEUED = EventKind.REQUEUED
+_LOST = EventKind.PRIMARY_LOST
 _C_AHEAD = Cause.AHEAD
 _SUPERSEDE, _TRIM = SUPERSEDE, TRIM
 
@@ -439,6 +440,8 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
         add(ev)
         if ev[0] is _CKPT:
             apply(model.request(ev[2]))
+        elif ev[0] is _LOST and resync is not None:
+            resync.primary_lost(ev[3])
 
     def requeue(evs, t):
         """--after-checkpoint resync: feed again, at the flush, the secondaries it dropped that
@@ -638,6 +641,8 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
                 apply(model.request(ev[2]))
                 wake = wake_time()  # a checkpoint may have started: the model's clock moved
                 rs_on, hold = modes(t)
+            elif ev[0] is _LOST and resync is not None:
+                resync.primary_lost(ev[3])  # a table reset discarded it: the PVM sent it all the same
 
     def refill() -> bool:
         """Load the next batch of each side whose batch ran out; False when both have ended."""

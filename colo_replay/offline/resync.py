@@ -38,12 +38,24 @@ TCP, by sequence space, per connection:
     * The first segment that starts at or after the mark ends the rule for that connection:
       the secondary has caught up.  So does ``compare_timeout`` without such a segment: a
       secondary that far behind would have expired under QEMU anyway.
+    * A segment without payload that starts **at** the mark is the SVM's copy of a primary one
+      the flush released (or a table reset discarded) at that sequence number, as long as such
+      primaries outnumber the ones the flush paired with secondaries there: it is superseded
+      (an ACK the resynchronised SVM had already sent with the PVM).  Without one owed, it is
+      the caught-up SVM's own ACK and ends the rule.
     * Secondary segments the flush dropped that lie (partly) **after** the mark were ahead of
       the primary.  The resynchronised SVM sends that data again with the PVM, so they are
       **requeued**: fed again right after the flush, at the flush time, in their order
       (trimmed first if they straddle the mark).  A frame is requeued once: dropped by a
       later flush again, it is gone (else data the primary never sends would be requeued at
       every flush and expire after every one: a checkpoint every compare_timeout, forever).
+
+    * Primaries a **connection table reset** discarded (``PRIMARY_LOST``, QEMU 7.1+ drops every
+      queued frame when the 16,386th connection comes) were sent by the PVM all the same: they
+      count towards the mark at the next flush, like the ones the flush released.  The reset
+      took the connection's ``compare_seq`` with it, and without them the secondary copies of
+      that data, arriving in the new connection, would be taken for data ahead of the primary,
+      requeued and compared misaligned with the PVM's next segment.
 
 UDP, ICMP and other protocols, per connection:
     The flush's primaries and secondaries are paired: first by content (colo-compare's own
@@ -66,7 +78,13 @@ UDP, ICMP and other protocols, per connection:
     exact bytes (within ``compare_timeout``) is its counterpart, behind, and is superseded, as a
     resynchronised SVM would not send it; a secondary with other bytes is fed (the guess was
     right).  Under real COLO the flush leaves no residue: after it both VMs answer the next
-    request alike, and this is what the rule restores.
+    request alike, and this is what the rule restores.  And a secondary with the bytes of a
+    primary still waiting in the connection's queue (one sent after the flush, fed before it)
+    is that primary's counterpart, never a differing counterpart by time, and it ends the wait
+    for differing counterparts (the SVM sends a flow in order: they would have come first):
+    otherwise one primary without a counterpart at all (a reply the SVM never sent) takes a
+    later secondary of its flow, and the primary that secondary belonged to expires, or its
+    real divergence goes unseen.
 
 The model is a driver-level approximation: it assumes the free-running VMs emit the same
 streams modulo the divergences (which is what a pair capture is for).  ``raw`` replays keep the
@@ -154,6 +172,8 @@ class Resync:
         self._mark_until: dict[bytes, int] = {}  # TCP connection key -> forget the mark after this
         self.owed: dict[bytes, _Owed] = {}      # datagram connection key -> owed primaries
         self.stats = ResyncStats()
+        self._pure_owed: dict[bytes, int] = {}  # TCP key -> segments without payload owed at the mark
+        self._lost: dict[bytes, list] = {}      # TCP key -> primaries table resets discarded since the last flush
         self._requeued: set = set()             # idents requeued once (never twice)
         self.holding = False                    # a modelled checkpoint runs: the VMs are stopped
 
@@ -161,6 +181,14 @@ class Resync:
     def active(self) -> bool:
         """True while some connection has a rule pending (only then are secondaries checked)."""
         return bool(self.marks or self.owed)
+
+    # ------------------------------------------------------------------ at a table reset
+    def primary_lost(self, pkt: Packet) -> None:
+        """A table reset discarded the queued primary ``pkt`` (a ``PRIMARY_LOST`` event): the PVM
+        sent it, so the next flush counts it towards its connection's mark (TCP only: a lost
+        datagram's counterpart is an ordinary residue, which the datagram rules handle)."""
+        if pkt is not None and pkt.ip_proto == IPPROTO_TCP:
+            self._lost.setdefault(connection_key(pkt, self._key_ips), []).append(pkt)
 
     # ------------------------------------------------------------------ at a flush
     def after_flush(self, events, t: int) -> list[Requeue]:
@@ -184,6 +212,13 @@ class Resync:
             key = connection_key(pkt, self._key_ips)
             bucket.setdefault(key, []).append(pkt)
             protos[key] = pkt.ip_proto
+        if self._lost:
+            # the primaries table resets discarded since the last flush were sent by the PVM:
+            # the resynchronised SVM does not send them again either
+            for key, lost in self._lost.items():
+                primaries.setdefault(key, []).extend(lost)
+                protos[key] = IPPROTO_TCP
+            self._lost = {}
         requeue: list[Requeue] = []
         for key, proto in protos.items():
             pl = sorted(primaries.get(key, ()), key=_arrival)
@@ -213,6 +248,13 @@ class Resync:
             return [Requeue(s.data, s.vnet_hdr_len, s.ident) for s in sl]
         self.marks[key] = mark
         self._mark_until[key] = t + self._window_ns
+        # segments without payload at the mark: the primary's not paired by the flush are owed
+        owed = sum(1 for p in pl if p.seq_end == p.tcp_seq == mark) - \
+            sum(1 for s in sl if s.seq_end == s.tcp_seq == mark)
+        if owed > 0:
+            self._pure_owed[key] = owed
+        else:
+            self._pure_owed.pop(key, None)
         out = []
         for s in sl:
             if s.seq_end == s.tcp_seq or not 0 < (s.seq_end - mark) & _U32 < _S32_NEG:
@@ -274,6 +316,15 @@ class Resync:
                 if 0 < (mark - seq) & _U32 < _S32_NEG:
                     self.stats.superseded += 1
                     return Verdict(SUPERSEDE, cause=_SENT)
+                if seq == mark:
+                    owed = self._pure_owed.get(key, 0)
+                    if owed:                       # the copy of a primary's, sent before the flush
+                        if owed == 1:
+                            del self._pure_owed[key]
+                        else:
+                            self._pure_owed[key] = owed - 1
+                        self.stats.superseded += 1
+                        return Verdict(SUPERSEDE, cause=_OWED)
                 self._drop_mark(key)               # at (or after) the mark: caught up
                 return _FEED
             if not 0 < (end - mark) & _U32 < _S32_NEG:
@@ -297,6 +348,13 @@ class Resync:
             if t > owed.until_ns:
                 del self.owed[key]                 # too late to be a counterpart
                 return _FEED
+            if self._waiting_primary(key, pkt):
+                # the counterpart of a primary sent after the flush: the SVM, which sends a flow
+                # in order, has caught up with it, so no differing counterpart is still to come
+                owed.items = deque(item for item in items if item[3])
+                if not owed.items:
+                    del self.owed[key]
+                return _FEED
             # the differing counterpart of the oldest primary owed by time; primaries owed by
             # content only wait for their exact copy
             for i, item in enumerate(items):
@@ -310,9 +368,19 @@ class Resync:
         self.stats.superseded += 1
         return Verdict(SUPERSEDE, cause=_OWED)
 
+    def _waiting_primary(self, key: bytes, pkt: Packet) -> bool:
+        """A primary with ``pkt``'s compared bytes waits in the engine's queue of its connection."""
+        conn = self.engine.table.get(key)
+        if conn is None or not conn.primary:
+            return False
+        self.engine.settle()        # queued frames still pointing into a read buffer get their bytes
+        proto = pkt.ip_proto
+        return any(_same_datagram(p, pkt, proto) for p in conn.primary)
+
     def _drop_mark(self, key: bytes) -> None:
         del self.marks[key]
         del self._mark_until[key]
+        self._pure_owed.pop(key, None)
 
     def sweep(self, t: int) -> None:
         """Forget the rules whose window ended before ``t`` (a connection that sent nothing more:
