@@ -60,7 +60,7 @@ def test_tools_are_here():
 def test_sample_pair_raw_divergences_with_their_fields(sample_raw):
     x = sample_raw
     assert x.counts == {"episodes": 10, "divergences": 11, "concurrent": 1, "requests": 11, "checkpoints": 11,
-                        "compare_order": 0, "order_unchecked": 0, "chained": 0}
+                        "compare_order": 0, "order_unchecked": 0, "chained": 0, "mechanics": 0, "roots": 11}
     got = [(d.request, d.primary_frame, d.secondary_frame, d.offset, d.payload_offset, d.field, d.concurrent)
            for d in x.divergences]
     assert got == SAMPLE_RAW

@@ -45,7 +45,8 @@ class ClassKey(NamedTuple):
     field: str
 
 
-_ARTEFACTS = ("padded-syn-ack", "rewriter-handshake-reset")     # analysis/colo_artefacts.py
+# COLO artefacts (analysis/colo_artefacts.py) and colo-compare's own mechanics (analysis/mechanics.py)
+_ARTEFACTS = ("padded-syn-ack", "rewriter-handshake-reset", "segmentation-residue", "compare-order", "table-reset")
 
 
 def class_key(cause: str, protocol: str | None, field: str | None) -> ClassKey:

@@ -66,6 +66,7 @@ import numpy as np
 import pandas as pd
 
 from . import fields as _f
+from . import mechanics
 from .appfields import app_field_at, app_fields, tshark_timeout
 from .classes import group_classes
 from .episodes import episodes
@@ -189,6 +190,8 @@ class Divergence:
             return "inverted-tcp-test"
         if self.details.get("compare_order"):
             return "compare-order"
+        if self.details.get("mechanics"):
+            return self.details["mechanics"]["name"]
         if self.details.get("colo_artefact"):
             return self.details["colo_artefact"]["name"]
         return self.fields[0]["name"] if self.fields else ""
@@ -255,7 +258,9 @@ class Explanation:
              concurrent, requests, checkpoints, compare_order (divergences that are the
              compare-order artefact), order_unchecked (divergences not checked for it:
              beyond ORDER_FRAMES), chained (divergences that are a root's consequence,
-             ``_chain_consequences``: not counted in divergences)}, "app_fields": "tshark" | reason,
+             ``_chain_consequences``: not counted in divergences), mechanics (divergences with
+             nothing to find in the guests: a class of ``mechanics.NOT_THE_GUESTS``), roots
+             (divergences - mechanics: what to look for in the guests)}, "app_fields": "tshark" | reason,
              "selection": {request, frame, flow, limit},
              "divergences": [{request, episode, concurrent, time_ns, time, cause, side, conn,
                  flow: {proto (tcp, udp, icmp, ip-<n>, ...), src, dst, sport, dport (null when
@@ -268,7 +273,8 @@ class Explanation:
                  consequence_of (the request of the root it follows from, or null),
                  details: {...by cause; chain: [{request, primary_frame, secondary_frame,
                  field}] of a root; consequence_of: {request, field, changed};
-                 compare_order: {matching_frame, compared_with, copy_of, oldest_first_pairs_them}},
+                 compare_order: {matching_frame, compared_with, copy_of, oldest_first_pairs_them};
+                 mechanics: {name (segmentation-residue, compare-order, table-reset), ...evidence}},
                  other_profile: {profile, verdict, differs} | null, notes: [...],
                  hex: {offset, s_offset, width, rows: [...]} | null}],
              "classes": [{cause, protocol, field, count, share, checkpoints, first_ns, last_ns,
@@ -290,6 +296,9 @@ class Explanation:
         chained = f", {c['chained']} chained to a root" if c.get("chained") else ""
         line = (f"{c['episodes']} episodes, {c['divergences']} distinct divergences ({c['concurrent']} concurrent"
                 f"{chained}); {c['requests']} checkpoint requests, {c['checkpoints']} checkpoints")
+        if c.get("mechanics"):
+            line += (f"\nroots: {c['roots']} in the guests' output; {c['mechanics']} from colo-compare's own "
+                     f"mechanics or COLO itself, with nothing to find in the guests (their classes say which)")
         if len(self.classes):
             top = self.classes.iloc[0]
             line += f"\nheadline: {int(top['count'])} of {c['divergences']}: {_class_text(top)}"
@@ -380,7 +389,14 @@ def explain_timeline(events: pd.DataFrame, fetch: Callable[[int, Iterable[int]],
         if cand is not None:
             need[cand[0]].add(cand[1])
     # (neighbours only among the frames the replay read: past them a capture may not be readable)
-    order_checked = _order_neighbours(records, need, last)
+    conn_rows = mechanics.ConnRows(events)
+    # (the datagrams the resync model superseded as owed carry no connection: a copy may be one)
+    superseded = np.unique(events["secondary_frame"].to_numpy()[
+        ((events["kind"] == "superseded") & (events["cause"] == "owed")).to_numpy()])
+    order_checked = _order_neighbours(records, need, last, conn_rows, superseded)
+    resets = mechanics.reset_discards(events)
+    for side, nums in enumerate(mechanics.frames_to_read(resets)):
+        need[side].update(n for n in nums if n <= last[side])
     frames = {side: (fetch(side, sorted(nums)) if nums else {}) for side, nums in need.items()}
 
     built = []
@@ -395,8 +411,10 @@ def explain_timeline(events: pd.DataFrame, fetch: Callable[[int, Iterable[int]],
             checkpoints=0 if concurrent else int(root_checkpoints[ep]))
         _explain_one(d, row, frames, vnet_hdr_len, inverted_tcp, expired_peer.get(idx))
         if idx in order_checked:
-            _compare_order_into(d, frames, vnet_hdr_len)
+            _compare_order_into(d, frames, vnet_hdr_len, order_checked[idx])
         built.append((idx, d))
+    mechanics.classify([d for _i, d in built], conn_rows, frames, lambda pk: mechanics.flow_key(
+        _flow_of(_f.dissect(pk.data, _vnet(pk, vnet_hdr_len)))), resets, mechanics.reach_ms(config))
     counts["compare_order"] = sum(1 for _i, d in built if d.details.get("compare_order"))
     counts["order_unchecked"] = sum(1 for idx, _d in built if idx not in order_checked)
 
@@ -416,6 +434,9 @@ def explain_timeline(events: pd.DataFrame, fetch: Callable[[int, Iterable[int]],
     chained = sum(1 for _i, d in built if d.consequence_of is not None)
     counts["divergences"] -= chained
     counts["chained"] = chained
+    # what the user has to look for in the guests, apart from colo-compare's own mechanics
+    counts["mechanics"] = sum(1 for _i, d in built if d.consequence_of is None and d.field in mechanics.NOT_THE_GUESTS)
+    counts["roots"] = counts["divergences"] - counts["mechanics"]
     classes = group_classes(pd.DataFrame(
         [{"cause": d.cause, "protocol": d.protocol, "field": d.field, "time_ns": d.time_ns,
           "primary_frame": d.primary_frame, "secondary_frame": d.secondary_frame,
@@ -504,6 +525,12 @@ def _expired_candidates(events: pd.DataFrame, divs: pd.DataFrame) -> dict:
     return out
 
 
+def _flow_of(dis) -> dict:
+    """A dissected frame's flow, as ``Divergence.flow`` has it."""
+    return {"proto": dis.protocol, "src": dis.src, "dst": dis.dst, "sport": dis.sport, "dport": dis.dport,
+            "ip_proto": dis.ip_proto}
+
+
 def _explain_one(d: Divergence, row, frames: dict, vnet: int, inverted_tcp: bool, peer) -> None:
     p = frames[0].get(d.primary_frame)
     s = frames[1].get(d.secondary_frame)
@@ -514,8 +541,7 @@ def _explain_one(d: Divergence, row, frames: dict, vnet: int, inverted_tcp: bool
         d.notes.append("frames not found in the captures")
         return
     dis = _f.dissect(base.data, _vnet(base, vnet))
-    d.flow = {"proto": dis.protocol, "src": dis.src, "dst": dis.dst, "sport": dis.sport, "dport": dis.dport,
-              "ip_proto": dis.ip_proto}
+    d.flow = _flow_of(dis)
     d.protocol = dis.protocol
     cause = d.cause
     if cause == "expired":
@@ -682,32 +708,53 @@ def _hex_into(d: Divergence, frames: dict) -> None:
         d.hex = hexdiff(p.data, s.data, d.offset, d.secondary_offset)
 
 
-def _order_neighbours(records: list, need: dict, last: tuple) -> set:
-    """Add to ``need`` the frames around each miscompare's frames (``ORDER_WINDOW`` either
-    side, none past ``last``, the highest frame number of each side in the timeline;
-    ``ORDER_FRAMES`` in all); returns the timeline indexes whose neighbours were added."""
-    checked = set()
+def _order_neighbours(records: list, need: dict, last: tuple, rows, superseded=()) -> dict:
+    """Add to ``need`` the frames around each miscompare's frames: ``ORDER_WINDOW`` either side
+    in the capture, and the ``ORDER_WINDOW`` nearest of its connection either side on the
+    timeline (``rows``: ``mechanics.ConnRows``), so that a fast flow among much other traffic is
+    searched as far as a slow one, and on the secondary side the ``ORDER_WINDOW`` nearest of the
+    datagrams the resync model superseded as owed (``superseded``, sorted: they name no
+    connection); none
+    past ``last``, the highest frame number of each side in
+    the timeline; ``ORDER_FRAMES`` in all.  Returns ``{timeline index: (primary candidates,
+    secondary candidates)}`` for the miscompares whose neighbours were added."""
+    checked = {}
     budget = ORDER_FRAMES
     for idx, row in records:
         pf, sf = int(row["primary_frame"]), int(row["secondary_frame"])
         if row["cause"] != "miscompare" or pf < 1 or sf < 1:
             continue
-        if budget < 4 * ORDER_WINDOW + 2:
+        if budget < 8 * ORDER_WINDOW + 4:
             break
-        for side, num in ((0, pf), (1, sf)):
-            need[side].update(range(max(1, num - ORDER_WINDOW), min(num + ORDER_WINDOW, last[side]) + 1))
-        budget -= 4 * ORDER_WINDOW + 2
-        checked.add(idx)
+        c = rows.of(int(row["conn"]))
+        cands = []
+        for side, num, col in ((0, pf, "primary_frame"), (1, sf, "secondary_frame")):
+            flow = np.unique(c[col].to_numpy())
+            flow = flow[(flow >= 1) & (flow <= last[side])]
+            at = int(np.searchsorted(flow, num))
+            near = set(range(max(1, num - ORDER_WINDOW), min(num + ORDER_WINDOW, last[side]) + 1))
+            near.update(int(n) for n in flow[max(0, at - ORDER_WINDOW):at + ORDER_WINDOW + 1])
+            if side == 1 and len(superseded):
+                at = int(np.searchsorted(superseded, num))
+                near.update(int(n) for n in superseded[max(0, at - ORDER_WINDOW):at + ORDER_WINDOW]
+                            if 1 <= n <= last[side])
+            near.discard(num)
+            need[side].update(near)
+            need[side].add(num)
+            cands.append(sorted(near, key=lambda n, num=num: abs(n - num)))
+            budget -= len(near)
+        checked[idx] = tuple(cands)
     return checked
 
 
-def _compare_order_into(d: Divergence, frames: dict, vnet: int) -> None:
+def _compare_order_into(d: Divergence, frames: dict, vnet: int, cands: tuple) -> None:
     """The compare-order artefact of a datagram miscompare: the primary's compared bytes are
     those of *another* secondary frame of its flow, near it in the secondary capture.  Then the
     data never diverged; colo-compare compared the primary with the wrong copy (7.0+'s newest-
     first non-TCP queues with two primaries waiting, or a residue: an extra secondary frame, a
     copy whose primary a table reset discarded).  Sets ``details["compare_order"]`` (the
-    matching frame, and whether an oldest-first queue would have paired them)."""
+    matching frame, and whether an oldest-first queue would have paired them); ``cands``: the
+    neighbours to look among, per side, nearest first (``_order_neighbours``)."""
     if d.protocol in ("tcp", "") or d.primary_frame < 1 or d.secondary_frame < 1:
         return
     p = frames[0].get(d.primary_frame)
@@ -716,13 +763,13 @@ def _compare_order_into(d: Divergence, frames: dict, vnet: int) -> None:
         return
     pv, sv = _vnet(p, vnet), _vnet(s, vnet)
     start = _f.compare_start(p.data, pv)
-    match = _same_compared(p, frames[1], d.secondary_frame, start, d.flow, vnet)
+    match = _same_compared(p, frames[1], cands[1], start, d.flow, vnet)
     if match is None:
         return
     # an oldest-first queue compares the older waiting primary first: if the secondary colo-
     # compare used is the copy of an *older* primary of the flow, that one would have met it
-    older = _same_compared(s, frames[0], d.primary_frame, _f.compare_start(s.data, sv), d.flow, vnet,
-                           before_only=True)
+    older = _same_compared(s, frames[0], [n for n in cands[0] if n < d.primary_frame],
+                           _f.compare_start(s.data, sv), d.flow, vnet)
     d.details["compare_order"] = {
         "matching_frame": _label("S", match), "compared_with": _label("S", d.secondary_frame),
         "copy_of": _label("P", older) if older is not None else None,
@@ -738,17 +785,12 @@ def _compare_order_into(d: Divergence, frames: dict, vnet: int) -> None:
     d.notes.append(text)
 
 
-def _same_compared(frame, others: dict, around: int, start: int, flow: dict, default_vnet: int,
-                   before_only: bool = False):
-    """The number of the frame of ``others`` (``ORDER_WINDOW`` around ``around``, not it)
-    whose bytes from ``start`` equal ``frame``'s, of the same size and flow; nearest first."""
+def _same_compared(frame, others: dict, numbers: list, start: int, flow: dict, default_vnet: int):
+    """The first of ``numbers`` (frames of ``others``) whose bytes from ``start`` equal
+    ``frame``'s, of the same size and flow."""
     data = frame.data
     tail = data[start:]
-    lo = around - ORDER_WINDOW
-    hi = -1 if before_only else around + ORDER_WINDOW
-    for k in sorted(range(lo, max(hi, around - 1) + 1), key=lambda n: abs(n - around)):
-        if k == around or k < 1 or (before_only and k > around):
-            continue
+    for k in numbers:
         o = others.get(k)
         if o is None or len(o.data) != len(data) or o.data[start:] != tail:
             continue

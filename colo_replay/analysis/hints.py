@@ -16,10 +16,21 @@ from __future__ import annotations
 
 FIELD_HINTS: dict[str, str] = {
     "compare-order":
-        "Not a divergence in the guest: the primary's datagram has an identical copy on the secondary "
-        "that colo-compare did not pair with it (7.0+ compares the newest waiting primary first, "
-        "a5f038e2c5; or a residue after a connection-table reset). Look at the flow's rate against "
-        "the secondary's lag, not at the guest's data.",
+        "Not a divergence in the guest: the primary's frame has an identical copy on the secondary "
+        "that colo-compare did not pair with it (datagrams: 7.0+ compares the newest waiting primary "
+        "first, a5f038e2c5; TCP: segments are paired by queue position). Look at the flow's rate "
+        "against the secondary's lag, not at the guest's data.",
+    "segmentation-residue":
+        "Not a divergence in the guest: the two VMs cut a TCP stream into different segments, and "
+        "colo-compare, which pairs segments by queue position, left one without a partner until "
+        "compare_timeout. Turn segmentation offloads off in both guests (ethtool -K eth0 tso off gso "
+        "off), as the COLO setup notes advise, so that both VMs send the same segments.",
+    "table-reset":
+        "Not a divergence in the guest: more than 16,384 connections were tracked, so colo-compare "
+        "cleared its connection table (connection_get, HASHTABLE_MAX_SIZE) and dropped every queued "
+        "frame (QEMU 7.1+; earlier releases abort). colo-compare never forgets a connection, so a "
+        "long-running pair meets this every 16,385 new connections: expect a checkpoint or two then; "
+        "fewer, longer-lived connections (keep-alive, pooling) make it rarer.",
     "inverted-tcp-test":
         "Not a divergence: QEMU 4.1's TCP payload test is inverted (spec Q1), so identical TCP data "
         "requests a checkpoint; 4.1.1 and 4.2 on have the fix (1e907a32b7): upgrade, or expect a "

@@ -26,7 +26,9 @@ replay clock (capture time + offsets; ``t0_ns`` is the first frame's), durations
                    exit_status (0 / 1 / 2 / 130, output.verdict's contract), nothing_compared}
     numbers       {frames_primary, frames_secondary, released, checkpoint_requests,
                    requests_by_cause {cause: n}, checkpoints, checkpoints_by_cause {cause: n},
-                   divergences (requests caused by differing bytes or ACKs), roots (episodes),
+                   divergences (requests caused by differing bytes or ACKs), roots (with explain:
+                   its distinct divergences not chained to another and not colo-compare's own
+                   mechanics; from a timeline alone: the episodes),
                    held_p50_ms, held_p95_ms, held_p99_ms, held_max_ms, duration_s,
                    checkpoints_per_min, unsupported, truncated, undefined, qemu_crashes,
                    queue_drops, table_resets}
@@ -221,10 +223,10 @@ def build_report(events, summary: dict, sources: Sources, *, mode: str, result=N
         div = _divergences.from_explain(explanation)
     else:
         div = _divergences.from_timeline(events, flows)
-    episodes = div.pop("episodes")
+    roots = div.pop("roots")
     div["rows"] = div.pop("divergences")[:top]
     div["shown"] = len(div["rows"])
-    numbers = _model.key_numbers(events, summary, episodes if episodes is not None else div["total"])
+    numbers = _model.key_numbers(events, summary, roots if roots is not None else div["total"])
     if numbers["frames_primary"] is None and scans:
         numbers["frames_primary"] = scans["primary"].frames if "primary" in scans else None
         numbers["frames_secondary"] = scans["secondary"].frames if "secondary" in scans else None

@@ -85,7 +85,9 @@ def from_explain(explanation) -> dict:
     counts = data.get("counts") or {}
     # explain details the selected divergences; its counts say how many there were in all
     return {"source": "explain", "divergences": divs, "classes": _classes(data.get("classes") or []),
-            "total": int(counts.get("divergences", len(divs))), "episodes": counts.get("episodes")}
+            "total": int(counts.get("divergences", len(divs))),
+            # the roots: not chained to another divergence, not colo-compare's own mechanics
+            "roots": counts.get("roots", counts.get("divergences"))}
 
 
 def from_timeline(events, flows: dict | None = None) -> dict:
@@ -104,4 +106,4 @@ def from_timeline(events, flows: dict | None = None) -> dict:
     classes = group_classes(roots) if len(roots) else []
     rows = classes.to_dict("records") if len(roots) else []
     return {"source": "timeline", "divergences": divs, "classes": _classes(rows), "total": len(divs),
-            "episodes": len(divs)}
+            "roots": len(divs)}

@@ -145,7 +145,7 @@ def _summary(d: dict) -> str:
         ("frames (primary / secondary)", f"{_n(n['frames_primary'])} / {_n(n['frames_secondary'])}"),
         ("released", _n(n["released"])),
         ("checkpoint requests", f"{_n(n['checkpoint_requests'])} ({_causes(n['requests_by_cause'])})"),
-        ("root divergences (episodes)", _n(n["roots"])),
+        ("root divergences", _n(n["roots"])),
         ("checkpoints performed", f"{_n(n['checkpoints'])} ({_causes(n['checkpoints_by_cause'])})"),
         ("checkpoints per minute", _n(n["checkpoints_per_min"], 2)),
         ("held p50 / p95 / p99 / max", " / ".join(_n(n[f"held_{k}_ms"]) for k in ("p50", "p95", "p99", "max"))
