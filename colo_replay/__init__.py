@@ -41,6 +41,7 @@ COMPILED_MODULES = (
     "colo_replay.engine.compare",
     "colo_replay.captures.pcap",
     "colo_replay.offline.driver",
+    "colo_replay.offline.resync",
     "colo_replay.output.timeline",
     "colo_replay.live.lean",
 )

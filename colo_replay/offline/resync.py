@@ -103,6 +103,11 @@ from ..engine.packet import (
     parse_packet_early,
 )
 
+try:
+    import cython
+except ImportError:                 # Cython absent: the decorators below are no-ops
+    from ..engine import _cython_shim as cython
+
 _U32 = 0xFFFFFFFF
 _S32_NEG = 0x80000000
 
@@ -170,6 +175,9 @@ class Resync:
         self._window_ns = compare_timeout_ms * 1_000_000
         self.marks: dict[bytes, int] = {}       # TCP connection key -> mark (seq)
         self._mark_until: dict[bytes, int] = {}  # TCP connection key -> forget the mark after this
+        # (window end, key) of every rule set, in time order (flushes come in time order and
+        # each window is as long): sweep pops the ended ones instead of walking every rule
+        self._ends: deque = deque()
         self.owed: dict[bytes, _Owed] = {}      # datagram connection key -> owed primaries
         self.stats = ResyncStats()
         self._pure_owed: dict[bytes, int] = {}  # TCP key -> segments without payload owed at the mark
@@ -248,6 +256,7 @@ class Resync:
             return [Requeue(s.data, s.vnet_hdr_len, s.ident) for s in sl]
         self.marks[key] = mark
         self._mark_until[key] = t + self._window_ns
+        self._ends.append((t + self._window_ns, key))
         # segments without payload at the mark: the primary's not paired by the flush are owed
         owed = sum(1 for p in pl if p.seq_end == p.tcp_seq == mark) - \
             sum(1 for s in sl if s.seq_end == s.tcp_seq == mark)
@@ -286,6 +295,7 @@ class Resync:
             if owed is None:
                 owed = self.owed[key] = _Owed(t + self._window_ns)
             owed.until_ns = t + self._window_ns
+            self._ends.append((t + self._window_ns, key))
             for p in guessed:
                 off = _datagram_offset(p, proto)
                 owed.items.append((p.size, off, p.data[off:], True))
@@ -295,6 +305,8 @@ class Resync:
         return [Requeue(s.data, s.vnet_hdr_len, s.ident) for s in left_s]
 
     # ------------------------------------------------------------------ per secondary frame
+    @cython.locals(pkt=Packet, t=cython.longlong, mark=cython.longlong, seq=cython.longlong,
+                   end=cython.longlong, proto=cython.longlong)
     def check_secondary(self, data: bytes, vnet_hdr_len: int, t: int) -> Verdict:
         """What to do with a secondary frame arriving at ``t`` while ``active``."""
         pkt = Packet(data, SECONDARY, t, vnet_hdr_len)
@@ -303,9 +315,10 @@ class Resync:
         key = connection_key(pkt, self._key_ips)
         proto = pkt.ip_proto
         if proto == IPPROTO_TCP:
-            mark = self.marks.get(key)
-            if mark is None:
+            found = self.marks.get(key)
+            if found is None:
                 return _FEED
+            mark = found
             if t > self._mark_until[key]:
                 # nothing behind the mark came within compare_timeout: whatever comes now is new
                 self._drop_mark(key)
@@ -315,7 +328,7 @@ class Resync:
             if seq == end:                         # no payload: stale when it starts before the mark
                 if 0 < (mark - seq) & _U32 < _S32_NEG:
                     self.stats.superseded += 1
-                    return Verdict(SUPERSEDE, cause=_SENT)
+                    return _SUPERSEDED_SENT
                 if seq == mark:
                     owed = self._pure_owed.get(key, 0)
                     if owed:                       # the copy of a primary's, sent before the flush
@@ -324,12 +337,12 @@ class Resync:
                         else:
                             self._pure_owed[key] = owed - 1
                         self.stats.superseded += 1
-                        return Verdict(SUPERSEDE, cause=_OWED)
+                        return _SUPERSEDED_OWED
                 self._drop_mark(key)               # at (or after) the mark: caught up
                 return _FEED
             if not 0 < (end - mark) & _U32 < _S32_NEG:
                 self.stats.superseded += 1
-                return Verdict(SUPERSEDE, cause=_SENT)
+                return _SUPERSEDED_SENT
             self._drop_mark(key)                   # ends after the mark: caught up
             if 0 < (mark - seq) & _U32 < _S32_NEG:
                 trimmed, cut = self._trim(pkt, mark)
@@ -366,7 +379,7 @@ class Resync:
         if not items:
             del self.owed[key]
         self.stats.superseded += 1
-        return Verdict(SUPERSEDE, cause=_OWED)
+        return _SUPERSEDED_OWED
 
     def _waiting_primary(self, key: bytes, pkt: Packet) -> bool:
         """A primary with ``pkt``'s compared bytes waits in the engine's queue of its connection."""
@@ -385,10 +398,14 @@ class Resync:
     def sweep(self, t: int) -> None:
         """Forget the rules whose window ended before ``t`` (a connection that sent nothing more:
         its rule would otherwise keep every secondary frame checked)."""
-        for key in [k for k, u in self._mark_until.items() if u < t]:
-            self._drop_mark(key)
-        for key in [k for k, o in self.owed.items() if o.until_ns < t]:
-            del self.owed[key]
+        ends = self._ends
+        while ends and ends[0][0] < t:
+            until, key = ends.popleft()
+            if self._mark_until.get(key) == until:       # (a later flush may have renewed it)
+                self._drop_mark(key)
+            owed = self.owed.get(key)
+            if owed is not None and owed.until_ns == until:
+                del self.owed[key]
 
     @staticmethod
     def _trim(pkt: Packet, mark: int) -> tuple[bytes, int]:
@@ -406,8 +423,11 @@ class Resync:
         return bytes(out), cut
 
 
-_FEED = Verdict(FEED)
 _SENT, _OWED, _TRIMMED = Cause.ALREADY_SENT, Cause.OWED, Cause.TRIMMED
+# the verdicts without bytes, made once (the driver only reads them)
+_FEED = Verdict(FEED)
+_SUPERSEDED_SENT = Verdict(SUPERSEDE, cause=_SENT)
+_SUPERSEDED_OWED = Verdict(SUPERSEDE, cause=_OWED)
 
 
 def _arrival(pkt: Packet):
