@@ -205,6 +205,7 @@ def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = 
     from .engine.profiles import CompareConfig
     from .captures.pick import pick_frames
     from .engine.releases import get_profile
+    from .offline.background import OtherProfileReplay
 
     settings = Settings.of(settings, **options)
     selection = Selection(request, frame, flow, limit)
@@ -235,7 +236,16 @@ def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = 
             return pick_frames(open_side((primary, secondary), settings, side), nums)
         replay_info = {"primary": str(primary), "secondary": str(secondary),
                        "filter_rewriter": settings.filter_rewriter}
-    tl = run(settings)
+    # the other profile's replay runs beside this one from the start (offline/background.py)
+    job = OtherProfileReplay(run, settings) if other_profile else None
+    try:
+        tl = run(settings)
+    except BaseException:
+        if job is not None:
+            job.close()
+        raise
+    if job is not None:
+        job.first_done()
     knobs = tl.result.knobs
     profile = knobs["qemu"]
     replay_info.update(profile=profile, qemu=tl.result.qemu, after_checkpoint=knobs.get("after_checkpoint"),
@@ -243,32 +253,29 @@ def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = 
     warning = (tl.summary.get("after_checkpoint") or {}).get("warning")
     if warning:
         replay_info["warning"] = warning        # the cascade signature of a raw replay
-    other = other_name = None
-    if other_profile:
-        other_name = "4.1" if profile != "4.1" else "7.2"
 
-        def other(primary_frames: set, secondary_frames: set):
-            """The other profile's timeline rows about these frames.  Only those are kept: its
-            whole timeline (as big as this one, bigger under 4.1) is not held beside this one."""
-            import numpy as np
-            from .output.timeline import frame_from_columns
-            try:
-                cols = run(settings.replace(qemu=other_name)).columns
-            except ValueError as exc:       # a knob the other profile lacks (4.1: compare_timeout ...)
-                replay_info["other_profile"] = f"not replayed: {exc}"
-                return None
-            keep = np.isin(cols["primary_frame"], sorted(primary_frames)) | \
-                np.isin(cols["secondary_frame"], sorted(secondary_frames))
-            return frame_from_columns({name: col[keep] for name, col in cols.items()})
+    def other(primary_frames: set, secondary_frames: set):
+        """The other profile's timeline rows about these frames (only those come back)."""
+        rows = job.rows(primary_frames, secondary_frames)
+        if rows is None:
+            replay_info["other_profile"] = job.note
+        return rows
+
     o = tl.result.options
-    result = explain_timeline(tl.events, fetch, replay=replay_info, vnet_hdr_len=o.vnet_hdr_len,
-                              inverted_tcp=get_profile(profile).tcp_compare_inverted, other=other,
-                              other_profile=other_name, selection=selection, tshark=tshark,
-                              qemu_row=o.release.row if o.release is not None else None,
-                              config=CompareConfig(o.compare_timeout, o.expired_scan_cycle, o.max_queue_size,
-                                                   o.vnet_hdr_support),
-                              offsets_ns=(o.primary_offset_ns + o.primary_delay_ns,
-                                          o.secondary_offset_ns + o.secondary_delay_ns))
+    try:
+        result = explain_timeline(tl.events, fetch, replay=replay_info, vnet_hdr_len=o.vnet_hdr_len,
+                                  inverted_tcp=get_profile(profile).tcp_compare_inverted,
+                                  other=other if job is not None else None,
+                                  other_profile=job.name if job is not None else None,
+                                  selection=selection, tshark=tshark,
+                                  qemu_row=o.release.row if o.release is not None else None,
+                                  config=CompareConfig(o.compare_timeout, o.expired_scan_cycle,
+                                                       o.max_queue_size, o.vnet_hdr_support),
+                                  offsets_ns=(o.primary_offset_ns + o.primary_delay_ns,
+                                              o.secondary_offset_ns + o.secondary_delay_ns))
+    finally:
+        if job is not None:
+            job.close()             # (asked, or not: nothing was shown)
     result = dataclasses.replace(result, timeline=tl)
     if evidence is not None:
         from .analysis.evidence import write_evidence

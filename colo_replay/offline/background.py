@@ -1,0 +1,117 @@
+"""A second replay in a process of its own, asked afterwards about a few frames, within a time budget.
+
+``explain`` notes where the other QEMU profile (4.1 <-> 7.2) would decide differently on each
+divergence's frames.  That needs a whole second replay, and under 4.1 (its inverted TCP test: a
+checkpoint per TCP segment) it can cost several times the first.  So it runs beside the first
+one, in a forked child, from the start; the parent asks it about the frames it has chosen once
+it has chosen them, and waits for the answer only until a deadline.  The child keeps its
+timeline's columns and sends back only the rows about those frames: a small table, whatever the
+size of its timeline.  Past the deadline the child is stopped and the answer is None (the
+caller says so); what the parent computed is never lost.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+
+OTHER_BUDGET = 2.5
+"""explain's second replay (the other QEMU profile, run beside the first) may take this many
+times the first replay's time, counted from the start: explain stays within a few replays'
+time even where the other profile checkpoints at every TCP segment (4.1's inverted test)."""
+OTHER_MIN_S = 5.0
+"""... and at least this many seconds: a short pair's other replay is never cut by the noise
+of a busy machine."""
+
+
+class BackgroundReplay:
+    """``run()`` (a replay returning its timeline's numpy columns, as ``Timeline.columns``) in
+    a forked child, started at once.  ``rows_about(primary_frames, secondary_frames,
+    deadline)``: the rows of its timeline naming those frames (a DataFrame), or None when it
+    failed (``error`` says why) or did not finish by ``deadline`` (``time.monotonic()``)."""
+
+    def __init__(self, run):
+        self.error: str | None = None
+        ctx = mp.get_context("fork")      # the child inherits ``run`` and the captures' paths
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_child, args=(run, child), daemon=True)
+        self._proc.start()
+        child.close()
+
+    def rows_about(self, primary_frames: set, secondary_frames: set, deadline: float):
+        try:
+            self._conn.send((sorted(primary_frames), sorted(secondary_frames)))
+            if not self._conn.poll(max(0.0, deadline - time.monotonic())):
+                self.error = "timeout"
+                return None
+            status, value = self._conn.recv()
+        except (EOFError, OSError) as exc:  # the child died (killed, out of memory)
+            self.error = f"the replay's process ended: {exc or type(exc).__name__}"
+            return None
+        finally:
+            self.close()
+        if status != "ok":
+            self.error = value
+            return None
+        from ..output.timeline import frame_from_columns
+        return frame_from_columns(value)
+
+    def close(self) -> None:
+        """Stop the child if it still runs (idempotent)."""
+        if self._proc.is_alive():
+            self._proc.kill()
+        self._proc.join()
+        self._conn.close()
+
+
+class OtherProfileReplay:
+    """explain's replay with the other QEMU profile (4.1 <-> 7.2, ``name``), started beside the
+    first one: ``run(settings)`` is how the first was made.  Call ``first_done()`` when the
+    first replay has finished (the budget is counted from it), then ``rows(primary_frames,
+    secondary_frames)`` (None, with ``note`` saying why, when it failed or ran over the
+    budget), and ``close()`` in any case."""
+
+    def __init__(self, run, settings):
+        self.name = "4.1" if settings.release.profile.name != "4.1" else "7.2"
+        self.note: str | None = None
+        self._started = time.monotonic()
+        self._deadline = float("inf")
+        other = settings.replace(qemu=self.name)
+        self._job = BackgroundReplay(lambda: run(other).columns)
+
+    def first_done(self) -> None:
+        self._deadline = self._started + max(OTHER_MIN_S, OTHER_BUDGET * (time.monotonic() - self._started))
+
+    def rows(self, primary_frames: set, secondary_frames: set):
+        rows = self._job.rows_about(primary_frames, secondary_frames, self._deadline)
+        if rows is None:
+            err = self._job.error
+            self.note = (f"not replayed: {err}" if err != "timeout" else
+                         f"QEMU {self.name}'s replay of the pair did not finish within {OTHER_BUDGET:g}x this "
+                         f"replay's time (at least {OTHER_MIN_S:g} s; --no-other-profile skips it; "
+                         f"details.releases has every release's verdict on a divergence's connection)")
+        return rows
+
+    def close(self) -> None:
+        self._job.close()
+
+
+def _child(run, conn) -> None:
+    import numpy as np
+
+    try:
+        try:
+            cols = run()
+        except ValueError as exc:         # a knob the other profile lacks (4.1: compare_timeout ...)
+            conn.recv()
+            conn.send(("error", str(exc)))
+            return
+        primary, secondary = conn.recv()
+        keep = np.isin(cols["primary_frame"], primary) | np.isin(cols["secondary_frame"], secondary)
+        conn.send(("ok", {name: col[keep] for name, col in cols.items()}))
+    except (EOFError, BrokenPipeError):   # the parent stopped waiting
+        pass
+    finally:
+        conn.close()
+        os._exit(0)                       # no atexit or inherited finalizers in a forked child
