@@ -32,7 +32,7 @@ SAMPLE_RAW = [
     (2, 20, 20, 76, 34, "udp.payload", False),
     (3, 34, 34, 90, 24, "json.value.number", False),
     (4, 77, 78, 77, 35, "udp.payload", False),
-    (5, 88, 79, 41, None, "icmp.seq", False),
+    (5, 88, 79, 41, None, "compare-order", False),
     (6, 91, 91, 91, 25, "json.value.number", True),
     (7, 105, 105, 77, 35, "udp.payload", False),
     (8, 108, 108, 91, 25, "json.value.number", False),
@@ -60,7 +60,7 @@ def test_tools_are_here():
 def test_sample_pair_raw_divergences_with_their_fields(sample_raw):
     x = sample_raw
     assert x.counts == {"episodes": 10, "divergences": 11, "concurrent": 1, "requests": 11, "checkpoints": 11,
-                        "compare_order": 0, "order_unchecked": 0, "chained": 0, "mechanics": 0, "roots": 11}
+                        "compare_order": 1, "order_unchecked": 0, "chained": 0, "mechanics": 1, "roots": 10}
     got = [(d.request, d.primary_frame, d.secondary_frame, d.offset, d.payload_offset, d.field, d.concurrent)
            for d in x.divergences]
     assert got == SAMPLE_RAW

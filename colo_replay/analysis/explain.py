@@ -712,9 +712,9 @@ def _order_neighbours(records: list, need: dict, last: tuple, rows, superseded=(
     """Add to ``need`` the frames around each miscompare's frames: ``ORDER_WINDOW`` either side
     in the capture, and the ``ORDER_WINDOW`` nearest of its connection either side on the
     timeline (``rows``: ``mechanics.ConnRows``), so that a fast flow among much other traffic is
-    searched as far as a slow one, and on the secondary side the ``ORDER_WINDOW`` nearest of the
-    datagrams the resync model superseded as owed (``superseded``, sorted: they name no
-    connection); none
+    searched as far as a slow one, and on the secondary side the ``4 * ORDER_WINDOW`` nearest of
+    the datagrams the resync model superseded as owed (``superseded``, sorted: they name no
+    connection, and other flows' are among them); none
     past ``last``, the highest frame number of each side in
     the timeline; ``ORDER_FRAMES`` in all.  Returns ``{timeline index: (primary candidates,
     secondary candidates)}`` for the miscompares whose neighbours were added."""
@@ -736,7 +736,7 @@ def _order_neighbours(records: list, need: dict, last: tuple, rows, superseded=(
             near.update(int(n) for n in flow[max(0, at - ORDER_WINDOW):at + ORDER_WINDOW + 1])
             if side == 1 and len(superseded):
                 at = int(np.searchsorted(superseded, num))
-                near.update(int(n) for n in superseded[max(0, at - ORDER_WINDOW):at + ORDER_WINDOW]
+                near.update(int(n) for n in superseded[max(0, at - 4 * ORDER_WINDOW):at + 4 * ORDER_WINDOW]
                             if 1 <= n <= last[side])
             near.discard(num)
             need[side].update(near)
