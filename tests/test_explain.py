@@ -28,16 +28,16 @@ MS = 1_000_000
 # divergences, 10 episodes (request 6, conn 14, is concurrent with request 5's episode).
 # (request, P, S, frame offset, payload offset, field, concurrent)
 SAMPLE_RAW = [
-    (1, 14, 14, 91, 25, "json.value.number", False),
+    (1, 14, 14, 91, 25, "json.value.number (member time_ns)", False),
     (2, 20, 20, 76, 34, "udp.payload", False),
-    (3, 34, 34, 90, 24, "json.value.number", False),
+    (3, 34, 34, 90, 24, "json.value.number (member time_ns)", False),
     (4, 77, 78, 77, 35, "udp.payload", False),
     (5, 88, 79, 41, None, "compare-order", False),
-    (6, 91, 91, 91, 25, "json.value.number", True),
+    (6, 91, 91, 91, 25, "json.value.number (member time_ns)", True),
     (7, 105, 105, 77, 35, "udp.payload", False),
-    (8, 108, 108, 91, 25, "json.value.number", False),
-    (9, 136, 137, 93, 27, "json.value.number", False),
-    (10, 141, 142, 90, 24, "json.value.number", False),
+    (8, 108, 108, 91, 25, "json.value.number (member time_ns)", False),
+    (9, 136, 137, 93, 27, "json.value.number (member time_ns)", False),
+    (10, 141, 142, 90, 24, "json.value.number (member time_ns)", False),
     (11, 158, 160, 79, 37, "udp.payload", False),
 ]
 
@@ -90,9 +90,9 @@ def test_sample_pair_raw_divergences_with_their_fields(sample_raw):
     # classes: the headline a user acts on
     top = x.classes.iloc[0]
     assert (top["protocol"], top["cause"], top["field"], top["count"]) == \
-        ("tcp", "miscompare", "json.value.number", 6)
+        ("tcp", "miscompare", "json.value.number (member time_ns)", 6)
     assert list(x.classes["count"]) == [6, 4, 1]
-    assert "headline: 6 of 11: tcp, miscompare, json.value.number" in x.format()
+    assert "headline: 6 of 11: tcp, miscompare, json.value.number (member time_ns)" in x.format()
     assert "10 episodes, 11 distinct divergences (1 concurrent)" in x.format()
 
 

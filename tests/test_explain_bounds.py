@@ -216,7 +216,7 @@ def test_tcp_context_is_a_bounded_window_of_the_connection(monkeypatch):
     monkeypatch.setattr(explain_mod, "_context", spy)
     x = colo_replay.explain("sample_pcaps/primary.pcap", "sample_pcaps/secondary.pcap", filter_rewriter=True,
                             other_profile=False, limit=1)
-    assert x.divergences[0].field == "json.value.number"
+    assert x.divergences[0].field == "json.value.number (member time_ns)"
     assert seen and all(ctx for _n, ctx in seen)
     for nums, ctx in seen:
         assert all(any(n - 3 <= c <= n + 1 for n in nums) for c in ctx), (nums, ctx)

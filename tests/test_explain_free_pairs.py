@@ -60,3 +60,21 @@ def test_planted_differences_are_the_roots(tmp_path, frames, seed):
         assert "not a divergence" in d.notes[0]
     if frames == 300_000:
         assert x.counts["mechanics"] >= 1      # TSO cut differently: residues on this pair
+
+
+def test_a_fields_context_names_its_class_when_it_has_a_hint():
+    """A random request id and a clock in JSON members or HTTP headers are classes of their own,
+    each with its hint (hints.CONTEXT_HINTS); a context without one leaves the field alone."""
+    from colo_replay.analysis.classes import context_class, hint_for
+    from colo_replay.analysis.hints import CONTEXT_HINTS
+
+    rid = context_class("json.value.string", "member request_id")
+    assert rid == "json.value.string (member request_id)"
+    assert hint_for("miscompare", "tcp", rid) == CONTEXT_HINTS[0][1]
+    hdr = context_class("http.response.line", "header X-Request-Id")
+    assert hint_for("miscompare", "tcp", hdr) == CONTEXT_HINTS[0][1]
+    assert hint_for("miscompare", "tcp", context_class("json.value.string", "member trace_uuid")) == CONTEXT_HINTS[0][1]
+    clock = context_class("json.value.number", "member time_ns")
+    assert hint_for("miscompare", "tcp", clock) == CONTEXT_HINTS[1][1]
+    assert context_class("json.value.string", "member status") == "json.value.string"
+    assert context_class("http.date", "header Date") == "http.date"          # a field hint of its own wins

@@ -14,6 +14,8 @@ The hint sentences live in ``hints`` (data); this module only looks them up and 
 
 from __future__ import annotations
 
+import re
+
 from typing import Iterable, NamedTuple
 
 import pandas as pd
@@ -59,12 +61,35 @@ def class_key(cause: str, protocol: str | None, field: str | None) -> ClassKey:
     return ClassKey(cause, str(protocol or "").lower(), field)
 
 
+def context_hint(context: str | None) -> str | None:
+    """The hint of a field's context (``hints.CONTEXT_HINTS``: a random id, a clock), or None."""
+    if context:
+        for pattern, text in _hints.CONTEXT_HINTS:
+            if re.search(pattern, context):
+                return text
+    return None
+
+
+def context_class(name: str, context: str | None) -> str:
+    """The class field of an application field in its context: ``json.value.string (member
+    request_id)`` when the context has a hint of its own (``context_hint``) and the name none
+    (``hints.FIELD_HINTS``), else the name alone."""
+    if name in _hints.FIELD_HINTS or context_hint(context) is None:
+        return name
+    return f"{name} ({context})"
+
+
 def hint_for(cause: str, protocol: str | None = None, field: str | None = None) -> str:
     """The hint of a class: by exact field, then cause (for causes without bytes and for
     size mismatches without a field), then field prefix, then protocol, then a generic one."""
     key = class_key(cause, protocol, field)
     if key.field in _hints.FIELD_HINTS:
         return _hints.FIELD_HINTS[key.field]
+    name, _, context = key.field.partition(" (")
+    if context:                     # a field in its context (``context_class``)
+        found = context_hint(context.rstrip(")"))
+        if found is not None:
+            return found
     if key.cause in _hints.CAUSE_HINTS and (key.cause in _NO_BYTES or not key.field):
         return _hints.CAUSE_HINTS[key.cause]
     for prefix, text in _hints.PREFIX_HINTS.items():

@@ -184,8 +184,10 @@ class Divergence:
 
     @property
     def field(self) -> str:
-        """The class's field: the innermost field named, or a marker (``inverted-tcp-test``,
-        ``compare-order``, a COLO artefact: ``padded-syn-ack``, ``rewriter-handshake-reset``)."""
+        """The class's field: the innermost field named (in its context when that has a hint of
+        its own: ``json.value.string (member request_id)``, ``classes.context_class``), or a marker
+        (``inverted-tcp-test``, ``compare-order``, colo-compare's mechanics, a COLO artefact:
+        ``padded-syn-ack``, ``rewriter-handshake-reset``)."""
         if self.details.get("inverted_tcp_test"):
             return "inverted-tcp-test"
         if self.details.get("compare_order"):
@@ -194,7 +196,10 @@ class Divergence:
             return self.details["mechanics"]["name"]
         if self.details.get("colo_artefact"):
             return self.details["colo_artefact"]["name"]
-        return self.fields[0]["name"] if self.fields else ""
+        if not self.fields:
+            return ""
+        from .classes import context_class
+        return context_class(self.fields[0]["name"], self.fields[0].get("context"))
 
     @property
     def class_key(self) -> dict:

@@ -159,6 +159,20 @@ PROTOCOL_HINTS: dict[str, str] = {
 
 GENERIC_HINT = "The frames differ: look at the bytes shown."
 
+CONTEXT_HINTS: tuple[tuple[str, str], ...] = (
+    (r"(?i)(request|req|trace|correlation|transaction|span|message|session)[-_ ]?id\b|uuid|guid|nonce",
+     "A random id (a request, trace or message id, a UUID, a nonce): each guest draws its own. Take it "
+     "from the client's request (echo X-Request-Id), derive it from the request and a counter, or add it "
+     "outside the protected VM (a proxy in front of it)."),
+    (r"(?i)time|date|timestamp|\bts\b|_ts\b|\bnow\b|expires|uptime|clock",
+     "A clock value: each guest reads its own clock, at a different moment. Take the time from the request, "
+     "round it to what the client needs, or set it outside the protected VM."),
+)
+"""Hints by a field's context (a JSON member key, an HTTP header's name: ``member request_id``,
+``header X-Request-Id``): for the application fields whose name says nothing of what they hold
+(``json.value.string``, an HTTP header line tshark has no field for).  The first pattern that
+matches the context gives the hint, and the class is that field in that context."""
+
 STATE_ROOTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "tls.handshake.random": ("the connection's TLS keys", ("tls.", "tcp.payload", "tcp.segment_data", "data")),
     "tls.handshake.session_id": ("the connection's TLS keys", ("tls.", "tcp.payload", "tcp.segment_data", "data")),
