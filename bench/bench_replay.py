@@ -22,6 +22,7 @@ Frames/s counts the frames of both files.  The measurements alternate, ``--repea
 median is reported.  Run from the repository root:
 
     python bench/bench_replay.py [--repeat 3] [--cli] [--dir /tmp/colo_replay_bench] [--tree OLD]
+    python bench/bench_replay.py --pair DIR --cli     # a pair of your own (make_free_pair.py --out DIR)
     python bench/bench_replay.py --profile        # cProfile of one in-process replay, top 30
     python bench/bench_replay.py --memory 1000000,2000000,4000000 [--tree OLD]   # the CLI's peak RSS
 
@@ -229,6 +230,8 @@ def main() -> None:
                     help="where the generated pair lives (default %(default)s)")
     ap.add_argument("--frames", type=int, default=1_000_000, help="primary frames of the pair")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--pair", metavar="DIR", help="replay DIR/primary.pcap and DIR/secondary.pcap instead (e.g. "
+                                                  "bench/make_free_pair.py --out DIR); outputs still go to --dir")
     ap.add_argument("--repeat", type=int, default=3, help="rounds (median reported)")
     ap.add_argument("--cli", action="store_true", help="also time the CLI as a subprocess")
     ap.add_argument("--tree", help="also time the whole replay with the colo_replay package of another "
@@ -253,7 +256,11 @@ def main() -> None:
         return
     sys.path.insert(0, HERE)
     from make_bench_pair import make_pair
-    paths = list(make_pair(args.dir, args.frames, args.seed))
+    if args.pair:
+        paths = [os.path.join(args.pair, f"{side}.pcap") for side in ("primary", "secondary")]
+        os.makedirs(args.dir, exist_ok=True)
+    else:
+        paths = list(make_pair(args.dir, args.frames, args.seed))
     out = os.path.join(args.dir, "bench_timeline.parquet")
     if args.profile:
         profile(paths, out, args.top)
