@@ -176,7 +176,7 @@ def latency(cls, pairs: int, size: int, rate: float) -> dict:
     lat = sorted(rd.lat)
     q = statistics.quantiles(lat, n=100) if len(lat) > 100 else [0] * 99
     return {"pairs": pairs, "released": rd.count, "p50_us": q[49] / 1000, "p99_us": q[98] / 1000,
-            "checkpoints": ckpt}
+            "max_us": (lat[-1] if lat else 0) / 1000, "checkpoints": ckpt}
 
 
 def main():
@@ -189,6 +189,7 @@ def main():
     ap.add_argument("--proto", choices=("udp", "tcp"), default="udp",
                     help="UDP datagrams, or TCP segments in order on each flow")
     ap.add_argument("--latency-repeat", type=int, default=3, help="latency runs per program and size (median)")
+    ap.add_argument("--only", choices=("throughput", "latency"), help="measure only this")
     a = ap.parse_args()
     global PROTO
     PROTO = a.proto
@@ -198,7 +199,7 @@ def main():
     # Rounds alternate between the programs (QEMU, live, QEMU, live, ...): this machine's speed
     # drifts by tens of % within minutes, and back-to-back runs of one program would catch
     # different phases of that drift.
-    for size in [int(s) for s in a.size.split(",")]:
+    for size in [int(s) for s in a.size.split(",")] if a.only != "latency" else []:
         runs = {name: [] for name, _ in progs}
         for _ in range(a.repeat):
             for name, cls in progs:
@@ -210,7 +211,7 @@ def main():
             print(f"throughput size={size:5d} {name:26s} {med:>10,.0f} pairs/s (median of {a.repeat}; runs "
                   + ", ".join(f"{r['pairs_per_s']:,.0f}" for r in rs)
                   + f"; all released, no checkpoints: {ok})", flush=True)
-    for size in [int(s) for s in a.size.split(",")]:
+    for size in [int(s) for s in a.size.split(",")] if a.only != "throughput" else []:
         runs = {name: [] for name, _ in progs}
         for _ in range(a.latency_repeat):
             for name, cls in progs:
@@ -219,9 +220,11 @@ def main():
             rs = runs[name]
             p50 = statistics.median(r["p50_us"] for r in rs)
             p99 = statistics.median(r["p99_us"] for r in rs)
+            mx = max(r["max_us"] for r in rs)
             ok = all(r["released"] == r["pairs"] and r["checkpoints"] == 0 for r in rs)
             print(f"latency    size={size:5d} {name:26s} p50 {p50:7.1f} us  p99 {p99:7.1f} us (median of "
-                  f"{a.latency_repeat}; runs p50/p99 " + ", ".join(f"{r['p50_us']:.0f}/{r['p99_us']:.0f}" for r in rs)
+                  f"{a.latency_repeat}; max {mx:,.0f} us; runs p50/p99/max "
+                  + ", ".join(f"{r['p50_us']:.0f}/{r['p99_us']:.0f}/{r['max_us']:.0f}" for r in rs)
                   + f"; all released, no checkpoints: {ok})", flush=True)
 
 if __name__ == "__main__":
