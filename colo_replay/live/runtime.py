@@ -57,7 +57,7 @@ from ..engine.releases import Release, get_profile, resolve_release
 from .channel import READ_SIZE, Channel
 from .checkpoint_sim import CheckpointSim
 from .clock import LiveClock
-from .lean import feed_frames
+from .lean import FLUSH_FRAMES, feed_chunk, feed_frames
 from ..engine.fastframes import FastDecoder
 from .stats import LiveStats
 
@@ -75,7 +75,6 @@ import struct as _struct
 _pack1 = _struct.Struct("!I").pack
 _pack2 = _struct.Struct("!II").pack
 
-FLUSH_FRAMES = 256          # frames of one read between two outdev writes (lean loop)
 # Reads are sized to hold about READ_FRAMES frames of the size seen so far (between these
 # bounds): a read of thousands of small frames, their slices and their Packets no longer fit
 # in the CPU cache, and costs more per frame than several smaller reads (bench/README.md).
@@ -288,34 +287,39 @@ class LiveCompare:
         t = self.clock.now()
         st = self.stats
         st.bytes_in[side] += len(chunk)
-        frames, err = self.decoders[side].feed(chunk)
-        if frames:
-            want = len(chunk) // len(frames) * READ_FRAMES
-            self.channels[SIDE_NAMES[side]].read_size = (
-                MIN_READ_SIZE if want < MIN_READ_SIZE else READ_SIZE if want > READ_SIZE else want)
-        feed = self._feed
-        rec = self.recorder
-        tl = self.timeline
         n = self.idents[side]
+        dec = self.decoders[side]
         if self.engine.compact_pairs:
             # The lean loop: a bytes item is a pair matched on arrival (its primary released,
             # its secondary dropped); the frame had no vnet header, so its vnet word is 0.
             # Releases leave every FLUSH_FRAMES frames of a long read (QEMU writes each release
             # at once): outdev's reader gets to work sooner, and the frames of one group are
             # still in the CPU cache when they are compared and sent.
-            vnet_on = self.vnet
-            pairs = 0
-            count = len(frames)
-            engine = self.engine
-            for first in range(0, count, FLUSH_FRAMES):
-                hi = count if count - first <= FLUSH_FRAMES else first + FLUSH_FRAMES
-                n, got = feed_frames(engine, side, frames, first, hi, t, n, vnet_on, self._out, self._handle)
-                pairs += got
-                if hi < count:
-                    self._after_step()
+            pairs = count = used = 0
+            ex = dec.exact
+            if not self.vnet and ex.state == 0 and not ex._hdr and not ex.disabled:
+                # the whole frames where they lie in the read (lean.feed_chunk)
+                used, n, count, pairs = feed_chunk(self.engine, side, chunk, t, n, self._out, self._handle,
+                                                   self._flush_out)
+                ex.consumed += used
+            err = None
+            if used < len(chunk):
+                frames, err = dec.feed(chunk[used:] if used else chunk)
+                pairs, count, n = self._feed_lean(side, frames, t, n, pairs, count)
             st.released += pairs
             st.secondary_dropped += pairs
         else:
+            frames, err = dec.feed(chunk)
+            count = len(frames)
+        if count:
+            # about READ_FRAMES frames of the size seen a read
+            want = len(chunk) // count * READ_FRAMES
+            self.channels[SIDE_NAMES[side]].read_size = (
+                MIN_READ_SIZE if want < MIN_READ_SIZE else READ_SIZE if want > READ_SIZE else want)
+        if not self.engine.compact_pairs:
+            feed = self._feed
+            rec = self.recorder
+            tl = self.timeline
             for data, vnet in frames:
                 n += 1
                 if rec is not None:
@@ -334,6 +338,24 @@ class LiveCompare:
         if err is not None:
             self._oversized(side, err)
         self._after_step()
+
+    def _flush_out(self) -> list:
+        """The releases so far leave (``_after_step``); the list the next ones go to."""
+        self._after_step()
+        return self._out
+
+    def _feed_lean(self, side: int, frames: list, t: int, n: int, pairs: int, count: int):
+        """The lean loop over decoded frames (vnet words, or what ``feed_chunk`` left to the
+        exact decoder), FLUSH_FRAMES at a time; returns (pairs, count, n) counted on."""
+        engine = self.engine
+        total = len(frames)
+        for first in range(0, total, FLUSH_FRAMES):
+            if first or count:
+                self._after_step()
+            hi = total if total - first <= FLUSH_FRAMES else first + FLUSH_FRAMES
+            n, got = feed_frames(engine, side, frames, first, hi, t, n, self.vnet, self._out, self._handle)
+            pairs += got
+        return pairs, count + total, n
 
     def _oversized(self, side: int, ov) -> None:
         """net_fill_rstate returned -1: QEMU removes the read handler for good."""
