@@ -9,6 +9,7 @@ the replay fed them), a chardev stream side (its numbers are the stream's own).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import Iterable, NamedTuple
 
 __all__ = ["Picked", "pick_frames"]
@@ -31,17 +32,18 @@ def pick_frames(reader, numbers: Iterable[int]) -> dict[int, Picked]:
     if not wanted:
         return out
     last = wanted[-1]
-    want = set(wanted)
     for batch in reader.batches():
         first = batch.first_frame
-        n = len(batch.frames)
+        n = len(batch)              # (not len(batch.frames): that cuts every frame of every batch)
         if first + n <= wanted[0]:
             continue
-        vl = getattr(batch, "vnet_lens", None)
-        for num in range(max(first, wanted[0]), min(first + n, last + 1)):
-            if num in want:
+        nums = wanted[bisect_left(wanted, first):bisect_left(wanted, first + n)]
+        if nums:
+            frames = batch.frames
+            vl = getattr(batch, "vnet_lens", None)
+            for num in nums:
                 i = num - first
-                out[num] = Picked(batch.timestamps[i], bytes(batch.frames[i]), None if vl is None else vl[i])
+                out[num] = Picked(batch.timestamps[i], bytes(frames[i]), None if vl is None else vl[i])
         if first + n > last:
             break
     return out
