@@ -109,7 +109,7 @@ def classify(divergences: list, rows: "ConnRows", frames: dict, flow_of, resets:
                 d.primary_frame < 1 and d.secondary_frame < 1:
             continue
         found = _after_reset(d, reset_flows, reach) or \
-            (_residue(d, rows) if d.cause == "expired" and d.protocol == "tcp" else None)
+            (_residue(d, rows, resets) if d.cause == "expired" and d.protocol == "tcp" else None)
         if found is not None:
             d.details["mechanics"] = found
             d.notes.insert(0, found.pop("note"))
@@ -154,8 +154,11 @@ class ConnRows:
         return self.events.iloc[self.order[lo:hi]]
 
 
-def _residue(d, rows: ConnRows) -> dict | None:
-    """An expired TCP frame whose twin on the other side was released: see the module docstring."""
+def _residue(d, rows: ConnRows, resets: list[dict] = ()) -> dict | None:
+    """An expired TCP frame whose twin on the other side was released: see the module docstring.
+    On a connection made after a table reset, the twin may have been released in the flow's
+    entry before it (found by its sequence range: random ISNs make it the flow's): then the
+    reset is the mechanism."""
     c = rows.of(d.conn)
     req = c[(c["kind"].astype(str) == "checkpoint_request") & (c["time_ns"] == d.time_ns)]
     if not len(req):
@@ -171,7 +174,7 @@ def _residue(d, rows: ConnRows) -> dict | None:
     twins = c[(kind == twin_kind) & (c["tcp_seq"] == seq) & (c["tcp_seq_end"] == end) &
               (c["time_ns"] <= d.time_ns) & (c[col] >= 1)]
     if not len(twins):
-        return None
+        return _twin_before_reset(d, rows.events, seq, end, waiting_primary, resets)
     twin = int(twins.iloc[0][col])
     cause = c["cause"].astype(str)
     partial = c[(kind == "release") & (cause == "compared_equal") & (c["size"] != c["other_size"])]
@@ -191,3 +194,27 @@ def _residue(d, rows: ConnRows) -> dict | None:
             "note": (f"compare order, not a divergence: {twin_label}, the twin of the waiting {waiting} (same "
                      f"sequence range), was released, paired by colo-compare with another frame of the "
                      f"connection; {waiting} was left without a partner until compare_timeout")}
+
+
+def _twin_before_reset(d, events: pd.DataFrame, seq: int, end: int, waiting_primary: bool,
+                       resets: list[dict]) -> dict | None:
+    """The waiting frame's twin released in an entry of the flow older than the last table reset
+    before the request, when the request's connection was made after that reset."""
+    before = [r for r in resets if r["time_ns"] <= d.time_ns]
+    if not before or d.conn < before[-1]["first_conn"]:
+        return None
+    reset = before[-1]
+    col = "secondary_frame" if waiting_primary else "primary_frame"
+    hit = np.flatnonzero((events["tcp_seq"].to_numpy() == seq) & (events["tcp_seq_end"].to_numpy() == end) &
+                         (events["kind"] == ("secondary_dropped" if waiting_primary else "release")).to_numpy() &
+                         (events["conn"].to_numpy() < reset["first_conn"]) & (events[col].to_numpy() >= 1) &
+                         (events["time_ns"].to_numpy() <= reset["time_ns"]))
+    if not len(hit):
+        return None
+    twin = f"{'S' if waiting_primary else 'P'}#{int(events[col].iloc[hit[0]])}"
+    waiting = f"{'P' if waiting_primary else 'S'}#{d.primary_frame if waiting_primary else d.secondary_frame}"
+    return {"name": TABLE_RESET, "reset_ns": reset["time_ns"], "waiting_frame": waiting, "twin": twin,
+            "note": (f"colo-compare's connection table was reset {(d.time_ns - reset['time_ns']) / 1e6:.0f} ms "
+                     f"before (its 16,386th connection): {twin}, the twin of the waiting {waiting} (same "
+                     f"sequence range), was released in the flow's entry before the reset, and the new "
+                     f"entry had nothing to pair {waiting} with. Not a divergence in the guests.")}
