@@ -78,3 +78,50 @@ def test_a_fields_context_names_its_class_when_it_has_a_hint():
     assert hint_for("miscompare", "tcp", clock) == CONTEXT_HINTS[1][1]
     assert context_class("json.value.string", "member status") == "json.value.string"
     assert context_class("http.date", "header Date") == "http.date"          # a field hint of its own wins
+
+
+def test_requests_after_a_table_reset_are_its_mechanics():
+    """On a timeline with a connection-table reset: a request on a connection made after it, on
+    a flow whose queued primary the reset discarded, is `table-reset`; one on another flow, or
+    on a connection older than the reset, is not; an expiry whose twin was released in the
+    flow's entry before the reset is `table-reset` too."""
+    import pandas as pd
+
+    from colo_replay.analysis import mechanics
+    from colo_replay.analysis.explain import Divergence
+    from colo_replay.captures.pick import Picked
+
+    cols = ["time_ns", "kind", "cause", "side", "conn", "primary_frame", "secondary_frame", "size", "other_size",
+            "tcp_seq", "tcp_seq_end"]
+    ms = 1_000_000
+    rows = [
+        (1 * ms, "release", "compared_equal", "primary", 3, 5, 6, 60, 60, 900, 906),   # flow B, before
+        (2 * ms, "table_reset", "none", "", -1, -1, -1, -1, -1, -1, -1),
+        (2 * ms, "primary_lost", "table_reset", "primary", 4, 7, -1, 60, -1, 100, 106),  # flow A's
+        (3 * ms, "checkpoint_request", "miscompare", "primary", 5, 9, 8, 60, 60, 106, 112),
+        (4 * ms, "checkpoint_request", "miscompare", "primary", 6, 11, 10, 60, 60, 50, 56),
+        (3900 * ms, "checkpoint_request", "expired", "secondary", 7, -1, 12, 60, -1, 900, 906),
+    ]
+    events = pd.DataFrame(rows, columns=cols)
+    for c in ("kind", "cause", "side"):
+        events[c] = events[c].astype("category")
+    resets = mechanics.reset_discards(events)
+    assert resets == [{"time_ns": 2 * ms, "first_conn": 5, "primary": [7], "secondary": []}]
+
+    def div(req, t, cause, conn, p, s, flow):
+        return Divergence(request=req, episode=req, concurrent=False, time_ns=t, cause=cause,
+                          side="secondary" if p < 1 else "primary", conn=conn, flow=flow, protocol="tcp",
+                          primary_frame=p, secondary_frame=s, consequences=0, checkpoints=1)
+    a = {"ip_proto": 6, "src": "10.0.0.10", "sport": 80, "dst": "10.1.0.1", "dport": 1000}
+    b = {"ip_proto": 6, "src": "10.0.0.10", "sport": 80, "dst": "10.1.0.2", "dport": 2000}
+    on_a = div(1, 3 * ms, "miscompare", 5, 9, 8, a)
+    on_other = div(2, 4 * ms, "miscompare", 6, 11, 10, b | {"dport": 3000})
+    expiry = div(3, 3900 * ms, "expired", 7, -1, 12, b)
+    frames = {0: {7: Picked(0, b"A", None)}, 1: {}}
+    mechanics.classify([on_a, on_other, expiry], mechanics.ConnRows(events), frames,
+                       lambda pk: mechanics.flow_key(a) if pk.data == b"A" else None, resets)
+    assert on_a.details["mechanics"]["name"] == "table-reset" and on_a.details["mechanics"]["discarded"] == ["P#7"]
+    assert "mechanics" not in on_other.details
+    m = expiry.details["mechanics"]
+    assert (m["name"], m["twin"], m["waiting_frame"]) == ("table-reset", "P#5", "S#12")
+    assert on_a.field == "table-reset" and "Not a divergence in the guests" in on_a.notes[0]

@@ -70,7 +70,10 @@ def reset_discards(events: pd.DataFrame) -> list[dict]:
     out = []
     for i in at:
         gone = (t == t[i]) & by_reset
-        out.append({"time_ns": int(t[i]), "first_conn": int(top[i]) + 1,
+        # (a connection whose frames were all still queued has no row before the reset: its
+        # discarded frames' rows, which follow the reset's, name it)
+        first = max(int(top[i]), int(conn[gone].max()) if gone.any() else -1) + 1
+        out.append({"time_ns": int(t[i]), "first_conn": first,
                     "primary": [int(n) for n in pf[gone & lost] if n >= 1],
                     "secondary": [int(n) for n in sf[gone & dropped] if n >= 1]})
     return out
