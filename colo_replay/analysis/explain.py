@@ -82,9 +82,10 @@ NAMED_GROUPS = 256
 representative (two frames each in tshark): enough for every distinct field of a real pair,
 bounded for a hostile one."""
 ORDER_WINDOW = 8
-"""A datagram miscompare is checked against this many frames either side of each of its frames
-(same capture) for the compare-order artefact: enough for the frames a flow has waiting at
-once in practice (a few), bounded per divergence."""
+"""A datagram miscompare is checked for the compare-order artefact against this many frames
+either side of each of its frames, in the capture and along its connection on the timeline
+(``_order_neighbours``): enough for the frames a flow has waiting at once in practice (a few),
+bounded per divergence."""
 ORDER_FRAMES = 200_000
 """At most this many neighbouring frames are read for that check over the whole explain (the
 first divergences in time are checked; the rest are not, and ``counts`` says how many)."""
@@ -719,10 +720,9 @@ def _order_neighbours(records: list, need: dict, last: tuple, rows, superseded=(
     timeline (``rows``: ``mechanics.ConnRows``), so that a fast flow among much other traffic is
     searched as far as a slow one, and on the secondary side the ``4 * ORDER_WINDOW`` nearest of
     the datagrams the resync model superseded as owed (``superseded``, sorted: they name no
-    connection, and other flows' are among them); none
-    past ``last``, the highest frame number of each side in
-    the timeline; ``ORDER_FRAMES`` in all.  Returns ``{timeline index: (primary candidates,
-    secondary candidates)}`` for the miscompares whose neighbours were added."""
+    connection, and other flows' are among them); none past ``last``, the highest frame number
+    of each side in the timeline; ``ORDER_FRAMES`` in all.  Returns ``{timeline index: (primary
+    candidates, secondary candidates)}`` for the miscompares whose neighbours were added."""
     checked = {}
     budget = ORDER_FRAMES
     for idx, row in records:
