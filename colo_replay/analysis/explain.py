@@ -262,7 +262,7 @@ class Explanation:
             {"schema": "colo-replay/explain/1",
              "replay": {profile, after_checkpoint, ...}, "counts": {episodes, divergences,
              concurrent, requests, checkpoints, compare_order (divergences that are the
-             compare-order artefact), order_unchecked (divergences not checked for it:
+             compare-order artefact), order_unchecked (miscompares not checked for it:
              beyond ORDER_FRAMES), chained (divergences that are a root's consequence,
              ``_chain_consequences``: not counted in divergences), mechanics (divergences with
              nothing to find in the guests: a class of ``mechanics.NOT_THE_GUESTS``), roots
@@ -422,7 +422,9 @@ def explain_timeline(events: pd.DataFrame, fetch: Callable[[int, Iterable[int]],
     mechanics.classify([d for _i, d in built], conn_rows, frames, lambda pk: mechanics.flow_key(
         _flow_of(_f.dissect(pk.data, _vnet(pk, vnet_hdr_len)))), resets, mechanics.reach_ms(config))
     counts["compare_order"] = sum(1 for _i, d in built if d.details.get("compare_order"))
-    counts["order_unchecked"] = sum(1 for idx, _d in built if idx not in order_checked)
+    # (only miscompares with both frames are checked for it: _order_neighbours)
+    counts["order_unchecked"] = sum(1 for idx, d in built if idx not in order_checked and d.cause == "miscompare"
+                                    and d.primary_frame >= 1 and d.secondary_frame >= 1)
 
     words = selection.flow.lower().split() if selection.flow else []
     chosen = [d for idx, d in built if idx in selected and _flow_matches(d, words)]
