@@ -32,7 +32,8 @@ _NOT_HERE = {"output", "summary_json", "max_checkpoints", "max_held_p99", "progr
 @click.option("--tshark/--no-tshark", "use_tshark", default=True, show_default=True,
               help="Name application fields with one tshark run over the frames involved.")
 @click.option("--other-profile/--no-other-profile", default=True, show_default=True,
-              help="Replay again with the other QEMU profile (4.1 <-> 7.2) and note where it decides differently.")
+              help="Replay again with the other QEMU profile (4.1 <-> 7.2), beside the first replay, and note "
+                   "where it decides differently (left out, and said so, past 2.5x the first replay's time).")
 @click.option("--hex/--no-hex", "show_hex", default=True, show_default=True, help="Text: show the hex windows.")
 def explain(as_json, request_n, frame_sel, flow_sel, limit, evidence, use_tshark, other_profile, show_hex, **kw):
     """Why did PRIMARY and SECONDARY (or one --chardev capture) diverge: replay them, then
