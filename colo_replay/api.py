@@ -219,7 +219,7 @@ def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = 
         if primary is not None or secondary is not None:
             raise ValueError("give either PRIMARY SECONDARY or chardev=, not both")
 
-        def run(s):
+        def run(s, progress=progress):
             return replay_chardev(chardev, ports, progress, flushes, settings=s)
 
         def fetch(side, nums):
@@ -229,7 +229,7 @@ def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = 
         if primary is None or secondary is None:
             raise ValueError("missing PRIMARY and SECONDARY captures (or chardev=)")
 
-        def run(s):
+        def run(s, progress=progress):
             return replay(primary, secondary, progress, settings=s)
 
         def fetch(side, nums):
@@ -237,7 +237,8 @@ def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = 
         replay_info = {"primary": str(primary), "secondary": str(secondary),
                        "filter_rewriter": settings.filter_rewriter}
     # the other profile's replay runs beside this one from the start (offline/background.py)
-    job = OtherProfileReplay(run, settings) if other_profile else None
+    # (without the caller's progress: that is the first replay's, in this process)
+    job = OtherProfileReplay(lambda s: run(s, None), settings) if other_profile else None
     try:
         tl = run(settings)
     except BaseException:
