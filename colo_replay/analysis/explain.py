@@ -384,7 +384,8 @@ def explain_timeline(events: pd.DataFrame, fetch: Callable[[int, Iterable[int]],
     # the highest frame number of each side in the timeline: the frames the replay read
     last = tuple(int(events[c].max()) if len(events) else 0 for c in ("primary_frame", "secondary_frame"))
     selected = _select(divs, req, group, selection, last)
-    expired_peer = _expired_candidates(events, divs)
+    conn_rows = mechanics.ConnRows(events)
+    expired_peer = _expired_candidates(conn_rows, divs)
     need = {0: set(), 1: set()}
     records = list(zip(divs.index, divs.to_dict("records")))
     for idx, row in records:
@@ -395,7 +396,6 @@ def explain_timeline(events: pd.DataFrame, fetch: Callable[[int, Iterable[int]],
         if cand is not None:
             need[cand[0]].add(cand[1])
     # (neighbours only among the frames the replay read: past them a capture may not be readable)
-    conn_rows = mechanics.ConnRows(events)
     # (the datagrams the resync model superseded as owed carry no connection: a copy may be one)
     superseded = np.unique(events["secondary_frame"].to_numpy()[
         ((events["kind"] == "superseded") & (events["cause"] == "owed")).to_numpy()])
@@ -509,26 +509,22 @@ def _flow_text(flow: dict, protocol: str) -> str:
     return f"{protocol} {src} > {dst}"
 
 
-def _expired_candidates(events: pd.DataFrame, divs: pd.DataFrame) -> dict:
+def _expired_candidates(rows, divs: pd.DataFrame) -> dict:
     """For expired divergences: the frame of the same connection on the other side nearest in
-    time to the waiting frame's arrival (request time - age): ``{index: (side, number)}``."""
+    time to the waiting frame's arrival (request time - age): ``{index: (side, number)}``.
+    ``rows``: the timeline's ``mechanics.ConnRows`` (each connection's rows in timeline order)."""
     out = {}
     exp = divs[divs["cause"] == "expired"]
-    if not len(exp):
-        return out
-    conn = events["conn"].to_numpy()
-    t = events["time_ns"].to_numpy()
-    pf = events["primary_frame"].to_numpy()
-    sf = events["secondary_frame"].to_numpy()
     for idx, row in exp.iterrows():
+        c = rows.of(int(row["conn"]))
         waiting_primary = row["primary_frame"] >= 1 and str(row["side"]) == "primary"
-        other_col, other_side = (sf, 1) if waiting_primary else (pf, 0)
+        other_side = 1 if waiting_primary else 0
+        other_col = c["secondary_frame" if waiting_primary else "primary_frame"].to_numpy()
         arrived = int(row["time_ns"]) - int(row["detail"]) * 1_000_000
-        mask = (conn == row["conn"]) & (other_col >= 1)
-        if not mask.any():
+        cand = np.flatnonzero(other_col >= 1)
+        if not len(cand):
             continue
-        cand = np.flatnonzero(mask)
-        best = cand[np.argmin(np.abs(t[cand] - arrived))]
+        best = cand[np.argmin(np.abs(c["time_ns"].to_numpy()[cand] - arrived))]
         out[idx] = (other_side, int(other_col[best]))
     return out
 

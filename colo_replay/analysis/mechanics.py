@@ -95,9 +95,8 @@ def classify(divergences: list, rows: "ConnRows", frames: dict, flow_of, resets:
              reach: int = 5000) -> None:
     """Set ``details["mechanics"]`` (and a note) on each divergence that colo-compare's own
     mechanics explain.  ``rows``: the timeline's ``ConnRows``; ``frames``: side -> {number:
-    Picked} read for the explain, the reset's
-    discarded frames among them; ``flow_of(picked)``: a frame's flow key, as ``Divergence.flow``
-    gives it (``flow_key``); ``reach``: ``reach_ms``."""
+    Picked} read for the explain, the resets' discarded frames among them; ``flow_of(picked)``:
+    a frame's flow key, as ``Divergence.flow`` gives it (``flow_key``); ``reach``: ``reach_ms``."""
     reset_flows = []
     for r in resets:
         flows: dict = {}
@@ -144,7 +143,8 @@ def _after_reset(d, reset_flows: list, reach: int) -> dict | None:
 
 
 class ConnRows:
-    """The timeline's rows grouped by connection (sorted once), for the per-divergence lookups."""
+    """The timeline's rows grouped by connection (sorted once, each connection's rows in timeline
+    order), for the per-divergence lookups of explain and this module."""
 
     def __init__(self, events: pd.DataFrame):
         conn = events["conn"].to_numpy()
