@@ -19,7 +19,7 @@ import pytest
 
 from colo_replay import api
 from colo_replay.offline.qemutrace import TraceError, parse_trace, read_traces, scan_schedule
-from colo_replay.offline.request_judge import PERIODIC, judge_requests
+from colo_replay.offline.request_judge import PERIODIC, WAKE_MS, judge_requests
 from colo_replay.offline.settings import Settings
 
 RUNS = Path(__file__).parent / "data" / "colo-runs"
@@ -353,3 +353,21 @@ def test_a_notification_the_colo_thread_acted_on_late_is_not_extra():
     trace = _synthetic([(1_001_080, 1_001_100, 1_001_150)])
     j = judge_requests(_notes([1_001_000, 1_001_074]), trace, coalescing=True, delay_ms=0)
     assert j.compare_matched == 1 and [e["time_ns"] for e in j.extra] == [1_001_000 * MS] and not j.late
+
+
+def test_a_request_the_colo_thread_sent_late_is_matched_not_missed_and_extra():
+    """A loaded host (a CI run): colo-compare notified at 1_001_000 ms (its failed mark is in the
+    trace there) and the COLO thread sent checkpoint-request 15 ms later, with no re-notification
+    in between.  That request is this notification's: matched, late, neither missed nor extra.
+    Past WAKE_MS it is another checkpoint; and a request can only follow its notification."""
+    trace = _synthetic([(1_001_015, 1_001_050, 1_001_090)])
+    j = judge_requests(_notes([1_001_000], cause="ack_gate"), trace, coalescing=True, delay_ms=0)
+    assert j.matched == {"ack_gate": 1} and not j.missed and not j.extra and j.absorbed == 0
+    assert [(x["late_ms"], x["matched"]) for x in j.late] == [(15.0, True)]
+    assert "1 matched to the request the COLO thread started late (15 ms" in j.format()
+    trace = _synthetic([(1_001_000 + WAKE_MS + 5, 1_001_100, 1_001_150)])
+    j = judge_requests(_notes([1_001_000]), trace, coalescing=True, delay_ms=0)
+    assert len(j.missed) == 1 and len(j.extra) == 1 and not j.late
+    trace = _synthetic([(1_000_985, 1_000_987, 1_000_990)])      # before the notification: not its own
+    j = judge_requests(_notes([1_001_000]), trace, coalescing=True, delay_ms=0)
+    assert len(j.missed) == 1 and len(j.extra) == 1 and not j.late

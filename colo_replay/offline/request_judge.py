@@ -23,9 +23,10 @@ Every real request is then matched one-to-one with a predicted one within ``tole
 (greedy in time order), and classed by the predicted cause; an unmatched real request is
 *missed* (``at an undefined read`` when the replay flagged a read past a frame's end there: QEMU
 compared heap bytes no replay can know), an unmatched predicted one *extra*, unless the next
-real request came late after it (within ``WAKE_MS``: the thread woke late on a loaded host) and
-matched a re-notification of the same standing mismatch: that checkpoint was this
-notification's (``late``).
+real request came late after it (within ``WAKE_MS``: the thread woke late on a loaded host):
+if that request matched a re-notification of the same standing mismatch, the checkpoint was
+this notification's, absorbed; if it matched nothing, it is this notification's request, matched
+(both ``late``).
 """
 
 from __future__ import annotations
@@ -142,9 +143,11 @@ class RequestJudgement:
                  f"colo-compare's; at most {self.max_extra_pct:g}%): {by(self.extra_by_cause())}",
                  f"  notifications  {self.notifications} from the replay, {self.absorbed} absorbed by a "
                  f"checkpoint already running ({'coalescing event, 5.1+' if self.coalescing else 'semaphore, 4.1-5.0: none absorbed'})"
-                 + (f"; {len(self.late)} by one the COLO thread started late ("
-                    + ", ".join(f"{x['late_ms']:g}" for x in self.late[:5]) + " ms after the notification)"
-                    if self.late else "")]
+                 + "".join(f"; {len(xs)} {what} the COLO thread started late ("
+                           + ", ".join(f"{x['late_ms']:g}" for x in xs[:5]) + " ms after the notification)"
+                           for what, xs in (("by one", [x for x in self.late if not x["matched"]]),
+                                            ("matched to the request", [x for x in self.late if x["matched"]]))
+                           if xs)]
         for name, c in self.cross_check.items():
             lines.append(f"  trace check    {name}: {c['agree']} of {c['trace']} in the trace agree with the replay "
                          f"({c['replay']} in the replay){'; first disagreement: ' + c['first'] if c.get('first') else ''}")
@@ -206,7 +209,8 @@ def judge_requests(timeline_events, trace, *, coalescing: bool, delay_ms: int | 
     used = [False] * len(predicted)
     matched: Counter = Counter()
     missed = []
-    for c, r in zip(cps, real):
+    missed_at: dict[int, dict] = {}          # real request index -> its missed entry
+    for n, (c, r) in enumerate(zip(cps, real)):
         j = bisect_left(ptimes, r - tol)
         hit = None
         while j < len(ptimes) and ptimes[j] <= r + tol:
@@ -215,13 +219,15 @@ def judge_requests(timeline_events, trace, *, coalescing: bool, delay_ms: int | 
                 break
             j += 1
         if hit is None:
-            if last_input is not None and r > last_input + tol:
-                missed.append({"time_ns": r, "line": c.line, "why": AFTER_INPUT})
-                continue
             k = bisect_right(und, r)
-            why = ("at an undefined read (QEMU compared bytes past a frame's end: heap contents)"
-                   if k and r - und[k - 1] <= tol else "no notification predicted")
-            missed.append({"time_ns": r, "line": c.line, "why": why})
+            if last_input is not None and r > last_input + tol:
+                why = AFTER_INPUT
+            elif k and r - und[k - 1] <= tol:
+                why = "at an undefined read (QEMU compared bytes past a frame's end: heap contents)"
+            else:
+                why = "no notification predicted"
+            missed_at[n] = {"time_ns": r, "line": c.line, "why": why}
+            missed.append(missed_at[n])
         else:
             used[hit] = True
             matched[predicted[hit].cause] += 1
@@ -229,20 +235,34 @@ def judge_requests(timeline_events, trace, *, coalescing: bool, delay_ms: int | 
     # tolerance after it (but within WAKE_MS), and that request matched a later notification
     # (colo-compare re-notifies on every arrival while the mismatch stands, spec Q16).  The real
     # checkpoint is this notification's, late: it is absorbed, not extra.
+    # Or that request matched nothing at all (no re-notification came before it): it is this
+    # notification's, late, and it is matched, not missed.  Both sides are observed: the trace
+    # shows colo-compare's own compare at the notification's time and the COLO thread's
+    # 'checkpoint-request' after it (a loaded CI host: 15 ms).  A request can only follow its
+    # notification, and only the first real request after it can be the one it caused.
     late = []
     for k, (p, u) in enumerate(zip(predicted, used)):
         if u or p.notify_ns != p.time_ns:
             continue
         j = bisect_right(real, p.time_ns)
-        if j < len(real) and real[j] - p.time_ns <= WAKE_MS * MS and any(
-                used[m] for m in range(k + 1, bisect_right(ptimes, real[j] + tol))):
-            used[k] = True
-            late.append({"time_ns": p.time_ns, "cause": p.cause, "request_ns": real[j],
-                         "late_ms": round((real[j] - p.time_ns) / MS, 3)})
+        if j >= len(real) or real[j] - p.time_ns > WAKE_MS * MS:
+            continue
+        if any(used[m] for m in range(k + 1, bisect_right(ptimes, real[j] + tol))):
+            own = False                            # absorbed by the re-notification's checkpoint
+        elif j in missed_at:          # (even after the capture's end: its last frames caused it)
+            own = True                             # the request itself, late
+            gone = missed_at.pop(j)
+            missed[:] = [m for m in missed if m is not gone]
+            matched[p.cause] += 1
+        else:
+            continue
+        used[k] = True
+        late.append({"time_ns": p.time_ns, "cause": p.cause, "request_ns": real[j],
+                     "late_ms": round((real[j] - p.time_ns) / MS, 3), "matched": own})
     extra = [{"time_ns": p.time_ns, "cause": p.cause, "conn": p.conn, "primary_frame": p.primary_frame,
               "secondary_frame": p.secondary_frame} for p, u in zip(predicted, used) if not u]
     return RequestJudgement(tolerance_ms, delay_ms, source, coalescing, len(real), len(predicted), matched,
-                            missed, extra, absorbed + len(late), len(notes), max_missed_pct, max_extra_pct,
+                            missed, extra, absorbed + sum(not x["matched"] for x in late), len(notes), max_missed_pct, max_extra_pct,
                             cross_check(ev, trace, tol), late)
 
 
