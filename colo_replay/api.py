@@ -117,8 +117,15 @@ def replay_chardev(capture, ports: dict | None = None, progress=None, flushes: s
     if settings.qemu_trace is not None:
         source["flushes"] = "measured (the QEMU trace's checkpoints)"
     primary, secondary = cap.side_readers()
+    read_order = None
+    if settings.trace is not None:
+        # colo-compare's iothread may have read a secondary frame after a primary captured later
+        from .offline.read_order import qemu_read_order
+        secondary, read_order = qemu_read_order(cap, opts, settings.trace)
     stream = parquet_stream(output, opts)
     result = run_streamed(stream, primary, secondary, opts, progress)
+    if read_order is not None and result.trace_check is not None:
+        result.trace_check["read_order"] = read_order
     if cap.read_error is not None and not result.partial:
         result.partial, result.error = True, str(cap.read_error)
     result.source = source
@@ -174,6 +181,7 @@ def _judge_requests(events, result, settings: Settings, tolerance_ms: float = 10
                                max_missed_pct=max_missed_pct, max_extra_pct=max_extra_pct)
     tc = getattr(result, "trace_check", None)
     if tc is not None:
+        judgement.read_order = tc.get("read_order")
         judgement.cross_check["tcp payload compares (ip_info/tcp_info)"] = {
             "trace": tc["trace"], "replay": tc["replay"], "agree": tc["agree"] - tc["outcome_disagreements"],
             "first": tc["first"], "undefined_resolved": tc["undefined_resolved"]}

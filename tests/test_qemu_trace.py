@@ -371,3 +371,27 @@ def test_a_request_the_colo_thread_sent_late_is_matched_not_missed_and_extra():
     trace = _synthetic([(1_000_985, 1_000_987, 1_000_990)])      # before the notification: not its own
     j = judge_requests(_notes([1_001_000]), trace, coalescing=True, delay_ms=0)
     assert len(j.missed) == 1 and len(j.extra) == 1 and not j.late
+
+
+# -- the order colo-compare read its inputs in ---------------------------------------------------
+
+def test_a_secondary_frame_the_late_iothread_read_after_a_primary_is_replayed_in_that_order(tmp_path):
+    """Run C-loaded (our rig on a loaded host): secondary_in message 6 was captured 0.34 ms before
+    primary_in message 9, but colo-compare's iothread woke late and read the primary first
+    (primary_in's handler runs first at one wake-up), comparing P#8 with the stale S#5 again.  In
+    capture order the replay parts from QEMU's memcmps at comparison #9; read in QEMU's order it
+    walks all 161 of them, and verify says which frame it moved."""
+    d = tmp_path / "C-loaded"
+    d.mkdir()
+    for name in ("lo-chardevs.pcap", "primary-trace.log", "secondary-trace.log"):
+        (d / name).write_bytes(lzma.decompress((RUNS / "C-loaded" / f"{name}.xz").read_bytes()))
+    traces = [d / "primary-trace.log", d / "secondary-trace.log"]
+    tc = api.replay_chardev(d / "lo-chardevs.pcap", qemu_trace=traces).summary["qemu_trace"]
+    assert tc["first"] is None and tc["agree"] == tc["trace"] == 161
+    order = tc["read_order"]
+    assert [(m["secondary_message"], m["read_after_primary"], m["later_us"]) for m in order["moved"]] == [(6, 9, 338.0)]
+    assert order["agree_before"] == 8 and order["agree_after"] == 161
+    p = _cli("verify", str(d / "lo-chardevs.pcap"), "--qemu-trace", str(traces[0]), "--qemu-trace", str(traces[1]),
+             check_rc=0)
+    assert "161 of 161 in the trace agree" in p.stderr + p.stdout
+    assert "message 6 after primary_in 9 (+338 us)" in p.stderr + p.stdout

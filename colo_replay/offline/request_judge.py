@@ -71,6 +71,7 @@ class RequestJudgement:
     max_extra_pct: float = 2.0
     cross_check: dict = field(default_factory=dict)   # colo-compare's own trace events vs the replay
     late: list = field(default_factory=list)  # notifications whose checkpoint the thread started late
+    read_order: dict | None = None            # secondary frames colo-compare read late (offline/read_order.py)
 
     @property
     def after_input(self) -> int:
@@ -122,6 +123,7 @@ class RequestJudgement:
                 "extra_pct": round(self.extra_pct, 3), "max_missed_pct": self.max_missed_pct,
                 "max_extra_pct": self.max_extra_pct, "notifications": self.notifications,
                 "absorbed": self.absorbed, "late_wakeups": self.late, "cross_check": self.cross_check,
+                "read_order": self.read_order,
                 "missed_list": self.missed,
                 "extra_list": self.extra}
 
@@ -151,6 +153,12 @@ class RequestJudgement:
         for name, c in self.cross_check.items():
             lines.append(f"  trace check    {name}: {c['agree']} of {c['trace']} in the trace agree with the replay "
                          f"({c['replay']} in the replay){'; first disagreement: ' + c['first'] if c.get('first') else ''}")
+        moved = (self.read_order or {}).get("moved")
+        if moved:
+            lines.append(f"  read order     {len(moved)} secondary_in frame(s) colo-compare read after primary_in frames "
+                         f"captured later (its iothread woke late; the trace's comparisons show it): "
+                         + ", ".join(f"message {m['secondary_message']} after primary_in {m['read_after_primary']} "
+                                     f"(+{m['later_us']:g} us)" for m in moved[:5]))
         for m in [m for m in self.missed if m["why"] != AFTER_INPUT][:10]:
             lines.append(f"    missed  {_clock(m['time_ns'])}  trace line {m['line']}: {m['why']}")
         for e in self.extra[:10]:

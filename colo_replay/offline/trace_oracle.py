@@ -35,6 +35,7 @@ class _Memcmp(NamedTuple):
     ssize: int
     mark_ok: bool              # a colo_compare_tcp_info follows: the mark succeeded on it
     line: int                  # the ip_info's line
+    time_ns: int               # and its time (colo-compare's iothread made the comparison then)
     tcp_info: dict             # "pri" / "sec" -> its colo_compare_tcp_info event (when mark_ok)
 
 
@@ -58,7 +59,7 @@ class TraceOracle:
                     for ti in events[k + 1:k + 3] if mark_ok else ():
                         if ti.kind == "compare_tcp_info":
                             sides[ti.fields["side"]] = ti
-                    calls.append(_Memcmp(e.fields["psize"], e.fields["ssize"], mark_ok, e.line, sides))
+                    calls.append(_Memcmp(e.fields["psize"], e.fields["ssize"], mark_ok, e.line, e.time_ns, sides))
             prev = e
         self.calls = calls
         self.next = 0
@@ -67,6 +68,7 @@ class TraceOracle:
         self.resolved = 0                  # undefined reads decided by QEMU's outcome
         self.unresolved = 0                # undefined reads left to the stand-in
         self.first_disagreement: str | None = None
+        self.first_time_ns: int | None = None      # the trace's time of that comparison
         self.tcp_info_agreed = 0           # tcp_info lines whose seq/ack/hdlen/pdlen are the frames'
         self.tcp_info_first: str | None = None    # the first that are not
 
@@ -98,6 +100,7 @@ class TraceOracle:
         if (call.psize, call.ssize) != (psize, ssize):
             self.first_disagreement = (f"comparison #{self.next} (trace line {call.line}): the trace compared "
                                        f"{call.psize}/{call.ssize} B, the replay {psize}/{ssize} B")
+            self.first_time_ns = call.time_ns
             return None
         self.agreed += 1
         return call
@@ -134,4 +137,5 @@ class TraceOracle:
         return {"trace": len(self.calls), "replay": self.next, "agree": self.agreed,
                 "tcp_info": infos, "tcp_info_agree": self.tcp_info_agreed, "tcp_info_first": self.tcp_info_first,
                 "outcome_disagreements": self.outcome_disagreements, "undefined_resolved": self.resolved,
-                "undefined_unresolved": self.unresolved, "first": self.first_disagreement}
+                "undefined_unresolved": self.unresolved, "first": self.first_disagreement,
+                "first_time_ns": self.first_time_ns}
