@@ -459,16 +459,21 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
         its end.  Nothing is copied aside, so memory does not grow with a run of checkpoints."""
         nonlocal rs_on
         resync.holding = False
+        rs_on = resync.active               # this flush may have set rules (the loop's copy is older)
         while not resync.holding:
-            # the next frame in arrival order, if it was captured before t: _stretch feeds
-            # nothing when no side is fast, it only finds the frame (or a batch to refill)
-            code, k, _tc = _stretch(engine, p, s, have[0], have[1], t, _int64(limit), False, False, None)
+            # the frames captured before t, in arrival order, fed at t: the plain ones by
+            # _stretch itself (as in the main loop), the others by feed_next
+            code, k, _tc = _stretch(engine, p, s, have[0], have[1], t, _int64(limit), p.simple,
+                                    s.simple and not rs_on,
+                                    (resync.marks, resync.owed) if rs_on and s.simple else None, t)
             if code == _REFILL:
                 if not refill():
                     return
             elif code == _SLOW:
-                rs_on = resync.active       # this flush may have set rules (the loop's copy is older)
                 feed_next(k, s if k else p, t, True)
+            elif code == _EVENTS:
+                events(engine._out, t)      # (a request may start the next checkpoint: holding)
+                rs_on = resync.active
             else:
                 return              # captured at or after t (_WAKE), or past a failed capture's end
 
@@ -739,11 +744,11 @@ _STOP = 4       # the next frame is after ``limit`` (a capture failed): the repl
                sst=cython.longlong[::1], pcp=cython.longlong[::1], scp=cython.longlong[::1],
                pi=cython.Py_ssize_t, pn=cython.Py_ssize_t, si=cython.Py_ssize_t, sn=cython.Py_ssize_t,
                pi0=cython.Py_ssize_t, si0=cython.Py_ssize_t, t=cython.longlong, wake=cython.longlong,
-               limit=cython.longlong, pfirst=cython.longlong, sfirst=cython.longlong, k=cython.int,
+               limit=cython.longlong, pfirst=cython.longlong, sfirst=cython.longlong, k=cython.int, at=cython.longlong,
                i=cython.Py_ssize_t, php=cython.bint, shs=cython.bint, pfast=cython.bint, sfast=cython.bint,
                pbuf=bytes, sbuf=bytes, code=cython.int)
 def _stretch(engine, p: _Side, s: _Side, php: bool, shs: bool, wake: int, limit: int, pfast: bool,
-             sfast: bool, rules=None):
+             sfast: bool, rules=None, at: int = -1):
     """Feed frames of the two loaded batches in arrival order (the primary first at equal
     times) for as long as nothing but a plain feed is needed: returns ``(code, side, time)``
     for the frame it stopped before (``_WAKE``, ``_SLOW``, ``_STOP``) or after (``_EVENTS``),
@@ -752,7 +757,8 @@ def _stretch(engine, p: _Side, s: _Side, php: bool, shs: bool, wake: int, limit:
     ``rules``: with ``--after-checkpoint resync`` while a rule is pending (``sfast`` is then
     False), the rules' connection keys ``(marks, owed)``: a secondary on a connection with none
     is fed at once (``Resync.check_secondary`` would say "feed" without a side effect), only the
-    others take the slow path.
+    others take the slow path.  ``at`` (``release_held``): the frames are fed at that time, not
+    at their capture times (the VMs resumed then), and counted as held.
 
     The per-frame work of the replay: no Python object is made here for a frame (in the
     compiled core) but its number and time when the engine keeps or names it.  It calls the
@@ -805,7 +811,7 @@ def _stretch(engine, p: _Side, s: _Side, php: bool, shs: bool, wake: int, limit:
             pi += 1
             if engine._out:
                 engine._out = []
-            engine._feed_at(0, pbuf, pst[i], pcp[i], t, pfirst + i)
+            engine._feed_at(0, pbuf, pst[i], pcp[i], t if at < 0 else at, pfirst + i)
         else:
             if not sfast and (rules is None or not _ruleless(sbuf, sst[si], scp[si], rules)):
                 code = _SLOW
@@ -814,7 +820,7 @@ def _stretch(engine, p: _Side, s: _Side, php: bool, shs: bool, wake: int, limit:
             si += 1
             if engine._out:
                 engine._out = []
-            engine._feed_at(1, sbuf, sst[i], scp[i], t, sfirst + i)
+            engine._feed_at(1, sbuf, sst[i], scp[i], t if at < 0 else at, sfirst + i)
         if engine._out:
             code = _EVENTS
             break
@@ -822,6 +828,9 @@ def _stretch(engine, p: _Side, s: _Side, php: bool, shs: bool, wake: int, limit:
     s.i = si
     p.stats.fed += pi - pi0
     s.stats.fed += si - si0
+    if at >= 0:
+        p.stats.held += pi - pi0
+        s.stats.held += si - si0
     return code, k, t
 
 
@@ -844,8 +853,10 @@ def _int64(t: int) -> int:
     return max(min(t, _I64_MAX), -_I64_MAX - 1)
 
 
+@cython.cfunc
+@cython.inline
 @cython.locals(off=cython.Py_ssize_t, size=cython.Py_ssize_t, proto=cython.int)
-def _ruleless(buf: bytes, off: int, size: int, rules) -> bool:
+def _ruleless(buf: bytes, off: int, size: int, rules) -> cython.bint:
     """The secondary frame ``buf[off:off + size]`` is a TCP or UDP segment of the engine's fast
     path (Ethernet, IPv4 with a 20-byte header, 48 bytes or more: its connection key is bytes
     26..38, plus the protocol byte for UDP) on a connection without a resync rule (``rules`` =
