@@ -1,7 +1,7 @@
 """Live mode against QEMU 7.2's colo-compare, same driver, same run.
 
     python bench/bench_live.py [--pairs 200000] [--size 100,1000] [--rate 10000] [--latency-pairs 20000]
-                               [--repeat 3] [--latency-repeat 3]
+                               [--repeat 3] [--latency-repeat 3] [--proto tcp] [--loops uvloop,asyncio]
 
 For each program (real QEMU 7.2 colo-compare, then ``colo-replay live``), the driver of the
 differential tests (``tests/support``: unix sockets in a temp folder, the program connects to
@@ -29,6 +29,7 @@ p50s and p99s).
 from __future__ import annotations
 
 import argparse
+from functools import partial
 import os
 import statistics
 import struct
@@ -190,10 +191,16 @@ def main():
                     help="UDP datagrams, or TCP segments in order on each flow")
     ap.add_argument("--latency-repeat", type=int, default=3, help="latency runs per program and size (median)")
     ap.add_argument("--only", choices=("throughput", "latency"), help="measure only this")
+    ap.add_argument("--loops", default="auto",
+                    help="live's --event-loop values to measure, comma-separated (e.g. uvloop,asyncio: both "
+                         "in the same rounds)")
     a = ap.parse_args()
     global PROTO
     PROTO = a.proto
-    progs = [("QEMU 7.2.22 colo-compare", QemuOracle), ("colo-replay live", LiveHarness)]
+    progs = [("QEMU 7.2.22 colo-compare", QemuOracle)]
+    for loop in a.loops.split(","):
+        name = "colo-replay live" + ("" if loop == "auto" else f" ({loop})")
+        progs.append((name, partial(LiveHarness, extra_args=("--event-loop", loop))))
     print(f"# {time.strftime('%Y-%m-%d')}  proto={PROTO} pairs={a.pairs} flows={FLOWS} batch={BATCH} rate={a.rate:g}/s "
           f"latency_pairs={a.latency_pairs}")
     # Rounds alternate between the programs (QEMU, live, QEMU, live, ...): this machine's speed

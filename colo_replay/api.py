@@ -26,7 +26,7 @@ import dataclasses
 import os
 
 from .analysis.sweep_result import Sweep, run_sweep
-from .live.session import LiveRun, LiveStartError, finish_session, prepare, run_session
+from .live.session import LiveRun, LiveStartError, event_loop_factory, finish_session, prepare, run_session
 from .offline.outcome import Timeline, check_output, is_stdout, parquet_stream, run_streamed
 from .offline.pair import is_path, open_pair, open_side
 from .offline.replay_warnings import replay_warnings
@@ -389,7 +389,7 @@ def _live_session(primary_in, secondary_in, outdev, notify_dev, settings, option
 
 def live(primary_in: str, secondary_in: str, outdev: str, notify_dev: str | None = None, *,
          settings: Settings | None = None, record_dir=None, duration_ns: int | None = None,
-         allow_empty: bool = False, **options) -> LiveRun:
+         allow_empty: bool = False, event_loop: str = "auto", **options) -> LiveRun:
     """Run colo-compare live on real sockets until SIGINT/SIGTERM or ``duration_ns``.
 
     Endpoints are QEMU chardev specs (``socket,path=/run/x.sock``,
@@ -402,26 +402,30 @@ def live(primary_in: str, secondary_in: str, outdev: str, notify_dev: str | None
     ``log_level`` (stderr logs), ``max_send_buffer``.  ``record_dir``: a pcapng recording,
     replayable.  The run's exit status (``run.exit_status``) follows the one contract; a run in
     which primary_in or secondary_in never sent a frame compared nothing
-    (``summary["nothing_compared"]``): 2 unless ``allow_empty``.
+    (``summary["nothing_compared"]``): 2 unless ``allow_empty``.  ``event_loop``: ``"auto"``
+    (uvloop where it is installed, else asyncio's own), ``"uvloop"`` or ``"asyncio"``
+    (``live.session.event_loop_factory``); ``summary["event_loop"]`` says which ran.
 
     ValueError before any socket is opened for what QEMU would refuse (``EndpointError`` for a
     bad spec); ``LiveStartError`` when an endpoint or ``record_dir`` cannot be opened.
     """
     import asyncio
 
+    loop_factory, loop_name = event_loop_factory(event_loop)
     lc = _live_session(primary_in, secondary_in, outdev, notify_dev, settings,
                        dict(options, duration_ns=duration_ns))
     record_dir = _fspath_or_none(record_dir)
-    done: dict = {"allow_empty": allow_empty}
+    done: dict = {"allow_empty": allow_empty, "event_loop": loop_name}
     try:
-        return asyncio.run(run_session(lc, record_dir, duration_ns, done))
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(run_session(lc, record_dir, duration_ns, done))
     except KeyboardInterrupt:           # a SIGINT before the handlers were installed
         return finish_session(lc, record_dir, done)
 
 
 async def live_async(primary_in: str, secondary_in: str, outdev: str, notify_dev: str | None = None, *,
                      settings: Settings | None = None, record_dir=None, duration_ns: int | None = None,
-                     allow_empty: bool = False, **options) -> LiveRun:
+                     allow_empty: bool = False, event_loop: str = "auto", **options) -> LiveRun:
     """``live`` as a coroutine, for callers that already run an event loop (a notebook); the
     same keywords as ``live``."""
     lc = _live_session(primary_in, secondary_in, outdev, notify_dev, settings,

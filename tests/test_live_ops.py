@@ -28,9 +28,11 @@ def json_records(text: str, event: str) -> list[dict]:
     return out
 
 
-def test_stats_json_logs_timeline_and_sigint_summary(tmp_path):
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_stats_json_logs_timeline_and_sigint_summary(tmp_path, loop):
+    """The same run on either event loop (--event-loop), which the summary names."""
     tl = tmp_path / "t.parquet"
-    with LiveHarness(extra_args=("--stats", "0.1", "--log-format", "json", "-o", str(tl))) as h:
+    with LiveHarness(extra_args=("--stats", "0.1", "--log-format", "json", "-o", str(tl), "--event-loop", loop)) as h:
         h.step(("P", F.udp(b"a")))
         h.step(("S", F.udp(b"a")))
         h.step(("P", F.udp(b"b", sport=2)))
@@ -49,6 +51,7 @@ def test_stats_json_logs_timeline_and_sigint_summary(tmp_path):
     assert stats[-1]["frames_in_primary"] >= 3 and stats[-1]["checkpoint_requests"] == 1
     summary = [r for r in recs if r["event"] == "summary"]
     assert len(summary) == 1 and summary[0]["stop_reason"] == "SIGINT" and summary[0]["exit_status"] == 1
+    assert summary[0]["event_loop"] == loop
     assert summary[0]["released"] == summary[0]["frames_in"][0]       # barrier frames included
     assert rc == 1
     df = pd.read_parquet(tl)
@@ -67,7 +70,22 @@ def test_text_stats_line_and_clean_exit_0():
     lines = [l for l in err.splitlines() if " stats " in l]
     assert lines and "in=pri:" in lines[-1] and "released=" in lines[-1] and "checkpoint_requests=0" in lines[-1]
     assert "colo-replay live summary" in err and "stopped by SIGTERM" in err
+    assert "uvloop event loop" in err           # --event-loop auto: uvloop, a dependency, is installed
     assert rc == 0, err
+
+
+def test_event_loop_choice():
+    """auto is uvloop when it is installed (it is a dependency); a name that is not a loop is a
+    ValueError (the CLI's click.Choice refuses it with exit 2 before that)."""
+    import asyncio
+
+    import uvloop
+
+    from colo_replay.live.session import event_loop_factory
+    assert event_loop_factory("auto") == (uvloop.new_event_loop, "uvloop")
+    assert event_loop_factory("asyncio") == (asyncio.new_event_loop, "asyncio")
+    with pytest.raises(ValueError, match="one of auto, uvloop, asyncio"):
+        event_loop_factory("trio")
 
 
 def test_timeline_on_stdout_keeps_stdout_data_only(tmp_path):

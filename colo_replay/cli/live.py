@@ -59,8 +59,11 @@ PROG = "colo-replay live"
               help="Bytes waiting for outdev above which the inputs are paused (back-pressure).")
 @click.option("--allow-empty", is_flag=True,
               help="A run in which primary_in or secondary_in never sent a frame is not exit status 2.")
+@click.option("--event-loop", type=click.Choice(["auto", "uvloop", "asyncio"]), default="auto", show_default=True,
+              help="The event loop: uvloop (less latency per frame), asyncio (the standard library's), or "
+                   "auto (uvloop when installed).")
 def live(primary_in, secondary_in, outdev, notify_dev, allow_remote, flush_on_request, stats_s, record_dir, output,
-         summary_json, log_format, log_level, duration_ns, max_send_buffer, allow_empty, **kw):
+         summary_json, log_format, log_level, duration_ns, max_send_buffer, allow_empty, event_loop, **kw):
     """Run colo-compare live: read primary_in and secondary_in, release on outdev.
 
     Endpoints are QEMU chardev specs; colo-replay connects to (server=off, the default) or
@@ -76,7 +79,8 @@ def live(primary_in, secondary_in, outdev, notify_dev, allow_remote, flush_on_re
         run = api.live(primary_in, secondary_in, outdev, notify_dev, settings=settings, allow_remote=allow_remote,
                        flush_on_request_ns=flush_on_request, stats_interval=stats_s, record_dir=record_dir,
                        timeline=output is not None, log_format=log_format, log_level=log_level,
-                       duration_ns=duration_ns, max_send_buffer=max_send_buffer, allow_empty=allow_empty)
+                       duration_ns=duration_ns, max_send_buffer=max_send_buffer, allow_empty=allow_empty,
+                       event_loop=event_loop)
     if run.summary["nothing_compared"] and not allow_empty:
         click.echo(f"{PROG}: error: nothing compared: {run.summary['nothing_compared']} (--allow-empty accepts it)",
                    err=True)

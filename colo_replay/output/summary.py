@@ -248,7 +248,8 @@ def _format_live(s: dict) -> str:
     """A live run's summary: the replay's rows where the two have the same numbers, then the
     counters only sockets have (bytes, outdev / notify losses, inputs disabled, reconnects)."""
     lines = [
-        f"colo-replay live summary (stopped by {s['stop_reason'] or '?'} after {s['runtime_s']} s)",
+        f"colo-replay live summary (stopped by {s['stop_reason'] or '?'} after {s['runtime_s']} s"
+        + (f", {s['event_loop']} event loop)" if s.get("event_loop") else ")"),
         _profile_row(s.get("profile") or s["qemu"], s),
         *qemu_rows(s.get("qemu")),
         f"  frames in      primary {s['frames_in'][0]}, secondary {s['frames_in'][1]} "
