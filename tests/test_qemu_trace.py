@@ -391,6 +391,11 @@ def test_a_secondary_frame_the_late_iothread_read_after_a_primary_is_replayed_in
     order = tc["read_order"]
     assert [(m["secondary_message"], m["read_after_primary"], m["later_us"]) for m in order["moved"]] == [(6, 9, 338.0)]
     assert order["agree_before"] == 8 and order["agree_after"] == 161
+    out = tmp_path / "t.parquet"          # the streamed timeline is the one replayed in QEMU's order
+    p = _cli("replay", "--chardev", d / "lo-chardevs.pcap", "--qemu-trace", traces[0], "-o", out, check_rc=1)
+    assert "161 of 161 TCP payload compares in step" in p.stderr
+    assert "1 secondary_in frame(s) read after primary_in frames captured later" in p.stderr
+    assert pd.read_parquet(out).equals(api.replay_chardev(d / "lo-chardevs.pcap", qemu_trace=traces).events)
     p = _cli("verify", str(d / "lo-chardevs.pcap"), "--qemu-trace", str(traces[0]), "--qemu-trace", str(traces[1]),
              check_rc=0)
     assert "161 of 161 in the trace agree" in p.stderr + p.stdout

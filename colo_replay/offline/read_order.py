@@ -95,10 +95,11 @@ def repair_read_order(ptimes: list[int], stimes: list[int], activity: list[int],
     return (times if moves else stimes), moves, check, trials
 
 
-def qemu_read_order(capture, opts, trace):
+def qemu_read_order(capture, opts, trace, first: dict):
     """The secondary_in reader of ``capture`` (a ``ChardevCapture``) in the order colo-compare
     read it in the run ``trace`` (a ``QemuTrace``) records, and what was moved: (reader, a dict
-    for the summary, or None when the capture order is QEMU's)."""
+    for the summary).  ``first``: the trace check of the replay in capture order, which parted
+    from the trace's comparisons (``first["first"]``)."""
     from dataclasses import replace
 
     from .chardev import ChardevSideReader
@@ -112,9 +113,6 @@ def qemu_read_order(capture, opts, trace):
         result, _ = replay_partial(primary, rd, opts, None)
         return result.trace_check or {}
 
-    first = trial(capture.secondary_in.times)
-    if first.get("first") is None:
-        return secondary, None
     times, moves, check, trials = repair_read_order(capture.primary_in.times, capture.secondary_in.times,
                                                     activity, trial, first)
     info = {"moved": [m.as_dict() for m in moves], "trials": trials,

@@ -184,6 +184,8 @@ def format_summary(s: dict) -> str:
                      f"(ip_info/tcp_info), {tc['outcome_disagreements']} decided otherwise; tcp_info seq/ack/lengths "
                      f"{tc.get('tcp_info_agree', 0)} of {tc.get('tcp_info', 0)} the same; undefined reads decided "
                      f"by QEMU's outcome {tc['undefined_resolved']}, by the zero stand-in {tc['undefined_unresolved']}"
+                     + (f"; {len(tc['read_order']['moved'])} secondary_in frame(s) read after primary_in frames "
+                        f"captured later (the iothread woke late)" if (tc.get("read_order") or {}).get("moved") else "")
                      + (f"; out of step from {tc['first']}" if tc.get("first") else "")
                      + (f"; first tcp_info differing: {tc['tcp_info_first']}" if tc.get("tcp_info_first") else ""))
     ac = s.get("after_checkpoint")
