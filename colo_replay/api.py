@@ -26,7 +26,8 @@ import dataclasses
 import os
 
 from .analysis.sweep_result import Sweep, run_sweep
-from .live.session import LiveRun, LiveStartError, event_loop_factory, finish_session, prepare, run_session
+from .live.session import (LiveRun, LiveStartError, event_loop_factory, finish_session, prepare, run_session,
+                           running_loop_name)
 from .offline.outcome import Timeline, check_output, is_stdout, parquet_stream, run_streamed
 from .offline.pair import is_path, open_pair, open_side
 from .offline.replay_warnings import replay_warnings
@@ -428,9 +429,11 @@ def live(primary_in: str, secondary_in: str, outdev: str, notify_dev: str | None
 
 async def live_async(primary_in: str, secondary_in: str, outdev: str, notify_dev: str | None = None, *,
                      settings: Settings | None = None, record_dir=None, duration_ns: int | None = None,
-                     allow_empty: bool = False, event_loop: str = "auto", **options) -> LiveRun:
+                     allow_empty: bool = False, **options) -> LiveRun:
     """``live`` as a coroutine, for callers that already run an event loop (a notebook); the
-    same keywords as ``live``."""
+    same keywords as ``live`` but ``event_loop``: the caller's loop runs it, and
+    ``summary["event_loop"]`` names that one."""
     lc = _live_session(primary_in, secondary_in, outdev, notify_dev, settings,
                        dict(options, duration_ns=duration_ns))
-    return await run_session(lc, _fspath_or_none(record_dir), duration_ns, {"allow_empty": allow_empty})
+    return await run_session(lc, _fspath_or_none(record_dir), duration_ns,
+                             {"allow_empty": allow_empty, "event_loop": running_loop_name()})

@@ -88,6 +88,20 @@ def test_event_loop_choice():
         event_loop_factory("trio")
 
 
+def test_live_async_names_the_callers_loop():
+    """api.live_async runs in the caller's loop (it takes no event_loop): its summary names it."""
+    import asyncio
+
+    from colo_replay.live.session import event_loop_factory, running_loop_name
+
+    async def name():
+        return running_loop_name()
+    for loop in ("uvloop", "asyncio"):
+        factory, _ = event_loop_factory(loop)
+        with asyncio.Runner(loop_factory=factory) as runner:
+            assert runner.run(name()) == loop
+
+
 def test_timeline_on_stdout_keeps_stdout_data_only(tmp_path):
     """``-o -``: JSON Lines on stdout, nothing else there (logs are on stderr)."""
     proc, conns = live_on_unix_listeners(tmp_path, "-o", "-", "--duration", "600ms")

@@ -139,6 +139,12 @@ def event_loop_factory(name: str = "auto"):
     return asyncio.new_event_loop, "asyncio"
 
 
+def running_loop_name() -> str:
+    """"uvloop" or "asyncio": the loop running the caller (``api.live_async`` runs in it)."""
+    import asyncio
+    return "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
+
+
 async def run_session(lc, record_dir, duration_ns, done: dict) -> LiveRun:
     """Open the endpoints (and the recording), run until stopped, and make the ``LiveRun``
     (also kept in ``done["run"]``, so that a caller interrupted before the end still gets it
