@@ -77,7 +77,9 @@ def repair_read_order(ptimes: list[int], stimes: list[int], activity: list[int],
     while check.get("first") is not None and check.get("first_time_ns") is not None and trials < MAX_TRIALS:
         better = None
         for k, t, i in _candidates(ptimes, times, activity, check["first_time_ns"]):
-            if (k, t) in tried or trials >= MAX_TRIALS:
+            if trials >= MAX_TRIALS:
+                break
+            if (k, t) in tried:
                 continue
             tried.add((k, t))
             # a frame read later holds back the secondaries after it that the same late

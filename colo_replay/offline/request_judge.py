@@ -216,8 +216,7 @@ def judge_requests(timeline_events, trace, *, coalescing: bool, delay_ms: int | 
     ptimes = [p.time_ns for p in predicted]
     used = [False] * len(predicted)
     matched: Counter = Counter()
-    missed = []
-    missed_at: dict[int, dict] = {}          # real request index -> its missed entry
+    missed_at: dict[int, dict] = {}          # real request index -> its missed entry, in time order
     for n, (c, r) in enumerate(zip(cps, real)):
         j = bisect_left(ptimes, r - tol)
         hit = None
@@ -235,7 +234,6 @@ def judge_requests(timeline_events, trace, *, coalescing: bool, delay_ms: int | 
             else:
                 why = "no notification predicted"
             missed_at[n] = {"time_ns": r, "line": c.line, "why": why}
-            missed.append(missed_at[n])
         else:
             used[hit] = True
             matched[predicted[hit].cause] += 1
@@ -259,14 +257,14 @@ def judge_requests(timeline_events, trace, *, coalescing: bool, delay_ms: int | 
             own = False                            # absorbed by the re-notification's checkpoint
         elif j in missed_at:          # (even after the capture's end: its last frames caused it)
             own = True                             # the request itself, late
-            gone = missed_at.pop(j)
-            missed[:] = [m for m in missed if m is not gone]
+            del missed_at[j]
             matched[p.cause] += 1
         else:
             continue
         used[k] = True
         late.append({"time_ns": p.time_ns, "cause": p.cause, "request_ns": real[j],
                      "late_ms": round((real[j] - p.time_ns) / MS, 3), "matched": own})
+    missed = list(missed_at.values())
     extra = [{"time_ns": p.time_ns, "cause": p.cause, "conn": p.conn, "primary_frame": p.primary_frame,
               "secondary_frame": p.secondary_frame} for p, u in zip(predicted, used) if not u]
     return RequestJudgement(tolerance_ms, delay_ms, source, coalescing, len(real), len(predicted), matched,
