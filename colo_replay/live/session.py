@@ -120,7 +120,7 @@ def event_loop_factory(name: str = "auto"):
 
     ``uvloop`` (libuv's loop, a dependency) runs each socket callback with much less Python
     around it than the standard library's selector loop: at 10k pairs/s, the added latency's
-    p50 was ~41 us against ~51 us (bench/README.md, "Latency at 10k pairs/s"), below QEMU's own.
+    p50 was 41-47 us against 62-70 us in the same rounds (bench/README.md, "The event loop").
     ``asyncio`` is the standard library's loop; ``auto`` is uvloop where it can be imported, else
     asyncio (a platform without uvloop's wheels).  ValueError for another name, or when
     uvloop is asked for by name and missing (both before any socket is opened)."""
