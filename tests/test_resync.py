@@ -210,3 +210,49 @@ def test_frames_sent_during_a_checkpoint_wait_for_its_end(tmp_path):
     assert tl.result.primary.held == tl.result.secondary.held == 1
     raw = colo_replay.replay(*_pair(tmp_path, prim, sec), after_checkpoint="raw")
     assert len(_requests(raw)) > 1 and raw.summary["checkpoints"] == 2
+
+
+def test_the_fast_rule_check_agrees_with_the_rules_dicts():
+    """The merge loop's check of a secondary while rules are pending (driver._ruleless: a C
+    hash of the frame's addresses and ports into Resync.rule_slots) says "no rule" exactly when
+    the frame's connection key is in neither marks nor owed, on both cores, including keys that
+    share a slot, and the slot counts follow rules set and dropped."""
+    from colo_replay.engine.compare import Engine
+    from colo_replay.engine.profiles import get_profile
+    from colo_replay.offline.driver import ruleless
+    from colo_replay.offline.resync import RULE_SLOTS, Resync, rule_slot
+
+    rs = Resync(Engine(get_profile("7.2")), 3000)
+    frames = [tcp(1, b"x" * 40, sport=1000 + i, src=f"10.0.{i % 7}.{i % 251}") for i in range(300)]
+    frames += [udp(b"y" * 40, sport=2000 + i, dst=f"10.1.{i % 5}.{i % 241}") for i in range(300)]
+    keys = [f[26:38] + (b"\x11" if f[23] == 17 else b"") for f in frames]
+    rules = (rs.marks, rs.owed, rs.rule_slots)
+    assert all(ruleless(f, 0, len(f), rules) for f in frames)
+    # rules on every third connection: the others still pass, ruled ones never do
+    for i, key in enumerate(keys[::3]):
+        if key.endswith(b"\x11"):
+            rs.owed[key] = object()
+        else:
+            rs.marks[key] = i
+            rs._mark_until[key] = 0
+        rs._count_rule(key, 1)
+    ruled = set(keys[::3])
+    slots_used = {rule_slot(k) for k in ruled}
+    shared = [k for k in keys if k not in ruled and rule_slot(k) in slots_used]
+    assert shared, "no unruled key shares a slot with a ruled one: the exact look-up is untested"
+    padded = b"\0" * 5
+    for f, key in zip(frames, keys):
+        # (the frame inside a larger buffer, at an offset, as in a batch)
+        assert ruleless(padded + f + padded, 5, len(f), rules) == (key not in ruled)
+    assert sum(rs.rule_slots) == len(ruled) and len(rs.rule_slots) == RULE_SLOTS
+    for key in list(rs.marks):
+        rs._drop_mark(key)
+    for key in list(rs.owed):
+        rs._drop_owed(key)
+    assert not any(rs.rule_slots)
+    assert all(ruleless(f, 0, len(f), rules) for f in frames)
+    # what the C check leaves to the slow path: not IPv4 with a 20-byte header, too short, ICMP
+    assert not ruleless(frames[0][:47], 0, 47, rules)
+    other = bytearray(frames[0])
+    other[23] = 1
+    assert not ruleless(bytes(other), 0, len(other), rules)

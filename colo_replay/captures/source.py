@@ -14,14 +14,16 @@ had, and leaves the failure in ``error`` for the reader to raise after those fra
 ``unread(tail)`` hands the last bytes read back, so the next ``read`` starts with them: a
 reader that stops at the last complete record of a chunk starts the next chunk at the record
 boundary, and every frame of a batch lies in that batch's one buffer (no joined copy for the
-record that straddled two chunks).  A plain file seeks back (the bytes are read again, from the
-page cache); a gzip stream keeps them and puts them in front of the next read.
+record that straddled two chunks).  A regular file is read with ``pread`` at a position kept
+here, which ``unread`` moves back (the bytes are read again, from the page cache: no ``lseek``
+per chunk); a pipe seeks back; a gzip stream keeps them and puts them in front of the next read.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+import stat
 import zlib
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -40,12 +42,16 @@ class ChunkSource:
         self.compressed = False
         self.error: str | None = None     # why decompression stopped, if it failed
         self._back = b""                  # bytes unread() from a gzip stream
+        self._fd = -1                     # a regular file's descriptor: read with pread at _pos
+        self._pos = 0
         try:
             head = self._raw.read(2)
             self._raw.seek(0)
             if head == GZIP_MAGIC:
                 self.compressed = True
                 self._gz = gzip.GzipFile(fileobj=self._raw, mode="rb")
+            elif stat.S_ISREG(os.fstat(self._raw.fileno()).st_mode):
+                self._fd = self._raw.fileno()
         except BaseException:
             self._raw.close()
             raise
@@ -55,6 +61,10 @@ class ChunkSource:
         than asked only at the end of the data (or where decompression failed)."""
         if n is None:
             n = self.chunk_size
+        if self._fd >= 0:
+            data = os.pread(self._fd, n, self._pos)
+            self._pos += len(data)
+            return data
         if self._gz is None:
             return self._raw.read(n)
         parts = []
@@ -90,7 +100,9 @@ class ChunkSource:
         ``read`` returns them first."""
         if not tail:
             return
-        if self._gz is None:
+        if self._fd >= 0:
+            self._pos -= len(tail)
+        elif self._gz is None:
             self._raw.seek(-len(tail), os.SEEK_CUR)
         else:
             self._back = bytes(tail) + self._back

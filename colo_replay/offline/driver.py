@@ -465,7 +465,7 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
             # _stretch itself (as in the main loop), the others by feed_next
             code, k, _tc = _stretch(engine, p, s, have[0], have[1], t, _int64(limit), p.simple,
                                     s.simple and not rs_on,
-                                    (resync.marks, resync.owed) if rs_on and s.simple else None, t)
+                                    (resync.marks, resync.owed, resync.rule_slots) if rs_on and s.simple else None, t)
             if code == _REFILL:
                 if not refill():
                     return
@@ -671,7 +671,7 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
         code, k, t = _stretch(engine, p, s, have[0], have[1], min(wake, _I64_MAX),
                               _int64(limit), p.simple and not hold,
                               s.simple and not hold and not rs_on,
-                              (resync.marks, resync.owed) if rs_on and s.simple and not hold else None)
+                              (resync.marks, resync.owed, resync.rule_slots) if rs_on and s.simple and not hold else None)
         if code == _STOP:
             break
         cur = s if k else p
@@ -848,6 +848,10 @@ def _pin_scan_ticks(engine, opts, start: int) -> None:
     engine.set_scan_ticks([t for t in ticks if t >= start])
 
 
+_SLOT_MUL = cython.declare(cython.uint, 0x9E3779B1)       # resync.rule_slot's multiplier and shift
+_SLOT_SHIFT = cython.declare(cython.int, 20)
+
+
 def _int64(t: int) -> int:
     """``t`` clamped into int64, as _stretch's C arguments need (a limit may be +-_NEVER)."""
     return max(min(t, _I64_MAX), -_I64_MAX - 1)
@@ -855,20 +859,44 @@ def _int64(t: int) -> int:
 
 @cython.cfunc
 @cython.inline
-@cython.locals(off=cython.Py_ssize_t, size=cython.Py_ssize_t, proto=cython.int)
+@cython.locals(off=cython.Py_ssize_t, size=cython.Py_ssize_t, proto=cython.int, w=cython.uint, slot=cython.uint,
+               slots=bytearray, hp=cython.p_uchar, at=cython.Py_ssize_t)
 def _ruleless(buf: bytes, off: int, size: int, rules) -> cython.bint:
     """The secondary frame ``buf[off:off + size]`` is a TCP or UDP segment of the engine's fast
     path (Ethernet, IPv4 with a 20-byte header, 48 bytes or more: its connection key is bytes
     26..38, plus the protocol byte for UDP) on a connection without a resync rule (``rules`` =
-    ``(marks, owed)``, keyed by connection key).  False for anything else: checked the slow way."""
-    if size < 48 or buf[off + 12] != 0x08 or buf[off + 13] != 0x00 or buf[off + 14] != 0x45:
-        return False
-    proto = buf[off + 23]
-    if proto == 6:
-        key = buf[off + 26:off + 38]
-    elif proto == 17:
-        key = buf[off + 26:off + 38] + b"\x11"
+    ``(marks, owed, rule_slots)``: the first two keyed by connection key, the last the count of
+    their keys per ``resync.rule_slot``).  False for anything else: checked the slow way."""
+    if cython.compiled:
+        hp = buf                # (unsigned bytes through a pointer, as Engine._feed_at reads them)
+        hp += off
+        at = 0
     else:
+        hp = buf
+        at = off
+    if size < 48 or hp[at + 12] != 0x08 or hp[at + 13] != 0x00 or hp[at + 14] != 0x45:
         return False
-    marks, owed = rules
-    return key not in marks and key not in owed
+    proto = hp[at + 23]
+    if proto != 6 and proto != 17:
+        return False
+    # resync.rule_slot of the key (32-bit unsigned): no key with a rule falls in a slot at 0, so
+    # then the frame's connection has none, the usual answer, found without the key's bytes
+    w = ((hp[at + 26] << 24 | hp[at + 27] << 16 | hp[at + 28] << 8 | hp[at + 29])
+         ^ (hp[at + 30] << 24 | hp[at + 31] << 16 | hp[at + 32] << 8 | hp[at + 33])
+         ^ (hp[at + 34] << 24 | hp[at + 35] << 16 | hp[at + 36] << 8 | hp[at + 37]))
+    slot = ((w * _SLOT_MUL) & 0xFFFFFFFF) >> _SLOT_SHIFT
+    slots = rules[2]
+    if slots[slot] == 0:
+        return True
+    key = buf[off + 26:off + 38]
+    if proto == 17:
+        key += b"\x11"
+    return key not in rules[0] and key not in rules[1]
+
+
+def ruleless(buf: bytes, off: int, size: int, rules) -> bool:
+    """``_ruleless`` callable from Python (it is a C function in the compiled core): for tests
+    that hold the C slot arithmetic to ``resync.rule_slot``."""
+    if not 0 <= off <= off + size <= len(buf):
+        raise ValueError(f"frame at {off}+{size} lies outside its {len(buf)}-byte buffer")
+    return bool(_ruleless(buf, off, size, rules))

@@ -109,6 +109,25 @@ except ImportError:                 # Cython absent: the decorators below are no
     from ..engine import _cython_shim as cython
 
 _U32 = 0xFFFFFFFF
+
+# The driver's fast stretch asks of every secondary frame, while a rule is pending, whether its
+# connection has one (driver._ruleless).  Most have none; to answer that without making the key's
+# bytes and looking it up in two dicts, each key with a rule counts in one of RULE_SLOTS slots
+# (``Resync.rule_slots``, by ``rule_slot``: a hash of the key's first 12 bytes, the addresses and
+# ports of a TCP or UDP key): a slot at 0 means no rule on the frame's connection.  A count that
+# reaches 255 stays there (the slot is then always looked up the exact way: still right, only
+# slower; with a few hundred rules in 4,096 slots it does not happen).
+RULE_SLOTS = 4096
+_SLOT_SHIFT = 20                    # the top 12 bits of the 32-bit product
+_SLOT_MUL = 0x9E3779B1
+
+
+def rule_slot(key: bytes) -> int:
+    """The slot of a connection key: the same arithmetic as the driver's C check (32-bit
+    unsigned: the product wraps; a key shorter than 12 bytes only needs to hash the same way
+    each time, as it never meets the C check)."""
+    w = int.from_bytes(key[0:4], "big") ^ int.from_bytes(key[4:8], "big") ^ int.from_bytes(key[8:12], "big")
+    return ((w * _SLOT_MUL) & _U32) >> _SLOT_SHIFT
 _S32_NEG = 0x80000000
 
 # What check_secondary tells the driver to do with a secondary frame
@@ -184,6 +203,8 @@ class Resync:
         self._lost: dict[bytes, list] = {}      # TCP key -> primaries table resets discarded since the last flush
         self._requeued: set = set()             # idents requeued once (never twice)
         self.holding = False                    # a modelled checkpoint runs: the VMs are stopped
+        # per rule_slot: how many keys of marks and owed fall there (see RULE_SLOTS)
+        self.rule_slots = bytearray(RULE_SLOTS)
 
     @property
     def active(self) -> bool:
@@ -254,6 +275,8 @@ class Resync:
             # Nothing is known of where the primary is: every dropped secondary was waiting
             # for primary data, i.e. ahead of it.
             return [Requeue(s.data, s.vnet_hdr_len, s.ident) for s in sl]
+        if key not in self.marks:
+            self._count_rule(key, 1)
         self.marks[key] = mark
         self._mark_until[key] = t + self._window_ns
         self._ends.append((t + self._window_ns, key))
@@ -294,6 +317,7 @@ class Resync:
             owed = self.owed.get(key)
             if owed is None:
                 owed = self.owed[key] = _Owed(t + self._window_ns)
+                self._count_rule(key, 1)
             owed.until_ns = t + self._window_ns
             self._ends.append((t + self._window_ns, key))
             for p in guessed:
@@ -359,14 +383,14 @@ class Resync:
                 break
         else:
             if t > owed.until_ns:
-                del self.owed[key]                 # too late to be a counterpart
+                self._drop_owed(key)                 # too late to be a counterpart
                 return _FEED
             if self._waiting_primary(key, pkt):
                 # the counterpart of a primary sent after the flush: the SVM, which sends a flow
                 # in order, has caught up with it, so no differing counterpart is still to come
                 owed.items = deque(item for item in items if item[3])
                 if not owed.items:
-                    del self.owed[key]
+                    self._drop_owed(key)
                 return _FEED
             # the differing counterpart of the oldest primary owed by time; primaries owed by
             # content only wait for their exact copy
@@ -377,7 +401,7 @@ class Resync:
             else:
                 return _FEED
         if not items:
-            del self.owed[key]
+            self._drop_owed(key)
         self.stats.superseded += 1
         return _SUPERSEDED_OWED
 
@@ -394,6 +418,19 @@ class Resync:
         del self.marks[key]
         del self._mark_until[key]
         self._pure_owed.pop(key, None)
+        self._count_rule(key, -1)
+
+    def _drop_owed(self, key: bytes) -> None:
+        del self.owed[key]
+        self._count_rule(key, -1)
+
+    def _count_rule(self, key: bytes, step: int) -> None:
+        """A key entered (+1) or left (-1) marks or owed: its slot's count (see RULE_SLOTS)."""
+        slots = self.rule_slots
+        i = rule_slot(key)
+        c = slots[i]
+        if c < 255:
+            slots[i] = c + step
 
     def sweep(self, t: int) -> None:
         """Forget the rules whose window ended before ``t`` (a connection that sent nothing more:
@@ -405,7 +442,7 @@ class Resync:
                 self._drop_mark(key)
             owed = self.owed.get(key)
             if owed is not None and owed.until_ns == until:
-                del self.owed[key]
+                self._drop_owed(key)
 
     @staticmethod
     def _trim(pkt: Packet, mark: int) -> tuple[bytes, int]:
