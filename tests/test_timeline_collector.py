@@ -90,6 +90,29 @@ def test_rows_match_the_reference_across_blocks_and_export(block_rows):
     assert len(df) == rows_at_export      # the earlier DataFrame is unchanged
 
 
+def test_the_join_gives_each_column_of_freed_blocks_back_as_it_goes():
+    """Joining the blocks into whole columns frees each block's column once copied, and says so
+    after each column (``released``: TimelineCollector gives that heap memory back to the system,
+    output/heap.py), so the join's peak is the timeline plus one column, not twice the timeline."""
+    from colo_replay.engine.eventlog import EventLog
+    from colo_replay.output.heap import give_back_free_memory
+
+    log = EventLog(block_rows=10)
+    for i in range(95):
+        log.row(i, 100, 100, -1, -1, i, -1, -1, -1, -1, -1, -1, 0)
+    calls = []
+    cols = log.columns(released=lambda: calls.append(len(calls)))
+    assert len(calls) == len(COLUMNS)
+    assert list(cols["primary_frame"]) == list(range(95))
+    log.columns(released=lambda: calls.append(-1))      # joined already: nothing is freed again
+    assert len(calls) == len(COLUMNS)
+    give_back_free_memory()                 # glibc here: malloc_trim; elsewhere nothing
+    col = TimelineCollector(block_rows=7)
+    for i in range(50):
+        col.add_row(i, 101, 101, detail=i)
+    assert list(col.to_frame()["detail"]) == list(range(50))
+
+
 def test_to_frame_columns_and_categories():
     col = TimelineCollector()
     col.add_row(5, 101, 101, detail=1)

@@ -227,9 +227,11 @@ class EventLog:
         self._close_block()
         return [_as_numpy(arrays) for arrays in self._blocks]
 
-    def columns(self) -> dict:
+    def columns(self, released=None) -> dict:
         """Every kept row as one numpy array per column.  The blocks are joined into one
-        (column by column, so the extra memory is one column's), which later calls reuse."""
+        (column by column, so the extra memory is one column's), which later calls reuse.
+        ``released``: called after each column's blocks are freed (e.g. to give that memory
+        back to the operating system: ``output.heap``)."""
         import numpy as np
 
         self._close_block()
@@ -248,6 +250,8 @@ class EventLog:
                     pos += len(part)
                     blk[c] = None          # this column of the block is copied: let it go
                 joined.append(col)
+                if released is not None:
+                    released()
             self._blocks = blocks = [joined]
         return _as_numpy(blocks[0])
 

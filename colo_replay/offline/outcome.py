@@ -58,8 +58,8 @@ class Timeline:
     @cached_property
     def events(self):
         if self.stream is not None:
-            import pandas as pd
-            df = pd.read_parquet(self.stream.path)      # the rows were not kept: the file has them
+            from ..output.timeline import read_timeline_frame
+            df = read_timeline_frame(self.stream.path)  # the rows were not kept: the file has them
         else:
             df = self.result.collector.to_frame()
         df.attrs["qemu"] = self.result.qemu       # the release replayed (as the Parquet file's metadata)
