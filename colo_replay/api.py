@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from functools import partial
 
 from .analysis.sweep_result import Sweep, run_sweep
 from .live.session import (LiveRun, LiveStartError, event_loop_factory, finish_session, prepare, run_session,
@@ -215,7 +216,7 @@ def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = 
     """
     from .analysis.explain import Selection, explain_timeline
     from .engine.profiles import CompareConfig
-    from .captures.pick import pick_frames
+    from .captures.pick import FramePicker, pick_frames
     from .engine.releases import get_profile
     from .offline.background import OtherProfileReplay
 
@@ -227,6 +228,7 @@ def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = 
                          f"explanation)")
     check_outputs({"--evidence": evidence}, {"primary capture": primary, "secondary capture": secondary,
                                              "chardev capture": chardev})
+    pickers = []                            # (a pair's: FramePicker, closed at the end)
     if chardev is not None:
         if primary is not None or secondary is not None:
             raise ValueError("give either PRIMARY SECONDARY or chardev=, not both")
@@ -244,8 +246,11 @@ def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = 
         def run(s, progress=progress):
             return replay(primary, secondary, progress, settings=s)
 
+        # (one walk of each capture, then only the batches holding the frames asked for)
+        pickers = [FramePicker(partial(open_side, (primary, secondary), settings, side)) for side in (0, 1)]
+
         def fetch(side, nums):
-            return pick_frames(open_side((primary, secondary), settings, side), nums)
+            return pickers[side](nums)
         replay_info = {"primary": str(primary), "secondary": str(secondary),
                        "filter_rewriter": settings.filter_rewriter}
     # the other profile's replay runs beside this one from the start (offline/background.py)
@@ -295,6 +300,8 @@ def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = 
         write_evidence(os.fspath(evidence), result, fetch, vnet_hdr_len=o.vnet_hdr_len,
                        offsets_ns=(o.primary_offset_ns + o.primary_delay_ns,
                                    o.secondary_offset_ns + o.secondary_delay_ns))
+    for picker in pickers:
+        picker.close()
     return result
 
 

@@ -76,6 +76,41 @@ class PcapReader(CaptureReader):
         self.interfaces.append(Interface(0, self.linktype, snaplen, None,
                                          10**9 if self.nanosecond else 10**6, 0, 0))
         self._pending = head
+        # (first frame number, byte offset of its record, frames, bytes of their records) of
+        # every batch read so far: where a later look-up by number reads (batch_at; captures.pick)
+        self.batch_offsets: list = []
+
+    @property
+    def random_access(self) -> bool:
+        """``batch_at`` works: the capture is an uncompressed regular file."""
+        return self._source.seekable
+
+    def batch_at(self, offset: int, number: int, size: int) -> Batch:
+        """The batch whose records, frame ``number`` first, are the ``size`` bytes at byte
+        ``offset`` (as ``batch_offsets`` noted them): one read, for fetching a few frames by
+        number without walking the capture from its start (``captures.pick.FramePicker``).
+        Not for the replay: no gap or warning checks are made (the first pass made them)."""
+        buf = self._source.read_at(offset, size)
+        big = self.byte_order == ">"
+        frac_ns = self._frac_ns
+        maxcap = self.max_caplen
+        n, _end, bad = _count(buf, 0, big, maxcap, 1_000_000_000 // frac_ns, Struct(self.byte_order + "II").unpack_from)
+        if not n:
+            raise self._error("no whole record where the capture's index says one begins", number, offset)
+        ts = array("q", bytes(8 * n))
+        starts = array("q", ts)
+        caps = array("q", ts)
+        origs = array("q", ts)
+        truncated, ts_min, ts_max, _odd = _fill(buf, 0, n, big, frac_ns, MAX_ORIG_LEN, ts, starts, caps, origs,
+                                               Struct(self.byte_order + "IIII").unpack_from)
+        convert, delta = self._link.convert, self._link.delta
+        if convert is None:
+            return PcapBatch(number, ts, None, origs, [0] * n, None, truncated, buf=buf, starts=starts, caps=caps,
+                             ts_min=ts_min, ts_max=ts_max)
+        frames = [convert(buf[s:s + c]) for s, c in zip(starts, caps)]
+        if delta:
+            origs = array("q", [o + delta for o in origs])
+        return Batch(number, ts, frames, origs, [0] * n, ts_min=ts_min, ts_max=ts_max)
 
     def _batches(self) -> Iterator[Batch]:
         big = self.byte_order == ">"
@@ -108,6 +143,7 @@ class PcapReader(CaptureReader):
                     self._impossible_orig_lens(odd, number, base, starts, caps, origs)
                 self.frames_read += n
                 self.truncated_frames += truncated
+                self.batch_offsets.append((number, base + pos, n, end - pos))
                 if convert is None:
                     yield PcapBatch(number, ts, None, origs, [0] * n, None, truncated, buf=buf,
                                     starts=starts, caps=caps, ts_min=ts_min, ts_max=ts_max)

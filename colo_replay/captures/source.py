@@ -95,6 +95,18 @@ class ChunkSource:
                 self.error = f"{type(exc).__name__}: {exc}"
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    @property
+    def seekable(self) -> bool:
+        """An uncompressed regular file: ``read_at`` works."""
+        return self._fd >= 0
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        """Up to ``n`` bytes at ``offset`` of a regular file (``seekable``), beside the stream:
+        the position ``read`` goes on from is not moved."""
+        if self._fd < 0:
+            raise OSError(f"{self.path}: not a regular uncompressed file: cannot read at an offset")
+        return os.pread(self._fd, n, offset)
+
     def unread(self, tail: bytes) -> None:
         """Give back ``tail``, the last bytes read so far (from one read or several): the next
         ``read`` returns them first."""
