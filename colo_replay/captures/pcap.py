@@ -76,8 +76,11 @@ class PcapReader(CaptureReader):
         self.interfaces.append(Interface(0, self.linktype, snaplen, None,
                                          10**9 if self.nanosecond else 10**6, 0, 0))
         self._pending = head
-        # (first frame number, byte offset of its record, frames, bytes of their records) of
-        # every batch read so far: where a later look-up by number reads (batch_at; captures.pick)
+        # With note_offsets: (first frame number, byte offset of its record, frames, bytes of
+        # their records) of every batch read so far, where a later look-up by number reads
+        # (batch_at; captures.pick).  Off by default: a replay's memory must not grow with the
+        # capture, however little.
+        self.note_offsets = False
         self.batch_offsets: list = []
 
     @property
@@ -143,7 +146,8 @@ class PcapReader(CaptureReader):
                     self._impossible_orig_lens(odd, number, base, starts, caps, origs)
                 self.frames_read += n
                 self.truncated_frames += truncated
-                self.batch_offsets.append((number, base + pos, n, end - pos))
+                if self.note_offsets:
+                    self.batch_offsets.append((number, base + pos, n, end - pos))
                 if convert is None:
                     yield PcapBatch(number, ts, None, origs, [0] * n, None, truncated, buf=buf,
                                     starts=starts, caps=caps, ts_min=ts_min, ts_max=ts_max)

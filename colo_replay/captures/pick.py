@@ -99,8 +99,11 @@ class FramePicker:
         from .pcap import PcapReader
 
         reader = self._open()
+        indexed = type(reader) is PcapReader and reader.random_access
+        if indexed:
+            reader.note_offsets = True
         out = pick_frames(reader, wanted)
-        if type(reader) is PcapReader and reader.random_access:
+        if indexed:
             offsets = reader.batch_offsets
             if offsets and offsets[-1][0] + offsets[-1][2] - 1 > self._covered:
                 self._firsts = [b[0] for b in offsets]
