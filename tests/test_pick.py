@@ -111,3 +111,19 @@ def test_the_picker_walks_each_time_where_it_cannot_read_at_an_offset(tmp_path):
     for nums in ([5, 700], [6, 400]):
         assert sorted(picker(nums)) == nums
     assert len(opened) == 2
+
+
+def test_the_picker_converts_frames_of_other_link_types_as_a_walk_does(tmp_path):
+    """Raw IP (link type 101): the frames come out with the Ethernet header the reader
+    synthesises, by offset as by a walk."""
+    path = tmp_path / "raw.pcap"
+    recs = [(T0 + i * 1000, udp(bytes([i % 200]) * (20 + i % 700))[14:]) for i in range(3000)]
+    write_pcap(path, recs, linktype=101)
+    opener = _Counting(path, 4096)
+    picker = FramePicker(opener)
+    assert sorted(picker([2990])) == [2990]
+    nums = [1, 2, 700, 1500, 2989, 2990]
+    got = picker(nums)
+    assert opener.reads_at > 0 and opener.opened == 2
+    walked = pick_frames(open_capture(path), nums)
+    assert got == walked and all(len(p.data) == len(recs[n - 1][1]) + 14 for n, p in got.items())

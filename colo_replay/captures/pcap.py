@@ -95,25 +95,36 @@ class PcapReader(CaptureReader):
         Not for the replay: no gap or warning checks are made (the first pass made them)."""
         buf = self._source.read_at(offset, size)
         big = self.byte_order == ">"
-        frac_ns = self._frac_ns
-        maxcap = self.max_caplen
-        n, _end, bad = _count(buf, 0, big, maxcap, 1_000_000_000 // frac_ns, Struct(self.byte_order + "II").unpack_from)
+        n, _end, _bad = _count(buf, 0, big, self.max_caplen, 1_000_000_000 // self._frac_ns,
+                               Struct(self.byte_order + "II").unpack_from)
         if not n:
             raise self._error("no whole record where the capture's index says one begins", number, offset)
+        cols = self._columns(buf, 0, n, big, Struct(self.byte_order + "IIII").unpack_from)
+        return self._batch(number, buf, *cols[:7])
+
+    def _columns(self, buf: bytes, pos: int, n: int, big: bool, unpack4) -> tuple:
+        """The ``n`` records counted at ``pos`` in ``buf`` as columns: ``(timestamps, starts, caps,
+        orig_lens, truncated frames, ts_min, ts_max, index of the first impossible original
+        length or -1)``."""
         ts = array("q", bytes(8 * n))
         starts = array("q", ts)
         caps = array("q", ts)
         origs = array("q", ts)
-        truncated, ts_min, ts_max, _odd = _fill(buf, 0, n, big, frac_ns, MAX_ORIG_LEN, ts, starts, caps, origs,
-                                               Struct(self.byte_order + "IIII").unpack_from)
+        truncated, ts_min, ts_max, odd = _fill(buf, pos, n, big, self._frac_ns, MAX_ORIG_LEN, ts, starts, caps,
+                                               origs, unpack4)
+        return ts, starts, caps, origs, truncated, ts_min, ts_max, odd
+
+    def _batch(self, number: int, buf: bytes, ts, starts, caps, origs, truncated: int, ts_min, ts_max) -> Batch:
+        """A batch of those columns, its first frame ``number``: the chunk and its columns, or
+        for a link type made Ethernet (``linktypes``) the converted frames."""
         convert, delta = self._link.convert, self._link.delta
         if convert is None:
-            return PcapBatch(number, ts, None, origs, [0] * n, None, truncated, buf=buf, starts=starts, caps=caps,
-                             ts_min=ts_min, ts_max=ts_max)
+            return PcapBatch(number, ts, None, origs, [0] * len(ts), None, truncated, buf=buf, starts=starts,
+                             caps=caps, ts_min=ts_min, ts_max=ts_max)
         frames = [convert(buf[s:s + c]) for s, c in zip(starts, caps)]
         if delta:
             origs = array("q", [o + delta for o in origs])
-        return Batch(number, ts, frames, origs, [0] * n, ts_min=ts_min, ts_max=ts_max)
+        return Batch(number, ts, frames, origs, [0] * len(ts), ts_min=ts_min, ts_max=ts_max)
 
     def _batches(self) -> Iterator[Batch]:
         big = self.byte_order == ">"
@@ -123,7 +134,7 @@ class PcapReader(CaptureReader):
         # snaplen 0 is written by some tools for "unlimited".  A record above the snaplen (but not
         # above max_caplen) is read in full after one warning (_over_snaplen), as Wireshark does.
         maxcap = min(snaplen, self.max_caplen) if snaplen else self.max_caplen
-        convert, delta = self._link.convert, self._link.delta
+        convert = self._link.convert
         unpack2 = Struct(self.byte_order + "II").unpack_from      # the interpreted loops' readers
         unpack4 = Struct(self.byte_order + "IIII").unpack_from
         source = self._source
@@ -136,27 +147,16 @@ class PcapReader(CaptureReader):
         while True:
             n, end, bad = _count(buf, pos, big, maxcap, frac_lim, unpack2)
             if n:
-                ts = array("q", bytes(8 * n))
-                starts = array("q", ts)
-                caps = array("q", ts)
-                origs = array("q", ts)
-                truncated, ts_min, ts_max, odd = _fill(buf, pos, n, big, frac_ns, MAX_ORIG_LEN, ts, starts,
-                                                       caps, origs, unpack4)
+                ts, starts, caps, origs, truncated, ts_min, ts_max, odd = self._columns(buf, pos, n, big, unpack4)
                 if odd >= 0:
                     self._impossible_orig_lens(odd, number, base, starts, caps, origs)
                 self.frames_read += n
                 self.truncated_frames += truncated
                 if self.note_offsets:
                     self.batch_offsets.append((number, base + pos, n, end - pos))
-                if convert is None:
-                    yield PcapBatch(number, ts, None, origs, [0] * n, None, truncated, buf=buf,
-                                    starts=starts, caps=caps, ts_min=ts_min, ts_max=ts_max)
-                else:
-                    frames = [convert(buf[s:s + c]) for s, c in zip(starts, caps)]
-                    if delta:
-                        origs = array("q", [o + delta for o in origs])
+                if convert is not None:
                     self.synthesised_ethernet = True
-                    yield Batch(number, ts, frames, origs, [0] * n, ts_min=ts_min, ts_max=ts_max)
+                yield self._batch(number, buf, ts, starts, caps, origs, truncated, ts_min, ts_max)
                 number += n
             if bad:
                 at = base + end
