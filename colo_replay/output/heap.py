@@ -23,10 +23,10 @@ def give_back_free_memory() -> None:
         _trim = False
         try:
             import ctypes
-            import ctypes.util
 
-            name = ctypes.util.find_library("c")
-            fn = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+            # the process's own symbols, the C library's among them (no find_library: on Linux
+            # that runs ldconfig or a compiler in a subprocess)
+            fn = getattr(ctypes.CDLL(None), "malloc_trim", None)
             if fn is not None:
                 fn.argtypes = [ctypes.c_size_t]
                 fn.restype = ctypes.c_int
