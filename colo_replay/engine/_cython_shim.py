@@ -46,7 +46,7 @@ class _TypeName:
 
 
 # Type names used in ``cython.locals`` and ``cython.declare`` (only their names matter to Cython)
-longlong = ulonglong = Py_ssize_t = bint = p_uchar = uchar = int_ = _TypeName()
+longlong = ulonglong = uint = Py_ssize_t = bint = p_uchar = uchar = int_ = _TypeName()
 
 # ``cython.int`` (C int): last, as nothing below may mean the builtin ``int`` once it is shadowed
 int = _TypeName()  # noqa: A001 - the name Cython gives it
