@@ -502,8 +502,12 @@ class Engine(TcpCompare):
                 # g_queue_insert_sorted: on the 7.0+ queues (descending, popped at the tail) a
                 # segment at or after the head's seq goes first, which is the common case; the
                 # general scan gives the same answer, only slower.
-                pkt = _fast_packet(_frame(buf, off, size), size, side, ident, time_ns, proto, seq, ack, hs, ps,
-                                   end, flags)
+                # (With the other side empty nothing is compared now, so, as for a first segment
+                # below, the frame may stay in its read buffer until settle(): a burst of one side
+                # that the other side matches before the next batch is never copied.  The sorted
+                # insertion reads sequence numbers only; _compare_tcp settles first.)
+                pkt = _queued_packet(self._lazy if self.lazy_frames and not other else None, buf, off, size,
+                                     side, ident, time_ns, proto, seq, ack, hs, ps, end, flags)
                 self.queued += 1            # (the queue holds frames: conn is occupied already)
                 # (seq_not_before(seq, head seq), inlined: this is the per-segment path)
                 if self._tcp_tail and (seq - queue[0].tcp_seq) & _U32 < _S32:
