@@ -45,14 +45,20 @@ def pick_frames(reader, numbers: Iterable[int]) -> dict[int, Picked]:
             continue
         nums = wanted[bisect_left(wanted, first):bisect_left(wanted, first + n)]
         if nums:
-            frames = batch.frames
-            vl = getattr(batch, "vnet_lens", None)
-            for num in nums:
-                i = num - first
-                out[num] = Picked(batch.timestamps[i], bytes(frames[i]), None if vl is None else vl[i])
+            _take(batch, nums, out)
         if first + n > last:
             break
     return out
+
+
+def _take(batch, nums: list, out: dict) -> None:
+    """Frames ``nums`` (all in ``batch``) into ``out``, as ``Picked``."""
+    first = batch.first_frame
+    frames = batch.frames
+    vl = getattr(batch, "vnet_lens", None)
+    for num in nums:
+        i = num - first
+        out[num] = Picked(batch.timestamps[i], bytes(frames[i]), None if vl is None else vl[i])
 
 
 class FramePicker:
@@ -89,9 +95,7 @@ class FramePicker:
             if len(batch) != n:         # (the file changed since: walk it again)
                 return self._walk(wanted)
             k = bisect_left(wanted, first + n, i)
-            frames = batch.frames
-            for num in wanted[i:k]:
-                out[num] = Picked(batch.timestamps[num - first], bytes(frames[num - first]), None)
+            _take(batch, wanted[i:k], out)
             i = k
         return out
 
@@ -103,12 +107,13 @@ class FramePicker:
         if indexed:
             reader.note_offsets = True
         out = pick_frames(reader, wanted)
-        if indexed:
-            offsets = reader.batch_offsets
-            if offsets and offsets[-1][0] + offsets[-1][2] - 1 > self._covered:
+        offsets = reader.batch_offsets if indexed else None
+        if offsets:
+            covered = offsets[-1][0] + offsets[-1][2] - 1       # the last batch's last frame
+            if covered > self._covered:
                 self._firsts = [b[0] for b in offsets]
                 self._spans = [b[1:] for b in offsets]
-                self._covered = offsets[-1][0] + offsets[-1][2] - 1
+                self._covered = covered
                 if self._random is None:
                     self._random = self._open()
         return out

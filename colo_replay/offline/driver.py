@@ -24,7 +24,7 @@ from typing import Callable
 from ..captures.base import DEFAULT_MAX_GAP_NS
 from ..captures.errors import CaptureError
 from .checkpoints import CheckpointModel, seconds_text
-from .resync import SUPERSEDE, TRIM, Resync
+from .resync import SLOT_MUL, SLOT_SHIFT, SUPERSEDE, TRIM, Resync
 from ..engine.compare import Engine
 from ..engine.constants import MS, NEVER as _NEVER
 from ..engine.events import Cause, EventKind
@@ -848,8 +848,8 @@ def _pin_scan_ticks(engine, opts, start: int) -> None:
     engine.set_scan_ticks([t for t in ticks if t >= start])
 
 
-_SLOT_MUL = cython.declare(cython.uint, 0x9E3779B1)       # resync.rule_slot's multiplier and shift
-_SLOT_SHIFT = cython.declare(cython.int, 20)
+_SLOT_MUL = cython.declare(cython.uint, SLOT_MUL)       # resync.rule_slot's multiplier and shift, as C values
+_SLOT_SHIFT = cython.declare(cython.int, SLOT_SHIFT)
 
 
 def _int64(t: int) -> int:

@@ -109,6 +109,7 @@ except ImportError:                 # Cython absent: the decorators below are no
     from ..engine import _cython_shim as cython
 
 _U32 = 0xFFFFFFFF
+_S32_NEG = 0x80000000
 
 # The driver's fast stretch asks of every secondary frame, while a rule is pending, whether its
 # connection has one (driver._ruleless).  Most have none; to answer that without making the key's
@@ -118,8 +119,8 @@ _U32 = 0xFFFFFFFF
 # reaches 255 stays there (the slot is then always looked up the exact way: still right, only
 # slower; with a few hundred rules in 4,096 slots it does not happen).
 RULE_SLOTS = 4096
-_SLOT_SHIFT = 20                    # the top 12 bits of the 32-bit product
-_SLOT_MUL = 0x9E3779B1
+SLOT_SHIFT = 32 - (RULE_SLOTS.bit_length() - 1)    # the product's top bits: one of RULE_SLOTS
+SLOT_MUL = 0x9E3779B1
 
 
 def rule_slot(key: bytes) -> int:
@@ -127,8 +128,8 @@ def rule_slot(key: bytes) -> int:
     unsigned: the product wraps; a key shorter than 12 bytes only needs to hash the same way
     each time, as it never meets the C check)."""
     w = int.from_bytes(key[0:4], "big") ^ int.from_bytes(key[4:8], "big") ^ int.from_bytes(key[8:12], "big")
-    return ((w * _SLOT_MUL) & _U32) >> _SLOT_SHIFT
-_S32_NEG = 0x80000000
+    return ((w * SLOT_MUL) & _U32) >> SLOT_SHIFT
+
 
 # What check_secondary tells the driver to do with a secondary frame
 FEED = 0            # give it to the engine as it is

@@ -204,7 +204,7 @@ def read_timeline_frame(path):
     gives), in about the memory of the DataFrame alone: each Arrow column is released as soon as
     it is converted (``self_destruct``; ``split_blocks``: no consolidating copy of the int64
     columns).  ``read_parquet`` holds the whole Arrow table and the DataFrame at once: twice the
-    timeline (1.5 GB peak RSS for explain on the 4M-frame free-running pair)."""
+    timeline (and it took 0.77 s against 0.24 s for the free 1M pair's 2M rows)."""
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
