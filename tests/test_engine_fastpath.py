@@ -294,3 +294,45 @@ def test_lazy_frames_same_decisions(profile, seed, rows):
         assert len(lazy.rows) == len(eager.rows) > 500
         for name, col in lazy.rows.columns().items():
             assert list(col) == list(eager.rows.columns()[name]), name
+
+
+def test_settle_queues_settles_one_connection_or_all():
+    """Engine.settle_queues (what _compare_tcp / _compare_packet run first): the frames queued
+    lazily on that connection get their bytes, the other connections' stay in their read buffer;
+    past SETTLE_ONE_MAX frames on the connection every lazy frame is settled, so a call never
+    walks a long queue for nothing."""
+    from colo_replay.engine.scan import SETTLE_ONE_MAX
+    from tests.support import frames as F
+
+    eng = Engine("7.2", start_ns=0)
+    eng.lazy_frames = True
+    a = [F.tcp(1000 + 10 * i, bytes([i]) * 10, sport=80) for i in range(3)]
+    b = [F.tcp(5000 + 10 * i, bytes([i]) * 10, sport=81) for i in range(2)]
+    buf = b"".join(a + b)
+    off = 0
+    for i, fr in enumerate(a + b):
+        assert eng.feed_at(PRIMARY, buf, off, len(fr), 1000 + i, ident=i + 1) == []
+        off += len(fr)
+    ca, cb = eng.conn_list
+    assert all(p.data is None and p.chunk is buf for q in (ca.primary, cb.primary) for p in q)
+    eng.settle_queues(ca)
+    assert sorted(p.data for p in ca.primary) == sorted(a)
+    assert all(p.chunk is None for p in ca.primary)
+    assert all(p.data is None and p.chunk is buf for p in cb.primary)      # not this one's
+    assert len(eng._lazy) == 5                  # settle() still passes them all (a's are done)
+    eng.settle()
+    assert sorted(p.data for p in cb.primary) == sorted(b) and not eng._lazy
+
+    # a connection holding more than SETTLE_ONE_MAX frames: everything is settled at once
+    long = [F.tcp(9000 + 10 * i, b"x" * 10, sport=82) for i in range(SETTLE_ONE_MAX + 1)]
+    other = F.tcp(7000, b"y" * 10, sport=83)
+    buf = b"".join(long) + other
+    off = 0
+    for i, fr in enumerate(long + [other]):
+        eng.feed_at(PRIMARY, buf, off, len(fr), 2000 + i, ident=100 + i)
+        off += len(fr)
+    cl, co = eng.conn_list[2:]
+    eng.settle_queues(cl)
+    assert not eng._lazy
+    assert [p.data for p in co.primary] == [other] and co.primary[0].chunk is None
+    assert sorted(p.data for p in cl.primary) == sorted(long)

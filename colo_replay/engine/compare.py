@@ -510,7 +510,8 @@ class Engine(TcpCompare):
                                      side, ident, time_ns, proto, seq, ack, hs, ps, end, flags)
                 self.queued += 1            # (the queue holds frames: conn is occupied already)
                 # (seq_not_before(seq, head seq), inlined: this is the per-segment path)
-                if self._tcp_tail and (seq - queue[0].tcp_seq) & _U32 < _S32:
+                o = queue[0]
+                if self._tcp_tail and (seq - o.tcp_seq) & _U32 < _S32:
                     _appendleft(queue, pkt)
                 else:
                     self._insert_sorted(queue, pkt)

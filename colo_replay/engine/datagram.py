@@ -28,7 +28,7 @@ class DatagramCompare(ScanAndFlush):
     def _compare_packet(self, conn: Connection, t: int, proto: int) -> None:
         """colo_compare_packet() with colo_packet_compare_udp/icmp/other."""
         if self._lazy:
-            self.settle()
+            self.settle_queues(conn)        # (it reads and names this connection's frames only)
         out = self._out
         pl = conn.primary
         sl = conn.secondary

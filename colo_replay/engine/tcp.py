@@ -84,7 +84,7 @@ class TcpCompare(DatagramCompare):
     def _compare_tcp(self, conn: Connection, t: int) -> None:
         """colo_compare_tcp(), gotos and all."""
         if self._lazy:
-            self.settle()
+            self.settle_queues(conn)        # (it reads and names this connection's frames only)
         out = self._out
         pl = conn.primary
         sl = conn.secondary
