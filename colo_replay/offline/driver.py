@@ -145,7 +145,7 @@ class _Side:
     """
 
     __slots__ = ("reader", "stats", "shift", "vnet", "bpf", "it", "ts", "buf", "starts", "caps", "origs",
-                 "vnets", "first", "i", "n", "simple")
+                 "vnets", "first", "i", "n", "simple", "tsv", "startsv", "capsv")
 
     def __init__(self, reader, stats: SideStats, shift: int, vnet: int, bpf):
         self.reader = reader
@@ -155,6 +155,9 @@ class _Side:
         self.bpf = bpf
         self.it = reader.batches()
         self.ts = self.starts = self.caps = self.origs = _EMPTY
+        # ts, starts and caps once more as typed views for _stretch (compiled core: made once a
+        # batch, not at each of _stretch's calls, tens of thousands on a free-running pair)
+        self.tsv = self.startsv = self.capsv = _NO_TIMES
         self.buf = b""
         self.vnets = None
         self.first = 1
@@ -163,8 +166,6 @@ class _Side:
 
     def refill(self) -> bool:
         """Load the next non-empty batch; False at the end of the capture."""
-        import numpy as np
-
         while True:
             batch = next(self.it, None)
             if batch is None:
@@ -175,6 +176,8 @@ class _Side:
                 continue
             buf = getattr(batch, "buf", None)
             if buf is None:
+                import numpy as np      # (here, not per batch: an import statement costs ~5 us)
+
                 frames = batch.frames
                 caps = np.fromiter(map(len, frames), dtype=np.int64, count=n)
                 starts = np.zeros(n, dtype=np.int64)
@@ -191,6 +194,7 @@ class _Side:
             self.ts = ts
             self.origs = origs = batch.orig_lens
             self.buf, self.starts, self.caps = buf, starts, caps
+            self.tsv, self.startsv, self.capsv = ts, starts, caps
             self.vnets = vnets = getattr(batch, "vnet_lens", None)
             if vnets is not None and len(vnets) != n:
                 raise ValueError(f"{self.stats.path}: batch of {n} frames has {len(vnets)} vnet lengths")
@@ -198,6 +202,8 @@ class _Side:
             # else one vectorised test over the batch.
             cut = getattr(batch, "truncated", None)
             if cut is None:
+                import numpy as np
+
                 cut = bool((np.asarray(caps, dtype=np.int64) < np.asarray(origs, dtype=np.int64)).any())
             self.simple = vnets is None and self.bpf is None and not cut and not self.vnet
             self.first = batch.first_frame
@@ -740,7 +746,7 @@ _STOP = 4       # the next frame is after ``limit`` (a capture failed): the repl
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-@cython.locals(engine=Engine, pts=cython.longlong[::1], sts=cython.longlong[::1], pst=cython.longlong[::1],
+@cython.locals(engine=Engine, p=_Side, s=_Side, pts=cython.longlong[::1], sts=cython.longlong[::1], pst=cython.longlong[::1],
                sst=cython.longlong[::1], pcp=cython.longlong[::1], scp=cython.longlong[::1],
                pi=cython.Py_ssize_t, pn=cython.Py_ssize_t, si=cython.Py_ssize_t, sn=cython.Py_ssize_t,
                pi0=cython.Py_ssize_t, si0=cython.Py_ssize_t, t=cython.longlong, wake=cython.longlong,
@@ -764,12 +770,12 @@ def _stretch(engine, p: _Side, s: _Side, php: bool, shs: bool, wake: int, limit:
     compiled core) but its number and time when the engine keeps or names it.  It calls the
     engine's ``_feed_at`` (``feed_at`` without its argument checks: the reader's offsets lie
     inside the batch's buffer), a C call in the compiled core."""
-    pts = p.ts if php else _NO_TIMES
-    sts = s.ts if shs else _NO_TIMES
-    pst = p.starts if php else _NO_TIMES
-    sst = s.starts if shs else _NO_TIMES
-    pcp = p.caps if php else _NO_TIMES
-    scp = s.caps if shs else _NO_TIMES
+    pts = p.tsv if php else _NO_TIMES
+    sts = s.tsv if shs else _NO_TIMES
+    pst = p.startsv if php else _NO_TIMES
+    sst = s.startsv if shs else _NO_TIMES
+    pcp = p.capsv if php else _NO_TIMES
+    scp = s.capsv if shs else _NO_TIMES
     pbuf = p.buf
     sbuf = s.buf
     pi = pi0 = p.i
@@ -884,7 +890,14 @@ def _ruleless(buf: bytes, off: int, size: int, rules) -> cython.bint:
     w = ((hp[at + 26] << 24 | hp[at + 27] << 16 | hp[at + 28] << 8 | hp[at + 29])
          ^ (hp[at + 30] << 24 | hp[at + 31] << 16 | hp[at + 32] << 8 | hp[at + 33])
          ^ (hp[at + 34] << 24 | hp[at + 35] << 16 | hp[at + 36] << 8 | hp[at + 37]))
-    slot = ((w * _SLOT_MUL) & 0xFFFFFFFF) >> _SLOT_SHIFT
+    if cython.compiled:
+        # a C uint product wraps at 32 bits by itself; a mask written as 0xFFFFFFFF would be a
+        # Python int, and Cython would then do the whole hash in Python objects (measured: 5%
+        # of a free-running pair's replay in long_bitwise / PyLong_FromLong)
+        w = w * _SLOT_MUL
+        slot = w >> _SLOT_SHIFT
+    else:
+        slot = ((w * _SLOT_MUL) & 0xFFFFFFFF) >> _SLOT_SHIFT
     slots = rules[2]
     if slots[slot] == 0:
         return True
