@@ -770,12 +770,20 @@ def _stretch(engine, p: _Side, s: _Side, php: bool, shs: bool, wake: int, limit:
     compiled core) but its number and time when the engine keeps or names it.  It calls the
     engine's ``_feed_at`` (``feed_at`` without its argument checks: the reader's offsets lie
     inside the batch's buffer), a C call in the compiled core."""
-    pts = p.tsv if php else _NO_TIMES
-    sts = s.tsv if shs else _NO_TIMES
-    pst = p.startsv if php else _NO_TIMES
-    sst = s.startsv if shs else _NO_TIMES
-    pcp = p.capsv if php else _NO_TIMES
-    scp = s.capsv if shs else _NO_TIMES
+    # (statements, not "p.tsv if php else _NO_TIMES": a conditional expression mixing a view
+    # and an array made a memoryview object of each view, at every call)
+    if php:
+        pts = p.tsv
+        pst = p.startsv
+        pcp = p.capsv
+    else:
+        pts = pst = pcp = _NO_TIMES
+    if shs:
+        sts = s.tsv
+        sst = s.startsv
+        scp = s.capsv
+    else:
+        sts = sst = scp = _NO_TIMES
     pbuf = p.buf
     sbuf = s.buf
     pi = pi0 = p.i
