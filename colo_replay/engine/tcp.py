@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .constants import S32_SIGN, U32, seq_after
+from .constants import S32_SIGN, U32
 from .events import (
     _C_ALREADY, _C_CONSUMED, _C_EQUAL, _C_ZERO, _CKPT, _RELEASE, _SDROP, _UNDEF, Cause, Event, _new_event,
 )
@@ -27,12 +27,16 @@ from .datagram import DatagramCompare
 if TYPE_CHECKING:
     from collections import deque
 
-# colo_mark_tcp_pkt outcomes
-_FREE_PRIMARY = 1
-_FREE_SECONDARY = 2
-_FREE_BOTH = 3
-_FAIL_MISCOMPARE = -1
-_FAIL_ACK_GATE = -2
+# colo_mark_tcp_pkt outcomes (C values in the compiled core: compared there with a C int)
+_FREE_PRIMARY = cython.declare(cython.int, 1)
+_FREE_SECONDARY = cython.declare(cython.int, 2)
+_FREE_BOTH = cython.declare(cython.int, 3)
+_FAIL_MISCOMPARE = cython.declare(cython.int, -1)
+_FAIL_ACK_GATE = cython.declare(cython.int, -2)
+# The sequence-number arithmetic's masks as C values (compare.py's reason: an imported name is a
+# Python int there, and each test against one would go through Python numbers)
+_U32 = cython.declare(cython.longlong, U32)
+_S32 = cython.declare(cython.longlong, S32_SIGN)
 
 
 def payloads_equal_inside(pdata: bytes, phs: int, sdata: bytes, shs: int, length: int) -> bool:
@@ -52,7 +56,7 @@ class TcpCompare(DatagramCompare):
 
     __slots__ = ()
 
-    @cython.locals(pkt=Packet, e=Packet)      # compiled core: C field reads; no-op interpreted
+    @cython.locals(pkt=Packet, e=Packet, seq=cython.longlong, i=cython.Py_ssize_t)    # compiled core: C reads
     def _insert_sorted(self, queue: deque, pkt: Packet) -> None:
         """g_queue_insert_sorted(queue, pkt, seq_sorter): before the first element e with
         seq_sorter(e, pkt) >= 0.  Seed sorter: s32(e.seq - pkt.seq) (ascending, ties LIFO);
@@ -65,12 +69,12 @@ class TcpCompare(DatagramCompare):
         i = 0
         if self._tcp_tail:
             for e in queue:
-                if (seq - e.tcp_seq) & U32 < S32_SIGN:   # seq_not_before(new, e), inlined (per element)
+                if (seq - e.tcp_seq) & _U32 < _S32:   # seq_not_before(new, e), inlined (per element)
                     break
                 i += 1
         else:
             for e in queue:
-                if (e.tcp_seq - seq) & U32 < S32_SIGN:   # seq_not_before(e, new), inlined (per element)
+                if (e.tcp_seq - seq) & _U32 < _S32:   # seq_not_before(e, new), inlined (per element)
                     break
                 i += 1
         if i == 0:
@@ -80,7 +84,7 @@ class TcpCompare(DatagramCompare):
         else:
             queue.insert(i, pkt)
 
-    @cython.locals(ppkt=Packet, spkt=Packet, conn=Connection)
+    @cython.locals(ppkt=Packet, spkt=Packet, conn=Connection, cseq=cython.longlong, mark=cython.int)
     def _compare_tcp(self, conn: Connection, t: int) -> None:
         """colo_compare_tcp(), gotos and all."""
         if self._lazy:
@@ -115,7 +119,7 @@ class TcpCompare(DatagramCompare):
             cseq = conn.compare_seq
             # "pri/sec: this packet has compared": not after(seq_end, compare_seq); seq_after()
             # inlined here and below (twice per segment on the compare loop)
-            if ppkt is not None and cseq and not 0 < (ppkt.seq_end - cseq) & U32 < S32_SIGN:
+            if ppkt is not None and cseq and not 0 < (ppkt.seq_end - cseq) & _U32 < _S32:
                 self.queued -= 1
                 out.append(_new_event(Event, (_RELEASE, _C_ALREADY, t, ppkt, None, ci, 0)))
                 ppkt = None
@@ -124,7 +128,7 @@ class TcpCompare(DatagramCompare):
                 out.append(_new_event(Event, (_SDROP, _C_ZERO, t, spkt, None, ci, 0)))
                 need_pri = ppkt is None
                 continue
-            if cseq and not 0 < (spkt.seq_end - cseq) & U32 < S32_SIGN:
+            if cseq and not 0 < (spkt.seq_end - cseq) & _U32 < _S32:
                 self.queued -= 1
                 out.append(_new_event(Event, (_SDROP, _C_ALREADY, t, spkt, None, ci, 0)))
                 need_pri = ppkt is None
@@ -182,7 +186,8 @@ class TcpCompare(DatagramCompare):
                 out.append(_new_event(Event, (_CKPT, cause, t, ppkt, spkt, ci, 0)))
                 return
 
-    @cython.locals(p=Packet, s=Packet)
+    @cython.locals(p=Packet, s=Packet, poff=cython.longlong, soff=cython.longlong, length=cython.longlong,
+                   pe=cython.longlong, se=cython.longlong)
     def _payload_equal(self, p: Packet, poff: int, s: Packet, soff: int, length: int, t: int,
                        tcp_gate: int = 1) -> bool:
         """memcmp(p.data + poff, s.data + soff, len) == 0, all three uint16_t as in
@@ -215,18 +220,20 @@ class TcpCompare(DatagramCompare):
                 return qemu
         return equal
 
-    @cython.locals(p=Packet, s=Packet)
+    @cython.locals(p=Packet, s=Packet, max_ack=cython.longlong, inv=cython.bint, acked=cython.bint)
     def _mark_tcp(self, p: Packet, s: Packet, max_ack: int, t: int) -> int:
         """colo_mark_tcp_pkt(); the seed's payload test is inverted (Q1)."""
         inv = self._inverted
         if p.tcp_seq == s.tcp_seq and p.seq_end == s.seq_end:
             if self._payload_equal(p, p.header_size, s, s.header_size, p.payload_size, t) != inv:
                 return _FREE_BOTH
-        if not seq_after(p.seq_end, s.seq_end):
+        # (seq_after inlined, with C masks: after(a, b) is 0 < (a - b) & U32 < S32_SIGN)
+        if not 0 < (p.seq_end - s.seq_end) & _U32 < _S32:
             # one part of the secondary payload still needs to be compared
+            acked = not 0 < (p.tcp_ack - max_ack) & _U32 < _S32
             if self._payload_equal(p, p.header_size + p.offset, s, s.header_size + s.offset,
-                                   p.payload_size - p.offset, t, 0 if seq_after(p.tcp_ack, max_ack) else 1) != inv:
-                if not seq_after(p.tcp_ack, max_ack):
+                                   p.payload_size - p.offset, t, 1 if acked else 0) != inv:
+                if acked:
                     s.offset = (s.offset + p.payload_size - p.offset) & 0xFFFF
                     return _FREE_PRIMARY
                 return _FAIL_ACK_GATE      # "secondary guest hasn't ack the data"
