@@ -471,7 +471,8 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
             # _stretch itself (as in the main loop), the others by feed_next
             code, k, _tc = _stretch(engine, p, s, have[0], have[1], t, _int64(limit), p.simple,
                                     s.simple and not rs_on,
-                                    (resync.marks, resync.owed, resync.rule_slots) if rs_on and s.simple else None, t)
+                                    (resync.marks, resync.owed, resync.rule_slots) if rs_on and s.simple else None, t,
+                                    rec)
             if code == _REFILL:
                 if not refill():
                     return
@@ -677,7 +678,8 @@ def _loop(engine: Engine, model: CheckpointModel, sides, have, rec: TimelineColl
         code, k, t = _stretch(engine, p, s, have[0], have[1], min(wake, _I64_MAX),
                               _int64(limit), p.simple and not hold,
                               s.simple and not hold and not rs_on,
-                              (resync.marks, resync.owed, resync.rule_slots) if rs_on and s.simple and not hold else None)
+                              (resync.marks, resync.owed, resync.rule_slots) if rs_on and s.simple and not hold else None,
+                              -1, rec)
         if code == _STOP:
             break
         cur = s if k else p
@@ -754,7 +756,7 @@ _STOP = 4       # the next frame is after ``limit`` (a capture failed): the repl
                i=cython.Py_ssize_t, php=cython.bint, shs=cython.bint, pfast=cython.bint, sfast=cython.bint,
                pbuf=bytes, sbuf=bytes, code=cython.int)
 def _stretch(engine, p: _Side, s: _Side, php: bool, shs: bool, wake: int, limit: int, pfast: bool,
-             sfast: bool, rules=None, at: int = -1):
+             sfast: bool, rules=None, at: int = -1, rec=None):
     """Feed frames of the two loaded batches in arrival order (the primary first at equal
     times) for as long as nothing but a plain feed is needed: returns ``(code, side, time)``
     for the frame it stopped before (``_WAKE``, ``_SLOW``, ``_STOP``) or after (``_EVENTS``),
@@ -764,7 +766,12 @@ def _stretch(engine, p: _Side, s: _Side, php: bool, shs: bool, wake: int, limit:
     False), the rules' connection keys ``(marks, owed)``: a secondary on a connection with none
     is fed at once (``Resync.check_secondary`` would say "feed" without a side effect), only the
     others take the slow path.  ``at`` (``release_held``): the frames are fed at that time, not
-    at their capture times (the VMs resumed then), and counted as held.
+    at their capture times (the VMs resumed then), and counted as held.  ``rec`` (the timeline's
+    ``TimelineCollector``): events that only need writing there (no checkpoint request, no
+    primary a table reset discarded: what ``_loop``'s ``events`` would do with them is
+    ``rec.add_event``) are written here and the stretch goes on; others end it (``_EVENTS``).
+    On a free-running pair the general compares' releases and drops were ~60,000 returns a
+    million frames, each a round trip through the merge loop's Python.
 
     The per-frame work of the replay: no Python object is made here for a frame (in the
     compiled core) but its number and time when the engine keeps or names it.  It calls the
@@ -836,6 +843,10 @@ def _stretch(engine, p: _Side, s: _Side, php: bool, shs: bool, wake: int, limit:
                 engine._out = []
             engine._feed_at(1, sbuf, sst[i], scp[i], t if at < 0 else at, sfirst + i)
         if engine._out:
+            if rec is not None and _rows_only(engine._out):
+                for ev in engine._out:
+                    rec.add_event(ev)
+                continue
             code = _EVENTS
             break
     p.i = pi
@@ -849,6 +860,18 @@ def _stretch(engine, p: _Side, s: _Side, php: bool, shs: bool, wake: int, limit:
 
 
 _NO_TIMES = array("q")
+
+
+@cython.cfunc
+@cython.inline
+def _rows_only(evs: list) -> cython.bint:
+    """No event of ``evs`` needs more than its timeline row (``_loop.events``: a checkpoint
+    request goes to the checkpoint model, a discarded primary to the resync model)."""
+    for ev in evs:
+        k = ev[0]
+        if k is _CKPT or k is _LOST:
+            return False
+    return True
 
 
 def _pin_scan_ticks(engine, opts, start: int) -> None:
