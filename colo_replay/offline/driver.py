@@ -745,6 +745,10 @@ _SLOW = 2       # the next frame needs the slow path (not a plain feed)
 _EVENTS = 3     # the last frame fed gave events other than a matched pair (engine._out)
 _STOP = 4       # the next frame is after ``limit`` (a capture failed): the replay stops here
 
+# The columns of a side without a batch (empty), and the same as a typed view (_stretch)
+_NO_TIMES = array("q")
+_NO_VIEW = cython.declare(cython.longlong[::1], _NO_TIMES)
+
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
@@ -777,20 +781,14 @@ def _stretch(engine, p: _Side, s: _Side, php: bool, shs: bool, wake: int, limit:
     compiled core) but its number and time when the engine keeps or names it.  It calls the
     engine's ``_feed_at`` (``feed_at`` without its argument checks: the reader's offsets lie
     inside the batch's buffer), a C call in the compiled core."""
-    # (statements, not "p.tsv if php else _NO_TIMES": a conditional expression mixing a view
-    # and an array made a memoryview object of each view, at every call)
-    if php:
-        pts = p.tsv
-        pst = p.startsv
-        pcp = p.capsv
-    else:
-        pts = pst = pcp = _NO_TIMES
-    if shs:
-        sts = s.tsv
-        sst = s.startsv
-        scp = s.capsv
-    else:
-        sts = sst = scp = _NO_TIMES
+    # (_NO_VIEW, not the _NO_TIMES array: a conditional expression mixing a view and an array
+    # made a memoryview object of each view, at every call)
+    pts = p.tsv if php else _NO_VIEW
+    sts = s.tsv if shs else _NO_VIEW
+    pst = p.startsv if php else _NO_VIEW
+    sst = s.startsv if shs else _NO_VIEW
+    pcp = p.capsv if php else _NO_VIEW
+    scp = s.capsv if shs else _NO_VIEW
     pbuf = p.buf
     sbuf = s.buf
     pi = pi0 = p.i
@@ -859,7 +857,6 @@ def _stretch(engine, p: _Side, s: _Side, php: bool, shs: bool, wake: int, limit:
     return code, k, t
 
 
-_NO_TIMES = array("q")
 
 
 @cython.cfunc
