@@ -4,12 +4,19 @@
 # of the releases), with what a failed call leaves to the Python path.
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.ref cimport PyObject
 from libc.errno cimport errno, EAGAIN, EINTR
 from posix.uio cimport iovec, writev
 from colo_replay.engine.compare cimport Engine
 
 cdef extern from "<sys/socket.h>" nogil:
     ssize_t _c_recv "recv" (int fd, void *buf, size_t n, int flags)
+
+cdef extern from "Python.h":
+    PyObject *_new_bytes "PyBytes_FromStringAndSize" (const char *v, Py_ssize_t n) except NULL
+    char *_bytes_data "PyBytes_AS_STRING" (PyObject *o)
+    int _PyBytes_Resize(PyObject **o, Py_ssize_t n) except -1
+    void _decref "Py_DECREF" (PyObject *o)
 
 cdef class LiveClock:
     cdef public long long offset
@@ -43,6 +50,7 @@ cdef class FastInput:
     cdef public long long consumed
     cdef public long long sent
     cdef public Py_ssize_t wtotal
+    cdef public Py_ssize_t last_read
 
     cpdef sync(self)
     cpdef reload(self)
@@ -52,8 +60,10 @@ cdef class FastInput:
 
 
 cdef inline object _recv_into(int fd, bytearray buf, Py_ssize_t size):
-    """``recv(fd, size)`` into ``buf``: the bytes read (b"" at EOF), None if it would block, or
-    the errno (an int) of another error; EINTR is retried, as Python's socket.recv does."""
+    """``recv(fd, size)`` into ``buf``, then copied into a bytes object of the size read (a
+    small read: the buffer stays in the cache, the bytes come from Python's small-object
+    allocator): the bytes read (b"" at EOF), None if it would block, or the errno (an int) of
+    another error; EINTR is retried, as Python's socket.recv does."""
     cdef ssize_t n
     cdef char *p = PyByteArray_AS_STRING(buf)
     while True:
@@ -65,6 +75,27 @@ cdef inline object _recv_into(int fd, bytearray buf, Py_ssize_t size):
     if errno == EAGAIN:                 # (= EWOULDBLOCK on Linux)
         return None
     return errno
+
+
+cdef inline object _recv_bytes(int fd, Py_ssize_t size):
+    """``_recv_into`` for a large read: straight into a bytes object of ``size``, shrunk to
+    what was read (socket.recv's way: no copy of a long read)."""
+    cdef ssize_t n
+    cdef PyObject *b = _new_bytes(NULL, size)
+    while True:
+        n = _c_recv(fd, _bytes_data(b), <size_t>size, 0)
+        if n >= 0 or errno != EINTR:
+            break
+    if n < 0:
+        _decref(b)
+        if errno == EAGAIN:
+            return None
+        return errno
+    if n != size:
+        _PyBytes_Resize(&b, n)          # (on failure b is freed and the error raised)
+    out = <object>b                     # (a new reference)
+    _decref(b)
+    return out
 
 
 cdef inline Py_ssize_t _writev_entries(FastInput fi, list out):

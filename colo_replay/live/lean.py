@@ -36,6 +36,9 @@ FLUSH_FRAMES = 256      # frames of one read between two outdev writes (LiveComp
 _FLUSH = cython.declare(cython.Py_ssize_t, FLUSH_FRAMES)        # C values in the compiled core
 _MAX_LEN = cython.declare(cython.Py_ssize_t, NET_BUFSIZE)
 _IOV_HALF = cython.declare(cython.Py_ssize_t, IOV_MAX // 2)     # Channel.send's one-sendmsg limit
+# After a read of more than this, the next one goes straight into its own bytes object; after a
+# smaller one, into FastInput's buffer and then copied (no large allocation for a small read)
+_COPY_MAX = cython.declare(cython.Py_ssize_t, 8192)
 _u32 = Struct("!I").unpack_from
 SIDE_NAMES = ("primary_in", "secondary_in")
 
@@ -145,7 +148,7 @@ class FastInput:
         self.out_sock = None
         self.out_fd = -1
         self.n = self.count = self.pairs = 0
-        self.bytes_in = self.pairs_out = self.consumed = self.sent = self.wtotal = 0
+        self.bytes_in = self.pairs_out = self.consumed = self.sent = self.wtotal = self.last_read = 0
         self.reload()
 
     def sync(self) -> None:
@@ -185,7 +188,10 @@ class FastInput:
             if sock is not self.sock:
                 self.sock = sock
                 self.fd = sock.fileno()
-            chunk = _recv_into(self.fd, self.rbuf, self.read_size)  # noqa: F821 (lean.pxd)
+            if self.last_read > _COPY_MAX:
+                chunk = _recv_bytes(self.fd, self.read_size)  # noqa: F821 (lean.pxd)
+            else:
+                chunk = _recv_into(self.fd, self.rbuf, self.read_size)  # noqa: F821 (lean.pxd)
             if chunk is None:
                 return                      # EAGAIN
             if chunk.__class__ is not bytes:
@@ -202,6 +208,7 @@ class FastInput:
         if not chunk:
             self.ch._disconnect("EOF")
             return
+        self.last_read = len(chunk)
         self.input(chunk)
 
     @cython.locals(clock=LiveClock, size=cython.Py_ssize_t, pos=cython.Py_ssize_t, count=cython.Py_ssize_t,
