@@ -131,3 +131,13 @@ cdef inline Py_ssize_t _writev_entries(FastInput fi, list out):
     if errno == EAGAIN:                 # (= EWOULDBLOCK on Linux)
         return 0
     return -1
+
+
+cdef inline bytes _len_word(Py_ssize_t n):
+    """outdev's length word of a frame of ``n`` bytes (``struct.pack("!I", n)``)."""
+    cdef char w[4]
+    w[0] = <char>((n >> 24) & 0xff)
+    w[1] = <char>((n >> 16) & 0xff)
+    w[2] = <char>((n >> 8) & 0xff)
+    w[3] = <char>(n & 0xff)
+    return PyBytes_FromStringAndSize(w, 4)

@@ -289,7 +289,10 @@ class FastInput:
             if evs:
                 for ev in evs:
                     if ev.__class__ is bytes:
-                        out.append((_pack1(len(ev)), ev))
+                        if cython.compiled:
+                            out.append((_len_word(len(ev)), ev))  # noqa: F821 (lean.pxd)
+                        else:
+                            out.append((_pack1(len(ev)), ev))
                         pairs += 1
                     else:
                         self.lc._handle((ev,), t)
