@@ -18,7 +18,10 @@ Per input read (``compare_pri_chr_in`` / ``compare_sec_chr_in`` / ``compare_noti
 Without a timeline (``-o``) or a recording (``--record``) nothing needs the events of a matched
 pair, so the engine runs with ``compact_pairs`` and hands back such a pair as the released bytes
 (the lean loop of ``_input``); otherwise every event is handled and collected.  Each input's
-read size follows the frame size seen (about READ_FRAMES frames a read).
+read size follows the frame size seen (about READ_FRAMES frames a read).  With compact pairs
+and vnet_hdr_support off, each input's reader is its ``lean.FastInput`` (compiled): the steps
+above for a read of whole ordinary frames with no Python of this module in between, and this
+module's exact path (``_input``, ``_input_rest``, ``_after_step``) for anything else.
 
 The expiry scan (``check_old_packet_regular``) runs from an asyncio timer at the engine's
 ``next_scan_ns()`` on the monotonic clock, only while something is queued (idle scans find
