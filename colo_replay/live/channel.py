@@ -77,6 +77,10 @@ class Channel:
         # How much one recv() asks for; the runtime may lower it (at most READ_SIZE) so that a
         # read of small frames stays a cache-sized batch.
         self.read_size = READ_SIZE
+        # The callback of the socket's read watch, called with the socket: ``_readable``, or
+        # the runtime's own (``lean.FastInput.readable``: the same receive, then the input's
+        # fast path).
+        self.reader = self._readable
 
     # ------------------------------------------------------------------ connection set-up
     async def start(self) -> None:
@@ -164,7 +168,7 @@ class Channel:
         self.connections += 1
         # Input channels read data; output-only ones still watch for EOF/HUP.
         if not self.paused and not self.disabled:
-            self.loop.add_reader(s.fileno(), self._readable)
+            self.loop.add_reader(s.fileno(), self.reader, s)
         self.log.info("connected", channel=self.name, endpoint=self.ep.describe(), connection=self.connections)
         self.connected_once.set()
         if self.on_state is not None:
@@ -203,7 +207,7 @@ class Channel:
             self.on_drained(self)
 
     # ------------------------------------------------------------------ reading
-    def _readable(self) -> None:
+    def _readable(self, s=None) -> None:
         s = self.sock
         try:
             data = s.recv(self.read_size)
@@ -230,7 +234,7 @@ class Channel:
         if self.paused:
             self.paused = False
             if self.sock is not None and not self.disabled:
-                self.loop.add_reader(self.sock.fileno(), self._readable)
+                self.loop.add_reader(self.sock.fileno(), self.reader, self.sock)
 
     def disable_reading(self) -> None:
         """QEMU's qemu_chr_fe_set_handlers(..., NULL): never read this chardev again."""
@@ -270,18 +274,24 @@ class Channel:
                 n = -1
             if n == total:
                 self.sent_bytes += total
-                return 0
-            if n < 0:
-                self.queued_bytes += total
-                self._write_batch(list(entries))       # reports and handles the error
-                return 0
-            self.sent_bytes += n
-            self.queued_bytes += total
-            self._partial(list(entries), 0, n)
+            else:
+                self._sent_part(entries, total, n)
             return 0
         self.queued_bytes += sum(len(h) + len(d) for h, d in entries)
         self._write_batch(list(entries))
         return 0
+
+    def _sent_part(self, entries: list, total: int, n: int) -> None:
+        """The one ``sendmsg`` of ``entries`` (``total`` bytes, nothing queued before them)
+        took ``n`` bytes, not all (-1: it failed): the rest waits as the coroutine would leave it.
+        (``send``'s fast path, and ``lean.FastInput.after_step``'s.)"""
+        if n < 0:
+            self.queued_bytes += total
+            self._write_batch(list(entries))       # reports and handles the error
+            return
+        self.sent_bytes += n
+        self.queued_bytes += total
+        self._partial(list(entries), 0, n)
 
     def _partial(self, batch: list, k: int, n: int) -> None:
         """``n`` bytes of batch[k:] were written: skip the entries that went out whole; the one

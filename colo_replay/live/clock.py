@@ -13,25 +13,6 @@ share one reading, two different chunks never do, so a recording replays in the 
 
 from __future__ import annotations
 
-import time
+from .lean import LiveClock
 
-from ..engine.constants import MS
-
-
-class LiveClock:
-    def __init__(self):
-        mono = time.monotonic_ns()
-        wall = time.time_ns()
-        self.offset = ((wall - mono) // MS) * MS     # whole ms: ns // MS is shift-invariant
-        self._last = 0
-
-    def now(self) -> int:
-        t = time.monotonic_ns() + self.offset
-        if t <= self._last:
-            t = self._last + 1
-        self._last = t
-        return t
-
-    def to_loop_time(self, engine_ns: int) -> float:
-        """Engine ns -> ``loop.time()`` seconds (asyncio's loop clock is time.monotonic)."""
-        return (engine_ns - self.offset) / 1e9
+__all__ = ["LiveClock"]       # (in lean.py, the compiled core: FastInput reads it as C fields)

@@ -18,7 +18,10 @@ Per input read (``compare_pri_chr_in`` / ``compare_sec_chr_in`` / ``compare_noti
 Without a timeline (``-o``) or a recording (``--record``) nothing needs the events of a matched
 pair, so the engine runs with ``compact_pairs`` and hands back such a pair as the released bytes
 (the lean loop of ``_input``); otherwise every event is handled and collected.  Each input's
-read size follows the frame size seen (about READ_FRAMES frames a read).
+read size follows the frame size seen (about READ_FRAMES frames a read).  With compact pairs
+and vnet_hdr_support off, each input's reader is its ``lean.FastInput`` (compiled): the steps
+above for a read of whole ordinary frames with no Python of this module in between, and this
+module's exact path (``_input``, ``_input_rest``, ``_after_step``) for anything else.
 
 The expiry scan (``check_old_packet_regular``) runs from an asyncio timer at the engine's
 ``next_scan_ns()`` on the monotonic clock, only while something is queued (idle scans find
@@ -56,8 +59,7 @@ from ..engine.profiles import CompareConfig, Profile, switches
 from ..engine.releases import Release, get_profile, resolve_release
 from .channel import READ_SIZE, Channel
 from .checkpoint_sim import CheckpointSim
-from .clock import LiveClock
-from .lean import FLUSH_FRAMES, feed_chunk, feed_frames
+from .lean import FLUSH_FRAMES, MIN_READ_SIZE, READ_FRAMES, FastInput, LiveClock, feed_frames
 from ..engine.fastframes import FastDecoder
 from .stats import LiveStats
 
@@ -74,12 +76,6 @@ SIDE_NAMES = ("primary_in", "secondary_in")
 import struct as _struct
 _pack1 = _struct.Struct("!I").pack
 _pack2 = _struct.Struct("!II").pack
-
-# Reads are sized to hold about READ_FRAMES frames of the size seen so far (between these
-# bounds): a read of thousands of small frames, their slices and their Packets no longer fit
-# in the CPU cache, and costs more per frame than several smaller reads (bench/README.md).
-READ_FRAMES = 512
-MIN_READ_SIZE = 16 * 1024
 
 
 # What the real QEMU does at a QEMU_CRASH event, by its cause (the profile decides which cause)
@@ -120,10 +116,11 @@ class LiveCompare:
         self.notify_decoder = FrameDecoder(self.vnet)        # Q21: inbound notify has the vnet word
         self.idents = [0, 0]
         self.channels: dict[str, Channel] = {}
-        self._out: list = []                  # releases of the current step: (hdr, data)
+        self._out: list = []                  # releases of the current step: (hdr, data); one list
         self._ckpt_msgs = 0                   # DO_CHECKPOINT to write after this step
         self._timer = None
         self._timer_ns = None
+        self._fast = None                     # the inputs' FastInput (lean.py) when they apply
         self._sim = (CheckpointSim(flush_on_request_ns, self.profile.checkpoint_requests_coalesce)
                      if flush_on_request_ns is not None else None)
         self._sim_handle = None
@@ -179,6 +176,9 @@ class LiveCompare:
         self.start_ns = self.clock.now()
         self._t0 = time.monotonic()
         self._start_engine(self.start_ns)
+        if self._fast is not None:
+            for fast in self._fast:
+                fast.ch.reader = fast.readable      # receive and feed with no Python between
         for ch in inputs:
             ch.resume_reading()
         self.log.info("started", qemu=self.profile.name, **self.resolved.as_dict(),
@@ -193,6 +193,9 @@ class LiveCompare:
         self.engine = Engine(self.profile, self.config, start_ns=start_ns,
                              compact_pairs=self.timeline is None and self.recorder is None)
         self._feed = self.engine.feed
+        # Only releases matter and no frame has a vnet word: the inputs' compiled read path.
+        self._fast = ([FastInput(self, 0), FastInput(self, 1)]
+                      if self.engine.compact_pairs and not self.vnet else None)
 
     def close_channels(self) -> None:
         for ch in self.channels.values():
@@ -269,7 +272,14 @@ class LiveCompare:
             await asyncio.sleep(self.stats_interval)
             self.emit_stats()
 
+    def _sync(self) -> None:
+        """The counters FastInput keeps in C fields, into ``stats`` (and outdev's sent_bytes)."""
+        if self._fast is not None:
+            for fast in self._fast:
+                fast.sync()
+
     def emit_stats(self) -> None:
+        self._sync()
         el = time.monotonic() - self._t0
         self.stats.bytes_out = self.channels["outdev"].sent_bytes
         q = self.engine.queue_lengths()
@@ -283,7 +293,19 @@ class LiveCompare:
     # ------------------------------------------------------------------ inputs
     def _input(self, side: int, chunk: bytes) -> None:
         """compare_pri_chr_in (side 0) / compare_sec_chr_in (side 1): one read of that input.
-        (Called through functools.partial: no Python frame in between on the per-read path.)"""
+        (Called through functools.partial: no Python frame in between on the per-read path;
+        with FastInput the channel's reader is its ``readable``, which comes here only for a
+        read its fast path does not take.)"""
+        fast = self._fast
+        if fast is not None:
+            fast = fast[side]
+            fast.sync()                     # its counters, and the ident to go on from
+            self._input_exact(side, chunk)
+            fast.reload()
+        else:
+            self._input_exact(side, chunk)
+
+    def _input_exact(self, side: int, chunk: bytes) -> None:
         t = self.clock.now()
         st = self.stats
         st.bytes_in[side] += len(chunk)
@@ -295,54 +317,69 @@ class LiveCompare:
             # Releases leave every FLUSH_FRAMES frames of a long read (QEMU writes each release
             # at once): outdev's reader gets to work sooner, and the frames of one group are
             # still in the CPU cache when they are compared and sent.
-            pairs = count = used = 0
+            used = count = pairs = 0
             ex = dec.exact
-            if not self.vnet and ex.state == 0 and not ex._hdr and not ex.disabled:
-                # the whole frames where they lie in the read (lean.feed_chunk)
-                used, n, count, pairs = feed_chunk(self.engine, side, chunk, t, n, self._out, self._handle,
-                                                   self._flush_out)
+            fast = self._fast
+            if fast is not None and ex.state == 0 and not ex._hdr and not ex.disabled:
+                # the whole frames where they lie in the read (lean.FastInput.feed)
+                fast = fast[side]
+                used = fast.feed(chunk, t, n)
+                n, count, pairs = fast.n, fast.count, fast.pairs
                 ex.consumed += used
-            err = None
-            if used < len(chunk):
-                frames, err = dec.feed(chunk[used:] if used else chunk)
-                pairs, count, n = self._feed_lean(side, frames, t, n, pairs, count)
-            st.released += pairs
-            st.secondary_dropped += pairs
-        else:
-            frames, err = dec.feed(chunk)
-            count = len(frames)
+            self._input_rest(side, chunk, t, n, used, count, pairs)
+            return
+        frames, err = dec.feed(chunk)
+        count = len(frames)
         if count:
-            # about READ_FRAMES frames of the size seen a read
-            want = len(chunk) // count * READ_FRAMES
-            self.channels[SIDE_NAMES[side]].read_size = (
-                MIN_READ_SIZE if want < MIN_READ_SIZE else READ_SIZE if want > READ_SIZE else want)
-        if not self.engine.compact_pairs:
-            feed = self._feed
-            rec = self.recorder
-            tl = self.timeline
-            for data, vnet in frames:
-                n += 1
-                if rec is not None:
-                    rec.frame_in(side, t, data, vnet)
-                evs = feed(side, data, t, vnet, n)
-                if evs:
-                    if tl is not None:
-                        if len(evs) == 2 and evs[1][0] is _SDROP and evs[0][0] is _RELEASE:
-                            tl.add_pair(evs[0], evs[1])      # a matched pair: one call
-                        else:
-                            for ev in evs:
-                                tl.add_event(ev)
-                    self._handle(evs, t)
+            self._size_reads(side, len(chunk), count)
+        feed = self._feed
+        rec = self.recorder
+        tl = self.timeline
+        for data, vnet in frames:
+            n += 1
+            if rec is not None:
+                rec.frame_in(side, t, data, vnet)
+            evs = feed(side, data, t, vnet, n)
+            if evs:
+                if tl is not None:
+                    if len(evs) == 2 and evs[1][0] is _SDROP and evs[0][0] is _RELEASE:
+                        tl.add_pair(evs[0], evs[1])      # a matched pair: one call
+                    else:
+                        for ev in evs:
+                            tl.add_event(ev)
+                self._handle(evs, t)
         st.frames_in[side] += n - self.idents[side]
         self.idents[side] = n
         if err is not None:
             self._oversized(side, err)
         self._after_step()
 
-    def _flush_out(self) -> list:
-        """The releases so far leave (``_after_step``); the list the next ones go to."""
+    def _input_rest(self, side: int, chunk: bytes, t: int, n: int, used: int, count: int, pairs: int) -> None:
+        """``_input`` with compact pairs, once the whole frames at the head of the read went
+        through the lean loop (``used`` bytes, ``count`` frames, ``pairs`` released, last ident
+        ``n``): the rest of the read through the exact decoder, then the counters, the next
+        read's size, the error if any and the releases' write (``lean.FastInput`` comes here
+        for a read that does not end with a whole ordinary frame)."""
+        st = self.stats
+        err = None
+        if used < len(chunk):
+            frames, err = self.decoders[side].feed(chunk[used:] if used else chunk)
+            pairs, count, n = self._feed_lean(side, frames, t, n, pairs, count)
+        st.released += pairs
+        st.secondary_dropped += pairs
+        if count:
+            self._size_reads(side, len(chunk), count)
+        st.frames_in[side] += n - self.idents[side]
+        self.idents[side] = n
+        if err is not None:
+            self._oversized(side, err)
         self._after_step()
-        return self._out
+
+    def _size_reads(self, side: int, size: int, count: int) -> None:
+        """About READ_FRAMES frames of the size seen a read (``lean.FastInput.input`` inline)."""
+        want = size // count * READ_FRAMES
+        self.channels[SIDE_NAMES[side]].read_size = (
+            MIN_READ_SIZE if want < MIN_READ_SIZE else READ_SIZE if want > READ_SIZE else want)
 
     def _feed_lean(self, side: int, frames: list, t: int, n: int, pairs: int, count: int):
         """The lean loop over decoded frames (vnet words, or what ``feed_chunk`` left to the
@@ -494,19 +531,10 @@ class LiveCompare:
     def _after_step(self) -> None:
         out = self._out
         if out:
-            self._out = []
+            entries = out[:]                  # (the list stays: FastInput holds it)
+            out.clear()
             ch = self.channels["outdev"]
-            lost = ch.send(out)
-            st = self.stats
-            if lost:
-                st.outdev_lost = ch.lost_entries
-                self.log.warning("outdev_lost", "colo send primary packet failed", frames=lost,
-                                 msg_detail="outdev is not connected: QEMU 7.2 loses these frames too (-EIO)")
-            else:
-                if ch.blocked:
-                    if ch.queued_bytes > st.max_send_queue_bytes:
-                        st.max_send_queue_bytes = ch.queued_bytes
-                    self._check_backpressure(ch)
+            self._sent(ch, ch.send(entries))
         if self._ckpt_msgs:
             n = self._ckpt_msgs
             self._ckpt_msgs = 0
@@ -519,10 +547,27 @@ class LiveCompare:
         if eng.queued:
             ns = eng.next_scan_ns()
             if ns is not None and ns != self._timer_ns:
-                if self._timer is not None:
-                    self._timer.cancel()
-                self._timer_ns = ns
-                self._timer = self.loop.call_at(self.clock.to_loop_time(ns), self._scan_due)
+                self._set_timer(ns)
+
+    def _sent(self, ch: Channel, lost: int) -> None:
+        """outdev took a step's releases (``lost``: how many were lost at once)."""
+        st = self.stats
+        if lost:
+            st.outdev_lost = ch.lost_entries
+            self.log.warning("outdev_lost", "colo send primary packet failed", frames=lost,
+                             msg_detail="outdev is not connected: QEMU 7.2 loses these frames too (-EIO)")
+        else:
+            if ch.blocked:
+                if ch.queued_bytes > st.max_send_queue_bytes:
+                    st.max_send_queue_bytes = ch.queued_bytes
+                self._check_backpressure(ch)
+
+    def _set_timer(self, ns: int) -> None:
+        """The expiry scan's timer, at engine time ``ns`` (moved if it was set for another)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_ns = ns
+        self._timer = self.loop.call_at(self.clock.to_loop_time(ns), self._scan_due)
 
     def _scan_due(self) -> None:
         self._timer = None
@@ -574,6 +619,7 @@ class LiveCompare:
 
     # ------------------------------------------------------------------ results
     def summary(self) -> dict:
+        self._sync()
         if "outdev" in self.channels:
             self.stats.bytes_out = self.channels["outdev"].sent_bytes
         s = self.stats.as_dict()
