@@ -22,6 +22,8 @@ cdef class LiveClock:
     cdef public long long offset
     cdef public long long _last
 
+    cpdef long long now(self)
+
 cdef class FastInput:
     cdef public object lc
     cdef public long long side

@@ -85,7 +85,7 @@ def feed_frames(engine, side: int, frames: list, lo: int, hi: int, t: int, n: in
 
 class LiveClock:
     """The live engine clock (``clock.py`` says why it is the monotonic clock shifted by whole
-    milliseconds).  Here so that ``FastInput`` reads and advances it as C fields."""
+    milliseconds).  Here so that ``FastInput`` calls ``now`` in C (lean.pxd)."""
 
     def __init__(self):
         mono = _monotonic_ns()
@@ -218,15 +218,10 @@ class FastInput:
         lc = self.lc
         side = self.side
         if not self.clean:
-            self.sync()
-            lc._input(side, chunk)
-            self.reload()
+            lc._input(side, chunk)          # (it syncs this input's counters first, reloads after)
             return
-        clock = self.clock                  # LiveClock.now()
-        t = _monotonic_ns() + clock.offset
-        if t <= clock._last:
-            t = clock._last + 1
-        clock._last = t
+        clock = self.clock
+        t = clock.now()                     # (a C call in the compiled core: lean.pxd)
         size = len(chunk)
         n0 = self.n
         pos = self.feed(chunk, t, n0)
@@ -328,18 +323,7 @@ class FastInput:
                 sent = _writev_entries(self, out)  # noqa: F821 (lean.pxd; -2: not bytes)
                 total = self.wtotal
             if sent == -2:
-                bufs = []
-                total = 0
-                for h, d in out:
-                    bufs.append(h)
-                    bufs.append(d)
-                    total += len(h) + len(d)
-                try:
-                    sent = sock.sendmsg(bufs)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError:
-                    sent = -1
+                total, sent = ch._send_once(out)
             if sent == total:
                 self.sent += total
                 out.clear()
