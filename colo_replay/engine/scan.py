@@ -23,6 +23,18 @@ _I64_MAX = (1 << 63) - 1      # _tick_c's "never" (NEVER itself does not fit a C
 SETTLE_ONE_MAX = 16
 
 
+@cython.cfunc
+@cython.inline
+@cython.locals(p=Packet)
+def _own_bytes(p) -> None:
+    """A frame queued lazily gets its own copy of its bytes (``data``) and lets its read buffer
+    go; one that has them already, or was released or dropped on the fast path (``chunk`` None
+    there too), is left as it is."""
+    if p.chunk is not None:
+        p.data = p.chunk[p.chunk_off:p.chunk_off + p.size]
+        p.chunk = None
+
+
 def _index(conn) -> int:
     return conn.index
 
@@ -32,19 +44,15 @@ class ScanAndFlush(EngineState):
 
     __slots__ = ()
 
-    @cython.locals(p=Packet)        # compiled core: C field reads, one per frame queued lazily
     def settle(self) -> None:
         """Give every frame queued without its own copy (``lazy_frames``) its ``data``: the
         engine does this before any path but the fast one touches a queue, and the offline
         driver before a read buffer is let go (a frame then holds 1 frame, not 1 chunk)."""
         lazy = self._lazy
         for p in lazy:
-            if p.chunk is not None:         # (None: released or dropped on the fast path)
-                p.data = p.chunk[p.chunk_off:p.chunk_off + p.size]
-                p.chunk = None
+            _own_bytes(p)
         lazy.clear()
 
-    @cython.locals(p=Packet)
     def settle_queues(self, conn) -> None:
         """``settle()`` as far as a comparator of ``conn`` needs it (_compare_tcp,
         _compare_packet): they read and name the frames of that connection only, so the frames
@@ -59,13 +67,9 @@ class ScanAndFlush(EngineState):
             self.settle()
             return
         for p in pl:
-            if p.chunk is not None:
-                p.data = p.chunk[p.chunk_off:p.chunk_off + p.size]
-                p.chunk = None
+            _own_bytes(p)
         for p in sl:
-            if p.chunk is not None:
-                p.data = p.chunk[p.chunk_off:p.chunk_off + p.size]
-                p.chunk = None
+            _own_bytes(p)
 
     def _holding(self) -> list:
         """The connections that hold frames, in conn_list order (QEMU walks the whole conn_list;
