@@ -1,7 +1,7 @@
 """Micro-benchmark: the replay's two warning heuristics, per-frame (before) against vectorised.
 
 After a replay, ``offline.replay_warnings.replay_warnings`` re-reads the first ``WARNING_SAMPLE_FRAMES`` (50,000)
-frames of each capture for ``offline/rewriter.synack_table`` (TCP ISNs differ) and
+frames of each capture, at most ``WARNING_SAMPLE_BYTES`` (16 MiB) of it, for ``offline/rewriter.synack_table`` (TCP ISNs differ) and
 ``offline/align.estimate_alignment`` (clock skew), each reading both samples.  This times, in
 the same run, rounds alternating:
 
@@ -16,7 +16,7 @@ the same run, rounds alternating:
 CPU (user + system of this process, ``getrusage``) per case, median of ``--repeat`` rounds, and
 checks that before and after give the same tables and the same ``Alignment``.
 
-Run from the repository root:  python bench/bench_warnings.py [--pcap P S] [--frames N] [--repeat R]
+Run from the repository root:  python bench/bench_warnings.py [--pcap P S] [--frames N] [--bytes B] [--repeat R]
 (default pair: the 1M-frame pair of bench_replay.py in /tmp/colo_replay_bench).  Figures:
 bench/README.md, "Compiled core (issue 12)", "The replay's warnings".
 """
@@ -32,7 +32,8 @@ import sys
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-from colo_replay.offline.replay_warnings import (WARNING_SAMPLE_CHUNK, WARNING_SAMPLE_FRAMES, Head,  # noqa: E402
+from colo_replay.offline.replay_warnings import (WARNING_SAMPLE_BYTES, WARNING_SAMPLE_CHUNK,  # noqa: E402
+                                                 WARNING_SAMPLE_FRAMES, Head,
                                                  sample_heuristics)
 from colo_replay.captures import open_capture  # noqa: E402
 from colo_replay.offline import align, rewriter  # noqa: E402
@@ -51,12 +52,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pcap", nargs=2, default=PAIR, metavar=("PRIMARY", "SECONDARY"))
     ap.add_argument("--frames", type=int, default=WARNING_SAMPLE_FRAMES)
+    ap.add_argument("--bytes", type=int, default=WARNING_SAMPLE_BYTES, help="0: no bound in bytes")
     ap.add_argument("--repeat", type=int, default=7)
     args = ap.parse_args()
     p, s = args.pcap
 
     def sample(path):
-        return Head(open_capture(path), args.frames)
+        return Head(open_capture(path), args.frames, args.bytes or None)
 
     def read():
         for path in (p, s, p, s):
@@ -70,8 +72,8 @@ def main() -> None:
         "estimate_alignment, before": lambda: ref.estimate_alignment(sample(p), sample(s)),
         "estimate_alignment, after": lambda: align.estimate_alignment(sample(p), sample(s)),
         "both, one read (the replay's)": lambda: sample_heuristics(
-            Head(open_capture(p, chunk_size=WARNING_SAMPLE_CHUNK), args.frames),
-            Head(open_capture(s, chunk_size=WARNING_SAMPLE_CHUNK), args.frames), 0, True, True),
+            Head(open_capture(p, chunk_size=WARNING_SAMPLE_CHUNK), args.frames, args.bytes or None),
+            Head(open_capture(s, chunk_size=WARNING_SAMPLE_CHUNK), args.frames, args.bytes or None), 0, True, True),
     }
     got = {name: f() for name, f in cases.items()}          # warm-up, and the results
     assert got["synack_table x2, before"] == got["synack_table x2, after"]

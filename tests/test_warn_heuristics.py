@@ -332,3 +332,34 @@ def test_the_warnings_sample_is_the_first_frames_whatever_the_chunk_size():
     head = batch.head(3)
     assert list(head) == [tuple(r[:4]) + (0,) for r in rows[:3]] and head.vnet_lens == [0, 0, 0]
     assert batch.head(5) is batch
+
+
+def test_the_warnings_sample_is_bounded_in_bytes_at_a_frame(tmp_path):
+    """Head's ``max_bytes``: the sample ends before the first frame that would take its captured bytes past
+    the bound, whatever the chunk size and whichever reader (a pcap's chunk, a pcapng's list of frames); the
+    frame limit still applies when it comes first."""
+    from itertools import accumulate
+
+    from colo_replay.offline.replay_warnings import Head
+
+    whole = list(open_capture(SAMPLES[0]))
+    assert len(whole) > 40
+    upto = list(accumulate(len(r[2]) for r in whole))
+    ng = tmp_path / "p.pcapng"
+    with PcapngWriter(ng) as w:
+        for r in whole:
+            w.write(r[1], r[2])
+    for bound in (upto[0], upto[9] - 1, upto[9], upto[30] + 1):
+        n = sum(1 for u in upto if u <= bound)
+        for chunk in (64, 1000, 1 << 20):
+            got = [row for batch in Head(open_capture(SAMPLES[0], chunk_size=chunk), 10**6, bound).batches()
+                   for row in batch]
+            assert got == whole[:n], (bound, chunk)
+            got = [row for batch in Head(open_capture(SAMPLES[0], chunk_size=chunk), 5, bound).batches()
+                   for row in batch]
+            assert got == whole[:min(n, 5)], (bound, chunk)
+            got = [row[2] for batch in Head(open_capture(ng, chunk_size=chunk), 10**6, bound).batches()
+                   for row in batch]
+            assert got == [r[2] for r in whole[:n]], (bound, chunk, "pcapng")
+    # not even the first frame fits: an empty sample
+    assert list(Head(open_capture(SAMPLES[0]), 10**6, upto[0] - 1).batches()) == []

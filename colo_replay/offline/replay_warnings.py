@@ -3,38 +3,57 @@ the same file twice, a side with far fewer frames, traffic colo-compare never co
 differing TCP initial sequence numbers (raw pair captures without ``--filter-rewriter``), clocks
 that seem skewed (try ``--align auto``).
 
-The last two need a second look at the captures: a sample of each, read once for both
-heuristics (``sample_heuristics``).
+The last two need a second look at the captures: a sample of each (its first 50,000 frames or
+16 MiB), read once for both heuristics (``sample_heuristics``).
 """
 
 from __future__ import annotations
 
 import os
+from itertools import accumulate
 
 from .driver import ReplayOptions
 from .pair import is_path
 
 
-# The warnings' second look at the captures reads the first this many frames of each: a warning
-# is a hint, and SYN|ACKs and skew show early, so a big capture costs no second full read.
+# The warnings' second look at the captures reads the first this many frames of each, or this
+# many bytes, whichever comes first: a warning is a hint, and SYN|ACKs and skew show early, so a
+# big capture costs no second full read.  The bytes bound it where frames are large: 50,000
+# TSO-merged frames are up to 3 GB, and the free 1M pair's ~1.1 kB frames made the sample 110 MB,
+# 0.06 s of copying alone; 16 MiB still holds thousands of frames (~15,000 of those, 50,000 of
+# the clean bench pair's).
 WARNING_SAMPLE_FRAMES = 50_000
+WARNING_SAMPLE_BYTES = 16 << 20
 # ... in chunks of this size: the heuristics work a batch at a time in numpy, and a few large
 # batches cost less than many small ones (0.10 s against 0.13 for the 1M bench pair's samples)
 WARNING_SAMPLE_CHUNK = 4 << 20
 
 
 class Head:
-    """A capture reader cut after its first ``limit`` frames."""
+    """A capture reader cut after its first ``limit`` frames, or before the first frame that
+    would take their captured bytes past ``max_bytes`` (None: no bound), whichever comes first.
+    The cut is at a frame, not at a chunk: the sample does not depend on the chunk size."""
 
-    def __init__(self, reader, limit: int):
+    def __init__(self, reader, limit: int, max_bytes: int | None = None):
         self.reader = reader
         self.limit = limit
+        self.max_bytes = max_bytes
 
     def batches(self):
         left = self.limit
+        room = self.max_bytes
         for batch in self.reader.batches():
-            n = len(batch)              # (len(batch.frames) would cut every frame into bytes)
-            yield batch if n <= left else batch.head(left)
+            n = min(len(batch), left)       # (len(batch.frames) would cut every frame into bytes)
+            if room is not None:
+                # a pcap batch knows its frames' lengths (``caps``); another reader cut the frames
+                sizes = batch.caps if batch.buf is not None else [len(f) for f in batch.frames]
+                used = sum(sizes[:n])
+                if used > room:
+                    n = next(i for i, upto in enumerate(accumulate(sizes)) if upto > room)
+                    left = n                # (ends the sample below)
+                room -= used
+            if n:
+                yield batch.head(n)
             left -= n
             if left <= 0:
                 return
@@ -50,7 +69,7 @@ def replay_warnings(timeline, primary, secondary, opts: ReplayOptions, filter_re
     read = partial(open_capture, max_gap_ns=opts.max_gap_ns, chunk_size=WARNING_SAMPLE_CHUNK)
 
     def sample(path):
-        return Head(read(path), WARNING_SAMPLE_FRAMES)
+        return Head(read(path), WARNING_SAMPLE_FRAMES, WARNING_SAMPLE_BYTES)
 
     out = []
     res = timeline.result
