@@ -1,7 +1,7 @@
 # Cython augmenting declarations for compare.py (compiled core only): the extension types its
 # @cython.locals name, the fast path's helpers as C functions, feed_at callable from C.
 from libc.string cimport memcmp
-from colo_replay.engine.packet cimport Packet
+from colo_replay.engine.packet cimport Packet, _equal_at
 from colo_replay.engine.connection cimport Connection
 from colo_replay.engine.eventlog cimport EventLog
 from colo_replay.engine.tcp cimport TcpCompare
@@ -15,7 +15,6 @@ cdef Packet _queued_packet(list lazy, bytes buf, Py_ssize_t off, Py_ssize_t size
 cdef bytes _bytes_of(Packet pkt)
 cdef Py_ssize_t _offset_of(Packet pkt)
 cdef bytes _frame(bytes buf, Py_ssize_t off, Py_ssize_t size)
-cdef bint _equal_at(bytes abuf, Py_ssize_t ao, bytes bbuf, Py_ssize_t bo, Py_ssize_t n)
 
 cdef class Engine(TcpCompare):
     cpdef list feed_at(self, long long side, bytes buf, Py_ssize_t off, Py_ssize_t size, object time_ns,

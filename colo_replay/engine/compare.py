@@ -59,6 +59,8 @@ from .packet import (
     IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PRIMARY, SECONDARY, Packet, connection_key,
     fill_tcp_info, parse_packet_early,
 )
+if not cython.compiled:            # (compiled: a C function, cimported by compare.pxd)
+    from .packet import _equal_at
 from .profiles import (
     ACK_UMAX, GATE_SACK, OVERFLOW_CRASH, ZERO_REJECT, ZERO_SIGABRT, CompareConfig, Profile,
 )
@@ -158,17 +160,6 @@ def _frame(buf: bytes, off: int, size: int) -> bytes:
         p = buf                     # one copy out of the pointer: slicing a bytes object goes
         return p[off:off + size]    # through a slice object and the sequence protocol
     return buf[off:off + size]
-
-
-@cython.locals(a=cython.p_uchar, b=cython.p_uchar)
-def _equal_at(abuf: bytes, ao: int, bbuf: bytes, bo: int, n: int) -> bool:
-    """``abuf[ao:ao + n] == bbuf[bo:bo + n]`` for ranges inside both (the caller checks): a
-    memcmp in the compiled core, no slices."""
-    if cython.compiled:
-        a = abuf
-        b = bbuf
-        return memcmp(a + ao, b + bo, n) == 0
-    return abuf[ao:ao + n] == bbuf[bo:bo + n]
 
 
 class Engine(TcpCompare):

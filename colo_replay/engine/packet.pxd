@@ -2,6 +2,7 @@
 # Packet becomes an extension type with C fields.  Every integer field holds far less than
 # 2**63 (sizes, offsets, 32-bit TCP numbers, ns times), so long long changes no value.
 cimport cython
+from libc.string cimport memcmp
 
 @cython.freelist(512)      # a queued frame's Packet is reused memory, not a malloc
 cdef class Packet:
@@ -24,3 +25,5 @@ cdef class Packet:
     cdef public long long offset
     cdef public long long flags
     cdef public bint undefined
+
+cdef bint _equal_at(bytes abuf, Py_ssize_t ao, bytes bbuf, Py_ssize_t bo, Py_ssize_t n)

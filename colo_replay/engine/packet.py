@@ -14,6 +14,11 @@ from __future__ import annotations
 
 from struct import Struct
 
+try:
+    import cython
+except ImportError:                 # Cython absent: the decorators below are no-ops
+    from . import _cython_shim as cython
+
 from .constants import MS, U32
 from .events import Cause
 
@@ -84,6 +89,18 @@ class Packet:
     def __repr__(self) -> str:
         return (f"Packet({'PS'[self.side]}#{self.ident}, {self.size} B, proto={self.ip_proto}, "
                 f"seq={self.tcp_seq}..{self.seq_end}, off={self.offset})")
+
+
+@cython.locals(a=cython.p_uchar, b=cython.p_uchar)
+def _equal_at(abuf: bytes, ao: int, bbuf: bytes, bo: int, n: int) -> bool:
+    """``abuf[ao:ao + n] == bbuf[bo:bo + n]`` for ranges inside both (the caller checks): a
+    memcmp in the compiled core, no slices (the fast path's and the TCP comparator's payload
+    tests; QEMU's colo_compare_packet_payload is a memcmp too)."""
+    if cython.compiled:
+        a = abuf
+        b = bbuf
+        return memcmp(a + ao, b + bo, n) == 0  # noqa: F821 - memcmp is cimported by packet.pxd
+    return abuf[ao:ao + n] == bbuf[bo:bo + n]
 
 
 def padded(data: bytes, upto: int) -> bytes:

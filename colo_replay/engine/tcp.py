@@ -24,6 +24,9 @@ except ImportError:                 # Cython absent: the @cython.locals below ar
 from .connection import Connection
 from .datagram import DatagramCompare
 
+if not cython.compiled:            # (compiled: a C function, cimported by tcp.pxd)
+    from .packet import _equal_at
+
 if TYPE_CHECKING:
     from collections import deque
 
@@ -202,7 +205,8 @@ class TcpCompare(DatagramCompare):
         se = soff + length
         oracle = self._oracle if tcp_gate >= 0 else None
         if pe <= p.size and se <= s.size:
-            equal = p.data[poff:pe] == s.data[soff:se]
+            # (the frames' own bytes: settle_queues gave every queued frame of the connection its copy)
+            equal = _equal_at(p.data, poff, s.data, soff, length)
             if oracle is not None:
                 oracle.compared(p, s, equal)
             return equal
