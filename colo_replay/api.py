@@ -233,8 +233,8 @@ def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = 
         if primary is not None or secondary is not None:
             raise ValueError("give either PRIMARY SECONDARY or chardev=, not both")
 
-        def run(s, progress=progress):
-            return replay_chardev(chardev, ports, progress, flushes, settings=s)
+        def run(s, progress=progress, output=None):
+            return replay_chardev(chardev, ports, progress, flushes, settings=s, output=output)
 
         def fetch(side, nums):
             return pick_frames(tl.capture.side_readers()[side], nums)
@@ -243,8 +243,8 @@ def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = 
         if primary is None or secondary is None:
             raise ValueError("missing PRIMARY and SECONDARY captures (or chardev=)")
 
-        def run(s, progress=progress):
-            return replay(primary, secondary, progress, settings=s)
+        def run(s, progress=progress, output=None):
+            return replay(primary, secondary, progress, settings=s, output=output)
 
         # (one walk of each capture, then only the batches holding the frames asked for)
         pickers = [FramePicker(partial(open_side, (primary, secondary), settings, side)) for side in (0, 1)]
@@ -255,7 +255,7 @@ def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = 
                        "filter_rewriter": settings.filter_rewriter}
     # the other profile's replay runs beside this one from the start (offline/background.py)
     # (without the caller's progress: that is the first replay's, in this process)
-    job = OtherProfileReplay(lambda s: run(s, None), settings) if other_profile else None
+    job = OtherProfileReplay(lambda s, output: run(s, None, output), settings) if other_profile else None
     try:
         tl = run(settings)
     except BaseException:

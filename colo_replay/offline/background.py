@@ -4,16 +4,21 @@
 divergence's frames.  That needs a whole second replay, and under 4.1 (its inverted TCP test: a
 checkpoint per TCP segment) it can cost several times the first.  So it runs beside the first
 one, in a forked child, from the start; the parent asks it about the frames it has chosen once
-it has chosen them, and waits for the answer only until a deadline.  The child keeps its
-timeline's columns and sends back only the rows about those frames: a small table, whatever the
-size of its timeline.  Past the deadline the child is stopped and the answer is None (the
-caller says so); what the parent computed is never lost.
+it has chosen them, and waits for the answer only until a deadline.  The child streams its
+timeline to a Parquet file in a folder the parent made (as ``replay -o``: its memory stays flat
+however long the pair; holding the columns instead cost ~75 bytes a row, ~600 MB for a 4M-frame
+pair's 8M rows, beside the parent's own timeline), reads back the rows about those frames and
+sends only them: a small table, whatever the size of its timeline.  Past the deadline the child
+is stopped and the answer is None (the caller says so); what the parent computed is never lost.
+The parent removes the folder when it closes the job, whatever became of the child.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import shutil
+import tempfile
 import time
 
 OTHER_BUDGET = 2.0
@@ -30,17 +35,25 @@ of a busy machine."""
 
 
 class BackgroundReplay:
-    """``run()`` (a replay returning its timeline's numpy columns, as ``Timeline.columns``) in
-    a forked child, started at once.  ``rows_about(primary_frames, secondary_frames,
-    deadline)``: the rows of its timeline naming those frames (a DataFrame), or None when it
-    failed (``error`` says why) or did not finish by ``deadline`` (``time.monotonic()``)."""
+    """``run(path)`` (a replay writing its timeline to the Parquet file ``path``, as ``replay(...,
+    output=path)``) in a forked child, started at once.  ``rows_about(primary_frames,
+    secondary_frames, deadline)``: the rows of its timeline naming those frames (a DataFrame),
+    or None when it failed (``error`` says why) or did not finish by ``deadline``
+    (``time.monotonic()``)."""
 
     def __init__(self, run):
         self.error: str | None = None
+        # (made and removed here: a child stopped at the deadline is killed, and cannot clean up)
+        self._dir = tempfile.mkdtemp(prefix="colo-replay-other-")
         ctx = mp.get_context("fork")      # the child inherits ``run`` and the captures' paths
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_child, args=(run, child), daemon=True)
-        self._proc.start()
+        path = os.path.join(self._dir, "timeline.parquet")
+        self._proc = ctx.Process(target=_child, args=(run, path, child), daemon=True)
+        try:
+            self._proc.start()
+        except BaseException:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            raise
         child.close()
 
     def rows_about(self, primary_frames: set, secondary_frames: set, deadline: float):
@@ -58,20 +71,21 @@ class BackgroundReplay:
         if status != "ok":
             self.error = value
             return None
-        from ..output.timeline import frame_from_columns
-        return frame_from_columns(value)
+        return value
 
     def close(self) -> None:
-        """Stop the child if it still runs (idempotent)."""
+        """Stop the child if it still runs, and remove its timeline (idempotent)."""
         if self._proc.is_alive():
             self._proc.kill()
         self._proc.join()
         self._conn.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 class OtherProfileReplay:
     """explain's replay with the other QEMU profile (4.1 <-> 7.2, ``name``), started beside the
-    first one: ``run(settings)`` is how the first was made.  Call ``first_done()`` when the
+    first one: ``run(settings, output)`` is how the first was made (``output``: where this one
+    streams its timeline).  Call ``first_done()`` when the
     first replay has finished (the budget is counted from it), then ``rows(primary_frames,
     secondary_frames)`` (None, with ``note`` saying why, when it failed or ran over the
     budget), and ``close()`` in any case."""
@@ -82,7 +96,7 @@ class OtherProfileReplay:
         self._started = time.monotonic()
         self._deadline = float("inf")
         other = settings.replace(qemu=self.name)
-        self._job = BackgroundReplay(lambda: run(other).columns)
+        self._job = BackgroundReplay(lambda path: run(other, path))
 
     def first_done(self) -> None:
         self._deadline = self._started + max(OTHER_MIN_S, OTHER_BUDGET * (time.monotonic() - self._started))
@@ -101,9 +115,7 @@ class OtherProfileReplay:
         self._job.close()
 
 
-def _child(run, conn) -> None:
-    import numpy as np
-
+def _child(run, path, conn) -> None:
     try:
         # the first replay and what follows it are what the user waits for: this one only
         # takes what CPU they leave
@@ -112,16 +124,45 @@ def _child(run, conn) -> None:
         pass
     try:
         try:
-            cols = run()
+            run(path)
         except ValueError as exc:         # a knob the other profile lacks (4.1: compare_timeout ...)
             conn.recv()
             conn.send(("error", str(exc)))
             return
         primary, secondary = conn.recv()
-        keep = np.isin(cols["primary_frame"], primary) | np.isin(cols["secondary_frame"], secondary)
-        conn.send(("ok", {name: col[keep] for name, col in cols.items()}))
+        conn.send(("ok", rows_naming(path, primary, secondary)))
     except (EOFError, BrokenPipeError):   # the parent stopped waiting
         pass
     finally:
         conn.close()
         os._exit(0)                       # no atexit or inherited finalizers in a forked child
+
+
+def rows_naming(path, primary_frames, secondary_frames):
+    """The rows of the Parquet timeline ``path`` whose primary_frame is one of
+    ``primary_frames`` or whose secondary_frame is one of ``secondary_frames``, in order, as the
+    timeline's DataFrame (``pandas.read_parquet``'s): each row group's two frame columns are
+    read, and the whole row group only where a row matches."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    primary = np.asarray(sorted(primary_frames), dtype=np.int64)
+    secondary = np.asarray(sorted(secondary_frames), dtype=np.int64)
+    with pq.ParquetFile(path) as pf:
+        parts = []
+        for i in range(pf.num_row_groups):
+            ids = pf.read_row_group(i, columns=["primary_frame", "secondary_frame"])
+            keep = (np.isin(ids.column(0).to_numpy(), primary)
+                    | np.isin(ids.column(1).to_numpy(), secondary))
+            if keep.any():
+                parts.append(pf.read_row_group(i).filter(pa.array(keep)))
+    from ..engine.eventlog import empty_columns
+    from ..output.timeline import frame_from_columns
+
+    # (the categoricals with every category, as the timeline's own DataFrame has them: a file's
+    # empty row group has no dictionary to read them from)
+    canonical = frame_from_columns(empty_columns())
+    if not parts:
+        return canonical
+    return pa.concat_tables(parts).to_pandas().astype(canonical.dtypes.to_dict())
