@@ -229,6 +229,7 @@ def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = 
     check_outputs({"--evidence": evidence}, {"primary capture": primary, "secondary capture": secondary,
                                              "chardev capture": chardev})
     pickers = []                            # (a pair's: FramePicker, closed at the end)
+    noting = None                           # (a pair's replay's progress: _NotingOffsets)
     if chardev is not None:
         if primary is not None or secondary is not None:
             raise ValueError("give either PRIMARY SECONDARY or chardev=, not both")
@@ -243,10 +244,13 @@ def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = 
         if primary is None or secondary is None:
             raise ValueError("missing PRIMARY and SECONDARY captures (or chardev=)")
 
-        def run(s, progress=progress, output=None):
+        noting = _NotingOffsets(progress)
+
+        def run(s, progress=noting, output=None):
             return replay(primary, secondary, progress, settings=s, output=output)
 
-        # (one walk of each capture, then only the batches holding the frames asked for)
+        # (the batches the replay noted, or one walk of each capture; then only the batches
+        # holding the frames asked for)
         pickers = [FramePicker(partial(open_side, (primary, secondary), settings, side)) for side in (0, 1)]
 
         def fetch(side, nums):
@@ -264,6 +268,10 @@ def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = 
         raise
     if job is not None:
         job.first_done()
+    if noting is not None:
+        for picker, reader in zip(pickers, noting.readers):
+            if reader is not None:
+                picker.index(reader.batch_offsets)
     knobs = tl.result.knobs
     profile = knobs["qemu"]
     replay_info.update(profile=profile, qemu=tl.result.qemu, after_checkpoint=knobs.get("after_checkpoint"),
@@ -303,6 +311,33 @@ def explain(primary=None, secondary=None, *, chardev=None, ports: dict | None = 
     for picker in pickers:
         picker.close()
     return result
+
+
+class _NotingOffsets:
+    """explain's replay's ``progress``: as the replay starts (``track``), a capture read by a plain
+    pcap reader is told to note where each batch lies (``PcapReader.note_offsets``: a tuple a
+    batch), so that explain's ``FramePicker`` starts from them instead of walking the capture
+    again (0.36 s of the 1M clean pair's 3.5 s explain).  ``readers``: those readers (None for
+    the other kinds: a filter-rewritten secondary, pcapng, gzip).  The caller's ``progress`` is
+    called (and its ``track``, after) as it would have been."""
+
+    def __init__(self, progress):
+        self.progress = progress
+        self.readers: tuple = (None, None)
+
+    def track(self, readers, paths):
+        from .captures.pcap import PcapReader
+
+        self.readers = tuple(r if type(r) is PcapReader and r.random_access else None for r in readers)
+        for reader in self.readers:
+            if reader is not None:
+                reader.note_offsets = True
+        track = getattr(self.progress, "track", None)
+        return readers if track is None else track(readers, paths)
+
+    def __call__(self, frames: int) -> None:
+        if self.progress is not None:
+            self.progress(frames)
 
 
 def report(primary=None, secondary=None, *, chardev=None, timeline=None, summary=None, ports: dict | None = None,

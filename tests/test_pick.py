@@ -127,3 +127,63 @@ def test_the_picker_converts_frames_of_other_link_types_as_a_walk_does(tmp_path)
     assert opener.reads_at > 0 and opener.opened == 2
     walked = pick_frames(open_capture(path), nums)
     assert got == walked and all(len(p.data) == len(recs[n - 1][1]) + 14 for n, p in got.items())
+
+
+def test_the_picker_takes_the_offsets_a_reader_noted_and_never_walks(tmp_path):
+    """FramePicker.index: the batch offsets another reader of the same file noted as it was read
+    (explain's replay, api._NotingOffsets) make every look-up up to their last frame read batch
+    by batch, with no walk; past them it walks as before.  Offsets from a reader of other chunk
+    sizes serve alike; a reader it could not read at an offset (gzip) takes none."""
+    path = tmp_path / "c.pcap"
+    truth = _capture(path)
+    replayed = open_capture(path, chunk_size=8192)          # the replay's reader, its own chunks
+    replayed.note_offsets = True
+    for _batch in replayed.batches():
+        pass
+    opener = _Counting(path, 4096)
+    picker = FramePicker(opener)
+    half = [b for b in replayed.batch_offsets if b[0] <= 3000]
+    picker.index(half)
+    covered = half[-1][0] + half[-1][2] - 1
+    rng = random.Random(3)
+    nums = sorted(rng.sample(range(1, covered + 1), 80)) + [covered]
+    got = picker(nums)
+    assert {n: (p.time_ns, p.data) for n, p in got.items()} == {n: truth[n] for n in nums}
+    assert opener.opened == 1 and 0 < opener.reads_at <= len(nums)   # the batch_at reader only: no walk
+    picker.index(half[:3])                                  # covering less: kept as it was
+    assert picker([covered]) == {covered: got[covered]} and opener.opened == 1
+    got = picker([covered + 1, 6000])                       # past them: one walk
+    assert opener.opened == 2 and {n: p.data for n, p in got.items()} == {covered + 1: truth[covered + 1][1],
+                                                                        6000: truth[6000][1]}
+    picker.close()
+    gz = tmp_path / "c.pcap.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    opener = _Counting(gz, 4096)
+    picker = FramePicker(opener)
+    picker.index(replayed.batch_offsets)
+    assert picker._covered == 0 and picker._random is None and opener.opened == 1
+    assert sorted(picker([5, 700])) == [5, 700] and opener.opened == 2
+
+
+def test_explain_does_not_walk_a_plain_pcap_again(monkeypatch):
+    """explain's replay notes where a plain pcap's batches lie, so explain's look-ups read just
+    their batches; the filter-rewritten secondary (bytes that depend on what came before) is
+    walked, as before."""
+    import os
+
+    import colo_replay
+    from colo_replay.captures import pick
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p, s = (os.path.join(root, "sample_pcaps", f"{side}.pcap") for side in ("primary", "secondary"))
+    walks = []
+    walk = pick.FramePicker._walk
+
+    def counted(self, wanted):
+        walks.append(type(self._open()).__name__)
+        return walk(self, wanted)
+    monkeypatch.setattr(pick.FramePicker, "_walk", counted)
+    plain = colo_replay.explain(p, s, other_profile=False, tshark=False)
+    assert plain.divergences and walks == []
+    rewritten = colo_replay.explain(p, s, other_profile=False, tshark=False, filter_rewriter=True)
+    assert rewritten.divergences and walks and set(walks) == {"RewrittenReader"}

@@ -11,6 +11,7 @@ flush before, then tshark's context), each time spread over the whole capture: s
 nearly all of it on the 1M-frame pairs, a fifth of explain's time.  ``FramePicker`` walks once
 and, for a plain pcap file, notes where each batch's records lie (``PcapReader.batch_offsets``);
 later look-ups read just the batches holding the frames asked for (``PcapReader.batch_at``).
+Given the offsets the replay itself noted (``FramePicker.index``), it does not walk at all.
 """
 
 from __future__ import annotations
@@ -107,16 +108,34 @@ class FramePicker:
         if indexed:
             reader.note_offsets = True
         out = pick_frames(reader, wanted)
-        offsets = reader.batch_offsets if indexed else None
-        if offsets:
-            covered = offsets[-1][0] + offsets[-1][2] - 1       # the last batch's last frame
-            if covered > self._covered:
-                self._firsts = [b[0] for b in offsets]
-                self._spans = [b[1:] for b in offsets]
-                self._covered = covered
-                if self._random is None:
-                    self._random = self._open()
+        if indexed:
+            self.index(reader.batch_offsets)
         return out
+
+    def index(self, batch_offsets: list) -> None:
+        """Take the batch offsets of a walk of the same capture (``PcapReader.batch_offsets``,
+        noted by a reader of a plain pcap file, as ``_walk`` does; explain's replay notes them as
+        it reads, so explain does not walk the captures again): look-ups up to the last frame
+        they cover then read just the batches holding the frames asked for.  Ignored when the
+        reader ``open_reader()`` gives is not a plain pcap file's (it could not read them)."""
+        from .pcap import PcapReader
+
+        if not batch_offsets:
+            return
+        covered = batch_offsets[-1][0] + batch_offsets[-1][2] - 1       # the last batch's last frame
+        if covered <= self._covered:
+            return
+        if self._random is None:
+            reader = self._open()
+            if not (type(reader) is PcapReader and reader.random_access):
+                close = getattr(reader, "close", None)
+                if close is not None:
+                    close()
+                return
+            self._random = reader
+        self._firsts = [b[0] for b in batch_offsets]
+        self._spans = [b[1:] for b in batch_offsets]
+        self._covered = covered
 
     def close(self) -> None:
         if self._random is not None:
