@@ -63,6 +63,20 @@ def test_sample_pair_streamed_equals_in_memory(tmp_path, after):
     _same(api.replay(P, S, after_checkpoint=after), api.replay(P, S, after_checkpoint=after, output=str(out)), out)
 
 
+def test_an_empty_timeline_streamed_reads_back_with_every_category(tmp_path):
+    """Captures without frames: the streamed file's one row group is empty and has no dictionary
+    pages, yet ``Timeline.events`` read back from it is the in-memory one, categories and all."""
+    from tests.support.pcapwrite import write_pcap
+
+    p, s, out = tmp_path / "p.pcap", tmp_path / "s.pcap", tmp_path / "t.parquet"
+    write_pcap(p, [])
+    write_pcap(s, [])
+    mem, streamed = api.replay(str(p), str(s)), api.replay(str(p), str(s), output=str(out))
+    assert len(mem) == 0 and len(pq.read_table(out)) == 0
+    assert streamed.events.equals(mem.events) and (streamed.events.dtypes == mem.events.dtypes).all()
+    assert list(streamed.events["kind"].cat.categories) == list(mem.events["kind"].cat.categories) != []
+
+
 def test_chardev_streamed_equals_in_memory(tmp_path):
     out = tmp_path / "t.parquet"
     _same(api.replay_chardev(CHARDEV), api.replay_chardev(CHARDEV, output=str(out)), out)

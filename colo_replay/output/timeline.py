@@ -208,6 +208,10 @@ def read_timeline_frame(path):
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
+    if not table.num_rows and table.schema.names == list(COLUMNS):
+        # A timeline without rows: its row group has no dictionary pages, so Arrow would give
+        # categoricals without categories; the timeline's own DataFrame has every category.
+        return frame_from_columns(empty_columns())
     # (the table must have no other owner for self_destruct to free anything)
     return table.to_pandas(self_destruct=True, split_blocks=True)
 
