@@ -326,9 +326,9 @@ class _NotingOffsets:
         self.readers: tuple = (None, None)
 
     def track(self, readers, paths):
-        from .captures.pcap import PcapReader
+        from .captures.pick import indexable
 
-        self.readers = tuple(r if type(r) is PcapReader and r.random_access else None for r in readers)
+        self.readers = tuple(r if indexable(r) else None for r in readers)
         for reader in self.readers:
             if reader is not None:
                 reader.note_offsets = True

@@ -19,7 +19,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from typing import Iterable, NamedTuple
 
-__all__ = ["FramePicker", "Picked", "pick_frames"]
+__all__ = ["FramePicker", "Picked", "indexable", "pick_frames"]
 
 
 class Picked(NamedTuple):
@@ -62,6 +62,15 @@ def _take(batch, nums: list, out: dict) -> None:
         out[num] = Picked(batch.timestamps[i], bytes(frames[i]), None if vl is None else vl[i])
 
 
+def indexable(reader) -> bool:
+    """``reader`` is a plain pcap file's (``PcapReader`` of an uncompressed regular file): where
+    its batches lie can be noted (``note_offsets``) and read again by offset (``batch_at``).
+    Not a filter-rewritten secondary (its bytes depend on what came before), pcapng or gzip."""
+    from .pcap import PcapReader
+
+    return type(reader) is PcapReader and reader.random_access
+
+
 class FramePicker:
     """``pick_frames`` for several look-ups in one capture: ``picker(numbers)``.
 
@@ -101,10 +110,8 @@ class FramePicker:
         return out
 
     def _walk(self, wanted: list) -> dict[int, Picked]:
-        from .pcap import PcapReader
-
         reader = self._open()
-        indexed = type(reader) is PcapReader and reader.random_access
+        indexed = indexable(reader)
         if indexed:
             reader.note_offsets = True
         out = pick_frames(reader, wanted)
@@ -118,8 +125,6 @@ class FramePicker:
         it reads, so explain does not walk the captures again): look-ups up to the last frame
         they cover then read just the batches holding the frames asked for.  Ignored when the
         reader ``open_reader()`` gives is not a plain pcap file's (it could not read them)."""
-        from .pcap import PcapReader
-
         if not batch_offsets:
             return
         covered = batch_offsets[-1][0] + batch_offsets[-1][2] - 1       # the last batch's last frame
@@ -127,7 +132,7 @@ class FramePicker:
             return
         if self._random is None:
             reader = self._open()
-            if not (type(reader) is PcapReader and reader.random_access):
+            if not indexable(reader):
                 close = getattr(reader, "close", None)
                 if close is not None:
                     close()

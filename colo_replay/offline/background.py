@@ -157,12 +157,6 @@ def rows_naming(path, primary_frames, secondary_frames):
                     | np.isin(ids.column(1).to_numpy(), secondary))
             if keep.any():
                 parts.append(pf.read_row_group(i).filter(pa.array(keep)))
-    from ..engine.eventlog import empty_columns
-    from ..output.timeline import frame_from_columns
-
-    # (the categoricals with every category, as the timeline's own DataFrame has them: a file's
-    # empty row group has no dictionary to read them from)
-    canonical = frame_from_columns(empty_columns())
-    if not parts:
-        return canonical
-    return pa.concat_tables(parts).to_pandas().astype(canonical.dtypes.to_dict())
+        table = pa.concat_tables(parts) if parts else pf.schema_arrow.empty_table()
+    from ..output.timeline import frame_from_table
+    return frame_from_table(table)

@@ -857,8 +857,6 @@ def _stretch(engine, p: _Side, s: _Side, php: bool, shs: bool, wake: int, limit:
     return code, k, t
 
 
-
-
 @cython.cfunc
 @cython.inline
 def _rows_only(evs: list) -> cython.bint:

@@ -50,12 +50,11 @@ class Head:
                 used = sum(sizes[:n])
                 if used > room:
                     n = next(i for i, upto in enumerate(accumulate(sizes)) if upto > room)
-                    left = n                # (ends the sample below)
-                room -= used
+                room -= used                # (below 0: the frame cut off ends the sample)
             if n:
                 yield batch.head(n)
             left -= n
-            if left <= 0:
+            if left <= 0 or (room is not None and room < 0):
                 return
 
 
